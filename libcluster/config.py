@@ -1,0 +1,122 @@
+"""The one YAML configuration file, with typed access that names the wrong key on error.
+
+A :class:`Section` is a read-only view of one mapping of the file that knows its dotted
+path, so every error says exactly which key is missing or has the wrong type.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from libcluster import redact
+from libcluster.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = "/etc/ganeti-cookbooks/config.yaml"
+"""Where `cookbook` reads its configuration when no -c is given."""
+
+T = TypeVar("T")
+_MISSING: Any = object()
+
+
+class Section(Mapping[str, Any]):
+    """A mapping of the configuration file, with typed getters whose errors name the key."""
+
+    def __init__(self, data: Mapping[str, Any], where: str, source: str) -> None:
+        """Wrap data found at dotted path `where` of file `source`."""
+        self._data = dict(data)
+        self.where = where
+        self.source = source
+
+    def __getitem__(self, key: str) -> Any:
+        """Return the raw value of key, raising ConfigError naming it when missing."""
+        if key not in self._data:
+            raise ConfigError(f"{self.source}: missing key '{self._key(key)}'")
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        """Iterate over the keys of the section."""
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        """Number of keys in the section."""
+        return len(self._data)
+
+    def _key(self, key: str) -> str:
+        return f"{self.where}.{key}" if self.where else key
+
+    def _typed(self, key: str, kind: type | tuple[type, ...], name: str, default: Any) -> Any:
+        if key not in self._data or self._data[key] is None:
+            if default is _MISSING:
+                raise ConfigError(f"{self.source}: missing key '{self._key(key)}' ({name})")
+            return default
+        value = self._data[key]
+        if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+            raise ConfigError(f"{self.source}: key '{self._key(key)}' must be {name}, not a boolean")
+        if not isinstance(value, kind):
+            shown = "*****" if redact.is_secret_key(key) else repr(value)
+            raise ConfigError(f"{self.source}: key '{self._key(key)}' must be {name}, got {shown}")
+        return value
+
+    def str(self, key: str, default: Any = _MISSING) -> Any:
+        """A string value."""
+        return self._typed(key, str, "a string", default)
+
+    def int(self, key: str, default: Any = _MISSING) -> Any:
+        """An integer value."""
+        return self._typed(key, int, "an integer", default)
+
+    def float(self, key: str, default: Any = _MISSING) -> Any:
+        """A number, integers accepted."""
+        value = self._typed(key, (int, float), "a number", default)
+        return float(value) if value is not None and value is not default else value
+
+    def bool(self, key: str, default: Any = _MISSING) -> Any:
+        """A boolean value."""
+        return self._typed(key, bool, "true or false", default)
+
+    def list(self, key: str, default: Any = _MISSING) -> Any:
+        """A list value."""
+        return self._typed(key, list, "a list", default)
+
+    def section(self, key: str, default: Any = _MISSING) -> Section:
+        """A nested mapping as a Section; an absent key with default={} gives an empty one."""
+        value = self._typed(key, dict, "a mapping", default)
+        return Section(value or {}, self._key(key), self.source)
+
+    def has(self, key: str) -> bool:
+        """Whether the key is present and not null."""
+        return self._data.get(key) is not None
+
+
+def _register_secrets(data: Any, key: str = "") -> None:
+    if isinstance(data, dict):
+        for sub_key, value in data.items():
+            _register_secrets(value, str(sub_key))
+    elif isinstance(data, list):
+        for value in data:
+            _register_secrets(value, key)
+    elif redact.is_secret_key(key):
+        redact.register(data)
+
+
+def load(path: str | Path) -> Section:
+    """Read the YAML file at path, register its secrets for redaction and return its root."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    _register_secrets(data)
+    return Section(data, "", str(path))

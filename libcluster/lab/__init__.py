@@ -1,0 +1,4 @@
+"""The lab: a real Ganeti cluster, NetBox, Knot DNS, etcd and ngircd on one Debian machine.
+
+`cookbook-lab up|down|status|config` drives it; tests and the demo run against it.
+"""

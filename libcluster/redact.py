@@ -1,0 +1,58 @@
+"""Keep secrets (RAPI passwords, NetBox tokens, TSIG keys) out of logs, output and exceptions.
+
+Secrets are registered once (the config loader registers every value whose key names a
+secret); a logging filter and :func:`redact` replace them wherever they appear.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+
+MASK = "*****"
+"""What a secret is replaced with."""
+
+SECRET_KEY_PATTERN = re.compile(r"(password|passwd|secret|token|tsig_key|api_key|signing_key)", re.IGNORECASE)
+"""Config keys whose values are secrets."""
+
+_MIN_SECRET_LEN = 4
+_lock = threading.Lock()
+_secrets: set[str] = set()
+
+
+def register(value: object) -> None:
+    """Remember a secret value so that it is masked from now on (short values are ignored)."""
+    if isinstance(value, str) and len(value) >= _MIN_SECRET_LEN:
+        with _lock:
+            _secrets.add(value)
+
+
+def is_secret_key(key: str) -> bool:
+    """Tell whether a configuration key holds a secret, by its name."""
+    return bool(SECRET_KEY_PATTERN.search(key))
+
+
+def redact(text: str) -> str:
+    """Return text with every registered secret masked, longest first."""
+    with _lock:
+        secrets = sorted(_secrets, key=len, reverse=True)
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, MASK)
+    return text
+
+
+class RedactingFilter(logging.Filter):
+    """Logging filter that masks secrets in the final message, arguments and traceback included."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Render the record's message once, mask it, and drop the raw arguments."""
+        message = record.getMessage()
+        if record.exc_info:
+            message = message + "\n" + logging.Formatter().formatException(record.exc_info)
+            record.exc_info = None
+            record.exc_text = None
+        record.msg = redact(message)
+        record.args = None
+        return True
