@@ -10,6 +10,7 @@ import json
 import os
 import secrets
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -167,3 +168,47 @@ def read_pidfile(path: Path) -> int | None:
     except (OSError, ValueError, IndexError):
         return None
     return pid if pids_alive([pid]) else None
+
+
+def start_background(lab: Lab, part: str, cmd: Sequence[str], pidfile: Path, env: dict[str, str] | None = None) -> int:
+    """Start a foreground daemon detached in its own session, output to the part's log; record its pid in pidfile."""
+    lab.log_dir.mkdir(parents=True, exist_ok=True)
+    pidfile.parent.mkdir(parents=True, exist_ok=True)
+    with lab.log_file(part).open("a") as log:
+        log.write(f"$ {shlex.join(cmd)} &\n")
+        log.flush()
+        process = subprocess.Popen(
+            list(cmd), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})}, start_new_session=True,
+        )
+    pidfile.write_text(f"{process.pid}\n")
+    return process.pid
+
+
+def stop_pidfile(pidfile: Path, timeout: float = 20) -> None:
+    """End the process named in pidfile: SIGTERM, then SIGKILL after timeout; remove the pidfile."""
+    pid = read_pidfile(pidfile)
+    if pid is not None:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _running(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if _running(pid):
+            os.kill(pid, signal.SIGKILL)
+            while _running(pid):
+                time.sleep(0.1)
+    pidfile.unlink(missing_ok=True)
+
+
+def _running(pid: int) -> bool:
+    """Whether pid still runs (reaping it first if it is our exited child; zombies count as ended)."""
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
