@@ -1,0 +1,320 @@
+"""The NetBox client cookbooks use: paged strict reads, bulk writes, IP allocation and MACs, dry-run aware.
+
+Reads return NetBox's JSON objects as plain dicts, fetched page by page through pynetbox's
+request layer: no per-object lazy fetch can hide behind an attribute access (requests grow
+with pages, not objects), and no caller can bypass dry-run with `record.save()`. Every write
+goes through this class, is recorded in the run's ChangeLog and, in dry-run, is only recorded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import pynetbox
+from pynetbox.core.query import Request
+
+from libcluster import redact
+from libcluster.changes import ChangeLog
+from libcluster.config import Section
+from libcluster.netbox import strict
+from libcluster.netbox.errors import (
+    NetBoxAmbiguous,
+    NetBoxConflict,
+    NetBoxError,
+    NetBoxFilterError,
+    NetBoxNotFound,
+    NetBoxReadOnly,
+)
+from libcluster.netbox.http import NetBoxAdapter, translated
+from libcluster.netbox.kinds import KINDS, VM_INTERFACE_TYPE, Kind
+
+DEFAULT_PAGE_SIZE = 1000
+"""Objects per GET page (NetBox's default MAX_PAGE_SIZE; a lower server limit is followed by `next` links)."""
+
+DEFAULT_BULK_SIZE = 200
+"""Objects per bulk POST/PATCH/DELETE, so one request stays well inside the server's worker timeout."""
+
+DEFAULT_THREADS = 4
+"""Pages fetched in parallel after the first one."""
+
+MAX_FILTER_VALUES = 200
+"""Values of one multi-valued filter per request (longer lists are split, keeping URLs short)."""
+
+SYSTEM = "netbox"
+"""System name of NetBox entries in the ChangeLog."""
+
+PrefixRef = int | str | Mapping[str, Any]
+"""A prefix given as its id, its CIDR (looked up) or its object."""
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+class NetBox:
+    """NetBox through pynetbox, with the read-only token for reads and dry-run, and the read-write one for writes."""
+
+    def __init__(self, config: Section, *, read_write: bool, dry_run: bool, changes: ChangeLog) -> None:
+        """Connect per the `netbox` config section; in dry-run (or read-only) the ro_token is used, even if read_write."""
+        self.url = config.str("url").rstrip("/")
+        self.read_write = read_write
+        self.dry_run = dry_run
+        self._changes = changes
+        for key in ("token", "ro_token"):
+            if config.has(key):
+                redact.register(config[key])
+        token = config.str("token") if read_write and not dry_run else config.str("ro_token")
+        self.page_size = config.int("page_size", DEFAULT_PAGE_SIZE)
+        self.bulk_size = config.int("bulk_size", DEFAULT_BULK_SIZE)
+        self._threads = max(1, config.int("threads", DEFAULT_THREADS))
+        self._api = pynetbox.api(self.url, token=token)
+        self._adapter = NetBoxAdapter(
+            timeout=config.float("timeout", 30.0), verify=config.str("ca_file", None) or True, pool_size=self._threads
+        )
+        for scheme in ("http://", "https://"):
+            self._api.http_session.mount(scheme, self._adapter)
+        self._version: tuple[int, int] | None = None
+
+    @property
+    def session(self) -> Any:
+        """The requests session every call goes through (tests mount stub adapters on it)."""
+        return self._api.http_session
+
+    @property
+    def request_count(self) -> int:
+        """HTTP requests sent so far by this client."""
+        return self._adapter.sent
+
+    @property
+    def version(self) -> tuple[int, int]:
+        """NetBox API version as (major, minor), read once from the API-Version header."""
+        if self._version is None:
+            with translated("GET /api/"):
+                text = self._api.version
+            try:
+                major, minor = (int(part) for part in text.split(".")[:2])
+            except ValueError:
+                raise NetBoxError(f"GET /api/: no usable API-Version header ({text!r}): not a NetBox API URL?") from None
+            self._version = (major, minor)
+        return self._version
+
+    # Reads
+
+    def objects(self, kind: str, *, fields: Iterable[str] | None = None, **filters: Any) -> list[dict[str, Any]]:
+        """Every object of kind matching the filters, read by pages of `page_size`.
+
+        fields limits the fields NetBox serialises (much faster for bulk reads); the fields the
+        filter checks need, id and the label are always added. Filters are checked (see strict).
+        """
+        spec = self._kind(kind)
+        strict.params(spec, filters)
+        if strict.matches_nothing(filters):
+            return []
+        found: list[dict[str, Any]] = []
+        for part in self._split(filters):
+            query = strict.params(spec, part)
+            if fields is not None:
+                query["fields"] = ",".join(sorted(set(fields) | strict.needed_fields(spec, part)))
+            request = self._request(spec, filters=query, limit=self.page_size, threaded=True)
+            with translated(f"GET {spec.path}"):
+                for obj in request.get():
+                    strict.verify(spec, part, obj)
+                    found.append(obj)
+        return found
+
+    def find(self, kind: str, **filters: Any) -> dict[str, Any] | None:
+        """The one object of kind matching the filters, None if none; several raise NetBoxAmbiguous."""
+        spec = self._kind(kind)
+        if not filters:
+            raise NetBoxFilterError(f"{spec.name}: a lookup of one object needs at least one filter")
+        found = self.objects(kind, **filters)
+        if len(found) > 1:
+            labels = ", ".join(str(obj.get(spec.label)) for obj in found[:5])
+            raise NetBoxAmbiguous(f"GET {spec.path}: {len(found)} {spec.name} objects match {filters}: {labels}")
+        return found[0] if found else None
+
+    def get(self, kind: str, **filters: Any) -> dict[str, Any]:
+        """The one object of kind matching the filters; none raises NetBoxNotFound, several NetBoxAmbiguous."""
+        found = self.find(kind, **filters)
+        if found is None:
+            spec = self._kind(kind)
+            raise NetBoxNotFound(f"GET {spec.path}: no {spec.name} matches {filters}")
+        return found
+
+    def count(self, kind: str, **filters: Any) -> int:
+        """How many objects of kind match the filters, in one request (its one returned object is checked)."""
+        spec = self._kind(kind)
+        query = strict.params(spec, filters)
+        if strict.matches_nothing(filters):
+            return 0
+        query["fields"] = ",".join(sorted(strict.needed_fields(spec, filters)))
+        request = self._request(spec, filters=query, limit=1, offset=0)
+        with translated(f"GET {spec.path}"):
+            for obj in request.get():
+                strict.verify(spec, filters, obj)
+        return int(request.count)
+
+    def available_ips(self, prefix: PrefixRef, count: int = 1) -> list[str]:
+        """Up to count free addresses of the prefix (with its mask), lowest first; reads only, allocates nothing."""
+        prefix_id, _ = self._prefix(prefix)
+        spec = KINDS["prefix"]
+        request = self._request(spec, suffix=f"{prefix_id}/available-ips/")
+        with translated(f"GET {spec.path}/{prefix_id}/available-ips"):
+            return [str(item["address"]) for item in request.get(add_params={"limit": count})][:count]
+
+    # Writes
+
+    def create(self, kind: str, objects: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Create objects in bulk (list bodies of `bulk_size`); returns NetBox's objects, or the planned ones in dry-run."""
+        spec = self._kind(kind)
+        return self._write(spec, "create", f"POST {spec.path}", self._request(spec), objects)
+
+    def update(self, kind: str, objects: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Change fields of existing objects in bulk; each mapping holds the object's id and only the changed fields."""
+        spec = self._kind(kind)
+        for obj in objects:
+            if not isinstance(obj.get("id"), int):
+                raise NetBoxError(f"PATCH {spec.path}: every object to update needs its integer id, got {obj!r}")
+        return self._write(spec, "update", f"PATCH {spec.path}", self._request(spec), objects)
+
+    def delete(self, kind: str, objects: Sequence[int | Mapping[str, Any]]) -> None:
+        """Delete objects (ids or objects) in bulk."""
+        self._delete(self._kind(kind), objects, "delete")
+
+    def allocate_ips(self, prefix: PrefixRef, wanted: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Allocate one free address of the prefix per mapping (dns_name, assigned_object_*, status...).
+
+        In dry-run the free addresses are read (GET available-ips) and returned as planned objects, nothing
+        is allocated; too few free addresses raise NetBoxConflict in both modes.
+        """
+        if not wanted:
+            return []
+        spec = KINDS["ip-address"]
+        prefix_id, prefix_label = self._prefix(prefix)
+        action = f"POST {KINDS['prefix'].path}/{prefix_id}/available-ips"
+        self._writable(spec, action)
+        if self.dry_run:
+            free = self.available_ips(prefix_id, len(wanted))
+            if len(free) < len(wanted):
+                raise NetBoxConflict(f"{action}: {len(free)} free address(es) in {prefix_label}, {len(wanted)} wanted")
+            wanted = [{**data, "address": address} for address, data in zip(free, wanted)]
+        request = self._request(KINDS["prefix"], suffix=f"{prefix_id}/available-ips/")
+        return self._write(spec, "allocate", action, request, wanted, prefix=prefix_label)
+
+    def allocate_ip(self, prefix: PrefixRef, *, dns_name: str, interface_id: int | None = None,
+                    status: str = "active", description: str = "") -> dict[str, Any]:
+        """Allocate the next free address of the prefix with its DNS name, assigned to a VM interface if given."""
+        data: dict[str, Any] = {"dns_name": dns_name, "status": status, "description": description}
+        if interface_id is not None:
+            data.update(assigned_object_type=VM_INTERFACE_TYPE, assigned_object_id=interface_id)
+        return self.allocate_ips(prefix, [data])[0]
+
+    def release_ips(self, ips: Sequence[int | Mapping[str, Any]]) -> None:
+        """Give addresses (ids or objects) back to their prefix by deleting them."""
+        self._delete(KINDS["ip-address"], ips, "release")
+
+    def set_macs(self, macs: Mapping[int, str]) -> None:
+        """Give VM interfaces (interface id -> MAC) their MAC address the way this NetBox version stores it.
+
+        4.7 accepts `mac_address` on the interface again; 4.2 to 4.6 need a dcim MAC address object
+        assigned to the interface and made its `primary_mac_address`.
+        """
+        if not macs:
+            return
+        if self.version >= (4, 7):
+            self.update("vm-interface", [{"id": iface, "mac_address": mac} for iface, mac in macs.items()])
+            return
+        created = self.create("mac-address", [
+            {"mac_address": mac, "assigned_object_type": VM_INTERFACE_TYPE, "assigned_object_id": iface}
+            for iface, mac in macs.items()
+        ])
+        self.update("vm-interface", [
+            {"id": iface, "primary_mac_address": obj["id"]} for iface, obj in zip(macs, created)
+        ])
+
+    # Internals
+
+    def _kind(self, name: str) -> Kind:
+        try:
+            return KINDS[name]
+        except KeyError:
+            raise NetBoxError(f"unknown NetBox object kind {name!r}; known: {', '.join(sorted(KINDS))}") from None
+
+    def _request(self, spec: Kind, *, suffix: str = "", filters: dict[str, Any] | None = None,
+                 limit: int | None = None, offset: int | None = None, threaded: bool = False) -> Request:
+        endpoint = getattr(getattr(self._api, spec.app), spec.endpoint)
+        return Request(
+            base=f"{endpoint.url}/{suffix}", http_session=self._api.http_session, token=self._api.token,
+            filters=filters, limit=limit, offset=offset, threading=threaded and self._threads > 1,
+            max_workers=self._threads,
+        )
+
+    def _split(self, filters: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+        """The filters, with the longest multi-valued one split into parts of MAX_FILTER_VALUES values."""
+        multi = [name for name, value in filters.items() if isinstance(value, (list, tuple, set, frozenset))]
+        longest = max(multi, key=lambda name: len(filters[name]), default=None)
+        if longest is None or len(filters[longest]) <= MAX_FILTER_VALUES:
+            yield dict(filters)
+            return
+        for part in _chunks(sorted(filters[longest], key=str), MAX_FILTER_VALUES):
+            yield {**filters, longest: list(part)}
+
+    def _prefix(self, prefix: PrefixRef) -> tuple[int, str]:
+        if isinstance(prefix, Mapping):
+            return int(prefix["id"]), str(prefix.get("prefix", f"#{prefix['id']}"))
+        if isinstance(prefix, int):
+            return prefix, f"#{prefix}"
+        return int(self.get("prefix", prefix=prefix)["id"]), prefix
+
+    def _writable(self, spec: Kind, action: str) -> None:
+        if not self.read_write:
+            raise NetBoxReadOnly(f"{action}: this NetBox client was opened read-only (read_write=False)")
+        if not spec.writable:
+            raise NetBoxReadOnly(f"{action}: {spec.name} objects are read-only through this client")
+
+    def _record(self, spec: Kind, verb: str, obj: Mapping[str, Any], **detail: Any) -> None:
+        label = obj.get(spec.label) or f"#{obj.get('id')}"
+        self._changes.record(SYSTEM, f"{spec.name}-{verb}", str(label), id=obj.get("id"), **detail)
+
+    def _write(self, spec: Kind, verb: str, action: str, request: Request,
+               objects: Sequence[Mapping[str, Any]], **detail: Any) -> list[dict[str, Any]]:
+        """Send objects as list bodies of bulk_size (in dry-run only record them), record each, check what NetBox kept."""
+        self._writable(spec, action)
+        if self.dry_run:
+            planned = [{**obj, "id": obj.get("id")} for obj in objects]
+            for obj in planned:
+                self._record(spec, verb, obj, fields=_fields(obj), **detail)
+            return planned
+        method = action.split(" ", 1)[0]
+        done: list[dict[str, Any]] = []
+        for chunk in _chunks([dict(obj) for obj in objects], self.bulk_size):
+            with translated(action):
+                answer = request.post(list(chunk)) if method == "POST" else request.patch(list(chunk))
+            for sent, got in zip(chunk, answer):
+                self._record(spec, verb, got, fields=_fields(sent), **detail)
+            for sent, got in zip(chunk, answer):
+                strict.verify_written(spec, method, sent, got)
+            done.extend(answer)
+        return done
+
+    def _delete(self, spec: Kind, objects: Sequence[int | Mapping[str, Any]], verb: str) -> None:
+        action = f"DELETE {spec.path}"
+        self._writable(spec, action)
+        targets = [{"id": obj} if isinstance(obj, int) else {"id": obj["id"], spec.label: obj.get(spec.label)}
+                   for obj in objects]
+        if self.dry_run:
+            for target in targets:
+                self._record(spec, verb, target)
+            return
+        request = self._request(spec)
+        for chunk in _chunks(targets, self.bulk_size):
+            with translated(action):
+                request.delete([{"id": target["id"]} for target in chunk])
+            for target in chunk:
+                self._record(spec, verb, target)
+
+
+def _fields(obj: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in obj.items() if key != "id"}
