@@ -1,0 +1,322 @@
+"""The lab's Ganeti 3.0 cluster: nodes in namespaces, fake hypervisor, RAPI with a verifiable certificate.
+
+`up` builds what is missing and repairs what is down (namespaces, sshd, Ganeti daemons, RAPI
+certificate and users); `down` stops and removes every process, namespace, mount and address it made.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from libcluster.lab import netns, sshd, tls, topology
+from libcluster.lab.clusterfs import (
+    FILE_STORAGE_DIR, PART, SHARED_FILE_STORAGE_DIR, ClusterPaths, seed_node_dirs, write_shared_files,
+)
+from libcluster.lab.common import Lab, LabError, step, wait_for
+
+NAME = PART
+
+PACKAGES = ("ganeti", "ganeti-os-noop", "openssh-server", "openssl")
+
+RAPI_URL = f"https://{topology.MASTER_IP}:{topology.RAPI_PORT}"
+RAPI_USER = "cookbooks"
+RAPI_RO_USER = "cookbooks-ro"
+
+NODED_PORT = 1811
+"""ganeti-noded's port: a member node whose noded answers is up."""
+
+NODE_DAEMONS = ("ganeti-noded", "ganeti-confd")
+"""Daemons every member node runs; any missing means `daemon-util start-all` on it."""
+MASTER_DAEMONS = ("ganeti-wconfd", "ganeti-luxid", "ganeti-rapi")
+"""Daemons the master also runs."""
+
+STOP_TIMEOUT = 25
+"""Seconds `down` gives the daemons of a node to stop gracefully before they are killed."""
+
+
+def _rapi_password(lab: Lab) -> str:
+    return lab.secret("ganeti_rapi_password")
+
+
+def _rapi_ro_password(lab: Lab) -> str:
+    return lab.secret("ganeti_rapi_ro_password")
+
+
+def _in_node(lab: Lab, paths: ClusterPaths, node: topology.Node, cmd: list[str], timeout: float = 300) -> str:
+    """Run cmd inside the node (logged to the part's log) and return its output."""
+    return lab.run(PART, netns.node_cmd(paths, node, cmd), timeout=timeout).stdout
+
+
+def _read_config(paths: ClusterPaths) -> dict[str, Any] | None:
+    """The newest Ganeti config.data among the nodes' copies (master candidates hold one), None if none."""
+    newest: dict[str, Any] | None = None
+    for node in topology.NODES:
+        try:
+            config = json.loads(paths.node_path(node, "/var/lib/ganeti/config.data").read_text())
+        except (OSError, ValueError):
+            continue
+        if newest is None or config.get("serial_no", 0) > newest.get("serial_no", 0):
+            newest = config
+    return newest
+
+
+def _layout(config: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    """Master fqdn and {member fqdn: group name} from a Ganeti config."""
+    groups = {uuid: group["name"] for uuid, group in config["nodegroups"].items()}
+    nodes = config["nodes"]
+    master = nodes[config["cluster"]["master_node"]]["name"]
+    return master, {node["name"]: groups.get(node["group"], "") for node in nodes.values()}
+
+
+def _by_fqdn(fqdn: str) -> topology.Node:
+    return topology.node(fqdn.split(".", 1)[0])
+
+
+def _prepare_nodes(lab: Lab, paths: ClusterPaths) -> None:
+    """Bridge, per-node namespaces and mounts, sshd with the runner's key: create or repair each node."""
+    write_shared_files(paths)
+    sshd.ensure_keys(lab, paths)
+    netns.ensure_bridge(lab)
+    netns.ensure_ns_dir(lab, paths)
+    mounts = netns.mount_points()
+    for node in topology.NODES:
+        seed_node_dirs(paths, node)
+        sshd.seed_node(paths, node)
+        sshd.authorize(paths, node, [sshd.runner_public_key(paths)])
+        if not netns.node_intact(paths, node, mounts):
+            netns.remove_node(lab, paths, node)
+            netns.create_node(lab, paths, node)
+        sshd.ensure_sshd(lab, paths, node)
+
+
+def _root_keys(paths: ClusterPaths, members: list[str]) -> list[str]:
+    """Public root keys of the member nodes (Ganeti's keys for SSH between nodes)."""
+    keys = []
+    for fqdn in members:
+        pub = paths.node_path(_by_fqdn(fqdn), "/root/.ssh/id_rsa.pub")
+        if pub.exists():
+            keys.append(pub.read_text().strip())
+    return keys
+
+
+def _init_cluster(lab: Lab, paths: ClusterPaths) -> None:
+    """`gnt-cluster init` on the first node: fake hypervisor, file templates, no /etc/hosts editing."""
+    _in_node(lab, paths, topology.NODES[0], [
+        "gnt-cluster", "init", "--enabled-hypervisors=fake",
+        "--enabled-disk-templates=diskless,file,sharedfile",
+        f"--file-storage-dir={FILE_STORAGE_DIR}", f"--shared-file-storage-dir={SHARED_FILE_STORAGE_DIR}",
+        f"--master-netdev={topology.NODE_BRIDGE}", f"--nic-parameters=mode=bridged,link={topology.NODE_BRIDGE}",
+        "--no-etc-hosts", topology.CLUSTER_FQDN,
+    ])
+
+
+def _ensure_daemons(lab: Lab, paths: ClusterPaths, node: topology.Node, is_master: bool) -> None:
+    """Start the node's Ganeti daemons when one that must run is missing (start-all skips running ones)."""
+    running = set(netns.process_names(netns.netns_pids(node.netns)).values())
+    wanted = NODE_DAEMONS + (MASTER_DAEMONS if is_master else ())
+    if not set(wanted) <= running:
+        _in_node(lab, paths, node, ["/usr/lib/ganeti/daemon-util", "start-all"])
+
+
+def _ensure_master_ip(lab: Lab, paths: ClusterPaths, master: topology.Node) -> None:
+    """Put the master IP back on the master's bridge when it is missing (e.g. its namespace was rebuilt)."""
+    addresses = lab.run(PART, ["ip", "-n", master.netns, "-o", "-4", "addr", "show", "dev", topology.NODE_BRIDGE])
+    if f" {topology.MASTER_IP}/" not in addresses.stdout:
+        _in_node(lab, paths, master, ["gnt-cluster", "activate-master-ip"])
+
+
+def _ensure_groups(lab: Lab, paths: ClusterPaths, master: topology.Node) -> None:
+    """Rename the default group to the first lab group and add the others."""
+    existing = _in_node(lab, paths, master, ["gnt-group", "list", "--no-headers", "-o", "name"]).split()
+    missing = [group for group in topology.GROUPS if group not in existing]
+    if missing and "default" in existing:
+        _in_node(lab, paths, master, ["gnt-group", "rename", "default", missing.pop(0)])
+    for group in missing:
+        _in_node(lab, paths, master, ["gnt-group", "add", group])
+
+
+def _add_node(lab: Lab, paths: ClusterPaths, master: topology.Node, node: topology.Node, keys: list[str]) -> None:
+    """Authorize the members' root keys on the node, `gnt-node add` it to its group, start its daemons."""
+    sshd.authorize(paths, node, keys)
+    _in_node(lab, paths, master, ["gnt-node", "add", "--no-ssh-key-check", "-g", str(node.group), node.fqdn])
+    _in_node(lab, paths, node, ["/usr/lib/ganeti/daemon-util", "start-all"])
+
+
+def _build_cluster(lab: Lab, paths: ClusterPaths) -> tuple[topology.Node, list[str]]:
+    """Init the cluster if it does not exist, restart dead daemons, groups, add missing nodes; return master, members."""
+    config = _read_config(paths)
+    if config is None:
+        _init_cluster(lab, paths)
+        config = _read_config(paths)
+        if config is None:
+            raise LabError(f"{PART}: cluster init left no config.data; log: {lab.log_file(PART)}")
+    master_fqdn, members = _layout(config)
+    master = _by_fqdn(master_fqdn)
+    _ensure_daemons(lab, paths, master, is_master=True)
+    for fqdn in members:
+        if fqdn != master_fqdn:
+            _ensure_daemons(lab, paths, _by_fqdn(fqdn), is_master=False)
+    _ensure_master_ip(lab, paths, master)
+    _ensure_groups(lab, paths, master)
+    for node in topology.cluster_nodes():
+        if node.fqdn not in members:
+            _add_node(lab, paths, master, node, _root_keys(paths, list(members)))
+            members[node.fqdn] = str(node.group)
+    return master, list(members)
+
+
+def _write_rapi_users(lab: Lab, paths: ClusterPaths, members: list[str]) -> None:
+    """Write RAPI's users file (one read-write, one read-only user) on every member, owned like Ganeti wants."""
+    text = f"{RAPI_USER} {_rapi_password(lab)} write\n{RAPI_RO_USER} {_rapi_ro_password(lab)}\n"
+    for fqdn in members:
+        users = paths.node_path(_by_fqdn(fqdn), "/var/lib/ganeti/rapi/users")
+        if not users.parent.is_dir() or (users.exists() and users.read_text() == text):
+            continue
+        owner = users.parent.stat()
+        tmp = users.with_name("users.cookbook-lab.tmp")
+        tmp.write_text(text)
+        tmp.chmod(0o640)
+        os.chown(tmp, owner.st_uid, owner.st_gid)
+        tmp.replace(users)
+
+
+def _rapi_answers(lab: Lab, paths: ClusterPaths) -> bool:
+    """Whether RAPI answers /2/info with the lab certificate verified and the read-only user accepted."""
+    response = requests.get(f"{RAPI_URL}/2/info", auth=(RAPI_RO_USER, _rapi_ro_password(lab)),
+                            verify=str(tls.ca_file(paths)), timeout=3)
+    return response.status_code == 200
+
+
+def _ensure_rapi(lab: Lab, paths: ClusterPaths, master: topology.Node, members: list[str]) -> None:
+    """Install the lab-signed RAPI certificate on the cluster if it lacks it, write users, wait for RAPI."""
+    tls.ensure_certificates(lab, paths)
+    _write_rapi_users(lab, paths, members)
+    installed = tls.certificate_of(paths.node_path(master, "/var/lib/ganeti/rapi.pem"))
+    if installed != tls.certificate_of(tls.rapi_pem(paths)):
+        # Without --new-confd-hmac-key, 3.0.2 reports success and installs nothing.
+        _in_node(lab, paths, master, ["gnt-cluster", "renew-crypto", f"--rapi-certificate={tls.rapi_pem(paths)}",
+                                      "--new-confd-hmac-key", "-f"])
+    wait_for(f"RAPI at {RAPI_URL} (TLS verified by {tls.ca_file(paths)})",
+             lambda: _rapi_answers(lab, paths), timeout=90)
+
+
+def up(lab: Lab) -> None:
+    """Build or repair the cluster: packages, namespaces, sshd, Ganeti, RAPI TLS and users, SSH/cumin config."""
+    paths = ClusterPaths.of(lab)
+    with step("ganeti: packages"):
+        lab.apt_install(PART, PACKAGES)
+    with step("ganeti: node namespaces and sshd"):
+        _prepare_nodes(lab, paths)
+    with step("ganeti: cluster, groups, nodes and daemons"):
+        master, members = _build_cluster(lab, paths)
+    with step("ganeti: RAPI certificate and users"):
+        _ensure_rapi(lab, paths, master, members)
+    with step("ganeti: SSH and cumin configuration"):
+        keys = _root_keys(paths, members)
+        for node in topology.NODES:
+            if node.fqdn not in members:
+                # `gnt-node remove` deletes the master's key from the node; a spare must stay addable.
+                sshd.authorize(paths, node, keys)
+        sshd.write_client_config(paths)
+
+
+def _stop_node(lab: Lab, paths: ClusterPaths, node: topology.Node, mounts: dict[str, str]) -> None:
+    """Stop the node's Ganeti daemons gracefully (time-bounded), then remove the node."""
+    if netns.node_intact(paths, node, mounts) and netns.netns_pids(node.netns):
+        try:
+            _in_node(lab, paths, node, ["/usr/lib/ganeti/daemon-util", "stop-all"], timeout=STOP_TIMEOUT)
+        except LabError:
+            pass  # whatever did not stop is killed by pid below
+    netns.remove_node(lab, paths, node)
+
+
+def down(lab: Lab) -> None:
+    """Stop every daemon and sshd, then remove node namespaces, veths, the bridge and the part's mounts."""
+    paths = ClusterPaths.of(lab)
+    sshd.close_connections(lab, paths)
+    mounts = netns.mount_points()
+    with ThreadPoolExecutor(max_workers=len(topology.NODES)) as pool:
+        for future in [pool.submit(_stop_node, lab, paths, node, mounts) for node in topology.NODES]:
+            future.result()
+    netns.remove_host_objects(lab, paths)
+
+
+def _probe_all(probes: dict[str, Callable[[], bool]]) -> dict[str, bool]:
+    """Run boolean probes in parallel; a probe that raises counts as False."""
+
+    def safe(probe: Callable[[], bool]) -> bool:
+        try:
+            return probe()
+        except Exception:  # noqa: BLE001 - any failure of a probe means "not up"
+            return False
+
+    with ThreadPoolExecutor(max_workers=max(1, len(probes))) as pool:
+        futures = {name: pool.submit(safe, probe) for name, probe in probes.items()}
+        return {name: future.result() for name, future in futures.items()}
+
+
+def status(lab: Lab) -> dict[str, Any]:
+    """RAPI endpoint, credentials, current layout and SSH config of the cluster, and whether each is up.
+
+    Reads Ganeti's config.data from the node directories and probes ports: fast, and never raises
+    when the lab is down (then the layout is the planned one and `master` is None).
+    """
+    paths = ClusterPaths.of(lab)
+    have_secrets = lab.secrets_file.exists()
+    config = _read_config(paths)
+    if config is not None:
+        master, members = _layout(config)
+    else:
+        master = None
+        members = {node.fqdn: str(node.group) for node in topology.cluster_nodes()}
+    groups: dict[str, list[str]] = {group: [] for group in topology.GROUPS}
+    for fqdn, group in sorted(members.items()):
+        groups.setdefault(group, []).append(fqdn)
+
+    mounts = netns.mount_points()
+    bridge = netns.bridge_exists()
+    intact = {node.fqdn: bridge and netns.node_intact(paths, node, mounts) for node in topology.NODES}
+    probes: dict[str, Callable[[], bool]] = {
+        f"ssh {node.fqdn}": (lambda node=node: intact[node.fqdn] and sshd.port_open(node.ip, sshd.SSH_PORT))
+        for node in topology.NODES
+    }
+    probes.update({
+        f"noded {fqdn}": (lambda fqdn=fqdn: intact.get(fqdn, False) and sshd.port_open(
+            _by_fqdn(fqdn).ip, NODED_PORT)) for fqdn in members
+    })
+    if bridge and have_secrets and master is not None and intact.get(master, False):
+        probes["rapi"] = lambda: _rapi_answers(lab, paths)
+    results = _probe_all(probes)
+    ganeti_up = config is not None and results.get("rapi", False) and all(
+        results[f"noded {fqdn}"] for fqdn in members)
+    ssh_files = (sshd.ssh_config_file(paths), paths.cumin_config, sshd.known_hosts_file(paths))
+    ssh_up = all(Path(file).exists() for file in ssh_files) and all(
+        results[f"ssh {node.fqdn}"] for node in topology.NODES)
+    return {
+        "ganeti": {
+            "cluster": topology.CLUSTER,
+            "rapi_url": RAPI_URL,
+            "rapi_user": RAPI_USER,
+            "rapi_password": _rapi_password(lab) if have_secrets else None,
+            "rapi_ro_user": RAPI_RO_USER,
+            "rapi_ro_password": _rapi_ro_password(lab) if have_secrets else None,
+            "ca_file": str(tls.ca_file(paths)),
+            "master": master,
+            "nodes": sorted(members),
+            "spare_nodes": [node.fqdn for node in topology.NODES if node.fqdn not in members],
+            "groups": groups,
+            "up": bool(ganeti_up),
+        },
+        "ssh": {
+            "config": str(sshd.ssh_config_file(paths)),
+            "cumin_config": str(paths.cumin_config),
+            "up": bool(ssh_up),
+        },
+    }
