@@ -6,6 +6,7 @@ idempotent (it repairs what is down and leaves the rest), `status` says `{"up": 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import secrets
@@ -13,6 +14,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -38,6 +40,7 @@ class Lab:
         self.cache_dir = cache_dir
         self.log_dir = state_dir / "logs"
         self._secrets: dict[str, str] | None = None
+        self._secrets_lock = threading.Lock()
 
     @property
     def secrets_file(self) -> Path:
@@ -54,17 +57,25 @@ class Lab:
         return self.log_dir / f"{part}.log"
 
     def secret(self, name: str, nbytes: int = 24, *, hexchars: bool = False) -> str:
-        """Return the named lab secret, generating and persisting it on first use."""
-        if self._secrets is None:
-            self._secrets = json.loads(self.secrets_file.read_text()) if self.secrets_file.exists() else {}
-        if name not in self._secrets:
-            self._secrets[name] = secrets.token_hex(nbytes) if hexchars else secrets.token_urlsafe(nbytes)
+        """Return the named lab secret, generating and persisting it on first use.
+
+        Safe across the threads and processes of one lab: a missing name is looked up again in the
+        file under a lock before one is generated, so no writer drops another one's secret.
+        """
+        with self._secrets_lock:  # parts start in parallel threads (NetBox beside the others)
+            if self._secrets is not None and name in self._secrets:
+                return self._secrets[name]
             self.state_dir.mkdir(parents=True, exist_ok=True)
-            tmp = self.secrets_file.with_suffix(".tmp")
-            tmp.write_text(json.dumps(self._secrets, indent=2, sort_keys=True))
-            tmp.chmod(0o600)
-            tmp.replace(self.secrets_file)
-        return self._secrets[name]
+            with (self.state_dir / "secrets.lock").open("a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                self._secrets = json.loads(self.secrets_file.read_text()) if self.secrets_file.exists() else {}
+                if name not in self._secrets:
+                    self._secrets[name] = secrets.token_hex(nbytes) if hexchars else secrets.token_urlsafe(nbytes)
+                    tmp = self.secrets_file.with_suffix(".tmp")
+                    tmp.write_text(json.dumps(self._secrets, indent=2, sort_keys=True))
+                    tmp.chmod(0o600)
+                    tmp.replace(self.secrets_file)
+            return self._secrets[name]
 
     def run(
         self,
