@@ -1,0 +1,447 @@
+"""One Ganeti cluster for cookbooks: reads, writes that return job handles, and gnt-* commands.
+
+Reads use the read-only RAPI user and always run. Every write returns a job handle and is
+recorded in the run's change log. In dry-run, a write whose RAPI resource takes Ganeti's
+dry-run flag is still sent, flagged, so that Ganeti checks it (and, for a create, says which
+nodes it would use); the job that check makes changes nothing. The other writes are not
+sent: they are recorded as planned and return a SkippedJob.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from enum import Enum
+from typing import Any
+from urllib.parse import quote
+
+from libcluster.changes import ChangeLog
+from libcluster.ganeti.commands import GntCommands
+from libcluster.ganeti.errors import GanetiError
+from libcluster.ganeti.jobs import Job, JobHandle, SkippedJob
+from libcluster.ganeti.rapi import RapiClient
+from libcluster.remote import Remote
+
+logger = logging.getLogger(__name__)
+
+REBOOT_TYPES = ("soft", "hard", "full")
+MIGRATION_MODES = ("live", "non-live")
+NODE_ROLES = ("regular", "master-candidate", "drained", "offline")
+EVACUATE_MODES = ("all", "primary-only", "secondary-only")
+TAG_KINDS = ("instance", "node", "group", "cluster")
+
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+class DryRunVia(Enum):
+    """How a RAPI resource takes Ganeti's dry-run flag (resources differ, see Ganeti's rlib2)."""
+
+    QUERY = "query"
+    """`?dry-run=1` (create, remove, startup, shutdown, reboot, tags, evacuate, group assign)."""
+    BODY = "body"
+    """`"dry_run": true` in the JSON body: these resources ignore the query flag (modify, migrate...)."""
+    NONE = "none"
+    """No way to ask for a check only (node role): not sent in dry-run."""
+
+
+def _name(value: str) -> str:
+    """A name as one URL path segment."""
+    return quote(value, safe="")
+
+
+def _choice(value: str, allowed: Sequence[str], what: str) -> str:
+    if value not in allowed:
+        raise ValueError(f"{what} must be one of {', '.join(allowed)}, not {value!r}")
+    return value
+
+
+def _without_none(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def instance_create_body(
+    name: str,
+    *,
+    disk_template: str,
+    disks: Sequence[int | Mapping[str, Any]],
+    os_type: str,
+    memory: int,
+    vcpus: int,
+    nics: Sequence[Mapping[str, Any]] = ({},),
+    pnode: str | None = None,
+    snode: str | None = None,
+    iallocator: str | None = None,
+    hvparams: Mapping[str, Any] | None = None,
+    beparams: Mapping[str, Any] | None = None,
+    osparams: Mapping[str, Any] | None = None,
+    start: bool = True,
+    ip_check: bool = False,
+    name_check: bool = True,
+    no_install: bool | None = None,
+    wait_for_sync: bool | None = None,
+    tags: Sequence[str] = (),
+) -> dict[str, Any]:
+    """The `POST /2/instances` body (request version 1): disk sizes and memory in MiB.
+
+    Either pnode (and snode for mirrored templates) or iallocator chooses the nodes.
+    """
+    if not (pnode or iallocator):
+        raise ValueError("instance create needs pnode or iallocator")
+    return _without_none(
+        {
+            "__version__": 1,
+            "mode": "create",
+            "name": name,
+            "disk_template": disk_template,
+            "disks": [{"size": int(disk)} if isinstance(disk, int) else dict(disk) for disk in disks],
+            "nics": [dict(nic) for nic in nics],
+            "os_type": os_type,
+            "beparams": {**(beparams or {}), "memory": int(memory), "vcpus": int(vcpus)},
+            "hvparams": dict(hvparams) if hvparams else None,
+            "osparams": dict(osparams) if osparams else None,
+            "pnode": pnode,
+            "snode": snode,
+            "iallocator": iallocator,
+            "start": start,
+            "ip_check": ip_check,
+            "name_check": name_check,
+            "no_install": no_install,
+            "wait_for_sync": wait_for_sync,
+            "tags": list(tags) or None,
+        }
+    )
+
+
+class GanetiCluster:
+    """A Ganeti cluster reached through its RAPI (and its master over SSH for gnt-* commands)."""
+
+    def __init__(
+        self,
+        name: str,
+        rapi: RapiClient,
+        *,
+        dry_run: bool,
+        changes: ChangeLog,
+        job_timeout: float,
+        remote: Remote | None,
+        verify_ignore: Sequence[str] = (),
+    ) -> None:
+        """Use rapi for cluster `name` (the config name); `remote` enables the gnt-* commands."""
+        self.name = name
+        self.dry_run = dry_run
+        self.changes = changes
+        self.job_timeout = job_timeout
+        self.rapi = rapi
+        self._commands = (
+            GntCommands(remote, self.master, verify_ignore=verify_ignore, timeout=job_timeout) if remote else None
+        )
+
+    def __repr__(self) -> str:
+        """Name and RAPI URL."""
+        return f"GanetiCluster({self.name!r}, {self.rapi.url!r})"
+
+    @property
+    def commands(self) -> GntCommands:
+        """gnt-* commands on the master over SSH; needs the Remote given to connect()."""
+        if self._commands is None:
+            raise GanetiError(f"cluster {self.name}: no Remote given, gnt-* commands over SSH are not available")
+        return self._commands
+
+    # Reads (read-only user) -------------------------------------------------------------
+
+    def info(self) -> dict[str, Any]:
+        """Cluster information (`GET /2/info`): name, master, versions, enabled templates, parameters."""
+        return self.rapi.get("/2/info")
+
+    def master(self) -> str:
+        """The current master node's name."""
+        return str(self.info()["master"])
+
+    def features(self) -> list[str]:
+        """RAPI features, e.g. instance-create-reqv1, node-evac-res1."""
+        return list(self.rapi.get("/2/features"))
+
+    def os_list(self) -> list[str]:
+        """Operating system definitions valid on all nodes, e.g. ["noop"]."""
+        return list(self.rapi.get("/2/os"))
+
+    def nodes(self, *, bulk: bool = True) -> list[dict[str, Any]]:
+        """All nodes, with their fields when bulk (otherwise only id and uri)."""
+        return list(self.rapi.get("/2/nodes", {"bulk": bulk}))
+
+    def node(self, name: str) -> dict[str, Any]:
+        """One node's fields; RapiNotFoundError if unknown."""
+        return self.rapi.get(f"/2/nodes/{_name(name)}")
+
+    def node_role(self, name: str) -> str:
+        """A node's role: regular, master, master-candidate, drained or offline."""
+        return str(self.rapi.get(f"/2/nodes/{_name(name)}/role"))
+
+    def groups(self, *, bulk: bool = True) -> list[dict[str, Any]]:
+        """All node groups, with their fields when bulk."""
+        return list(self.rapi.get("/2/groups", {"bulk": bulk}))
+
+    def group(self, name: str) -> dict[str, Any]:
+        """One node group's fields (node list, ipolicy, alloc policy)."""
+        return self.rapi.get(f"/2/groups/{_name(name)}")
+
+    def instances(self, *, bulk: bool = True) -> list[dict[str, Any]]:
+        """All instances, with their fields when bulk."""
+        return list(self.rapi.get("/2/instances", {"bulk": bulk}))
+
+    def instance(self, name: str) -> dict[str, Any]:
+        """One instance's fields; RapiNotFoundError if unknown."""
+        return self.rapi.get(f"/2/instances/{_name(name)}")
+
+    def tags(self, kind: str, name: str | None = None) -> list[str]:
+        """Tags of an instance, node or group (name given) or of the cluster."""
+        return list(self.rapi.get(self._tags_path(kind, name)))
+
+    def jobs(self, *, bulk: bool = False) -> list[dict[str, Any]]:
+        """The job queue: ids and uris, or every job's fields when bulk."""
+        return list(self.rapi.get("/2/jobs", {"bulk": bulk}))
+
+    def job(self, job_id: int) -> dict[str, Any]:
+        """One job's fields (status, ops, opstatus, opresult, timestamps, oplog)."""
+        return self.rapi.get(f"/2/jobs/{int(job_id)}")
+
+    def node_names(self, values: Sequence[str]) -> list[str]:
+        """Node names for values that are node names or node UUIDs (dry-run creates answer with UUIDs)."""
+        if not any(_UUID.match(str(value)) for value in values):
+            return [str(value) for value in values]
+        by_uuid = {node["uuid"]: node["name"] for node in self.nodes(bulk=True)}
+        return [by_uuid.get(str(value), str(value)) for value in values]
+
+    # Writes (read-write user) -----------------------------------------------------------
+
+    def create_instance(self, name: str, **spec: Any) -> JobHandle:
+        """Create an instance; spec as instance_create_body(). Checked by Ganeti in dry-run.
+
+        The job's result value is the list of node names the instance is on (or, in dry-run,
+        would be on: the nodes pnode/snode or the iallocator chose).
+        """
+        body = instance_create_body(name, **spec)
+        detail: dict[str, Any] = {key: body[key] for key in ("disk_template", "pnode", "iallocator") if key in body}
+        return self._write(
+            "instance-create", name, "POST", "/2/instances", body=body, via=DryRunVia.QUERY, detail=detail,
+            parse=lambda opresult: self.node_names(list(opresult[0] or [])) if opresult else [],
+        )
+
+    def remove_instance(self, name: str, *, shutdown_timeout: int | None = None) -> JobHandle:
+        """Remove an instance (shut down first, then its disks are deleted)."""
+        body = _without_none({"shutdown_timeout": shutdown_timeout}) or None
+        return self._write("instance-remove", name, "DELETE", f"/2/instances/{_name(name)}", body=body,
+                           via=DryRunVia.QUERY)
+
+    def startup_instance(self, name: str, *, force: bool = False, no_remember: bool = False) -> JobHandle:
+        """Start an instance."""
+        return self._write("instance-startup", name, "PUT", f"/2/instances/{_name(name)}/startup",
+                           params={"force": force, "no_remember": no_remember}, via=DryRunVia.QUERY)
+
+    def shutdown_instance(self, name: str, *, timeout: int | None = None, no_remember: bool = False) -> JobHandle:
+        """Shut an instance down, forcing it off after `timeout` seconds."""
+        body = _without_none({"timeout": timeout})
+        return self._write("instance-shutdown", name, "PUT", f"/2/instances/{_name(name)}/shutdown",
+                           params={"no_remember": no_remember}, body=body, via=DryRunVia.QUERY,
+                           detail=body)
+
+    def reboot_instance(
+        self, name: str, *, reboot_type: str = "hard", shutdown_timeout: int | None = None
+    ) -> JobHandle:
+        """Reboot an instance: soft (in the guest), hard (restart the hypervisor process) or full (stop, start)."""
+        _choice(reboot_type, REBOOT_TYPES, "reboot_type")
+        body = _without_none({"shutdown_timeout": shutdown_timeout}) or None
+        return self._write("instance-reboot", name, "POST", f"/2/instances/{_name(name)}/reboot",
+                           params={"type": reboot_type}, body=body, via=DryRunVia.QUERY,
+                           detail={"type": reboot_type})
+
+    def modify_instance(
+        self,
+        name: str,
+        *,
+        beparams: Mapping[str, Any] | None = None,
+        hvparams: Mapping[str, Any] | None = None,
+        nics: Sequence[Sequence[Any]] | None = None,
+        disks: Sequence[Sequence[Any]] | None = None,
+        disk_template: str | None = None,
+        remote_node: str | None = None,
+        osparams: Mapping[str, Any] | None = None,
+        os_name: str | None = None,
+    ) -> JobHandle:
+        """Change an instance: be/hv parameters, NICs, disks, disk template or OS.
+
+        NICs and disks are `[op, index, params]` lists, e.g. `["add", -1, {"size": 1024}]`;
+        converting to drbd needs remote_node.
+        """
+        body = _without_none({
+            "beparams": dict(beparams) if beparams else None,
+            "hvparams": dict(hvparams) if hvparams else None,
+            "nics": [list(nic) for nic in nics] if nics else None,
+            "disks": [list(disk) for disk in disks] if disks else None,
+            "disk_template": disk_template,
+            "remote_node": remote_node,
+            "osparams": dict(osparams) if osparams else None,
+            "os_name": os_name,
+        })
+        if not body:
+            raise ValueError("modify_instance: nothing to change")
+        return self._write("instance-modify", name, "PUT", f"/2/instances/{_name(name)}/modify", body=body,
+                           via=DryRunVia.BODY, detail={"changes": sorted(body)})
+
+    def grow_disk(
+        self, name: str, disk: int, amount: int, *, absolute: bool = False, wait_for_sync: bool | None = None
+    ) -> JobHandle:
+        """Grow disk number `disk` by `amount` MiB (to `amount` MiB if absolute)."""
+        body = _without_none({"amount": int(amount), "absolute": absolute, "wait_for_sync": wait_for_sync})
+        return self._write("instance-grow-disk", name, "POST", f"/2/instances/{_name(name)}/disk/{int(disk)}/grow",
+                           body=body, via=DryRunVia.BODY, detail={"disk": disk, "amount": amount})
+
+    def rename_instance(
+        self, name: str, new_name: str, *, ip_check: bool = False, name_check: bool = True
+    ) -> JobHandle:
+        """Rename an instance (it must be stopped)."""
+        body = {"new_name": new_name, "ip_check": ip_check, "name_check": name_check}
+        return self._write("instance-rename", name, "PUT", f"/2/instances/{_name(name)}/rename", body=body,
+                           via=DryRunVia.BODY, detail={"new_name": new_name})
+
+    def migrate_instance(
+        self,
+        name: str,
+        *,
+        mode: str | None = None,
+        target_node: str | None = None,
+        iallocator: str | None = None,
+        cleanup: bool | None = None,
+        allow_failover: bool | None = None,
+    ) -> JobHandle:
+        """Live (or non-live) migrate an instance, to target_node or where the iallocator says."""
+        if mode is not None:
+            _choice(mode, MIGRATION_MODES, "mode")
+        body = _without_none({"mode": mode, "target_node": target_node, "iallocator": iallocator,
+                              "cleanup": cleanup, "allow_failover": allow_failover})
+        return self._write("instance-migrate", name, "PUT", f"/2/instances/{_name(name)}/migrate", body=body,
+                           via=DryRunVia.BODY, detail=_without_none({"target_node": target_node, "mode": mode}))
+
+    def failover_instance(
+        self,
+        name: str,
+        *,
+        target_node: str | None = None,
+        iallocator: str | None = None,
+        shutdown_timeout: int | None = None,
+        ignore_consistency: bool | None = None,
+    ) -> JobHandle:
+        """Fail an instance over (stop, start on the other node)."""
+        body = _without_none({"target_node": target_node, "iallocator": iallocator,
+                              "shutdown_timeout": shutdown_timeout, "ignore_consistency": ignore_consistency})
+        return self._write("instance-failover", name, "PUT", f"/2/instances/{_name(name)}/failover", body=body,
+                           via=DryRunVia.BODY, detail=_without_none({"target_node": target_node}))
+
+    def move_instance(
+        self, name: str, node: str, *, shutdown_timeout: int | None = None, ignore_consistency: bool = False
+    ) -> JobHandle:
+        """Move an instance (file/plain templates) to another node, copying its disks.
+
+        The RAPI has no move resource: `gnt-instance move --submit` runs on the master and the
+        job it prints is followed like any other. In dry-run it runs with `--dry-run`.
+        """
+        job_id = self.commands.submit_instance_move(
+            name, node, shutdown_timeout=shutdown_timeout, ignore_consistency=ignore_consistency, dry_run=self.dry_run
+        )
+        checked = {"checked": True} if self.dry_run else {}
+        self.changes.record("ganeti", "instance-move", name, cluster=self.name, job_id=job_id, node=node, **checked)
+        return Job(self.rapi, job_id, description=f"instance-move {name}", default_timeout=self.job_timeout)
+
+    def add_tags(self, kind: str, name: str | None, tags: Sequence[str]) -> JobHandle:
+        """Add tags to an instance, node or group (name given) or to the cluster (name None)."""
+        return self._write("tags-add", self._tag_target(kind, name), "PUT", self._tags_path(kind, name),
+                           params={"tag": list(tags)}, via=DryRunVia.QUERY, detail={"tags": list(tags)})
+
+    def remove_tags(self, kind: str, name: str | None, tags: Sequence[str]) -> JobHandle:
+        """Remove tags from an instance, node, group or the cluster."""
+        return self._write("tags-remove", self._tag_target(kind, name), "DELETE", self._tags_path(kind, name),
+                           params={"tag": list(tags)}, via=DryRunVia.QUERY, detail={"tags": list(tags)})
+
+    def set_node_role(self, node: str, role: str, *, force: bool = False, auto_promote: bool = False) -> JobHandle:
+        """Set a node's role (regular, master-candidate, drained, offline); only described in dry-run."""
+        _choice(role, NODE_ROLES, "role")
+        return self._write("node-role", node, "PUT", f"/2/nodes/{_name(node)}/role",
+                           params={"force": force, "auto-promote": auto_promote}, body=role, via=DryRunVia.NONE,
+                           detail={"role": role})
+
+    def migrate_node(
+        self, node: str, *, mode: str | None = None, iallocator: str | None = None, target_node: str | None = None
+    ) -> JobHandle:
+        """Migrate all primary instances off a node; wait() follows the per-instance sub-jobs."""
+        if mode is not None:
+            _choice(mode, MIGRATION_MODES, "mode")
+        body = _without_none({"mode": mode, "iallocator": iallocator, "target_node": target_node})
+        return self._write("node-migrate", node, "POST", f"/2/nodes/{_name(node)}/migrate", body=body,
+                           via=DryRunVia.BODY, detail=body)
+
+    def evacuate_node(
+        self,
+        node: str,
+        *,
+        mode: str = "all",
+        iallocator: str | None = None,
+        remote_node: str | None = None,
+        early_release: bool | None = None,
+    ) -> JobHandle:
+        """Move instances off a node (primary, secondary or all); wait() follows the sub-jobs."""
+        _choice(mode, EVACUATE_MODES, "mode")
+        body = _without_none({"mode": mode, "iallocator": iallocator, "remote_node": remote_node,
+                              "early_release": early_release})
+        return self._write("node-evacuate", node, "POST", f"/2/nodes/{_name(node)}/evacuate", body=body,
+                           via=DryRunVia.QUERY, detail=_without_none({"mode": mode, "remote_node": remote_node}))
+
+    def assign_nodes(self, group: str, nodes: Sequence[str], *, force: bool = False) -> JobHandle:
+        """Move nodes into a node group."""
+        return self._write("group-assign-nodes", group, "PUT", f"/2/groups/{_name(group)}/assign-nodes",
+                           params={"force": force}, body={"nodes": list(nodes)}, via=DryRunVia.QUERY,
+                           detail={"nodes": list(nodes)})
+
+    # Internals ------------------------------------------------------------------------
+
+    @staticmethod
+    def _tags_path(kind: str, name: str | None) -> str:
+        _choice(kind, TAG_KINDS, "tag kind")
+        if kind == "cluster":
+            return "/2/tags"
+        if not name:
+            raise ValueError(f"{kind} tags need a name")
+        return f"/2/{kind}s/{_name(name)}/tags"
+
+    def _tag_target(self, kind: str, name: str | None) -> str:
+        return f"{kind} {name}" if kind != "cluster" else f"cluster {self.name}"
+
+    def _write(
+        self,
+        action: str,
+        target: str,
+        method: str,
+        path: str,
+        *,
+        via: DryRunVia,
+        params: Mapping[str, Any] | None = None,
+        body: Any = None,
+        detail: Mapping[str, Any] | None = None,
+        parse: Any = None,
+    ) -> JobHandle:
+        """Send (or in dry-run check or only describe) one write and record it in the change log."""
+        description = f"{action} {target}"
+        extra = dict(detail or {})
+        if self.dry_run:
+            if via is DryRunVia.NONE:
+                self.changes.record("ganeti", action, target, cluster=self.name, checked=False, **extra)
+                return SkippedJob(description)
+            if via is DryRunVia.QUERY:
+                params = {**(params or {}), "dry-run": True}
+            else:
+                body = {**(body or {}), "dry_run": True}
+        job_id = self.rapi.submit(method, path, params=params, body=body)
+        if self.dry_run:
+            extra["checked"] = True
+        self.changes.record("ganeti", action, target, cluster=self.name, job_id=job_id, **extra)
+        return Job(self.rapi, job_id, description=description, default_timeout=self.job_timeout, parse=parse)

@@ -1,0 +1,378 @@
+"""Commands on hosts through cumin, each marked safe (read-only) or not, dry-run honest.
+
+Dry-run runs only safe commands; the others are recorded in the change log as planned and
+their results say "skipped (dry-run)" (never an empty iterator that breaks callers). Each
+run gets a fresh ClusterShell task in its own thread, so settings cannot leak from one run
+(or one cumin configuration) to the next. A host whose command exited 255 or timed out is
+probed with `true`: if the probe does not get through either, the host is reported
+unreachable, not as a command failure. Hostnames are validated and command arguments
+given as lists are quoted with shlex, so no value reaches a remote shell unquoted.
+"""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+import logging
+import re
+import shlex
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import cumin
+from ClusterShell import Task
+from ClusterShell.NodeSet import NodeSet
+from cumin import query, transport, transports
+from cumin.transports.clustershell import NullReporter
+
+from libcluster import redact
+from libcluster.changes import ChangeLog
+from libcluster.config import Section
+from libcluster.errors import ConfigError, LibclusterError
+
+logger = logging.getLogger(__name__)
+
+CommandSpec = str | Sequence[str]
+"""A command: a ready shell line, or an argv list that is quoted here (preferred)."""
+
+PROBE_COMMAND = "true"
+"""What is run to tell an unreachable host from a command that failed with exit code 255."""
+
+SSH_FAILURE_RC = 255
+"""Exit code of ssh itself failing (and, ambiguously, of a remote command exiting 255)."""
+
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*$")
+
+
+class RemoteError(LibclusterError):
+    """A remote execution could not be set up or run."""
+
+
+class InvalidHostError(RemoteError):
+    """A hostname is not a plain DNS name or IP address (shell metacharacters, leading dash...)."""
+
+
+class RemoteExecutionError(RemoteError):
+    """A command failed on too many hosts; `result` has every host's status, exit code and output."""
+
+    def __init__(self, result: RunResult) -> None:
+        """Summarise the failing hosts of result."""
+        self.result = result
+        bad = [f"{name} ({host.describe()})" for name, host in result.hosts.items() if host.status.is_failure]
+        super().__init__(redact.redact(f"{'; '.join(result.commands)}: failed on {len(bad)} of "
+                                       f"{len(result.hosts)} hosts: {', '.join(bad)}"))
+
+
+def validate_host(name: str) -> str:
+    """Return name if it is a DNS hostname or an IP address, else raise InvalidHostError."""
+    if isinstance(name, str) and _HOSTNAME.match(name):
+        return name
+    try:
+        return str(ipaddress.ip_address(name))
+    except ValueError:
+        raise InvalidHostError(f"invalid hostname {name!r}: only letters, digits, dots and inner dashes") from None
+
+
+def command_line(command: CommandSpec) -> str:
+    """The shell line of a command; an argv list has each element quoted with shlex.quote."""
+    if isinstance(command, str):
+        return command
+    return shlex.join(str(arg) for arg in command)
+
+
+class HostStatus(StrEnum):
+    """How the commands ended on one host."""
+
+    OK = "ok"
+    FAILED = "failed"
+    """A command exited with a code not in ok_codes (the host was reachable)."""
+    TIMEOUT = "timeout"
+    UNREACHABLE = "unreachable"
+    """SSH could not connect: neither the command nor a probe got through."""
+    NOT_RUN = "not run"
+    """Not all commands ran: stopped below the success threshold or by the global timeout."""
+    SKIPPED = "skipped (dry-run)"
+
+    @property
+    def is_failure(self) -> bool:
+        """Whether this status counts against the success threshold."""
+        return self in (HostStatus.FAILED, HostStatus.TIMEOUT, HostStatus.UNREACHABLE, HostStatus.NOT_RUN)
+
+
+@dataclass(frozen=True)
+class HostResult:
+    """The outcome on one host: status, and exit code and output of each command that ran."""
+
+    host: str
+    status: HostStatus
+    return_codes: tuple[int, ...] = ()
+    outputs: tuple[str, ...] = ()
+
+    @property
+    def rc(self) -> int | None:
+        """Exit code of the last command that ran (None if none ran or it was skipped)."""
+        return self.return_codes[-1] if self.return_codes else None
+
+    @property
+    def output(self) -> str:
+        """Output (stdout and stderr merged) of the last command that ran; "skipped (dry-run)" if skipped."""
+        if self.status is HostStatus.SKIPPED:
+            return str(HostStatus.SKIPPED)
+        return self.outputs[-1] if self.outputs else ""
+
+    def describe(self) -> str:
+        """Short human form, e.g. "exit code 1", "unreachable"."""
+        if self.status is HostStatus.FAILED:
+            return f"exit code {self.rc}"
+        return str(self.status)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """Per-host results of one run of one or more commands."""
+
+    commands: tuple[str, ...]
+    hosts: Mapping[str, HostResult]
+    success_threshold: float = 1.0
+
+    def __getitem__(self, host: str) -> HostResult:
+        """The result of one host."""
+        return self.hosts[host]
+
+    def with_status(self, status: HostStatus) -> list[str]:
+        """Names of the hosts that ended with status."""
+        return [name for name, host in self.hosts.items() if host.status is status]
+
+    @property
+    def skipped(self) -> bool:
+        """True when dry-run skipped the commands (nothing ran)."""
+        return any(host.status is HostStatus.SKIPPED for host in self.hosts.values())
+
+    @property
+    def ok(self) -> bool:
+        """Whether the share of hosts that did not fail reaches the success threshold (skipped hosts count as ok)."""
+        good = sum(not host.status.is_failure for host in self.hosts.values())
+        return bool(self.hosts) and good / len(self.hosts) >= self.success_threshold
+
+    def raise_on_failure(self) -> RunResult:
+        """Return self, or raise RemoteExecutionError if the run is not ok."""
+        if not self.ok:
+            raise RemoteExecutionError(self)
+        return self
+
+
+def _decode(output: transports.CommandOutputResult) -> str:
+    try:
+        return output.stdout()
+    except UnicodeDecodeError:
+        return output.stdout(encoding="latin-1")
+
+
+def _host_result(name: str, result: transports.HostResults) -> HostResult:
+    """Translate cumin's per-host result."""
+    codes = tuple(result.return_codes)
+    outputs = tuple(_decode(output) for output in result.outputs)
+    state = result.state
+    if state == transports.HostState.SUCCESS and result.completed:
+        status = HostStatus.OK
+    elif state == transports.HostState.FAILED:
+        status = HostStatus.FAILED
+    elif state == transports.HostState.TIMEOUT:
+        status = HostStatus.TIMEOUT
+    else:
+        status = HostStatus.NOT_RUN
+    return HostResult(host=name, status=status, return_codes=codes, outputs=outputs)
+
+
+class RemoteHosts:
+    """A set of hosts to run commands on; made by Remote.query() or Remote.hosts()."""
+
+    def __init__(self, remote: Remote, hosts: NodeSet) -> None:
+        """Target hosts (already validated) through remote."""
+        self._remote = remote
+        self.nodeset = hosts
+
+    def __len__(self) -> int:
+        """Number of hosts."""
+        return len(self.nodeset)
+
+    def __iter__(self) -> Iterator[str]:
+        """Each hostname."""
+        return iter(self.nodeset)
+
+    def __str__(self) -> str:
+        """The folded host list, e.g. node[1-3].lab.example."""
+        return str(self.nodeset)
+
+    def run_sync(self, *commands: CommandSpec, is_safe: bool = False, **options: Any) -> RunResult:
+        """Run commands one after the other across the hosts (each waits for the previous on all hosts).
+
+        Options: timeout (per command and host, seconds), total_timeout (whole run), batch_size,
+        batch_sleep, success_threshold (0..1, default 1.0), ok_codes (default [0]). `is_safe`
+        marks read-only commands: only those run in dry-run.
+        """
+        return self._remote.run(self.nodeset, commands, mode="sync", is_safe=is_safe, **options)
+
+    def run_async(self, *commands: CommandSpec, is_safe: bool = False, **options: Any) -> RunResult:
+        """Run the commands on each host independently, stopping on a host at its first failure.
+
+        Same options as run_sync().
+        """
+        return self._remote.run(self.nodeset, commands, mode="async", is_safe=is_safe, **options)
+
+
+class Remote:
+    """Entry point to remote execution: query hosts, then run commands on them."""
+
+    def __init__(self, config: Section, *, dry_run: bool, changes: ChangeLog) -> None:
+        """Use the `remote` section of the configuration (cumin_config path, ssh_user)."""
+        self.dry_run = dry_run
+        self.changes = changes
+        path = config.str("cumin_config")
+        try:
+            loaded = cumin.Config(path)
+        except cumin.CuminError as exc:
+            raise ConfigError(f"{config.source}: key '{config.where}.cumin_config': {exc}") from None
+        # cumin caches one dict per path and ClusterShell mutates task settings: work on a copy.
+        self._cumin_config: dict[str, Any] = copy.deepcopy(dict(loaded))
+        if self._cumin_config.get("environment"):
+            raise ConfigError(
+                f"{path}: 'environment' is not supported: cumin would change this whole process's environment"
+            )
+        clustershell = self._cumin_config.setdefault("clustershell", {})
+        if config.has("ssh_user"):
+            clustershell["ssh_user"] = config.str("ssh_user")
+        self._probe_timeout = float(clustershell.get("connect_timeout", 10)) + 5.0
+
+    def query(self, query_string: str) -> RemoteHosts:
+        """Hosts matching a cumin query (direct backend: `node[1-3].lab.example`, `D{host1,host2}`)."""
+        try:
+            hosts = query.Query(self._cumin_config).execute(query_string)
+        except cumin.CuminError as exc:
+            raise RemoteError(f"invalid cumin query {query_string!r}: {exc}") from None
+        if not hosts:
+            raise RemoteError(f"cumin query {query_string!r} matched no host")
+        for name in hosts:
+            validate_host(name)
+        return RemoteHosts(self, hosts)
+
+    def hosts(self, names: Iterable[str]) -> RemoteHosts:
+        """Exactly these hosts (each validated as a hostname or IP address, no query syntax)."""
+        valid = [validate_host(name) for name in names]
+        if not valid:
+            raise RemoteError("no host given")
+        return RemoteHosts(self, NodeSet.fromlist(valid))
+
+    def run(
+        self,
+        hosts: NodeSet,
+        commands: Sequence[CommandSpec],
+        *,
+        mode: str,
+        is_safe: bool,
+        timeout: float | None = None,
+        total_timeout: int | None = None,
+        batch_size: int | None = None,
+        batch_sleep: float | None = None,
+        success_threshold: float = 1.0,
+        ok_codes: Sequence[int] | None = None,
+    ) -> RunResult:
+        """Run commands on hosts (see RemoteHosts.run_sync); unsafe ones are only recorded in dry-run."""
+        if not commands:
+            raise RemoteError("no command given")
+        lines = tuple(command_line(command) for command in commands)
+        target = str(hosts)
+        if not is_safe:
+            self.changes.record("remote", "command", target, commands=list(lines))
+            if self.dry_run:
+                skipped = {name: HostResult(host=name, status=HostStatus.SKIPPED) for name in hosts}
+                return RunResult(commands=lines, hosts=skipped, success_threshold=success_threshold)
+        else:
+            logger.debug("Running safe commands %s on %s", lines, target)
+        cumin_commands = [
+            transports.Command(line, timeout=timeout, ok_codes=list(ok_codes) if ok_codes is not None else None)
+            for line in lines
+        ]
+        outcome = self._execute(
+            hosts,
+            cumin_commands,
+            mode=mode,
+            total_timeout=total_timeout,
+            batch_size=batch_size,
+            batch_sleep=batch_sleep,
+            success_threshold=float(success_threshold),
+        )
+        results = {name: _host_result(name, outcome.hosts_results[name]) for name in hosts}
+        suspects = [
+            name
+            for name, result in results.items()
+            if result.status is HostStatus.TIMEOUT or result.rc == SSH_FAILURE_RC
+        ]
+        if suspects:
+            for name in self._unreachable(suspects):
+                results[name] = HostResult(
+                    host=name,
+                    status=HostStatus.UNREACHABLE,
+                    return_codes=results[name].return_codes,
+                    outputs=results[name].outputs,
+                )
+        for name, result in results.items():
+            logger.debug("%s: %s: %s", name, result.describe(), result.output.strip()[-2000:])
+        return RunResult(commands=lines, hosts=results, success_threshold=success_threshold)
+
+    def _unreachable(self, names: list[str]) -> list[str]:
+        """Of the given hosts, those where a `true` over SSH does not succeed either."""
+        nodes = NodeSet.fromlist(names)
+        probe = [transports.Command(PROBE_COMMAND, timeout=self._probe_timeout)]
+        outcome = self._execute(nodes, probe, mode="async", success_threshold=0.0)
+        return [name for name in nodes if _host_result(name, outcome.hosts_results[name]).status is not HostStatus.OK]
+
+    def _execute(
+        self,
+        hosts: NodeSet,
+        commands: list[transports.Command],
+        *,
+        mode: str,
+        success_threshold: float,
+        total_timeout: int | None = None,
+        batch_size: int | None = None,
+        batch_sleep: float | None = None,
+    ) -> transports.ExecutionResults:
+        """Run through cumin in a new thread, so the ClusterShell task (per thread) starts clean."""
+        box: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                worker = transport.Transport.new(
+                    self._cumin_config,
+                    transports.Target(
+                        hosts,
+                        batch_size=batch_size,
+                        batch_sleep=float(batch_sleep) if batch_sleep is not None else None,
+                    ),
+                )
+                worker.commands = commands
+                worker.handler = mode
+                worker.success_threshold = success_threshold
+                worker.timeout = total_timeout
+                worker.reporter = NullReporter
+                worker.progress_bars = False
+                box["results"] = worker.run()
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the calling thread below
+                box["error"] = exc
+            finally:
+                Task.task_terminate()
+
+        thread = threading.Thread(target=work, name="libcluster-remote", daemon=True)
+        thread.start()
+        thread.join()
+        if "error" in box:
+            error = box["error"]
+            if isinstance(error, cumin.CuminError):
+                raise RemoteError(redact.redact(f"cumin failed on {hosts}: {error}")) from error
+            raise error
+        return box["results"]
