@@ -1,0 +1,3 @@
+"""SRE cookbooks"""
+
+__owner_team__ = "SRE"
