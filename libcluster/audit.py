@@ -1,0 +1,135 @@
+"""The audit trail: one JSON line per run, appended to the configured ``audit_log``.
+
+A line says who ran what (and, for chat runs, who asked and who approved), with which
+arguments (secrets masked), in dry-run or not, when, with which exit code, and every change
+the run made or planned. Each line is written with one ``write()`` on an ``O_APPEND`` file, so
+concurrent runs never interleave their lines.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from libcluster import redact
+from libcluster.errors import ConfigError, LibclusterError
+
+ORIGIN_ENV = "COOKBOOK_ORIGIN"
+"""``terminal`` (default) or ``chat``: who started the run."""
+CHAT_ENV = {"requester": "COOKBOOK_REQUESTER", "approver": "COOKBOOK_APPROVER", "channel": "COOKBOOK_CHANNEL"}
+"""Audit fields of a chat run and the environment variables the chat service sets them with."""
+ORIGINS = ("terminal", "chat")
+"""Accepted values of COOKBOOK_ORIGIN."""
+
+
+class AuditError(LibclusterError):
+    """The audit log cannot be opened or written."""
+
+
+def origin_from_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The origin fields of the record: ``{"origin": "terminal"}`` or the chat requester/approver/channel."""
+    origin = environ.get(ORIGIN_ENV, "") or "terminal"
+    if origin not in ORIGINS:
+        raise ConfigError(f"environment variable {ORIGIN_ENV}={origin!r}: expected one of {', '.join(ORIGINS)}")
+    fields = {"origin": origin}
+    if origin == "chat":
+        if not environ.get(CHAT_ENV["requester"]):
+            raise ConfigError(f"{ORIGIN_ENV}=chat needs {CHAT_ENV['requester']} (who asked for the run)")
+        fields.update({name: environ.get(variable, "") for name, variable in CHAT_ENV.items()})
+    return fields
+
+
+def redact_argv(argv: Sequence[str]) -> list[str]:
+    """Arguments with registered secrets masked, and the values of secret-looking options (``--token X``) too."""
+    result: list[str] = []
+    mask_next = False
+    for arg in argv:
+        if mask_next:
+            result.append(redact.MASK)
+            mask_next = False
+            continue
+        if arg.startswith("-") and redact.is_secret_key(arg):
+            option, sep, _ = arg.partition("=")
+            if sep:
+                result.append(f"{option}={redact.MASK}")
+                continue
+            mask_next = True
+        result.append(redact.redact(arg))
+    return result
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware in UTC."""
+    return datetime.now(timezone.utc)
+
+
+def iso(moment: datetime) -> str:
+    """ISO 8601 with milliseconds and the UTC offset, as used in the record."""
+    return moment.isoformat(timespec="milliseconds")
+
+
+def record(
+    *,
+    run_id: str,
+    cookbook: str,
+    argv: Sequence[str],
+    user: str,
+    origin: Mapping[str, str],
+    dry_run: bool,
+    start: datetime,
+    end: datetime,
+    exit_code: int,
+    changes: list[dict[str, Any]],
+    parent: str | None = None,
+) -> dict[str, Any]:
+    """The audit record of one run; parent is the id of the run that called this one with run_cookbook()."""
+    fields: dict[str, Any] = {
+        "id": run_id,
+        "cookbook": cookbook,
+        "argv": redact_argv(argv),
+        "user": user,
+        **origin,
+        "dry_run": dry_run,
+        "start": iso(start),
+        "end": iso(end),
+        "duration": round((end - start).total_seconds(), 3),
+        "exit_code": exit_code,
+        "changes": changes,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+    }
+    if parent:
+        fields["parent"] = parent
+    return fields
+
+
+class AuditLog:
+    """The append-only audit file of one invocation, opened before the first run so a bad path fails early."""
+
+    def __init__(self, path: str | Path) -> None:
+        """Open (create, mode 0640) path for appending; raise AuditError naming it otherwise."""
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        except OSError as exc:
+            raise AuditError(f"cannot open the audit log {self.path}: {exc.strerror}") from None
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        """Append one record as a JSON line (secrets masked), in a single write."""
+        line = (redact.redact(json.dumps(record, sort_keys=True, default=str)) + "\n").encode("utf-8")
+        try:
+            written = os.write(self._fd, line)
+        except OSError as exc:
+            raise AuditError(f"cannot write the audit log {self.path}: {exc.strerror}") from None
+        if written != len(line):
+            raise AuditError(f"short write to the audit log {self.path}: {written} of {len(line)} bytes")
+
+    def close(self) -> None:
+        """Close the file."""
+        os.close(self._fd)

@@ -1,0 +1,153 @@
+"""The one object cookbooks get: run options, configuration, prompts, locks, notifications and library clients.
+
+``run(args, ctx)`` receives it in the module API; ``CookbookBase.__init__(ctx)`` in the class API.
+Clients (Ganeti, remote hosts, NetBox, DNS) are created on first use, once per run, and all share
+the run's dry-run flag and ChangeLog, so the audit record lists every write.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from libcluster.changes import ChangeLog
+
+if TYPE_CHECKING:
+    from libcluster.audit import AuditLog
+    from libcluster.config import Section
+    from libcluster.interactive import Prompter
+    from libcluster.locks import Locks
+    from libcluster.runner.logs import RunLogFiles
+    from libcluster.sal import SAL
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Session:
+    """What all runs of one ``cookbook`` invocation share: options, configuration and services."""
+
+    config: Section
+    base_dirs: list[Path]
+    logs_dir: Path
+    dry_run: bool
+    verbose: bool
+    user: str
+    origin: dict[str, str]
+    prompter: Prompter
+    locks: Locks
+    audit: AuditLog
+    sal: SAL | None = None
+    log_files: RunLogFiles | None = None
+    """The files of the top-level run in progress; nested runs write into them too."""
+    results: dict[str, int] = field(default_factory=dict)
+    """Exit code of each cookbook run so far (shown by the menu)."""
+
+
+class Context:
+    """Everything one run of a cookbook may use; created by the runner, one per run."""
+
+    def __init__(self, session: Session, name: str, run_id: str, parent: Context | None = None) -> None:
+        """A context for run run_id of cookbook name; parent is the calling run for run_cookbook()."""
+        self._session = session
+        self.name = name
+        """Full name of the running cookbook, e.g. ``sre.ganeti.makevm``."""
+        self.run_id = run_id
+        """Id of this run in the audit log."""
+        self.parent = parent
+        self.changes = ChangeLog(dry_run=session.dry_run)
+        """Every write the run made (or would make in dry-run); clients record into it."""
+        self._clients: dict[tuple[Any, ...], Any] = {}
+
+    @property
+    def dry_run(self) -> bool:
+        """True with ``-d``: read freely, change nothing, record what would change."""
+        return self._session.dry_run
+
+    @property
+    def verbose(self) -> bool:
+        """True with ``-v``."""
+        return self._session.verbose
+
+    @property
+    def user(self) -> str:
+        """The real operator (SUDO_USER when run through sudo)."""
+        return self._session.user
+
+    @property
+    def config(self) -> Section:
+        """The root of the configuration file."""
+        return self._session.config
+
+    def confirm(self, message: str) -> None:
+        """Ask the operator to type "go"; ``-y`` answers it. Raises AbortError/InputError (run stops)."""
+        self._session.prompter.confirm(message)
+
+    def ask_input(
+        self,
+        message: str,
+        choices: Sequence[str] | None = None,
+        validator: Callable[[str], object] | None = None,
+    ) -> str:
+        """Ask the operator for an answer (one of choices, accepted by validator); never answered by ``-y``."""
+        return self._session.prompter.ask_input(message, choices, validator)
+
+    def lock(self, name: str, concurrency: int = 1, ttl: int | None = None) -> AbstractContextManager[None]:
+        """A custom lock, e.g. ``with ctx.lock(f"ganeti-instance:{fqdn}"): ...``; ttl defaults to the config's."""
+        return self._session.locks.acquired(f"custom/{name}", concurrency=concurrency, ttl=ttl)
+
+    def notify(self, message: str) -> None:
+        """Log message and, in a real run, announce it on the server admin log."""
+        logger.info(message)
+        if self._session.sal is not None and not self.dry_run:
+            self._session.sal.send(f"{self.name}: {message}")
+
+    def run_cookbook(self, name: str, args: Sequence[str] = (), raises: bool = True) -> int:
+        """Run another cookbook through the runner (own lock, same dry-run and logs); return its exit code.
+
+        With raises=True a non-zero exit code raises CookbookFailed.
+        """
+        from libcluster.cookbook import CookbookFailed
+        from libcluster.runner import execute
+
+        exit_code = execute.run(self._session, name, list(args), parent=self)
+        if exit_code and raises:
+            raise CookbookFailed(name, exit_code)
+        return exit_code
+
+    def _cached(self, key: tuple[Any, ...], build: Callable[[], Any]) -> Any:
+        if key not in self._clients:
+            self._clients[key] = build()
+        return self._clients[key]
+
+    def remote(self) -> Any:
+        """Commands on hosts (libcluster.remote.Remote), from the ``remote`` section."""
+        from libcluster.remote import Remote
+
+        return self._cached(("remote",), lambda: Remote(self.config.section("remote"), dry_run=self.dry_run,
+                                                        changes=self.changes))
+
+    def ganeti(self, cluster: str) -> Any:
+        """A Ganeti cluster client (libcluster.ganeti.connect) for a cluster of ``ganeti.clusters``."""
+        from libcluster import ganeti
+
+        return self._cached(("ganeti", cluster), lambda: ganeti.connect(
+            self.config, cluster, dry_run=self.dry_run, changes=self.changes, remote=self.remote()))
+
+    def netbox(self, read_write: bool = False) -> Any:
+        """A NetBox client (libcluster.netbox.NetBox); read_write picks the read-write token."""
+        from libcluster.netbox import NetBox
+
+        return self._cached(("netbox", read_write), lambda: NetBox(
+            self.config.section("netbox"), read_write=read_write, dry_run=self.dry_run, changes=self.changes))
+
+    def dns(self) -> Any:
+        """A DNS client (libcluster.dns.DNS) for the zones of the ``dns`` section."""
+        from libcluster.dns import DNS
+
+        return self._cached(("dns",), lambda: DNS(self.config.section("dns"), dry_run=self.dry_run,
+                                                  changes=self.changes))

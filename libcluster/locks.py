@@ -1,0 +1,403 @@
+"""Locks that keep concurrent runs apart: in etcd (leases) across hosts, or with file locks on one host.
+
+A lock is a key (``cookbooks/NAME[:suffix]`` for the automatic per-run lock, ``custom/NAME`` for
+locks taken by cookbook code) with a set of holders. Each holder declares a concurrency; a new
+holder gets in only while the number of holders is below both its own concurrency and the lowest
+concurrency of the current holders (the strictest holder wins; 0 means unlimited but tracked).
+
+etcd layout: one key per holder, ``{prefix}{quoted lock key}/{holder id}``, attached to a lease of
+the holder's TTL that a live holder keeps alive; a SIGKILLed holder's key disappears when its lease
+expires. Acquiring reads the holders under the lock's prefix at revision R and writes the new
+holder in a transaction that succeeds only if no key under that prefix was modified after R, so
+two racing holders cannot both count themselves in.
+
+File layout: ``{file_dir}/{quoted lock key}/{holder id}.json``, each held with ``flock`` by its
+owner, so a killed owner's file is recognisably stale; checks and writes happen under a short
+``flock`` on ``.mutex`` in the same directory.
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import quote, urlsplit
+
+from libcluster.errors import ConfigError, LibclusterError
+
+if TYPE_CHECKING:
+    from libcluster.config import Section
+
+logger = logging.getLogger(__name__)
+
+ETCD_TIMEOUT = 5
+"""Seconds per etcd request."""
+RACE_RETRIES = 10
+"""Immediate retries when another holder changed the lock between our read and our write."""
+
+
+class LockError(LibclusterError):
+    """A lock could not be acquired in time, or the lock backend failed."""
+
+
+@dataclass(frozen=True)
+class Holder:
+    """One holder of a lock: who, since when, and the concurrency it accepts."""
+
+    id: str
+    owner: str
+    """``user@host [pid]``."""
+    concurrency: int
+    ttl: int
+    created: float
+    """Unix time of acquisition."""
+
+    def to_json(self) -> str:
+        """The holder as stored in etcd or in its file."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Holder:
+        """Read a holder written by :meth:`to_json`."""
+        data = json.loads(text)
+        return cls(str(data["id"]), str(data["owner"]), int(data["concurrency"]), int(data["ttl"]),
+                   float(data["created"]))
+
+    def describe(self) -> str:
+        """``alice@host [123] (concurrency 1, since 12:00:03)`` for retry messages."""
+        since = time.strftime("%H:%M:%S", time.localtime(self.created))
+        return f"{self.owner} (concurrency {self.concurrency or 'unlimited'}, since {since})"
+
+
+def limit_of(holders: list[Holder], concurrency: int) -> int | None:
+    """How many holders the key allows for a newcomer with this concurrency; None = unlimited."""
+    declared = [value for value in [concurrency, *(holder.concurrency for holder in holders)] if value > 0]
+    return min(declared) if declared else None
+
+
+def is_free(holders: list[Holder], concurrency: int) -> bool:
+    """Whether a newcomer with this concurrency may join these holders."""
+    limit = limit_of(holders, concurrency)
+    return limit is None or len(holders) < limit
+
+
+class Backend(Protocol):
+    """Where holders are stored; acquisition must be atomic against other processes."""
+
+    def holders(self, key: str) -> list[Holder]:
+        """The live holders of key, without changing anything."""
+
+    def try_acquire(self, key: str, holder: Holder) -> list[Holder] | None:
+        """Add holder if the key has room (None) or return the holders that keep it out."""
+
+    def release(self, key: str, holder: Holder) -> None:
+        """Remove holder from key."""
+
+
+class FileBackend:
+    """Holders as flock-held files in a directory on this host."""
+
+    def __init__(self, directory: str | Path) -> None:
+        """Keep locks under directory (created on first acquisition)."""
+        self.directory = Path(directory)
+        self._held: dict[str, int] = {}
+
+    def _dir(self, key: str) -> Path:
+        return self.directory / quote(key, safe="")
+
+    @contextmanager
+    def _mutex(self, lock_dir: Path) -> Iterator[None]:
+        fd = os.open(lock_dir / ".mutex", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            _flock(fd, blocking=True)
+            yield
+        finally:
+            os.close(fd)
+
+    def _scan(self, lock_dir: Path, *, prune: bool) -> list[Holder]:
+        holders = []
+        for path in sorted(lock_dir.glob("*.json")):
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                continue
+            try:
+                if _flock(fd, blocking=False):
+                    if prune:
+                        path.unlink(missing_ok=True)
+                    continue
+                holders.append(Holder.from_json(os.read(fd, 65536)))
+            except (ValueError, KeyError) as exc:
+                logger.warning("Ignoring unreadable lock file %s: %s", path, exc)
+            finally:
+                os.close(fd)
+        return holders
+
+    def holders(self, key: str) -> list[Holder]:
+        """The holders whose owner process still holds its file."""
+        lock_dir = self._dir(key)
+        if not lock_dir.is_dir():
+            return []
+        return self._scan(lock_dir, prune=False)
+
+    def try_acquire(self, key: str, holder: Holder) -> list[Holder] | None:
+        """Under the directory's mutex: drop stale files, count, and create ours if there is room."""
+        lock_dir = self._dir(key)
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        with self._mutex(lock_dir):
+            holders = self._scan(lock_dir, prune=True)
+            if not is_free(holders, holder.concurrency):
+                return holders
+            fd = os.open(lock_dir / f"{holder.id}.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            _flock(fd, blocking=False)
+            os.write(fd, holder.to_json().encode())
+            self._held[holder.id] = fd
+        return None
+
+    def release(self, key: str, holder: Holder) -> None:
+        """Delete our file and drop its flock."""
+        lock_dir = self._dir(key)
+        fd = self._held.pop(holder.id)
+        with self._mutex(lock_dir):
+            (lock_dir / f"{holder.id}.json").unlink(missing_ok=True)
+            os.close(fd)
+
+
+def _flock(fd: int, *, blocking: bool) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+    except BlockingIOError:
+        return False
+    return True
+
+
+class EtcdBackend:
+    """Holders as leased keys in etcd, through its v3 JSON gateway (etcd3gw)."""
+
+    def __init__(self, url: str, prefix: str) -> None:
+        """url: ``http(s)://host:port`` of an etcd member; prefix: where lock keys live."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"invalid etcd URL {url!r}: expected http(s)://host:port")
+        self.url = url
+        self.prefix = prefix.rstrip("/") + "/"
+        self._parts = parts
+        self._client: Any = None
+        self._leases: dict[str, tuple[int, threading.Event]] = {}
+
+    @property
+    def client(self) -> Any:
+        """The etcd3gw client, created on first use (importing it pulls in requests)."""
+        if self._client is None:
+            from etcd3gw.client import Etcd3Client
+
+            self._client = Etcd3Client(host=self._parts.hostname, port=self._parts.port or 2379,
+                                       protocol=self._parts.scheme, timeout=ETCD_TIMEOUT)
+        return self._client
+
+    def key_prefix(self, key: str) -> str:
+        """The etcd prefix under which the holders of a lock key live."""
+        return f"{self.prefix}{quote(key, safe='')}/"
+
+    def _call(self, what: str, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+        from etcd3gw.exceptions import Etcd3Exception
+        from requests import RequestException
+
+        try:
+            return self.client.post(self.client.get_url(path), json=payload)
+        except (Etcd3Exception, RequestException) as exc:
+            raise LockError(f"etcd at {self.url}: {what} failed: {exc}") from None
+
+    def _read(self, prefix: str) -> tuple[int, list[Holder]]:
+        result = self._call("reading locks", "/kv/range", {"key": _b64(prefix), "range_end": _b64(_prefix_end(prefix))})
+        holders = []
+        for item in result.get("kvs", []):
+            try:
+                holders.append(Holder.from_json(_unb64(item.get("value", ""))))
+            except (ValueError, KeyError) as exc:
+                logger.warning("Ignoring unreadable lock entry %s: %s", _unb64(item["key"]), exc)
+        return int(result["header"]["revision"]), holders
+
+    def holders(self, key: str) -> list[Holder]:
+        """The holders whose leases are alive."""
+        return self._read(self.key_prefix(key))[1]
+
+    def try_acquire(self, key: str, holder: Holder) -> list[Holder] | None:
+        """Write our leased key only if nobody wrote under the lock's prefix since we counted."""
+        prefix = self.key_prefix(key)
+        holders: list[Holder] = []
+        lease_id = 0
+        for _ in range(RACE_RETRIES):
+            revision, holders = self._read(prefix)
+            if not is_free(holders, holder.concurrency):
+                break
+            if not lease_id:
+                lease_id = int(self._call("granting a lease", "/lease/grant", {"TTL": holder.ttl, "ID": 0})["ID"])
+            txn = {
+                "compare": [{"key": _b64(prefix), "range_end": _b64(_prefix_end(prefix)), "target": "MOD",
+                             "result": "LESS", "mod_revision": revision + 1}],
+                "success": [{"request_put": {"key": _b64(prefix + holder.id), "value": _b64(holder.to_json()),
+                                             "lease": lease_id}}],
+                "failure": [],
+            }
+            if self._call("writing a lock", "/kv/txn", txn).get("succeeded"):
+                self._keep_alive(holder, lease_id)
+                return None
+        if lease_id:
+            self._revoke(lease_id)
+        return holders
+
+    def _keep_alive(self, holder: Holder, lease_id: int) -> None:
+        stop = threading.Event()
+        self._leases[holder.id] = (lease_id, stop)
+        interval = max(holder.ttl / 3, 0.5)
+
+        def refresh() -> None:
+            while not stop.wait(interval):
+                try:
+                    ttl = int(self._call("refreshing a lease", "/lease/keepalive", {"ID": lease_id})
+                              .get("result", {}).get("TTL", -1))
+                except LockError as exc:
+                    logger.warning("Lock lease %s not refreshed: %s", lease_id, exc)
+                    continue
+                if ttl <= 0:
+                    logger.error("Lock lease %s expired: the lock of %s is lost", lease_id, holder.owner)
+                    return
+
+        threading.Thread(target=refresh, name=f"lock-lease-{lease_id}", daemon=True).start()
+
+    def _revoke(self, lease_id: int) -> None:
+        self._call("revoking a lease", "/kv/lease/revoke", {"ID": lease_id})
+
+    def release(self, key: str, holder: Holder) -> None:
+        """Stop refreshing and revoke the lease, which deletes our key."""
+        lease_id, stop = self._leases.pop(holder.id)
+        stop.set()
+        self._revoke(lease_id)
+
+
+def _b64(value: str) -> str:
+    return base64.b64encode(value.encode()).decode()
+
+
+def _unb64(value: str) -> str:
+    return base64.b64decode(value).decode()
+
+
+def _prefix_end(prefix: str) -> str:
+    """The first key after every key starting with prefix (prefix ends with '/', so this is safe)."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+class Locks:
+    """Takes locks for a whole invocation: waits with visible retries, checks only in dry-run, or is disabled."""
+
+    def __init__(
+        self,
+        backend: Backend | None,
+        *,
+        owner: str,
+        dry_run: bool,
+        default_ttl: int,
+        tries: int,
+        sleep: float,
+        sleeper: Callable[[float], None] = time.sleep,
+    ) -> None:
+        """backend None disables locking (``--no-locks``); tries/sleep bound the wait (linear backoff)."""
+        self.backend = backend
+        self.owner = owner
+        self.dry_run = dry_run
+        self.default_ttl = default_ttl
+        self.tries = max(tries, 1)
+        self.sleep = sleep
+        self._sleeper = sleeper
+
+    @contextmanager
+    def acquired(self, key: str, *, concurrency: int, ttl: int | None = None) -> Iterator[None]:
+        """Hold lock key for the body of the with-statement; raise LockError if it stays busy."""
+        if concurrency < 0:
+            raise ValueError(f"lock concurrency must be >= 0, got {concurrency}")
+        if self.backend is None:
+            logger.debug("Locks disabled: not taking %s", key)
+            yield
+            return
+        holder = Holder(uuid.uuid4().hex, self.owner, concurrency, ttl or self.default_ttl, time.time())
+        if self.dry_run:
+            self._check(self.backend, key, holder)
+            yield
+            return
+        self._acquire(self.backend, key, holder)
+        try:
+            yield
+        finally:
+            try:
+                self.backend.release(key, holder)
+                logger.debug("Released lock %s", key)
+            except (LockError, OSError) as exc:
+                logger.warning("Lock %s not released cleanly (it frees itself when its TTL expires): %s", key, exc)
+
+    def _check(self, backend: Backend, key: str, holder: Holder) -> None:
+        try:
+            holders = backend.holders(key)
+        except (LockError, OSError) as exc:
+            logger.warning("DRY-RUN: could not check lock %s: %s", key, exc)
+            return
+        if is_free(holders, holder.concurrency):
+            logger.debug("DRY-RUN: lock %s is free; not taking it in DRY-RUN mode", key)
+        else:
+            logger.warning("DRY-RUN: lock %s is busy, a real run would wait: %s", key,
+                           _busy(holders, holder.concurrency))
+
+    def _acquire(self, backend: Backend, key: str, holder: Holder) -> None:
+        for attempt in range(1, self.tries + 1):
+            try:
+                holders = backend.try_acquire(key, holder)
+            except OSError as exc:
+                raise LockError(f"cannot take lock {key}: {exc}") from None
+            if holders is None:
+                logger.debug("Acquired lock %s (concurrency %s, ttl %ss)", key, holder.concurrency, holder.ttl)
+                return
+            if attempt == self.tries:
+                break
+            delay = self.sleep * attempt
+            logger.warning("[%d/%d, retrying in %.2fs] Unable to acquire lock %s: %s", attempt, self.tries, delay, key,
+                           _busy(holders, holder.concurrency))
+            self._sleeper(delay)
+        raise LockError(f"unable to acquire lock {key} after {self.tries} tries: {_busy(holders, holder.concurrency)}")
+
+
+def _busy(holders: list[Holder], concurrency: int) -> str:
+    return (f"{len(holders)} holder(s), at most {limit_of(holders, concurrency)} allowed: "
+            + ", ".join(holder.describe() for holder in holders))
+
+
+DEFAULT_FILE_DIR = "/var/lock/cookbooks"
+"""Where file locks live when neither etcd_url nor file_dir is configured."""
+DEFAULT_ETCD_PREFIX = "/ganeti-cookbooks/locks/"
+"""etcd key prefix of all locks unless locks.etcd_prefix says otherwise."""
+
+
+def from_config(config: Section, *, owner: str, dry_run: bool, enabled: bool = True) -> Locks:
+    """Locks as configured in the ``locks`` section: etcd when etcd_url is set, else file locks on this host."""
+    section = config.section("locks", {})
+    backend: Backend | None = None
+    if enabled:
+        if section.has("etcd_url"):
+            try:
+                backend = EtcdBackend(section.str("etcd_url"), section.str("etcd_prefix", DEFAULT_ETCD_PREFIX))
+            except ValueError as exc:
+                raise ConfigError(f"{section.source}: key 'locks.etcd_url': {exc}") from None
+        else:
+            backend = FileBackend(section.str("file_dir", DEFAULT_FILE_DIR))
+    return Locks(backend, owner=owner, dry_run=dry_run, default_ttl=section.int("default_ttl", 1800),
+                 tries=section.int("wait_tries", 27), sleep=section.float("wait_sleep", 5.0))

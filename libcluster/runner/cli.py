@@ -1,0 +1,194 @@
+"""The ``cookbook`` command line: global options, listing, menus, and running one cookbook."""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import getpass
+import logging
+import os
+import socket
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from libcluster import audit, config, interactive, locks
+from libcluster.context import Session
+from libcluster.cookbook import EXIT_NOT_FOUND
+from libcluster.errors import ConfigError
+from libcluster.runner import catalog, discovery, execute, listing
+from libcluster.runner.logs import Console
+from libcluster.sal import SAL
+
+logger = logging.getLogger(__name__)
+
+USAGE = "cookbook [-h] [-l] [-c CONFIG] [-d] [-v] [-y] [--no-locks] [COOKBOOK] [ARGS...]"
+"""The synopsis (argparse would render the cookbook's arguments as "...")."""
+
+DESCRIPTION = """\
+Run a cookbook: one audited operation on the Ganeti clusters (create a VM, drain a node, ...).
+
+Every run takes the cookbook's lock, logs a START and an END line to the cookbook's log files
+and to the server admin log (IRC), and appends one JSON line to the audit log: who, what,
+when, the exit code and every change made (Ganeti jobs, NetBox objects, DNS records).
+With -d nothing is changed: the cookbook reads what it needs and logs what it would do.
+
+COOKBOOK is a dotted name (sre.ganeti.makevm) or a path below cookbooks/ (sre/ganeti/makevm.py).
+A group name (sre.ganeti), or no name, opens a menu on a terminal. Everything after COOKBOOK
+is passed to the cookbook: `cookbook sre.ganeti.makevm -h` shows the cookbook's own help."""
+
+EPILOG = f"""\
+exit codes:
+  0       success
+  1-89    the cookbook failed (its own code); 1 also when the runner cannot start:
+          bad configuration, log directory or audit log not writable
+  2       invalid global options
+  93      the cookbook failed and its rollback failed too: clean up by hand
+  94      the cookbook refused to start (validation in get_runner failed)
+  95      the cookbook's argument parser could not be built
+  96      the cookbook's arguments are invalid
+  97      interrupted with Ctrl+C (rollback was run)
+  98      no such cookbook, it cannot be loaded, or a group was given without a terminal
+  99      the cookbook raised an exception, or its lock could not be acquired
+
+environment:
+  SUDO_USER          the operator recorded in logs, locks, SAL and audit (else the login user)
+  {audit.ORIGIN_ENV}    "terminal" (default) or "chat": who started the run, for the audit record
+  {audit.CHAT_ENV['requester']} chat user who asked for the run (required with {audit.ORIGIN_ENV}=chat)
+  {audit.CHAT_ENV['approver']}  chat user who approved it
+  {audit.CHAT_ENV['channel']}   chat channel the request came from
+
+files:
+  {config.DEFAULT_CONFIG_PATH}
+                     default configuration (-c); see config/config.example.yaml
+  LOGS/GROUP/NAME.log, LOGS/GROUP/NAME-extended.log
+                     INFO and DEBUG logs of each cookbook, LOGS being logs_base_dir,
+                     e.g. LOGS/sre/ganeti/makevm.log
+  audit_log          one JSON line per run
+  locks.file_dir     file locks, when locks.etcd_url is not set
+  ~/.cache/ganeti-cookbooks/catalog-*.json
+                     titles read by -l and menus, refreshed when a cookbook file changes
+
+examples:
+  cookbook -l -v sre.ganeti              list the Ganeti cookbooks with their titles
+  cookbook sre.ganeti.makevm -h          help of one cookbook
+  sudo cookbook -d sre.ganeti.makevm --cluster prod1 vm1    preview, change nothing
+  sudo cookbook -y sre.ganeti.reboot-vm vm1.example.org     run, answering "go" to confirmations
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The global options of ``cookbook``; the cookbook's own arguments are left to its parser."""
+    parser = argparse.ArgumentParser(prog="cookbook", usage=USAGE, description=DESCRIPTION, epilog=EPILOG,
+                                     allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-l", "--list", action="store_true",
+                        help="list the cookbooks as a tree (COOKBOOK filters by name prefix; -v adds titles and "
+                        "owners) and exit")
+    parser.add_argument("-c", "--config-file", default=config.DEFAULT_CONFIG_PATH, metavar="CONFIG",
+                        help="configuration file (default: see files below)")
+    parser.add_argument("-d", "--dry-run", action="store_true",
+                        help="change nothing: read, check locks without taking them, log what would be done")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show DEBUG messages on the terminal")
+    parser.add_argument("-y", "--yes", action="store_true",
+                        help='answer "go" to confirmations (for automation); questions that need a typed '
+                        "answer still need a person at a terminal")
+    parser.add_argument("--no-locks", action="store_true",
+                        help="take no locks (emergencies only, e.g. when etcd is down): concurrent runs are not "
+                        "kept apart")
+    parser.add_argument("cookbook", nargs="?", metavar="COOKBOOK", help="cookbook or group to run (or to list)")
+    parser.add_argument("cookbook_args", nargs=argparse.REMAINDER, metavar="ARGS",
+                        help="arguments of the cookbook")
+    return parser
+
+
+def operator() -> str:
+    """The real operator: SUDO_USER when run through sudo, else the login user."""
+    return os.environ.get("SUDO_USER") or getpass.getuser()
+
+
+def _base_dirs(root: config.Section) -> list[Path]:
+    dirs = root.list("cookbooks_base_dirs")
+    if not dirs or not all(isinstance(item, str) and item for item in dirs):
+        raise ConfigError(f"{root.source}: key 'cookbooks_base_dirs' must be a non-empty list of directories")
+    return [Path(item) for item in dirs]
+
+
+def _session(root: config.Section, args: argparse.Namespace, base_dirs: list[Path]) -> Session:
+    user = operator()
+    host = socket.gethostname()
+    logs_dir = Path(root.str("logs_base_dir"))
+    origin = audit.origin_from_env(os.environ)
+    lock_service = locks.from_config(root, owner=f"{user}@{host} [{os.getpid()}]", dry_run=args.dry_run,
+                                     enabled=not args.no_locks)
+    if args.no_locks:
+        logger.warning("Locks disabled with --no-locks: concurrent runs are not kept apart")
+    sal = None if args.dry_run else SAL.from_config(root, prefix=f"{user}@{host}")
+    audit_log = audit.AuditLog(root.str("audit_log"))
+    return Session(config=root, base_dirs=base_dirs, logs_dir=logs_dir, dry_run=args.dry_run, verbose=args.verbose,
+                   user=user, origin=origin, prompter=interactive.Prompter(assume_yes=args.yes), locks=lock_service,
+                   audit=audit_log, sal=sal)
+
+
+def _not_found(base_dirs: list[Path], name: str, error: discovery.CookbookNotFound) -> int:
+    names = [node.name for node in catalog.scan(base_dirs, catalog.default_cache_path(base_dirs)).walk() if node.name]
+    close = difflib.get_close_matches(name, names, n=3)
+    logger.error("%s%s", error, f" (did you mean: {', '.join(close)}?)" if close else "")
+    return EXIT_NOT_FOUND
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    root = config.load(args.config_file)
+    base_dirs = _base_dirs(root)
+    name = discovery.normalize(args.cookbook or "")
+    if args.list:
+        lines = listing.render(catalog.scan(base_dirs, catalog.default_cache_path(base_dirs)), name,
+                               verbose=args.verbose)
+        if not lines:
+            logger.error("No cookbook matches %r", name)
+            return EXIT_NOT_FOUND
+        print("\n".join(lines))
+        return 0
+    group = not name
+    if name:
+        try:
+            group = discovery.find(base_dirs, name).kind == "group"
+        except discovery.CookbookNotFound as exc:
+            return _not_found(base_dirs, name, exc)
+    if group and not interactive.is_terminal():
+        what = f"{name} is a group of cookbooks" if name else "no COOKBOOK given"
+        logger.error("%s and there is no terminal for a menu: name a cookbook (`cookbook -l %s` lists them)", what,
+                     name)
+        return EXIT_NOT_FOUND
+    session = _session(root, args, base_dirs)
+    try:
+        if group:
+            from libcluster.runner.menu import run_menu
+
+            tree = catalog.scan(base_dirs, catalog.default_cache_path(base_dirs))
+            return run_menu(session, tree.find(name) if name else tree)
+        return execute.run(session, name, args.cookbook_args)
+    finally:
+        if session.sal is not None:
+            session.sal.close()
+        session.audit.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``cookbook``; returns the exit code (see ``cookbook -h``)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 2
+    console = Console(verbose=args.verbose, dry_run=args.dry_run)
+    try:
+        return _dispatch(args)
+    except (ConfigError, audit.AuditError) as exc:
+        logger.error("%s", exc)
+        return 1
+    finally:
+        console.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,215 @@
+"""One run of one cookbook: arguments, runner, lock, START, run, rollback, END, SAL and the audit record.
+
+Exit codes follow :mod:`libcluster.cookbook`: 95/96 for argument errors, 94 when ``get_runner()``
+fails (CookbookInitSuccess exits 0 before any lock or START line), 97 on Ctrl+C, 99 on an
+exception, 93 when rollback fails, otherwise what ``run()`` returned. Nested runs
+(``ctx.run_cookbook``) go through the same path, share the caller's log files and take their own lock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+
+from libcluster import audit, redact
+from libcluster.cookbook import (
+    EXIT_ARGPARSER_FAILED,
+    EXIT_ARGS_FAILED,
+    EXIT_EXCEPTION,
+    EXIT_INIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_NOT_FOUND,
+    EXIT_ROLLBACK_FAILED,
+    CookbookBase,
+    CookbookInitSuccess,
+    CookbookRunnerBase,
+    reason,
+    task_id,
+)
+from libcluster.context import Context, Session
+from libcluster.runner import discovery
+from libcluster.runner.logs import RunLogFiles
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Outcome:
+    """How ``run()`` (and rollback) ended."""
+
+    exit_code: int
+    raised: bool = False
+    interrupted: bool = False
+
+
+def prepare_parser(cookbook: CookbookBase, parser: argparse.ArgumentParser, name: str, owner: str) -> None:
+    """Name the cookbook in usage, show its owner, and add the -t/-r tunables it asks for."""
+    parser.prog = f"cookbook [GLOBAL_ARGS] {name}"
+    parser.epilog = "\n\n".join(part for part in (parser.epilog, f"Cookbook owner team: {owner}") if part)
+    if cookbook.argument_task_required is not None:
+        parser.add_argument("-t", "--task-id", type=task_id, required=cookbook.argument_task_required,
+                            default=argparse.SUPPRESS, help="the ticket this run belongs to, e.g. T12345")
+    if cookbook.argument_reason_required is not None:
+        parser.add_argument("-r", "--reason", type=reason, required=cookbook.argument_reason_required,
+                            default=argparse.SUPPRESS, help="why this is being done (goes into the logs and SAL)")
+
+
+def register_secret_args(argv: list[str], args: argparse.Namespace) -> None:
+    """Mask from now on the values of secret-looking arguments (``--root-password X``) everywhere."""
+    for position, arg in enumerate(argv):
+        if arg.startswith("-") and redact.is_secret_key(arg):
+            option, sep, value = arg.partition("=")
+            redact.register(value if sep else (argv[position + 1] if position + 1 < len(argv) else ""))
+    for key, value in vars(args).items():
+        if redact.is_secret_key(key):
+            redact.register(value)
+
+
+def _run_runner(runner: CookbookRunnerBase, name: str) -> Outcome:
+    try:
+        try:
+            value, how = runner.run(), "returned"
+        except SystemExit as exc:
+            value, how = exc.code, "exited with SystemExit"
+        except KeyboardInterrupt:
+            logger.error("Ctrl+C pressed: interrupting cookbook %s", name)
+            value, how = EXIT_INTERRUPTED, "interrupted"
+        except Exception as exc:
+            logger.error("Exception raised while running cookbook %s: %s: %s", name, type(exc).__name__, exc)
+            logger.debug("Traceback of the exception in %s", name, exc_info=True)
+            value, how = EXIT_EXCEPTION, "raised"
+    except KeyboardInterrupt:  # pressed again while logging the first failure
+        value, how = EXIT_INTERRUPTED, "interrupted"
+    outcome = Outcome(0 if value is None else EXIT_EXCEPTION, raised=how == "raised",
+                      interrupted=how == "interrupted")
+    if isinstance(value, int) and not isinstance(value, bool):
+        outcome.exit_code = value
+    elif value is not None:
+        logger.error("Cookbook %s %s %r instead of an exit code", name, how, value)
+        outcome.raised = True
+    if outcome.exit_code:
+        _rollback(runner, name, outcome)
+    return outcome
+
+
+def _rollback(runner: CookbookRunnerBase, name: str, outcome: Outcome) -> None:
+    logger.info("Running rollback of cookbook %s (exit_code=%d)", name, outcome.exit_code)
+    try:
+        runner.rollback()
+    except KeyboardInterrupt:
+        logger.error("Rollback of cookbook %s interrupted: manual cleanup may be needed", name)
+        outcome.exit_code = EXIT_ROLLBACK_FAILED
+    except Exception as exc:
+        logger.error("Rollback of cookbook %s failed: %s: %s (manual cleanup may be needed)", name,
+                     type(exc).__name__, exc)
+        logger.debug("Traceback of the rollback failure in %s", name, exc_info=True)
+        outcome.exit_code = EXIT_ROLLBACK_FAILED
+
+
+def _status(outcome: Outcome) -> str:
+    if outcome.exit_code == 0:
+        return "PASS"
+    return "ERROR" if outcome.raised or outcome.interrupted else "FAIL"
+
+
+def run(session: Session, name: str, argv: list[str], parent: Context | None = None) -> int:
+    """Run cookbook name with its arguments argv; return the exit code (never raises but KeyboardInterrupt)."""
+    try:
+        loaded = discovery.load(session.base_dirs, name)
+    except (discovery.CookbookNotFound, discovery.CookbookLoadError) as exc:
+        logger.error("%s", exc)
+        return EXIT_NOT_FOUND
+    ctx = Context(session, loaded.name, uuid.uuid4().hex, parent)
+    try:
+        cookbook = loaded.cls(ctx)
+        parser = cookbook.argument_parser()
+        prepare_parser(cookbook, parser, loaded.name, loaded.owner_team)
+    except Exception as exc:
+        logger.error("Unable to get the argument parser of cookbook %s: %s: %s", loaded.name, type(exc).__name__, exc)
+        logger.debug("Traceback of argument_parser() of %s", loaded.name, exc_info=True)
+        return EXIT_ARGPARSER_FAILED
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return 0 if exc.code in (0, None) else EXIT_ARGS_FAILED
+    for tunable, wanted in (("task_id", cookbook.argument_task_required),
+                            ("reason", cookbook.argument_reason_required)):
+        if wanted is not None and not hasattr(args, tunable):
+            setattr(args, tunable, "")  # an optional tunable not given (a "" default would go through its type)
+    register_secret_args(argv, args)
+    if parent is not None:
+        return _run_logged(session, ctx, cookbook, args, argv)
+    try:
+        session.log_files = RunLogFiles(session.logs_dir, loaded.name, user=session.user, dry_run=session.dry_run)
+    except OSError as exc:
+        logger.error("Cannot write the logs of %s under %s: %s", loaded.name, session.logs_dir, exc)
+        return 1
+    try:
+        return _run_logged(session, ctx, cookbook, args, argv)
+    finally:
+        session.log_files.close()
+        session.log_files = None
+
+
+def _run_logged(session: Session, ctx: Context, cookbook: CookbookBase, args: argparse.Namespace,
+                argv: list[str]) -> int:
+    start, started = audit.utc_now(), time.monotonic()
+
+    def finish(exit_code: int) -> int:
+        session.results[ctx.name] = exit_code
+        record = audit.record(run_id=ctx.run_id, cookbook=ctx.name, argv=argv, user=session.user,
+                              origin=session.origin, dry_run=session.dry_run, start=start, end=audit.utc_now(),
+                              exit_code=exit_code, changes=ctx.changes.as_list(),
+                              parent=ctx.parent.run_id if ctx.parent else None)
+        try:
+            session.audit.write(record)
+        except audit.AuditError as exc:
+            logger.error("%s", exc)
+        logger.debug("__COOKBOOK_STATS__:name=%s,exit_code=%d,duration=%.3f", ctx.name, exit_code,
+                     time.monotonic() - started)
+        return exit_code
+
+    try:
+        runner = cookbook.get_runner(args)
+    except CookbookInitSuccess:
+        return 0
+    except KeyboardInterrupt:
+        logger.error("Ctrl+C pressed while preparing cookbook %s", ctx.name)
+        return finish(EXIT_INTERRUPTED)
+    except Exception as exc:
+        logger.error("Unable to prepare cookbook %s: %s: %s", ctx.name, type(exc).__name__, exc)
+        logger.debug("Traceback of get_runner() of %s", ctx.name, exc_info=True)
+        return finish(EXIT_INIT_FAILED)
+    try:
+        description = runner.runtime_description
+    except Exception:
+        logger.warning("Unable to get the runtime description of %s, using none", ctx.name, exc_info=True)
+        description = ""
+    suffix = f" {description}" if description else ""
+    try:
+        lock_args = runner.lock_args
+        lock_key = f"cookbooks/{ctx.name}" + (f":{lock_args.suffix}" if lock_args.suffix else "")
+        with session.locks.acquired(lock_key, concurrency=lock_args.concurrency, ttl=lock_args.ttl):
+            _announce(session, ctx, f"START - Cookbook {ctx.name}{suffix}")
+            outcome = _run_runner(runner, ctx.name)
+    except KeyboardInterrupt:
+        logger.error("Ctrl+C pressed while waiting for the lock of cookbook %s", ctx.name)
+        return finish(EXIT_INTERRUPTED)
+    except Exception as exc:
+        logger.error("Cookbook %s not run: %s", ctx.name, exc)
+        logger.debug("Traceback of the lock failure of %s", ctx.name, exc_info=True)
+        return finish(EXIT_EXCEPTION)
+    _announce(session, ctx, f"END ({_status(outcome)}) - Cookbook {ctx.name} (exit_code={outcome.exit_code}){suffix}")
+    exit_code = finish(outcome.exit_code)
+    if outcome.interrupted and ctx.parent is not None:
+        raise KeyboardInterrupt
+    return exit_code
+
+
+def _announce(session: Session, ctx: Context, line: str) -> None:
+    logger.info(line)
+    if session.sal is not None and not session.dry_run:
+        session.sal.send(line)

@@ -1,0 +1,173 @@
+"""Locks on one host (file backend) and the waiting logic shared with etcd: counts, strictest holder, staleness."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from runner_env import Env
+
+from libcluster.locks import FileBackend, Holder, LockError, Locks, is_free, limit_of
+
+COOKBOOK = Path(sys.executable).with_name("cookbook")
+"""The installed console script."""
+
+
+def holder(concurrency: int, owner: str = "me@host [1]") -> Holder:
+    """A fresh holder with this concurrency."""
+    return Holder(os.urandom(8).hex(), owner, concurrency, 60, time.time())
+
+
+@pytest.mark.parametrize(("existing", "newcomer", "limit", "free"), [
+    ([], 1, 1, True),
+    ([1], 5, 1, False),
+    ([5, 5], 2, 2, False),
+    ([5, 5], 3, 3, True),
+    ([3, 3, 3], 0, 3, False),
+    ([0, 0, 0], 0, None, True),
+])
+def test_strictest_holder_wins(existing: list[int], newcomer: int, limit: int | None, free: bool) -> None:
+    holders = [holder(value) for value in existing]
+    assert limit_of(holders, newcomer) == limit
+    assert is_free(holders, newcomer) is free
+
+
+def test_file_backend_allows_n_holders_and_refuses_the_next(tmp_path: Path) -> None:
+    backend = FileBackend(tmp_path)
+    taken = [holder(3) for _ in range(3)]
+    assert [backend.try_acquire("custom/x", one) for one in taken] == [None, None, None]
+    refused = backend.try_acquire("custom/x", holder(3))
+    assert refused is not None and sorted(h.id for h in refused) == sorted(h.id for h in taken)
+    assert backend.try_acquire("custom/other", holder(1)) is None
+    backend.release("custom/x", taken[0])
+    assert backend.try_acquire("custom/x", holder(3)) is None
+    assert len(backend.holders("custom/x")) == 3
+
+
+def test_an_exclusive_holder_blocks_a_permissive_newcomer(tmp_path: Path) -> None:
+    backend = FileBackend(tmp_path)
+    assert backend.try_acquire("cookbooks/a", holder(1)) is None
+    assert backend.try_acquire("cookbooks/a", holder(20)) is not None
+
+
+def test_a_killed_holder_frees_its_file_lock(tmp_path: Path) -> None:
+    script = ("import sys, time; from libcluster.locks import FileBackend, Holder\n"
+              "FileBackend(sys.argv[1]).try_acquire('custom/k', Holder('dead', 'x@h [9]', 1, 60, time.time()))\n"
+              "print('held', flush=True); time.sleep(60)\n")
+    process = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None and process.stdout.readline() == "held\n"
+        backend = FileBackend(tmp_path)
+        assert [h.owner for h in backend.holders("custom/k")] == ["x@h [9]"]
+        assert backend.try_acquire("custom/k", holder(1)) is not None
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+    assert backend.holders("custom/k") == []
+    assert backend.try_acquire("custom/k", holder(1)) is None
+    assert not list(tmp_path.rglob("dead.json"))
+
+
+def _locks(backend: FileBackend | None, sleeps: list[float], *, dry_run: bool = False) -> Locks:
+    return Locks(backend, owner="me@host [2]", dry_run=dry_run, default_ttl=60, tries=3, sleep=0.5,
+                 sleeper=sleeps.append)
+
+
+def test_busy_lock_is_retried_with_visible_messages_then_refused(tmp_path: Path,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    backend = FileBackend(tmp_path)
+    backend.try_acquire("custom/x", holder(1, "alice@cumin1 [4242]"))
+    sleeps: list[float] = []
+    caplog.set_level(logging.WARNING, "libcluster.locks")
+    with pytest.raises(LockError, match=r"unable to acquire lock custom/x after 3 tries: 1 holder\(s\), at most 1"):
+        with _locks(backend, sleeps).acquired("custom/x", concurrency=5):
+            pytest.fail("the body must not run")
+    assert sleeps == [0.5, 1.0]
+    messages = [record.getMessage() for record in caplog.records]
+    assert len(messages) == 2
+    assert messages[0].startswith("[1/3, retrying in 0.50s] Unable to acquire lock custom/x: 1 holder(s), "
+                                  "at most 1 allowed: alice@cumin1 [4242] (concurrency 1, since ")
+    assert messages[1].startswith("[2/3, retrying in 1.00s]")
+
+
+def test_lock_is_released_when_the_body_raises(tmp_path: Path) -> None:
+    backend = FileBackend(tmp_path)
+    locks = _locks(backend, [])
+    with pytest.raises(RuntimeError), locks.acquired("custom/x", concurrency=1):
+        assert len(backend.holders("custom/x")) == 1
+        raise RuntimeError("body failed")
+    assert backend.holders("custom/x") == []
+
+
+def test_dry_run_checks_but_takes_nothing(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with _locks(FileBackend(tmp_path / "locks"), [], dry_run=True).acquired("custom/x", concurrency=1):
+        assert not (tmp_path / "locks").exists()
+    backend = FileBackend(tmp_path / "locks")
+    backend.try_acquire("custom/x", holder(1, "alice@cumin1 [1]"))
+    sleeps: list[float] = []
+    caplog.set_level(logging.WARNING, "libcluster.locks")
+    with _locks(backend, sleeps, dry_run=True).acquired("custom/x", concurrency=1):
+        assert len(backend.holders("custom/x")) == 1
+    assert sleeps == []
+    assert "DRY-RUN: lock custom/x is busy, a real run would wait: 1 holder(s)" in caplog.text
+
+
+def test_disabled_locks_take_nothing(tmp_path: Path) -> None:
+    with _locks(None, []).acquired("custom/x", concurrency=1):
+        assert not tmp_path.joinpath("custom%2Fx").exists()
+
+
+def test_cookbook_waits_for_a_busy_lock_and_fails_with_99(cookbook: Callable[..., int], env: Env,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    FileBackend(env.locks).try_acquire("cookbooks/locking.exclusive", holder(1, "alice@cumin1 [77]"))
+    assert cookbook("locking.exclusive") == 99
+    err = capsys.readouterr().err
+    assert "WARNING: [1/3, retrying in 0.05s] Unable to acquire lock cookbooks/locking.exclusive" in err
+    assert "alice@cumin1 [77]" in err
+    assert "Cookbook locking.exclusive not run: unable to acquire lock" in err
+    assert "START" not in err
+    assert env.records()[-1]["exit_code"] == 99
+    assert cookbook("-d", "locking.exclusive") == 0
+    assert "DRY-RUN WARNING: DRY-RUN: lock cookbooks/locking.exclusive is busy" in capsys.readouterr().err
+    assert cookbook("--no-locks", "locking.exclusive") == 0
+    assert "Locks disabled with --no-locks" in capsys.readouterr().err
+
+
+def test_lock_args_suffix_and_custom_locks(cookbook: Callable[..., int], env: Env) -> None:
+    FileBackend(env.locks).try_acquire("cookbooks/demo.ganeti.makevm:prod1", holder(1))
+    assert cookbook("demo.ganeti.makevm", "vm1", "-r", "x") == 99
+    assert cookbook("demo.ganeti.makevm", "vm1", "-r", "x", "--cluster", "prod2") == 0
+    FileBackend(env.locks).try_acquire("custom/instance:vm1", holder(1))
+    assert cookbook("locking.custom", "instance:vm1") == 99
+    assert "unable to acquire lock custom/instance:vm1" in env.log("locking.custom")
+    assert cookbook("locking.custom", "instance:vm2") == 0
+
+
+def run_intervals(log: str) -> dict[str, tuple[datetime, datetime]]:
+    """(START, END) times of each pid in a cookbook's INFO log."""
+    times: dict[str, dict[str, datetime]] = {}
+    for match in re.finditer(r"^(\S+ \S+) \S+ (\d+) \[INFO\] (START|END)", log, re.M):
+        stamp, pid, what = match.groups()
+        times.setdefault(pid, {})[what] = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f")
+    return {pid: (seen["START"], seen["END"]) for pid, seen in times.items()}
+
+
+def test_two_exclusive_runs_started_together_serialize(env: Env) -> None:
+    env.write(locks={"file_dir": str(env.locks), "wait_tries": 40, "wait_sleep": 0.05})
+    command = [str(COOKBOOK), "-c", str(env.config), "locking.exclusive", "--seconds", "0.6"]
+    processes = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(2)]
+    outputs = [process.communicate(timeout=60) for process in processes]
+    assert [process.returncode for process in processes] == [0, 0], outputs
+    first, second = sorted(run_intervals(env.log("locking.exclusive")).values())
+    assert first[1] <= second[0]
+    assert any("Unable to acquire lock cookbooks/locking.exclusive" in err for _, err in outputs)
