@@ -1,0 +1,207 @@
+"""Locks against a real etcd started by these tests: serialization, leases of killed holders, dry-run, counts."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import yaml
+
+from libcluster.locks import EtcdBackend, Holder
+
+ETCD = Path("/usr/bin/etcd")
+"""Binary of the Debian package etcd-server."""
+COOKBOOK = Path(sys.executable).with_name("cookbook")
+"""The installed console script."""
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+"""Base dir of the fixture cookbook tree (locking.exclusive, locking.custom)."""
+PREFIX = "/test/locks/"
+"""Key prefix of the locks written by these tests."""
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a one-member etcd on free loopback ports, data in a temp dir, stopped by PID at the end."""
+    if not ETCD.exists():
+        if os.geteuid() != 0:
+            if os.environ.get("COOKBOOK_LAB") == "require":
+                pytest.fail("etcd tests need /usr/bin/etcd or root to install etcd-server")
+            pytest.skip("etcd-server not installed and not root")
+        from libcluster.lab.common import Lab
+
+        Lab().apt_install("etcd", ["etcd-server", "etcd-client"])
+    workdir = tmp_path_factory.mktemp("etcd")
+    client, peer = f"http://127.0.0.1:{_free_port()}", f"http://127.0.0.1:{_free_port()}"
+    with (workdir / "etcd.log").open("w") as log:
+        process = subprocess.Popen(
+            [str(ETCD), "--name", "locktest", "--data-dir", str(workdir / "data"),
+             "--listen-client-urls", client, "--advertise-client-urls", client,
+             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+             "--initial-cluster", f"locktest={peer}"],
+            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(f"{client}/health", timeout=1).json().get("health") == "true":
+                    break
+            except (requests.RequestException, ValueError):
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"etcd did not start: {(workdir / 'etcd.log').read_text()[-2000:]}")
+            time.sleep(0.2)
+        yield client
+    finally:
+        os.kill(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@pytest.fixture
+def config(etcd: str, tmp_path: Path) -> Path:
+    """A `cookbook -c` file using the fixture tree and the test etcd."""
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({
+        "cookbooks_base_dirs": [str(FIXTURES)],
+        "logs_base_dir": str(tmp_path / "logs"),
+        "audit_log": str(tmp_path / "logs" / "audit.jsonl"),
+        "locks": {"etcd_url": etcd, "etcd_prefix": PREFIX, "default_ttl": 30, "wait_tries": 60, "wait_sleep": 0.05},
+    }))
+    return path
+
+
+def _backend(etcd: str) -> EtcdBackend:
+    return EtcdBackend(etcd, PREFIX)
+
+
+def _holder(concurrency: int, ttl: int = 30) -> Holder:
+    return Holder(uuid.uuid4().hex, "test@host [1]", concurrency, ttl, time.time())
+
+
+def _revision(etcd: str) -> int:
+    response = requests.post(f"{etcd}/v3/kv/range", json={"key": "AA==", "limit": 1}, timeout=5).json()
+    return int(response["header"]["revision"])
+
+
+def _cookbook(config: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([str(COOKBOOK), "-c", str(config), *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _run_intervals(log: str) -> list[tuple[datetime, datetime]]:
+    times: dict[str, dict[str, datetime]] = {}
+    for match in re.finditer(r"^(\S+ \S+) \S+ (\d+) \[INFO\] (START|END)", log, re.M):
+        stamp, pid, what = match.groups()
+        times.setdefault(pid, {})[what] = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f")
+    return sorted((seen["START"], seen["END"]) for seen in times.values())
+
+
+def test_two_exclusive_runs_started_together_serialize(config: Path) -> None:
+    processes = [_cookbook(config, "locking.exclusive", "--seconds", "1") for _ in range(2)]
+    outputs = [process.communicate(timeout=120) for process in processes]
+    assert [process.returncode for process in processes] == [0, 0], outputs
+    log = (config.parent / "logs" / "locking" / "exclusive.log").read_text()
+    (_, first_end), (second_start, _) = _run_intervals(log)
+    assert first_end <= second_start
+    waited = [err for _, err in outputs if "Unable to acquire lock cookbooks/locking.exclusive" in err]
+    assert len(waited) == 1
+    assert re.search(r"\[1/60, retrying in 0\.05s\] Unable to acquire lock cookbooks/locking\.exclusive: 1 holder\(s\), "
+                     r"at most 1 allowed: \S+@\S+ \[\d+\]", waited[0])
+
+
+def test_a_sigkilled_holder_frees_its_lock_when_the_lease_expires(config: Path, etcd: str) -> None:
+    name = f"instance:{uuid.uuid4().hex[:8]}"
+    ttl = 3
+    process = _cookbook(config, "locking.custom", name, "--ttl", str(ttl), "--seconds", "120")
+    try:
+        assert process.stdout is not None and process.stdout.readline() == "LOCKED\n"
+        time.sleep(ttl + 1)  # the live holder keeps its lease beyond the TTL
+        assert [holder.ttl for holder in _backend(etcd).holders(f"custom/{name}")] == [ttl]
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+    killed = time.monotonic()
+    assert len(_backend(etcd).holders(f"custom/{name}")) == 1
+    while _backend(etcd).holders(f"custom/{name}"):
+        assert time.monotonic() - killed < ttl + 5, "the lease of the killed holder did not expire"
+        time.sleep(0.1)
+    assert time.monotonic() - killed > 0.5
+    second = _cookbook(config, "locking.custom", name)
+    assert second.wait(timeout=60) == 0
+
+
+def test_dry_run_takes_no_lock(config: Path, etcd: str) -> None:
+    automatic = {holder.id for holder in _backend(etcd).holders("cookbooks/locking.custom")}  # killed runs' leases
+    before = _revision(etcd)
+    process = _cookbook(config, "-d", "locking.custom", "dry-lock", "--seconds", "1")
+    assert process.stdout is not None and process.stdout.readline() == "LOCKED\n"
+    assert _backend(etcd).holders("custom/dry-lock") == []
+    assert {holder.id for holder in _backend(etcd).holders("cookbooks/locking.custom")} <= automatic
+    assert process.wait(timeout=60) == 0
+    assert _revision(etcd) == before
+
+
+def test_concurrency_n_allows_n_holders_and_refuses_the_next(etcd: str) -> None:
+    backend = _backend(etcd)
+    key = f"custom/n-{uuid.uuid4().hex}"
+    holders = [_holder(3) for _ in range(3)]
+    assert [backend.try_acquire(key, holder) for holder in holders] == [None, None, None]
+    refused = backend.try_acquire(key, _holder(3))
+    assert refused is not None and sorted(h.id for h in refused) == sorted(h.id for h in holders)
+    backend.release(key, holders[0])
+    assert backend.try_acquire(key, _holder(3)) is None
+    assert len(backend.holders(key)) == 3
+
+
+def test_racing_newcomers_never_exceed_the_concurrency(etcd: str) -> None:
+    key = f"custom/race-{uuid.uuid4().hex}"
+    barrier = threading.Barrier(12)
+    results: list[Any] = []
+
+    def contend() -> None:
+        backend = _backend(etcd)
+        barrier.wait()
+        results.append(backend.try_acquire(key, _holder(3)))
+
+    threads = [threading.Thread(target=contend) for _ in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(result is None for result in results) == 3
+    assert len(_backend(etcd).holders(key)) == 3
+
+
+def test_strictest_holder_wins(etcd: str) -> None:
+    backend = _backend(etcd)
+    exclusive = f"custom/strict-{uuid.uuid4().hex}"
+    assert backend.try_acquire(exclusive, _holder(1)) is None
+    assert backend.try_acquire(exclusive, _holder(10)) is not None
+    shared = f"custom/shared-{uuid.uuid4().hex}"
+    assert backend.try_acquire(shared, _holder(5)) is None
+    assert backend.try_acquire(shared, _holder(5)) is None
+    assert backend.try_acquire(shared, _holder(2)) is not None
+    assert backend.try_acquire(shared, _holder(1)) is not None
+    assert backend.try_acquire(shared, _holder(3)) is None
