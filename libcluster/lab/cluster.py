@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -32,10 +33,10 @@ RAPI_RO_USER = "cookbooks-ro"
 NODED_PORT = 1811
 """ganeti-noded's port: a member node whose noded answers is up."""
 
-NODE_DAEMONS = ("ganeti-noded", "ganeti-confd")
-"""Daemons every member node runs; any missing means `daemon-util start-all` on it."""
-MASTER_DAEMONS = ("ganeti-wconfd", "ganeti-luxid", "ganeti-rapi")
-"""Daemons the master also runs."""
+MASTER_DAEMONS = ("ganeti-wconfd", "ganeti-rapi", "ganeti-luxid")
+"""Daemons only the master runs."""
+DAEMONS_IN_START_ORDER = ("ganeti-noded", "ganeti-confd", *MASTER_DAEMONS, "ganeti-mond")
+"""Daemons of a member node in daemon-util's start order (kvmd is for KVM, unused here)."""
 
 STOP_TIMEOUT = 25
 """Seconds `down` gives the daemons of a node to stop gracefully before they are killed."""
@@ -107,22 +108,43 @@ def _root_keys(paths: ClusterPaths, members: list[str]) -> list[str]:
 
 
 def _init_cluster(lab: Lab, paths: ClusterPaths) -> None:
-    """`gnt-cluster init` on the first node: fake hypervisor, file templates, no /etc/hosts editing."""
-    _in_node(lab, paths, topology.NODES[0], [
+    """`gnt-cluster init` on the first node: fake hypervisor, file templates, no /etc/hosts editing.
+
+    Then the lab's RAPI certificate replaces the generated one before any node is added (node add
+    copies it to the new nodes): a restart of RAPI instead of a `renew-crypto` restarting every daemon.
+    """
+    first = topology.NODES[0]
+    _in_node(lab, paths, first, [
         "gnt-cluster", "init", "--enabled-hypervisors=fake",
         "--enabled-disk-templates=diskless,file,sharedfile",
         f"--file-storage-dir={FILE_STORAGE_DIR}", f"--shared-file-storage-dir={SHARED_FILE_STORAGE_DIR}",
         f"--master-netdev={topology.NODE_BRIDGE}", f"--nic-parameters=mode=bridged,link={topology.NODE_BRIDGE}",
         "--no-etc-hosts", topology.CLUSTER_FQDN,
     ])
+    tls.ensure_certificates(lab, paths)
+    installed = paths.node_path(first, "/var/lib/ganeti/rapi.pem")
+    owner = installed.stat()
+    tmp = installed.with_name("rapi.pem.cookbook-lab.tmp")
+    shutil.copyfile(tls.rapi_pem(paths), tmp)
+    os.chown(tmp, owner.st_uid, owner.st_gid)
+    tmp.chmod(owner.st_mode & 0o777)
+    tmp.replace(installed)
+    for action in ("stop", "start"):
+        _in_node(lab, paths, first, ["/usr/lib/ganeti/daemon-util", action, "ganeti-rapi"])
 
 
 def _ensure_daemons(lab: Lab, paths: ClusterPaths, node: topology.Node, is_master: bool) -> None:
-    """Start the node's Ganeti daemons when one that must run is missing (start-all skips running ones)."""
+    """Start each Ganeti daemon the node must run and does not, in Ganeti's start order.
+
+    One by one rather than `daemon-util start-all`: start-stop-daemon refuses to start anything while
+    a stale pidfile owned by a daemon user is in the way, so a dead daemon's pidfile is removed first.
+    """
     running = set(netns.process_names(netns.netns_pids(node.netns)).values())
-    wanted = NODE_DAEMONS + (MASTER_DAEMONS if is_master else ())
-    if not set(wanted) <= running:
-        _in_node(lab, paths, node, ["/usr/lib/ganeti/daemon-util", "start-all"])
+    for daemon in DAEMONS_IN_START_ORDER:
+        if daemon in running or (daemon in MASTER_DAEMONS and not is_master):
+            continue
+        _in_node(lab, paths, node, ["rm", "-f", f"/run/ganeti/{daemon}.pid"])
+        _in_node(lab, paths, node, ["/usr/lib/ganeti/daemon-util", "start", daemon])
 
 
 def _ensure_master_ip(lab: Lab, paths: ClusterPaths, master: topology.Node) -> None:
@@ -146,7 +168,7 @@ def _add_node(lab: Lab, paths: ClusterPaths, master: topology.Node, node: topolo
     """Authorize the members' root keys on the node, `gnt-node add` it to its group, start its daemons."""
     sshd.authorize(paths, node, keys)
     _in_node(lab, paths, master, ["gnt-node", "add", "--no-ssh-key-check", "-g", str(node.group), node.fqdn])
-    _in_node(lab, paths, node, ["/usr/lib/ganeti/daemon-util", "start-all"])
+    _ensure_daemons(lab, paths, node, is_master=False)
 
 
 def _build_cluster(lab: Lab, paths: ClusterPaths) -> tuple[topology.Node, list[str]]:
@@ -165,6 +187,7 @@ def _build_cluster(lab: Lab, paths: ClusterPaths) -> tuple[topology.Node, list[s
             _ensure_daemons(lab, paths, _by_fqdn(fqdn), is_master=False)
     _ensure_master_ip(lab, paths, master)
     _ensure_groups(lab, paths, master)
+    # One at a time: run together (2 cores) the adds took longer, Ganeti serialises their jobs anyway.
     for node in topology.cluster_nodes():
         if node.fqdn not in members:
             _add_node(lab, paths, master, node, _root_keys(paths, list(members)))
