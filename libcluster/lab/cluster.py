@@ -172,7 +172,10 @@ def _add_node(lab: Lab, paths: ClusterPaths, master: topology.Node, node: topolo
 
 
 def _build_cluster(lab: Lab, paths: ClusterPaths) -> tuple[topology.Node, list[str]]:
-    """Init the cluster if it does not exist, restart dead daemons, groups, add missing nodes; return master, members."""
+    """Init the cluster unless it exists, restart dead daemons, make groups, add missing nodes.
+
+    Returns the master and the member fqdns.
+    """
     config = _read_config(paths)
     if config is None:
         _init_cluster(lab, paths)

@@ -35,6 +35,9 @@ SHARED_FILE_STORAGE_DIR = "/srv/ganeti/shared-file-storage"
 NEUTRALISED_COMMANDS = ("reboot", "halt", "poweroff", "shutdown", "systemctl")
 """Commands replaced by a harmless stub inside every node: the nodes share the machine's kernel."""
 
+SYSRQ_TRIGGER = "/proc/sysrq-trigger"
+"""Where a write of "b" reboots the machine at once; /dev/null is mounted over it in nodes when it exists."""
+
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 """PATH of commands run inside nodes (never the runner's, which may point into a venv)."""
 
@@ -172,4 +175,7 @@ def node_mounts(paths: ClusterPaths, node: topology.Node) -> list[tuple[Path, st
         str(Path(found).resolve()) for name in NEUTRALISED_COMMANDS if (found := shutil.which(name, path=SYSTEM_PATH))
     }
     mounts += [(paths.stub, target) for target in sorted(targets)]
+    if Path(SYSRQ_TRIGGER).exists():
+        # Ganeti's powercycle writes "b" here before it tries `reboot -n -f`.
+        mounts.append((Path("/dev/null"), SYSRQ_TRIGGER))
     return mounts
