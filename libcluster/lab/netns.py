@@ -139,7 +139,6 @@ def _mount_inside(lab: Lab, paths: ClusterPaths, node: topology.Node) -> None:
     run("mount", "-t", "sysfs", "-o", "nosuid,nodev,noexec", "sysfs", "/sys")
     run("mount", "-t", "tmpfs", "-o", "mode=755,nosuid,nodev,size=64m", "tmpfs", "/run")
     run("mkdir", "-m", "1777", "/run/lock")
-    run("mkdir", "-m", "755", "/run/sshd")
     for source, target in node_mounts(paths, node):
         run("mount", "--bind", str(source), target)
 
