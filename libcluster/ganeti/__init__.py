@@ -64,7 +64,7 @@ def connect(config: Section, name: str, *, dry_run: bool, changes: ChangeLog, re
     ConfigError for a missing or mistyped key. No request is made here.
     """
     clusters = config.section("ganeti").section("clusters")
-    if name not in clusters:
+    if name not in set(clusters):
         known = ", ".join(sorted(clusters)) or "none"
         raise UnknownClusterError(
             f"{config.source}: unknown Ganeti cluster '{name}' (configured under ganeti.clusters: {known})"

@@ -75,16 +75,17 @@ def instance_create_body(
     hvparams: Mapping[str, Any] | None = None,
     beparams: Mapping[str, Any] | None = None,
     osparams: Mapping[str, Any] | None = None,
-    start: bool = True,
+    start: bool | None = None,
     ip_check: bool = False,
-    name_check: bool = True,
+    name_check: bool | None = None,
     no_install: bool | None = None,
     wait_for_sync: bool | None = None,
     tags: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The `POST /2/instances` body (request version 1): disk sizes and memory in MiB.
 
-    Either pnode (and snode for mirrored templates) or iallocator chooses the nodes.
+    Either pnode (and snode for mirrored templates) or iallocator chooses the nodes. Options
+    left at None are not sent, so Ganeti's defaults apply (start and name_check: true).
     """
     if not (pnode or iallocator):
         raise ValueError("instance create needs pnode or iallocator")
@@ -237,13 +238,13 @@ class GanetiCluster:
     def startup_instance(self, name: str, *, force: bool = False, no_remember: bool = False) -> JobHandle:
         """Start an instance."""
         return self._write("instance-startup", name, "PUT", f"/2/instances/{_name(name)}/startup",
-                           params={"force": force, "no_remember": no_remember}, via=DryRunVia.QUERY)
+                           params={"force": force or None, "no_remember": no_remember or None}, via=DryRunVia.QUERY)
 
     def shutdown_instance(self, name: str, *, timeout: int | None = None, no_remember: bool = False) -> JobHandle:
         """Shut an instance down, forcing it off after `timeout` seconds."""
         body = _without_none({"timeout": timeout})
         return self._write("instance-shutdown", name, "PUT", f"/2/instances/{_name(name)}/shutdown",
-                           params={"no_remember": no_remember}, body=body, via=DryRunVia.QUERY,
+                           params={"no_remember": no_remember or None}, body=body, via=DryRunVia.QUERY,
                            detail=body)
 
     def reboot_instance(
@@ -293,15 +294,15 @@ class GanetiCluster:
         self, name: str, disk: int, amount: int, *, absolute: bool = False, wait_for_sync: bool | None = None
     ) -> JobHandle:
         """Grow disk number `disk` by `amount` MiB (to `amount` MiB if absolute)."""
-        body = _without_none({"amount": int(amount), "absolute": absolute, "wait_for_sync": wait_for_sync})
+        body = _without_none({"amount": int(amount), "absolute": absolute or None, "wait_for_sync": wait_for_sync})
         return self._write("instance-grow-disk", name, "POST", f"/2/instances/{_name(name)}/disk/{int(disk)}/grow",
                            body=body, via=DryRunVia.BODY, detail={"disk": disk, "amount": amount})
 
     def rename_instance(
-        self, name: str, new_name: str, *, ip_check: bool = False, name_check: bool = True
+        self, name: str, new_name: str, *, ip_check: bool = False, name_check: bool | None = None
     ) -> JobHandle:
-        """Rename an instance (it must be stopped)."""
-        body = {"new_name": new_name, "ip_check": ip_check, "name_check": name_check}
+        """Rename an instance (it must be stopped); name_check None leaves Ganeti's default (check)."""
+        body = _without_none({"new_name": new_name, "ip_check": ip_check, "name_check": name_check})
         return self._write("instance-rename", name, "PUT", f"/2/instances/{_name(name)}/rename", body=body,
                            via=DryRunVia.BODY, detail={"new_name": new_name})
 
@@ -367,7 +368,8 @@ class GanetiCluster:
         """Set a node's role (regular, master-candidate, drained, offline); only described in dry-run."""
         _choice(role, NODE_ROLES, "role")
         return self._write("node-role", node, "PUT", f"/2/nodes/{_name(node)}/role",
-                           params={"force": force, "auto-promote": auto_promote}, body=role, via=DryRunVia.NONE,
+                           params={"force": force or None, "auto-promote": auto_promote or None}, body=role,
+                           via=DryRunVia.NONE,
                            detail={"role": role})
 
     def migrate_node(
@@ -399,7 +401,7 @@ class GanetiCluster:
     def assign_nodes(self, group: str, nodes: Sequence[str], *, force: bool = False) -> JobHandle:
         """Move nodes into a node group."""
         return self._write("group-assign-nodes", group, "PUT", f"/2/groups/{_name(group)}/assign-nodes",
-                           params={"force": force}, body={"nodes": list(nodes)}, via=DryRunVia.QUERY,
+                           params={"force": force or None}, body={"nodes": list(nodes)}, via=DryRunVia.QUERY,
                            detail={"nodes": list(nodes)})
 
     # Internals ------------------------------------------------------------------------

@@ -271,7 +271,7 @@ class _Waiter:
         if error is not None:
             raise error
         opresult = list(info.get("opresult") or [])
-        subs = tuple(self.follow(sub, parent_id=job_id, parse=None) for sub in sub_job_ids(job_id, opresult))
+        subs = self._follow_all(job_id, sub_job_ids(job_id, opresult))
         return JobResult(
             job_id=job_id,
             status=str(info["status"]),
@@ -285,3 +285,18 @@ class _Waiter:
             sub_results=subs,
             value=parse(opresult) if parse else (opresult[0] if opresult else None),
         )
+
+    def _follow_all(self, parent_id: int, job_ids: list[int]) -> tuple[JobResult, ...]:
+        """Follow every sub-job to its end, then raise the first failure (the others are logged)."""
+        results: list[JobResult] = []
+        failures: list[JobFailedError] = []
+        for job_id in job_ids:
+            try:
+                results.append(self.follow(job_id, parent_id=parent_id, parse=None))
+            except JobFailedError as failure:
+                failures.append(failure)
+        for failure in failures[1:]:
+            logger.error("%s", failure)
+        if failures:
+            raise failures[0]
+        return tuple(results)
