@@ -196,11 +196,11 @@ def start_background(lab: Lab, part: str, cmd: Sequence[str], pidfile: Path, env
     return process.pid
 
 
-def stop_pidfile(pidfile: Path, timeout: float = 20) -> None:
-    """End the process named in pidfile: SIGTERM, then SIGKILL after timeout; remove the pidfile."""
+def stop_pidfile(pidfile: Path, timeout: float = 20, sig: signal.Signals = signal.SIGTERM) -> None:
+    """End the process named in pidfile: sig (SIGTERM), then SIGKILL after timeout; remove the pidfile."""
     pid = read_pidfile(pidfile)
     if pid is not None:
-        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, sig)
         deadline = time.monotonic() + timeout
         while _running(pid) and time.monotonic() < deadline:
             time.sleep(0.1)

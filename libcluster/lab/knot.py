@@ -113,8 +113,8 @@ def up(lab: Lab) -> None:
         (base / sub).mkdir(parents=True, exist_ok=True)
     conf = render_config(lab)
     changed = not _conf(lab).exists() or _conf(lab).read_text() != conf
+    _conf(lab).touch(mode=0o600)  # before it holds the TSIG secret
     _conf(lab).write_text(conf)
-    _conf(lab).chmod(0o600)
     for zone in topology.DNS_ZONES:
         path = base / "zones" / f"{zone}.zone"
         if not path.exists():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -130,11 +131,11 @@ def _configure(lab: Lab) -> bool:
     conf = root / "conf" / "configuration.py"
     if not conf.exists():
         _netbox(lab, "setup", "--target", str(root))
+    conf.chmod(0o600)  # before it holds the secrets
     text = render_config(lab)
     changed = conf.read_text() != text
     if changed:
         conf.write_text(text)
-    conf.chmod(0o600)
     return changed
 
 
@@ -197,7 +198,7 @@ def _gunicorn_up(lab: Lab, restart: bool) -> None:
     pidfile = _gunicorn_pidfile(lab)
     if not restart and read_pidfile(pidfile) is not None and _gunicorn_answers():
         return
-    stop_pidfile(pidfile)
+    stop_pidfile(pidfile, sig=signal.SIGINT)
     log = str(lab.log_dir / "gunicorn.log")
     with step(f"{NAME}: gunicorn on 127.0.0.1:{topology.NETBOX_PORT}"):
         lab.run(NAME, [
@@ -258,8 +259,8 @@ def up(lab: Lab) -> None:
 
 
 def down(lab: Lab) -> None:
-    """Stop gunicorn and Redis by their pidfiles and PostgreSQL by pg_ctl on the lab data dir."""
-    stop_pidfile(_gunicorn_pidfile(lab))
+    """Stop gunicorn (quick shutdown) and Redis by their pidfiles and PostgreSQL by pg_ctl on the lab data dir."""
+    stop_pidfile(_gunicorn_pidfile(lab), sig=signal.SIGINT)
     stop_pidfile(instance_dir(lab) / "redis.pid")
     postgres.stop(lab, NAME)
 
