@@ -1,0 +1,208 @@
+"""The DNS client cookbooks use: build records, read zones, diff, apply by batched guarded updates, dry-run aware.
+
+Every change applied (or, in dry-run, planned) is recorded in the run's ChangeLog; in dry-run
+nothing is sent to the server beyond reads (AXFR, queries).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+from collections.abc import Iterable, Sequence
+
+import dns.exception
+import dns.name
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+
+from libcluster import redact
+from libcluster.changes import ChangeLog
+from libcluster.config import Section
+from libcluster.dns import update
+from libcluster.dns.diff import Diff, Keep, RRsetChange, compute
+from libcluster.dns.errors import DNSError, DNSZoneError
+from libcluster.dns.records import Built, Records, RRsetKey, build
+from libcluster.dns.server import Server
+from libcluster.dns.snippets import snippets
+from libcluster.dns.zones import FORWARD_TYPES, Zones
+
+logger = logging.getLogger(__name__)
+
+SYSTEM = "dns"
+"""System name of DNS entries in the ChangeLog."""
+
+
+class DNS:
+    """Records of the configured zones on one authoritative server, changed by TSIG-signed RFC 2136 updates."""
+
+    def __init__(self, config: Section, *, dry_run: bool, changes: ChangeLog) -> None:
+        """Set up from the `dns` config section (server, port, tsig_*, ttl, timeout, zones; update_batch optional)."""
+        secret = config.str("tsig_secret")
+        redact.register(secret)
+        self.dry_run = dry_run
+        self.ttl = config.int("ttl", 3600)
+        self.batch = config.int("update_batch", update.DEFAULT_BATCH)
+        self.zones = Zones(config.list("zones"))
+        self.server = Server(
+            config.str("server"), config.int("port", 53), keyname=config.str("tsig_name"),
+            algorithm=config.str("tsig_algorithm", "hmac-sha256"), secret=secret, timeout=config.float("timeout", 10.0),
+        )
+        self.messages_sent = 0
+        """Update messages sent so far (benchmarks and tests check batching with it)."""
+        self._changes = changes
+
+    # Building and reading
+
+    def records(self, entries: Iterable[tuple[str, str]]) -> Built:
+        """A/AAAA, PTR (and RFC 2317 CNAME) records for (fqdn, address) pairs, with the configured TTL."""
+        return build(entries, self.zones, self.ttl)
+
+    def zone_records(self, zone: str | dns.name.Name) -> Records:
+        """The managed rrsets of a configured zone, read by TSIG-signed AXFR (no SOA, NS or other types)."""
+        return self._read(self._zone(zone))[0]
+
+    def current(self, keys: Iterable[RRsetKey]) -> Records:
+        """The rrsets the server answers for some (name, type) keys, by direct queries (for a few names)."""
+        found: Records = {}
+        for name, rdtype in set(keys):
+            rrset = self.server.query(name, rdtype)
+            if rrset is not None:
+                found[(name, rdtype)] = rrset
+        return found
+
+    def resolve(self, name: str, rdtype: str = "A") -> list[str]:
+        """The records the server itself answers for name and type, as text (empty when none)."""
+        rrset = self.server.query(dns.name.from_text(name), dns.rdatatype.from_text(rdtype))
+        return sorted(rdata.to_text() for rdata in rrset) if rrset is not None else []
+
+    def serial(self, zone: str | dns.name.Name) -> int:
+        """The SOA serial the server has for a configured zone."""
+        return self.server.serial(self._zone(zone))
+
+    def snippets(self, records: Records) -> dict[dns.name.Name, str]:
+        """Zone file snippets of records, one per zone, each checked by parsing it back."""
+        return snippets(records, self.zones)
+
+    # Differences
+
+    def diff(self, wanted: Records, *, zones: Iterable[str | dns.name.Name] | None = None,
+             keep: Keep | None = None) -> Diff:
+        """What to change so the given zones (default: all configured) hold exactly the wanted managed rrsets.
+
+        The zones are read by AXFR. Addresses of a zone's own name servers and rrsets keep() accepts are
+        never deleted; wanted records of other zones are ignored.
+        """
+        origins = [self._zone(zone) for zone in zones] if zones is not None else list(self.zones.names)
+        actual: Records = {}
+        protected: set[dns.name.Name] = set()
+        for origin in origins:
+            records, name_servers = self._read(origin)
+            actual.update(records)
+            protected |= name_servers
+
+        def kept(name: dns.name.Name, rdtype: dns.rdatatype.RdataType) -> bool:
+            return name in protected or (keep is not None and keep(name, rdtype))
+
+        in_scope = {key: rrset for key, rrset in wanted.items() if self.zones.zone_of(key[0]) in origins}
+        return compute(in_scope, actual, self.zones, keep=kept)
+
+    def host_diff(self, fqdn: str, addresses: Iterable[str]) -> Diff:
+        """What to change so fqdn has exactly these addresses, with PTRs; PTRs of its old addresses go too.
+
+        Only this host's rrsets are read (direct queries), so this is cheap for one VM. An old address's
+        PTR is left alone when it no longer points to fqdn.
+        """
+        built = self.records((fqdn, address) for address in addresses)
+        name = dns.name.from_text(fqdn)
+        if self.zones.zone_of(name) is None:
+            raise DNSZoneError(f"{fqdn}: no configured zone holds this name")
+        for line in built.skipped:
+            logger.warning("DNS: %s", line)
+        forward = {(name, rdtype) for rdtype in FORWARD_TYPES}
+        old: list[set[RRsetKey]] = []
+        for rrset in self.current(forward).values():
+            for rdata in rrset:
+                owner, alias = self.zones.ptr_owner(ipaddress.ip_address(rdata.address))
+                old.append({(owner, dns.rdatatype.PTR)} | ({(alias, dns.rdatatype.CNAME)} if alias else set()))
+        scope = forward | set(built.records) | {key for keys in old for key in keys}
+        actual = self.current(scope)
+        for keys in old:
+            ptr = next(key for key in keys if key[1] == dns.rdatatype.PTR)
+            if ptr not in built.records and ptr in actual and all(rdata.target != name for rdata in actual[ptr]):
+                scope -= keys
+        return compute(built.records, actual, self.zones, scope=scope)
+
+    # Changes
+
+    def apply(self, diff: Diff) -> int:
+        """Apply diff with TSIG-signed updates of up to `update_batch` records per message; returns messages sent.
+
+        In dry-run nothing is sent: each change is only recorded (and logged). A failed prerequisite raises
+        DNSPrerequisiteError; the messages before it stay applied and recorded.
+        """
+        if self.dry_run:
+            for change in diff:
+                self._record(change)
+            return 0
+        if not diff:
+            return 0
+        sent = applied = 0
+        with self.server.connection() as sock:
+            for zone, changes in diff.by_zone().items():
+                for batch in update.batches(changes, self.batch):
+                    sent += self._send(zone, batch, sock, applied)
+                    applied += len(batch)
+        return sent
+
+    def set_host(self, fqdn: str, addresses: Iterable[str]) -> Diff:
+        """Make fqdn's A/AAAA and PTR records match addresses (see host_diff) and return what changed."""
+        diff = self.host_diff(fqdn, addresses)
+        self.apply(diff)
+        return diff
+
+    def remove_host(self, fqdn: str) -> Diff:
+        """Remove fqdn's A/AAAA records and the PTRs of its addresses; returns what changed."""
+        return self.set_host(fqdn, [])
+
+    # Internals
+
+    def _zone(self, zone: str | dns.name.Name) -> dns.name.Name:
+        name = zone if isinstance(zone, dns.name.Name) else dns.name.from_text(zone)
+        if name not in self.zones.names:
+            raise DNSZoneError(f"{zone} is not a configured zone ({', '.join(map(str, self.zones.names))})")
+        return name
+
+    def _read(self, origin: dns.name.Name) -> tuple[Records, set[dns.name.Name]]:
+        """Managed rrsets of the zone, and the names of its in-zone name servers."""
+        content = self.server.transfer(origin)
+        apex_ns = content.get_rdataset(origin, dns.rdatatype.NS)
+        name_servers = {rdata.target for rdata in apex_ns or ()}
+        records: Records = {}
+        for name, rdataset in content.iterate_rdatasets():
+            if self.zones.zone_of(name) != origin or not self.zones.managed(name, rdataset.rdtype):
+                continue
+            rrset = dns.rrset.RRset(name, dns.rdataclass.IN, rdataset.rdtype)
+            rrset.update(rdataset)
+            records[(name, rdataset.rdtype)] = rrset
+        return records, name_servers
+
+    def _send(self, zone: dns.name.Name, batch: Sequence[RRsetChange], sock: socket.socket, applied: int) -> int:
+        """Send one batch (split in halves while too big for one message); returns messages sent."""
+        try:
+            rcode = self.server.send(update.message(zone, batch), sock)
+        except dns.exception.TooBig:
+            if len(batch) == 1:
+                raise DNSError(f"UPDATE {zone}: {batch[0].name} {dns.rdatatype.to_text(batch[0].rdtype)} alone "
+                               "does not fit in one DNS message") from None
+            half = len(batch) // 2
+            return self._send(zone, batch[:half], sock, applied) + self._send(zone, batch[half:], sock, applied + half)
+        self.messages_sent += 1
+        update.check(rcode, zone, batch, applied=applied)
+        for change in batch:
+            self._record(change)
+        return 1
+
+    def _record(self, change: RRsetChange) -> None:
+        self._changes.record(SYSTEM, f"record-{change.action}", change.name.to_text(), **change.detail())

@@ -1,0 +1,193 @@
+"""The authoritative server: direct queries, SOA serial, TSIG-signed AXFR and TSIG-signed update messages.
+
+Every dnspython failure is turned into a typed error naming the server and the key name,
+never the secret.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import dns.exception
+import dns.message
+import dns.name
+import dns.query
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+import dns.tsig
+import dns.tsigkeyring
+import dns.update
+import dns.xfr
+import dns.zone
+
+from libcluster.dns.errors import DNSAuthError, DNSError, DNSRefused, DNSUnavailable, DNSZoneError
+from libcluster.errors import ConfigError
+
+
+class Server:
+    """One authoritative server reached on host:port, with the TSIG key updates and transfers are signed with."""
+
+    def __init__(self, host: str, port: int, *, keyname: str, algorithm: str, secret: str, timeout: float) -> None:
+        """Build the keyring; a secret that is not base64 or an unknown algorithm is a ConfigError (secret not shown)."""
+        self.host = host
+        self.port = port
+        self.timeout = timeout
+        self.keyname = dns.name.from_text(keyname)
+        self.algorithm = dns.name.from_text(algorithm)
+        try:
+            base64.b64decode(secret, validate=True)
+            self.keyring = dns.tsigkeyring.from_text({keyname: (algorithm, secret)})
+            probe = dns.message.make_query(".", dns.rdatatype.SOA)
+            probe.use_tsig(self.keyring, self.keyname, algorithm=self.algorithm)
+            probe.to_wire()
+        except (binascii.Error, ValueError):
+            raise ConfigError("dns.tsig_secret is not valid base64") from None
+        except (NotImplementedError, KeyError):
+            raise ConfigError(f"dns.tsig_algorithm {algorithm!r} is not a TSIG algorithm dnspython supports") from None
+
+    @property
+    def where(self) -> str:
+        """host@port, as in messages."""
+        return f"{self.host}@{self.port}"
+
+    @contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        key = f"TSIG key '{self.keyname.to_text(omit_final_dot=True)}' ({self.algorithm.to_text(omit_final_dot=True)})"
+        try:
+            yield
+        except dns.exception.TooBig:
+            raise
+        except dns.tsig.PeerBadKey:
+            raise DNSAuthError(f"{action}: {self.where} does not know {key}") from None
+        except dns.tsig.PeerBadSignature:
+            raise DNSAuthError(f"{action}: {self.where} rejected the signature of {key}: wrong secret") from None
+        except dns.tsig.PeerBadTime:
+            raise DNSAuthError(f"{action}: {self.where} rejected the time of {key}: clocks differ") from None
+        except (dns.tsig.PeerError, dns.tsig.BadSignature, dns.tsig.BadTime, dns.tsig.BadKey,
+                dns.message.UnknownTSIGKey) as exc:
+            raise DNSAuthError(f"{action}: TSIG with {self.where} failed ({type(exc).__name__}) for {key}") from None
+        except dns.xfr.TransferError as exc:
+            rcode = dns.rcode.to_text(exc.rcode)
+            kind = DNSAuthError if exc.rcode == dns.rcode.NOTAUTH else DNSRefused
+            raise kind(f"{action}: {self.where} refused the transfer ({rcode}) for {key}") from None
+        except (dns.exception.Timeout, TimeoutError):
+            raise DNSUnavailable(f"{action}: {self.where} did not answer within {self.timeout}s") from None
+        except EOFError:
+            raise DNSUnavailable(f"{action}: {self.where} closed the connection") from None
+        except OSError as exc:
+            raise DNSUnavailable(f"{action}: cannot reach {self.where}: {exc.strerror or type(exc).__name__}") from None
+        except dns.exception.DNSException as exc:
+            raise DNSError(f"{action}: {self.where}: {type(exc).__name__}: {exc}") from None
+
+    def query(self, name: dns.name.Name, rdtype: dns.rdatatype.RdataType) -> dns.rrset.RRset | None:
+        """The rrset the server answers for name/type (unsigned query, UDP then TCP), None when it has none."""
+        action = f"query {name} {dns.rdatatype.to_text(rdtype)}"
+        with self._errors(action):
+            response, _ = dns.query.udp_with_fallback(dns.message.make_query(name, rdtype), self.host,
+                                                      timeout=self.timeout, port=self.port)
+        rcode = response.rcode()
+        if rcode == dns.rcode.NXDOMAIN:
+            return None
+        if rcode != dns.rcode.NOERROR:
+            raise DNSRefused(f"{action}: {self.where} answered {dns.rcode.to_text(rcode)}")
+        return response.get_rrset(response.answer, name, dns.rdataclass.IN, rdtype)
+
+    def serial(self, zone: dns.name.Name) -> int:
+        """The SOA serial the server has for zone."""
+        soa = self.query(zone, dns.rdatatype.SOA)
+        if soa is None:
+            raise DNSZoneError(f"SOA {zone}: {self.where} is not authoritative for this zone")
+        return int(soa[0].serial)
+
+    def transfer(self, zone: dns.name.Name) -> dns.zone.Zone:
+        """The whole zone, read by a TSIG-signed AXFR (dnspython's xfr query and state machine), absolute names.
+
+        The socket is drained before each message is parsed: the server gives up on a client that
+        leaves one message unread for long (Knot: tcp-io-timeout, 500 ms), and parsing a big zone
+        is slower than sending it.
+        """
+        content = dns.zone.Zone(zone, relativize=False)
+        query, _ = dns.xfr.make_query(content, serial=None, keyring=self.keyring, keyname=self.keyname,
+                                      keyalgorithm=self.algorithm)
+        with self._errors(f"AXFR {zone}"), socket.create_connection((self.host, self.port), self.timeout) as sock:
+            dns.query.send_tcp(sock, query)
+            frames = _Frames(sock)
+            tsig_ctx = None
+            first = True
+            with dns.xfr.Inbound(content, dns.rdatatype.AXFR) as inbound:
+                done = False
+                while not done:
+                    response = dns.message.from_wire(frames.next(), keyring=query.keyring, request_mac=query.mac,
+                                                     xfr=True, origin=zone, tsig_ctx=tsig_ctx, multi=True)
+                    if not query.is_response(response, xfr_continuation=not first):
+                        raise dns.query.BadResponse
+                    first = False
+                    done = inbound.process_message(response)
+                    tsig_ctx = response.tsig_ctx
+        return content
+
+    @contextmanager
+    def connection(self) -> Iterator[socket.socket]:
+        """One TCP connection for several update messages (the server spends its time per message, not per record)."""
+        with self._errors("connect"):
+            sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+        sock.setblocking(False)
+        try:
+            yield sock
+        finally:
+            sock.close()
+
+    def send(self, message: dns.update.UpdateMessage, sock: socket.socket) -> dns.rcode.Rcode:
+        """Sign message with the TSIG key, send it on sock and return the server's rcode (TSIG checked).
+
+        A message larger than 64 KiB raises dns.exception.TooBig before anything is sent.
+        """
+        message.use_tsig(self.keyring, self.keyname, algorithm=self.algorithm)
+        with self._errors(f"UPDATE {message.origin}"):
+            response = dns.query.tcp(message, self.host, timeout=self.timeout, port=self.port, sock=sock)
+        return response.rcode()
+
+
+class _Frames:
+    """Length-prefixed DNS messages read from a TCP socket, draining what has arrived before handing one out."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        """Read from sock (blocking, with its timeout)."""
+        self._sock = sock
+        self._buffer = bytearray()
+
+    def _drain(self) -> None:
+        timeout = self._sock.gettimeout()
+        self._sock.settimeout(0)
+        try:
+            while True:
+                try:
+                    chunk = self._sock.recv(1 << 20)
+                except BlockingIOError:
+                    return
+                if not chunk:
+                    return
+                self._buffer += chunk
+        finally:
+            self._sock.settimeout(timeout)
+
+    def next(self) -> bytes:
+        """The next message's wire bytes; EOFError when the server closes the connection first."""
+        self._drain()
+        while True:
+            if len(self._buffer) >= 2:
+                end = 2 + int.from_bytes(self._buffer[:2], "big")
+                if len(self._buffer) >= end:
+                    wire = bytes(self._buffer[2:end])
+                    del self._buffer[:end]
+                    return wire
+            chunk = self._sock.recv(1 << 20)
+            if not chunk:
+                raise EOFError("connection closed")
+            self._buffer += chunk
