@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -88,6 +87,8 @@ def record(
     parent: str | None = None,
 ) -> dict[str, Any]:
     """The audit record of one run; parent is the id of the run that called this one with run_cookbook()."""
+    import socket  # not needed by listings, which import this module for the help text
+
     fields: dict[str, Any] = {
         "id": run_id,
         "cookbook": cookbook,

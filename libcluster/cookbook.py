@@ -9,7 +9,6 @@ go through the same code path.
 from __future__ import annotations
 
 import argparse
-import inspect
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -157,6 +156,8 @@ class CookbookBase(ABC):
 
     def argument_parser(self) -> argparse.ArgumentParser:
         """The cookbook's arguments; the default has none and shows the docstring as help."""
+        import inspect
+
         return argparse.ArgumentParser(description=inspect.cleandoc(type(self).__doc__ or ""),
                                        formatter_class=ArgparseFormatter)
 

@@ -97,11 +97,21 @@ class SAL:
                 break
             self._deliver(str(message))
         if self._sock is not None:
-            try:
-                self._line("QUIT :done")
-            except OSError:
-                logger.debug("SAL: error while quitting", exc_info=True)
-            self._drop()
+            self._quit()
+
+    def _quit(self) -> None:
+        """Say QUIT and read until the server closes: closing with unread input would reset the connection
+        and could lose the last messages."""
+        assert self._sock is not None
+        try:
+            self._line("QUIT :done")
+            self._sock.shutdown(socket.SHUT_WR)
+            self._sock.settimeout(CLOSE_TIMEOUT)
+            while self._sock.recv(4096):
+                pass
+        except OSError as exc:
+            logger.debug("SAL: error while quitting: %s", exc)
+        self._drop()
 
     def _deliver(self, message: str) -> None:
         for _ in range(2):  # a connection lost while idle gets one reconnection

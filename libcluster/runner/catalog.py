@@ -1,15 +1,12 @@
-"""The tree of cookbooks with titles and owners, read statically (ast) so that listing imports no cookbook.
+"""The tree of cookbooks with titles and owners, read statically so that listing imports no cookbook.
 
-A class-API cookbook is a top-level class that defines ``get_runner`` (itself or through a base
-class of the same module); a module-API cookbook defines a top-level ``run``. Titles come from
-the class docstring, or ``__title__``/the module docstring; groups take theirs from
+Each file is read by :mod:`libcluster.runner.declarations`; groups take their title and owner from
 ``__init__.py``. Results are cached per file (keyed on mtime and size), so a listing of a
 thousand cookbooks re-reads only what changed.
 """
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import json
 import logging
@@ -19,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from libcluster.cookbook import first_line
 from libcluster.runner.discovery import UNOWNED, tree_roots
 
 logger = logging.getLogger(__name__)
@@ -62,63 +58,8 @@ class Node:
         return [node for node in self.walk() if not node.group]
 
 
-def _constant(tree: ast.Module, names: Sequence[str]) -> dict[str, str]:
-    found = {}
-    for stmt in tree.body:
-        if isinstance(stmt, (ast.Assign, ast.AnnAssign)) and isinstance(stmt.value, ast.Constant):
-            targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
-            for target in targets:
-                if isinstance(target, ast.Name) and target.id in names and isinstance(stmt.value.value, str):
-                    found[target.id] = stmt.value.value
-    return found
-
-
-def _class_owner(node: ast.ClassDef) -> str:
-    for stmt in node.body:
-        if (isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Constant)
-                and any(isinstance(target, ast.Name) and target.id == "owner_team" for target in stmt.targets)):
-            return str(stmt.value.value)
-    return ""
-
-
-def _defines_runner(node: ast.ClassDef, classes: dict[str, ast.ClassDef], seen: set[str]) -> bool:
-    for stmt in node.body:
-        if isinstance(stmt, ast.FunctionDef) and stmt.name == "get_runner":
-            return not any(isinstance(dec, (ast.Name, ast.Attribute)) and ast.unparse(dec).endswith("abstractmethod")
-                           for dec in stmt.decorator_list)
-    seen.add(node.name)
-    return any(isinstance(base, ast.Name) and base.id in classes and base.id not in seen
-               and _defines_runner(classes[base.id], classes, seen) for base in node.bases)
-
-
-def read_file(path: Path) -> dict[str, Any]:
-    """What a file declares: title, owner and, for modules, its cookbooks as ``{suffix: [title, owner]}``."""
-    try:
-        tree = ast.parse(path.read_bytes(), str(path))
-    except (SyntaxError, ValueError, OSError) as exc:
-        return {"error": f"{type(exc).__name__}: {exc}"}
-    constants = _constant(tree, ("__title__", "__owner_team__"))
-    info: dict[str, Any] = {
-        "title": constants.get("__title__") or first_line(ast.get_docstring(tree)),
-        "owner": constants.get("__owner_team__", ""),
-    }
-    if path.name == "__init__.py":
-        return info
-    classes = {stmt.name: stmt for stmt in tree.body if isinstance(stmt, ast.ClassDef)}
-    runnable = [node for node in classes.values() if _defines_runner(node, classes, set())]
-    if len(runnable) == 1:
-        node = runnable[0]
-        info["cookbooks"] = {"": [first_line(ast.get_docstring(node)), _class_owner(node)]}
-    elif runnable:
-        info["cookbooks"] = {f".{node.name}": [first_line(ast.get_docstring(node)), _class_owner(node)]
-                             for node in runnable}
-    elif any(isinstance(stmt, ast.FunctionDef) and stmt.name == "run" for stmt in tree.body):
-        info["cookbooks"] = {"": [info["title"], ""]}
-    return info
-
-
 class FileCache:
-    """Per-file results of :func:`read_file`, kept in a JSON file and reused while mtime and size match."""
+    """Per-file results of ``declarations.read_file``, kept in a JSON file and reused while mtime and size match."""
 
     def __init__(self, path: Path | None) -> None:
         """Load the cache at path (None: no caching); a broken cache is ignored."""
@@ -133,16 +74,18 @@ class FileCache:
             except (OSError, ValueError, KeyError, AttributeError):
                 logger.debug("Catalog cache %s unreadable, rebuilding it", path)
 
-    def read(self, path: Path) -> dict[str, Any]:
-        """The declarations of path, from the cache when the file is unchanged."""
-        stat = path.stat()
-        key = str(path)
+    def read(self, entry: os.DirEntry[str], seen: set[str]) -> dict[str, Any]:
+        """The declarations of a file, from the cache when its mtime and size are unchanged; marks it seen."""
+        stat = entry.stat()
         stamp = [stat.st_mtime_ns, stat.st_size]
-        entry = self.entries.get(key)
-        if entry is not None and entry[0] == stamp:
-            return entry[1]
-        info = read_file(path)
-        self.entries[key] = [stamp, info]
+        seen.add(entry.path)
+        cached = self.entries.get(entry.path)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        from libcluster.runner import declarations  # ast is only needed for files not in the cache
+
+        info = declarations.read_file(Path(entry.path))
+        self.entries[entry.path] = [stamp, info]
         self.dirty = True
         return info
 
@@ -177,26 +120,27 @@ def scan(base_dirs: Sequence[str | Path], cache_path: Path | None = None) -> Nod
     cache = FileCache(cache_path)
     seen: set[str] = set()
     for tree_root in tree_roots(base_dirs):
-        for folder, dirs, files in os.walk(tree_root):
-            dirs[:] = sorted(name for name in dirs if _visible(name) and name != "__pycache__")
-            rel = Path(folder).relative_to(tree_root).parts
-            group = root
-            for depth in range(len(rel)):
-                group = group.child(".".join(rel[:depth + 1]), group=True)
-            if rel and "__init__.py" in files:
-                path = Path(folder) / "__init__.py"
-                seen.add(str(path))
-                info = cache.read(path)
-                group.title = group.title or info.get("title", "")
-                group.owner = info.get("owner") or group.owner
-            for filename in sorted(files):
-                if filename.endswith(".py") and _visible(filename):
-                    path = Path(folder) / filename
-                    seen.add(str(path))
-                    _add_module(group, ".".join([*rel, filename[:-3]]), cache.read(path))
+        _scan_folder(str(tree_root), (), root, cache, seen)
     cache.save(seen)
     _inherit_owners(root)
     return root
+
+
+def _scan_folder(folder: str, rel: tuple[str, ...], group: Node, cache: FileCache, seen: set[str]) -> None:
+    with os.scandir(folder) as listing:
+        entries = sorted(listing, key=lambda entry: entry.name)
+    files = {entry.name: entry for entry in entries if entry.name.endswith(".py") and entry.is_file()}
+    if rel and "__init__.py" in files:
+        info = cache.read(files["__init__.py"], seen)
+        group.title = group.title or info.get("title", "")
+        group.owner = info.get("owner") or group.owner
+    for name, entry in files.items():
+        if _visible(name):
+            _add_module(group, ".".join([*rel, name[:-3]]), cache.read(entry, seen))
+    for entry in entries:
+        if _visible(entry.name) and entry.name != "__pycache__" and entry.is_dir():
+            sub = (*rel, entry.name)
+            _scan_folder(entry.path, sub, group.child(".".join(sub), group=True), cache, seen)
 
 
 def _add_module(group: Node, name: str, info: dict[str, Any]) -> None:

@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import difflib
-import getpass
 import logging
 import os
-import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from libcluster import audit, config, interactive, locks
-from libcluster.context import Session
+from libcluster import audit, config
 from libcluster.cookbook import EXIT_NOT_FOUND
 from libcluster.errors import ConfigError
-from libcluster.runner import catalog, discovery, execute, listing
+from libcluster.runner import catalog, discovery, listing
 from libcluster.runner.logs import Console
-from libcluster.sal import SAL
+
+if TYPE_CHECKING:
+    from libcluster.context import Session
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def operator() -> str:
     """The real operator: SUDO_USER when run through sudo, else the login user."""
+    import getpass
+
     return os.environ.get("SUDO_USER") or getpass.getuser()
 
 
@@ -114,6 +115,13 @@ def _base_dirs(root: config.Section) -> list[Path]:
 
 
 def _session(root: config.Section, args: argparse.Namespace, base_dirs: list[Path]) -> Session:
+    """Everything a run needs; imported here so that listing does not pay for it."""
+    import socket
+
+    from libcluster import interactive, locks
+    from libcluster.context import Session
+    from libcluster.sal import SAL
+
     user = operator()
     host = socket.gethostname()
     logs_dir = Path(root.str("logs_base_dir"))
@@ -130,6 +138,8 @@ def _session(root: config.Section, args: argparse.Namespace, base_dirs: list[Pat
 
 
 def _not_found(base_dirs: list[Path], name: str, error: discovery.CookbookNotFound) -> int:
+    import difflib
+
     names = [node.name for node in catalog.scan(base_dirs, catalog.default_cache_path(base_dirs)).walk() if node.name]
     close = difflib.get_close_matches(name, names, n=3)
     logger.error("%s%s", error, f" (did you mean: {', '.join(close)}?)" if close else "")
@@ -154,6 +164,9 @@ def _dispatch(args: argparse.Namespace) -> int:
             group = discovery.find(base_dirs, name).kind == "group"
         except discovery.CookbookNotFound as exc:
             return _not_found(base_dirs, name, exc)
+    from libcluster import interactive
+    from libcluster.runner import execute
+
     if group and not interactive.is_terminal():
         what = f"{name} is a group of cookbooks" if name else "no COOKBOOK given"
         logger.error("%s and there is no terminal for a menu: name a cookbook (`cookbook -l %s` lists them)", what,

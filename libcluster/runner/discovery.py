@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import inspect
 import logging
 import re
 import sys
@@ -121,6 +120,8 @@ def import_cookbook_module(base_dirs: Sequence[str | Path], dotted: str) -> Modu
 
 def cookbook_classes(module: ModuleType) -> list[type[CookbookBase]]:
     """The concrete CookbookBase subclasses defined in module (imported ones do not count)."""
+    import inspect
+
     return [
         obj for obj in vars(module).values()
         if inspect.isclass(obj) and issubclass(obj, CookbookBase) and obj.__module__ == module.__name__

@@ -7,7 +7,6 @@ marker in dry-run, the real operator (SUDO_USER) and the pid.
 from __future__ import annotations
 
 import logging
-import logging.handlers
 import sys
 from pathlib import Path
 
@@ -43,6 +42,8 @@ def log_paths(base_dir: str | Path, name: str) -> tuple[Path, Path]:
 
 
 def _file_handler(path: Path, level: int, fmt: str) -> logging.Handler:
+    import logging.handlers  # not needed by listings
+
     handler = logging.handlers.RotatingFileHandler(path, maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUP_COUNT,
                                                    encoding="utf-8")
     handler.setLevel(level)

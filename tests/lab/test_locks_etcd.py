@@ -127,8 +127,8 @@ def test_two_exclusive_runs_started_together_serialize(config: Path) -> None:
     assert first_end <= second_start
     waited = [err for _, err in outputs if "Unable to acquire lock cookbooks/locking.exclusive" in err]
     assert len(waited) == 1
-    assert re.search(r"\[1/60, retrying in 0\.05s\] Unable to acquire lock cookbooks/locking\.exclusive: 1 holder\(s\), "
-                     r"at most 1 allowed: \S+@\S+ \[\d+\]", waited[0])
+    assert re.search(r"\[1/60, retrying in 0\.05s\] Unable to acquire lock cookbooks/locking\.exclusive: "
+                     r"1 holder\(s\), at most 1 allowed: \S+@\S+ \[\d+\]", waited[0])
 
 
 def test_a_sigkilled_holder_frees_its_lock_when_the_lease_expires(config: Path, etcd: str) -> None:

@@ -213,6 +213,15 @@ def test_nested_failure_raises_in_the_parent_unless_told_not_to(cookbook: Callab
     assert env.records()[-1]["changes"][0]["detail"] == {"child_code": 4}
 
 
+def test_ctrl_c_in_a_nested_run_interrupts_the_caller_too(cookbook: Callable[..., int], env: Env) -> None:
+    assert cookbook("nested.parent", "--child-interrupt") == 97
+    assert [(r["cookbook"], r["exit_code"]) for r in env.records()] == [("nested.child", 97), ("nested.parent", 97)]
+    log = env.log("nested.parent")
+    assert "END (ERROR) - Cookbook nested.child (exit_code=97)" in log
+    assert "Running rollback of cookbook nested.parent (exit_code=97)" in log
+    assert log.rstrip().endswith("END (ERROR) - Cookbook nested.parent (exit_code=97)")
+
+
 def test_nested_run_inherits_dry_run(cookbook: Callable[..., int], env: Env) -> None:
     assert cookbook("-d", "nested.parent") == 0
     child, parent = env.records()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from libcluster.runner import catalog, discovery, listing
+from libcluster.runner import catalog, declarations, discovery, listing
 
 
 def test_static_titles_and_owners_match_the_loaded_cookbooks(tree: Path) -> None:
@@ -18,7 +18,8 @@ def test_static_titles_and_owners_match_the_loaded_cookbooks(tree: Path) -> None
         if node.error or node.name == "broken.import_error":  # listed, but only an import reveals the error
             continue
         loaded = discovery.load([tree], node.name)
-        assert (node.title, node.owner) == (loaded.cls(ctx=None).title, loaded.owner_team), node.name  # type: ignore[arg-type]
+        title = loaded.cls(ctx=None).title  # type: ignore[arg-type]
+        assert (node.title, node.owner) == (title, loaded.owner_team), node.name
         checked += 1
     assert checked >= 10
 
@@ -90,8 +91,8 @@ def test_cache_is_reused_until_a_file_changes(tmp_path: Path, monkeypatch: pytes
     module.write_text('"""First title."""\n\ndef run(args, ctx):\n    return 0\n')
     cache = tmp_path / "cache.json"
     reads: list[str] = []
-    real = catalog.read_file
-    monkeypatch.setattr(catalog, "read_file", lambda path: reads.append(path.name) or real(path))
+    real = declarations.read_file
+    monkeypatch.setattr(declarations, "read_file", lambda path: reads.append(path.name) or real(path))
 
     assert catalog.scan([tmp_path], cache).find("grp.one").title == "First title."  # type: ignore[union-attr]
     assert reads == ["one.py"]

@@ -51,12 +51,22 @@ class FakeIRC:
                     raw, buffer = buffer.split(b"\r\n", 1)
                     line = raw.decode()
                     self.lines.append(line)
-                    if self.silent:
-                        continue
-                    if line.startswith("NICK ") and self.nick_taken and len(self.nicks()) == 1:
-                        conn.sendall(b":irc.test 433 * taken :Nickname is already in use\r\n")
-                    elif line.startswith("USER ") or (line.startswith("NICK ") and len(self.nicks()) > 1):
-                        conn.sendall(b":irc.test PING :check\r\n:irc.test 001 nick :Welcome\r\n")
+                    if line.startswith("QUIT") and not self.silent:
+                        conn.sendall(b"ERROR :Closing link\r\n")
+                        return
+                    if not self.silent:
+                        self._answer(conn, line)
+
+    def _answer(self, conn: socket.socket, line: str) -> None:
+        reply = b""
+        if line.startswith("NICK ") and self.nick_taken and len(self.nicks()) == 1:
+            reply = b":irc.test 433 * taken :Nickname is already in use\r\n"
+        elif line.startswith("USER ") or (line.startswith("NICK ") and len(self.nicks()) > 1):
+            reply = b":irc.test PING :check\r\n:irc.test 001 nick :Welcome\r\n"
+        try:
+            conn.sendall(reply)
+        except OSError:  # the client may already have quit; keep recording what it sent
+            pass
 
     def nicks(self) -> list[str]:
         """Nicks the client asked for."""
