@@ -87,7 +87,7 @@ def run(args, ctx) -> int:
 
 def generate(base: Path) -> list[str]:
     """Write the tree under base/cookbooks and return the cookbook names."""
-    names = []
+    names: list[str] = []
     for group in range(GROUPS):
         group_dir = base / "cookbooks" / f"grp{group:02d}"
         group_dir.mkdir(parents=True)

@@ -43,23 +43,33 @@ def origin_from_env(environ: Mapping[str, str]) -> dict[str, str]:
     return fields
 
 
-def redact_argv(argv: Sequence[str]) -> list[str]:
-    """Arguments with registered secrets masked, and the values of secret-looking options (``--token X``) too."""
-    result: list[str] = []
-    mask_next = False
-    for arg in argv:
-        if mask_next:
-            result.append(redact.MASK)
-            mask_next = False
-            continue
-        if arg.startswith("-") and redact.is_secret_key(arg):
-            option, sep, _ = arg.partition("=")
+def _secret_option(arg: str) -> bool:
+    return arg.startswith("-") and redact.is_secret_key(arg.partition("=")[0].replace("-", "_"))
+
+
+def secret_values(argv: Sequence[str]) -> list[str]:
+    """Values given to secret-looking options: ``--token X``, ``--root-password=X``, ``--api-key X``."""
+    values = []
+    for position, arg in enumerate(argv):
+        if _secret_option(arg):
+            option, sep, value = arg.partition("=")
             if sep:
-                result.append(f"{option}={redact.MASK}")
-                continue
-            mask_next = True
-        result.append(redact.redact(arg))
-    return result
+                values.append(value)
+            elif position + 1 < len(argv):
+                values.append(argv[position + 1])
+    return values
+
+
+def redact_argv(argv: Sequence[str]) -> list[str]:
+    """Arguments with the values of secret-looking options and every registered secret masked."""
+    hidden = set(secret_values(argv))
+    masked = []
+    for arg in argv:
+        if _secret_option(arg) and "=" in arg:
+            masked.append(f"{arg.partition('=')[0]}={redact.MASK}")
+        else:
+            masked.append(redact.MASK if arg in hidden else redact.redact(arg))
+    return masked
 
 
 def utc_now() -> datetime:

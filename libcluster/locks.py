@@ -190,6 +190,7 @@ class EtcdBackend:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"invalid etcd URL {url!r}: expected http(s)://host:port")
         self.url = url
+        self.host = parts.hostname
         self.prefix = prefix.rstrip("/") + "/"
         self._parts = parts
         self._client: Any = None
@@ -201,7 +202,7 @@ class EtcdBackend:
         if self._client is None:
             from etcd3gw.client import Etcd3Client
 
-            self._client = Etcd3Client(host=self._parts.hostname, port=self._parts.port or 2379,
+            self._client = Etcd3Client(host=self.host, port=self._parts.port or 2379,
                                        protocol=self._parts.scheme, timeout=ETCD_TIMEOUT)
         return self._client
 
@@ -359,6 +360,7 @@ class Locks:
                            _busy(holders, holder.concurrency))
 
     def _acquire(self, backend: Backend, key: str, holder: Holder) -> None:
+        busy = ""
         for attempt in range(1, self.tries + 1):
             try:
                 holders = backend.try_acquire(key, holder)
@@ -367,13 +369,13 @@ class Locks:
             if holders is None:
                 logger.debug("Acquired lock %s (concurrency %s, ttl %ss)", key, holder.concurrency, holder.ttl)
                 return
-            if attempt == self.tries:
-                break
-            delay = self.sleep * attempt
-            logger.warning("[%d/%d, retrying in %.2fs] Unable to acquire lock %s: %s", attempt, self.tries, delay, key,
-                           _busy(holders, holder.concurrency))
-            self._sleeper(delay)
-        raise LockError(f"unable to acquire lock {key} after {self.tries} tries: {_busy(holders, holder.concurrency)}")
+            busy = _busy(holders, holder.concurrency)
+            if attempt < self.tries:
+                delay = self.sleep * attempt
+                logger.warning("[%d/%d, retrying in %.2fs] Unable to acquire lock %s: %s", attempt, self.tries, delay,
+                               key, busy)
+                self._sleeper(delay)
+        raise LockError(f"unable to acquire lock {key} after {self.tries} tries: {busy}")
 
 
 def _busy(holders: list[Holder], concurrency: int) -> str:

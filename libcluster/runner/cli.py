@@ -178,7 +178,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             from libcluster.runner.menu import run_menu
 
             tree = catalog.scan(base_dirs, catalog.default_cache_path(base_dirs))
-            return run_menu(session, tree.find(name) if name else tree)
+            return run_menu(session, tree.find(name) or tree)
         return execute.run(session, name, args.cookbook_args)
     finally:
         if session.sal is not None:

@@ -58,17 +58,16 @@ def prepare_parser(cookbook: CookbookBase, parser: argparse.ArgumentParser, name
 
 
 def register_secret_args(argv: list[str], args: argparse.Namespace) -> None:
-    """Mask from now on the values of secret-looking arguments (``--root-password X``) everywhere."""
-    for position, arg in enumerate(argv):
-        if arg.startswith("-") and redact.is_secret_key(arg):
-            option, sep, value = arg.partition("=")
-            redact.register(value if sep else (argv[position + 1] if position + 1 < len(argv) else ""))
+    """Mask from now on, everywhere, the values of secret-looking arguments (``--root-password X``)."""
+    for value in audit.secret_values(argv):
+        redact.register(value)
     for key, value in vars(args).items():
         if redact.is_secret_key(key):
             redact.register(value)
 
 
 def _run_runner(runner: CookbookRunnerBase, name: str) -> Outcome:
+    value: object
     try:
         try:
             value, how = runner.run(), "returned"

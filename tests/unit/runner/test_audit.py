@@ -1,0 +1,60 @@
+"""The audit log: origin from the environment, masked arguments, and whole lines under concurrent appends."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+from pathlib import Path
+
+import pytest
+
+from libcluster import redact
+from libcluster.audit import AuditError, AuditLog, origin_from_env, redact_argv
+from libcluster.errors import ConfigError
+
+
+def test_origin_defaults_to_terminal() -> None:
+    assert origin_from_env({}) == {"origin": "terminal"}
+    assert origin_from_env({"COOKBOOK_ORIGIN": ""}) == {"origin": "terminal"}
+
+
+def test_chat_origin_needs_a_requester() -> None:
+    assert origin_from_env({"COOKBOOK_ORIGIN": "chat", "COOKBOOK_REQUESTER": "dave"}) == {
+        "origin": "chat", "requester": "dave", "approver": "", "channel": ""}
+    with pytest.raises(ConfigError, match="COOKBOOK_REQUESTER"):
+        origin_from_env({"COOKBOOK_ORIGIN": "chat"})
+    with pytest.raises(ConfigError, match="expected one of terminal, chat"):
+        origin_from_env({"COOKBOOK_ORIGIN": "cron"})
+
+
+def test_redact_argv_masks_secret_options_and_registered_secrets() -> None:
+    redact.register("registered-secret-42")
+    assert redact_argv(["vm1", "--token", "abc", "--api-key=xyz", "--name", "registered-secret-42", "--password"]) == [
+        "vm1", "--token", "*****", "--api-key=*****", "--name", "*****", "--password"]
+
+
+def _append(path: str, writer: int, count: int) -> None:
+    log = AuditLog(path)
+    for number in range(count):
+        log.write({"writer": writer, "number": number, "padding": "x" * 60_000})
+    log.close()
+
+
+def test_concurrent_appends_never_interleave(tmp_path: Path) -> None:
+    path = tmp_path / "audit" / "audit.jsonl"
+    processes = [multiprocessing.get_context("fork").Process(target=_append, args=(str(path), writer, 25))
+                 for writer in range(6)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(60)
+    assert [process.exitcode for process in processes] == [0] * 6
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert sorted((r["writer"], r["number"]) for r in records) == [(w, n) for w in range(6) for n in range(25)]
+    assert path.stat().st_mode & 0o777 == 0o640
+
+
+def test_unopenable_audit_log_is_an_error_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    with pytest.raises(AuditError, match=f"cannot open the audit log {tmp_path}/file/audit.jsonl"):
+        AuditLog(tmp_path / "file" / "audit.jsonl")
