@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 EXIT_SUCCESS = 0
 """The cookbook ran and succeeded (``run()`` returned 0 or None)."""
+EXIT_SETUP_FAILED = 1
+"""The runner itself could not start the run: bad configuration, log directory or audit log not writable."""
 EXIT_ROLLBACK_FAILED = 93
 """``run()`` failed and then ``rollback()`` raised: manual cleanup is needed."""
 EXIT_INIT_FAILED = 94

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from libcluster import audit, config
-from libcluster.cookbook import EXIT_NOT_FOUND
+from libcluster.cookbook import EXIT_NOT_FOUND, EXIT_SETUP_FAILED
 from libcluster.errors import ConfigError
 from libcluster.runner import catalog, discovery, listing
 from libcluster.runner.logs import Console
@@ -169,8 +169,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 
     if group and not interactive.is_terminal():
         what = f"{name} is a group of cookbooks" if name else "no COOKBOOK given"
-        logger.error("%s and there is no terminal for a menu: name a cookbook (`cookbook -l %s` lists them)", what,
-                     name)
+        logger.error("%s and there is no terminal for a menu: name a cookbook (`%s` lists them)", what,
+                     f"cookbook -l {name}".strip())
         return EXIT_NOT_FOUND
     session = _session(root, args, base_dirs)
     try:
@@ -198,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _dispatch(args)
     except (ConfigError, audit.AuditError) as exc:
         logger.error("%s", exc)
-        return 1
+        return EXIT_SETUP_FAILED
     finally:
         console.close()
 

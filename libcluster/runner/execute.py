@@ -23,6 +23,7 @@ from libcluster.cookbook import (
     EXIT_INTERRUPTED,
     EXIT_NOT_FOUND,
     EXIT_ROLLBACK_FAILED,
+    EXIT_SETUP_FAILED,
     CookbookBase,
     CookbookInitSuccess,
     CookbookRunnerBase,
@@ -145,7 +146,7 @@ def run(session: Session, name: str, argv: list[str], parent: Context | None = N
         session.log_files = RunLogFiles(session.logs_dir, loaded.name, user=session.user, dry_run=session.dry_run)
     except OSError as exc:
         logger.error("Cannot write the logs of %s under %s: %s", loaded.name, session.logs_dir, exc)
-        return 1
+        return EXIT_SETUP_FAILED
     try:
         return _run_logged(session, ctx, cookbook, args, argv)
     finally:
@@ -177,7 +178,7 @@ def _run_logged(session: Session, ctx: Context, cookbook: CookbookBase, args: ar
         return 0
     except KeyboardInterrupt:
         logger.error("Ctrl+C pressed while preparing cookbook %s", ctx.name)
-        return finish(EXIT_INTERRUPTED)
+        return _interrupted(ctx, finish(EXIT_INTERRUPTED))
     except Exception as exc:
         logger.error("Unable to prepare cookbook %s: %s: %s", ctx.name, type(exc).__name__, exc)
         logger.debug("Traceback of get_runner() of %s", ctx.name, exc_info=True)
@@ -196,14 +197,19 @@ def _run_logged(session: Session, ctx: Context, cookbook: CookbookBase, args: ar
             outcome = _run_runner(runner, ctx.name)
     except KeyboardInterrupt:
         logger.error("Ctrl+C pressed while waiting for the lock of cookbook %s", ctx.name)
-        return finish(EXIT_INTERRUPTED)
+        return _interrupted(ctx, finish(EXIT_INTERRUPTED))
     except Exception as exc:
         logger.error("Cookbook %s not run: %s", ctx.name, exc)
         logger.debug("Traceback of the lock failure of %s", ctx.name, exc_info=True)
         return finish(EXIT_EXCEPTION)
     _announce(session, ctx, f"END ({_status(outcome)}) - Cookbook {ctx.name} (exit_code={outcome.exit_code}){suffix}")
     exit_code = finish(outcome.exit_code)
-    if outcome.interrupted and ctx.parent is not None:
+    return _interrupted(ctx, exit_code) if outcome.interrupted else exit_code
+
+
+def _interrupted(ctx: Context, exit_code: int) -> int:
+    """After Ctrl+C: a nested run passes the interruption on to its caller, a top-level run returns its code."""
+    if ctx.parent is not None:
         raise KeyboardInterrupt
     return exit_code
 
