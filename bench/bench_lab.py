@@ -17,6 +17,7 @@ import shlex
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from libcluster.lab import cli, inventory
@@ -25,10 +26,10 @@ from libcluster.lab.common import Lab
 RESULTS = Path(__file__).resolve().parent / "results" / "lab.txt"
 
 
-def timed(what: str, action: object) -> float:
+def timed(what: str, action: Callable[[], None]) -> float:
     """Run action() and return its wall time in seconds, printing it."""
     start = time.monotonic()
-    action()  # type: ignore[operator]
+    action()
     elapsed = time.monotonic() - start
     print(f"{what}: {elapsed:.1f} s", flush=True)
     return elapsed
