@@ -72,6 +72,7 @@ def instance_create_body(
     pnode: str | None = None,
     snode: str | None = None,
     iallocator: str | None = None,
+    group_name: str | None = None,
     hvparams: Mapping[str, Any] | None = None,
     beparams: Mapping[str, Any] | None = None,
     osparams: Mapping[str, Any] | None = None,
@@ -84,8 +85,9 @@ def instance_create_body(
 ) -> dict[str, Any]:
     """The `POST /2/instances` body (request version 1): disk sizes and memory in MiB.
 
-    Either pnode (and snode for mirrored templates) or iallocator chooses the nodes. Options
-    left at None are not sent, so Ganeti's defaults apply (start and name_check: true).
+    Either pnode (and snode for mirrored templates) or iallocator chooses the nodes; group_name keeps
+    the iallocator inside one node group. Options left at None are not sent, so Ganeti's defaults apply
+    (start and name_check: true).
     """
     if not (pnode or iallocator):
         raise ValueError("instance create needs pnode or iallocator")
@@ -104,6 +106,7 @@ def instance_create_body(
             "pnode": pnode,
             "snode": snode,
             "iallocator": iallocator,
+            "group_name": group_name,
             "start": start,
             "ip_check": ip_check,
             "name_check": name_check,
