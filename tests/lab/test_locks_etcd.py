@@ -119,7 +119,7 @@ def _run_intervals(log: str) -> list[tuple[datetime, datetime]]:
 
 
 def test_two_exclusive_runs_started_together_serialize(config: Path) -> None:
-    processes = [_cookbook(config, "locking.exclusive", "--seconds", "1") for _ in range(2)]
+    processes = [_cookbook(config, "locking.exclusive", "--seconds", "2") for _ in range(2)]
     outputs = [process.communicate(timeout=120) for process in processes]
     assert [process.returncode for process in processes] == [0, 0], outputs
     log = (config.parent / "logs" / "locking" / "exclusive.log").read_text()

@@ -163,7 +163,7 @@ def run_intervals(log: str) -> dict[str, tuple[datetime, datetime]]:
 
 def test_two_exclusive_runs_started_together_serialize(env: Env) -> None:
     env.write(locks={"file_dir": str(env.locks), "wait_tries": 40, "wait_sleep": 0.05})
-    command = [str(COOKBOOK), "-c", str(env.config), "locking.exclusive", "--seconds", "0.6"]
+    command = [str(COOKBOOK), "-c", str(env.config), "locking.exclusive", "--seconds", "2"]
     processes = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                  for _ in range(2)]
     outputs = [process.communicate(timeout=60) for process in processes]
