@@ -71,6 +71,8 @@ class FileCache:
                 data = json.loads(path.read_text())
                 if data.get("version") == CACHE_VERSION:
                     self.entries = data["files"]
+            except FileNotFoundError:
+                logger.debug("Catalog cache %s not there yet", path)
             except (OSError, ValueError, KeyError, AttributeError):
                 logger.debug("Catalog cache %s unreadable, rebuilding it", path)
 
