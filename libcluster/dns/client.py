@@ -94,7 +94,7 @@ class DNS:
         The zones are read by AXFR. Addresses of a zone's own name servers and rrsets keep() accepts are
         never deleted; wanted records of other zones are ignored.
         """
-        origins = [self._zone(zone) for zone in zones] if zones is not None else list(self.zones.names)
+        origins = {self._zone(zone) for zone in zones} if zones is not None else set(self.zones.names)
         actual: Records = {}
         protected: set[dns.name.Name] = set()
         for origin in origins:

@@ -124,7 +124,8 @@ class Server:
                 done = False
                 while not done:
                     response = dns.message.from_wire(frames.next(), keyring=query.keyring, request_mac=query.mac,
-                                                     xfr=True, origin=zone, tsig_ctx=tsig_ctx, multi=True)
+                                                     xfr=True, origin=content.from_wire_origin(), tsig_ctx=tsig_ctx,
+                                                     multi=True)
                     if not query.is_response(response, xfr_continuation=not first):
                         raise dns.query.BadResponse
                     first = False
