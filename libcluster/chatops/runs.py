@@ -1,0 +1,192 @@
+"""Runs requested from chat: their record, the argument check, and the ``cookbook`` subprocess.
+
+A run is ``cookbook -c CONFIG -y [-d] -- NAME ARGS...`` with the argv list given to the kernel as
+is (no shell), stdin closed (so a free-text prompt fails the run with its message), its own session
+(signals to the service do not reach it), and the audit variables telling the runner who asked and
+who approved. Its merged stdout and stderr go line by line to the run's log file and to the chat.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
+
+from libcluster import audit, redact
+from libcluster.cookbook import (
+    EXIT_ARGS_FAILED,
+    EXIT_EXCEPTION,
+    EXIT_INIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_NOT_FOUND,
+    EXIT_ROLLBACK_FAILED,
+)
+
+if TYPE_CHECKING:
+    from libcluster.chatops.feed import Feed
+
+logger = logging.getLogger(__name__)
+
+CHECK_TIMEOUT = 30.0
+"""Seconds the argument check may take (it imports the cookbook module)."""
+ACTIVE = ("checking", "awaiting-approval", "queued", "running", "cancelling")
+"""States of a run not finished yet."""
+OUTCOMES = {0: "PASS", EXIT_INTERRUPTED: "INTERRUPTED (rollback run)", EXIT_ROLLBACK_FAILED:
+            "FAIL, ROLLBACK FAILED: clean up by hand", EXIT_INIT_FAILED: "REFUSED by the cookbook's checks",
+            EXIT_ARGS_FAILED: "INVALID ARGUMENTS", EXIT_NOT_FOUND: "NOT FOUND", EXIT_EXCEPTION: "ERROR"}
+"""How an exit code reads in chat; other codes are the cookbook's own failures (FAIL)."""
+
+
+@dataclass(frozen=True)
+class Door:
+    """How commands are typed at a front door, for the hints in messages, and how much a reply may hold."""
+
+    cookbook: str
+    """The command itself: ``!cookbook`` on IRC, the slash command (``/cookbook``) elsewhere."""
+    approve: str
+    deny: str
+    help: str
+    max_lines: int
+    """Lines of one reply (list, help, log)."""
+
+
+@dataclass
+class Run:
+    """One request to run a cookbook, from its arrival in chat to its end."""
+
+    id: str
+    cookbook: str
+    args: list[str]
+    dry_run: bool
+    requester: str
+    """Name of the person who asked (chatops.people)."""
+    identity: str
+    """The chat identity they asked from, e.g. ``irc:alice!a@host``."""
+    channel: str
+    """Where they asked, e.g. ``irc:#sre-ops`` or ``slack:#ops``."""
+    feed: Feed
+    """Where the run's progress and result go."""
+    door: Door
+    """The front door the request came through (hints in messages use its syntax)."""
+    state: str = "checking"
+    approver: str = ""
+    cancelled_by: str = ""
+    exit_code: int | None = None
+    note: str = ""
+    """Why the run ended without running (invalid arguments, denied, expired, cancelled)."""
+    created: float = field(default_factory=time.time)
+    started: float | None = None
+    ended: float | None = None
+    log_path: Path | None = None
+    process: RunProcess | None = None
+
+    @property
+    def command(self) -> str:
+        """The request as typed, secrets masked: ``[-d] NAME ARGS...``."""
+        words = (["-d"] if self.dry_run else []) + [self.cookbook, *audit.redact_argv(self.args)]
+        return shlex.join(words)
+
+    def outcome(self) -> str:
+        """PASS, FAIL (exit_code=N), INTERRUPTED... of a finished run."""
+        if self.exit_code is None:
+            return self.state
+        return OUTCOMES.get(self.exit_code, f"FAIL (exit_code={self.exit_code})")
+
+
+@dataclass(frozen=True)
+class Check:
+    """What the cookbook's own parser said about the arguments."""
+
+    exit_code: int
+    message: str
+    help: bool = False
+
+
+def check_arguments(config_path: Path, cookbook: str, args: Sequence[str]) -> Check:
+    """Parse args with the cookbook's parser in a subprocess (see :mod:`.argcheck`); nothing runs."""
+    command = [sys.executable, "-m", "libcluster.chatops.argcheck", "-c", str(config_path), "--", cookbook, *args]
+    try:
+        done = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              timeout=CHECK_TIMEOUT, check=False)
+    except subprocess.TimeoutExpired:
+        return Check(EXIT_EXCEPTION, f"checking the arguments took more than {CHECK_TIMEOUT:.0f}s")
+    try:
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        return Check(int(result["exit_code"]), redact.redact(str(result["message"])), bool(result.get("help")))
+    except (IndexError, ValueError, KeyError, TypeError):
+        logger.error("Argument check of %s gave no verdict (exit %d): %s", cookbook, done.returncode,
+                     redact.redact(done.stderr[-2000:]))
+        return Check(EXIT_EXCEPTION, "the argument check failed (see the service's log)")
+
+
+def cookbook_command() -> list[str]:
+    """The ``cookbook`` console script of the Python running the service."""
+    return [str(Path(sys.executable).parent / "cookbook")]
+
+
+def run_environment(run: Run) -> dict[str, str]:
+    """The service's environment plus who asked, who approved and where, for the runner's audit, logs and SAL.
+
+    SUDO_USER names the requester: like sudo, the service runs the cookbook on behalf of a person
+    it has checked, and the runner records SUDO_USER as the operator.
+    """
+    env = dict(os.environ)
+    env.update({audit.ORIGIN_ENV: "chat", audit.CHAT_ENV["requester"]: run.requester,
+                audit.CHAT_ENV["approver"]: run.approver, audit.CHAT_ENV["channel"]: run.channel,
+                "SUDO_USER": run.requester, "PYTHONUNBUFFERED": "1"})
+    return env
+
+
+class RunProcess:
+    """The ``cookbook`` subprocess of a run; a thread copies its output and reports its exit code."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], log_path: Path, on_line: Callable[[str], None],
+                 on_exit: Callable[[int], None]) -> None:
+        """Start argv (a list, never a shell) and the thread reading its output into log_path and on_line."""
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = log_path.open("a", encoding="utf-8")
+        self._log.write(f"# {shlex.join(audit.redact_argv(argv))}\n")
+        self._log.flush()
+        self.popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                                      cwd=log_path.parent)
+        self.interrupted = False
+        self._thread = threading.Thread(target=self._read, args=(on_line, on_exit), name="chatops-run",
+                                        daemon=True)
+        self._thread.start()
+
+    def _read(self, on_line: Callable[[str], None], on_exit: Callable[[int], None]) -> None:
+        stream: IO[bytes] = self.popen.stdout  # type: ignore[assignment]
+        with self._log:
+            for raw in stream:
+                line = redact.redact(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
+                self._log.write(line + "\n")
+                self._log.flush()
+                if line.strip():
+                    on_line(line)
+            stream.close()
+            exit_code = self.popen.wait()
+            self._log.write(f"# exit code {exit_code}\n")
+        on_exit(exit_code)
+
+    def interrupt(self) -> bool:
+        """Send SIGINT (the cookbook rolls back, as on Ctrl+C); False if it already ended."""
+        if self.popen.poll() is not None:
+            return False
+        os.kill(self.popen.pid, signal.SIGINT)
+        self.interrupted = True
+        return True
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the output to be read and the exit to be reported."""
+        self._thread.join(timeout)
