@@ -218,21 +218,27 @@ class NetBox:
     def set_macs(self, macs: Mapping[int, str]) -> None:
         """Give VM interfaces (interface id -> MAC) their MAC address the way this NetBox version stores it.
 
-        4.7 accepts `mac_address` on the interface again; 4.2 to 4.6 need a dcim MAC address object
-        assigned to the interface and made its `primary_mac_address`.
+        4.7 accepts `mac_address` on the interface again (and makes a MAC object of it); 4.2 to 4.6 need
+        a dcim MAC address object assigned to the interface and made its `primary_mac_address`. Either
+        way the interfaces' other MAC objects (a replaced MAC) are deleted afterwards.
         """
         if not macs:
             return
         if self.version >= (4, 7):
             self.update("vm-interface", [{"id": iface, "mac_address": mac} for iface, mac in macs.items()])
-            return
-        created = self.create("mac-address", [
-            {"mac_address": mac, "assigned_object_type": VM_INTERFACE_TYPE, "assigned_object_id": iface}
-            for iface, mac in macs.items()
-        ])
-        self.update("vm-interface", [
-            {"id": iface, "primary_mac_address": obj["id"]} for iface, obj in zip(macs, created)
-        ])
+        else:
+            created = self.create("mac-address", [
+                {"mac_address": mac, "assigned_object_type": VM_INTERFACE_TYPE, "assigned_object_id": iface}
+                for iface, mac in macs.items()
+            ])
+            self.update("vm-interface", [
+                {"id": iface, "primary_mac_address": obj["id"]} for iface, obj in zip(macs, created)
+            ])
+        wanted = {iface: mac.lower() for iface, mac in macs.items()}
+        stale = [obj for obj in self.objects("mac-address", vminterface_id=list(wanted))
+                 if str(obj["mac_address"]).lower() != wanted[obj["assigned_object_id"]]]
+        if stale:
+            self.delete("mac-address", stale)
 
     # Internals
 

@@ -404,10 +404,10 @@ def test_bulk_writes_are_list_bodies_of_bulk_size(fake: FakeNetBox, meta: dict[s
     assert [entry.action for entry in changes.changes] == ["cluster-group-create"] * 5 + ["cluster-group-delete"] * 5
 
 
-def test_set_macs_follows_the_netbox_version(fake: FakeNetBox, meta: dict[str, Any],
-                                             recorded: Callable[[str], Any]) -> None:
+def test_set_macs_follows_the_netbox_version_and_drops_the_replaced_mac(
+        fake: FakeNetBox, meta: dict[str, Any], recorded: Callable[[str], Any]) -> None:
     iface = recorded("vm-interfaces_by_virtual_machine_id.json")["results"][0]
-    mac = "52:54:00:12:34:56"
+    old, mac = "52:54:00:00:00:01", "52:54:00:12:34:56"
 
     def patch(method: str, query: dict[str, list[str]], sent: Any) -> tuple[int, Any]:
         answer = []
@@ -420,17 +420,25 @@ def test_set_macs_follows_the_netbox_version(fake: FakeNetBox, meta: dict[str, A
             answer.append(obj)
         return 200, answer
 
+    def mac_object(object_id: int, value: str) -> dict[str, Any]:
+        return {"id": object_id, "mac_address": value.upper(), "assigned_object_type": "virtualization.vminterface",
+                "assigned_object_id": iface["id"]}
+
     fake.route("PATCH", "virtualization/interfaces/", patch)
-    fake.route("POST", "dcim/mac-addresses/", lambda method, query, sent: (201, [
-        {"id": 77, "mac_address": item["mac_address"].upper(), "assigned_object_type": item["assigned_object_type"],
-         "assigned_object_id": item["assigned_object_id"]} for item in sent]))
+    fake.route("POST", "dcim/mac-addresses/", lambda method, query, sent: (201, [mac_object(77, mac)]))
+    fake.route("GET", "dcim/mac-addresses/", fixed(200, {"count": 2, "next": None, "previous": None,
+                                                         "results": [mac_object(76, old), mac_object(77, mac)]}))
+    fake.route("DELETE", "dcim/mac-addresses/", fixed(204, None))
     make_client(meta).set_macs({iface["id"]: mac})
     writes = [(call["method"], call["path"], call["body"]) for call in fake.writes()]
+    cleanup = ("DELETE", "/api/dcim/mac-addresses/", [{"id": 76}])
     if meta["netbox_version"].startswith("4.7"):
-        assert writes == [("PATCH", "/api/virtualization/interfaces/", [{"id": iface["id"], "mac_address": mac}])]
+        assert writes == [("PATCH", "/api/virtualization/interfaces/", [{"id": iface["id"], "mac_address": mac}]),
+                          cleanup]
     else:
         assert writes == [
             ("POST", "/api/dcim/mac-addresses/", [{"mac_address": mac, "assigned_object_type":
                                                   "virtualization.vminterface", "assigned_object_id": iface["id"]}]),
             ("PATCH", "/api/virtualization/interfaces/", [{"id": iface["id"], "primary_mac_address": 77}]),
+            cleanup,
         ]
