@@ -64,6 +64,13 @@ class RecordingSink:
                 self._cond.wait(remaining)
 
 
+def run_id_in(text: str) -> str:
+    """The run id of an "[ID] accepted..." line."""
+    match = re.match(r"\[([0-9a-f]{6})\] accepted", text)
+    assert match, text
+    return match.group(1)
+
+
 @dataclass
 class Chat:
     """A core on the fixture tree, and helpers to talk to it as alice, bob, carol or mallory."""
@@ -83,9 +90,7 @@ class Chat:
 
     def run_id(self, reply: Reply) -> str:
         """The run id in an "accepted" reply."""
-        match = re.match(r"\[([0-9a-f]{6})\] accepted", reply.lines[0])
-        assert match, reply.lines
-        return match.group(1)
+        return run_id_in(reply.lines[0])
 
     def records(self) -> list[dict[str, Any]]:
         """Audit records written by the runs so far."""
@@ -107,7 +112,7 @@ def chatops_section(tmp: Path) -> dict[str, Any]:
         },
         "people": {
             "alice": {"identities": ["irc:alice!*@test.example"], "roles": ["sre"]},
-            "bob": {"identities": ["irc:bob!*@test.example", "slack:UBOB"], "roles": ["sre"]},
+            "bob": {"identities": ["irc:bob!*@test.example", "slack:UBOB", "mattermost:mmbob"], "roles": ["sre"]},
             "carol": {"identities": ["irc:carol!*@*"], "roles": ["viewer"]},
         },
         "irc": {"host": "127.0.0.1", "port": 6667, "channels": ["#test"]},

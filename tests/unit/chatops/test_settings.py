@@ -1,0 +1,66 @@
+"""The chatops section: a full example loads, and every mistake names its key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import chatops_section, write_config
+
+from libcluster import config
+from libcluster.chatops import settings
+from libcluster.errors import ConfigError
+
+
+def load(tmp_path: Path, chatops: dict[str, Any]) -> settings.ChatopsSettings:
+    """Write a config with this chatops section and read it."""
+    return settings.load(config.load(write_config(tmp_path, chatops)))
+
+
+def test_full_section_loads(tmp_path: Path) -> None:
+    section = chatops_section(tmp_path)
+    section["http"] = {"port": 0, "slack_signing_secret": "slack-signing-secret-x",
+                       "response_url_prefixes": ["https://hooks.slack.com/"]}
+    loaded = load(tmp_path, section)
+    assert loaded.state_dir == tmp_path / "chatops"
+    assert (loaded.max_running, loaded.max_queued, loaded.max_per_user) == (2, 5, 3)
+    assert loaded.need_approval == ("chatops.slow",)
+    alice = next(person for person in loaded.people if person.name == "alice")
+    assert [role.name for role in alice.roles] == ["sre"] and alice.roles[0].approve == ("chatops.*",)
+    assert loaded.irc is not None and loaded.irc.channels == ("#test",) and loaded.irc.nick == "cookbook-bot"
+    assert loaded.http is not None and loaded.http.path == "/cookbook" and loaded.http.max_posts == 5
+
+
+def test_defaults_put_state_under_the_logs(tmp_path: Path) -> None:
+    loaded = load(tmp_path, {"irc": {"host": "h", "channels": ["#c"]}})
+    assert loaded.state_dir == tmp_path / "logs" / "chatops" and loaded.people == ()
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda s: s.pop("irc"), "section 'chatops' needs 'irc' or 'http'"),
+    (lambda s: s["people"]["alice"].update(roles=["admin"]), "key 'chatops.people.alice.roles': unknown role 'admin'"),
+    (lambda s: s["people"]["alice"].update(identities=["icq:123"]), "key 'chatops.people.alice.identities': "
+     "'icq:123' is not KIND:VALUE"),
+    (lambda s: s["people"].update({"bad name": {"identities": [], "roles": []}}), "key 'chatops.people.bad name'"),
+    (lambda s: s["roles"]["sre"].update(runs=["x"]), "unknown key 'chatops.roles.sre.runs'"),
+    (lambda s: s["irc"].update(channels=["ops"]), "key 'chatops.irc.channels' must list channels"),
+    (lambda s: s.update(max_running=0), "key 'chatops.max_running' must be at least 1"),
+    (lambda s: s.update(need_approval="chatops.*"), "key 'chatops.need_approval' must be a list"),
+    (lambda s: s.update(http={"port": 1}), "section 'chatops.http' needs slack_signing_secret or mattermost_token"),
+])
+def test_mistakes_name_the_key(tmp_path: Path, change: Any, message: str) -> None:
+    section = chatops_section(tmp_path)
+    change(section)
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load(tmp_path, section)
+
+
+def test_secrets_of_the_section_are_registered_for_masking(tmp_path: Path) -> None:
+    from libcluster import redact
+
+    section = chatops_section(tmp_path)
+    section["http"] = {"port": 0, "mattermost_token": "mm-token-value-987"}
+    section["irc"]["password"] = "irc-password-654"
+    load(tmp_path, section)
+    assert redact.redact("mm-token-value-987 irc-password-654") == "***** *****"

@@ -1,0 +1,223 @@
+"""The slash-command endpoint over real HTTP on loopback: signatures, timestamps, replays, tokens, response URLs."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+import requests
+from conftest import TIMEOUT, Chat, run_id_in
+
+from libcluster.chatops.settings import HttpSettings
+from libcluster.chatops.slash import SlashServer, slack_signature
+
+SECRET = "slack-signing-secret-for-tests"
+TOKEN = "mattermost-token-for-tests"
+
+
+class ResponseUrl(ThreadingHTTPServer):
+    """A loopback server standing in for Slack's response URLs: keeps every JSON post."""
+
+    def __init__(self) -> None:
+        """Listen on a free port."""
+        self.posts: list[tuple[str, dict[str, Any]]] = []
+        self.cond = threading.Condition()
+        super().__init__(("127.0.0.1", 0), PostHandler)
+
+    def url(self, name: str) -> str:
+        """A response URL on this server."""
+        return f"http://127.0.0.1:{self.server_address[1]}/hooks/{name}"
+
+    def wait_for(self, text: str) -> list[str]:
+        """Texts posted so far, once one contains text."""
+        deadline = time.monotonic() + TIMEOUT
+        with self.cond:
+            while not any(text in post["text"] for _, post in self.posts):
+                if not self.cond.wait(max(0.0, deadline - time.monotonic())):
+                    raise AssertionError(f"no post containing {text!r} in {self.posts}")
+            return [post["text"] for _, post in self.posts]
+
+
+class PostHandler(BaseHTTPRequestHandler):
+    """Records a POST and answers 200."""
+
+    server: ResponseUrl
+
+    def do_POST(self) -> None:  # noqa: N802
+        """Keep the JSON body."""
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        with self.server.cond:
+            self.server.posts.append((self.path, body))
+            self.server.cond.notify_all()
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        """Quiet."""
+
+
+@pytest.fixture
+def hooks() -> Iterator[ResponseUrl]:
+    """The response URL server."""
+    server = ResponseUrl()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+
+
+@pytest.fixture
+def endpoint(chat: Chat) -> Iterator[str]:
+    """The slash endpoint of the chat core on a free loopback port; its URL."""
+    settings = HttpSettings(listen="127.0.0.1", port=0, path="/cookbook", slack_signing_secret=SECRET,
+                            mattermost_token=TOKEN, post_interval=0.05)
+    server = SlashServer(chat.core, settings)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/cookbook"
+    server.shutdown()
+
+
+def form(text: str, response_url: str, **extra: str) -> bytes:
+    """A slash command body from bob (Slack user UBOB) in #ops."""
+    fields = {"team_id": "T1", "channel_id": "C1", "channel_name": "ops", "user_id": "UBOB", "user_name": "bob",
+              "command": "/cookbook", "text": text, "response_url": response_url, **extra}
+    return urlencode(fields).encode()
+
+
+def signed(body: bytes, timestamp: int | None = None, secret: str = SECRET) -> dict[str, str]:
+    """Slack's signature headers for body."""
+    stamp = str(int(time.time()) if timestamp is None else timestamp)
+    return {"X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": slack_signature(secret, stamp, body),
+            "Content-Type": "application/x-www-form-urlencoded"}
+
+
+def post(url: str, body: bytes, headers: dict[str, str]) -> requests.Response:
+    """POST the body."""
+    return requests.post(url, data=body, headers=headers, timeout=TIMEOUT)
+
+
+def test_signed_command_is_acknowledged_and_its_result_posted_to_the_response_url(
+        chat: Chat, endpoint: str, hooks: ResponseUrl) -> None:
+    body = form("demo.hello world", hooks.url("run1"))
+    started = time.monotonic()
+    answer = post(endpoint, body, signed(body))
+    assert time.monotonic() - started < 1.0, "the acknowledgement is immediate"
+    assert answer.status_code == 200 and answer.json()["response_type"] == "in_channel"
+    run_id = run_id_in(answer.json()["text"])
+    texts = hooks.wait_for(f"[{run_id}] PASS: demo.hello world")
+    joined = "\n".join(texts)
+    assert f"[{run_id}] START - Cookbook demo.hello for world" in joined
+    assert f"[{run_id}] Hello world from bob" in joined
+    assert {path for path, _ in hooks.posts} == {"/hooks/run1"} and len(hooks.posts) <= 5
+    [record] = chat.records()
+    assert (record["origin"], record["requester"], record["channel"]) == ("chat", "bob", "slack:#ops")
+
+
+def refused(chat: Chat, hooks: ResponseUrl, answer: requests.Response, status: int, reason: str) -> None:
+    """The request was refused with status and reason, and nothing ran or was posted."""
+    assert answer.status_code == status
+    assert answer.json() == {"response_type": "ephemeral", "text": f"refused: {reason}"}
+    time.sleep(0.2)
+    assert chat.core.runs == {} and hooks.posts == [] and chat.records() == []
+
+
+def test_bad_signature_is_refused(chat: Chat, endpoint: str, hooks: ResponseUrl) -> None:
+    body = form("demo.hello world", hooks.url("x"))
+    refused(chat, hooks, post(endpoint, body, signed(body, secret="not-the-secret")), 401, "bad request signature")
+
+
+def test_body_changed_after_signing_is_refused(chat: Chat, endpoint: str, hooks: ResponseUrl) -> None:
+    body = form("demo.hello world", hooks.url("x"))
+    headers = signed(body)
+    refused(chat, hooks, post(endpoint, body.replace(b"world", b"earth"), headers), 401, "bad request signature")
+
+
+@pytest.mark.parametrize("age", [301, -301, 3600])
+def test_old_or_future_timestamp_is_refused(chat: Chat, endpoint: str, hooks: ResponseUrl, age: int) -> None:
+    body = form("demo.hello world", hooks.url("x"))
+    refused(chat, hooks, post(endpoint, body, signed(body, int(time.time()) - age)), 401,
+            "request timestamp missing or more than 5 minutes off")
+
+
+def test_missing_signature_is_refused(chat: Chat, endpoint: str, hooks: ResponseUrl) -> None:
+    body = form("demo.hello world", hooks.url("x"))
+    refused(chat, hooks, post(endpoint, body, {"X-Slack-Request-Timestamp": str(int(time.time()))}), 401,
+            "missing X-Slack-Request-Timestamp or X-Slack-Signature")
+
+
+def test_replayed_request_is_refused(chat: Chat, endpoint: str, hooks: ResponseUrl) -> None:
+    body = form("-d demo.hello world", hooks.url("once"))
+    headers = signed(body)
+    assert post(endpoint, body, headers).status_code == 200
+    replay = post(endpoint, body, headers)
+    assert replay.status_code == 401 and replay.json()["text"] == "refused: request already received (replay)"
+    hooks.wait_for("PASS")
+    assert len(chat.core.runs) == 1 and len(chat.records()) == 1
+
+
+def test_unknown_cookbook_is_rejected_without_a_run(chat: Chat, endpoint: str, hooks: ResponseUrl) -> None:
+    body = form("demo.nonexistent x", hooks.url("x"))
+    answer = post(endpoint, body, signed(body))
+    assert answer.status_code == 200
+    assert answer.json() == {"response_type": "ephemeral",
+                             "text": "no cookbook demo.nonexistent (`/cookbook list` shows them)"}
+    time.sleep(0.2)
+    assert chat.core.runs == {} and hooks.posts == [] and chat.records() == []
+
+
+def test_unknown_user_is_refused_without_a_run(chat: Chat, endpoint: str, hooks: ResponseUrl) -> None:
+    body = form("demo.hello world", hooks.url("x"), user_id="UNOBODY")
+    answer = post(endpoint, body, signed(body))
+    assert answer.json()["text"] == ("refused: slack:UNOBODY is not a known user (chatops.people): ask an admin "
+                                     "to add you")
+    assert chat.core.runs == {}
+
+
+def test_mattermost_token_is_checked(chat: Chat, endpoint: str, hooks: ResponseUrl) -> None:
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    bad = form("demo.hello world", hooks.url("x"), token="wrong", user_id="mmbob")
+    refused(chat, hooks, post(endpoint, bad, headers), 401, "bad or missing token")
+    good = form("demo.hello world", hooks.url("mm"), token=TOKEN, user_id="mmbob")
+    answer = post(endpoint, good, headers)
+    assert answer.status_code == 200 and "accepted" in answer.json()["text"]
+    hooks.wait_for("PASS: demo.hello world")
+    [record] = chat.records()
+    assert (record["requester"], record["channel"]) == ("bob", "mattermost:#ops")
+
+
+def test_response_url_must_be_http_and_allowed(chat: Chat, hooks: ResponseUrl) -> None:
+    settings = HttpSettings(listen="127.0.0.1", port=0, path="/cookbook", slack_signing_secret=SECRET,
+                            response_url_prefixes=("https://hooks.slack.com/",))
+    server = SlashServer(chat.core, settings)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/cookbook"
+        for response_url in (hooks.url("x"), "file:///etc/passwd", ""):
+            body = form("demo.hello world", response_url)
+            refused(chat, hooks, post(url, body, signed(body)), 400, "response_url missing or not allowed")
+    finally:
+        server.shutdown()
+
+
+def test_wrong_path_and_oversized_body_are_refused(chat: Chat, endpoint: str, hooks: ResponseUrl) -> None:
+    body = form("demo.hello world", hooks.url("x"))
+    refused(chat, hooks, post(endpoint + "/other", body, signed(body)), 404, "no such path")
+    big = form("demo.hello " + "x" * 70000, hooks.url("x"))
+    refused(chat, hooks, post(endpoint, big, signed(big)), 413, "body missing or over 65536 bytes")
+
+
+def test_approval_through_slash_commands(chat: Chat, endpoint: str, hooks: ResponseUrl, tmp_path: Any) -> None:
+    reply, sink = chat.say(f"chatops.slow --state {tmp_path} --steps 1")
+    run_id = chat.run_id(reply)
+    sink.wait_for("needs an approval")
+    body = form(f"approve {run_id}", hooks.url("approve"))
+    answer = post(endpoint, body, signed(body))
+    assert answer.json()["text"].startswith(f"[{run_id}] approved: chatops.slow")
+    sink.wait_for(rf"^\[{run_id}\] PASS: .* requested by alice, approved by bob")
+    assert hooks.posts == [], "the run reports where it was asked for (IRC), not to the approver's response URL"
