@@ -1,0 +1,560 @@
+"""Create a Ganeti VM with its IP addresses, DNS records and NetBox records, or leave nothing behind."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from cookbooks.sre.ganeti import add_location_args, cluster_settings, default_group
+from libcluster.capacity import format_mib
+from libcluster.changes import ChangeLog
+from libcluster.clusters import ClusterSettings, GroupSettings
+from libcluster.context import Context
+from libcluster.cookbook import CookbookBase, CookbookRunnerBase, LockArgs
+from libcluster.dns import Diff
+from libcluster.errors import LibclusterError
+from libcluster.ganeti import GanetiCluster, JobFailedError, JobHandle, RapiNotFoundError
+from libcluster.netbox import NetBoxNotFound
+from libcluster.sync import dns as sync_dns
+from libcluster.sync import vm as sync_vm
+
+logger = logging.getLogger(__name__)
+
+EXIT_STEP_FAILED = 1
+"""A step after the confirmation failed; what the run created was removed."""
+EXIT_PRECHECK_FAILED = 10
+"""A pre-check failed (name taken, size outside the policy, template not enabled...): nothing changed."""
+EXIT_DOES_NOT_FIT = 11
+"""Ganeti's allocator found no node with enough resources: nothing changed."""
+
+SHORTAGES = {"FailMem": "memory", "FailDisk": "disk", "FailCPU": "vCPUs (vcpu-ratio)", "FailN1": "N+1 redundancy",
+             "FailSpindles": "spindles", "FailTooSmall": "instance policy (too small)",
+             "FailTooBig": "instance policy (too big)", "FailInternal": "allocator error"}
+"""hail's failure reasons and the resource each one means."""
+FIT_CLASSIFICATIONS = ("insufficient_resources", "temp_insufficient_resources")
+"""Ganeti classifications of a create that failed for lack of resources."""
+POLICY_SPECS = (("memory-size", "memory", "MiB"), ("disk-size", "disk", "MiB"), ("cpu-count", "vCPUs", ""),
+                ("disk-count", "disks", ""), ("nic-count", "NICs", ""))
+"""Instance policy specs checked: ipolicy key, what it limits, unit."""
+
+_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+_SHORTAGE = re.compile(r"\b(Fail[A-Za-z0-9]+): (\d+)")
+
+
+class PrecheckFailed(LibclusterError):
+    """Step 1 or 2 found a reason not to create the VM; nothing was changed."""
+
+
+class DoesNotFit(PrecheckFailed):
+    """Ganeti's allocator found no node in the group with enough resources."""
+
+
+def hostname_arg(value: str) -> str:
+    """Argparse type of HOSTNAME: one DNS label (the cluster's domain is appended), not an FQDN."""
+    if "." in value:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} looks like an FQDN: give the host name only (e.g. {value.split('.', 1)[0]!r}); "
+            "the cluster's domain is appended")
+    if not _LABEL.match(value):
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a valid DNS label: 1 to 63 lowercase letters, digits and hyphens, "
+            "not starting or ending with a hyphen")
+    return value
+
+
+def positive_int(value: str) -> int:
+    """Argparse type: an integer > 0."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"{value} must be greater than zero")
+    return number
+
+
+def positive_float(value: str) -> float:
+    """Argparse type: a number > 0 (e.g. 1.5)."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if not number > 0 or number == float("inf"):
+        raise argparse.ArgumentTypeError(f"{value} must be a number greater than zero")
+    return number
+
+
+@dataclass(frozen=True)
+class VMSpec:
+    """The VM to create, with the cluster defaults applied: sizes in MiB as Ganeti takes them."""
+
+    hostname: str
+    fqdn: str
+    cluster: str
+    group: GroupSettings
+    vcpus: int
+    memory: int
+    disk: int
+    disk_template: str
+    os_type: str
+    install: bool
+    skip_v6: bool
+    task_id: str = ""
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, settings: ClusterSettings) -> VMSpec:
+        """Apply the cluster's defaults to the arguments; ValueError names a wrong one."""
+        defaults = settings.defaults
+        given = vars(args)
+        network = given.get("network") or defaults.network
+        if network != defaults.network:
+            raise ValueError(f"cluster {settings.name} configures one network per group ({defaults.network!r}); "
+                             f"network {network!r} is not configured")
+        os_name = given.get("os") or defaults.os
+        if os_name == "none" and defaults.os == "none":
+            raise ValueError(f"--os none creates the instance with the OS definition of the cluster's defaults.os, "
+                             f"but cluster {settings.name} sets defaults.os to 'none'")
+        fqdn = settings.fqdn(args.hostname)
+        if len(fqdn) > 253:
+            raise ValueError(f"{fqdn} is longer than 253 characters")
+        group = settings.group(default_group(settings, args.group))
+        return cls(
+            hostname=args.hostname, fqdn=fqdn, cluster=settings.name, group=group,
+            vcpus=given.get("vcpus") or defaults.vcpus,
+            memory=max(1, round((given.get("memory") or defaults.memory) * 1024)),
+            disk=(given.get("disk") or defaults.disk) * 1024,
+            disk_template=given.get("disk_template") or defaults.disk_template,
+            os_type=defaults.os if os_name == "none" else os_name, install=os_name != "none",
+            skip_v6=bool(given.get("skip_v6")) or not group.prefixes_v6,
+            task_id=given.get("task_id") or "",
+        )
+
+    def create_params(self, **placement: Any) -> dict[str, Any]:
+        """Keyword arguments of GanetiCluster.create_instance: this VM, placed by pnode/snode or iallocator."""
+        return {
+            "disk_template": self.disk_template,
+            "disks": [self.disk],
+            "os_type": self.os_type,
+            "memory": self.memory,
+            "vcpus": self.vcpus,
+            "nics": [{"link": self.group.nic_link} if self.group.nic_link else {}],
+            "no_install": None if self.install else True,
+            "ip_check": False,
+            "name_check": False,
+            **placement,
+        }
+
+    def planned_instance(self) -> dict[str, Any]:
+        """The RAPI dict the instance will have (MAC unknown until Ganeti assigns it), for the NetBox plan."""
+        return {"name": self.fqdn, "admin_state": "up" if self.install else "down",
+                "beparams": {"vcpus": self.vcpus, "maxmem": self.memory}, "disk.sizes": [self.disk],
+                "nic.macs": [None]}
+
+
+def policy_problems(ipolicy: Mapping[str, Any], spec: VMSpec) -> list[str]:
+    """Why the VM falls outside a group's instance policy (empty when it fits one min/max pair) or its templates."""
+    values = {"memory-size": spec.memory, "disk-size": spec.disk, "cpu-count": spec.vcpus, "disk-count": 1,
+              "nic-count": 1}
+    problems: list[str] = []
+    templates = ipolicy.get("disk-templates")
+    if templates is not None and spec.disk_template not in templates:
+        problems.append(f"disk template {spec.disk_template} is not allowed by the group's policy "
+                        f"(allowed: {', '.join(templates)})")
+    ranges = list(ipolicy.get("minmax") or [])
+    outside: list[list[str]] = []
+    for bounds in ranges:
+        low, high = bounds.get("min", {}), bounds.get("max", {})
+        outside.append([
+            f"{what} {values[key]}{unit and ' ' + unit} is outside [{low[key]}, {high[key]}]{unit and ' ' + unit}"
+            for key, what, unit in POLICY_SPECS
+            if key in low and key in high and not low[key] <= values[key] <= high[key]
+        ])
+    if ranges and all(outside):
+        problems.extend(min(outside, key=len))
+    return problems
+
+
+def shortage(message: str) -> str:
+    """The resources hail says are short, e.g. "memory on 2 nodes", from its failure reasons; "" if none parse."""
+    found = [(SHORTAGES.get(reason, reason), int(count)) for reason, count in _SHORTAGE.findall(message)]
+    return ", ".join(f"{what} on {count} node{'s' if count != 1 else ''}" for what, count in found if count)
+
+
+@dataclass
+class Plan:
+    """What the run will do, from reads only: nodes, next free IPs, DNS changes, NetBox objects."""
+
+    spec: VMSpec
+    nodes: list[str]
+    iallocator: str
+    netbox_cluster: dict[str, Any]
+    prefixes: list[dict[str, Any]]
+    """The NetBox prefix chosen per IP version, in allocation order."""
+    addresses: list[str]
+    """The next free address of each chosen prefix (read, not allocated)."""
+    dns: Diff
+    check_job: int | None = None
+
+    def render(self) -> str:
+        """The plan as printed before the confirmation."""
+        spec = self.spec
+        install = "installed and started" if spec.install else "not installed, not started (--os none)"
+        node = " + ".join(self.nodes)
+        link = f", NIC link {spec.group.nic_link}" if spec.group.nic_link else ""
+        lines = [
+            f"Plan for new VM {spec.fqdn} (cluster {spec.cluster}, group {spec.group.name}):",
+            f"  Ganeti: create on {node} (chosen by {self.iallocator}): {spec.vcpus} vCPU, "
+            f"{format_mib(spec.memory)} memory, {format_mib(spec.disk)} disk ({spec.disk_template}), "
+            f"OS {spec.os_type} {install}{link}",
+        ]
+        ips = ", ".join(f"{address} (from {prefix['prefix']})"
+                        for address, prefix in zip(self.addresses, self.prefixes))
+        vm = sync_vm.vm_fields(spec.planned_instance(), self.netbox_cluster["id"])
+        lines += [
+            f"  NetBox: allocate {ips} with dns_name {spec.fqdn}",
+            f"          VM {spec.fqdn} in cluster {self.netbox_cluster['name']}: status {vm['status']}, "
+            f"vcpus {vm['vcpus']}, memory {vm['memory']} MB, disk {vm['disk']} MB",
+            "          interface eth0 with the MAC Ganeti assigns; the IPs on it, primary",
+            "  DNS:" + ("" if self.dns else " no change"),
+        ]
+        lines += [f"    {line}" for line in self.dns.lines()]
+        return "\n".join(lines)
+
+
+@dataclass
+class Created:
+    """What this run changed so far, for rollback: set before each change is attempted."""
+
+    ips: list[dict[str, Any]] = field(default_factory=list)
+    allocating: bool = False
+    dns: Diff | None = None
+    create_attempted: bool = False
+    create_job: JobHandle | None = None
+    create_error: JobFailedError | None = None
+    netbox_vm_attempted: bool = False
+
+
+class MakeVM(CookbookBase):
+    """Create a Ganeti VM with its IP addresses, DNS records and NetBox records
+
+    Creates HOSTNAME.DOMAIN (DOMAIN from the cluster's configuration) in a node group and does the
+    bookkeeping, or leaves nothing behind:
+
+      1. Validate: HOSTNAME is a DNS label, not an FQDN; the FQDN is free in Ganeti, NetBox (no VM, no
+         IP with that dns_name) and DNS (no A/AAAA); the sizes are inside the group's instance policy;
+         the disk template is enabled in the cluster and allowed by the group.
+      2. Capacity: Ganeti checks the create in dry-run mode with its iallocator, restricted to the
+         group, and names the node it would use. If the VM does not fit, stop (exit 11) with the
+         resource that is short (memory, disk, vCPUs, N+1) before anything changes.
+      3. Print the plan and ask for confirmation (-y answers it). Allocate the IPv4 (and IPv6 unless
+         --skip-v6) in NetBox from the group's prefixes, with the FQDN as dns_name.
+      4. Add the A/AAAA and PTR records (TSIG-signed RFC 2136 updates) and check that the DNS server
+         answers them.
+      5. Create the instance through the RAPI on the node of step 2, showing the job's progress.
+         With --os none the OS is not installed and the instance is not started.
+      6. Record it in NetBox: the VM in the group's cluster (vcpus, memory, disk, status), an interface
+         with the MAC Ganeti gave the NIC, the IPs on it and marked primary.
+      7. Print a summary: FQDN, node, IPs, NetBox URL of the VM, Ganeti job ids.
+
+    If a step after the confirmation fails, or Ctrl+C is pressed, everything this run created is removed,
+    in reverse order: the instance (after its create job ends), the NetBox VM and interface, the DNS
+    records (those replaced are put back), the IPs. Each removal runs even if an earlier one fails;
+    a failed removal is logged and the exit code is 93 (clean up by hand).
+    With -d (dry-run) the plan is printed (node Ganeti chooses, next free IPs, DNS records, NetBox
+    objects) and nothing is changed anywhere. Two runs for the same FQDN never overlap (per-FQDN lock).
+
+    Exit codes: 0 created; 10 a pre-check failed; 11 the VM does not fit; 1 a step failed (rolled back);
+    97 interrupted (rolled back); 93 the rollback failed; 94/96 invalid cluster, group or arguments.
+
+    Examples:
+      cookbook sre.ganeti.makevm --cluster lab --group A --vcpus 2 --memory 4 --disk 20 -t T12345 vm1
+      cookbook -d sre.ganeti.makevm --cluster lab --group A --os none vm2     # show the plan only
+    """
+
+    argument_task_required = False
+
+    def argument_parser(self) -> argparse.ArgumentParser:
+        """HOSTNAME, --cluster/--group and the sizes; unset options take the cluster's defaults."""
+        parser = super().argument_parser()
+        unset = argparse.SUPPRESS
+        parser.add_argument("--vcpus", type=positive_int, default=unset, help="vCPUs (default: the cluster's)")
+        parser.add_argument("--memory", type=positive_float, default=unset, metavar="GB",
+                            help="memory in GB, e.g. 1.5 (default: the cluster's)")
+        parser.add_argument("--disk", type=positive_int, default=unset, metavar="GB",
+                            help="disk size in GB (default: the cluster's)")
+        parser.add_argument("--network", default=unset, metavar="NAME",
+                            help="network of the VM (default: the cluster's; one network per group is configured)")
+        parser.add_argument("--disk-template", default=unset, metavar="T",
+                            help="Ganeti disk template, e.g. drbd, plain, file (default: the cluster's)")
+        parser.add_argument("--os", default=unset, metavar="NAME|none",
+                            help="OS definition to install; none: create without installing, not started "
+                            "(default: the cluster's)")
+        parser.add_argument("--skip-v6", action="store_true", help="allocate no IPv6 address")
+        add_location_args(parser)
+        parser.add_argument("hostname", type=hostname_arg, help="host name of the VM, without the domain")
+        return parser
+
+    def get_runner(self, args: argparse.Namespace) -> MakeVMRunner:
+        """Check cluster, group and arguments against the configuration; nothing is read from the clusters yet."""
+        settings = cluster_settings(self.ctx.config, args)
+        return MakeVMRunner(self.ctx, VMSpec.from_args(args, settings), settings)
+
+
+class MakeVMRunner(CookbookRunnerBase):
+    """Validate, check capacity, plan, then allocate, publish, create, record; undo all of it on failure."""
+
+    def __init__(self, ctx: Context, spec: VMSpec, settings: ClusterSettings) -> None:
+        """Keep the spec and open the run's clients (no request is made here)."""
+        self.ctx = ctx
+        self.spec = spec
+        self.settings = settings
+        self.ganeti: GanetiCluster = ctx.ganeti(spec.cluster)
+        self.netbox = ctx.netbox(read_write=True)
+        self.dns = ctx.dns()
+        self.created = Created()
+        self.plan: Plan | None = None
+
+    @property
+    def runtime_description(self) -> str:
+        """Names the VM, its group and the task."""
+        task = f" ({self.spec.task_id})" if self.spec.task_id else ""
+        return f"for new VM {self.spec.fqdn} in {self.spec.cluster}/{self.spec.group.name}{task}"
+
+    @property
+    def lock_args(self) -> LockArgs:
+        """One run per FQDN at a time, held through rollback."""
+        return LockArgs(suffix=self.spec.fqdn, concurrency=1, ttl=None)
+
+    def run(self) -> int:
+        """Steps 1-2 (read only), the plan and the confirmation, then steps 3-7."""
+        try:
+            self.plan = self._prepare()
+        except DoesNotFit as exc:
+            logger.error("%s does not fit: %s. Nothing was changed.", self.spec.fqdn, exc)
+            return EXIT_DOES_NOT_FIT
+        except PrecheckFailed as exc:
+            logger.error("Pre-check failed, nothing was changed:\n%s", exc)
+            return EXIT_PRECHECK_FAILED
+        logger.info("%s", self.plan.render())
+        self.ctx.confirm(f"Create {self.spec.fqdn} as planned?")
+        try:
+            return self._execute(self.plan)
+        except LibclusterError as exc:
+            logger.error("Creating %s failed: %s: %s", self.spec.fqdn, type(exc).__name__, exc)
+            return EXIT_STEP_FAILED
+
+    # Steps 1 and 2: read only
+
+    def _prepare(self) -> Plan:
+        cluster = self._validate()
+        nodes, iallocator, check_job = self._capacity()
+        prefixes, addresses = self._next_addresses()
+        diff = self.dns.host_diff(self.spec.fqdn, addresses)
+        return Plan(self.spec, nodes, iallocator, cluster, prefixes, addresses, diff, check_job)
+
+    def _validate(self) -> dict[str, Any]:
+        """Step 1: every reason not to create the VM, reported together; returns the NetBox cluster."""
+        spec, problems = self.spec, []
+        try:
+            existing = self.ganeti.instance(spec.fqdn)
+            problems.append(f"Ganeti: instance {spec.fqdn} already exists (on {existing.get('pnode')})")
+        except RapiNotFoundError:
+            pass
+        enabled = self.ganeti.info().get("enabled_disk_templates") or []
+        if spec.disk_template not in enabled:
+            problems.append(f"Ganeti: disk template {spec.disk_template} is not enabled in cluster {spec.cluster} "
+                            f"(enabled: {', '.join(enabled)})")
+        try:
+            group = self.ganeti.group(spec.group.name)
+            problems += [f"Ganeti: group {spec.group.name}: {text}" for text in policy_problems(group["ipolicy"], spec)]
+        except RapiNotFoundError:
+            problems.append(f"Ganeti: cluster {spec.cluster} has no node group {spec.group.name}")
+        cluster = self._netbox_checks(problems)
+        if self.dns.zones.zone_of(spec.fqdn) is None:
+            problems.append(f"DNS: {spec.fqdn} is in none of the configured zones")
+        for rdtype in ("A", "AAAA"):
+            if answer := self.dns.resolve(spec.fqdn, rdtype):
+                problems.append(f"DNS: {spec.fqdn} already has {rdtype} {', '.join(answer)}")
+        if problems or cluster is None:
+            raise PrecheckFailed("\n".join(f"  - {problem}" for problem in problems))
+        return cluster
+
+    def _netbox_checks(self, problems: list[str]) -> dict[str, Any] | None:
+        spec, netbox = self.spec, self.netbox
+        for vm in netbox.objects("vm", name=spec.fqdn):
+            problems.append(f"NetBox: VM {spec.fqdn} already exists (id {vm['id']}, cluster "
+                            f"{(vm.get('cluster') or {}).get('name')})")
+        ips = netbox.objects("ip-address", dns_name=spec.fqdn)
+        if ips:
+            problems.append(f"NetBox: IP addresses with dns_name {spec.fqdn} exist: "
+                            f"{', '.join(ip['address'] for ip in ips)}")
+        group = netbox.find("cluster-group", name=self.settings.netbox_cluster_group)
+        cluster = netbox.find("cluster", name=spec.group.netbox_cluster, group_id=group["id"]) if group else None
+        if cluster is None:
+            problems.append(f"NetBox: no cluster {spec.group.netbox_cluster} in cluster group "
+                            f"{self.settings.netbox_cluster_group}")
+        return cluster
+
+    def _capacity(self) -> tuple[list[str], str, int | None]:
+        """Step 2: Ganeti's dry-run create with the iallocator in the group; the nodes it chose."""
+        iallocator = str(self.ganeti.info().get("default_iallocator") or "hail")
+        logger.info("Asking Ganeti where %s fits: create in dry-run mode with %s in group %s", self.spec.fqdn,
+                    iallocator, self.spec.group.name)
+        checker = self.ganeti if self.ctx.dry_run else GanetiCluster(
+            self.ganeti.name, self.ganeti.rapi, dry_run=True, changes=ChangeLog(dry_run=True),
+            job_timeout=self.ganeti.job_timeout, remote=None)
+        job = checker.create_instance(self.spec.fqdn, **self.spec.create_params(
+            iallocator=iallocator, group_name=self.spec.group.name))
+        try:
+            result = job.wait()
+        except JobFailedError as exc:
+            if exc.classification in FIT_CLASSIFICATIONS:
+                short = shortage(exc.message)
+                group = self.spec.group.name
+                raise DoesNotFit(f"short of {short} in group {group}" if short else exc.message) from None
+            raise PrecheckFailed(f"  - Ganeti refuses the create: {exc.message}") from None
+        return list(result.value or []), iallocator, job.id
+
+    def _next_addresses(self) -> tuple[list[dict[str, Any]], list[str]]:
+        """The first configured prefix of each IP version with a free address, and that address (read only)."""
+        families = [self.spec.group.prefixes_v4] + ([] if self.spec.skip_v6 else [self.spec.group.prefixes_v6])
+        prefixes, addresses = [], []
+        for candidates in families:
+            for text in candidates:
+                try:
+                    prefix = self.netbox.get("prefix", prefix=text)
+                except NetBoxNotFound:
+                    raise PrecheckFailed(f"  - NetBox: prefix {text} of group {self.spec.group.name} "
+                                         "does not exist") from None
+                free = self.netbox.available_ips(prefix, 1)
+                if free:
+                    prefixes.append(prefix)
+                    addresses.append(free[0])
+                    break
+            else:
+                raise PrecheckFailed(f"  - NetBox: no free address in {', '.join(candidates)}")
+        return prefixes, addresses
+
+    # Steps 3-7: changes
+
+    def _execute(self, plan: Plan) -> int:
+        spec, created = self.spec, self.created
+        created.allocating = True
+        for prefix, address in zip(plan.prefixes, plan.addresses):
+            ip = self.netbox.allocate_ip(prefix, dns_name=spec.fqdn)
+            created.ips.append(ip)
+            if not self.ctx.dry_run:
+                moved = f" (planned {address}, taken meanwhile)" if ip["address"] != address else ""
+                logger.info("Allocated %s in NetBox for %s%s", ip["address"], spec.fqdn, moved)
+        addresses = [str(ip["address"]) for ip in created.ips]
+        created.dns = self.dns.host_diff(spec.fqdn, addresses)
+        self.dns.apply(created.dns)
+        if not self.ctx.dry_run:
+            sync_dns.verify(self.dns, created.dns)
+            logger.info("DNS: the server answers the %d new rrsets of %s", len(created.dns), spec.fqdn)
+        instance, create_job = self._create(plan)
+        created.netbox_vm_attempted = True
+        recorded = sync_vm.record_instance(self.netbox, instance, cluster_id=plan.netbox_cluster["id"],
+                                           addresses=created.ips, current=sync_vm.Current(vm=None))
+        self._summary(plan, instance, addresses, recorded.vm, create_job)
+        return 0
+
+    def _create(self, plan: Plan) -> tuple[dict[str, Any], int | None]:
+        """Step 5: the create job on the planned nodes (in dry-run, step 2's check stands for it)."""
+        if self.ctx.dry_run:
+            return self.spec.planned_instance(), None
+        placement = {"pnode": plan.nodes[0], "snode": plan.nodes[1] if len(plan.nodes) > 1 else None}
+        self.created.create_attempted = True
+        job = self.created.create_job = self.ganeti.create_instance(self.spec.fqdn,
+                                                                    **self.spec.create_params(**placement))
+        logger.info("Ganeti job %s creates %s on %s", job.id, self.spec.fqdn, " + ".join(plan.nodes))
+        try:
+            job.wait()
+        except JobFailedError as exc:
+            self.created.create_error = exc
+            raise
+        return self.ganeti.instance(self.spec.fqdn), job.id
+
+    def _summary(self, plan: Plan, instance: Mapping[str, Any], addresses: list[str], vm: Mapping[str, Any],
+                 create_job: int | None) -> None:
+        node = " + ".join([str(instance.get("pnode") or plan.nodes[0]), *map(str, instance.get("snodes") or [])])
+        url = vm.get("display_url") or vm.get("url") or "(not created: dry-run)"
+        jobs = ", ".join(f"{job} ({what})" for job, what in ((plan.check_job, "capacity check, dry-run"),
+                                                             (create_job, "create")) if job is not None)
+        macs = ", ".join(str(mac) for mac in instance.get("nic.macs") or [] if mac) or "assigned at creation"
+        status = "planned (dry-run: nothing was changed)" if self.ctx.dry_run else "created"
+        logger.info("VM %s %s:\n  node: %s\n  IPs: %s\n  MAC: %s\n  NetBox: %s\n  Ganeti jobs: %s",
+                    self.spec.fqdn, status, node, ", ".join(addresses), macs, url, jobs or "none")
+
+    # Rollback
+
+    def rollback(self) -> None:
+        """Remove what this run created, in reverse order; each removal runs even if another one failed."""
+        if self.ctx.dry_run:
+            logger.info("Nothing to roll back: dry-run changed nothing")
+            return
+        failed = []
+        for what, undo in (("the Ganeti instance", self._undo_instance), ("the NetBox VM", self._undo_netbox_vm),
+                           ("the DNS records", self._undo_dns), ("the IP addresses", self._undo_ips)):
+            try:
+                undo()
+            except Exception as exc:  # noqa: BLE001 - every removal must be tried; the failure is reported below
+                logger.error("Rollback: could not remove %s of %s: %s: %s", what, self.spec.fqdn,
+                             type(exc).__name__, exc)
+                failed.append(what)
+        if failed:
+            raise LibclusterError(f"rollback of {self.spec.fqdn} incomplete, remove by hand: {', '.join(failed)}")
+
+    def _undo_instance(self) -> None:
+        created, fqdn = self.created, self.spec.fqdn
+        if not created.create_attempted:
+            return
+        if created.create_job is not None and created.create_error is None:
+            try:
+                created.create_job.wait()
+            except JobFailedError as exc:
+                created.create_error = exc
+        if created.create_error is not None and created.create_error.classification == "already_exists":
+            logger.info("Rollback: instance %s was not created by this run, left alone", fqdn)
+            return
+        try:
+            self.ganeti.instance(fqdn)
+        except RapiNotFoundError:
+            logger.info("Rollback: no Ganeti instance %s to remove", fqdn)
+            return
+        job = self.ganeti.remove_instance(fqdn)
+        job.wait()
+        logger.info("Rollback: removed Ganeti instance %s (job %s)", fqdn, job.id)
+
+    def _undo_netbox_vm(self) -> None:
+        if not self.created.netbox_vm_attempted or self.plan is None:
+            return
+        vm = self.netbox.find("vm", name=self.spec.fqdn, cluster_id=self.plan.netbox_cluster["id"])
+        if vm is None:
+            logger.info("Rollback: no NetBox VM %s to delete", self.spec.fqdn)
+            return
+        self.netbox.delete("vm", [vm])
+        logger.info("Rollback: deleted NetBox VM %s (id %s) with its interfaces", self.spec.fqdn, vm["id"])
+
+    def _undo_dns(self) -> None:
+        if self.created.dns is None:
+            return
+        undo = sync_dns.restore(self.dns, self.created.dns)
+        logger.info("Rollback: DNS of %s restored (%d rrsets changed back)", self.spec.fqdn, len(undo))
+
+    def _undo_ips(self) -> None:
+        if not self.created.allocating:
+            return
+        ids = {ip["id"] for ip in self.created.ips}
+        found = {ip["id"]: ip for ip in self.netbox.objects("ip-address", dns_name=self.spec.fqdn)}
+        if ids:
+            found.update({ip["id"]: ip for ip in self.netbox.objects("ip-address", id=sorted(ids))})
+        if not found:
+            logger.info("Rollback: no IP address of %s left to release", self.spec.fqdn)
+            return
+        self.netbox.release_ips(list(found.values()))
+        logger.info("Rollback: released %s", ", ".join(str(ip["address"]) for ip in found.values()))

@@ -1,0 +1,50 @@
+"""A host's DNS records: publish A/AAAA and PTRs, check the server answers them, and put back what was there.
+
+Built on :class:`libcluster.dns.DNS` (TSIG-signed, guarded RFC 2136 updates); these add what a
+cookbook needs around one change: the check that the server now answers the new records, and the
+exact undo of a change for rollback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from libcluster.dns import DNS, Diff, DNSError
+from libcluster.dns.diff import compute
+
+
+def publish(dns: DNS, fqdn: str, addresses: Iterable[str]) -> Diff:
+    """Make fqdn's A/AAAA and PTR records match addresses, check the server answers them; return what changed.
+
+    In dry-run the changes are only recorded and nothing is checked.
+    """
+    diff = dns.set_host(fqdn, addresses)
+    if not dns.dry_run:
+        verify(dns, diff)
+    return diff
+
+
+def verify(dns: DNS, diff: Diff) -> None:
+    """Raise DNSError unless the server answers every rrset of diff as diff left it (records, not TTLs)."""
+    answered = dns.current((change.name, change.rdtype) for change in diff)
+    wrong = []
+    for change in diff:
+        got = answered.get((change.name, change.rdtype))
+        if (got is None) != (change.new is None) or (got is not None and got != change.new):
+            shown = " ".join(sorted(rdata.to_text() for rdata in got)) if got is not None else "nothing"
+            wrong.append(f"{change.describe()} (the server answers {shown})")
+    if wrong:
+        raise DNSError(f"{dns.server.where} does not answer the records just written: " + "; ".join(wrong))
+
+
+def restore(dns: DNS, diff: Diff) -> Diff:
+    """Undo diff on the server: delete the rrsets it added, put back those it replaced or deleted; return the undo.
+
+    Each rrset is read again first, so whatever is already as before (say, a change that never
+    reached the server) is left alone.
+    """
+    keys = {(change.name, change.rdtype) for change in diff}
+    before = {(change.name, change.rdtype): change.old for change in diff if change.old is not None}
+    undo = compute(before, dns.current(keys), dns.zones, scope=keys)
+    dns.apply(undo)
+    return undo
