@@ -60,8 +60,10 @@ class RRsetChange:
 
     @property
     def size(self) -> int:
-        """Records this change puts in an update message: the old rrset as prerequisite (or one absence
-        record), one whole-rrset deletion or nothing, and the new records."""
+        """Records this change puts in an update message.
+
+        The old rrset as prerequisite (or one absence record), one whole-rrset deletion or nothing, the new records.
+        """
         return len(self.old or ()) + len(self.new or ()) + 1
 
     def describe(self) -> str:

@@ -34,7 +34,7 @@ class Server:
     """One authoritative server reached on host:port, with the TSIG key updates and transfers are signed with."""
 
     def __init__(self, host: str, port: int, *, keyname: str, algorithm: str, secret: str, timeout: float) -> None:
-        """Build the keyring; a secret that is not base64 or an unknown algorithm is a ConfigError (secret not shown)."""
+        """Build the keyring; a secret that is not base64 or an unknown algorithm is a ConfigError (secret unshown)."""
         self.host = host
         self.port = port
         self.timeout = timeout

@@ -57,7 +57,7 @@ class NetBox:
     """NetBox through pynetbox, with the read-only token for reads and dry-run, and the read-write one for writes."""
 
     def __init__(self, config: Section, *, read_write: bool, dry_run: bool, changes: ChangeLog) -> None:
-        """Connect per the `netbox` config section; in dry-run (or read-only) the ro_token is used, even if read_write."""
+        """Connect per the `netbox` config section; read-only or dry-run use the ro_token, even if read_write."""
         self.url = config.str("url").rstrip("/")
         self.read_write = read_write
         self.dry_run = dry_run
@@ -96,7 +96,7 @@ class NetBox:
             try:
                 major, minor = (int(part) for part in text.split(".")[:2])
             except ValueError:
-                raise NetBoxError(f"GET /api/: no usable API-Version header ({text!r}): not a NetBox API URL?") from None
+                raise NetBoxError(f"GET /api/: no usable API-Version header ({text!r}): not a NetBox URL?") from None
             self._version = (major, minor)
         return self._version
 
@@ -167,7 +167,7 @@ class NetBox:
     # Writes
 
     def create(self, kind: str, objects: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        """Create objects in bulk (list bodies of `bulk_size`); returns NetBox's objects, or the planned ones in dry-run."""
+        """Create objects in bulk (list bodies of `bulk_size`); returns NetBox's objects (dry-run: the planned ones)."""
         spec = self._kind(kind)
         return self._write(spec, "create", f"POST {spec.path}", self._request(spec), objects)
 
@@ -199,7 +199,7 @@ class NetBox:
             free = self.available_ips(prefix_id, len(wanted))
             if len(free) < len(wanted):
                 raise NetBoxConflict(f"{action}: {len(free)} free address(es) in {prefix_label}, {len(wanted)} wanted")
-            wanted = [{**data, "address": address} for address, data in zip(free, wanted)]
+            wanted = [{**data, "address": address} for address, data in zip(free, wanted, strict=True)]
         request = self._request(KINDS["prefix"], suffix=f"{prefix_id}/available-ips/")
         return self._write(spec, "allocate", action, request, wanted, prefix=prefix_label)
 
@@ -232,7 +232,7 @@ class NetBox:
                 for iface, mac in macs.items()
             ])
             self.update("vm-interface", [
-                {"id": iface, "primary_mac_address": obj["id"]} for iface, obj in zip(macs, created)
+                {"id": iface, "primary_mac_address": obj["id"]} for iface, obj in zip(macs, created, strict=True)
             ])
         wanted = {iface: mac.lower() for iface, mac in macs.items()}
         stale = [obj for obj in self.objects("mac-address", vminterface_id=list(wanted))
@@ -286,7 +286,7 @@ class NetBox:
 
     def _write(self, spec: Kind, verb: str, action: str, request: Request,
                objects: Sequence[Mapping[str, Any]], **detail: Any) -> list[dict[str, Any]]:
-        """Send objects as list bodies of bulk_size (in dry-run only record them), record each, check what NetBox kept."""
+        """Send objects as list bodies of bulk_size (dry-run: only record them), record each, check what NetBox kept."""
         self._writable(spec, action)
         if self.dry_run:
             planned = [{**obj, "id": obj.get("id")} for obj in objects]
@@ -298,9 +298,9 @@ class NetBox:
         for chunk in _chunks([dict(obj) for obj in objects], self.bulk_size):
             with translated(action):
                 answer = request.post(list(chunk)) if method == "POST" else request.patch(list(chunk))
-            for sent, got in zip(chunk, answer):
+            for sent, got in zip(chunk, answer, strict=True):
                 self._record(spec, verb, got, fields=_fields(sent), **detail)
-            for sent, got in zip(chunk, answer):
+            for sent, got in zip(chunk, answer, strict=True):
                 strict.verify_written(spec, method, sent, got)
             done.extend(answer)
         return done

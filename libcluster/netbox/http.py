@@ -38,7 +38,7 @@ SAFE_RETRY = Retry(
     status_forcelist=(502, 503, 504),
     raise_on_status=False,
 )
-"""Connection failures are retried for every method (nothing was sent); read errors and gateway errors only for reads."""
+"""Connection failures are retried for every method (nothing was sent); read and gateway errors only for reads."""
 
 
 class NetBoxAdapter(HTTPAdapter):

@@ -156,7 +156,8 @@ def test_get_vm_by_name_parses_the_recorded_body(fake: FakeNetBox, meta: dict[st
 
 
 def test_every_request_gets_timeout_and_verify_even_with_a_ca_bundle_in_the_environment(
-        fake: FakeNetBox, meta: dict[str, Any], recorded: Callable[[str], Any], monkeypatch: pytest.MonkeyPatch) -> None:
+        fake: FakeNetBox, meta: dict[str, Any], recorded: Callable[[str], Any],
+        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/nonexistent/bundle.pem")
     fake.route("GET", "ipam/prefixes/", fixed(200, recorded("prefixes_by_prefix.json")))
     make_client(meta, ca_file="/etc/ssl/certs/lab-ca.pem").get("prefix", prefix=meta["files"]["prefixes_by_prefix.json"]

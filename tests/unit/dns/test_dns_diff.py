@@ -61,7 +61,8 @@ def test_unmanaged_rrsets_on_the_server_are_never_deleted() -> None:
 
 
 def test_keep_and_scope_limit_what_is_compared() -> None:
-    actual = records(rrset("ns1.lab.example.", 300, "A", "127.0.0.1"), rrset("old.lab.example.", 300, "A", "198.18.16.9"))
+    actual = records(rrset("ns1.lab.example.", 300, "A", "127.0.0.1"),
+                     rrset("old.lab.example.", 300, "A", "198.18.16.9"))
     diff = compute({}, actual, ZONES, keep=lambda name, rdtype: name == dns.name.from_text("ns1.lab.example"))
     assert [change.name.to_text() for change in diff] == ["old.lab.example."]
     scope = {(dns.name.from_text("ns1.lab.example"), dns.rdatatype.A)}
