@@ -57,7 +57,9 @@ class Recorded:
 
 
 def vm_status(instance: Mapping[str, Any]) -> str:
-    """NetBox status of an instance from its admin_state (unknown states count as active)."""
+    """NetBox status of an instance: failed in a Ganeti error state (ERROR_*), else from its admin_state."""
+    if str(instance.get("status") or "").startswith("ERROR_"):
+        return "failed"
     return STATUS_BY_ADMIN_STATE.get(str(instance.get("admin_state")), "active")
 
 
@@ -147,6 +149,9 @@ def record_instance(
     client's errors, leaving what was written before the failure (the caller decides on cleanup).
     """
     name = str(instance["name"])
+    wanted_nics = nics(instance)
+    if addresses and not wanted_nics:
+        raise ValueError(f"instance {name} has no NIC to assign {len(addresses)} address(es) to")
     if current is None:
         current = lookup(netbox, name, cluster_id)
     writes: list[str] = []
@@ -160,25 +165,32 @@ def record_instance(
         if changes:
             vm.update(netbox.update("vm", [{"id": vm["id"], **changes}])[0])
             writes.append("vm-update " + ",".join(sorted(changes)))
-    interfaces = _interfaces(netbox, vm, nics(instance), current, writes)
-    if addresses and not interfaces:
-        raise ValueError(f"instance {name} has no NIC to assign {len(addresses)} address(es) to")
-    iface_id = interfaces[0].get("id") if interfaces else None
+    interfaces = _interfaces(netbox, vm, wanted_nics, current, writes)
+    if addresses:
+        _addresses(netbox, vm, interfaces[0], addresses, writes)
+    return Recorded(vm=vm, interfaces=interfaces, created=current.vm is None, writes=writes)
+
+
+def _addresses(netbox: NetBox, vm: dict[str, Any], interface: Mapping[str, Any],
+               addresses: Sequence[Mapping[str, Any]], writes: list[str]) -> None:
+    """Assign the addresses to the interface and make the first of each version primary, where they differ."""
+    iface_id = interface.get("id")
     owned = [ip for ip in addresses if ip.get("id") is not None] if iface_id is not None else []
     if len(owned) < len(addresses):
         planned = ", ".join(str(ip["address"]) for ip in addresses if ip not in owned)
         logger.info("Would assign %s to %s of %s and make them primary once they exist", planned,
-                    interfaces[0]["name"], name)
+                    interface["name"], vm["name"])
+    if iface_id is None or not owned:
+        return
     updates = [{"id": ip["id"], **changes}
-               for ip in owned if (changes := changed_fields(ip, ip_fields(iface_id, name)))]
+               for ip in owned if (changes := changed_fields(ip, ip_fields(int(iface_id), str(vm["name"]))))]
     if updates:
         netbox.update("ip-address", updates)
         writes.append(f"ip-address-update x{len(updates)}")
-    primary = primary_fields(vm, owned) if owned and vm.get("id") is not None else {}
+    primary = primary_fields(vm, owned) if vm.get("id") is not None else {}
     if primary:
         vm.update(netbox.update("vm", [{"id": vm["id"], **primary}])[0])
         writes.append("vm-update " + ",".join(sorted(primary)))
-    return Recorded(vm=vm, interfaces=interfaces, created=current.vm is None, writes=writes)
 
 
 def _interfaces(netbox: NetBox, vm: Mapping[str, Any], wanted: Sequence[Nic], current: Current,

@@ -45,11 +45,11 @@ _LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _SHORTAGE = re.compile(r"\b(Fail[A-Za-z0-9]+): (\d+)")
 
 
-class PrecheckFailed(LibclusterError):
+class PrecheckError(LibclusterError):
     """Step 1 or 2 found a reason not to create the VM; nothing was changed."""
 
 
-class DoesNotFit(PrecheckFailed):
+class NoCapacityError(PrecheckError):
     """Ganeti's allocator found no node in the group with enough resources."""
 
 
@@ -174,7 +174,8 @@ def policy_problems(ipolicy: Mapping[str, Any], spec: VMSpec) -> list[str]:
             if key in low and key in high and not low[key] <= values[key] <= high[key]
         ])
     if ranges and all(outside):
-        problems.extend(min(outside, key=len))
+        closest: list[str] = min(outside, key=len)
+        problems.extend(closest)
     return problems
 
 
@@ -212,7 +213,7 @@ class Plan:
             f"OS {spec.os_type} {install}{link}",
         ]
         ips = ", ".join(f"{address} (from {prefix['prefix']})"
-                        for address, prefix in zip(self.addresses, self.prefixes))
+                        for address, prefix in zip(self.addresses, self.prefixes, strict=True))
         vm = sync_vm.vm_fields(spec.planned_instance(), self.netbox_cluster["id"])
         lines += [
             f"  NetBox: allocate {ips} with dns_name {spec.fqdn}",
@@ -333,10 +334,10 @@ class MakeVMRunner(CookbookRunnerBase):
         """Steps 1-2 (read only), the plan and the confirmation, then steps 3-7."""
         try:
             self.plan = self._prepare()
-        except DoesNotFit as exc:
+        except NoCapacityError as exc:
             logger.error("%s does not fit: %s. Nothing was changed.", self.spec.fqdn, exc)
             return EXIT_DOES_NOT_FIT
-        except PrecheckFailed as exc:
+        except PrecheckError as exc:
             logger.error("Pre-check failed, nothing was changed:\n%s", exc)
             return EXIT_PRECHECK_FAILED
         logger.info("%s", self.plan.render())
@@ -380,7 +381,7 @@ class MakeVMRunner(CookbookRunnerBase):
             if answer := self.dns.resolve(spec.fqdn, rdtype):
                 problems.append(f"DNS: {spec.fqdn} already has {rdtype} {', '.join(answer)}")
         if problems or cluster is None:
-            raise PrecheckFailed("\n".join(f"  - {problem}" for problem in problems))
+            raise PrecheckError("\n".join(f"  - {problem}" for problem in problems))
         return cluster
 
     def _netbox_checks(self, problems: list[str]) -> dict[str, Any] | None:
@@ -415,8 +416,8 @@ class MakeVMRunner(CookbookRunnerBase):
             if exc.classification in FIT_CLASSIFICATIONS:
                 short = shortage(exc.message)
                 group = self.spec.group.name
-                raise DoesNotFit(f"short of {short} in group {group}" if short else exc.message) from None
-            raise PrecheckFailed(f"  - Ganeti refuses the create: {exc.message}") from None
+                raise NoCapacityError(f"short of {short} in group {group}" if short else exc.message) from None
+            raise PrecheckError(f"  - Ganeti refuses the create: {exc.message}") from None
         return list(result.value or []), iallocator, job.id
 
     def _next_addresses(self) -> tuple[list[dict[str, Any]], list[str]]:
@@ -428,7 +429,7 @@ class MakeVMRunner(CookbookRunnerBase):
                 try:
                     prefix = self.netbox.get("prefix", prefix=text)
                 except NetBoxNotFound:
-                    raise PrecheckFailed(f"  - NetBox: prefix {text} of group {self.spec.group.name} "
+                    raise PrecheckError(f"  - NetBox: prefix {text} of group {self.spec.group.name} "
                                          "does not exist") from None
                 free = self.netbox.available_ips(prefix, 1)
                 if free:
@@ -436,7 +437,7 @@ class MakeVMRunner(CookbookRunnerBase):
                     addresses.append(free[0])
                     break
             else:
-                raise PrecheckFailed(f"  - NetBox: no free address in {', '.join(candidates)}")
+                raise PrecheckError(f"  - NetBox: no free address in {', '.join(candidates)}")
         return prefixes, addresses
 
     # Steps 3-7: changes
@@ -444,7 +445,7 @@ class MakeVMRunner(CookbookRunnerBase):
     def _execute(self, plan: Plan) -> int:
         spec, created = self.spec, self.created
         created.allocating = True
-        for prefix, address in zip(plan.prefixes, plan.addresses):
+        for prefix, address in zip(plan.prefixes, plan.addresses, strict=True):
             ip = self.netbox.allocate_ip(prefix, dns_name=spec.fqdn)
             created.ips.append(ip)
             if not self.ctx.dry_run:
@@ -502,7 +503,7 @@ class MakeVMRunner(CookbookRunnerBase):
                            ("the DNS records", self._undo_dns), ("the IP addresses", self._undo_ips)):
             try:
                 undo()
-            except Exception as exc:  # noqa: BLE001 - every removal must be tried; the failure is reported below
+            except Exception as exc:  # every removal must be tried; the failure is reported below
                 logger.error("Rollback: could not remove %s of %s: %s: %s", what, self.spec.fqdn,
                              type(exc).__name__, exc)
                 failed.append(what)
