@@ -55,6 +55,7 @@ class SAL:
         self._sock: socket.socket | None = None
         self._buffer = b""
         self._next_connect = 0.0
+        self._abandoned = threading.Event()
 
     @classmethod
     def from_config(cls, config: Section, *, prefix: str) -> SAL | None:
@@ -85,6 +86,14 @@ class SAL:
         except queue.Full:
             logger.debug("SAL queue full at close")
         self._thread.join(timeout)
+        if self._thread.is_alive():  # stuck on a slow server: wake it up so that it ends now
+            self._abandoned.set()
+            sock = self._sock
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    logger.debug("SAL: socket already closed")
 
     def _work(self) -> None:
         while True:
@@ -115,7 +124,7 @@ class SAL:
 
     def _deliver(self, message: str) -> None:
         for _ in range(2):  # a connection lost while idle gets one reconnection
-            if self._sock is None and time.monotonic() < self._next_connect:
+            if self._sock is None and (time.monotonic() < self._next_connect or self._abandoned.is_set()):
                 break
             try:
                 if self._sock is None:
@@ -153,6 +162,8 @@ class SAL:
 
     def _connect(self) -> None:
         self._sock = socket.create_connection((self.host, self.port), timeout=CONNECT_TIMEOUT)
+        if self._abandoned.is_set():
+            raise OSError("closed while connecting")
         nick = self.nick
         self._line(f"NICK {nick}")
         self._line(f"USER {self.nick} 0 * :cookbook server admin log")

@@ -25,15 +25,17 @@ def tree() -> Path:
 
 @pytest.fixture(autouse=True)
 def _forget_cookbooks(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Each test imports cookbook modules afresh and leaves sys.path as it found it."""
+    """Each test imports fixture cookbooks afresh (forgetting only what it imported) and restores sys.path."""
     monkeypatch.setattr(sys, "path", list(sys.path))
     monkeypatch.delenv("SUDO_USER", raising=False)
     for variable in ("COOKBOOK_ORIGIN", "COOKBOOK_REQUESTER", "COOKBOOK_APPROVER", "COOKBOOK_CHANNEL"):
         monkeypatch.delenv(variable, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", "/nonexistent-cache-for-tests")
+    before = set(sys.modules)
     yield
-    for name in [name for name in sys.modules if name == "cookbooks" or name.startswith("cookbooks.")]:
-        del sys.modules[name]
+    for name in set(sys.modules) - before:
+        if name == "cookbooks" or name.startswith("cookbooks."):
+            del sys.modules[name]
 
 
 @pytest.fixture

@@ -83,9 +83,17 @@ class FakeIRC:
         return [line for line in self.lines if line.startswith("PRIVMSG ")]
 
     def close(self) -> None:
-        """Stop listening and drop the connections."""
+        """Stop listening and drop the connections (shutdown wakes the threads blocked in accept and recv)."""
+        try:
+            self.server.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.server.close()
         for conn in self.connections:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             conn.close()
 
 
