@@ -251,13 +251,16 @@ class GanetiCluster:
                            detail=body)
 
     def reboot_instance(
-        self, name: str, *, reboot_type: str = "hard", shutdown_timeout: int | None = None
+        self, name: str, *, reboot_type: str = "hard", shutdown_timeout: int | None = None, reason: str | None = None
     ) -> JobHandle:
-        """Reboot an instance: soft (in the guest), hard (restart the hypervisor process) or full (stop, start)."""
+        """Reboot an instance: soft (in the guest), hard (restart the hypervisor process) or full (stop, start).
+
+        `reason` goes into the job's reason trail (RAPI `?reason=`), where `gnt-job info` shows it.
+        """
         _choice(reboot_type, REBOOT_TYPES, "reboot_type")
         body = _without_none({"shutdown_timeout": shutdown_timeout}) or None
         return self._write("instance-reboot", name, "POST", f"/2/instances/{_name(name)}/reboot",
-                           params={"type": reboot_type}, body=body, via=DryRunVia.QUERY,
+                           params={"type": reboot_type, "reason": reason or None}, body=body, via=DryRunVia.QUERY,
                            detail={"type": reboot_type})
 
     def modify_instance(

@@ -115,7 +115,7 @@ def parse_verify_disks(rc: int | None, output: str) -> VerifyDisksResult:
     """The nodes that failed, instances whose disks were activated and instances with missing volumes."""
     return VerifyDisksResult(
         rc=rc,
-        bad_nodes={node: text for node, text in _DISK_NODE_ERROR.findall(output)},
+        bad_nodes=dict(_DISK_NODE_ERROR.findall(output)),
         activated=tuple(_DISK_ACTIVATED.findall(output)),
         missing=tuple(_DISK_MISSING.findall(output)),
         output=output,
@@ -235,6 +235,7 @@ class GntCommands:
         node_certificates: bool = False,
         rapi_certificate: str | None = None,
         new_rapi_certificate: bool = False,
+        spice_certificate: bool = False,
         confd_hmac_key: bool = False,
         ssh_keys: bool = False,
         ssh_key_check: bool = True,
@@ -252,6 +253,7 @@ class GntCommands:
             "--new-cluster-certificate": cluster_certificate,
             "--new-node-certificates": node_certificates,
             "--new-rapi-certificate": new_rapi_certificate,
+            "--new-spice-certificate": spice_certificate,
             "--new-confd-hmac-key": confd_hmac_key,
             "--new-ssh-keys": ssh_keys,
             "--no-ssh-key-check": not ssh_key_check,

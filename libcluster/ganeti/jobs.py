@@ -293,10 +293,10 @@ class _Waiter:
         for job_id in job_ids:
             try:
                 results.append(self.follow(job_id, parent_id=parent_id, parse=None))
-            except JobFailedError as failure:
-                failures.append(failure)
-        for failure in failures[1:]:
-            logger.error("%s", failure)
+            except JobFailedError as error:
+                failures.append(error)
+        for other in failures[1:]:
+            logger.error("%s", other)
         if failures:
             raise failures[0]
         return tuple(results)
