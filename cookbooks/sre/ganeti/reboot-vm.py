@@ -1,0 +1,177 @@
+"""Reboot a VM at the Ganeti level (soft, hard or full), depooling it around the reboot if configured.
+
+Steps:
+  1. Find the VM's cluster: NetBox's VM -> its cluster -> that cluster's group, matched against
+     netbox_cluster_group of the configured clusters; when NetBox does not know the VM (or is
+     unreachable), every configured cluster's RAPI is asked. The instance must be up in Ganeti.
+  2. Confirm, then take the instance's lock (shared with changedisk).
+  3. Run the cluster's depool_command on the VM, if one is configured.
+  4. Reboot through the RAPI (--type: soft asks the guest, hard restarts the hypervisor process,
+     full stops and starts the instance), showing the job's log lines.
+  5. Wait until Ganeti reports the instance running.
+  6. Run the cluster's pool_command on the VM, if one is configured. If the reboot failed the VM
+     is left depooled, and the error says so.
+The reason (-r) is logged in the START/END lines and the server admin log.
+
+Usage:
+  cookbook sre.ganeti.reboot-vm -r "kernel upgrade" vm1.example.org
+  cookbook sre.ganeti.reboot-vm --type full --shutdown-timeout 60 vm1.example.org
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+from cookbooks.sre.ganeti._common import fqdn_argument, instance_lock, wait_running
+from libcluster import clusters
+from libcluster.clusters import ClusterSettings
+from libcluster.cookbook import ArgparseFormatter, CookbookBase, CookbookRunnerBase
+from libcluster.errors import LibclusterError
+from libcluster.ganeti import RapiNotFoundError
+from libcluster.ganeti.cluster import REBOOT_TYPES
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SHUTDOWN_TIMEOUT = 120
+POOL_TIMEOUT = 300
+"""Seconds the depool and pool commands may take on the VM."""
+
+
+def _from_netbox(ctx: Any, fqdn: str, settings: list[ClusterSettings]) -> set[str]:
+    """Configured clusters NetBox places the VM in (through its cluster's group); empty if NetBox cannot tell."""
+    try:
+        netbox = ctx.netbox()
+        vms = netbox.objects("vm", name=fqdn)
+        groups = [(netbox.get("cluster", id=vm["cluster"]["id"]).get("group") or {}) for vm in vms if vm.get("cluster")]
+    except LibclusterError as exc:
+        logger.warning("NetBox cannot tell where %s runs (%s): asking each cluster's RAPI", fqdn, exc)
+        return set()
+    by_group = {cluster.netbox_cluster_group: cluster.name for cluster in settings}
+    found = set()
+    for group in groups:
+        name = by_group.get(group.get("name")) or by_group.get(group.get("slug"))
+        if name:
+            found.add(name)
+    if vms and not found:
+        logger.warning("NetBox has %s in no configured cluster group: asking each cluster's RAPI", fqdn)
+    return found
+
+
+def _from_rapi(ctx: Any, fqdn: str, settings: list[ClusterSettings]) -> set[str]:
+    """Configured clusters whose RAPI knows the instance."""
+    found = set()
+    for cluster in settings:
+        try:
+            ctx.ganeti(cluster.name).instance(fqdn)
+        except RapiNotFoundError:
+            continue
+        except LibclusterError as exc:
+            logger.warning("Cannot ask cluster %s about %s: %s", cluster.name, fqdn, exc)
+            continue
+        found.add(cluster.name)
+    return found
+
+
+def find_cluster(ctx: Any, fqdn: str) -> str:
+    """The configured cluster running instance fqdn: from NetBox, else from the clusters' RAPIs."""
+    settings = [clusters.load(ctx.config, name) for name in clusters.names(ctx.config)]
+    found = _from_netbox(ctx, fqdn, settings)
+    via = "NetBox"
+    if not found:
+        found, via = _from_rapi(ctx, fqdn, settings), "the clusters' RAPI"
+    if not found:
+        names = ", ".join(cluster.name for cluster in settings) or "none configured"
+        raise LibclusterError(f"{fqdn} is not a VM of any configured Ganeti cluster ({names}), per NetBox and RAPI")
+    if len(found) > 1:
+        raise LibclusterError(f"{fqdn} is found in several clusters ({', '.join(sorted(found))}) by {via}")
+    name = found.pop()
+    logger.info("%s is in cluster %s (found by %s)", fqdn, name, via)
+    return name
+
+
+class RebootVM(CookbookBase):
+    """Reboot a VM through Ganeti, with optional depool/pool around it."""
+
+    argument_reason_required = False
+
+    def argument_parser(self) -> argparse.ArgumentParser:
+        """--type, --shutdown-timeout and the VM's FQDN (-r is added by the runner)."""
+        parser = argparse.ArgumentParser(description=__doc__, formatter_class=ArgparseFormatter)
+        parser.add_argument("--type", choices=REBOOT_TYPES, default="hard", help="reboot type")
+        parser.add_argument("--shutdown-timeout", type=int, default=DEFAULT_SHUTDOWN_TIMEOUT,
+                            help="seconds the guest gets to shut down before it is forced off (hard, full)")
+        parser.add_argument("fqdn", type=fqdn_argument, help="the VM's FQDN (its Ganeti instance name)")
+        return parser
+
+    def get_runner(self, args: argparse.Namespace) -> CookbookRunnerBase:
+        """Find the cluster and check the instance is up there."""
+        if args.shutdown_timeout < 0:
+            raise ValueError("--shutdown-timeout must be >= 0")
+        settings = clusters.load(self.ctx.config, find_cluster(self.ctx, args.fqdn))
+        cluster = self.ctx.ganeti(settings.name)
+        try:
+            instance = cluster.instance(args.fqdn)
+        except RapiNotFoundError:
+            raise LibclusterError(f"no instance {args.fqdn} in cluster {settings.name} "
+                                  "(NetBox is out of date?)") from None
+        if instance["admin_state"] != "up":
+            raise LibclusterError(f"{args.fqdn} is administratively {instance['admin_state']} in Ganeti: start it "
+                                  "instead of rebooting it")
+        return RebootVMRunner(self.ctx, cluster, settings, args)
+
+
+class RebootVMRunner(CookbookRunnerBase):
+    """Depool, reboot, wait for running, pool."""
+
+    def __init__(self, ctx: Any, cluster: Any, settings: ClusterSettings, args: argparse.Namespace) -> None:
+        """Keep the cluster, its settings and the options."""
+        self.ctx = ctx
+        self.cluster = cluster
+        self.settings = settings
+        self.fqdn = args.fqdn
+        self.type = args.type
+        self.shutdown_timeout = args.shutdown_timeout
+        self.reason = args.reason
+
+    @property
+    def runtime_description(self) -> str:
+        """VM, cluster, reboot type and the reason."""
+        reason = f": {self.reason}" if self.reason else ""
+        return f"for {self.fqdn} on cluster {self.cluster.name} ({self.type} reboot){reason}"
+
+    def run(self) -> int:
+        """Confirm, then depool, reboot and pool under the instance's lock."""
+        steps = [f"{self.type} reboot through Ganeti, then wait until it runs"]
+        if self.settings.depool_command:
+            steps.insert(0, f"depool: {self.settings.depool_command}")
+        if self.settings.pool_command:
+            steps.append(f"pool: {self.settings.pool_command}")
+        print(f"Rebooting {self.fqdn} on cluster {self.cluster.name}"
+              f"{f' because: {self.reason}' if self.reason else ''}:\n"
+              + "\n".join(f"  {number}. {step}" for number, step in enumerate(steps, 1)), flush=True)
+        self.ctx.confirm(f"Reboot {self.fqdn}?")
+        with self.ctx.lock(instance_lock(self.fqdn)):
+            self._on_vm("depool", self.settings.depool_command)
+            try:
+                self.cluster.reboot_instance(self.fqdn, reboot_type=self.type,
+                                             shutdown_timeout=self.shutdown_timeout, reason=self.reason).wait()
+                state = None if self.ctx.dry_run else wait_running(self.cluster, self.fqdn)
+            except LibclusterError:
+                if self.settings.depool_command:
+                    logger.error("The reboot of %s failed: it is left DEPOOLED; pool it by hand (%s) once it is "
+                                 "healthy", self.fqdn, self.settings.pool_command or "no pool_command configured")
+                raise
+            if state is not None:
+                logger.info("%s is running on %s after the %s reboot", self.fqdn, state["pnode"], self.type)
+            self._on_vm("pool", self.settings.pool_command)
+        return 0
+
+    def _on_vm(self, what: str, command: str | None) -> None:
+        """Run the depool or pool command on the VM (skipped in dry-run); a failure raises."""
+        if not command:
+            logger.info("No %s_command configured for cluster %s: skipping %s", what, self.cluster.name, what)
+            return
+        logger.info("Running %s on %s: %s", what, self.fqdn, command)
+        self.ctx.remote().hosts([self.fqdn]).run_sync(command, timeout=POOL_TIMEOUT).raise_on_failure()

@@ -1,0 +1,277 @@
+"""Renew a Ganeti cluster's certificates and keys, checking before and after what clients will see.
+
+Steps:
+  1. Report every certificate's expiry: the cluster certificate (server.pem of the master, the same
+     on every node), each node's own certificate (client.pem), RAPI (rapi.pem, and RAPI as a TLS
+     client verifying against the configured ca_file sees it) and SPICE (when present).
+     --check-only stops here: exit 0 when all are fine, non-zero (94) when one expires within the
+     cluster's cert_warning_days, is missing, or RAPI does not verify (for monitoring).
+  2. Refuse to go on while Ganeti jobs are queued, waiting or running (daemons are restarted).
+     With --rapi-certificate FILE (a path on the master holding key and certificate), refuse a
+     certificate that a client verifying against ca_file would reject.
+  3. Confirm, then run `gnt-cluster renew-crypto -f` on the master with the chosen parts, under a
+     per-cluster exclusive lock. Ganeti 3.0.2 quirks handled: a RAPI certificate file is only
+     installed together with --new-confd-hmac-key; SSH keys need --no-ssh-key-check. A new cluster
+     certificate renews the node certificates too and restarts the daemons of every node (about 45s
+     on a small cluster).
+  4. Wait until RAPI answers TLS again, run `gnt-cluster verify`.
+  5. Report the expiries again; every renewed certificate must have changed, and our own RAPI
+     client must still verify TLS. --new-rapi-certificate makes Ganeti generate a self-signed
+     certificate: with a ca_file configured it cannot verify, the run says so loudly and exits 1.
+
+Usage:
+  cookbook sre.ganeti.renew-crypto --cluster prod1 --check-only
+  cookbook sre.ganeti.renew-crypto --cluster prod1 --cluster-certificate
+  cookbook sre.ganeti.renew-crypto --cluster prod1 --rapi-certificate /root/rapi-2027.pem
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from tabulate import tabulate
+
+from cookbooks.sre.ganeti import _certs, add_location_args, cluster_settings
+from cookbooks.sre.ganeti._certs import Cert
+from libcluster.clusters import ClusterSettings
+from libcluster.cookbook import ArgparseFormatter, CookbookBase, CookbookInitSuccess, CookbookRunnerBase, LockArgs
+from libcluster.errors import LibclusterError
+from libcluster.remote import HostStatus
+
+logger = logging.getLogger(__name__)
+
+ACTIVE_JOB_STATUSES = ("queued", "waiting", "running", "canceling")
+RAPI_WAIT = 300.0
+"""Seconds RAPI gets to answer TLS again after the renewal."""
+POLL_INTERVAL = 3.0
+
+
+def chosen_parts(args: argparse.Namespace) -> list[str]:
+    """What the run renews, in words, from the flags."""
+    parts = {
+        "cluster certificate (and node certificates)": args.cluster_certificate,
+        "node certificates": args.node_certificates and not args.cluster_certificate,
+        f"RAPI certificate from {args.rapi_certificate}": bool(args.rapi_certificate),
+        "RAPI certificate (new self-signed)": args.new_rapi_certificate,
+        "SPICE certificate": args.spice_certificate,
+        "SSH keys": args.ssh_keys,
+    }
+    return [part for part, wanted in parts.items() if wanted]
+
+
+def render(certs: list[Cert], now: datetime, warning_days: int) -> str:
+    """The certificates as a table with days left and a status column."""
+    rows = []
+    for cert in certs:
+        days = cert.days_left(now)
+        rows.append([cert.name, cert.where, cert.not_after.strftime("%Y-%m-%d %H:%M") if cert.not_after else "-",
+                     f"{days:.0f}" if days is not None else "-", status(cert, now, warning_days)])
+    return tabulate(rows, headers=("Certificate", "Where", "Expires (UTC)", "Days left", "Status"))
+
+
+def status(cert: Cert, now: datetime, warning_days: int) -> str:
+    """OK, the problem, EXPIRED, or how soon it expires."""
+    if cert.problem:
+        return cert.problem
+    days = cert.days_left(now)
+    if days is None:
+        return "OK"
+    if days < 0:
+        return "EXPIRED"
+    if days < warning_days:
+        return f"WARNING: expires within {warning_days} days"
+    return "OK"
+
+
+def problems(certs: list[Cert], now: datetime, warning_days: int) -> list[Cert]:
+    """Certificates that are not OK."""
+    return [cert for cert in certs if status(cert, now, warning_days) != "OK"]
+
+
+def survey(ctx: Any, cluster: Any, ca_file: str | None) -> list[Cert]:
+    """Every certificate of the cluster: files on the online nodes (one SSH run), then RAPI over TLS."""
+    master = cluster.master()
+    nodes = sorted(node["name"] for node in cluster.nodes() if not node.get("offline"))
+    result = ctx.remote().hosts(nodes).run_sync(_certs.read_command(), is_safe=True, timeout=60)
+    per_node = {name: _certs.parse_read(host.output) for name, host in result.hosts.items()
+                if host.status is HostStatus.OK}
+    for name, host in result.hosts.items():
+        if host.status is not HostStatus.OK:
+            logger.warning("Cannot read the certificates of %s: %s", name, host.describe())
+    return [*_certs.file_certs(master, per_node), _certs.tls_peer(cluster.rapi.url, ca_file)]
+
+
+def rapi_ca_file(ctx: Any, cluster: str) -> str | None:
+    """The CA bundle our RAPI client verifies the cluster against (None: the system CAs)."""
+    return ctx.config.section("ganeti").section("clusters").section(cluster).str("ca_file", None)
+
+
+class RenewCrypto(CookbookBase):
+    """Report and renew a cluster's certificates and keys (gnt-cluster renew-crypto)."""
+
+    def argument_parser(self) -> argparse.ArgumentParser:
+        """--cluster, the parts to renew, or --check-only."""
+        parser = argparse.ArgumentParser(description=__doc__, formatter_class=ArgparseFormatter)
+        add_location_args(parser, group=False)
+        parser.add_argument("--cluster-certificate", action="store_true",
+                            help="new cluster certificate (implies new node certificates; restarts every daemon)")
+        parser.add_argument("--node-certificates", action="store_true", help="new node (client) certificates")
+        rapi = parser.add_mutually_exclusive_group()
+        rapi.add_argument("--rapi-certificate", metavar="FILE",
+                          help="install this RAPI key+certificate PEM (a path on the master)")
+        rapi.add_argument("--new-rapi-certificate", action="store_true",
+                          help="let Ganeti generate a self-signed RAPI certificate")
+        parser.add_argument("--spice-certificate", action="store_true", help="new SPICE certificate and CA")
+        parser.add_argument("--ssh-keys", action="store_true", help="new root SSH keys of the nodes")
+        parser.add_argument("--check-only", action="store_true",
+                            help="only report; exit non-zero if a certificate needs attention")
+        return parser
+
+    def get_runner(self, args: argparse.Namespace) -> CookbookRunnerBase:
+        """Validate the flags; --check-only reports and stops here, a renewal checks a RAPI file first."""
+        settings = cluster_settings(self.ctx.config, args)
+        parts = chosen_parts(args)
+        if args.check_only and parts:
+            raise ValueError("--check-only renews nothing: drop the renewal options")
+        if not args.check_only and not parts:
+            raise ValueError("nothing to renew: choose parts (see --help) or use --check-only")
+        cluster = self.ctx.ganeti(args.cluster)
+        ca_file = rapi_ca_file(self.ctx, args.cluster)
+        if args.check_only:
+            self._check_only(cluster, settings, ca_file)
+        if args.rapi_certificate:
+            self._check_rapi_file(cluster, args.rapi_certificate, ca_file)
+        return RenewCryptoRunner(self.ctx, cluster, settings, args, parts, ca_file)
+
+    def _check_only(self, cluster: Any, settings: ClusterSettings, ca_file: str | None) -> None:
+        now = datetime.now(UTC)
+        certs = survey(self.ctx, cluster, ca_file)
+        print(render(certs, now, settings.cert_warning_days), flush=True)
+        bad = problems(certs, now, settings.cert_warning_days)
+        if bad:
+            raise LibclusterError(f"{len(bad)} certificate(s) of cluster {cluster.name} need attention: "
+                                  + "; ".join(f"{cert.where}: {status(cert, now, settings.cert_warning_days)}"
+                                              for cert in bad))
+        raise CookbookInitSuccess()
+
+    def _check_rapi_file(self, cluster: Any, path: str, ca_file: str | None) -> None:
+        """Refuse a RAPI certificate file that is unreadable on the master or that our client would not verify."""
+        master = cluster.master()
+        result = self.ctx.remote().hosts([master]).run_sync(["openssl", "x509", "-in", path], is_safe=True,
+                                                             timeout=30)[master]
+        if result.status is not HostStatus.OK or "BEGIN CERTIFICATE" not in result.output:
+            raise LibclusterError(f"{master}:{path} holds no readable certificate: {result.output.strip()[-300:]}")
+        if ca_file:
+            refused = _certs.verify_pem(result.output, ca_file, cluster.rapi.url)
+            if refused:
+                raise LibclusterError(f"{master}:{path} would not verify for {cluster.rapi.url} against {ca_file} "
+                                      f"({refused}): every RAPI client pinning that CA would break")
+
+
+class RenewCryptoRunner(CookbookRunnerBase):
+    """Report, renew on the master, wait for RAPI, verify, report and compare."""
+
+    def __init__(self, ctx: Any, cluster: Any, settings: ClusterSettings, args: argparse.Namespace,
+                 parts: list[str], ca_file: str | None) -> None:
+        """Keep the validated options."""
+        self.ctx = ctx
+        self.cluster = cluster
+        self.settings = settings
+        self.args = args
+        self.parts = parts
+        self.ca_file = ca_file
+
+    @property
+    def runtime_description(self) -> str:
+        """Cluster and parts."""
+        return f"on cluster {self.cluster.name}: {', '.join(self.parts)}"
+
+    @property
+    def lock_args(self) -> LockArgs:
+        """One renewal per cluster at a time."""
+        return LockArgs(suffix=self.cluster.name, concurrency=1, ttl=None)
+
+    def _report(self, when: str) -> list[Cert]:
+        certs = survey(self.ctx, self.cluster, self.ca_file)
+        print(f"Certificates of cluster {self.cluster.name} {when}:\n"
+              f"{render(certs, datetime.now(UTC), self.settings.cert_warning_days)}", flush=True)
+        return certs
+
+    def run(self) -> int:
+        """The whole renewal; non-zero when verify, the comparison or the TLS check finds a problem."""
+        before = self._report("before")
+        active = [job["id"] for job in self.cluster.jobs(bulk=True) if job.get("status") in ACTIVE_JOB_STATUSES]
+        if active:
+            logger.error("Jobs %s are queued or running on cluster %s: renewing restarts the daemons; retry when "
+                         "they are done", ", ".join(str(job) for job in active), self.cluster.name)
+            return 1
+        if self.args.new_rapi_certificate and self.ca_file:
+            logger.warning("--new-rapi-certificate makes Ganeti generate a SELF-SIGNED certificate: clients "
+                           "verifying RAPI against %s (this one included) will fail; prefer --rapi-certificate FILE",
+                           self.ca_file)
+        print(f"Renewing on cluster {self.cluster.name}: {', '.join(self.parts)}.\nGaneti daemons of every node are "
+              "restarted: jobs cannot be submitted meanwhile.", flush=True)
+        self.ctx.confirm(f"Renew {', '.join(self.parts)} of cluster {self.cluster.name}?")
+        started = time.monotonic()
+        result = self.cluster.commands.renew_crypto(
+            cluster_certificate=self.args.cluster_certificate,
+            node_certificates=self.args.node_certificates,
+            rapi_certificate=self.args.rapi_certificate,
+            new_rapi_certificate=self.args.new_rapi_certificate,
+            spice_certificate=self.args.spice_certificate,
+            confd_hmac_key=bool(self.args.rapi_certificate),
+            ssh_keys=self.args.ssh_keys,
+            ssh_key_check=not self.args.ssh_keys,
+        )
+        if result.skipped:
+            logger.info("Nothing renewed (dry-run): the certificates above stay as they are")
+            return 0
+        logger.info("gnt-cluster renew-crypto done in %.0fs:\n%s", time.monotonic() - started, result.output.strip())
+        self._wait_for_rapi()
+        verify = self.cluster.commands.cluster_verify()
+        for issue in verify.errors:
+            logger.error("verify: %s %s: %s", issue.code, issue.item, issue.message)
+        after = self._report("after")
+        failures = self._compare(before, after)
+        if not verify.ok:
+            failures.append(f"gnt-cluster verify failed (exit code {verify.rc})")
+        tls = next(cert for cert in after if cert.name == _certs.TLS_NAME)
+        if tls.problem:
+            failures.append(f"OUR RAPI CLIENT NO LONGER VERIFIES {self.cluster.rapi.url}: {tls.problem}. Every "
+                            "client pinning that CA is broken: install a CA-signed certificate with "
+                            f"--rapi-certificate FILE")
+        for failure in failures:
+            logger.error("%s", failure)
+        return 1 if failures else 0
+
+    def _wait_for_rapi(self) -> None:
+        """Wait until RAPI completes a TLS handshake again (verified or not: that is checked afterwards)."""
+        deadline = time.monotonic() + RAPI_WAIT
+        while True:
+            seen = _certs.tls_peer(self.cluster.rapi.url, self.ca_file)
+            if not seen.problem.startswith("unreachable"):
+                return
+            if time.monotonic() >= deadline:
+                raise LibclusterError(f"RAPI of cluster {self.cluster.name} is not back {RAPI_WAIT:g}s after the "
+                                      f"renewal: {seen.problem}")
+            time.sleep(POLL_INTERVAL)
+
+    def _compare(self, before: list[Cert], after: list[Cert]) -> list[str]:
+        """A failure line for every renewed certificate whose fingerprint did not change."""
+        renewed = set()
+        if self.args.cluster_certificate:
+            renewed |= {"cluster certificate", "node certificate"}
+        if self.args.node_certificates:
+            renewed.add("node certificate")
+        if self.args.rapi_certificate or self.args.new_rapi_certificate:
+            renewed |= {"RAPI certificate", _certs.TLS_NAME}
+        if self.args.spice_certificate:
+            renewed.add("SPICE certificate")
+        old = {(cert.name, cert.where): cert.fingerprint for cert in before}
+        return [f"{cert.name} at {cert.where} was not renewed (same fingerprint as before)"
+                for cert in after if cert.name in renewed and cert.fingerprint
+                and old.get((cert.name, cert.where)) == cert.fingerprint]

@@ -1,0 +1,116 @@
+"""changedisk: refusals before any change, the shutdown/convert/start order, recovery and dry-run."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cookbook_fakes import FakeCluster, FakeCtx, load_config, load_cookbook
+from libcluster.errors import LibclusterError
+from libcluster.ganeti import JobFailedError
+
+NAME = "vm1.lab.example"
+
+
+@pytest.fixture
+def changedisk() -> Any:
+    """The cookbook module."""
+    return load_cookbook("sre.ganeti.changedisk")
+
+
+def _args(changedisk: Any, *argv: str) -> argparse.Namespace:
+    return changedisk.ChangeDisk(None).argument_parser().parse_args(["--cluster", "lab", *argv, NAME])
+
+
+def _runner(changedisk: Any, tmp_path: Path, cluster: FakeCluster, *argv: str, **ctx: Any) -> tuple[Any, FakeCtx]:
+    fake = FakeCtx(load_config(tmp_path), clusters={"lab": cluster}, dry_run=cluster.dry_run, **ctx)
+    return changedisk.ChangeDisk(fake).get_runner(_args(changedisk, *argv)), fake
+
+
+@pytest.mark.parametrize(("current", "target", "enabled", "secondary", "reason"), [
+    ("file", "file", ["file"], None, "already has the disk template file"),
+    ("file", "plain", ["file", "sharedfile"], None, "not enabled on the cluster (enabled: file, sharedfile)"),
+    ("diskless", "file", ["diskless", "file"], None, "cannot convert an instance away from the diskless"),
+    ("file", "diskless", ["diskless", "file"], None, "cannot convert an instance to the diskless"),
+    ("plain", "drbd", ["plain", "drbd"], None, "needs --secondary-node"),
+    ("file", "sharedfile", ["file", "sharedfile"], "n2", "only applies to drbd, not to sharedfile"),
+    ("plain", "drbd", ["plain", "drbd"], "n1", "is the instance's primary node"),
+])
+def test_conversions_ganeti_would_refuse_are_refused_first(changedisk: Any, current: str, target: str,
+                                                           enabled: list[str], secondary: str | None,
+                                                           reason: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(reason)):
+        changedisk.check_conversion(current, target, enabled, secondary, "n1")
+
+
+def test_a_valid_drbd_conversion_passes(changedisk: Any) -> None:
+    changedisk.check_conversion("plain", "drbd", ["plain", "drbd"], "n2", "n1")
+
+
+def test_unknown_instance_and_unknown_secondary_are_clear_errors(changedisk: Any, tmp_path: Path) -> None:
+    cluster = FakeCluster()
+    with pytest.raises(LibclusterError, match=f"no instance {NAME} in cluster lab"):
+        _runner(changedisk, tmp_path, cluster, "--disk-template", "sharedfile")
+    cluster.add_instance(NAME, "plain")
+    with pytest.raises(LibclusterError, match="no node nope.example in cluster lab"):
+        _runner(changedisk, tmp_path, cluster, "--disk-template", "drbd", "--secondary-node", "nope.example")
+    assert cluster.calls == []
+
+
+def test_conversion_shuts_down_converts_starts_and_checks(changedisk: Any, tmp_path: Path) -> None:
+    cluster = FakeCluster()
+    cluster.add_instance(NAME, "plain")
+    runner, ctx = _runner(changedisk, tmp_path, cluster, "--disk-template", "drbd", "--secondary-node",
+                          "node2.example", "--shutdown-timeout", "30")
+    assert runner.run() == 0
+    assert [call[0] for call in cluster.calls] == ["shutdown", "modify", "startup"]
+    assert cluster.calls[0][2] == {"timeout": 30}
+    assert cluster.calls[1][2] == {"disk_template": "drbd", "remote_node": "node2.example"}
+    assert cluster.instance(NAME)["disk_template"] == "drbd" and cluster.instance(NAME)["status"] == "running"
+    assert ctx.locks == [f"ganeti-instance:{NAME}"] and len(ctx.confirmations) == 1
+    assert "plain -> drbd" in runner.runtime_description
+
+
+def test_a_failed_conversion_restarts_the_instance_on_its_old_template(changedisk: Any, tmp_path: Path) -> None:
+    cluster = FakeCluster()
+    cluster.add_instance(NAME, "file")
+    cluster.errors["modify"] = JobFailedError(7, status="error", error_type="OpExecError", message="disk copy failed",
+                                              classification=None, summary="INSTANCE_SET_PARAMS")
+    runner, _ = _runner(changedisk, tmp_path, cluster, "--disk-template", "sharedfile")
+    assert runner.run() == 1
+    assert [call[0] for call in cluster.calls] == ["shutdown", "modify", "startup"]
+    state = cluster.instance(NAME)
+    assert (state["disk_template"], state["status"]) == ("file", "running")
+
+
+def test_a_stopped_instance_is_converted_and_left_stopped(changedisk: Any, tmp_path: Path) -> None:
+    cluster = FakeCluster()
+    cluster.add_instance(NAME, "file", up=False)
+    runner, _ = _runner(changedisk, tmp_path, cluster, "--disk-template", "sharedfile")
+    assert runner.run() == 0
+    assert [call[0] for call in cluster.calls] == ["modify"]
+    assert cluster.instance(NAME)["admin_state"] == "down"
+
+
+def test_operator_abort_changes_nothing(changedisk: Any, tmp_path: Path) -> None:
+    cluster = FakeCluster()
+    cluster.add_instance(NAME, "file")
+    runner, _ = _runner(changedisk, tmp_path, cluster, "--disk-template", "sharedfile", abort=True)
+    with pytest.raises(LibclusterError, match="aborted"):
+        runner.run()
+    assert cluster.calls == []
+
+
+def test_dry_run_checks_the_shutdown_and_lists_the_conversion(changedisk: Any, tmp_path: Path) -> None:
+    cluster = FakeCluster(dry_run=True)
+    cluster.add_instance(NAME, "file")
+    runner, ctx = _runner(changedisk, tmp_path, cluster, "--disk-template", "sharedfile")
+    assert runner.run() == 0
+    assert [call[0] for call in cluster.calls] == ["shutdown"]
+    planned = [(change.action, change.target, change.dry_run) for change in ctx.changes.changes]
+    assert planned == [("instance-modify", NAME, True)]
+    assert cluster.instance(NAME)["disk_template"] == "file" and cluster.instance(NAME)["status"] == "running"

@@ -1,0 +1,142 @@
+"""reboot-vm: finding the cluster (NetBox, then RAPI), depool/reboot/pool order, failures, waiting for running."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cookbook_fakes import FakeCluster, FakeCtx, FakeNetBox, FakeRemote, failed, load_config, load_cookbook, ok
+from libcluster.errors import LibclusterError
+from libcluster.ganeti import JobFailedError
+from libcluster.netbox import NetBoxUnavailable
+from libcluster.remote import RemoteExecutionError
+
+VM = "vm1.example.org"
+CLUSTER_GROUPS = [{"id": 1, "name": "lab", "slug": "lab"}, {"id": 2, "name": "Prod group", "slug": "prod-group"}]
+
+
+@pytest.fixture
+def reboot() -> Any:
+    """The cookbook module."""
+    return load_cookbook("sre.ganeti.reboot-vm")
+
+
+def _netbox(vm_cluster_group: int | None) -> FakeNetBox:
+    """A NetBox with the VM in a cluster of that cluster group (no VM if None)."""
+    clusters = [{"id": 10, "name": "A", "group": CLUSTER_GROUPS[0]},
+                {"id": 20, "name": "A", "group": CLUSTER_GROUPS[1]}]
+    vms = [] if vm_cluster_group is None else [
+        {"id": 5, "name": VM, "cluster": {"id": 10 if vm_cluster_group == 1 else 20}}]
+    return FakeNetBox({"vm": vms, "cluster": clusters})
+
+
+def _clusters(*with_vm: str) -> dict[str, FakeCluster]:
+    found = {name: FakeCluster(name) for name in ("lab", "prod")}
+    for name in with_vm:
+        found[name].add_instance(VM)
+    return found
+
+
+def _ctx(tmp_path: Path, netbox: FakeNetBox, clusters: dict[str, FakeCluster], **overrides: Any) -> FakeCtx:
+    remote = FakeRemote(lambda host, line: ok())
+    return FakeCtx(load_config(tmp_path, **overrides), clusters=clusters, netbox=netbox, remote=remote)
+
+
+def test_cluster_found_through_netbox_cluster_group(reboot: Any, tmp_path: Path, caplog: Any) -> None:
+    caplog.set_level(logging.INFO)
+    clusters = _clusters("prod")
+    assert reboot.find_cluster(_ctx(tmp_path, _netbox(2), clusters), VM) == "prod"
+    assert "found by NetBox" in caplog.text
+
+
+def test_rapi_is_asked_when_netbox_does_not_know_the_vm_or_is_down(reboot: Any, tmp_path: Path) -> None:
+    assert reboot.find_cluster(_ctx(tmp_path, _netbox(None), _clusters("lab")), VM) == "lab"
+    down = FakeNetBox({}, error=NetBoxUnavailable("GET virtualization/virtual-machines: cannot reach NetBox"))
+    assert reboot.find_cluster(_ctx(tmp_path, down, _clusters("prod")), VM) == "prod"
+
+
+def test_unknown_or_ambiguous_vm_is_a_clear_error(reboot: Any, tmp_path: Path) -> None:
+    with pytest.raises(LibclusterError, match=r"not a VM of any configured Ganeti cluster \(lab, prod\)"):
+        reboot.find_cluster(_ctx(tmp_path, _netbox(None), _clusters()), VM)
+    with pytest.raises(LibclusterError, match=r"several clusters \(lab, prod\)"):
+        reboot.find_cluster(_ctx(tmp_path, _netbox(None), _clusters("lab", "prod")), VM)
+
+
+def _runner(reboot: Any, ctx: FakeCtx, *argv: str) -> Any:
+    cookbook = reboot.RebootVM(ctx)
+    args = cookbook.argument_parser().parse_args([*argv, VM])
+    args.reason = getattr(args, "reason", "") or "kernel upgrade"  # -r is added by the runner
+    return cookbook.get_runner(args)
+
+
+def test_depool_reboot_wait_pool_in_that_order(reboot: Any, tmp_path: Path) -> None:
+    clusters = _clusters("lab")
+    ctx = _ctx(tmp_path, _netbox(1), clusters, depool_command="depool --wait", pool_command="pool")
+    runner = _runner(reboot, ctx, "--type", "full", "--shutdown-timeout", "45")
+    assert runner.run() == 0
+    assert [call[:2] for call in ctx.remote().calls] == [(VM, "depool --wait"), (VM, "pool")]
+    assert all(is_safe is False for _, _, is_safe in ctx.remote().calls)
+    assert clusters["lab"].calls == [("reboot", VM, {"reboot_type": "full", "shutdown_timeout": 45,
+                                                     "reason": "kernel upgrade"})]
+    assert ctx.locks == [f"ganeti-instance:{VM}"]
+    assert runner.runtime_description == f"for {VM} on cluster lab (full reboot): kernel upgrade"
+
+
+def test_without_commands_only_the_reboot_runs(reboot: Any, tmp_path: Path) -> None:
+    clusters = _clusters("lab")
+    ctx = _ctx(tmp_path, _netbox(1), clusters)
+    assert _runner(reboot, ctx).run() == 0
+    assert ctx.remote().calls == []
+    assert [call[0] for call in clusters["lab"].calls] == ["reboot"]
+
+
+def test_failed_reboot_leaves_the_vm_depooled_and_says_so(reboot: Any, tmp_path: Path, caplog: Any) -> None:
+    clusters = _clusters("lab")
+    clusters["lab"].errors["reboot"] = JobFailedError(3, status="error", error_type="OpExecError",
+                                                      message="hypervisor error", classification=None, summary=None)
+    ctx = _ctx(tmp_path, _netbox(1), clusters, depool_command="depool", pool_command="pool")
+    with pytest.raises(JobFailedError):
+        _runner(reboot, ctx).run()
+    assert [call[1] for call in ctx.remote().calls] == ["depool"]
+    assert "left DEPOOLED; pool it by hand (pool)" in caplog.text
+
+
+def test_failed_depool_stops_before_the_reboot(reboot: Any, tmp_path: Path) -> None:
+    clusters = _clusters("lab")
+    ctx = _ctx(tmp_path, _netbox(1), clusters, depool_command="depool")
+    ctx._remote = FakeRemote(lambda host, line: failed(2, "not pooled here"))
+    with pytest.raises(RemoteExecutionError):
+        _runner(reboot, ctx).run()
+    assert clusters["lab"].calls == []
+
+
+def test_a_stopped_instance_is_refused(reboot: Any, tmp_path: Path) -> None:
+    clusters = _clusters()
+    clusters["lab"].add_instance(VM, up=False)
+    with pytest.raises(LibclusterError, match="administratively down in Ganeti: start it"):
+        _runner(reboot, _ctx(tmp_path, _netbox(1), clusters))
+
+
+def test_dry_run_runs_no_command_on_the_vm(reboot: Any, tmp_path: Path) -> None:
+    clusters = {name: FakeCluster(name, dry_run=True) for name in ("lab", "prod")}
+    clusters["lab"].add_instance(VM)
+    ctx = _ctx(tmp_path, _netbox(1), clusters, depool_command="depool", pool_command="pool")
+    ctx.dry_run = True
+    ctx._remote = FakeRemote(lambda host, line: ok(), dry_run=True)
+    assert _runner(reboot, ctx).run() == 0
+    assert [(line, is_safe) for _, line, is_safe in ctx.remote().calls] == [("depool", False), ("pool", False)]
+    assert [call[0] for call in clusters["lab"].calls] == ["reboot"]
+
+
+def test_wait_running_polls_until_running_or_times_out() -> None:
+    common = load_cookbook("sre.ganeti._common")
+    states = iter([{"status": "ADMIN_down", "oper_state": False}, {"status": "running", "oper_state": True}])
+    cluster = type("C", (), {"instance": lambda self, name: next(states)})()
+    clock = iter(range(100))
+    assert common.wait_running(cluster, VM, 10, sleep=lambda s: None, clock=lambda: next(clock))["status"] == "running"
+    stuck = type("C", (), {"instance": lambda self, name: {"status": "ERROR_down", "oper_state": False}})()
+    with pytest.raises(LibclusterError, match="not running 3s after the job ended .Ganeti status ERROR_down"):
+        common.wait_running(stuck, VM, 3, sleep=lambda s: None, clock=lambda: next(clock))
