@@ -1,0 +1,123 @@
+"""Install the Ganeti hooks that make NetBox and DNS follow hand-made instance changes, on a cluster's nodes.
+
+Steps:
+  1. Take the cluster's nodes from the RAPI (offline nodes are skipped and named), or the --node given.
+  2. On each node over SSH, compare /etc/ganeti/hooks/cookbook-event (the hook script of this
+     repository's hooks/), its cookbook-event.conf (the cluster's name, etcd as nodes reach it:
+     hooks.node_etcd_url, the event prefix and TTL, log and spool paths) and the 50-cookbook-event
+     links in the post-phase directories of instance add, remove, rename, modify, migrate, failover,
+     start, stop and disk grow.
+  3. Write only what differs (atomically), and print per node what changed: a second run changes
+     nothing. With -d nothing is written and the table shows what would change.
+
+The hooks record events in etcd; `cookbook-hooks-agent` acts on them (see libcluster/hooks).
+addnode runs this cookbook for a new node with `--cluster C --node FQDN`.
+
+Usage:
+  cookbook sre.ganeti.install-hooks --cluster prod1
+  cookbook sre.ganeti.install-hooks --cluster prod1 --node ganeti1005.example.org
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from tabulate import tabulate
+
+from cookbooks.sre.ganeti import add_location_args, cluster_settings
+from libcluster.context import Context
+from libcluster.cookbook import ArgparseFormatter, CookbookBase, CookbookRunnerBase, LockArgs
+from libcluster.hooks import install
+from libcluster.hooks.events import HookSettings
+from libcluster.remote import HostStatus
+
+logger = logging.getLogger(__name__)
+
+HOOK_SCRIPT = Path(__file__).resolve().parents[3] / "hooks" / install.SCRIPT_NAME
+"""The hook script, in the hooks/ directory of the checkout holding this cookbook."""
+
+EXIT_NODES_FAILED = 1
+"""Some node could not be reached or the install failed there (the others are done)."""
+
+
+def _summary(paths: list[str]) -> str:
+    """Changed paths in short: file names, and how many post-phase links."""
+    links = sum(path.endswith("/" + install.LINK_NAME) for path in paths)
+    files = [Path(path).name for path in paths if not path.endswith("/" + install.LINK_NAME)]
+    return ", ".join(files + ([f"{links} hook link(s)"] if links else []))
+
+
+class InstallHooks(CookbookBase):
+    """Install the Ganeti hooks (instance changes -> events for the hooks agent) on every node."""
+
+    def argument_parser(self) -> argparse.ArgumentParser:
+        """--cluster, and --node (repeatable) to install on some nodes only."""
+        parser = argparse.ArgumentParser(description=__doc__, formatter_class=ArgparseFormatter)
+        add_location_args(parser, group=False)
+        parser.add_argument("--node", action="append", metavar="FQDN",
+                            help="install on this node only (repeatable; default: every node of the cluster)")
+        return parser
+
+    def get_runner(self, args: argparse.Namespace) -> InstallHooksRunner:
+        """Check the cluster, the hooks settings and that the hook script is there."""
+        cluster_settings(self.ctx.config, args)
+        if not HOOK_SCRIPT.is_file():
+            raise FileNotFoundError(f"hook script {HOOK_SCRIPT} not found")
+        return InstallHooksRunner(self.ctx, args, HookSettings.from_config(self.ctx.config))
+
+
+class InstallHooksRunner(CookbookRunnerBase):
+    """Compares and installs on the nodes, then reports per node."""
+
+    def __init__(self, ctx: Context, args: argparse.Namespace, settings: HookSettings) -> None:
+        """Keep the context, the arguments and the hooks settings."""
+        self.ctx = ctx
+        self.args = args
+        self.settings = settings
+
+    @property
+    def runtime_description(self) -> str:
+        """Which cluster (and nodes)."""
+        nodes = f" nodes {', '.join(self.args.node)} of" if self.args.node else ""
+        return f"on{nodes} cluster {self.args.cluster}"
+
+    @property
+    def lock_args(self) -> LockArgs:
+        """One install per cluster at a time."""
+        return LockArgs(suffix=self.args.cluster, concurrency=1, ttl=None)
+
+    def _nodes(self) -> list[str]:
+        if self.args.node:
+            return list(dict.fromkeys(self.args.node))
+        nodes = self.ctx.ganeti(self.args.cluster).nodes(bulk=True)
+        offline = sorted(str(node["name"]) for node in nodes if node.get("offline"))
+        if offline:
+            logger.warning("Skipping offline node(s): %s (run again with --node once they are back)",
+                           ", ".join(offline))
+        return sorted(str(node["name"]) for node in nodes if not node.get("offline"))
+
+    def run(self) -> int:
+        """Install (or, in dry-run, check) on every node; 1 if any node failed."""
+        nodes = self._nodes()
+        conf = install.render_conf(self.args.cluster, self.settings)
+        program = install.program(HOOK_SCRIPT.read_text(encoding="utf-8"), conf, self.settings,
+                                  check=self.ctx.dry_run)
+        result = self.ctx.remote().hosts(nodes).run_sync(program, is_safe=self.ctx.dry_run, timeout=60,
+                                                         success_threshold=0.0)
+        rows, failed = [], []
+        for node in nodes:
+            host = result[node]
+            if host.status is not HostStatus.OK:
+                failed.append(node)
+                rows.append((node, f"FAILED: {host.describe()}", host.output.strip()[-200:]))
+                continue
+            paths = install.changed(host.output)
+            verb = "would change" if self.ctx.dry_run else "changed"
+            rows.append((node, f"{verb} {len(paths)}" if paths else "up to date", _summary(paths)))
+        logger.info("Hooks on cluster %s:\n%s", self.args.cluster, tabulate(rows, headers=("Node", "Result", "Files")))
+        if failed:
+            logger.error("Hooks not installed on %s", ", ".join(failed))
+            return EXIT_NODES_FAILED
+        return 0

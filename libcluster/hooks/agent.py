@@ -1,0 +1,206 @@
+"""cookbook-hooks-agent: act on the events Ganeti hooks record, so NetBox and DNS follow hand-made changes.
+
+For each changed instance the agent runs ``sre.ganeti.sync-netbox --cluster C --vm NAME --delete
+[--renamed-from OLD]`` through the cookbook runner (its lock, logs and audit record, with origin
+"hook"; no server admin log line), then deletes the instance's events. Events are coalesced per
+instance: the sync reads Ganeti's current state, so one run covers any number of events. An
+instance makevm is creating (its lock is held) is left for a later cycle: makevm records it itself.
+A failed run is retried every cycle; after ``hooks.max_attempts`` failures the events are dropped
+with an error (the next cluster-wide sync-netbox catches up). Pre-phase events are dropped: the
+agent acts on what Ganeti did, not on what it is about to do. With -d the runs are dry-runs and
+no event is deleted.
+
+Usage: ``cookbook-hooks-agent -c /etc/ganeti-cookbooks/config.yaml [--cluster C] [--once]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from libcluster import audit, clusters, config, interactive, locks
+from libcluster.context import Session
+from libcluster.errors import ConfigError, LibclusterError
+from libcluster.hooks.events import Event, EventError, EventStore, HookSettings
+from libcluster.runner import execute
+from libcluster.runner.logs import Console
+from libcluster.sync.cluster import being_created
+
+logger = logging.getLogger(__name__)
+
+SYNC_COOKBOOK = "sre.ganeti.sync-netbox"
+
+
+@dataclass
+class Work:
+    """One sync run: an instance of a cluster, the name it had before a rename, and the events it covers."""
+
+    cluster: str
+    name: str
+    renamed_from: str | None = None
+    events: list[Event] = field(default_factory=list)
+
+    def args(self) -> list[str]:
+        """Arguments of the sync-netbox run."""
+        extra = ["--renamed-from", self.renamed_from] if self.renamed_from else []
+        return ["--cluster", self.cluster, "--vm", self.name, "--delete", *extra]
+
+
+def coalesce(events: Sequence[Event]) -> tuple[list[Work], list[Event]]:
+    """Post-phase events grouped per (cluster, instance as now named), in order of first event; and the others."""
+    work: dict[tuple[str, str], Work] = {}
+    dropped = []
+    for event in events:
+        if event.phase != "post":
+            dropped.append(event)
+            continue
+        item = work.setdefault((event.cluster, event.target), Work(event.cluster, event.target))
+        if event.new_name and event.new_name != event.instance:
+            item.renamed_from = event.instance
+        item.events.append(event)
+    return list(work.values()), dropped
+
+
+class Agent:
+    """Reads pending events, runs the sync per instance, deletes what is done."""
+
+    def __init__(self, session: Session, store: EventStore, settings: HookSettings,
+                 only: Sequence[str] | None = None) -> None:
+        """Run cookbooks in session; handle the events of the clusters in only (default: every configured one)."""
+        self.session = session
+        self.store = store
+        self.settings = settings
+        self.clusters = set(only or clusters.names(session.config))
+        self._failures: dict[tuple[str, str], int] = {}
+
+    def cycle(self) -> int:
+        """Handle every pending event once; returns the sync runs that succeeded."""
+        pending = [event for event in self.store.pending() if event.cluster in self.clusters]
+        work, dropped = coalesce(pending)
+        for event in dropped:
+            logger.info("Dropping %s-phase event %s of %s (only post-phase events are acted on)", event.phase,
+                        event.hook, event.instance)
+            self._delete([event])
+        done = 0
+        for item in work:
+            if self._busy(item.name):
+                logger.info("%s is being recorded by a cookbook (lock held): its events wait", item.name)
+                continue
+            done += self._run(item)
+        return done
+
+    def run(self, stop: threading.Event) -> None:
+        """Cycle until stop is set, waking on new events (watch) or every hooks.poll seconds."""
+        logger.info("Watching hook events under %s on %s for clusters %s", self.store.prefix, self.store.url,
+                    ", ".join(sorted(self.clusters)))
+        while not stop.is_set():
+            try:
+                self.cycle()
+            except EventError as exc:
+                logger.error("%s (retrying in %ss)", exc, self.settings.poll)
+            if not stop.is_set():
+                self.store.wait(self.settings.poll)
+
+    def _busy(self, name: str) -> bool:
+        try:
+            return bool(being_created(self.session.locks.backend, [name]))
+        except (locks.LockError, OSError) as exc:
+            logger.warning("Cannot check the locks of %s (%s): going on", name, exc)
+            return False
+
+    def _run(self, item: Work) -> int:
+        hooks = ",".join(sorted({event.hook for event in item.events}))
+        logger.info("Syncing %s of cluster %s after %d event(s): %s", item.name, item.cluster, len(item.events), hooks)
+        self.session.origin = {"origin": "hook", "hooks": hooks, "events": str(len(item.events))}
+        exit_code = execute.run(self.session, SYNC_COOKBOOK, item.args())
+        key = (item.cluster, item.name)
+        if exit_code == 0:
+            self._failures.pop(key, None)
+            self._delete(item.events)
+            return 1
+        attempts = self._failures[key] = self._failures.get(key, 0) + 1
+        if attempts >= self.settings.max_attempts:
+            logger.error("Giving up on %s after %d failed syncs (exit code %d): dropping its events; the next "
+                         "cluster-wide sync-netbox will catch up", item.name, attempts, exit_code)
+            self._failures.pop(key)
+            self._delete(item.events)
+        else:
+            logger.warning("Sync of %s failed (exit code %d, attempt %d/%d): retrying next cycle", item.name,
+                           exit_code, attempts, self.settings.max_attempts)
+        return 0
+
+    def _delete(self, events: Sequence[Event]) -> None:
+        if self.session.dry_run:
+            return
+        for event in events:
+            self.store.delete(event.key)
+
+
+def session_for(root: config.Section, *, dry_run: bool, verbose: bool) -> Session:
+    """A runner session for the agent: locks and audit log as configured, confirmations answered, no SAL."""
+    user = os.environ.get("SUDO_USER") or "hooks-agent"
+    owner = f"{user}@{socket.gethostname()} [{os.getpid()}]"
+    return Session(
+        config=root, base_dirs=[Path(str(item)) for item in root.list("cookbooks_base_dirs")],
+        logs_dir=Path(root.str("logs_base_dir")), dry_run=dry_run, verbose=verbose, user=user,
+        origin={"origin": "hook"}, prompter=interactive.Prompter(assume_yes=True),
+        locks=locks.from_config(root, owner=owner, dry_run=dry_run), audit=audit.AuditLog(root.str("audit_log")),
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Options of cookbook-hooks-agent."""
+    parser = argparse.ArgumentParser(prog="cookbook-hooks-agent", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-c", "--config-file", default=config.DEFAULT_CONFIG_PATH, metavar="CONFIG",
+                        help="configuration file (the cookbooks' one)")
+    parser.add_argument("--cluster", action="append", help="handle only this cluster's events (repeatable)")
+    parser.add_argument("--once", action="store_true", help="handle the pending events once and exit")
+    parser.add_argument("-d", "--dry-run", action="store_true", help="dry-run syncs, delete no event")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show DEBUG messages")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of cookbook-hooks-agent: 0 on a clean stop, 1 on a configuration or etcd error."""
+    args = build_parser().parse_args(argv)
+    console = Console(verbose=args.verbose, dry_run=args.dry_run)
+    try:
+        root = config.load(args.config_file)
+        unknown = sorted(set(args.cluster or ()) - set(clusters.names(root)))
+        if unknown:
+            raise ConfigError(f"{root.source}: unknown cluster(s) {', '.join(unknown)}")
+        settings = HookSettings.from_config(root)
+        session = session_for(root, dry_run=args.dry_run, verbose=args.verbose)
+        agent = Agent(session, EventStore(settings.etcd_url, settings.prefix), settings, args.cluster)
+        if args.once:
+            agent.cycle()
+            return 0
+        stop = threading.Event()
+
+        def stopping(signum: int, _frame: Any) -> None:
+            logger.info("Signal %d: stopping after the current run", signum)
+            stop.set()
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, stopping)
+        agent.run(stop)
+        return 0
+    except LibclusterError as exc:
+        logger.error("%s", exc)
+        return 1
+    finally:
+        console.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""Addresses of VMs recorded without a cookbook, and what happens to them when the VM goes.
+
+A VM that Ganeti runs and NetBox knows no address of (made by hand with ``gnt-instance add``) gets
+its first NIC's Ganeti IP when one is set (with the mask of the configured prefix holding it, a host
+mask otherwise), else the next free address of its group's first IPv4 prefix with room, and of the
+first IPv6 prefix when the group has one. Either way the address carries the VM's FQDN as dns_name,
+like the addresses makevm allocates. When a VM is removed its addresses are released (deleted) or,
+with ``sync.release_ips: false``, kept: unassigned, status reserved, dns_name cleared (so no DNS
+record stays) and the old name in the description.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from libcluster.clusters import GroupSettings
+from libcluster.netbox import NetBox, NetBoxConflict
+
+KEPT_STATUS = "reserved"
+"""NetBox status of an address kept after its VM was removed."""
+
+
+@dataclass(frozen=True)
+class AddressRequest:
+    """One address a VM should get: a given address (Ganeti's NIC IP, with mask) or the next free one of prefixes."""
+
+    vm: str
+    """FQDN of the VM, also the dns_name of the address."""
+    address: str | None = None
+    prefixes: tuple[str, ...] = ()
+    """Prefixes (one IP version, in order of preference) to allocate from when no address is given."""
+
+    def describe(self) -> str:
+        """The address, or where it will come from."""
+        return self.address or f"next free of {', '.join(self.prefixes)}"
+
+
+def with_mask(address: str, prefixes: Sequence[str]) -> str:
+    """address with the mask of the first prefix that holds it, a host mask (/32, /128) when none does."""
+    ip = ipaddress.ip_interface(address).ip
+    for prefix in prefixes:
+        network = ipaddress.ip_network(prefix)
+        if ip.version == network.version and ip in network:
+            return f"{ip}/{network.prefixlen}"
+    return f"{ip}/{ip.max_prefixlen}"
+
+
+def requests_for(instance: Mapping[str, Any], group: GroupSettings | None) -> list[AddressRequest]:
+    """The addresses a VM without any gets: its first NIC's Ganeti IP, else one per IP version of the group."""
+    name = str(instance["name"])
+    known = group.prefixes_v4 + group.prefixes_v6 if group else ()
+    nic_ips = [ip for ip in (instance.get("nic.ips") or [])[:1] if ip]
+    if nic_ips:
+        return [AddressRequest(vm=name, address=with_mask(str(nic_ips[0]), known))]
+    if group is None:
+        return []
+    return [AddressRequest(vm=name, prefixes=prefixes) for prefixes in (group.prefixes_v4, group.prefixes_v6)
+            if prefixes]
+
+
+def give(netbox: NetBox, requests: Sequence[AddressRequest], interfaces: Mapping[str, int | None]
+         ) -> list[dict[str, Any]]:
+    """Create the given addresses and allocate the others, in bulk, each assigned to interfaces[vm] when known.
+
+    Allocation spreads the requests over each request's prefixes by their free addresses (one read per
+    prefix); returns NetBox's address objects (planned ones in dry-run).
+    """
+    def data(request: AddressRequest) -> dict[str, Any]:
+        fields: dict[str, Any] = {"dns_name": request.vm, "status": "active"}
+        if interfaces.get(request.vm) is not None:
+            fields.update(assigned_object_type="virtualization.vminterface",
+                          assigned_object_id=interfaces[request.vm])
+        return fields
+
+    given = [{**data(request), "address": request.address} for request in requests if request.address]
+    made = netbox.create("ip-address", given) if given else []
+    by_prefixes: dict[tuple[str, ...], list[AddressRequest]] = {}
+    for request in requests:
+        if not request.address:
+            by_prefixes.setdefault(request.prefixes, []).append(request)
+    for prefixes, waiting in by_prefixes.items():
+        for prefix in prefixes:
+            if not waiting:
+                break
+            free = len(netbox.available_ips(prefix, len(waiting)))
+            if free:
+                made += netbox.allocate_ips(prefix, [data(request) for request in waiting[:free]])
+                waiting = waiting[free:]
+        if waiting:
+            raise NetBoxConflict(f"no free address left in {', '.join(prefixes)} for {len(waiting)} VM(s): "
+                                 f"{', '.join(request.vm for request in waiting[:5])}")
+    return made
+
+
+def retire(netbox: NetBox, ips: Sequence[Mapping[str, Any]], *, release: bool) -> None:
+    """Before its VM is deleted: delete (release) its addresses, or keep them unassigned, reserved, without DNS name."""
+    if not ips:
+        return
+    if release:
+        netbox.release_ips(list(ips))
+        return
+    netbox.update("ip-address", [
+        {"id": ip["id"], "assigned_object_type": None, "assigned_object_id": None, "status": KEPT_STATUS,
+         "dns_name": "", "description": f"kept from {ip.get('dns_name') or 'a removed VM'}"[:200]}
+        for ip in ips
+    ])

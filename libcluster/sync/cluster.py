@@ -1,0 +1,459 @@
+"""Cluster-wide Ganeti -> NetBox reconcile: read both sides in bulk, compute the difference, write it in bulk.
+
+Mapping (per VM it is :mod:`libcluster.sync.vm`'s, shared with makevm): the Ganeti cluster is a NetBox
+cluster group; each node group is a cluster of it (``groups.<g>.netbox_cluster``, default the group's
+name); each node's device belongs to its group's cluster; each instance is a VM of its primary node's
+group's cluster with vcpus, memory and disk (MB = Ganeti's MiB) and a status (running -> active,
+stopped -> offline, Ganeti error states -> failed); each NIC an interface with Ganeti's MAC. Primary
+IPs are kept: set only when missing or not the VM's own. A VM without any address gets one
+(:mod:`libcluster.sync.addresses`, ``sync.allocate_ips``). NetBox VMs Ganeti no longer has are
+reported, and deleted only when asked, within the delete limit (:meth:`SyncSettings.delete_limit`).
+Reads grow with pages, not VMs: about five paged reads whatever the cluster size.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tabulate import tabulate
+
+from libcluster.clusters import ClusterSettings
+from libcluster.config import Section
+from libcluster.locks import Backend
+from libcluster.netbox import NetBox
+from libcluster.sync import addresses
+from libcluster.sync import vm as sync_vm
+
+logger = logging.getLogger(__name__)
+
+VM_FIELDS = ("id", "name", "cluster", "status", "vcpus", "memory", "disk", "primary_ip4", "primary_ip6")
+INTERFACE_FIELDS = ("id", "name", "virtual_machine", "mac_address", "primary_mac_address")
+IP_FIELDS = ("id", "address", "dns_name", "status", "assigned_object_type", "assigned_object_id", "assigned_object")
+DEVICE_FIELDS = ("id", "name", "cluster")
+"""Fields read in bulk (NetBox serialises only these: much faster than whole objects)."""
+
+TABLE_HEADERS = ("Action", "Object", "Name", "Change")
+
+CREATING_LOCKS = ("cookbooks/sre.ganeti.makevm:{name}",)
+"""Locks that, held for an instance, mean a cookbook is creating and recording it: syncs leave it alone."""
+
+
+@dataclass(frozen=True)
+class SyncSettings:
+    """The `sync` section: address policy, safety limit of deletions, type of clusters the sync creates."""
+
+    allocate_ips: bool = True
+    release_ips: bool = True
+    max_delete: int = 10
+    max_delete_percent: float = 25.0
+    cluster_type: str = "ganeti"
+
+    @classmethod
+    def from_config(cls, config: Section) -> SyncSettings:
+        """Read the optional `sync` section of the root configuration."""
+        section = config.section("sync", {})
+        base = cls()
+        return cls(
+            allocate_ips=section.bool("allocate_ips", base.allocate_ips),
+            release_ips=section.bool("release_ips", base.release_ips),
+            max_delete=section.int("max_delete", base.max_delete),
+            max_delete_percent=section.float("max_delete_percent", base.max_delete_percent),
+            cluster_type=section.str("cluster_type", base.cluster_type),
+        )
+
+    def delete_limit(self, total: int) -> int:
+        """VMs a sync may delete without asking, out of total: max_delete, lower on small clusters, at least one."""
+        return max(1, min(self.max_delete, int(total * self.max_delete_percent / 100)))
+
+
+@dataclass(frozen=True)
+class GanetiState:
+    """What Ganeti runs: node groups with their nodes, and every instance (RAPI bulk dicts)."""
+
+    groups: dict[str, list[str]]
+    instances: list[dict[str, Any]]
+
+    @classmethod
+    def read(cls, ganeti: Any) -> GanetiState:
+        """Two bulk RAPI reads of a GanetiCluster (groups, instances)."""
+        groups = {str(group["name"]): [str(node) for node in group.get("node_list") or []]
+                  for group in ganeti.groups(bulk=True)}
+        return cls(groups=groups, instances=ganeti.instances(bulk=True))
+
+    def group_of(self, node: str) -> str | None:
+        """The node group holding node, None if none does."""
+        return next((group for group, nodes in self.groups.items() if node in nodes), None)
+
+
+@dataclass
+class NetBoxState:
+    """What NetBox holds for one cluster group: clusters, node devices, VMs, their interfaces and addresses."""
+
+    group: dict[str, Any]
+    clusters: dict[str, dict[str, Any]]
+    devices: dict[str, dict[str, Any]]
+    vms: list[dict[str, Any]]
+    interfaces: dict[int, list[dict[str, Any]]]
+    ips: list[dict[str, Any]]
+    """Addresses inside the configured prefixes, plus those of VMs that have none there and no primary."""
+
+    @classmethod
+    def read(cls, netbox: NetBox, group_name: str, nodes: Iterable[str], prefixes: Sequence[str]) -> NetBoxState:
+        """Bulk paged reads: the group, its clusters, devices, VMs, interfaces and addresses."""
+        group = netbox.get("cluster-group", name=group_name)
+        clusters = {str(c["name"]): c for c in netbox.objects("cluster", group_id=group["id"])}
+        cluster_ids = [int(c["id"]) for c in clusters.values()]
+        devices = {str(d["name"]): d for d in netbox.objects("device", fields=DEVICE_FIELDS, name=sorted(nodes))}
+        if cluster_ids:
+            devices.update({str(d["name"]): d for d in netbox.objects("device", fields=DEVICE_FIELDS,
+                                                                       cluster_id=cluster_ids)})
+        vms = netbox.objects("vm", fields=VM_FIELDS, cluster_id=cluster_ids) if cluster_ids else []
+        interfaces: dict[int, list[dict[str, Any]]] = {}
+        if vms:
+            for iface in netbox.objects("vm-interface", fields=INTERFACE_FIELDS, cluster_id=cluster_ids):
+                interfaces.setdefault(int(iface["virtual_machine"]["id"]), []).append(iface)
+        ips = netbox.objects("ip-address", fields=IP_FIELDS, parent=list(prefixes)) if prefixes and vms else []
+        seen = {_vm_id(ip) for ip in ips}
+        bare = [int(vm["id"]) for vm in vms
+                if int(vm["id"]) not in seen and not vm.get("primary_ip4") and not vm.get("primary_ip6")]
+        if bare:
+            ips += netbox.objects("ip-address", fields=IP_FIELDS, virtual_machine_id=bare)
+        return cls(group=group, clusters=clusters, devices=devices, vms=vms, interfaces=interfaces, ips=ips)
+
+
+def being_created(backend: Backend | None, names: Iterable[str]) -> set[str]:
+    """Of names, those a cookbook is creating right now (one of CREATING_LOCKS is held for them)."""
+    if backend is None:
+        return set()
+    return {name for name in names if any(backend.holders(key.format(name=name)) for key in CREATING_LOCKS)}
+
+
+def _vm_id(ip: Mapping[str, Any]) -> int | None:
+    """Id of the VM an address is assigned to (through a VM interface), None otherwise."""
+    if ip.get("assigned_object_type") != "virtualization.vminterface":
+        return None
+    owner = (ip.get("assigned_object") or {}).get("virtual_machine") or {}
+    return int(owner["id"]) if owner.get("id") is not None else None
+
+
+@dataclass
+class Row:
+    """One line of the difference table."""
+
+    action: str
+    """create, update, delete; or extra, missing, conflict, busy: reported, not written."""
+    kind: str
+    name: str
+    change: str = ""
+
+
+@dataclass
+class VMPlan:
+    """What one instance needs in NetBox."""
+
+    instance: dict[str, Any]
+    group: str
+    cluster: str
+    vm: dict[str, Any] | None
+    changes: dict[str, Any] = field(default_factory=dict)
+    interfaces: dict[str, dict[str, Any]] = field(default_factory=dict)
+    new_interfaces: list[str] = field(default_factory=list)
+    macs: dict[str, str] = field(default_factory=dict)
+    owned: list[dict[str, Any]] = field(default_factory=list)
+    """Addresses assigned to the VM, its current primaries first."""
+    assign: list[dict[str, Any]] = field(default_factory=list)
+    """Unassigned addresses named after the VM: assigned to its first interface."""
+    requests: list[addresses.AddressRequest] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        """The instance's name, also the VM's."""
+        return str(self.instance["name"])
+
+
+@dataclass
+class Plan:
+    """The whole difference: what to write, and one table row per difference (written or only reported)."""
+
+    state: NetBoxState
+    new_clusters: dict[str, str] = field(default_factory=dict)
+    """NetBox cluster name -> node group, for groups without a cluster."""
+    devices: list[tuple[dict[str, Any], str | None]] = field(default_factory=list)
+    """Devices whose cluster changes, with the cluster name (None: no cluster)."""
+    vms: list[VMPlan] = field(default_factory=list)
+    extra: list[dict[str, Any]] = field(default_factory=list)
+    """NetBox VMs of the group's clusters that Ganeti does not have."""
+    rows: list[Row] = field(default_factory=list)
+
+    @property
+    def writes(self) -> list[Row]:
+        """The rows that are writes (besides deletions, which need asking)."""
+        return [row for row in self.rows if row.action in ("create", "update")]
+
+    def table(self) -> str:
+        """The difference as a table."""
+        return table(self.rows)
+
+
+def table(rows: Sequence[Row]) -> str:
+    """Rows as a table (tabulate), or a line saying there is no difference."""
+    if not rows:
+        return "NetBox matches Ganeti: nothing to change."
+    return tabulate([(row.action, row.kind, row.name, row.change) for row in rows], headers=TABLE_HEADERS)
+
+
+def _ordered(ips: Iterable[dict[str, Any]], vm: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """Addresses with the VM's current primaries first, so that keeping them is what primary_fields computes."""
+    primaries = {(vm.get(key) or {}).get("id") for key in ("primary_ip4", "primary_ip6")} if vm else set()
+    return sorted(ips, key=lambda ip: ip["id"] not in primaries)
+
+
+def _shown(value: Any) -> str:
+    """A NetBox field for the table: nested objects by address, name or value."""
+    if isinstance(value, Mapping):
+        value = value.get("address") or value.get("name") or value.get("value") or value.get("id")
+    return "-" if value in (None, "") else str(value)
+
+
+def compute(ganeti: GanetiState, state: NetBoxState, settings: ClusterSettings, sync: SyncSettings, *,
+            delete: bool = False, busy: Iterable[str] = ()) -> Plan:
+    """The difference between what Ganeti runs and what NetBox holds (pure: no request).
+
+    Instances in busy (being created by a cookbook, see being_created) are left alone.
+    """
+    busy = set(busy)
+    plan = Plan(state=state)
+    wanted = {group: settings.groups[group].netbox_cluster if group in settings.groups else group
+              for group in ganeti.groups}
+    for group, cluster in sorted(wanted.items()):
+        if cluster not in state.clusters:
+            plan.new_clusters[cluster] = group
+            plan.rows.append(Row("create", "cluster", cluster, f"node group {group}"))
+    for cluster in sorted(set(state.clusters) - set(wanted.values())):
+        plan.rows.append(Row("extra", "cluster", cluster, "no node group maps to it (left as is)"))
+    _plan_devices(plan, ganeti, wanted)
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for vm in state.vms:
+        by_name.setdefault(str(vm["name"]), []).append(vm)
+    owned: dict[int, list[dict[str, Any]]] = {}
+    loose: dict[str, list[dict[str, Any]]] = {}
+    taken: dict[str, dict[str, Any]] = {}
+    for ip in state.ips:
+        taken[str(ip["address"]).split("/")[0]] = ip
+        vm_id = _vm_id(ip)
+        if vm_id is not None:
+            owned.setdefault(vm_id, []).append(ip)
+        elif not ip.get("assigned_object_id") and ip.get("dns_name"):
+            loose.setdefault(str(ip["dns_name"]), []).append(ip)
+    for instance in sorted(ganeti.instances, key=lambda item: str(item["name"])):
+        group = ganeti.group_of(str(instance.get("pnode")))
+        if group is None:
+            plan.rows.append(Row("missing", "vm", str(instance["name"]), f"primary node {instance.get('pnode')} "
+                                 "is in no node group (skipped)"))
+            continue
+        candidates = by_name.pop(str(instance["name"]), [])
+        if instance["name"] in busy:
+            plan.rows.append(Row("busy", "vm", str(instance["name"]), "a cookbook is creating it (left alone)"))
+            continue
+        vm = next((c for c in candidates if c["cluster"]["name"] == wanted[group]), None) or \
+            (candidates[0] if candidates else None)
+        plan.extra += [c for c in candidates if c is not vm]
+        item = VMPlan(instance=instance, group=group, cluster=wanted[group], vm=vm)
+        _plan_vm(plan, item, state, settings, sync, owned, loose, taken)
+        plan.vms.append(item)
+    plan.extra += [vm for vms in by_name.values() for vm in vms]
+    for vm in sorted(plan.extra, key=lambda vm: str(vm["name"])):
+        if delete:
+            plan.rows.append(Row("delete", "vm", str(vm["name"]), f"in cluster {vm['cluster']['name']}, not in Ganeti"))
+        else:
+            plan.rows.append(Row("extra", "vm", str(vm["name"]),
+                                 f"in cluster {vm['cluster']['name']}, not in Ganeti (--delete removes it)"))
+    return plan
+
+
+def _plan_devices(plan: Plan, ganeti: GanetiState, wanted: Mapping[str, str]) -> None:
+    node_cluster = {node: wanted[group] for group, nodes in ganeti.groups.items() for node in nodes}
+    ours = set(plan.state.clusters)
+    for name in sorted(set(node_cluster) | set(plan.state.devices)):
+        device = plan.state.devices.get(name)
+        target = node_cluster.get(name)
+        if device is None:
+            plan.rows.append(Row("missing", "device", name, "no NetBox device of that name (devices are not created)"))
+            continue
+        have = (device.get("cluster") or {}).get("name")
+        if target is None and have not in ours:
+            continue
+        if have != target:
+            plan.devices.append((device, target))
+            why = "" if target else " (not a node of this cluster)"
+            plan.rows.append(Row("update", "device", name, f"cluster {have or '-'} -> {target or '-'}{why}"))
+
+
+def _plan_vm(plan: Plan, item: VMPlan, state: NetBoxState, settings: ClusterSettings, sync: SyncSettings,
+             owned: Mapping[int, list[dict[str, Any]]], loose: Mapping[str, list[dict[str, Any]]],
+             taken: Mapping[str, dict[str, Any]]) -> None:
+    name, vm = item.name, item.vm
+    cluster_id = int(state.clusters[item.cluster]["id"]) if item.cluster in state.clusters else 0
+    fields = sync_vm.vm_fields(item.instance, cluster_id)
+    if vm is None:
+        plan.rows.append(Row("create", "vm", name, f"cluster {item.cluster}, {fields['vcpus']} vCPU, memory "
+                             f"{fields['memory']} MB, disk {fields['disk']} MB, {fields['status']}"))
+    else:
+        item.changes = sync_vm.changed_fields(vm, fields)
+        if item.changes:
+            after = {**item.changes, "cluster": item.cluster}
+            plan.rows.append(Row("update", "vm", name, ", ".join(
+                f"{key} {_shown(vm.get(key))} -> {after[key]}" for key in sorted(item.changes))))
+        item.interfaces = {str(i["name"]): i for i in state.interfaces.get(int(vm["id"]), [])}
+    for nic in sync_vm.nics(item.instance):
+        iface = item.interfaces.get(nic.name)
+        if iface is None:
+            item.new_interfaces.append(nic.name)
+            plan.rows.append(Row("create", "interface", f"{name} {nic.name}", f"MAC {nic.mac or '-'}"))
+        elif nic.mac and (sync_vm.interface_mac(iface) or "").lower() != nic.mac.lower():
+            plan.rows.append(Row("update", "interface", f"{name} {nic.name}",
+                                 f"MAC {sync_vm.interface_mac(iface) or '-'} -> {nic.mac}"))
+        if nic.mac and (iface is None or (sync_vm.interface_mac(iface) or "").lower() != nic.mac.lower()):
+            item.macs[nic.name] = nic.mac
+    item.owned = _ordered(owned.get(int(vm["id"]), []) if vm else [], vm)
+    item.assign = list(loose.get(name, []))
+    has_primary = bool(vm and (vm.get("primary_ip4") or vm.get("primary_ip6")))
+    if not (item.owned or item.assign or has_primary) and sync.allocate_ips and sync_vm.nics(item.instance):
+        for request in addresses.requests_for(item.instance, settings.groups.get(item.group)):
+            ip = taken.get(request.address.split("/")[0]) if request.address else None
+            if ip is not None and (ip.get("assigned_object_id") or ip.get("dns_name") not in ("", None, name)):
+                plan.rows.append(Row("conflict", "ip-address", name, f"Ganeti NIC IP {request.address} is already "
+                                     f"{ip.get('dns_name') or 'assigned'} in NetBox (not taken)"))
+            elif ip is not None:
+                item.assign.append(ip)
+            else:
+                item.requests.append(request)
+    for ip in item.assign:
+        plan.rows.append(Row("update", "ip-address", str(ip["address"]), f"assign to {name}"))
+    for request in item.requests:
+        plan.rows.append(Row("create", "ip-address", name, request.describe()))
+    if vm is not None and item.owned:
+        for key, value in sync_vm.primary_fields(vm, item.owned).items():
+            address = next(ip["address"] for ip in item.owned if ip["id"] == value)
+            plan.rows.append(Row("update", "vm", name, f"{key} {_shown(vm.get(key))} -> {address}"))
+
+
+@dataclass
+class Applied:
+    """What apply() wrote, per object kind and action (planned counts in dry-run)."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def add(self, what: str, count: int) -> None:
+        """Count count writes of what (e.g. 'vm create')."""
+        if count:
+            self.counts[what] = self.counts.get(what, 0) + count
+
+    def describe(self) -> str:
+        """One line, e.g. 'vm create: 3, vm update: 1', or 'nothing written'."""
+        return ", ".join(f"{what}: {count}" for what, count in sorted(self.counts.items())) or "nothing written"
+
+
+def apply(netbox: NetBox, plan: Plan, sync: SyncSettings, *, delete: bool) -> Applied:
+    """Write the plan in bulk calls, in dependency order; deletions only when delete (the caller checks limits)."""
+    done = Applied()
+    clusters = dict(plan.state.clusters)
+    if plan.new_clusters:
+        clusters.update(_create_clusters(netbox, plan, sync))
+        done.add("cluster create", len(plan.new_clusters))
+    if plan.devices:
+        netbox.update("device", [{"id": d["id"], "cluster": _id(clusters.get(c)) if c else None}
+                                 for d, c in plan.devices])
+        done.add("device update", len(plan.devices))
+    created = netbox.create("vm", [sync_vm.vm_fields(i.instance, _id(clusters[i.cluster]))
+                                   for i in plan.vms if i.vm is None])
+    done.add("vm create", len(created))
+    news = iter(created)
+    for item in plan.vms:
+        if item.vm is None:
+            item.vm = next(news)
+        elif item.changes:
+            item.changes = sync_vm.changed_fields(item.vm, sync_vm.vm_fields(item.instance,
+                                                                               _id(clusters[item.cluster])))
+    updates = [{"id": i.vm["id"], **i.changes} for i in plan.vms if i.changes and i.vm]
+    if updates:
+        netbox.update("vm", updates)
+        done.add("vm update", len(updates))
+    _apply_interfaces(netbox, plan, done)
+    _apply_addresses(netbox, plan, done)
+    if delete and plan.extra:
+        extra_ids = {int(vm["id"]) for vm in plan.extra}
+        ips = [ip for ip in plan.state.ips if _vm_id(ip) in extra_ids]
+        addresses.retire(netbox, ips, release=sync.release_ips)
+        done.add("ip-address " + ("release" if sync.release_ips else "keep"), len(ips))
+        netbox.delete("vm", plan.extra)
+        done.add("vm delete", len(plan.extra))
+    return done
+
+
+def _id(obj: Mapping[str, Any] | None) -> int | None:
+    return int(obj["id"]) if obj and obj.get("id") is not None else None
+
+
+def _create_clusters(netbox: NetBox, plan: Plan, sync: SyncSettings) -> dict[str, dict[str, Any]]:
+    """Create the missing clusters in the group, with the configured type and the scope of a sibling cluster."""
+    kind = netbox.get("cluster-type", slug=sync.cluster_type)
+    sibling = next(iter(plan.state.clusters.values()), {})
+    scope = {key: sibling[key] for key in ("scope_type", "scope_id") if sibling.get(key) is not None}
+    made = netbox.create("cluster", [{"name": name, "type": kind["id"], "group": plan.state.group["id"],
+                                      "status": "active", **scope} for name in plan.new_clusters])
+    return {str(cluster["name"]): cluster for cluster in made}
+
+
+def _apply_interfaces(netbox: NetBox, plan: Plan, done: Applied) -> None:
+    """Create the missing interfaces, then set the MACs that differ (one bulk call each)."""
+    missing = [(item, name) for item in plan.vms for name in item.new_interfaces]
+    made = netbox.create("vm-interface", [{"virtual_machine": item.vm["id"] if item.vm else None, "name": name}
+                                          for item, name in missing])
+    done.add("interface create", len(made))
+    for (item, name), iface in zip(missing, made):
+        item.interfaces[name] = iface
+    macs: dict[int, str] = {}
+    for item in plan.vms:
+        for name, mac in item.macs.items():
+            iface_id = item.interfaces[name].get("id")
+            if iface_id is None:
+                logger.info("Would set MAC %s on %s of %s once it exists", mac, name, item.name)
+            else:
+                macs[int(iface_id)] = mac
+    netbox.set_macs(macs)
+    done.add("mac set", len(macs))
+
+
+def _first_interface(item: VMPlan) -> int | None:
+    nics = sync_vm.nics(item.instance)
+    return _id(item.interfaces.get(nics[0].name)) if nics else None
+
+
+def _apply_addresses(netbox: NetBox, plan: Plan, done: Applied) -> None:
+    """Assign loose addresses, create or allocate the missing ones, then set missing primaries (bulk each)."""
+    assign = [{"id": ip["id"], **sync_vm.ip_fields(iface, item.name)}
+              for item in plan.vms if (iface := _first_interface(item)) is not None for ip in item.assign]
+    if assign:
+        netbox.update("ip-address", assign)
+        done.add("ip-address assign", len(assign))
+    requests = [request for item in plan.vms for request in item.requests]
+    given = addresses.give(netbox, requests, {item.name: _first_interface(item) for item in plan.vms
+                                              if item.requests}) if requests else []
+    done.add("ip-address create", len(given))
+    by_vm: dict[str, list[dict[str, Any]]] = {}
+    for ip in given:
+        by_vm.setdefault(str(ip.get("dns_name")), []).append(ip)
+    primaries = []
+    for item in plan.vms:
+        ips = [ip for ip in item.owned + item.assign + by_vm.get(item.name, []) if ip.get("id") is not None]
+        if item.vm is not None and item.vm.get("id") is not None and ips:
+            changes = sync_vm.primary_fields(item.vm, _ordered(ips, item.vm))
+            if changes:
+                primaries.append({"id": item.vm["id"], **changes})
+    if primaries:
+        netbox.update("vm", primaries)
+        done.add("vm primary", len(primaries))

@@ -1,0 +1,163 @@
+"""Follow one instance into NetBox and DNS: what `sync-netbox --vm` and the hooks agent do after any change.
+
+- Ganeti has it: it is recorded by :func:`libcluster.sync.vm.record_instance` (the mapping makevm uses) in
+  its primary node's group's cluster. A VM NetBox knows no address of gets one (see
+  :mod:`libcluster.sync.addresses`). Renamed (``renamed_from``): the NetBox VM and its addresses take the
+  new name first, so they keep their ids and addresses.
+- Ganeti no longer has it: reported; with ``delete`` its addresses are released or kept
+  (``sync.release_ips``) and the VM is deleted.
+- DNS: the name's A/AAAA and PTR records are made to match the NetBox addresses named after it
+  (:func:`libcluster.sync.dns.publish`); an old name's records go.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from libcluster.clusters import ClusterSettings
+from libcluster.dns import DNS, Diff, DNSZoneError
+from libcluster.ganeti import GanetiCluster, RapiNotFoundError
+from libcluster.netbox import NetBox, NetBoxError
+from libcluster.sync import addresses
+from libcluster.sync import dns as sync_dns
+from libcluster.sync import vm as sync_vm
+from libcluster.sync.cluster import Row, SyncSettings
+from libcluster.sync.netbox_dns import DNSSyncSettings, host_addresses
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Followed:
+    """What following one instance changed (or would change in dry-run)."""
+
+    name: str
+    rows: list[Row] = field(default_factory=list)
+    dns: list[Diff] = field(default_factory=list)
+
+    @property
+    def dns_changes(self) -> int:
+        """Rrsets changed in DNS."""
+        return sum(len(diff) for diff in self.dns)
+
+
+@dataclass
+class Follower:
+    """The clients and settings of one cluster, to follow instances one at a time."""
+
+    netbox: NetBox
+    dns: DNS
+    ganeti: GanetiCluster
+    settings: ClusterSettings
+    sync: SyncSettings
+    dns_settings: DNSSyncSettings
+
+    def follow(self, name: str, *, delete: bool, renamed_from: str | None = None) -> Followed:
+        """Make NetBox and DNS match what Ganeti says about instance name now (see the module docstring)."""
+        done = Followed(name)
+        group = self.netbox.get("cluster-group", name=self.settings.netbox_cluster_group)
+        clusters = {str(c["name"]): c for c in self.netbox.objects("cluster", group_id=group["id"])}
+        try:
+            instance: dict[str, Any] | None = self.ganeti.instance(name)
+        except RapiNotFoundError:
+            instance = None
+        if instance is None:
+            self._gone(name, clusters, delete, done)
+            return done
+        name = done.name = str(instance["name"])
+        if renamed_from and renamed_from != name:
+            self._rename(renamed_from, name, clusters, done)
+        self._record(instance, clusters, done)
+        return done
+
+    def _vms(self, name: str, clusters: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+        ids = [int(c["id"]) for c in clusters.values()]
+        return self.netbox.objects("vm", name=name, cluster_id=ids) if ids else []
+
+    def _publish(self, name: str, done: Followed, planned: Sequence[dict[str, Any]] = ()) -> None:
+        """Make name's records match the NetBox addresses named after it, plus planned ones (none: its records go)."""
+        ips = self.netbox.objects("ip-address", fields=("id", "address", "dns_name", "status"), dns_name=name)
+        ips += [{**ip, "dns_name": name} for ip in planned]
+        try:
+            diff = sync_dns.publish(self.dns, name, host_addresses(ips, name, self.dns_settings))
+        except DNSZoneError as exc:
+            logger.warning("DNS of %s left alone: %s", name, exc)
+            return
+        done.dns.append(diff)
+        done.rows += [Row("dns", "rrset", change.name.to_text(), change.describe()) for change in diff]
+
+    def _gone(self, name: str, clusters: dict[str, dict[str, Any]], delete: bool, done: Followed) -> None:
+        vms = self._vms(name, clusters)
+        if not delete:
+            done.rows += [Row("extra", "vm", name, f"in cluster {vm['cluster']['name']}, not in Ganeti "
+                              "(--delete removes it)") for vm in vms]
+            return
+        if vms:
+            ips = self.netbox.objects("ip-address", virtual_machine_id=[int(vm["id"]) for vm in vms])
+            addresses.retire(self.netbox, ips, release=self.sync.release_ips)
+            self.netbox.delete("vm", vms)
+            verb = "released" if self.sync.release_ips else "kept (reserved)"
+            done.rows += [Row("delete", "vm", name, f"not in Ganeti; {len(ips)} address(es) {verb}")]
+        self._publish(name, done)
+
+    def _rename(self, old: str, new: str, clusters: dict[str, dict[str, Any]], done: Followed) -> None:
+        """Give the NetBox VM named old, and its addresses named old, the new name; then drop old's records."""
+        if self._vms(new, clusters):
+            logger.info("NetBox already has a VM %s: not renaming %s", new, old)
+        else:
+            for vm in self._vms(old, clusters)[:1]:
+                self.netbox.update("vm", [{"id": vm["id"], "name": new}])
+                done.rows.append(Row("update", "vm", new, f"name {old} -> {new}"))
+                ips = [ip for ip in self.netbox.objects("ip-address", virtual_machine_id=vm["id"])
+                       if ip.get("dns_name") == old]
+                if ips:
+                    self.netbox.update("ip-address", [{"id": ip["id"], "dns_name": new} for ip in ips])
+                    done.rows.append(Row("update", "ip-address", new, f"dns_name {old} -> {new} x{len(ips)}"))
+        self._publish(old, done)
+
+    def _record(self, instance: dict[str, Any], clusters: dict[str, dict[str, Any]], done: Followed) -> None:
+        name = str(instance["name"])
+        group = next((str(g["name"]) for g in self.ganeti.groups(bulk=True)
+                      if instance.get("pnode") in (g.get("node_list") or [])), None)
+        wanted = self.settings.groups[group].netbox_cluster if group in self.settings.groups else group
+        if wanted not in clusters:
+            raise NetBoxError(f"{name}: node group {group} has no NetBox cluster {wanted} in cluster group "
+                              f"{self.settings.netbox_cluster_group}: run sync-netbox on the whole cluster first")
+        vms = self._vms(name, clusters)
+        vm = next((v for v in vms if v["cluster"]["name"] == wanted), vms[0] if vms else None)
+        for other in (v for v in vms if v is not vm):
+            done.rows.append(Row("extra", "vm", name, f"also in cluster {other['cluster']['name']} (left as is)"))
+        interfaces = self.netbox.objects("vm-interface", virtual_machine_id=vm["id"]) if vm else []
+        nics = sync_vm.nics(instance)
+        first = next((int(i["id"]) for i in interfaces if nics and i["name"] == nics[0].name), None)
+        owned = self.netbox.objects("ip-address", virtual_machine_id=vm["id"]) if vm else []
+        loose = [ip for ip in self.netbox.objects("ip-address", dns_name=name) if not ip.get("assigned_object_id")]
+        ours = [ip for ip in owned if first is not None and ip.get("assigned_object_id") == first] + loose
+        primaries = {(vm.get(k) or {}).get("id") for k in ("primary_ip4", "primary_ip6")} if vm else set()
+        ours.sort(key=lambda ip: ip["id"] not in primaries)
+        if not (owned or loose or primaries - {None}) and nics and self.sync.allocate_ips:
+            ours += self._new_addresses(instance, group, done)
+        recorded = sync_vm.record_instance(self.netbox, instance, cluster_id=int(clusters[wanted]["id"]),
+                                           addresses=ours, current=sync_vm.Current(vm, interfaces))
+        done.rows += [Row("write", "vm", name, write) for write in recorded.writes]
+        self._publish(name, done, planned=ours)
+
+    def _new_addresses(self, instance: dict[str, Any], group: str | None, done: Followed) -> list[dict[str, Any]]:
+        """Addresses for a VM NetBox knows none of: its Ganeti NIC IP (taken over if free in NetBox) or allocated."""
+        name = str(instance["name"])
+        taken, requests = [], []
+        for request in addresses.requests_for(instance, self.settings.groups.get(group or "")):
+            existing = self.netbox.find("ip-address", address=request.address) if request.address else None
+            if existing is None:
+                requests.append(request)
+            elif existing.get("assigned_object_id") or existing.get("dns_name") not in ("", None, name):
+                done.rows.append(Row("conflict", "ip-address", name, f"Ganeti NIC IP {request.address} is already "
+                                     f"{existing.get('dns_name') or 'assigned'} in NetBox (not taken)"))
+            else:
+                taken.append(existing)
+        given = addresses.give(self.netbox, requests, {}) if requests else []
+        done.rows += [Row("create", "ip-address", name, str(ip.get("address"))) for ip in given]
+        return taken + given
