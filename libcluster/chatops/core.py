@@ -258,7 +258,22 @@ class Chatops:
             del self.runs[run_id]
 
     def _check(self, run: Run) -> None:
+        """Check the arguments with the cookbook's parser when an approval will be asked (or help is), then go on.
+
+        Other runs go straight to the queue: the runner parses the arguments first thing, so invalid
+        ones fail the same way (exit 96, argparse's message in the channel) before anything happens,
+        and the request saves a Python start-up.
+        """
+        needs_approval = self.policy.needs_approval(run.cookbook, dry_run=run.dry_run)
+        if not needs_approval and not {"-h", "--help"} & set(run.args):
+            with self._lock:
+                if run.state == "checking":
+                    self._enqueue(run)
+            return
+        started = time.monotonic()
         result = runs.check_arguments(self.config_path, run.cookbook, run.args)
+        logger.debug("Run %s: arguments checked in %.3fs: exit_code=%d", run.id, time.monotonic() - started,
+                     result.exit_code)
         with self._lock:
             if run.state != "checking":
                 return
@@ -269,7 +284,7 @@ class Chatops:
             elif result.exit_code:
                 shown = [f"[{run.id}] {line}" for line in result.message.splitlines()[-2:] if line.strip()]
                 self._end(run, "rejected", f"not run (exit_code={result.exit_code})", shown)
-            elif self.policy.needs_approval(run.cookbook, dry_run=run.dry_run):
+            elif needs_approval:
                 run.state = "awaiting-approval"
                 timer = threading.Timer(self.settings.approval_timeout, self._expire, args=(run,))
                 timer.daemon = True
@@ -315,9 +330,12 @@ class Chatops:
         except OSError as exc:
             logger.error("Run %s: cannot start %s: %s", run.id, argv[0], exc)
             self._end(run, "failed", f"cannot start the cookbook runner: {exc.strerror}")
+            return
+        logger.info("Run %s started (pid %d): %s", run.id, run.process.popen.pid, shlex.join(audit.redact_argv(argv)))
 
     @staticmethod
     def _output(run: Run, line: str) -> None:
+        logger.debug("Run %s: %s", run.id, line)
         run.feed.add(f"[{run.id}] {line}", important=bool(IMPORTANT.match(line)))
 
     def _exited(self, run: Run, exit_code: int) -> None:

@@ -79,6 +79,14 @@ class IrcProbe:
         self._wait(lambda: found() is not None, f"message matching {pattern!r}", timeout)
         return found()  # type: ignore[return-value]
 
+    def drain(self, quiet: float = 0.2) -> None:
+        """Process what arrives until nothing has for quiet seconds (messages other clients caused)."""
+        count, until = len(self.messages), time.monotonic() + quiet
+        while time.monotonic() < until:
+            self.reactor.process_once(timeout=0.02)
+            if len(self.messages) != count:
+                count, until = len(self.messages), time.monotonic() + quiet
+
     def close(self) -> None:
         """Quit."""
         self.connection.disconnect("probe done")

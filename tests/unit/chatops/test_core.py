@@ -90,6 +90,15 @@ def test_invalid_arguments_are_rejected_before_an_approval_is_asked(chat: Chat, 
     assert chat.core.runs[run_id].state == "rejected" and chat.records() == []
 
 
+def test_invalid_arguments_of_a_run_without_approval_fail_in_the_runner_parser(chat: Chat) -> None:
+    reply, sink = chat.say("demo.hello world --exit-code x")
+    run_id = chat.run_id(reply)
+    result = sink.wait_for(rf"^\[{run_id}\] INVALID ARGUMENTS")
+    assert "demo.hello world --exit-code x" in result
+    assert any("argument --exit-code: invalid int value: 'x'" in line for line in sink.lines)
+    assert not any("START" in line for line in sink.lines) and chat.records() == []
+
+
 def test_help_of_a_cookbook_is_shown_and_nothing_runs(chat: Chat) -> None:
     reply, sink = chat.say("demo.hello -h")
     run_id = chat.run_id(reply)
