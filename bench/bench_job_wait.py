@@ -74,7 +74,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=str(Lab().config_file), help="cookbook configuration (lab's)")
     parser.add_argument("--cluster", default="lab", help="cluster name in the configuration")
-    parser.add_argument("--jobs", type=int, default=20, help="jobs per mode")
+    parser.add_argument("--jobs", type=int, default=20, help="rounds; each submits a tag add and a remove per mode")
     parser.add_argument("--interval", type=float, default=2.0, help="polling interval in seconds")
     parser.add_argument("--output", default=str(RESULTS), help="results file")
     args = parser.parse_args()

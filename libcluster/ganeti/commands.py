@@ -44,7 +44,6 @@ class VerifyResult:
     rc: int | None
     issues: tuple[VerifyIssue, ...]
     output: str
-    skipped: bool = False
 
     @property
     def errors(self) -> list[VerifyIssue]:
