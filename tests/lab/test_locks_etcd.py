@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -96,6 +96,28 @@ def _backend(etcd: str) -> EtcdBackend:
     return EtcdBackend(etcd, PREFIX)
 
 
+Acquire = Callable[[EtcdBackend, str, Holder], "list[Holder] | None"]
+
+
+@pytest.fixture
+def acquire() -> Iterator[Acquire]:
+    """try_acquire that releases, at the end of the test, every lock it got (stopping their keep-alive threads)."""
+    held: list[tuple[EtcdBackend, str, Holder]] = []
+    lock = threading.Lock()
+
+    def take(backend: EtcdBackend, key: str, holder: Holder) -> list[Holder] | None:
+        result = backend.try_acquire(key, holder)
+        if result is None:
+            with lock:
+                held.append((backend, key, holder))
+        return result
+
+    yield take
+    for backend, key, holder in held:
+        if holder.id in backend._leases:  # not released by the test itself
+            backend.release(key, holder)
+
+
 def _holder(concurrency: int, ttl: int = 30) -> Holder:
     return Holder(uuid.uuid4().hex, "test@host [1]", concurrency, ttl, time.time())
 
@@ -163,19 +185,19 @@ def test_dry_run_takes_no_lock(config: Path, etcd: str) -> None:
     assert _revision(etcd) == before
 
 
-def test_concurrency_n_allows_n_holders_and_refuses_the_next(etcd: str) -> None:
+def test_concurrency_n_allows_n_holders_and_refuses_the_next(etcd: str, acquire: Acquire) -> None:
     backend = _backend(etcd)
     key = f"custom/n-{uuid.uuid4().hex}"
     holders = [_holder(3) for _ in range(3)]
-    assert [backend.try_acquire(key, holder) for holder in holders] == [None, None, None]
-    refused = backend.try_acquire(key, _holder(3))
+    assert [acquire(backend, key, holder) for holder in holders] == [None, None, None]
+    refused = acquire(backend, key, _holder(3))
     assert refused is not None and sorted(h.id for h in refused) == sorted(h.id for h in holders)
     backend.release(key, holders[0])
-    assert backend.try_acquire(key, _holder(3)) is None
+    assert acquire(backend, key, _holder(3)) is None
     assert len(backend.holders(key)) == 3
 
 
-def test_racing_newcomers_never_exceed_the_concurrency(etcd: str) -> None:
+def test_racing_newcomers_never_exceed_the_concurrency(etcd: str, acquire: Acquire) -> None:
     key = f"custom/race-{uuid.uuid4().hex}"
     barrier = threading.Barrier(12)
     results: list[Any] = []
@@ -183,7 +205,7 @@ def test_racing_newcomers_never_exceed_the_concurrency(etcd: str) -> None:
     def contend() -> None:
         backend = _backend(etcd)
         barrier.wait()
-        results.append(backend.try_acquire(key, _holder(3)))
+        results.append(acquire(backend, key, _holder(3)))
 
     threads = [threading.Thread(target=contend) for _ in range(12)]
     for thread in threads:
@@ -194,14 +216,31 @@ def test_racing_newcomers_never_exceed_the_concurrency(etcd: str) -> None:
     assert len(_backend(etcd).holders(key)) == 3
 
 
-def test_strictest_holder_wins(etcd: str) -> None:
+def test_strictest_holder_wins(etcd: str, acquire: Acquire) -> None:
     backend = _backend(etcd)
     exclusive = f"custom/strict-{uuid.uuid4().hex}"
-    assert backend.try_acquire(exclusive, _holder(1)) is None
-    assert backend.try_acquire(exclusive, _holder(10)) is not None
+    assert acquire(backend, exclusive, _holder(1)) is None
+    assert acquire(backend, exclusive, _holder(10)) is not None
     shared = f"custom/shared-{uuid.uuid4().hex}"
-    assert backend.try_acquire(shared, _holder(5)) is None
-    assert backend.try_acquire(shared, _holder(5)) is None
-    assert backend.try_acquire(shared, _holder(2)) is not None
-    assert backend.try_acquire(shared, _holder(1)) is not None
-    assert backend.try_acquire(shared, _holder(3)) is None
+    assert acquire(backend, shared, _holder(5)) is None
+    assert acquire(backend, shared, _holder(5)) is None
+    assert acquire(backend, shared, _holder(2)) is not None
+    assert acquire(backend, shared, _holder(1)) is not None
+    assert acquire(backend, shared, _holder(3)) is None
+
+
+def test_released_locks_leave_no_thread_and_no_key(etcd: str) -> None:
+    backend = _backend(etcd)
+    key = f"custom/clean-{uuid.uuid4().hex}"
+    before = threading.active_count()
+    holder = _holder(1, ttl=2)
+    assert backend.try_acquire(key, holder) is None
+    assert threading.active_count() == before + 1
+    time.sleep(3)  # longer than the TTL: the keep-alive thread holds it
+    assert [h.id for h in backend.holders(key)] == [holder.id]
+    backend.release(key, holder)
+    assert backend.holders(key) == []
+    deadline = time.monotonic() + 5
+    while threading.active_count() > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert threading.active_count() == before
