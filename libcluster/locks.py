@@ -116,8 +116,8 @@ class FileBackend:
         return self.directory / quote(key, safe="")
 
     @contextmanager
-    def _mutex(self, lock_dir: Path) -> Iterator[None]:
-        fd = os.open(lock_dir / ".mutex", os.O_RDWR | os.O_CREAT, 0o644)
+    def _mutex(self, lock_dir: Path, *, create: bool = True) -> Iterator[None]:
+        fd = os.open(lock_dir / ".mutex", os.O_RDWR | (os.O_CREAT if create else 0), 0o644)
         try:
             _flock(fd, blocking=True)
             yield
@@ -144,11 +144,13 @@ class FileBackend:
         return holders
 
     def holders(self, key: str) -> list[Holder]:
-        """The holders whose owner process still holds its file."""
+        """The holders whose owner process still holds its file (read under the mutex, writing nothing)."""
         lock_dir = self._dir(key)
-        if not lock_dir.is_dir():
+        try:
+            with self._mutex(lock_dir, create=False):
+                return self._scan(lock_dir, prune=False)
+        except FileNotFoundError:
             return []
-        return self._scan(lock_dir, prune=False)
 
     def try_acquire(self, key: str, holder: Holder) -> list[Holder] | None:
         """Under the directory's mutex: drop stale files, count, and create ours if there is room."""
