@@ -6,6 +6,8 @@ path, so every error says exactly which key is missing or has the wrong type.
 
 from __future__ import annotations
 
+import builtins
+
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,30 +27,30 @@ _MISSING: Any = object()
 class Section(Mapping[str, Any]):
     """A mapping of the configuration file, with typed getters whose errors name the key."""
 
-    def __init__(self, data: Mapping[str, Any], where: str, source: str) -> None:
+    def __init__(self, data: Mapping[builtins.str, Any], where: builtins.str, source: builtins.str) -> None:
         """Wrap data found at dotted path `where` of file `source`."""
         self._data = dict(data)
         self.where = where
         self.source = source
 
-    def __getitem__(self, key: str) -> Any:
+    def __getitem__(self, key: builtins.str) -> Any:
         """Return the raw value of key, raising ConfigError naming it when missing."""
         if key not in self._data:
             raise ConfigError(f"{self.source}: missing key '{self._key(key)}'")
         return self._data[key]
 
-    def __iter__(self) -> Iterator[str]:
+    def __iter__(self) -> Iterator[builtins.str]:
         """Iterate over the keys of the section."""
         return iter(self._data)
 
-    def __len__(self) -> int:
+    def __len__(self) -> builtins.int:
         """Number of keys in the section."""
         return len(self._data)
 
-    def _key(self, key: str) -> str:
+    def _key(self, key: builtins.str) -> builtins.str:
         return f"{self.where}.{key}" if self.where else key
 
-    def _typed(self, key: str, kind: type | tuple[type, ...], name: str, default: Any) -> Any:
+    def _typed(self, key: builtins.str, kind: type | tuple[type, ...], name: builtins.str, default: Any) -> Any:
         if key not in self._data or self._data[key] is None:
             if default is _MISSING:
                 raise ConfigError(f"{self.source}: missing key '{self._key(key)}' ({name})")
@@ -61,33 +63,33 @@ class Section(Mapping[str, Any]):
             raise ConfigError(f"{self.source}: key '{self._key(key)}' must be {name}, got {shown}")
         return value
 
-    def str(self, key: str, default: Any = _MISSING) -> Any:
+    def str(self, key: builtins.str, default: Any = _MISSING) -> Any:
         """A string value."""
         return self._typed(key, str, "a string", default)
 
-    def int(self, key: str, default: Any = _MISSING) -> Any:
+    def int(self, key: builtins.str, default: Any = _MISSING) -> Any:
         """An integer value."""
         return self._typed(key, int, "an integer", default)
 
-    def float(self, key: str, default: Any = _MISSING) -> Any:
+    def float(self, key: builtins.str, default: Any = _MISSING) -> Any:
         """A number, integers accepted."""
         value = self._typed(key, (int, float), "a number", default)
         return float(value) if value is not None and value is not default else value
 
-    def bool(self, key: str, default: Any = _MISSING) -> Any:
+    def bool(self, key: builtins.str, default: Any = _MISSING) -> Any:
         """A boolean value."""
         return self._typed(key, bool, "true or false", default)
 
-    def list(self, key: str, default: Any = _MISSING) -> Any:
+    def list(self, key: builtins.str, default: Any = _MISSING) -> Any:
         """A list value."""
         return self._typed(key, list, "a list", default)
 
-    def section(self, key: str, default: Any = _MISSING) -> Section:
+    def section(self, key: builtins.str, default: Any = _MISSING) -> Section:
         """A nested mapping as a Section; an absent key with default={} gives an empty one."""
         value = self._typed(key, dict, "a mapping", default)
         return Section(value or {}, self._key(key), self.source)
 
-    def has(self, key: str) -> bool:
+    def has(self, key: builtins.str) -> builtins.bool:
         """Whether the key is present and not null."""
         return self._data.get(key) is not None
 
