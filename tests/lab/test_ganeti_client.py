@@ -181,24 +181,25 @@ def test_http_errors_are_typed(cluster: GanetiCluster, root_config: Section) -> 
     assert "not-the-password" not in str(unauthorized.value)
 
 
-def _own_node(cluster: GanetiCluster, candidates: list[str], mine: set[str]) -> str | None:
-    """A node whose primary instances are all this test's (so migrating it disturbs no one else)."""
-    for node in candidates:
-        if set(cluster.node(node)["pinst_list"]) <= mine:
-            return node
+def _own_node(cluster: GanetiCluster, mine: set[str]) -> tuple[str, str] | None:
+    """(node, other node of its group) where the node's primaries are all this test's, so no one is disturbed."""
+    for group in ("A", "B"):
+        members = _group_nodes(cluster, group)
+        for node in members:
+            if set(cluster.node(node)["pinst_list"]) <= mine:
+                return node, next(other for other in members if other != node)
     return None
 
 
 def test_node_migrate_follows_its_sub_jobs(cluster: GanetiCluster, instances: Callable[[], str]) -> None:
-    node1, node2 = _group_nodes(cluster, "A")
     names = {instances(), instances()}
-    source = _own_node(cluster, [node2, node1], set())
-    if source is None:
-        pytest.skip("every node of group A runs other tests' instances")
-    target = node1 if source == node2 else node2
+    pair = _own_node(cluster, set())
+    if pair is None:
+        pytest.skip("every lab node runs other tests' instances")
+    source, target = pair
     for name in sorted(names):
         _create(cluster, name, template="sharedfile", pnode=source)
-    if _own_node(cluster, [source], names) is None:
+    if set(cluster.node(source)["pinst_list"]) != names:
         pytest.skip(f"another test put an instance on {source} meanwhile")
     log: list[LogEntry] = []
     result = cluster.migrate_node(source, mode="live", target_node=target).wait(progress=log.append)
