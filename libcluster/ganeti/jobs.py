@@ -14,7 +14,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from libcluster.ganeti.errors import CLASSIFICATIONS, JobFailedError, JobNotFoundError, JobTimeoutError
+from libcluster.ganeti.errors import (
+    CLASSIFICATIONS,
+    JobFailedError,
+    JobNotFoundError,
+    JobTimeoutError,
+    RapiError,
+)
 from libcluster.ganeti.rapi import RapiClient, RapiTimeoutError
 
 logger = logging.getLogger(__name__)
@@ -255,6 +261,9 @@ class _Waiter:
                 if time.monotonic() >= self.deadline:
                     raise JobTimeoutError(job_id, info.get("status"), self.limit) from None
                 raise
+            except RapiError:
+                self._raise_if_unknown(job_id)
+                raise
             if answer is None:
                 continue
             previous_info = list(answer["job_info"])
@@ -267,9 +276,9 @@ class _Waiter:
                 self.progress(entry)
             if info["status"] in FINALIZED:
                 break
-        error = job_failure(job_id, info, parent_id)
-        if error is not None:
-            raise error
+        failure = job_failure(job_id, info, parent_id)
+        if failure is not None:
+            raise failure
         opresult = list(info.get("opresult") or [])
         subs = self._follow_all(job_id, sub_job_ids(job_id, opresult))
         return JobResult(
@@ -285,6 +294,11 @@ class _Waiter:
             sub_results=subs,
             value=parse(opresult) if parse else (opresult[0] if opresult else None),
         )
+
+    def _raise_if_unknown(self, job_id: int) -> None:
+        """Raise JobNotFoundError if Ganeti has no such job (its wait resource then answers HTTP 500)."""
+        if self.rapi.get(f"/2/jobs/{job_id}").get("status") is None:
+            raise JobNotFoundError(job_id, f"Ganeti job {job_id} not found")
 
     def _follow_all(self, parent_id: int, job_ids: list[int]) -> tuple[JobResult, ...]:
         """Follow every sub-job to its end, then raise the first failure (the others are logged)."""

@@ -193,3 +193,11 @@ def test_status_of_an_unknown_job(make_cluster: Any, transcript: list[dict[str, 
     cluster, _, _ = make_cluster([e for e in transcript if e.get("path") == "/2/jobs/999999"])
     with pytest.raises(JobNotFoundError):
         Job(cluster.rapi, 999999, description="x", default_timeout=60).status()
+
+
+def test_waiting_on_an_unknown_job(make_cluster: Any, lab_exchanges: list[dict[str, Any]]) -> None:
+    """Ganeti 3.0.2 answers the wait of an unknown job with HTTP 500 "Can't load job file"."""
+    cluster, adapter, _ = make_cluster(lab_exchanges)
+    with pytest.raises(JobNotFoundError):
+        Job(cluster.rapi, 9999999, description="x", default_timeout=60).wait()
+    assert [seen.path for seen in adapter.seen] == ["/2/jobs/9999999/wait", "/2/jobs/9999999"]
