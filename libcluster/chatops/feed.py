@@ -1,8 +1,9 @@
 """The output of one run on its way to one chat destination: paced, bounded, and always ending with the result.
 
 A chat channel must not be flooded (IRC servers disconnect flooding clients; Slack takes five
-posts per response URL). A feed sends at most ``max_lines`` lines per ``interval`` seconds,
-keeps at most ``max_pending`` lines waiting (more are counted and summarized as "N lines skipped"),
+posts per response URL). A feed sends at most ``max_lines`` lines in any ``interval`` seconds
+(a line goes out at once while the window has room), batches at least ``batch_gap`` apart, keeps
+at most ``max_pending`` lines waiting (more are counted and summarized as "N lines skipped"),
 never skips an important line (START/END, approvals, notes), and sends the final result right
 after the last lines, in the same batch when they fit.
 """
@@ -25,11 +26,13 @@ class Pace:
     """How fast a destination takes messages."""
 
     interval: float
-    """Seconds between two batches."""
+    """Length of the sliding window, in seconds."""
     max_lines: int
-    """Lines per batch."""
+    """Lines sent in any window (and per batch)."""
     max_batches: int | None = None
     """Batches in all (Slack's response URL takes 5), the last one kept for the result; None: unlimited."""
+    batch_gap: float = 0.0
+    """Seconds between two batches (lets lines gather into one post)."""
 
 
 class Sink(Protocol):
@@ -53,6 +56,9 @@ class Feed:
         self._skipped = 0
         self._final: list[str] | None = None
         self._batches = 0
+        self._sent: collections.deque[float] = collections.deque()
+        """When each line of the current window went out."""
+        self._last_batch = float("-inf")
         self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._work, name="chatops-feed", daemon=True)
         self._thread.start()
@@ -91,7 +97,7 @@ class Feed:
         limit = self.sink.pace.max_batches
         return float("inf") if limit is None else limit - self._batches
 
-    def _next_batch(self, not_before: float) -> tuple[list[str], bool]:
+    def _next_batch(self) -> tuple[list[str], bool]:
         """Wait for the next batch to send; True with the last one (the result)."""
         pace = self.sink.pace
         with self._cond:
@@ -102,15 +108,21 @@ class Feed:
                         lines = [self.skipped_note(len(lines) - pace.max_lines), *lines[-pace.max_lines:]]
                     return lines + self._final, True
                 now = time.monotonic()
-                if self._pending and now >= not_before and self._budget() > 1:
-                    return [self._pending.popleft() for _ in range(min(pace.max_lines, len(self._pending)))], False
+                while self._sent and self._sent[0] <= now - pace.interval:
+                    self._sent.popleft()
+                room = pace.max_lines - len(self._sent)
+                ready_at = max(self._last_batch + pace.batch_gap, now if room > 0 else self._sent[0] + pace.interval)
+                if self._pending and self._budget() > 1 and now >= ready_at:
+                    batch = [self._pending.popleft() for _ in range(min(room, len(self._pending)))]
+                    self._sent.extend([now] * len(batch))
+                    self._last_batch = now
+                    return batch, False
                 waiting = self._pending and self._budget() > 1
-                self._cond.wait(max(0.0, not_before - now) if waiting else None)
+                self._cond.wait(max(0.0, ready_at - now) if waiting else None)
 
     def _work(self) -> None:
-        not_before = 0.0
         while True:
-            lines, last = self._next_batch(not_before)
+            lines, last = self._next_batch()
             self._batches += 1
             try:
                 self.sink.send(lines)
@@ -118,4 +130,3 @@ class Feed:
                 logger.warning("Chat message not delivered (%d lines): %s: %s", len(lines), type(exc).__name__, exc)
             if last:
                 return
-            not_before = time.monotonic() + self.sink.pace.interval

@@ -100,7 +100,8 @@ class ResponseUrlSink:
         """Post to url at most settings.max_posts times, one batch per post_interval; escape &<> for Slack."""
         self.url = url
         self.escape = escape
-        self.pace = Pace(interval=settings.post_interval, max_lines=REPLY_LINES, max_batches=settings.max_posts)
+        self.pace = Pace(interval=settings.post_interval, max_lines=REPLY_LINES, max_batches=settings.max_posts,
+                         batch_gap=settings.post_interval)
 
     def send(self, lines: list[str]) -> None:
         """One post with the lines; raises RuntimeError naming only the host (the URL is a credential)."""
