@@ -98,7 +98,7 @@ def generate(base: Path) -> list[str]:
             sub_dir = group_dir / f"sub{sub}"
             sub_dir.mkdir()
             (sub_dir / "__init__.py").write_text(f'"""Benchmark subgroup {group}.{sub}"""\n')
-            for number in range(PER_SUBGROUP):
+            for _ in range(PER_SUBGROUP):
                 index = len(names)
                 leaf = f"cb-{index:04d}"
                 name = f"grp{group:02d}.sub{sub}.{leaf}"

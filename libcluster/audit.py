@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,7 @@ def secret_values(argv: Sequence[str]) -> list[str]:
     values = []
     for position, arg in enumerate(argv):
         if _secret_option(arg):
-            option, sep, value = arg.partition("=")
+            _, sep, value = arg.partition("=")
             if sep:
                 values.append(value)
             elif position + 1 < len(argv):
@@ -74,7 +74,7 @@ def redact_argv(argv: Sequence[str]) -> list[str]:
 
 def utc_now() -> datetime:
     """The current time, timezone-aware in UTC."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def iso(moment: datetime) -> str:

@@ -46,7 +46,7 @@ DEFAULT_MAX_CONCURRENCY = 20
 _TASK_ID = re.compile(r"^[A-Za-z][A-Za-z0-9]*-?[0-9]+$")
 
 
-class CookbookInitSuccess(Exception):  # noqa: N818 - the name says what it means to cookbook authors
+class CookbookInitSuccess(Exception):
     """Raise in ``get_runner()`` (or the runner's ``__init__``) to exit 0 before locking and logging.
 
     For read-only reports that have already printed their result.
@@ -130,7 +130,7 @@ class CookbookRunnerBase(ABC):
     def run(self) -> int | None:
         """Do the work; return 0 or None on success, 1..89 on failure (then ``rollback()`` is called)."""
 
-    def rollback(self) -> None:
+    def rollback(self) -> None:  # noqa: B027 - optional: most runners have nothing to undo
         """Undo what a failed or interrupted ``run()`` left behind; by default nothing."""
 
 

@@ -316,7 +316,7 @@ class Locks:
         sleep: float,
         sleeper: Callable[[float], None] = time.sleep,
     ) -> None:
-        """backend None disables locking (``--no-locks``); tries/sleep bound the wait (linear backoff)."""
+        """Lock through backend (None disables locking: ``--no-locks``); tries/sleep bound the wait (linear backoff)."""
         self.backend = backend
         self.owner = owner
         self.dry_run = dry_run

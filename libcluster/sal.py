@@ -109,8 +109,10 @@ class SAL:
             self._quit()
 
     def _quit(self) -> None:
-        """Say QUIT and read until the server closes: closing with unread input would reset the connection
-        and could lose the last messages."""
+        """Say QUIT and read until the server closes.
+
+        Closing with unread input would reset the connection and could lose the last messages.
+        """
         assert self._sock is not None
         try:
             self._line("QUIT :done")

@@ -44,7 +44,7 @@ class Node:
         return self.children[name]
 
     def walk(self) -> Iterator[Node]:
-        """This node and every node below it, depth first in name order."""
+        """Every node from this one down, depth first in name order."""
         yield self
         for name in sorted(self.children):
             yield from self.children[name].walk()

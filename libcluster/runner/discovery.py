@@ -201,7 +201,7 @@ class ModuleRunner(CookbookRunnerBase):
         self.lock_ttl = getattr(module, "LOCK_TTL", None)
 
     def run(self) -> Any:
-        """Call the module's run()."""
+        """Hand the parsed arguments and the context to the module's entry point."""
         return self.module.run(self.args, self.ctx)
 
 

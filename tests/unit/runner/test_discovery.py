@@ -71,7 +71,7 @@ def test_module_api_without_parser_gets_the_default_one_and_its_docstring_title(
 
 
 def test_several_classes_are_named_module_dot_class(tree: Path) -> None:
-    with pytest.raises(discovery.CookbookNotFound, match="demo.multiple.CookbookA, demo.multiple.CookbookB"):
+    with pytest.raises(discovery.CookbookNotFound, match=r"demo\.multiple\.CookbookA, demo\.multiple\.CookbookB"):
         discovery.load([tree], "demo.multiple")
     first = discovery.load([tree], "demo.multiple.CookbookA")
     second = discovery.load([tree], "demo.multiple.CookbookB")
@@ -101,7 +101,7 @@ def test_broken_modules_are_reported_with_the_reason(name: str, error: type[Exce
 def test_a_tree_with_init_at_its_top_is_refused(tmp_path: Path) -> None:
     (tmp_path / "cookbooks").mkdir()
     (tmp_path / "cookbooks" / "__init__.py").write_text("")
-    with pytest.raises(ConfigError, match="must not contain __init__.py"):
+    with pytest.raises(ConfigError, match=r"must not contain __init__\.py"):
         discovery.tree_roots([tmp_path])
 
 

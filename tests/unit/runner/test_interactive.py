@@ -56,7 +56,7 @@ def test_ask_input_checks_choices_and_validator(terminal: Callable[[str], None])
 def test_yes_does_not_answer_free_text(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(interactive, "is_terminal", lambda: False)
     monkeypatch.setattr(sys, "stdin", io.StringIO("node1\n"))
-    with pytest.raises(InputError, match="no terminal to ask for an answer: Which node?"):
+    with pytest.raises(InputError, match=r"no terminal to ask for an answer: Which node\?"):
         Prompter(assume_yes=True).ask_input("Which node?", choices=["node1"])
 
 
