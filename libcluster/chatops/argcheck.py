@@ -58,7 +58,7 @@ def check(config_path: str, name: str, argv: list[str]) -> dict[str, Any]:
             cookbook = loaded.cls(Context(_inert_session(root, dirs), loaded.name, "argcheck"))
             parser = cookbook.argument_parser()
             execute.prepare_parser(cookbook, parser, loaded.name, loaded.owner_team)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - cookbook code may raise anything; the runner says 95 too
             return {"exit_code": EXIT_ARGPARSER_FAILED,
                     "message": f"the argument parser of {loaded.name} cannot be built: {type(exc).__name__}: {exc}"}
         try:

@@ -140,7 +140,8 @@ class Chatops:
 
     @staticmethod
     def _describe(run: Run) -> str:
-        who = f"requested by {run.requester} in {run.channel}" + (f", approved by {run.approver}" if run.approver else "")
+        approved = f", approved by {run.approver}" if run.approver else ""
+        who = f"requested by {run.requester} in {run.channel}{approved}"
         since = f", {time.time() - (run.started or run.created):.0f}s" if run.state in runs.ACTIVE else ""
         state = run.outcome() if run.exit_code is not None else run.state + (f" ({run.note})" if run.note else "")
         return f"[{run.id}] {state}{since}: {run.command}, {who}"

@@ -126,7 +126,7 @@ class Feed:
             self._batches += 1
             try:
                 self.sink.send(lines)
-            except Exception as exc:  # a chat outage must not stop the run or its other messages
+            except Exception as exc:  # noqa: BLE001 - a chat outage must not stop the run or its other messages
                 logger.warning("Chat message not delivered (%d lines): %s: %s", len(lines), type(exc).__name__, exc)
             if last:
                 return

@@ -47,7 +47,7 @@ def command_of(text: str) -> str | None:
 
 
 def chunks(text: str, limit: int = MAX_BYTES) -> list[str]:
-    """text cut into pieces of at most limit UTF-8 bytes, never inside a character; no CR, LF or NUL."""
+    """Text cut into pieces of at most limit UTF-8 bytes, never inside a character; no CR, LF or NUL."""
     text = text.replace("\r", " ").replace("\n", " ").replace("\x00", " ")
     pieces: list[str] = []
     data = text.encode("utf-8")
@@ -121,9 +121,9 @@ class ChatopsBot(irc.bot.SingleServerIRCBot):
 
     def on_join(self, connection: irc.client.ServerConnection, event: irc.client.Event) -> None:
         """Note when every configured channel is joined."""
-        if irc.client.NickMask(event.source).nick == connection.get_nickname():
-            if all(channel in self.channels for channel in self.settings.channels):
-                self.joined.set()
+        ours = irc.client.NickMask(event.source).nick == connection.get_nickname()
+        if ours and all(channel in self.channels for channel in self.settings.channels):
+            self.joined.set()
 
     def on_disconnect(self, connection: irc.client.ServerConnection, event: irc.client.Event) -> None:
         """Forget the joined state (the base class reconnects)."""
@@ -155,7 +155,7 @@ class ChatopsBot(irc.bot.SingleServerIRCBot):
     def _answer(self, command: str, identity: Identity, channel: str) -> None:
         try:
             reply = self.core.handle(command, identity, f"irc:{channel}", DOOR, IrcSink(self, channel))
-        except Exception:
+        except Exception:  # noqa: BLE001 - the bot keeps serving; the traceback goes to the log
             logger.exception("Command %r from %s failed", command, identity)
             self.say(channel, f"{identity.display}: internal error, see the service's log")
             return

@@ -110,7 +110,7 @@ def _patterns(section: Section, key: str) -> tuple[str, ...]:
 
 
 def _positive(section: Section, key: str, default: int) -> int:
-    value = section.int(key, default)
+    value: int = section.int(key, default)
     if value < 1:
         raise ConfigError(f"{section.source}: key '{section.where}.{key}' must be at least 1, got {value}")
     return value

@@ -39,7 +39,7 @@ REPLY_LINES = 30
 """Lines of one reply or one progress post."""
 
 
-class Refused(Exception):
+class Refused(Exception):  # noqa: N818 - it is not an error of the service, it is its verdict
     """A request refused before it reaches the core: HTTP status and the reason (no secret in it)."""
 
     def __init__(self, status: HTTPStatus, reason: str) -> None:
@@ -74,7 +74,7 @@ def slack_signature(secret: str, timestamp: str, body: bytes) -> str:
     return "v0=" + hmac.new(secret.encode("utf-8"), base, hashlib.sha256).hexdigest()
 
 
-def verify_slack(secret: str, timestamp: str | None, signature: str | None, body: bytes, now: float,
+def verify_slack(secret: str, timestamp: str | None, signature: str | None, body: bytes, *, now: float,
                  guard: ReplayGuard) -> None:
     """Raise Refused unless signature is Slack's v0 signature of body, fresh and never seen before."""
     if not timestamp or not signature:
@@ -135,7 +135,7 @@ class SlashServer(ThreadingHTTPServer):
         slack_headers = headers.get("x-slack-signature") or headers.get("x-slack-request-timestamp")
         if self.settings.slack_signing_secret and (slack_headers or not self.settings.mattermost_token):
             verify_slack(self.settings.slack_signing_secret, headers.get("x-slack-request-timestamp"),
-                         headers.get("x-slack-signature"), body, time.time(), self.guard)
+                         headers.get("x-slack-signature"), body, now=time.time(), guard=self.guard)
             return "slack"
         if not hmac.compare_digest(form.get("token", "").encode(), self.settings.mattermost_token.encode()):
             raise Refused(HTTPStatus.UNAUTHORIZED, "bad or missing token")
@@ -182,7 +182,7 @@ class SlashHandler(BaseHTTPRequestHandler):
         except Refused as exc:
             logger.warning("Slash command from %s refused: %s", self.client_address[0], exc.reason)
             self._send(exc.status, {"response_type": "ephemeral", "text": f"refused: {exc.reason}"})
-        except Exception:
+        except Exception:  # noqa: BLE001 - answer 500 and keep serving; the traceback goes to the log
             logger.exception("Slash command from %s failed", self.client_address[0])
             self._send(HTTPStatus.INTERNAL_SERVER_ERROR, {"response_type": "ephemeral", "text": "internal error"})
 

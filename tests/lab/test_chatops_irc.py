@@ -54,7 +54,7 @@ class Service:
     clients: dict[str, IrcProbe]
 
     def say(self, who: str, text: str) -> dict[str, int]:
-        """who says text in the channel; the marks of every client for expect() and bot_lines()."""
+        """Make who say text in the channel; return the marks of every client for expect() and bot_lines()."""
         for client in self.clients.values():
             client.drain(quiet=0.05)  # earlier tests' messages land before the marks
         marks = {name: len(client.messages) for name, client in self.clients.items()}

@@ -8,8 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Chat, RecordingSink
-
+from conftest import Chat
 
 
 def test_allowed_user_runs_a_cookbook_and_sees_its_output_and_result(chat: Chat) -> None:
