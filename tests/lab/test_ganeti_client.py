@@ -107,6 +107,9 @@ def test_instance_lifecycle_with_job_log_lines(cluster: GanetiCluster, instances
 
     cluster.shutdown_instance(name, timeout=10).wait()
     assert cluster.instance(name)["admin_state"] == "down"
+    renamed = instances()
+    assert cluster.rename_instance(name, renamed, name_check=False).wait().value == renamed
+    name = renamed
     cluster.startup_instance(name).wait()
     assert cluster.instance(name)["admin_state"] == "up"
     for reboot_type in ("hard", "soft", "full"):
@@ -234,6 +237,9 @@ def test_dry_run_changes_nothing(root_config: Section, cluster: GanetiCluster, i
     dry.shutdown_instance(existing, timeout=5).wait()
     dry.remove_instance(existing).wait()
     assert dry.set_node_role(node1, "drained").wait().skipped
+    dry.evacuate_node(node1, mode="primary-only", iallocator="hail").wait()
+    dry.assign_nodes("B", [node1]).wait()
+    assert cluster.node(node1)["group.uuid"] == cluster.group("A")["uuid"]
 
     after = cluster.instance(existing)
     assert {key: after[key] for key in ("admin_state", "pnode", "beparams", "disk.sizes", "oper_state")} == {
@@ -241,7 +247,7 @@ def test_dry_run_changes_nothing(root_config: Section, cluster: GanetiCluster, i
     with pytest.raises(RapiNotFoundError):
         cluster.instance(planned)
     checked = {change.detail["job_id"] for change in changes.changes if change.detail.get("checked")}
-    assert len(checked) == 4 and all(change.dry_run for change in changes.changes)
+    assert len(checked) == 6 and all(change.dry_run for change in changes.changes)
     for job in cluster.jobs(bulk=True):
         if int(job["id"]) <= last_job:
             continue
