@@ -1,8 +1,9 @@
 """The server admin log on the lab's ngircd: START/END lines reach the channel, an IRC outage costs nothing.
 
 Terminal and chat runs announce START and END in the SAL channel; with IRC down (closed port,
-silent server) a cookbook still passes without noticeable delay. A real IRC client joins topology.SAL_CHANNEL; the runs use a copy of the lab configuration with the
-fixture cookbooks added, and their own logs and audit log.
+silent server) a cookbook still passes without noticeable delay. A real IRC client joins
+topology.SAL_CHANNEL; the runs use a copy of the lab configuration with the fixture cookbooks
+added, and their own logs and audit log.
 """
 
 from __future__ import annotations

@@ -9,8 +9,10 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 import yaml
@@ -21,6 +23,7 @@ from libcluster.chatops.core import Chatops, Reply
 from libcluster.chatops.feed import Pace
 from libcluster.chatops.permissions import Identity
 from libcluster.chatops.runs import Door
+from libcluster.chatops.slash import slack_signature
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 """Base dir of the fixture cookbook trees (tests/fixtures/cookbooks/)."""
@@ -154,3 +157,65 @@ def chat(tmp_path: Path) -> Iterator[Chat]:
     chat = Chat(core, tmp_path, path)
     yield chat
     core.close(grace=15)
+
+
+# --- slash commands: signed request bodies and a stand-in for Slack's response URLs -----------------------
+
+SECRET = "slack-signing-secret-for-tests"
+TOKEN = "mattermost-token-for-tests"
+
+
+class ResponseUrl(ThreadingHTTPServer):
+    """A loopback server standing in for Slack's response URLs: keeps every JSON post."""
+
+    def __init__(self) -> None:
+        """Listen on a free port."""
+        self.posts: list[tuple[str, dict[str, Any]]] = []
+        self.cond = threading.Condition()
+        super().__init__(("127.0.0.1", 0), PostHandler)
+
+    def url(self, name: str) -> str:
+        """A response URL on this server."""
+        return f"http://127.0.0.1:{self.server_address[1]}/hooks/{name}"
+
+    def wait_for(self, text: str) -> list[str]:
+        """Texts posted so far, once one contains text."""
+        deadline = time.monotonic() + TIMEOUT
+        with self.cond:
+            while not any(text in post["text"] for _, post in self.posts):
+                if not self.cond.wait(max(0.0, deadline - time.monotonic())):
+                    raise AssertionError(f"no post containing {text!r} in {self.posts}")
+            return [post["text"] for _, post in self.posts]
+
+
+class PostHandler(BaseHTTPRequestHandler):
+    """Records a POST and answers 200."""
+
+    server: ResponseUrl
+
+    def do_POST(self) -> None:  # noqa: N802
+        """Keep the JSON body."""
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        with self.server.cond:
+            self.server.posts.append((self.path, body))
+            self.server.cond.notify_all()
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        """Quiet."""
+
+
+def form(text: str, response_url: str, **extra: str) -> bytes:
+    """A slash command body from bob (Slack user UBOB) in #ops."""
+    fields = {"team_id": "T1", "channel_id": "C1", "channel_name": "ops", "user_id": "UBOB", "user_name": "bob",
+              "command": "/cookbook", "text": text, "response_url": response_url, **extra}
+    return urlencode(fields).encode()
+
+
+def signed(body: bytes, timestamp: int | None = None, secret: str = SECRET) -> dict[str, str]:
+    """Slack's signature headers for body."""
+    stamp = str(int(time.time()) if timestamp is None else timestamp)
+    return {"X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": slack_signature(secret, stamp, body),
+            "Content-Type": "application/x-www-form-urlencoded"}

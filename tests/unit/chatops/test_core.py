@@ -8,7 +8,11 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Chat
+from conftest import FIXTURES, Chat, chatops_section, write_config
+
+from libcluster import config
+from libcluster.chatops import settings as chatops_settings
+from libcluster.chatops.core import Chatops
 
 
 def test_allowed_user_runs_a_cookbook_and_sees_its_output_and_result(chat: Chat) -> None:
@@ -271,3 +275,20 @@ def test_secrets_given_as_arguments_are_masked_in_replies(chat: Chat, tmp_path: 
     assert not any("s3cret-value-123" in line for line in [*reply.lines, *sink.lines])
     assert "--api-token '*****'" in reply.lines[0]
     assert json.loads((tmp_path / "o.json").read_text())["words"] == ["--", "--api-token", "s3cret-value-123"]
+
+
+def test_a_request_not_approved_in_time_expires(tmp_path: Path) -> None:
+    section = chatops_section(tmp_path)
+    section["approval_timeout"] = 1
+    path = write_config(tmp_path, section)
+    chat = Chat(Chatops(chatops_settings.load(config.load(path)), path, [FIXTURES]), tmp_path, path)
+    try:
+        reply, sink = chat.say(f"chatops.slow --state {tmp_path}")
+        run_id = chat.run_id(reply)
+        sink.wait_for("needs an approval")
+        sink.wait_for(rf"^\[{run_id}\] expired: chatops.slow .*: no approval within 1s, not run$")
+        assert chat.say(f"approve {run_id}", who="bob")[0].lines == [
+            f"[{run_id}] is not waiting for an approval (expired)"]
+        assert not (tmp_path / "change").exists() and chat.records() == []
+    finally:
+        chat.core.close(grace=5)
