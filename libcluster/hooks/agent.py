@@ -10,12 +10,13 @@ with an error (the next cluster-wide sync-netbox catches up). Pre-phase events a
 agent acts on what Ganeti did, not on what it is about to do. With -d the runs are dry-runs and
 no event is deleted.
 
-Usage: ``cookbook-hooks-agent -c /etc/ganeti-cookbooks/config.yaml [--cluster C] [--once]``
+Usage: ``cookbook-hooks-agent -c /etc/ganeti-cookbooks/config.yaml [--cluster C] [--instances GLOB] [--once]``
 """
 
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import logging
 import os
 import signal
@@ -74,17 +75,25 @@ class Agent:
     """Reads pending events, runs the sync per instance, deletes what is done."""
 
     def __init__(self, session: Session, store: EventStore, settings: HookSettings,
-                 only: Sequence[str] | None = None) -> None:
-        """Run cookbooks in session; handle the events of the clusters in only (default: every configured one)."""
+                 only: Sequence[str] | None = None, instances: Sequence[str] = ()) -> None:
+        """Run cookbooks in session; handle the events of the clusters in only (default: every configured one)
+        and, when instances (glob patterns) are given, only of the instances matching one: others are left."""
         self.session = session
         self.store = store
         self.settings = settings
         self.clusters = set(only or clusters.names(session.config))
+        self.instances = tuple(instances)
         self._failures: dict[tuple[str, str], int] = {}
+
+    def _mine(self, event: Event) -> bool:
+        names = {event.instance, event.target}
+        return event.cluster in self.clusters and (
+            not self.instances or any(fnmatch.fnmatchcase(name, pattern)
+                                      for name in names for pattern in self.instances))
 
     def cycle(self) -> int:
         """Handle every pending event once; returns the sync runs that succeeded."""
-        pending = [event for event in self.store.pending() if event.cluster in self.clusters]
+        pending = [event for event in self.store.pending() if self._mine(event)]
         work, dropped = coalesce(pending)
         for event in dropped:
             logger.info("Dropping %s-phase event %s of %s (only post-phase events are acted on)", event.phase,
@@ -102,13 +111,17 @@ class Agent:
         """Cycle until stop is set, waking on new events (watch) or every hooks.poll seconds."""
         logger.info("Watching hook events under %s on %s for clusters %s", self.store.prefix, self.store.url,
                     ", ".join(sorted(self.clusters)))
-        while not stop.is_set():
-            try:
-                self.cycle()
-            except EventError as exc:
-                logger.error("%s (retrying in %ss)", exc, self.settings.poll)
-            if not stop.is_set():
-                self.store.wait(self.settings.poll)
+        try:
+            while not stop.is_set():
+                try:
+                    self.cycle()
+                except EventError as exc:
+                    logger.error("%s (retrying in %ss)", exc, self.settings.poll)
+                if not stop.is_set():
+                    self.store.wait(self.settings.poll)
+        finally:
+            self.store.close()
+        logger.info("Stopped")
 
     def _busy(self, name: str) -> bool:
         try:
@@ -164,6 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-c", "--config-file", default=config.DEFAULT_CONFIG_PATH, metavar="CONFIG",
                         help="configuration file (the cookbooks' one)")
     parser.add_argument("--cluster", action="append", help="handle only this cluster's events (repeatable)")
+    parser.add_argument("--instances", action="append", default=[], metavar="GLOB",
+                        help="handle only instances whose name matches (repeatable; for a staged rollout or tests); "
+                        "other events are left for another agent")
     parser.add_argument("--once", action="store_true", help="handle the pending events once and exit")
     parser.add_argument("-d", "--dry-run", action="store_true", help="dry-run syncs, delete no event")
     parser.add_argument("-v", "--verbose", action="store_true", help="show DEBUG messages")
@@ -181,7 +197,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ConfigError(f"{root.source}: unknown cluster(s) {', '.join(unknown)}")
         settings = HookSettings.from_config(root)
         session = session_for(root, dry_run=args.dry_run, verbose=args.verbose)
-        agent = Agent(session, EventStore(settings.etcd_url, settings.prefix), settings, args.cluster)
+        agent = Agent(session, EventStore(settings.etcd_url, settings.prefix), settings, args.cluster,
+                      args.instances)
         if args.once:
             agent.cycle()
             return 0

@@ -140,6 +140,7 @@ class EventStore:
         self._client: Any = None
         self._wake = threading.Event()
         self._watcher: threading.Thread | None = None
+        self._cancel: Any = None
 
     @property
     def client(self) -> Any:
@@ -196,10 +197,16 @@ class EventStore:
         self._wake.clear()
         return woken
 
+    def close(self) -> None:
+        """Stop the watch (its stream thread would otherwise keep the process alive)."""
+        if self._cancel is not None:
+            self._cancel()
+            self._cancel = None
+
     def _watch(self) -> None:
-        """Set the wake flag on every put under the prefix, until the watch stream breaks."""
+        """Set the wake flag on every put under the prefix, until the watch stream breaks or is closed."""
         try:
-            events, _cancel = self.client.watch_prefix(self.prefix, filters=["NODELETE"])
+            events, self._cancel = self.client.watch_prefix(self.prefix, filters=["NODELETE"])
             for _ in events:
                 self._wake.set()
         except Exception as exc:  # noqa: BLE001 - a broken watch only means falling back to polling

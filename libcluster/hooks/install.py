@@ -7,8 +7,9 @@ On each node, under hooks_dir (/etc/ganeti/hooks):
 
 Only post-phase hooks are installed: the agent acts on what Ganeti did, and a pre-phase hook that
 failed would block the job. The program compares before writing (cmp, mode, readlink), writes
-atomically (temporary file, mv), and prints one ``changed: ...`` line, so a second run changes
-nothing; with check only, it writes nothing and prints what would change (safe in dry-run).
+atomically (temporary file, mv), prints one ``changed: PATH`` line per change and a last
+``hooks: done`` line, so a second run changes nothing; with check only, it writes nothing and prints what would change (safe in dry-run). The
+removal program takes the links, the script and its settings away the same way.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ HOOKS = ("instance-add", "instance-remove", "instance-rename", "instance-modify"
 
 SCRIPT_NAME = "cookbook-event"
 LINK_NAME = "50-cookbook-event"
-RESULT_PREFIX = "changed:"
+CHANGED = "changed: "
+DONE = "hooks: done"
 
 
 def render_conf(cluster: str, settings: HookSettings) -> str:
@@ -45,29 +47,39 @@ def render_conf(cluster: str, settings: HookSettings) -> str:
 def program(script: str, conf: str, settings: HookSettings, *, check: bool) -> str:
     """A POSIX sh command line that installs script and conf and links them in, or only reports (check)."""
     base = shlex.quote(settings.hooks_dir.rstrip("/"))
-    apply = "0" if check else "1"
     files = [(f"{base}/{SCRIPT_NAME}", "755", script), (f"{base}/{SCRIPT_NAME}.conf", "600", conf)]
     lines = [
-        f"apply={apply}; changed=",
+        f"apply={0 if check else 1}",
         'put() { if [ -f "$1" ] && [ "$(stat -c %a "$1")" = "$2" ] && printf %s "$3" | base64 -d | cmp -s - "$1"; '
-        'then return 0; fi; changed="$changed $1"; [ "$apply" = 1 ] || return 0; '
+        f'then return 0; fi; echo "{CHANGED}$1"; [ "$apply" = 1 ] || return 0; '
         'printf %s "$3" | base64 -d > "$1.tmp.$$" && chmod "$2" "$1.tmp.$$" && mv -f "$1.tmp.$$" "$1"; }',
-        'link() { [ "$(readlink "$1" 2>/dev/null)" = "../' + SCRIPT_NAME + '" ] && return 0; '
-        'changed="$changed $1"; [ "$apply" = 1 ] || return 0; '
-        'mkdir -p "$(dirname "$1")" && ln -sfn ../' + SCRIPT_NAME + ' "$1"; }',
+        f'link() {{ [ "$(readlink "$1" 2>/dev/null)" = "../{SCRIPT_NAME}" ] && return 0; echo "{CHANGED}$1"; '
+        f'[ "$apply" = 1 ] || return 0; mkdir -p "$(dirname "$1")" && ln -sfn ../{SCRIPT_NAME} "$1"; }}',
         f'[ "$apply" = 1 ] && mkdir -p {base}',
     ]
-    for path, mode, text in files:
-        lines.append(f"put {path} {mode} {base64.b64encode(text.encode()).decode()}")
-    for hook in HOOKS:
-        lines.append(f"link {base}/{hook}-post.d/{LINK_NAME}")
-    lines.append(f'echo "{RESULT_PREFIX}${{changed:- none}}"')
-    return "; ".join(line.rstrip(";") for line in lines)
+    lines += [f"put {path} {mode} {base64.b64encode(text.encode()).decode()}" for path, mode, text in files]
+    lines += [f"link {base}/{hook}-post.d/{LINK_NAME}" for hook in HOOKS]
+    lines.append(f'echo "{DONE}"')
+    return "; ".join(lines)
+
+
+def removal(settings: HookSettings, *, check: bool) -> str:
+    """A POSIX sh command line that removes the links, the script and its settings (or only reports, check)."""
+    base = shlex.quote(settings.hooks_dir.rstrip("/"))
+    paths = [f"{base}/{hook}-post.d/{LINK_NAME}" for hook in HOOKS]
+    paths += [f"{base}/{SCRIPT_NAME}", f"{base}/{SCRIPT_NAME}.conf"]
+    lines = [
+        f"apply={0 if check else 1}",
+        f'drop() {{ [ -e "$1" ] || [ -L "$1" ] || return 0; echo "{CHANGED}$1"; [ "$apply" = 1 ] && rm -f "$1"; }}',
+    ]
+    lines += [f"drop {path}" for path in paths]
+    lines.append(f'echo "{DONE}"')
+    return "; ".join(lines)
 
 
 def changed(output: str) -> list[str]:
-    """The paths a program run reported as changed (or to change), from its output."""
-    for line in reversed(output.splitlines()):
-        if line.startswith(RESULT_PREFIX):
-            return [path for path in line[len(RESULT_PREFIX):].split() if path != "none"]
-    raise ValueError(f"no '{RESULT_PREFIX}' line in the output: {output.strip()[-300:]!r}")
+    """The paths a program run reported as changed (or to change); ValueError if it did not run to its end."""
+    lines = output.splitlines()
+    if DONE not in lines:
+        raise ValueError(f"the hooks program did not finish: {output.strip()[-300:]!r}")
+    return [line[len(CHANGED):] for line in lines if line.startswith(CHANGED)]

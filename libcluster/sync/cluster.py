@@ -13,9 +13,10 @@ Reads grow with pages, not VMs: about five paged reads whatever the cluster size
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tabulate import tabulate
@@ -129,6 +130,15 @@ def being_created(backend: Backend | None, names: Iterable[str]) -> set[str]:
     if backend is None:
         return set()
     return {name for name in names if any(backend.holders(key.format(name=name)) for key in CREATING_LOCKS)}
+
+
+def narrowed(ganeti: GanetiState, state: NetBoxState, patterns: Sequence[str]) -> tuple[GanetiState, NetBoxState]:
+    """Both sides limited to the instances and VMs whose name matches a glob pattern (clusters and devices stay)."""
+    def match(name: Any) -> bool:
+        return any(fnmatch.fnmatchcase(str(name), pattern) for pattern in patterns)
+
+    return (replace(ganeti, instances=[i for i in ganeti.instances if match(i["name"])]),
+            replace(state, vms=[vm for vm in state.vms if match(vm["name"])]))
 
 
 def _vm_id(ip: Mapping[str, Any]) -> int | None:
@@ -368,8 +378,8 @@ def apply(netbox: NetBox, plan: Plan, sync: SyncSettings, *, delete: bool) -> Ap
         netbox.update("device", [{"id": d["id"], "cluster": _id(clusters.get(c)) if c else None}
                                  for d, c in plan.devices])
         done.add("device update", len(plan.devices))
-    created = netbox.create("vm", [sync_vm.vm_fields(i.instance, _id(clusters[i.cluster]))
-                                   for i in plan.vms if i.vm is None])
+    wanted = [sync_vm.vm_fields(i.instance, _id(clusters[i.cluster])) for i in plan.vms if i.vm is None]
+    created = netbox.create("vm", wanted) if wanted else []
     done.add("vm create", len(created))
     news = iter(created)
     for item in plan.vms:
@@ -412,7 +422,7 @@ def _apply_interfaces(netbox: NetBox, plan: Plan, done: Applied) -> None:
     """Create the missing interfaces, then set the MACs that differ (one bulk call each)."""
     missing = [(item, name) for item in plan.vms for name in item.new_interfaces]
     made = netbox.create("vm-interface", [{"virtual_machine": item.vm["id"] if item.vm else None, "name": name}
-                                          for item, name in missing])
+                                          for item, name in missing]) if missing else []
     done.add("interface create", len(made))
     for (item, name), iface in zip(missing, made):
         item.interfaces[name] = iface

@@ -9,6 +9,7 @@ Steps:
      start, stop and disk grow.
   3. Write only what differs (atomically), and print per node what changed: a second run changes
      nothing. With -d nothing is written and the table shows what would change.
+--remove takes the links, the script and its settings away instead.
 
 The hooks record events in etcd; `cookbook-hooks-agent` acts on them (see libcluster/hooks).
 addnode runs this cookbook for a new node with `--cluster C --node FQDN`.
@@ -16,6 +17,7 @@ addnode runs this cookbook for a new node with `--cluster C --node FQDN`.
 Usage:
   cookbook sre.ganeti.install-hooks --cluster prod1
   cookbook sre.ganeti.install-hooks --cluster prod1 --node ganeti1005.example.org
+  cookbook sre.ganeti.install-hooks --cluster prod1 --remove
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class InstallHooks(CookbookBase):
         add_location_args(parser, group=False)
         parser.add_argument("--node", action="append", metavar="FQDN",
                             help="install on this node only (repeatable; default: every node of the cluster)")
+        parser.add_argument("--remove", action="store_true", help="remove the hooks instead of installing them")
         return parser
 
     def get_runner(self, args: argparse.Namespace) -> InstallHooksRunner:
@@ -79,9 +82,9 @@ class InstallHooksRunner(CookbookRunnerBase):
 
     @property
     def runtime_description(self) -> str:
-        """Which cluster (and nodes)."""
+        """Which cluster (and nodes), and whether removing."""
         nodes = f" nodes {', '.join(self.args.node)} of" if self.args.node else ""
-        return f"on{nodes} cluster {self.args.cluster}"
+        return f"{'removing ' if self.args.remove else ''}on{nodes} cluster {self.args.cluster}"
 
     @property
     def lock_args(self) -> LockArgs:
@@ -101,19 +104,25 @@ class InstallHooksRunner(CookbookRunnerBase):
     def run(self) -> int:
         """Install (or, in dry-run, check) on every node; 1 if any node failed."""
         nodes = self._nodes()
-        conf = install.render_conf(self.args.cluster, self.settings)
-        program = install.program(HOOK_SCRIPT.read_text(encoding="utf-8"), conf, self.settings,
-                                  check=self.ctx.dry_run)
+        if self.args.remove:
+            program = install.removal(self.settings, check=self.ctx.dry_run)
+        else:
+            conf = install.render_conf(self.args.cluster, self.settings)
+            program = install.program(HOOK_SCRIPT.read_text(encoding="utf-8"), conf, self.settings,
+                                      check=self.ctx.dry_run)
         result = self.ctx.remote().hosts(nodes).run_sync(program, is_safe=self.ctx.dry_run, timeout=60,
                                                          success_threshold=0.0)
         rows, failed = [], []
         for node in nodes:
             host = result[node]
-            if host.status is not HostStatus.OK:
+            try:
+                if host.status is not HostStatus.OK:
+                    raise ValueError(host.output.strip()[-200:])
+                paths = install.changed(host.output)
+            except ValueError as exc:
                 failed.append(node)
-                rows.append((node, f"FAILED: {host.describe()}", host.output.strip()[-200:]))
+                rows.append((node, f"FAILED: {host.describe()}", str(exc)))
                 continue
-            paths = install.changed(host.output)
             verb = "would change" if self.ctx.dry_run else "changed"
             rows.append((node, f"{verb} {len(paths)}" if paths else "up to date", _summary(paths)))
         logger.info("Hooks on cluster %s:\n%s", self.args.cluster, tabulate(rows, headers=("Node", "Result", "Files")))

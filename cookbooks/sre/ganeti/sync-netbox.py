@@ -12,7 +12,8 @@ Whole cluster (the default):
      --delete removes them (their addresses released, or kept with sync.release_ips: false), and more
      than the delete limit (sync.max_delete, lowered to sync.max_delete_percent of the VMs on small
      clusters) stops and asks for their number to be typed.
-  With -d nothing is written: the table is what would change.
+  With -d nothing is written: the table is what would change. --match GLOB limits the VMs compared
+  (instances and NetBox VMs) to matching names, and the delete limit to their number.
 
 One VM (--vm FQDN, what the hooks agent runs after a hand-made change): the VM is recorded (or, gone
 from Ganeti and --delete given, deleted), gets addresses if it has none, and its DNS records are made
@@ -21,6 +22,7 @@ to match its addresses; --renamed-from OLD first gives OLD's NetBox VM and addre
 Usage:
   cookbook -d sre.ganeti.sync-netbox --cluster prod1
   cookbook sre.ganeti.sync-netbox --cluster prod1 --delete
+  cookbook sre.ganeti.sync-netbox --cluster prod1 --match 'web*'
   cookbook sre.ganeti.sync-netbox --cluster prod1 --vm vm1.example.org
 """
 
@@ -53,6 +55,8 @@ class SyncNetbox(CookbookBase):
         add_location_args(parser, group=False)
         parser.add_argument("--vm", metavar="FQDN", help="sync only this VM (and its DNS records)")
         parser.add_argument("--renamed-from", metavar="FQDN", help="with --vm: the VM's name before a rename")
+        parser.add_argument("--match", action="append", metavar="GLOB",
+                            help="only VMs whose name matches (repeatable), e.g. 'web*': the others are not compared")
         parser.add_argument("--delete", action="store_true",
                             help="delete NetBox VMs that Ganeti no longer has (within the delete limit)")
         return parser
@@ -61,6 +65,8 @@ class SyncNetbox(CookbookBase):
         """Check the cluster is configured and the options fit together; nothing is read yet."""
         if args.renamed_from and not args.vm:
             raise ValueError("--renamed-from needs --vm")
+        if args.match and args.vm:
+            raise ValueError("--match and --vm exclude each other")
         return SyncNetboxRunner(self.ctx, args, cluster_settings(self.ctx.config, args))
 
 
@@ -111,6 +117,8 @@ class SyncNetboxRunner(CookbookRunnerBase):
         prefixes = [p for group in self.settings.groups.values() for p in group.prefixes_v4 + group.prefixes_v6]
         nodes = [node for members in state.groups.values() for node in members]
         current = sync_cluster.NetBoxState.read(self.netbox, self.settings.netbox_cluster_group, nodes, prefixes)
+        if self.args.match:
+            state, current = sync_cluster.narrowed(state, current, self.args.match)
         busy = self._being_created({str(i["name"]) for i in state.instances} - {str(vm["name"]) for vm in current.vms})
         plan = sync_cluster.compute(state, current, self.settings, self.sync, delete=self.args.delete, busy=busy)
         logger.info("Ganeti %s: %d instances; NetBox cluster group %s: %d VMs (read in %.1fs, %d NetBox requests)",

@@ -1,0 +1,71 @@
+"""libcluster.hooks.events and the agent's grouping: event format, `hooks` settings, coalescing per instance."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from libcluster.config import Section
+from libcluster.errors import ConfigError
+from libcluster.hooks.agent import Work, coalesce
+from libcluster.hooks.events import Event, HookSettings
+
+WRITTEN_BY_THE_SCRIPT = ('{"version":1,"cluster":"lab","hook":"instance-rename","phase":"post",'
+                         '"op":"OP_INSTANCE_RENAME","instance":"old.lab.example","new_name":"new.lab.example",'
+                         '"node":"node1.lab.example","time":1795316410}')
+
+
+def event(key: str, instance: str, hook: str = "instance-add", phase: str = "post", new_name: str = "",
+          cluster: str = "lab") -> Event:
+    return Event(key=key, cluster=cluster, hook=hook, phase=phase, op="OP", instance=instance, new_name=new_name)
+
+
+def test_an_event_as_the_hook_script_writes_it_parses_and_round_trips() -> None:
+    parsed = Event.from_json("/p/lab/1-node1-2", WRITTEN_BY_THE_SCRIPT)
+    assert parsed == Event(key="/p/lab/1-node1-2", cluster="lab", hook="instance-rename", phase="post",
+                           op="OP_INSTANCE_RENAME", instance="old.lab.example", new_name="new.lab.example",
+                           node="node1.lab.example", time=1795316410.0)
+    assert parsed.target == "new.lab.example"
+    assert Event.from_json(parsed.key, parsed.to_json()) == parsed
+    assert json.loads(parsed.to_json())["version"] == 1
+
+
+@pytest.mark.parametrize("text", ['{"version":2,"instance":"a"}', '{"version":1}', "[]", "not json"])
+def test_malformed_events_are_refused(text: str) -> None:
+    with pytest.raises(ValueError):
+        Event.from_json("k", text)
+
+
+def test_settings_default_to_the_lock_etcd_and_name_every_bad_key() -> None:
+    settings = HookSettings.from_config(Section({"locks": {"etcd_url": "http://127.0.0.1:2379"}}, "", "c.yaml"))
+    assert settings == HookSettings(etcd_url="http://127.0.0.1:2379", node_etcd_url="http://127.0.0.1:2379")
+    custom = HookSettings.from_config(Section({"hooks": {
+        "etcd_url": "http://10.0.0.1:2379", "node_etcd_url": "http://10.0.0.2:2379", "etcd_prefix": "/x/hooks",
+        "event_ttl": 60, "poll": 0.5, "max_attempts": 2}}, "", "c.yaml"))
+    assert (custom.node_etcd_url, custom.prefix, custom.event_ttl, custom.poll, custom.max_attempts) == (
+        "http://10.0.0.2:2379", "/x/hooks/", 60, 0.5, 2)
+    with pytest.raises(ConfigError, match="hooks.etcd_url"):
+        HookSettings.from_config(Section({}, "", "c.yaml"))
+    with pytest.raises(ConfigError, match="hooks.node_etcd_url"):
+        HookSettings.from_config(Section({"hooks": {"etcd_url": "http://a:1", "node_etcd_url": "a:1"}}, "", "c.yaml"))
+
+
+def test_events_are_grouped_per_instance_as_now_named_and_pre_phase_ones_dropped() -> None:
+    events = [
+        event("1", "a.lab.example"),
+        event("2", "b.lab.example", hook="instance-add", phase="pre"),
+        event("3", "a.lab.example", hook="instance-modify"),
+        event("4", "a.lab.example", hook="instance-rename", new_name="c.lab.example"),
+        event("5", "a.lab.example", cluster="other"),
+        event("6", "c.lab.example", hook="instance-stop"),
+    ]
+    work, dropped = coalesce(events)
+    assert [(w.cluster, w.name, w.renamed_from, [e.key for e in w.events]) for w in work] == [
+        ("lab", "a.lab.example", None, ["1", "3"]),
+        ("lab", "c.lab.example", "a.lab.example", ["4", "6"]),
+        ("other", "a.lab.example", None, ["5"]),
+    ]
+    assert [e.key for e in dropped] == ["2"]
+    assert Work("lab", "c.lab.example", "a.lab.example").args() == [
+        "--cluster", "lab", "--vm", "c.lab.example", "--delete", "--renamed-from", "a.lab.example"]

@@ -1,0 +1,123 @@
+"""libcluster.hooks.agent: one sync run per changed instance through the runner, events deleted when done,
+kept while a cookbook creates the instance or the run fails, dropped after max_attempts; dry-run deletes none.
+
+The store is an in-memory stand-in of EventStore; the runner is stood in for by a recorder of its calls;
+locks are real file locks, so "a cookbook is creating it" is a real lock held by the test.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from libcluster import config as config_module
+from libcluster.hooks import agent as agent_module
+from libcluster.hooks.agent import Agent, session_for
+from libcluster.hooks.events import Event, HookSettings
+
+
+class Store:
+    """Pending events in memory, deletions recorded."""
+
+    def __init__(self, events: list[Event]) -> None:
+        self.events = list(events)
+        self.deleted: list[str] = []
+
+    def pending(self) -> list[Event]:
+        return list(self.events)
+
+    def delete(self, key: str) -> None:
+        self.deleted.append(key)
+        self.events = [event for event in self.events if event.key != key]
+
+
+def event(key: str, instance: str, phase: str = "post", cluster: str = "lab", hook: str = "instance-add") -> Event:
+    return Event(key=key, cluster=cluster, hook=hook, phase=phase, op="OP", instance=instance)
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> config_module.Section:
+    data = {"cookbooks_base_dirs": [str(tmp_path)], "logs_base_dir": str(tmp_path / "logs"),
+            "audit_log": str(tmp_path / "audit.jsonl"), "locks": {"file_dir": str(tmp_path / "locks")},
+            "hooks": {"etcd_url": "http://127.0.0.1:1", "max_attempts": 2},
+            "ganeti": {"clusters": {"lab": {}, "prod": {}}}}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return config_module.load(path)
+
+
+@pytest.fixture
+def runs(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Calls of the runner: cookbook, args, origin; exit code from the EXIT dict (default 0)."""
+    calls: list[dict[str, Any]] = []
+
+    def run(session: Any, name: str, argv: list[str]) -> int:
+        calls.append({"name": name, "argv": argv, "origin": dict(session.origin), "dry_run": session.dry_run})
+        return EXIT.get(argv[3], 0)
+
+    monkeypatch.setattr(agent_module.execute, "run", run)
+    EXIT.clear()
+    return calls
+
+
+EXIT: dict[str, int] = {}
+
+
+def make(root: config_module.Section, store: Store, dry_run: bool = False, **kwargs: Any) -> Agent:
+    return Agent(session_for(root, dry_run=dry_run, verbose=False), store,  # type: ignore[arg-type]
+                 HookSettings.from_config(root), **kwargs)
+
+
+def test_one_run_per_instance_then_its_events_are_deleted(root: config_module.Section,
+                                                          runs: list[dict[str, Any]]) -> None:
+    store = Store([event("1", "a.lab.example"), event("2", "b.lab.example", phase="pre"),
+                   event("3", "a.lab.example", hook="instance-modify")])
+    assert make(root, store).cycle() == 1
+    assert runs == [{"name": "sre.ganeti.sync-netbox", "argv": ["--cluster", "lab", "--vm", "a.lab.example",
+                                                                 "--delete"],
+                     "origin": {"origin": "hook", "hooks": "instance-add,instance-modify", "events": "2"},
+                     "dry_run": False}]
+    assert sorted(store.deleted) == ["1", "2", "3"]
+
+
+def test_clusters_and_instance_patterns_leave_other_events_alone(root: config_module.Section,
+                                                                 runs: list[dict[str, Any]]) -> None:
+    store = Store([event("1", "t-1.lab.example"), event("2", "web.lab.example"),
+                   event("3", "t-2.lab.example", cluster="prod"), event("4", "t-3.lab.example", cluster="gone")])
+    make(root, store, only=["lab"], instances=["t-*"]).cycle()
+    assert [run["argv"][3] for run in runs] == ["t-1.lab.example"]
+    assert store.deleted == ["1"]
+
+
+def test_an_instance_a_cookbook_is_creating_waits_for_the_lock(root: config_module.Section,
+                                                                runs: list[dict[str, Any]]) -> None:
+    store = Store([event("1", "new.lab.example")])
+    agent = make(root, store)
+    with agent.session.locks.acquired("cookbooks/sre.ganeti.makevm:new.lab.example", concurrency=1):
+        assert agent.cycle() == 0
+    assert runs == [] and store.deleted == []
+    assert agent.cycle() == 1 and store.deleted == ["1"]
+
+
+def test_failed_runs_keep_the_events_until_max_attempts(root: config_module.Section,
+                                                        runs: list[dict[str, Any]]) -> None:
+    store = Store([event("1", "bad.lab.example")])
+    EXIT["bad.lab.example"] = 99
+    agent = make(root, store)
+    assert agent.cycle() == 0 and store.deleted == []
+    assert agent.cycle() == 0 and store.deleted == ["1"]
+    assert len(runs) == 2
+
+
+def test_dry_run_runs_dry_and_deletes_nothing(root: config_module.Section, runs: list[dict[str, Any]]) -> None:
+    store = Store([event("1", "a.lab.example"), event("2", "b.lab.example", phase="pre")])
+    make(root, store, dry_run=True).cycle()
+    assert [run["dry_run"] for run in runs] == [True] and store.deleted == []
+
+
+def test_main_refuses_an_unknown_cluster(root: config_module.Section, caplog: pytest.LogCaptureFixture) -> None:
+    assert agent_module.main(["-c", root.source, "--cluster", "nope", "--once"]) == 1
+    assert "unknown cluster(s) nope" in caplog.text
