@@ -191,7 +191,7 @@ def test_plan_renders_node_ips_netbox_objects_and_dns(settings: clusters.Cluster
     addresses = ["198.18.0.7/24", "2001:2:0:a::7/64"]
     zones = Zones(["lab.example", "0.18.198.in-addr.arpa", "0.0.0.0.2.0.0.0.1.0.0.2.ip6.arpa"])
     diff = compute(build([(spec.fqdn, address) for address in addresses], zones, 300).records, {}, zones)
-    plan = makevm.Plan(spec, ["node2.lab.example"], "hail", cluster, [prefix_v4, prefix_v6], addresses, diff, 17)
+    plan = makevm.Plan(spec, ["node2.lab.example"], "hail", cluster, [prefix_v4, prefix_v6], addresses, diff)
     text = plan.render()
     assert "create on node2.lab.example (chosen by hail): 2 vCPU, 1.0 GiB memory, 1.0 GiB disk (file)" in text
     assert "OS noop installed and started, NIC link gnt-br0" in text

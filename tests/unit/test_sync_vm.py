@@ -153,6 +153,9 @@ class StatefulNetBox:
         for fields in sent:
             iface = {**self.templates["iface"], **self.shaped(fields), "id": next(self.ids)}
             self.ifaces[iface["id"]] = iface
+            if "mac_address" in fields:
+                self.create_macs([{"mac_address": fields["mac_address"], "assigned_object_type":
+                                   "virtualization.vminterface", "assigned_object_id": iface["id"]}])
             made.append(copy.deepcopy(iface))
         return 201, made
 
@@ -191,14 +194,15 @@ def created_instance(instances: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def test_record_creates_then_writes_nothing_the_second_time(
-        netbox_state: StatefulNetBox, fake: FakeNetBox, meta: dict[str, Any],
+        netbox_state: StatefulNetBox, fake: FakeNetBox, meta: dict[str, Any], version: str,
         instances: dict[str, dict[str, Any]]) -> None:
     client = make_client(meta)
     instance = created_instance(instances)
     ip = next(iter(netbox_state.ips.values()))
     first = sync_vm.record_instance(client, instance, cluster_id=4, addresses=[ip])
+    mac_step = [] if version >= "v4.7" else ["mac-set"]  # 4.7 takes the MAC with the new interface
     assert first.created and [write.split()[0] for write in first.writes] == [
-        "vm-create", "vm-interface-create", "mac-set", "ip-address-update", "vm-update"]
+        "vm-create", "vm-interface-create", *mac_step, "ip-address-update", "vm-update"]
     vm = netbox_state.vms[first.vm["id"]]
     assert (vm["name"], vm["cluster"]["id"], vm["status"]["value"], vm["memory"], vm["disk"]) == (
         "inst2.gl.test", 4, "active", 128, sum(instance["disk.sizes"]))
@@ -232,7 +236,7 @@ def test_record_updates_only_what_changed(netbox_state: StatefulNetBox, fake: Fa
 
 
 def test_record_in_dry_run_sends_no_write_and_says_what_it_skips(
-        netbox_state: StatefulNetBox, fake: FakeNetBox, meta: dict[str, Any],
+        netbox_state: StatefulNetBox, fake: FakeNetBox, meta: dict[str, Any], version: str,
         instances: dict[str, dict[str, Any]], caplog: pytest.LogCaptureFixture) -> None:
     changes = ChangeLog(dry_run=True)
     client = make_client(meta, dry_run=True, changes=changes)
@@ -243,7 +247,12 @@ def test_record_in_dry_run_sends_no_write_and_says_what_it_skips(
     assert result.created and result.vm["id"] is None
     assert [change.action for change in changes.changes] == ["vm-create", "vm-interface-create"]
     assert all(change.dry_run for change in changes.changes)
-    assert "Would set MAC" in caplog.text and "Would assign 198.18.16.9/24 to eth0" in caplog.text
+    mac = created_instance(instances)["nic.macs"][0]
+    if version >= "v4.7":
+        assert changes.changes[1].detail["fields"]["mac_address"] == mac
+    else:
+        assert f"Would set MAC {mac} on eth0" in caplog.text
+    assert "Would assign 198.18.16.9/24 to eth0" in caplog.text
 
 
 def test_record_refuses_addresses_without_a_nic(netbox_state: StatefulNetBox, meta: dict[str, Any],

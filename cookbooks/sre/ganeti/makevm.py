@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 import re
+import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +20,6 @@ from libcluster.cookbook import CookbookBase, CookbookRunnerBase, LockArgs
 from libcluster.dns import Diff
 from libcluster.errors import LibclusterError
 from libcluster.ganeti import GanetiCluster, JobFailedError, JobHandle, RapiNotFoundError
-from libcluster.netbox import NetBoxNotFound
 from libcluster.sync import dns as sync_dns
 from libcluster.sync import vm as sync_vm
 
@@ -51,6 +52,11 @@ class PrecheckError(LibclusterError):
 
 class NoCapacityError(PrecheckError):
     """Ganeti's allocator found no node in the group with enough resources."""
+
+
+def _problems(problems: list[str]) -> PrecheckError:
+    """One PrecheckError listing problems, one per line."""
+    return PrecheckError("\n".join(f"  - {problem}" for problem in problems))
 
 
 def hostname_arg(value: str) -> str:
@@ -198,7 +204,6 @@ class Plan:
     addresses: list[str]
     """The next free address of each chosen prefix (read, not allocated)."""
     dns: Diff
-    check_job: int | None = None
 
     def render(self) -> str:
         """The plan as printed before the confirmation."""
@@ -318,6 +323,9 @@ class MakeVMRunner(CookbookRunnerBase):
         self.dns = ctx.dns()
         self.created = Created()
         self.plan: Plan | None = None
+        self.jobs: list[tuple[int | None, str, float]] = []
+        """Ganeti jobs of the run: id, what it did, seconds spent submitting and waiting for it."""
+        self.started = time.monotonic()
 
     @property
     def runtime_description(self) -> str:
@@ -332,6 +340,7 @@ class MakeVMRunner(CookbookRunnerBase):
 
     def run(self) -> int:
         """Steps 1-2 (read only), the plan and the confirmation, then steps 3-7."""
+        self.started = time.monotonic()
         try:
             self.plan = self._prepare()
         except NoCapacityError as exc:
@@ -348,24 +357,41 @@ class MakeVMRunner(CookbookRunnerBase):
             logger.error("Creating %s failed: %s: %s", self.spec.fqdn, type(exc).__name__, exc)
             return EXIT_STEP_FAILED
 
-    # Steps 1 and 2: read only
+    # Steps 1 and 2: read only, Ganeti, NetBox and DNS asked at the same time
 
     def _prepare(self) -> Plan:
-        cluster = self._validate()
-        nodes, iallocator, check_job = self._capacity()
-        prefixes, addresses = self._next_addresses()
+        """Steps 1 and 2 and the reads of the plan; every problem found is reported, nothing is changed."""
+        pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="makevm-check")
+        try:
+            futures = [pool.submit(side) for side in (self._ganeti_side, self._netbox_side, self._dns_side)]
+            results: list[Any] = []
+            errors: list[PrecheckError] = []
+            for future in futures:
+                try:
+                    results.append(future.result())
+                except PrecheckError as exc:
+                    errors.append(exc)
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+        if errors and all(isinstance(error, NoCapacityError) for error in errors):
+            raise errors[0]
+        if errors:
+            raise PrecheckError("\n".join(f"  - Ganeti: {self.spec.fqdn} does not fit: {error}"
+                                          if isinstance(error, NoCapacityError) else str(error) for error in errors))
+        (nodes, iallocator), (cluster, prefixes, addresses), _ = results
         diff = self.dns.host_diff(self.spec.fqdn, addresses)
-        return Plan(self.spec, nodes, iallocator, cluster, prefixes, addresses, diff, check_job)
+        return Plan(self.spec, nodes, iallocator, cluster, prefixes, addresses, diff)
 
-    def _validate(self) -> dict[str, Any]:
-        """Step 1: every reason not to create the VM, reported together; returns the NetBox cluster."""
+    def _ganeti_side(self) -> tuple[list[str], str]:
+        """Step 1 in Ganeti (name free, template enabled, instance policy), then step 2."""
         spec, problems = self.spec, []
         try:
             existing = self.ganeti.instance(spec.fqdn)
             problems.append(f"Ganeti: instance {spec.fqdn} already exists (on {existing.get('pnode')})")
         except RapiNotFoundError:
             pass
-        enabled = self.ganeti.info().get("enabled_disk_templates") or []
+        info = self.ganeti.info()
+        enabled = info.get("enabled_disk_templates") or []
         if spec.disk_template not in enabled:
             problems.append(f"Ganeti: disk template {spec.disk_template} is not enabled in cluster {spec.cluster} "
                             f"(enabled: {', '.join(enabled)})")
@@ -374,18 +400,35 @@ class MakeVMRunner(CookbookRunnerBase):
             problems += [f"Ganeti: group {spec.group.name}: {text}" for text in policy_problems(group["ipolicy"], spec)]
         except RapiNotFoundError:
             problems.append(f"Ganeti: cluster {spec.cluster} has no node group {spec.group.name}")
-        cluster = self._netbox_checks(problems)
-        if self.dns.zones.zone_of(spec.fqdn) is None:
-            problems.append(f"DNS: {spec.fqdn} is in none of the configured zones")
-        for rdtype in ("A", "AAAA"):
-            if answer := self.dns.resolve(spec.fqdn, rdtype):
-                problems.append(f"DNS: {spec.fqdn} already has {rdtype} {', '.join(answer)}")
-        if problems or cluster is None:
-            raise PrecheckError("\n".join(f"  - {problem}" for problem in problems))
-        return cluster
+        if problems:
+            raise _problems(problems)
+        return self._capacity(str(info.get("default_iallocator") or "hail"))
 
-    def _netbox_checks(self, problems: list[str]) -> dict[str, Any] | None:
-        spec, netbox = self.spec, self.netbox
+    def _capacity(self, iallocator: str) -> tuple[list[str], str]:
+        """Step 2: Ganeti's dry-run create with the iallocator in the group; the nodes it chose."""
+        logger.info("Asking Ganeti where %s fits: create in dry-run mode with %s in group %s", self.spec.fqdn,
+                    iallocator, self.spec.group.name)
+        checker = self.ganeti if self.ctx.dry_run else GanetiCluster(
+            self.ganeti.name, self.ganeti.rapi, dry_run=True, changes=ChangeLog(dry_run=True),
+            job_timeout=self.ganeti.job_timeout, remote=None)
+        started = time.monotonic()
+        job = checker.create_instance(self.spec.fqdn, **self.spec.create_params(
+            iallocator=iallocator, group_name=self.spec.group.name))
+        try:
+            result = job.wait()
+        except JobFailedError as exc:
+            if exc.classification in FIT_CLASSIFICATIONS:
+                short = shortage(exc.message)
+                group = self.spec.group.name
+                raise NoCapacityError(f"short of {short} in group {group}" if short else exc.message) from None
+            raise _problems([f"Ganeti refuses the create: {exc.message}"]) from None
+        finally:
+            self.jobs.append((job.id, "capacity check, dry-run", time.monotonic() - started))
+        return list(result.value or []), iallocator
+
+    def _netbox_side(self) -> tuple[dict[str, Any], list[dict[str, Any]], list[str]]:
+        """Step 1 in NetBox (no VM or IP named after the FQDN, the group's cluster exists), then the next free IPs."""
+        spec, netbox, problems = self.spec, self.netbox, []
         for vm in netbox.objects("vm", name=spec.fqdn):
             problems.append(f"NetBox: VM {spec.fqdn} already exists (id {vm['id']}, cluster "
                             f"{(vm.get('cluster') or {}).get('name')})")
@@ -398,27 +441,20 @@ class MakeVMRunner(CookbookRunnerBase):
         if cluster is None:
             problems.append(f"NetBox: no cluster {spec.group.netbox_cluster} in cluster group "
                             f"{self.settings.netbox_cluster_group}")
-        return cluster
+        if problems or cluster is None:
+            raise _problems(problems)
+        return (cluster, *self._next_addresses())
 
-    def _capacity(self) -> tuple[list[str], str, int | None]:
-        """Step 2: Ganeti's dry-run create with the iallocator in the group; the nodes it chose."""
-        iallocator = str(self.ganeti.info().get("default_iallocator") or "hail")
-        logger.info("Asking Ganeti where %s fits: create in dry-run mode with %s in group %s", self.spec.fqdn,
-                    iallocator, self.spec.group.name)
-        checker = self.ganeti if self.ctx.dry_run else GanetiCluster(
-            self.ganeti.name, self.ganeti.rapi, dry_run=True, changes=ChangeLog(dry_run=True),
-            job_timeout=self.ganeti.job_timeout, remote=None)
-        job = checker.create_instance(self.spec.fqdn, **self.spec.create_params(
-            iallocator=iallocator, group_name=self.spec.group.name))
-        try:
-            result = job.wait()
-        except JobFailedError as exc:
-            if exc.classification in FIT_CLASSIFICATIONS:
-                short = shortage(exc.message)
-                group = self.spec.group.name
-                raise NoCapacityError(f"short of {short} in group {group}" if short else exc.message) from None
-            raise PrecheckError(f"  - Ganeti refuses the create: {exc.message}") from None
-        return list(result.value or []), iallocator, job.id
+    def _dns_side(self) -> None:
+        """Step 1 in DNS: the FQDN is in a configured zone and has no A/AAAA yet."""
+        spec, problems = self.spec, []
+        if self.dns.zones.zone_of(spec.fqdn) is None:
+            problems.append(f"DNS: {spec.fqdn} is in none of the configured zones")
+        for rdtype in ("A", "AAAA"):
+            if answer := self.dns.resolve(spec.fqdn, rdtype):
+                problems.append(f"DNS: {spec.fqdn} already has {rdtype} {', '.join(answer)}")
+        if problems:
+            raise _problems(problems)
 
     def _next_addresses(self) -> tuple[list[dict[str, Any]], list[str]]:
         """The first configured prefix of each IP version with a free address, and that address (read only)."""
@@ -426,50 +462,63 @@ class MakeVMRunner(CookbookRunnerBase):
         prefixes, addresses = [], []
         for candidates in families:
             for text in candidates:
-                try:
-                    prefix = self.netbox.get("prefix", prefix=text)
-                except NetBoxNotFound:
-                    raise PrecheckError(f"  - NetBox: prefix {text} of group {self.spec.group.name} "
-                                         "does not exist") from None
+                prefix = self.netbox.find("prefix", prefix=text)
+                if prefix is None:
+                    raise _problems([f"NetBox: prefix {text} of group {self.spec.group.name} does not exist"])
                 free = self.netbox.available_ips(prefix, 1)
                 if free:
                     prefixes.append(prefix)
                     addresses.append(free[0])
                     break
             else:
-                raise PrecheckError(f"  - NetBox: no free address in {', '.join(candidates)}")
+                raise _problems([f"NetBox: no free address in {', '.join(candidates)}"])
         return prefixes, addresses
 
     # Steps 3-7: changes
 
     def _execute(self, plan: Plan) -> int:
         spec, created = self.spec, self.created
-        created.allocating = True
-        for prefix, address in zip(plan.prefixes, plan.addresses, strict=True):
-            ip = self.netbox.allocate_ip(prefix, dns_name=spec.fqdn)
-            created.ips.append(ip)
-            if not self.ctx.dry_run:
-                moved = f" (planned {address}, taken meanwhile)" if ip["address"] != address else ""
-                logger.info("Allocated %s in NetBox for %s%s", ip["address"], spec.fqdn, moved)
+        self._allocate(plan)
         addresses = [str(ip["address"]) for ip in created.ips]
         created.dns = self.dns.host_diff(spec.fqdn, addresses)
         self.dns.apply(created.dns)
         if not self.ctx.dry_run:
             sync_dns.verify(self.dns, created.dns)
             logger.info("DNS: the server answers the %d new rrsets of %s", len(created.dns), spec.fqdn)
-        instance, create_job = self._create(plan)
+        instance = self._create(plan)
         created.netbox_vm_attempted = True
         recorded = sync_vm.record_instance(self.netbox, instance, cluster_id=plan.netbox_cluster["id"],
                                            addresses=created.ips, current=sync_vm.Current(vm=None))
-        self._summary(plan, instance, addresses, recorded.vm, create_job)
+        self._summary(plan, instance, addresses, recorded.vm)
         return 0
 
-    def _create(self, plan: Plan) -> tuple[dict[str, Any], int | None]:
+    def _allocate(self, plan: Plan) -> None:
+        """Step 3: one address per planned prefix, allocated at the same time; each one made is kept for rollback."""
+        self.created.allocating = True
+        with ThreadPoolExecutor(max_workers=len(plan.prefixes), thread_name_prefix="makevm-ip") as pool:
+            futures = [pool.submit(self.netbox.allocate_ip, prefix, dns_name=self.spec.fqdn)
+                       for prefix in plan.prefixes]
+        failures = []
+        for future, address in zip(futures, plan.addresses, strict=True):
+            try:
+                ip = future.result()
+            except LibclusterError as exc:
+                failures.append(exc)
+                continue
+            self.created.ips.append(ip)
+            if not self.ctx.dry_run:
+                moved = f" (planned {address}, taken meanwhile)" if ip["address"] != address else ""
+                logger.info("Allocated %s in NetBox for %s%s", ip["address"], self.spec.fqdn, moved)
+        if failures:
+            raise failures[0]
+
+    def _create(self, plan: Plan) -> dict[str, Any]:
         """Step 5: the create job on the planned nodes (in dry-run, step 2's check stands for it)."""
         if self.ctx.dry_run:
-            return self.spec.planned_instance(), None
+            return self.spec.planned_instance()
         placement = {"pnode": plan.nodes[0], "snode": plan.nodes[1] if len(plan.nodes) > 1 else None}
         self.created.create_attempted = True
+        started = time.monotonic()
         job = self.created.create_job = self.ganeti.create_instance(self.spec.fqdn,
                                                                     **self.spec.create_params(**placement))
         logger.info("Ganeti job %s creates %s on %s", job.id, self.spec.fqdn, " + ".join(plan.nodes))
@@ -478,18 +527,21 @@ class MakeVMRunner(CookbookRunnerBase):
         except JobFailedError as exc:
             self.created.create_error = exc
             raise
-        return self.ganeti.instance(self.spec.fqdn), job.id
+        finally:
+            self.jobs.append((job.id, "create", time.monotonic() - started))
+        return self.ganeti.instance(self.spec.fqdn)
 
-    def _summary(self, plan: Plan, instance: Mapping[str, Any], addresses: list[str], vm: Mapping[str, Any],
-                 create_job: int | None) -> None:
+    def _summary(self, plan: Plan, instance: Mapping[str, Any], addresses: list[str], vm: Mapping[str, Any]) -> None:
         node = " + ".join([str(instance.get("pnode") or plan.nodes[0]), *map(str, instance.get("snodes") or [])])
         url = vm.get("display_url") or vm.get("url") or "(not created: dry-run)"
-        jobs = ", ".join(f"{job} ({what})" for job, what in ((plan.check_job, "capacity check, dry-run"),
-                                                             (create_job, "create")) if job is not None)
+        jobs = ", ".join(f"{job} ({what}; {seconds:.2f} s)" for job, what, seconds in self.jobs)
         macs = ", ".join(str(mac) for mac in instance.get("nic.macs") or [] if mac) or "assigned at creation"
         status = "planned (dry-run: nothing was changed)" if self.ctx.dry_run else "created"
-        logger.info("VM %s %s:\n  node: %s\n  IPs: %s\n  MAC: %s\n  NetBox: %s\n  Ganeti jobs: %s",
-                    self.spec.fqdn, status, node, ", ".join(addresses), macs, url, jobs or "none")
+        total = time.monotonic() - self.started
+        waited = sum(seconds for _, _, seconds in self.jobs)
+        logger.info("VM %s %s:\n  node: %s\n  IPs: %s\n  MAC: %s\n  NetBox: %s\n  Ganeti jobs: %s\n"
+                    "  time: %.1f s, %.1f s of it waiting for Ganeti jobs", self.spec.fqdn, status, node,
+                    ", ".join(addresses), macs, url, jobs or "none", total, waited)
 
     # Rollback
 
