@@ -26,7 +26,7 @@ from libcluster.chatops.feed import Feed, Sink
 from libcluster.chatops.permissions import Identity, Policy
 from libcluster.chatops.runs import Door, Run
 from libcluster.chatops.settings import ChatopsSettings, Person
-from libcluster.runner import catalog, discovery
+from libcluster.runner import catalog
 
 logger = logging.getLogger(__name__)
 
@@ -111,8 +111,7 @@ class Chatops:
     def _list(self, words: list[str], identity: Identity, door: Door) -> Reply:
         prefix = words[0] if words else ""
         person = self.policy.person(identity)
-        found = [node for node in catalog.scan(self.base_dirs, catalog.default_cache_path(self.base_dirs)).cookbooks()
-                 if node.name.startswith(prefix)]
+        found = [node for node in self._tree().cookbooks() if node.name.startswith(prefix)]
         if not found:
             return Reply([f"no cookbook starts with {prefix!r}"])
         lines = []
@@ -129,6 +128,10 @@ class Chatops:
         if len(found) > door.max_lines:
             lines.append(f"... and {len(found) - door.max_lines} more: give a longer prefix")
         return Reply(lines)
+
+    def _tree(self) -> catalog.Node:
+        """The cookbooks as `cookbook -l` lists them (read statically, cached per file)."""
+        return catalog.scan(self.base_dirs, catalog.default_cache_path(self.base_dirs))
 
     def _status(self, words: list[str]) -> Reply:
         with self._lock:
@@ -208,11 +211,10 @@ class Chatops:
             option = f"unknown option {words[0]}: " if words else ""
             return Reply([f"{option}usage: {door.cookbook} [-d] NAME ARGS... ({door.help} for more)"])
         name, args = words[0], words[1:]
-        try:
-            found = discovery.find(self.base_dirs, name)
-        except discovery.CookbookNotFound:
+        node = self._tree().find(name)  # canonical names only: an alias (NAME.Class, a path) escapes no pattern
+        if node is None or not name:
             return Reply([f"no cookbook {name} (`{door.cookbook} list` shows them)"])
-        if found.kind == "group":
+        if node.group:
             return Reply([f"{name} is a group of cookbooks: `{door.cookbook} list {name}` shows them"])
         refusal = self.policy.refusal_to_run(person, name, dry_run=dry_run)
         if refusal:

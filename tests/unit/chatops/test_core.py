@@ -64,6 +64,14 @@ def test_unknown_cookbook_and_group_are_refused_without_a_run(chat: Chat) -> Non
     assert chat.core.runs == {} and sink.batches == []
 
 
+@pytest.mark.parametrize("alias", ["chatops.slow.Slow", "chatops/slow.py", "./chatops.slow", "chatops.slow."])
+def test_aliases_of_a_cookbook_are_refused_so_no_pattern_can_be_escaped(chat: Chat, tmp_path: Path,
+                                                                        alias: str) -> None:
+    reply, _ = chat.say(f"{alias} --state {tmp_path}")
+    assert reply.lines == [f"no cookbook {alias} (`!cookbook list` shows them)"]
+    assert chat.core.runs == {}
+
+
 def test_real_run_needing_approval_waits_refuses_self_approval_and_runs_once_approved(chat: Chat,
                                                                                       tmp_path: Path) -> None:
     reply, sink = chat.say(f"chatops.slow --state {tmp_path} --steps 1")
