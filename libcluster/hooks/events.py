@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from libcluster.config import Section
 from libcluster.errors import ConfigError, LibclusterError
+from libcluster.locks import DEFAULT_ETCD_PREFIX
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +73,10 @@ class HookSettings:
             log_file=section.str("log_file", base.log_file),
             spool_dir=section.str("spool_dir", base.spool_dir),
         )
+        locks = config.section("locks", {}).str("etcd_prefix", DEFAULT_ETCD_PREFIX).rstrip("/") + "/"
+        if settings.prefix.startswith(locks) or locks.startswith(settings.prefix):
+            raise ConfigError(f"{config.source}: key 'hooks.etcd_prefix' ({settings.prefix}) overlaps the locks' "
+                              f"prefix ({locks}): hook events and locks must not share keys")
         for key, value in (("etcd_url", settings.etcd_url), ("node_etcd_url", settings.node_etcd_url)):
             parts = urlsplit(value)
             if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -141,6 +146,7 @@ class EventStore:
         self._wake = threading.Event()
         self._watcher: threading.Thread | None = None
         self._cancel: Any = None
+        self._unreadable: set[str] = set()
 
     @property
     def client(self) -> Any:
@@ -162,7 +168,7 @@ class EventStore:
             raise EventError(f"etcd at {self.url}: {what} failed: {type(exc).__name__}: {exc}") from None
 
     def pending(self, cluster: str | None = None) -> list[Event]:
-        """The events waiting (of one cluster when given), oldest first; malformed ones are logged and deleted."""
+        """The events waiting (of one cluster when given), oldest first; anything else is logged once, left alone."""
         prefix = self.prefix + (f"{cluster}/" if cluster else "")
         result = self._call("reading hook events", "/kv/range",
                             {"key": _b64(prefix), "range_end": _b64(_range_end(prefix)), "sort_order": "ASCEND",
@@ -173,8 +179,9 @@ class EventStore:
             try:
                 events.append(Event.from_json(key, _unb64(item.get("value", ""))))
             except (ValueError, KeyError, UnicodeDecodeError) as exc:
-                logger.error("Dropping malformed hook event %s: %s", key, exc)
-                self.delete(key)
+                if key not in self._unreadable:
+                    logger.error("Ignoring %s under the hook events prefix: not a hook event (%s)", key, exc)
+                    self._unreadable.add(key)
         return events
 
     def put(self, event: Event, ttl: int) -> None:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import json
+from typing import Any
 
 import pytest
 
 from libcluster.config import Section
 from libcluster.errors import ConfigError
 from libcluster.hooks.agent import Work, coalesce
-from libcluster.hooks.events import Event, HookSettings
+from libcluster.hooks.events import Event, EventStore, HookSettings
 
 WRITTEN_BY_THE_SCRIPT = ('{"version":1,"cluster":"lab","hook":"instance-rename","phase":"post",'
                          '"op":"OP_INSTANCE_RENAME","instance":"old.lab.example","new_name":"new.lab.example",'
@@ -47,6 +49,9 @@ def test_settings_default_to_the_lock_etcd_and_name_every_bad_key() -> None:
         "http://10.0.0.2:2379", "/x/hooks/", 60, 0.5, 2)
     with pytest.raises(ConfigError, match="hooks.etcd_url"):
         HookSettings.from_config(Section({}, "", "c.yaml"))
+    with pytest.raises(ConfigError, match="overlaps the locks' prefix"):
+        HookSettings.from_config(Section({"hooks": {"etcd_url": "http://a:1", "etcd_prefix": "/ganeti-cookbooks"}},
+                                         "", "c.yaml"))
     with pytest.raises(ConfigError, match="hooks.node_etcd_url"):
         HookSettings.from_config(Section({"hooks": {"etcd_url": "http://a:1", "node_etcd_url": "a:1"}}, "", "c.yaml"))
 
@@ -69,3 +74,24 @@ def test_events_are_grouped_per_instance_as_now_named_and_pre_phase_ones_dropped
     assert [e.key for e in dropped] == ["2"]
     assert Work("lab", "c.lab.example", "a.lab.example").args() == [
         "--cluster", "lab", "--vm", "c.lab.example", "--delete", "--renamed-from", "a.lab.example"]
+
+
+def test_pending_reads_events_oldest_first_and_leaves_anything_else_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    store = EventStore("http://127.0.0.1:1", "/hooks/")
+    calls: list[tuple[str, dict[str, Any]]] = []
+    stored = [("/hooks/lab/1-node1-9", WRITTEN_BY_THE_SCRIPT), ("/hooks/lab/2-node1-9", '{"concurrency": 1}')]
+
+    def call(what: str, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+        calls.append((path, payload))
+        return {"kvs": [{"key": _b64(key), "value": _b64(value)} for key, value in stored]}
+
+    monkeypatch.setattr(store, "_call", call)
+    assert [event.key for event in store.pending("lab")] == ["/hooks/lab/1-node1-9"]
+    assert [event.key for event in store.pending("lab")] == ["/hooks/lab/1-node1-9"]
+    assert [path for path, _ in calls] == ["/kv/range", "/kv/range"]
+    assert calls[0][1] == {"key": _b64("/hooks/lab/"), "range_end": _b64("/hooks/lab0"), "sort_order": "ASCEND",
+                           "sort_target": "KEY"}
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
