@@ -34,6 +34,8 @@ MAX_BYTES = 400
 """Bytes of text per PRIVMSG: the server adds our prefix and the line must stay under 512 bytes."""
 REJOIN_AFTER = 10
 """Seconds before joining a channel again after a kick."""
+CUT_MARK = "[CUT]"
+"""What ngircd puts at the end of a line it truncated to 512 bytes: such a command is refused, not run cut."""
 
 
 def command_of(text: str) -> str | None:
@@ -148,6 +150,10 @@ class ChatopsBot(irc.bot.SingleServerIRCBot):
         if command is None:
             return
         source = irc.client.NickMask(event.source)
+        if event.arguments[0].endswith(CUT_MARK):
+            self.say(channel, f"{source.nick}: refused: the server truncated your line (IRC lines are at most 512 "
+                              "bytes); shorten the command")
+            return
         account = next((tag["value"] for tag in event.tags if tag["key"] == "account" and tag["value"]), "")
         identity = Identity("irc", str(source), account=account, display=source.nick)
         self._workers.submit(self._answer, command, identity, channel)

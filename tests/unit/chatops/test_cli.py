@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import SECRET, TIMEOUT, ResponseUrl, chatops_section, form, signed, write_config
 
 from libcluster.chatops import cli
+from tests.unit.chatops.conftest import SECRET, TIMEOUT, ResponseUrl, chatops_section, form, signed, write_config
 
 SERVICE = str(Path(sys.executable).with_name("cookbook-chatops"))
 

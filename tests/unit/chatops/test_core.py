@@ -8,11 +8,11 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES, Chat, chatops_section, write_config
 
 from libcluster import config
 from libcluster.chatops import settings as chatops_settings
 from libcluster.chatops.core import Chatops
+from tests.unit.chatops.conftest import FIXTURES, Chat, chatops_section, write_config
 
 
 def test_allowed_user_runs_a_cookbook_and_sees_its_output_and_result(chat: Chat) -> None:

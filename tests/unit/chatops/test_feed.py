@@ -5,9 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
-from conftest import RecordingSink
-
 from libcluster.chatops.feed import Feed, Pace
+from tests.unit.chatops.conftest import RecordingSink
 
 
 def note(count: int) -> str:

@@ -7,10 +7,10 @@ import time
 
 import irc.client
 import pytest
-from conftest import Chat
 
 from libcluster.chatops.irc_bot import ChatopsBot, chunks, command_of
 from libcluster.chatops.settings import IrcSettings, Person
+from tests.unit.chatops.conftest import Chat
 
 
 @pytest.mark.parametrize(("text", "command"), [
@@ -69,6 +69,14 @@ def test_other_channels_and_ordinary_lines_are_ignored(chat: Chat) -> None:
     bot.on_pubmsg(bot.connection, event("!cookbook list", target="#elsewhere"))
     bot.on_pubmsg(bot.connection, event("cookbook list"))
     assert not bot.said_something.wait(0.3)
+
+
+def test_a_line_truncated_by_the_server_is_refused(chat: Chat) -> None:
+    bot = RecordingBot(chat)
+    bot.on_pubmsg(bot.connection, event("!cookbook demo.hello --exit-code 10[CUT]"))
+    assert bot.said == [("#test", "alice: refused: the server truncated your line (IRC lines are at most 512 bytes); "
+                                  "shorten the command")]
+    assert chat.core.runs == {}
 
 
 def test_services_account_tag_identifies_the_sender(chat: Chat) -> None:

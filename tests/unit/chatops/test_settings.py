@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import chatops_section, write_config
 
 from libcluster import config
 from libcluster.chatops import settings
 from libcluster.errors import ConfigError
+from tests.unit.chatops.conftest import chatops_section, write_config
 
 
 def load(tmp_path: Path, chatops: dict[str, Any]) -> settings.ChatopsSettings:

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import SECRET, TIMEOUT, TOKEN, Chat, ResponseUrl, form, run_id_in, signed
 
 from libcluster.chatops.settings import HttpSettings
 from libcluster.chatops.slash import SlashServer
+from tests.unit.chatops.conftest import SECRET, TIMEOUT, TOKEN, Chat, ResponseUrl, form, run_id_in, signed
 
 
 @pytest.fixture
