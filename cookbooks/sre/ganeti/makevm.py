@@ -443,6 +443,7 @@ class MakeVMRunner(CookbookRunnerBase):
                             f"{self.settings.netbox_cluster_group}")
         if problems or cluster is None:
             raise _problems(problems)
+        netbox.version  # noqa: B018 - read now, while Ganeti checks capacity: step 6 needs it
         return (cluster, *self._next_addresses())
 
     def _dns_side(self) -> None:
@@ -480,7 +481,8 @@ class MakeVMRunner(CookbookRunnerBase):
         spec, created = self.spec, self.created
         self._allocate(plan)
         addresses = [str(ip["address"]) for ip in created.ips]
-        created.dns = self.dns.host_diff(spec.fqdn, addresses)
+        # The plan's diff still holds when the planned addresses were allocated (its prerequisites guard the rest).
+        created.dns = plan.dns if addresses == plan.addresses else self.dns.host_diff(spec.fqdn, addresses)
         self.dns.apply(created.dns)
         if not self.ctx.dry_run:
             sync_dns.verify(self.dns, created.dns)

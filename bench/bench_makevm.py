@@ -1,0 +1,173 @@
+"""Benchmark: wall time of `cookbook sre.ganeti.makevm` on the lab, split into Ganeti job time and our overhead.
+
+Usage (root, lab up; creates and then removes VMs named mkv-bench-*, nothing else):
+    .venv/bin/python bench/bench_makevm.py                  # 5 runs in group A
+    .venv/bin/python bench/bench_makevm.py --runs 10 --group B
+
+Each run is the command an operator types (`cookbook -c LAB_CONFIG -y sre.ganeti.makevm --cluster lab
+--group A NAME`) in a fresh process, timed from outside. Its Ganeti jobs (the capacity check in dry-run
+mode and the create) are counted two ways:
+  - waited: the time the run spent submitting each job and waiting for its end (printed by the run);
+  - in Ganeti: end_ts - received_ts as Ganeti recorded them (queue and execution only; the RAPI's own
+    time to accept the job and to tell us it ended counts as ours then).
+Our overhead is wall time minus the job time; "start-up" is the part before the runner started (from
+the audit record's duration): interpreter, imports, configuration, lock. After each run the VM is
+removed (instance, NetBox VM with its IPs, DNS records) and that time is reported too.
+Figures and the command go to bench/results/makevm.txt. Goal (issue 5): our overhead under 1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import secrets
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from libcluster import config as config_module
+from libcluster.changes import ChangeLog
+from libcluster.dns import DNS
+from libcluster.ganeti import GanetiCluster, RapiNotFoundError, connect
+from libcluster.ganeti.jobs import timestamp
+from libcluster.lab import topology
+from libcluster.lab.common import Lab
+from libcluster.netbox import NetBox
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results" / "makevm.txt"
+JOB = re.compile(r"(\d+) \([^;)]*; ([\d.]+) s\)")
+
+
+@dataclass
+class Run:
+    """Timings of one makevm run, in seconds."""
+
+    wall: float
+    waited: float
+    in_ganeti: float
+    in_process: float
+    jobs: int
+    removal: float
+
+    @property
+    def overhead(self) -> float:
+        """Everything but waiting for the Ganeti jobs."""
+        return self.wall - self.waited
+
+    @property
+    def overhead_strict(self) -> float:
+        """Everything but the jobs' own time inside Ganeti."""
+        return self.wall - self.in_ganeti
+
+    @property
+    def startup(self) -> float:
+        """Interpreter start, imports, configuration and lock, before the runner's START."""
+        return self.wall - self.in_process
+
+
+def job_times(cluster: GanetiCluster, output: str) -> tuple[float, float, int]:
+    """Seconds waited for the run's jobs (from its summary), their end_ts - received_ts, and how many."""
+    line = next((line for line in output.splitlines() if "Ganeti jobs: " in line), "")
+    jobs = [(int(job_id), float(seconds)) for job_id, seconds in JOB.findall(line)]
+    if not jobs:
+        raise RuntimeError(f"no 'Ganeti jobs:' line with times in the output:\n{output}")
+    in_ganeti = 0.0
+    for job_id, _ in jobs:
+        info = cluster.job(job_id)
+        in_ganeti += (timestamp(info["end_ts"]) or 0.0) - (timestamp(info["received_ts"]) or 0.0)
+    return sum(seconds for _, seconds in jobs), in_ganeti, len(jobs)
+
+
+def audit_duration(audit_log: Path, hostname: str) -> float:
+    """Duration the runner recorded for the makevm run of hostname."""
+    for line in reversed(audit_log.read_text().splitlines()):
+        record = json.loads(line)
+        if record.get("cookbook") == "sre.ganeti.makevm" and hostname in record.get("argv", []):
+            return float(record["duration"])
+    raise RuntimeError(f"no audit record for {hostname}")
+
+
+def remove(cluster: GanetiCluster, netbox: NetBox, dns: DNS, fqdn: str) -> float:
+    """Remove the VM everywhere (the NetBox VM takes its interface and IPs along); return the seconds it took."""
+    started = time.monotonic()
+    try:
+        cluster.instance(fqdn)
+        cluster.remove_instance(fqdn).wait(progress=lambda _entry: None)
+    except RapiNotFoundError:
+        pass
+    netbox.delete("vm", netbox.objects("vm", name=fqdn))
+    leftover = netbox.objects("ip-address", dns_name=fqdn)
+    if leftover:
+        netbox.release_ips(leftover)
+    dns.remove_host(fqdn)
+    return time.monotonic() - started
+
+
+def main() -> int:
+    """Run the benchmark and write the results file."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=5, help="makevm runs")
+    parser.add_argument("--group", default="A", help="node group of the lab")
+    args = parser.parse_args()
+    config_path = Lab().config_file
+    root = config_module.load(config_path)
+    changes = ChangeLog(dry_run=False)
+    cluster = connect(root, topology.CLUSTER, dry_run=False, changes=changes, remote=None)
+    netbox = NetBox(root.section("netbox"), read_write=True, dry_run=False, changes=changes)
+    dns = DNS(root.section("dns"), dry_run=False, changes=changes)
+    audit_log = Path(root.str("audit_log"))
+    runs: list[Run] = []
+    load = os.getloadavg()[0]
+    for number in range(1, args.runs + 1):
+        hostname = f"mkv-bench-{secrets.token_hex(3)}"
+        fqdn = f"{hostname}.{topology.DOMAIN}"
+        command = [str(REPO / ".venv" / "bin" / "cookbook"), "-c", str(config_path), "-y", "sre.ganeti.makevm",
+                   "--cluster", topology.CLUSTER, "--group", args.group, hostname]
+        try:
+            started = time.monotonic()
+            result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False, timeout=900)
+            wall = time.monotonic() - started
+            if result.returncode != 0:
+                print(result.stderr, file=sys.stderr)
+                raise RuntimeError(f"makevm {hostname} exited {result.returncode}")
+            waited, in_ganeti, jobs = job_times(cluster, result.stderr)
+            in_process = audit_duration(audit_log, hostname)
+        finally:
+            removal = remove(cluster, netbox, dns, fqdn)
+        runs.append(Run(wall, waited, in_ganeti, in_process, jobs, removal))
+        print(describe(f"run {number}", runs[-1]), flush=True)
+    median = Run(*(statistics.median(getattr(run, name) for run in runs)
+                   for name in ("wall", "waited", "in_ganeti", "in_process", "jobs", "removal")))
+    lines = [
+        f"command: {shlex.join([sys.executable, *sys.argv])}",
+        f"each run: {shlex.join(command[:-1])} <mkv-bench-NAME>",
+        f"date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}; load average before: {load:.2f} (2 cores; the lab is shared)",
+        f"runs: {len(runs)} (group {args.group}; lab defaults: 1 vCPU, 1 GiB, 1 GiB file disk, OS noop installed)",
+        *(describe(f"run {index}", run) for index, run in enumerate(runs, 1)),
+        describe("median", median),
+        f"goal: our overhead under 1 s: {'met' if median.overhead < 1.0 else 'NOT met'} "
+        f"({median.overhead:.2f} s, of which start-up {median.startup:.2f} s)",
+    ]
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines[-2:]))
+    return 0
+
+
+def describe(label: str, run: Run) -> str:
+    """One line of figures."""
+    return (f"{label}: wall {run.wall:.2f} s = Ganeti jobs waited {run.waited:.2f} s ({run.jobs:g} jobs; "
+            f"{run.in_ganeti:.2f} s inside Ganeti) + our overhead {run.overhead:.2f} s (start-up {run.startup:.2f} s, "
+            f"in-process {run.overhead - run.startup:.2f} s; counting the RAPI's accept/notify time as ours: "
+            f"{run.overhead_strict:.2f} s); removal {run.removal:.2f} s")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
