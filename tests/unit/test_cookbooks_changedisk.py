@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from cookbook_fakes import FakeCluster, FakeCtx, load_config, load_cookbook
+from tests.unit.cookbook_fakes import FakeCluster, FakeCtx, load_config, load_cookbook
 from libcluster.errors import LibclusterError
 from libcluster.ganeti import JobFailedError
 

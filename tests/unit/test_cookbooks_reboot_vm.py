@@ -8,7 +8,16 @@ from typing import Any
 
 import pytest
 
-from cookbook_fakes import FakeCluster, FakeCtx, FakeNetBox, FakeRemote, failed, load_config, load_cookbook, ok
+from tests.unit.cookbook_fakes import (
+    FakeCluster,
+    FakeCtx,
+    FakeNetBox,
+    FakeRemote,
+    failed,
+    load_config,
+    load_cookbook,
+    ok,
+)
 from libcluster.errors import LibclusterError
 from libcluster.ganeti import JobFailedError
 from libcluster.netbox import NetBoxUnavailable

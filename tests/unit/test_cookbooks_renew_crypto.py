@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from cookbook_fakes import FakeCluster, FakeCtx, FakeRemote, load_config, load_cookbook, ok
+from tests.unit.cookbook_fakes import FakeCluster, FakeCtx, FakeRemote, load_config, load_cookbook, ok
 from libcluster.cookbook import CookbookInitSuccess
 from libcluster.errors import LibclusterError
 from libcluster.ganeti.commands import GntCommands

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from cookbook_fakes import FakeCtx, load_config, load_cookbook
+from tests.unit.cookbook_fakes import FakeCtx, load_config, load_cookbook
 from libcluster import capacity
 from libcluster.cookbook import CookbookInitSuccess
 from libcluster.errors import ConfigError, LibclusterError

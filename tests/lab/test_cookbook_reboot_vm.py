@@ -1,0 +1,83 @@
+"""reboot-vm on the lab: cluster found through NetBox (VM -> cluster -> cluster group) or the RAPI, the reboot
+job carries the reason, the instance runs afterwards; dry-run and unknown VMs change nothing.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.lab.cookbook_lab import (  # noqa: F401 - cluster and new_instance are fixtures
+    cluster,
+    last_job_id,
+    netbox,
+    netbox_changes,
+    new_instance,
+    planned_only,
+    real_jobs_since,
+    run_cookbook,
+)
+from libcluster.ganeti import GanetiCluster
+
+REBOOT = "sre.ganeti.reboot-vm"
+
+
+@pytest.fixture
+def in_netbox(lab_config: Path) -> Iterator[Callable[[str, str], int]]:
+    """Records VMs in a NetBox cluster of the lab (as makevm would) and deletes them at the end; gives the VM id."""
+    client = netbox(lab_config)
+    created: list[dict] = []
+
+    def add(name: str, group: str) -> int:
+        cluster_id = client.get("cluster", name=group)["id"]
+        created.extend(client.create("vm", [{"name": name, "cluster": cluster_id, "status": "active"}]))
+        return int(created[-1]["id"])
+
+    yield add
+    if created:
+        client.delete("vm", created)
+
+
+def test_reboot_through_netbox_with_the_reason_in_the_job(cluster: GanetiCluster, new_instance: Callable[..., str],
+                                                          in_netbox: Callable[[str, str], int],
+                                                          lab_config: Path) -> None:
+    name = new_instance("file")
+    vm_id = in_netbox(name, "A")
+    reason = f"lab test {secrets.token_hex(3)}"
+    marker, changes = last_job_id(cluster), netbox_changes(lab_config, "virtualization.virtualmachine", vm_id)
+    dry = run_cookbook(lab_config, REBOOT, "-r", reason, name, dry_run=True)
+    assert dry.returncode == 0 and f"{name} is in cluster lab (found by NetBox)" in dry.stderr
+    assert "1. hard reboot through Ganeti" in dry.stdout and "Would ganeti instance-reboot" in dry.stderr
+    assert real_jobs_since(cluster, marker, name) == [] and planned_only(dry)
+    assert netbox_changes(lab_config, "virtualization.virtualmachine", vm_id) == changes
+    done = run_cookbook(lab_config, REBOOT, "--type", "full", "--shutdown-timeout", "5", "-r", reason, name)
+    assert done.returncode == 0
+    assert f"{name} is in cluster lab (found by NetBox)" in done.stderr
+    assert f"START - Cookbook {REBOOT} for {name} on cluster lab (full reboot): {reason}" in done.stderr
+    (job,) = real_jobs_since(cluster, marker, name)
+    assert job["summary"] == [f"INSTANCE_REBOOT({name})"] and job["status"] == "success"
+    assert job["ops"][0]["reboot_type"] == "full"
+    assert ["gnt:user", reason] in [entry[:2] for entry in job["ops"][0]["reason"]]
+    assert cluster.instance(name)["status"] == "running"
+
+
+def test_reboot_found_through_the_rapi(cluster: GanetiCluster, new_instance: Callable[..., str],
+                                      lab_config: Path) -> None:
+    name = new_instance("diskless")
+    marker = last_job_id(cluster)
+    done = run_cookbook(lab_config, REBOOT, "--type", "soft", name)
+    assert done.returncode == 0
+    assert f"{name} is in cluster lab (found by the clusters' RAPI)" in done.stderr
+    assert [job["status"] for job in real_jobs_since(cluster, marker, name)] == ["success"]
+    assert cluster.instance(name)["status"] == "running"
+
+
+def test_unknown_vm_is_a_clear_error(lab_config: Path, cluster: GanetiCluster) -> None:
+    done = run_cookbook(lab_config, REBOOT, "nope.lab.example")
+    assert done.returncode == 94
+    assert "nope.lab.example is not a VM of any configured Ganeti cluster (lab), per NetBox and RAPI" in done.stderr
+    bad = run_cookbook(lab_config, REBOOT, "vm;reboot.lab.example")
+    assert bad.returncode == 96 and "invalid hostname 'vm;reboot.lab.example'" in bad.stderr
