@@ -107,6 +107,14 @@ def _root_keys(paths: ClusterPaths, members: list[str]) -> list[str]:
     return keys
 
 
+def authorize_spares(paths: ClusterPaths, members: list[str]) -> None:
+    """Authorize the members' root keys on every spare node: `gnt-node remove` deletes them, a spare must stay addable."""
+    keys = _root_keys(paths, members)
+    for node in topology.NODES:
+        if node.fqdn not in members:
+            sshd.authorize(paths, node, keys)
+
+
 def _init_cluster(lab: Lab, paths: ClusterPaths) -> None:
     """`gnt-cluster init` on the first node: fake hypervisor, file templates, no /etc/hosts editing.
 
@@ -245,11 +253,7 @@ def up(lab: Lab) -> None:
     with step("ganeti: RAPI certificate and users"):
         _ensure_rapi(lab, paths, master, members)
     with step("ganeti: SSH and cumin configuration"):
-        keys = _root_keys(paths, members)
-        for node in topology.NODES:
-            if node.fqdn not in members:
-                # `gnt-node remove` deletes the master's key from the node; a spare must stay addable.
-                sshd.authorize(paths, node, keys)
+        authorize_spares(paths, members)
         sshd.write_client_config(paths)
 
 

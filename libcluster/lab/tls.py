@@ -39,9 +39,14 @@ def ensure_certificates(lab: Lab, paths: ClusterPaths) -> None:
             "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
         ])
         rapi_pem(paths).unlink(missing_ok=True)
-    if rapi_pem(paths).exists():
-        return
-    key, csr, cert, ext = (tls / name for name in ("rapi.key", "rapi.csr", "rapi.crt", "rapi.ext"))
+    if not rapi_pem(paths).exists():
+        issue_rapi_certificate(lab, paths, rapi_pem(paths))
+
+
+def issue_rapi_certificate(lab: Lab, paths: ClusterPaths, pem_file: Path) -> None:
+    """Write to pem_file a new RAPI key and certificate signed by the lab CA (for the master IP and cluster name)."""
+    ca_key = paths.tls_dir / "ca.key"
+    key, csr, cert, ext = (pem_file.with_name(f"{pem_file.stem}.{suffix}") for suffix in ("key", "csr", "crt", "ext"))
     ext.write_text(
         f"subjectAltName=IP:{topology.MASTER_IP},DNS:{topology.CLUSTER_FQDN}\n"
         "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
@@ -52,10 +57,10 @@ def ensure_certificates(lab: Lab, paths: ClusterPaths) -> None:
     lab.run(PART, ["openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca_file(paths)), "-CAkey", str(ca_key),
                    "-set_serial", f"0x{secrets.token_hex(16)}", "-days", "825", "-extfile", str(ext),
                    "-out", str(cert)])
-    pem = rapi_pem(paths).with_suffix(".tmp")
+    pem = pem_file.with_suffix(".tmp")
     pem.write_text(key.read_text() + cert.read_text())
     pem.chmod(0o600)
-    pem.replace(rapi_pem(paths))
+    pem.replace(pem_file)
     for leftover in (key, csr, cert, ext):
         leftover.unlink()
 
