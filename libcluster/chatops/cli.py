@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from libcluster import config
@@ -98,15 +99,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _logging(verbose: bool) -> None:
+@contextlib.contextmanager
+def _logging(verbose: bool) -> Iterator[None]:
+    """Timestamped, secret-masked log lines on stderr while the command runs."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(RedactingFilter())
     root = logging.getLogger()
+    previous = root.level
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     for name in ("urllib3", "requests", "irc.client"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(previous)
 
 
 def check(settings: chatops_settings.ChatopsSettings) -> int:
@@ -190,18 +199,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 2
-    _logging(args.verbose)
-    try:
-        root = config.load(args.config_file)
-        settings = chatops_settings.load(root)
-    except ConfigError as exc:
-        logger.error("%s", exc)
-        return 1
-    if args.command == "check":
-        return check(settings)
-    if args.command == "probe":
-        return probe(settings, args.probe_command, args.timeout)
-    return serve(root, settings, Path(args.config_file))
+    with _logging(args.verbose):
+        try:
+            root = config.load(args.config_file)
+            settings = chatops_settings.load(root)
+        except ConfigError as exc:
+            logger.error("%s", exc)
+            return 1
+        if args.command == "check":
+            return check(settings)
+        if args.command == "probe":
+            return probe(settings, args.probe_command, args.timeout)
+        return serve(root, settings, Path(args.config_file))
 
 
 if __name__ == "__main__":
