@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_netbox_client import FakeNetBox, fake, make_client, meta, recorded, version
+from tests.unit.test_netbox_client import FakeNetBox, fake, make_client, meta, recorded, version
 
 from libcluster.changes import ChangeLog
 from libcluster.sync import vm as sync_vm

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ganeti_replay import CA_FILE, FIXTURES, RO, RW, URL, RecordedRapi, load_jsonl
+from tests.unit.ganeti.ganeti_replay import CA_FILE, FIXTURES, RO, RW, URL, RecordedRapi, load_jsonl
 
 from libcluster.changes import ChangeLog
 from libcluster.ganeti.cluster import GanetiCluster

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from ganeti_replay import FIXTURES
+from tests.unit.ganeti.ganeti_replay import FIXTURES
 
 from libcluster.changes import ChangeLog
 from libcluster.ganeti.commands import (

@@ -19,7 +19,7 @@ from libcluster.ganeti.errors import (
     RapiNotFoundError,
 )
 from libcluster.ganeti.rapi import TRIES, RapiClient, RapiTimeoutError, http_error
-from ganeti_replay import CA_FILE, RO, RW, URL, RecordedRapi
+from tests.unit.ganeti.ganeti_replay import CA_FILE, RO, RW, URL, RecordedRapi
 
 
 def _client(adapter: BaseAdapter, sleeps: list[float] | None = None) -> RapiClient:

@@ -11,7 +11,7 @@ import yaml
 
 from libcluster import interactive
 from libcluster.runner import cli
-from runner_env import Env
+from tests.unit.runner.runner_env import Env
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 """Base dir holding the fixture tree tests/fixtures/cookbooks/."""

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from runner_env import Env
+from tests.unit.runner.runner_env import Env
 
 from libcluster.runner import cli
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 import pytest
-from runner_env import Env
+from tests.unit.runner.runner_env import Env
 
 SECRET = "nbt_fixture_secret_token_value"
 """The NetBox token of the test config (a registered secret)."""

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 
 import pytest
-from runner_env import Env
+from tests.unit.runner.runner_env import Env
 
 from libcluster import interactive
 from libcluster.interactive import AbortError, InputError, Prompter

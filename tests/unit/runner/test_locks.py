@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from runner_env import Env
+from tests.unit.runner.runner_env import Env
 
 from libcluster.locks import FileBackend, Holder, LockError, Locks, is_free, limit_of
 

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from runner_env import Env
+from tests.unit.runner.runner_env import Env
 
 from libcluster import redact
 from libcluster.sal import CLOSE_TIMEOUT, SAL

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from sync_fakes import RecordingNetBox, instance, settings
+from tests.unit.sync.sync_fakes import RecordingNetBox, instance, settings
 
 from libcluster.netbox import NetBoxConflict
 from libcluster.sync import addresses

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sync_fakes import RecordingNetBox, cluster, iface, instance, ip, settings, vm
+from tests.unit.sync.sync_fakes import RecordingNetBox, cluster, iface, instance, ip, settings, vm
 
 from libcluster.sync import cluster as sync_cluster
 from libcluster.sync.cluster import GanetiState, NetBoxState, SyncSettings
