@@ -8,8 +8,9 @@ On each node, under hooks_dir (/etc/ganeti/hooks):
 Only post-phase hooks are installed: the agent acts on what Ganeti did, and a pre-phase hook that
 failed would block the job. The program compares before writing (cmp, mode, readlink), writes
 atomically (temporary file, mv), prints one ``changed: PATH`` line per change and a last
-``hooks: done`` line, so a second run changes nothing; with check only, it writes nothing and prints what would change (safe in dry-run). The
-removal program takes the links, the script and its settings away the same way.
+``hooks: done`` line, so a second run changes nothing; with check only, it writes nothing and
+prints what would change (safe in dry-run). The removal program takes the links, the script and
+its settings away the same way.
 """
 
 from __future__ import annotations

@@ -69,7 +69,8 @@ class DnsNetbox(CookbookBase):
         names = {zone.to_text(omit_final_dot=True) for zone in client.zones.names}
         unknown = sorted({zone.rstrip(".") for zone in args.zone or ()} - names)
         if unknown:
-            raise ValueError(f"zone(s) {', '.join(unknown)} not configured under dns.zones ({', '.join(sorted(names))})")
+            known = ", ".join(sorted(names))
+            raise ValueError(f"zone(s) {', '.join(unknown)} not configured under dns.zones ({known})")
         return DnsNetboxRunner(self.ctx, args, client)
 
 

@@ -17,7 +17,8 @@ def instance(name: str, *, pnode: str = "node1.lab.example", memory: int = 1024,
              disks: Sequence[int] = (1024,), macs: Sequence[str] = ("aa:00:00:00:00:01",), admin_state: str = "up",
              status: str = "running", ips: Sequence[str | None] | None = None) -> dict[str, Any]:
     """A `GET /2/instances?bulk=1` entry with the fields the sync reads."""
-    return {"name": name, "pnode": pnode, "admin_state": admin_state, "status": status, "beparams": {"maxmem": memory, "memory": memory, "vcpus": vcpus},
+    return {"name": name, "pnode": pnode, "admin_state": admin_state, "status": status,
+            "beparams": {"maxmem": memory, "memory": memory, "vcpus": vcpus},
             "disk.sizes": list(disks), "nic.macs": list(macs), "nic.names": [None] * len(macs),
             "nic.ips": list(ips) if ips is not None else [None] * len(macs)}
 
