@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -169,7 +170,7 @@ def test_errors_the_cluster_had_before_do_not_count(addnode: Any, tmp_path: Path
 
 
 def test_a_verify_that_did_not_complete_is_tried_again(addnode: Any, tmp_path: Path, monkeypatch: Any) -> None:
-    monkeypatch.setattr(addnode.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(time, "sleep", lambda seconds: None)
     runner, _, cluster = _make(addnode, tmp_path)
     cluster.commands.verify_outputs = [(0, ""), (1, "1 job(s) failed while verifying the cluster."), (0, "")]
     assert runner.run() == 0

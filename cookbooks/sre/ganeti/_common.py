@@ -1,18 +1,27 @@
-"""What several Ganeti cookbooks share: the FQDN argument type, the instance lock, waiting for "running"."""
+"""What several Ganeti cookbooks share: the FQDN argument type, the instance lock, waiting for "running",
+and a `gnt-cluster verify` that survives Ganeti's own races.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
 from libcluster.errors import LibclusterError
+from libcluster.ganeti.commands import VerifyResult
 from libcluster.remote import InvalidHostError, validate_host
+
+logger = logging.getLogger(__name__)
 
 RUNNING_TIMEOUT = 300.0
 """Seconds an instance gets to be reported running after a start or reboot job succeeded."""
 POLL_INTERVAL = 2.0
+VERIFY_TRIES = 3
+VERIFY_RETRY_SLEEP = 5.0
+"""A verify job fails (wrong_state, "Missing lock") when instances change while it runs: tried again."""
 
 
 def fqdn_argument(value: str) -> str:
@@ -49,3 +58,29 @@ def wait_running(
             raise LibclusterError(f"{fqdn} is not running {timeout:g}s after the job ended "
                                   f"(Ganeti status {instance.get('status')})")
         sleep(POLL_INTERVAL)
+
+
+def verify_cluster(cluster: Any, when: str) -> VerifyResult:
+    """`gnt-cluster verify` (ignoring the cluster's verify_ignore codes), tried again when it failed without
+    any finding, i.e. a verify job failed; errors are logged as warnings, the summary at INFO.
+    """
+    result = _verify_once(cluster, when)
+    for _ in range(VERIFY_TRIES - 1):
+        if result.ok or result.errors:
+            break
+        logger.warning("gnt-cluster verify did not complete (a verify job failed, e.g. instances changed "
+                       "meanwhile): trying again in %gs", VERIFY_RETRY_SLEEP)
+        time.sleep(VERIFY_RETRY_SLEEP)
+        result = _verify_once(cluster, when)
+    return result
+
+
+def _verify_once(cluster: Any, when: str) -> VerifyResult:
+    result = cluster.commands.cluster_verify()
+    for issue in result.issues:
+        log = logger.warning if issue.level == "ERROR" else logger.debug
+        log("verify %s: %s %s %s: %s", when, issue.level, issue.code, issue.item, issue.message)
+    logger.info("gnt-cluster verify %s: exit code %s, %d error(s), %d warning(s) (ignored codes: %s)", when,
+                result.rc, len(result.errors), len(result.warnings),
+                ", ".join(cluster.commands.verify_ignore) or "none")
+    return result

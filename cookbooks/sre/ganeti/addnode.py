@@ -27,12 +27,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any
 
 from cookbooks.sre.ganeti import add_location_args, cluster_settings
-from cookbooks.sre.ganeti._common import fqdn_argument
+from cookbooks.sre.ganeti._common import fqdn_argument, verify_cluster
 from libcluster.clusters import ClusterSettings
 from libcluster.cookbook import ArgparseFormatter, CookbookBase, CookbookRunnerBase, LockArgs
 from libcluster.errors import LibclusterError
@@ -48,9 +47,6 @@ CHECK_TIMEOUT = 60
 SSH_PROBE = ("ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "StrictHostKeyChecking=no",
              "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR")
 """How the master tries the node: key only, no prompt; host keys are Ganeti's business (node add)."""
-VERIFY_TRIES = 3
-VERIFY_RETRY_SLEEP = 5.0
-"""A verify job fails (wrong_state) when instances change while it runs: such a run is tried again."""
 
 
 @dataclass(frozen=True)
@@ -165,38 +161,16 @@ class AddNodeRunner(CookbookRunnerBase):
             logger.error("%d pre-check(s) failed for %s: nothing was changed; fix and re-run the cookbook",
                          len(failed), self.fqdn)
             return 1
-        before = self._verify("before the add")
+        before = verify_cluster(self.cluster, "before the add")
         logger.info("Adding %s to group %s (gnt-node add on %s)", self.fqdn, self.group, master)
         self.cluster.commands.node_add(self.fqdn, group=self.group, ssh_key_check=False)
         if not self.ctx.dry_run:
-            after = self._verify("after the add")
+            after = verify_cluster(self.cluster, "after the add")
             new = new_errors(before, after)
             if new or not (after.ok or after.errors):
                 return self._verify_failed(after, new)
         self._update_netbox()
         return 0
-
-    def _verify(self, when: str) -> VerifyResult:
-        """`gnt-cluster verify`, tried again when it failed without any finding (a verify job failed)."""
-        result = self._verify_once(when)
-        for _ in range(VERIFY_TRIES - 1):
-            if result.ok or result.errors:
-                break
-            logger.warning("gnt-cluster verify did not complete (a verify job failed, e.g. instances changed "
-                           "meanwhile): trying again in %gs", VERIFY_RETRY_SLEEP)
-            time.sleep(VERIFY_RETRY_SLEEP)
-            result = self._verify_once(when)
-        return result
-
-    def _verify_once(self, when: str) -> VerifyResult:
-        result = self.cluster.commands.cluster_verify()
-        for issue in result.issues:
-            log = logger.warning if issue.level == "ERROR" else logger.debug
-            log("verify %s: %s %s %s: %s", when, issue.level, issue.code, issue.item, issue.message)
-        logger.info("gnt-cluster verify %s: exit code %s, %d error(s), %d warning(s) (ignored codes: %s)", when,
-                    result.rc, len(result.errors), len(result.warnings),
-                    ", ".join(self.cluster.commands.verify_ignore) or "none")
-        return result
 
     # Pre-checks --------------------------------------------------------------------------
 

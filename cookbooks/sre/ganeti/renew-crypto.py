@@ -37,6 +37,7 @@ from tabulate import tabulate
 
 from cookbooks.sre.ganeti import _certs, add_location_args, cluster_settings
 from cookbooks.sre.ganeti._certs import Cert
+from cookbooks.sre.ganeti._common import verify_cluster
 from libcluster.clusters import ClusterSettings
 from libcluster.cookbook import ArgparseFormatter, CookbookBase, CookbookInitSuccess, CookbookRunnerBase, LockArgs
 from libcluster.errors import LibclusterError
@@ -232,9 +233,7 @@ class RenewCryptoRunner(CookbookRunnerBase):
             return 0
         logger.info("gnt-cluster renew-crypto done in %.0fs:\n%s", time.monotonic() - started, result.output.strip())
         self._wait_for_rapi()
-        verify = self.cluster.commands.cluster_verify()
-        for issue in verify.errors:
-            logger.error("verify: %s %s: %s", issue.code, issue.item, issue.message)
+        verify = verify_cluster(self.cluster, "after the renewal")
         after = self._report("after")
         failures = self._compare(before, after)
         if not verify.ok:
