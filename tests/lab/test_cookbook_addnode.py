@@ -55,7 +55,14 @@ def _restore_spare(cluster: GanetiCluster, lab_config: Path) -> None:
         cluster.commands.run(["gnt-node", "remove", SPARE.fqdn], is_safe=False)
     if _ganeti_daemons():
         remote(lab_config).hosts([SPARE.fqdn]).run_sync(["/usr/lib/ganeti/daemon-util", "stop-all"])
-    lab_cluster.authorize_spares(ClusterPaths.of(Lab()), [node["name"] for node in cluster.nodes()])
+    paths = ClusterPaths.of(Lab())
+    lab_cluster.authorize_spares(paths, [node["name"] for node in cluster.nodes()])
+    # Each add gives the node a new root key that it also authorizes for itself; `gnt-node remove` leaves it.
+    authorized = paths.node_path(SPARE, "/root/.ssh/authorized_keys")
+    lines = authorized.read_text().splitlines()
+    kept = [line for line in lines if not line.endswith(f" root@{SPARE.fqdn}")]
+    if kept != lines:
+        authorized.write_text("".join(f"{line}\n" for line in kept))
     device = _device(lab_config)
     if device["cluster"] is not None:
         netbox(lab_config).update("device", [{"id": device["id"], "cluster": None}])
