@@ -98,7 +98,6 @@ def positive_float(value: str) -> float:
 class VMSpec:
     """The VM to create, with the cluster defaults applied: sizes in MiB as Ganeti takes them."""
 
-    hostname: str
     fqdn: str
     cluster: str
     group: GroupSettings
@@ -129,7 +128,7 @@ class VMSpec:
             raise ValueError(f"{fqdn} is longer than 253 characters")
         group = settings.group(default_group(settings, args.group))
         return cls(
-            hostname=args.hostname, fqdn=fqdn, cluster=settings.name, group=group,
+            fqdn=fqdn, cluster=settings.name, group=group,
             vcpus=given.get("vcpus") or defaults.vcpus,
             memory=max(1, round((given.get("memory") or defaults.memory) * 1024)),
             disk=(given.get("disk") or defaults.disk) * 1024,
