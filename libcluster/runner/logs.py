@@ -18,6 +18,18 @@ LOG_BACKUP_COUNT = 100
 """Rotated files kept per log (about 1 GB each): the logs are part of the audit trail."""
 QUIET_LOGGERS = ("urllib3", "requests")
 """Third-party loggers limited to warnings: their debug lines are noise."""
+FILE_ONLY_LOGGERS = ("cumin",)
+"""Loggers whose records below WARNING go to the log files only: the operator sees our own lines about them."""
+
+
+class FileOnlyFilter(logging.Filter):
+    """Drop records of FILE_ONLY_LOGGERS below WARNING (for the console handler)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep the record unless it is a file-only logger's INFO or DEBUG line."""
+        if record.levelno >= logging.WARNING:
+            return True
+        return not any(record.name == name or record.name.startswith(f"{name}.") for name in FILE_ONLY_LOGGERS)
 
 
 class ConsoleFormatter(logging.Formatter):
@@ -63,6 +75,7 @@ class Console:
         self.handler = logging.StreamHandler(sys.stderr)
         self.handler.setLevel(logging.DEBUG if verbose else logging.INFO)
         self.handler.setFormatter(ConsoleFormatter(dry_run=dry_run))
+        self.handler.addFilter(FileOnlyFilter())
         self.handler.addFilter(RedactingFilter())
         root.addHandler(self.handler)
         for name in QUIET_LOGGERS:
