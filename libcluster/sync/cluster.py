@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 VM_FIELDS = ("id", "name", "cluster", "status", "vcpus", "memory", "disk", "primary_ip4", "primary_ip6")
 INTERFACE_FIELDS = ("id", "name", "virtual_machine", "mac_address", "primary_mac_address")
-IP_FIELDS = ("id", "address", "dns_name", "status", "assigned_object_type", "assigned_object_id", "assigned_object")
+IP_FIELDS = ("id", "address", "dns_name", "status", "assigned_object_type", "assigned_object_id")
 DEVICE_FIELDS = ("id", "name", "cluster")
 """Fields read in bulk (NetBox serialises only these: much faster than whole objects)."""
 
@@ -100,6 +100,7 @@ class NetBoxState:
     interfaces: dict[int, list[dict[str, Any]]]
     ips: list[dict[str, Any]]
     """Addresses inside the configured prefixes, plus those of VMs that have none there and no primary."""
+    _owners: dict[int, int] | None = field(default=None, repr=False)
 
     @classmethod
     def read(cls, netbox: NetBox, group_name: str, nodes: Iterable[str], prefixes: Sequence[str]) -> NetBoxState:
@@ -117,12 +118,19 @@ class NetBoxState:
             for iface in netbox.objects("vm-interface", fields=INTERFACE_FIELDS, cluster_id=cluster_ids):
                 interfaces.setdefault(int(iface["virtual_machine"]["id"]), []).append(iface)
         ips = netbox.objects("ip-address", fields=IP_FIELDS, parent=list(prefixes)) if prefixes and vms else []
-        seen = {_vm_id(ip) for ip in ips}
+        state = cls(group=group, clusters=clusters, devices=devices, vms=vms, interfaces=interfaces, ips=ips)
+        seen = {state.vm_of(ip) for ip in ips}
         bare = [int(vm["id"]) for vm in vms
                 if int(vm["id"]) not in seen and not vm.get("primary_ip4") and not vm.get("primary_ip6")]
         if bare:
-            ips += netbox.objects("ip-address", fields=IP_FIELDS, virtual_machine_id=bare)
-        return cls(group=group, clusters=clusters, devices=devices, vms=vms, interfaces=interfaces, ips=ips)
+            state.ips += netbox.objects("ip-address", fields=IP_FIELDS, virtual_machine_id=bare)
+        return state
+
+    def vm_of(self, ip: Mapping[str, Any]) -> int | None:
+        """Id of the VM an address is assigned to (through one of the VMs' interfaces read), None otherwise."""
+        if self._owners is None:
+            self._owners = {int(i["id"]): vm_id for vm_id, found in self.interfaces.items() for i in found}
+        return self._owners.get(int(ip.get("assigned_object_id") or 0)) if _on_interface(ip) else None
 
 
 def being_created(backend: Backend | None, names: Iterable[str]) -> set[str]:
@@ -141,12 +149,9 @@ def narrowed(ganeti: GanetiState, state: NetBoxState, patterns: Sequence[str]) -
             replace(state, vms=[vm for vm in state.vms if match(vm["name"])]))
 
 
-def _vm_id(ip: Mapping[str, Any]) -> int | None:
-    """Id of the VM an address is assigned to (through a VM interface), None otherwise."""
-    if ip.get("assigned_object_type") != "virtualization.vminterface":
-        return None
-    owner = (ip.get("assigned_object") or {}).get("virtual_machine") or {}
-    return int(owner["id"]) if owner.get("id") is not None else None
+def _on_interface(ip: Mapping[str, Any]) -> bool:
+    """Whether an address is assigned to a VM interface (read without the costly nested assigned_object)."""
+    return ip.get("assigned_object_type") == "virtualization.vminterface" and bool(ip.get("assigned_object_id"))
 
 
 @dataclass
@@ -253,7 +258,7 @@ def compute(ganeti: GanetiState, state: NetBoxState, settings: ClusterSettings, 
     taken: dict[str, dict[str, Any]] = {}
     for ip in state.ips:
         taken[str(ip["address"]).split("/")[0]] = ip
-        vm_id = _vm_id(ip)
+        vm_id = state.vm_of(ip)
         if vm_id is not None:
             owned.setdefault(vm_id, []).append(ip)
         elif not ip.get("assigned_object_id") and ip.get("dns_name"):
@@ -396,7 +401,7 @@ def apply(netbox: NetBox, plan: Plan, sync: SyncSettings, *, delete: bool) -> Ap
     _apply_addresses(netbox, plan, done)
     if delete and plan.extra:
         extra_ids = {int(vm["id"]) for vm in plan.extra}
-        ips = [ip for ip in plan.state.ips if _vm_id(ip) in extra_ids]
+        ips = [ip for ip in plan.state.ips if plan.state.vm_of(ip) in extra_ids]
         addresses.retire(netbox, ips, release=sync.release_ips)
         done.add("ip-address " + ("release" if sync.release_ips else "keep"), len(ips))
         netbox.delete("vm", plan.extra)
