@@ -136,7 +136,7 @@ class Context:
         from libcluster import ganeti
 
         return self._cached(("ganeti", cluster), lambda: ganeti.connect(
-            self.config, cluster, dry_run=self.dry_run, changes=self.changes, remote=self.remote()))
+            self.config, cluster, dry_run=self.dry_run, changes=self.changes, remote=self.remote))
 
     def netbox(self, read_write: bool = False) -> Any:
         """A NetBox client (libcluster.netbox.NetBox); read_write picks the read-write token."""

@@ -6,6 +6,8 @@ RAPI lacks runs as gnt-* commands on the master over SSH (``cluster.commands``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from libcluster.changes import ChangeLog
@@ -27,7 +29,9 @@ from libcluster.ganeti.errors import (
 )
 from libcluster.ganeti.jobs import Job, JobHandle, JobResult, LogEntry, SkippedJob
 from libcluster.ganeti.rapi import Credentials, RapiClient
-from libcluster.remote import Remote
+
+if TYPE_CHECKING:
+    from libcluster.remote import Remote
 
 __all__ = [
     "GanetiCluster",
@@ -57,11 +61,14 @@ DEFAULT_JOB_TIMEOUT = 1800.0
 """Seconds to wait for a job (and for a gnt-* command) when `job_timeout` is not set."""
 
 
-def connect(config: Section, name: str, *, dry_run: bool, changes: ChangeLog, remote: Remote | None) -> GanetiCluster:
+def connect(
+    config: Section, name: str, *, dry_run: bool, changes: ChangeLog, remote: Remote | Callable[[], Remote] | None
+) -> GanetiCluster:
     """The cluster configured at `ganeti.clusters.<name>` of the root configuration `config`.
 
-    Raises UnknownClusterError (listing the configured names) for an unknown name and
-    ConfigError for a missing or mistyped key. No request is made here.
+    `remote` (or a function returning it, called when a gnt-* command is first needed) runs the
+    commands the RAPI lacks on the master. Raises UnknownClusterError (listing the configured
+    names) for an unknown name and ConfigError for a missing or mistyped key. No request is made here.
     """
     clusters = config.section("ganeti").section("clusters")
     if name not in set(clusters):

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from libcluster.changes import ChangeLog
@@ -21,7 +21,9 @@ from libcluster.ganeti.commands import GntCommands
 from libcluster.ganeti.errors import GanetiError
 from libcluster.ganeti.jobs import Job, JobHandle, SkippedJob
 from libcluster.ganeti.rapi import RapiClient
-from libcluster.remote import Remote
+
+if TYPE_CHECKING:
+    from libcluster.remote import Remote
 
 logger = logging.getLogger(__name__)
 
@@ -128,18 +130,22 @@ class GanetiCluster:
         dry_run: bool,
         changes: ChangeLog,
         job_timeout: float,
-        remote: Remote | None,
+        remote: Remote | Callable[[], Remote] | None,
         verify_ignore: Sequence[str] = (),
     ) -> None:
-        """Use rapi for cluster `name` (the config name); `remote` enables the gnt-* commands."""
+        """Use rapi for cluster `name` (the config name); `remote` enables the gnt-* commands.
+
+        `remote` may be a function returning the Remote: it is called on the first gnt-* command,
+        so cookbooks that only use the RAPI never load cumin.
+        """
         self.name = name
         self.dry_run = dry_run
         self.changes = changes
         self.job_timeout = job_timeout
         self.rapi = rapi
-        self._commands = (
-            GntCommands(remote, self.master, verify_ignore=verify_ignore, timeout=job_timeout) if remote else None
-        )
+        self._remote = remote
+        self._verify_ignore = tuple(verify_ignore)
+        self._commands: GntCommands | None = None
 
     def __repr__(self) -> str:
         """Name and RAPI URL."""
@@ -149,7 +155,11 @@ class GanetiCluster:
     def commands(self) -> GntCommands:
         """gnt-* commands on the master over SSH; needs the Remote given to connect()."""
         if self._commands is None:
-            raise GanetiError(f"cluster {self.name}: no Remote given, gnt-* commands over SSH are not available")
+            if self._remote is None:
+                raise GanetiError(f"cluster {self.name}: no Remote given, gnt-* commands over SSH are not available")
+            remote = self._remote() if callable(self._remote) else self._remote
+            self._commands = GntCommands(remote, self.master, verify_ignore=self._verify_ignore,
+                                         timeout=self.job_timeout)
         return self._commands
 
     # Reads (read-only user) -------------------------------------------------------------
@@ -214,7 +224,7 @@ class GanetiCluster:
         """Node names for values that are node names or node UUIDs (dry-run creates answer with UUIDs)."""
         if not any(_UUID.match(str(value)) for value in values):
             return [str(value) for value in values]
-        by_uuid = {node["uuid"]: node["name"] for node in self.nodes(bulk=True)}
+        by_uuid = {node["uuid"]: node["name"] for node in self.rapi.query("node", ["name", "uuid"])}
         return [by_uuid.get(str(value), str(value)) for value in values]
 
     # Writes (read-write user) -----------------------------------------------------------

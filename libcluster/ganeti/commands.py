@@ -11,9 +11,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from libcluster.ganeti.errors import GntCommandError
-from libcluster.remote import HostResult, HostStatus, Remote, command_line, validate_host
+from libcluster.remote_results import HostResult, HostStatus, command_line, validate_host
+
+if TYPE_CHECKING:
+    from libcluster.remote import Remote
 
 _VERIFY_LINE = re.compile(r"-\s+(ERROR|WARNING):([A-Z0-9_]+):([a-z]+):([^:]*):(.*)$")
 _VERIFY_CODE = re.compile(r"^E[A-Z0-9]+$")

@@ -13,7 +13,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +36,8 @@ logger = logging.getLogger(__name__)
 
 TRIES = 4
 """Attempts of a retryable request (the first one and three retries)."""
+RS_NORMAL = 0
+"""Status of a field Ganeti answered normally in a /2/query row."""
 
 BACKOFF = 0.5
 """Seconds before the first retry, doubled before each next one."""
@@ -134,6 +136,20 @@ class RapiClient:
     def get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
         """GET a resource as the read-only user; retried on connection failures and 502/503/504."""
         return self._request("GET", path, params=params, write=False, idempotent=True)
+
+    def query(self, resource: str, fields: Sequence[str]) -> list[dict[str, Any]]:
+        """Chosen fields of every object of a resource (`GET /2/query/RESOURCE`): no live data, so fast.
+
+        Ganeti serves /2/query to the read-write user only; it is still a read and retried as one.
+        A field Ganeti could not give (status not RS_NORMAL) is None in the row.
+        """
+        answer = self._request("GET", f"/2/query/{resource}", params={"fields": ",".join(fields)}, write=True,
+                               idempotent=True)
+        names = [field["name"] for field in answer["fields"]]
+        return [
+            {name: value if status == RS_NORMAL else None for name, (status, value) in zip(names, row, strict=True)}
+            for row in answer["data"]
+        ]
 
     def submit(self, method: str, path: str, *, params: Mapping[str, Any] | None = None, body: Any = None) -> int:
         """Send a write as the read-write user and return the id of the job Ganeti created."""

@@ -11,9 +11,10 @@ import pytest
 from libcluster.changes import ChangeLog
 from libcluster.config import Section
 from libcluster.errors import ConfigError
-from libcluster.ganeti import GanetiError, UnknownClusterError, connect
+from libcluster.ganeti import GanetiError, RapiAuthError, UnknownClusterError, connect
 from libcluster.ganeti.cluster import GanetiCluster, instance_create_body
 from libcluster.ganeti.jobs import Job, SkippedJob
+from tests.unit.ganeti.ganeti_replay import FIXTURES, load_jsonl
 
 Write = Callable[[GanetiCluster], Any]
 
@@ -215,12 +216,24 @@ def test_reads_run_in_dry_run_as_read_only_user(make_cluster: Any, transcript: l
     assert changes.changes == []
 
 
-def test_node_uuids_are_mapped_to_names(make_cluster: Any, transcript: list[dict[str, Any]]) -> None:
-    nodes = next(e for e in transcript if e.get("path") == "/2/nodes" and e.get("params") == {"bulk": 1})
-    cluster, _, _ = make_cluster([nodes])
-    uuid, name = nodes["response"][0]["uuid"], nodes["response"][0]["name"]
+def test_node_uuids_are_mapped_to_names_through_the_query_resource(make_cluster: Any) -> None:
+    exchanges = load_jsonl(FIXTURES / "rapi-query-lab-3.0.2.jsonl")
+    ok = next(e for e in exchanges if e["status"] == 200)
+    cluster, adapter, _ = make_cluster([ok])
+    row = ok["response"]["data"][1]
+    name, uuid = row[0][1], row[1][1]
     assert cluster.node_names([name]) == [name]
-    assert cluster.node_names([uuid]) == [name]
+    assert adapter.seen == []  # names need no request
+    assert cluster.node_names([uuid, "not-a-uuid-name"]) == [name, "not-a-uuid-name"]
+    (seen,) = adapter.seen
+    assert (seen.path, seen.params, seen.user) == ("/2/query/node", {"fields": ["name,uuid"]}, "cookbooks")
+
+
+def test_a_refused_query_is_an_auth_error(make_cluster: Any) -> None:
+    refused = next(e for e in load_jsonl(FIXTURES / "rapi-query-lab-3.0.2.jsonl") if e["status"] == 403)
+    cluster, _, _ = make_cluster([refused])
+    with pytest.raises(RapiAuthError, match="Forbidden"):
+        cluster.node_names(["e4ce2df2-c5e4-47d0-b003-a856a5321479"])
 
 
 @pytest.mark.parametrize(

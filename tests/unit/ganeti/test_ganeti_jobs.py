@@ -18,6 +18,7 @@ from libcluster.ganeti.jobs import (
     sub_job_ids,
     timestamp,
 )
+from tests.unit.ganeti.ganeti_replay import FIXTURES, load_jsonl
 
 
 @pytest.mark.parametrize(
@@ -156,7 +157,8 @@ def test_node_migrate_wait_follows_each_sub_job(make_cluster: Any, lab_exchanges
 
 
 def test_dry_run_create_names_the_node_hail_chose(make_cluster: Any, lab_exchanges: list[dict[str, Any]]) -> None:
-    cluster, adapter, changes = make_cluster(lab_exchanges, dry_run=True)
+    query = [e for e in load_jsonl(FIXTURES / "rapi-query-lab-3.0.2.jsonl") if e["status"] == 200]
+    cluster, adapter, changes = make_cluster(lab_exchanges + query, dry_run=True)
     job = cluster.create_instance("rec-dry.lab.example", disk_template="file", disks=[1024], os_type="noop",
                                   memory=128, vcpus=1, iallocator="hail", name_check=False)
     result = job.wait()

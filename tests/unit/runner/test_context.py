@@ -52,7 +52,8 @@ def test_clients_are_built_once_per_argument_with_dry_run_and_changes(ctx: Conte
     lab = ctx.ganeti("lab")
     assert ctx.ganeti("lab") is lab and ctx.ganeti("prod") is not lab
     assert lab.args == (ctx.config, "lab")
-    assert lab.kwargs == {"dry_run": True, "changes": ctx.changes, "remote": remote}
+    assert lab.kwargs == {"dry_run": True, "changes": ctx.changes, "remote": ctx.remote}
+    assert lab.kwargs["remote"]() is remote  # a factory: cumin is loaded only when a gnt-* command runs
 
 
 def test_prompts_and_locks_go_to_the_session_services(ctx: Context) -> None:
