@@ -7,11 +7,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.unit.ganeti.ganeti_replay import CA_FILE, FIXTURES, RO, RW, URL, RecordedRapi, load_jsonl
 
 from libcluster.changes import ChangeLog
 from libcluster.ganeti.cluster import GanetiCluster
 from libcluster.ganeti.rapi import RapiClient
+from tests.unit.ganeti.ganeti_replay import (
+    CA_FILE,
+    FIXTURES,
+    RO,
+    RW,
+    URL,
+    RecordedRapi,
+    load_jsonl,
+)
 
 
 @pytest.fixture(scope="session")

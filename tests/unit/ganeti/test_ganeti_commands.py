@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from tests.unit.ganeti.ganeti_replay import FIXTURES
 
 from libcluster.changes import ChangeLog
 from libcluster.ganeti.commands import (
@@ -19,7 +18,14 @@ from libcluster.ganeti.commands import (
     verify_argv,
 )
 from libcluster.ganeti.errors import GntCommandError
-from libcluster.remote import HostResult, HostStatus, InvalidHostError, RunResult, command_line
+from libcluster.remote import (
+    HostResult,
+    HostStatus,
+    InvalidHostError,
+    RunResult,
+    command_line,
+)
+from tests.unit.ganeti.ganeti_replay import FIXTURES
 
 MASTER = "node1.lab.example"
 
