@@ -424,10 +424,14 @@ def _create_clusters(netbox: NetBox, plan: Plan, sync: SyncSettings) -> dict[str
 
 
 def _apply_interfaces(netbox: NetBox, plan: Plan, done: Applied) -> None:
-    """Create the missing interfaces, then set the MACs that differ (one bulk call each)."""
+    """Create the missing interfaces (with their MAC where NetBox takes it, as sync.vm does), then set the MACs
+    that still differ (one bulk call each)."""
     missing = [(item, name) for item in plan.vms for name in item.new_interfaces]
-    made = netbox.create("vm-interface", [{"virtual_machine": item.vm["id"] if item.vm else None, "name": name}
-                                          for item, name in missing]) if missing else []
+    mac_on_create = bool(missing) and netbox.version >= sync_vm.MAC_ON_INTERFACE
+    made = netbox.create("vm-interface", [
+        {"virtual_machine": item.vm["id"] if item.vm else None, "name": name,
+         **({"mac_address": item.macs[name]} if mac_on_create and name in item.macs else {})}
+        for item, name in missing]) if missing else []
     done.add("interface create", len(made))
     for (item, name), iface in zip(missing, made):
         item.interfaces[name] = iface
@@ -435,6 +439,8 @@ def _apply_interfaces(netbox: NetBox, plan: Plan, done: Applied) -> None:
     for item in plan.vms:
         for name, mac in item.macs.items():
             iface_id = item.interfaces[name].get("id")
+            if (sync_vm.interface_mac(item.interfaces[name]) or "").lower() == mac.lower():
+                continue
             if iface_id is None:
                 logger.info("Would set MAC %s on %s of %s once it exists", mac, name, item.name)
             else:

@@ -70,12 +70,14 @@ class RecordingNetBox:
     """The NetBox client methods the sync writes with: every call recorded, answers shaped like NetBox's.
 
     In dry-run, created objects get no id (as the real client's planned objects). free says how many
-    addresses each prefix has left.
+    addresses each prefix has left; version is the NetBox API version the client would report.
     """
 
-    def __init__(self, *, dry_run: bool = False, free: Mapping[str, int] | None = None) -> None:
+    def __init__(self, *, dry_run: bool = False, free: Mapping[str, int] | None = None,
+                 version: tuple[int, int] = (4, 7)) -> None:
         """Start with no call; ids of created objects count from 5000."""
         self.dry_run = dry_run
+        self.version = version
         self.free = dict(free or {})
         self.calls: list[tuple[str, str, Any]] = []
         self._ids = itertools.count(5000)
@@ -132,3 +134,109 @@ class RecordingNetBox:
         self.free[str(prefix)] = self.free.get(str(prefix), 0) - len(wanted)
         self._used[str(prefix)] = self._used.get(str(prefix), 0) + len(wanted)
         return [{**data, "id": self._id(), "address": address} for address, data in zip(addresses, wanted)]
+
+
+class StoredNetBox(RecordingNetBox):
+    """A RecordingNetBox that keeps what is written and answers the reads one-VM syncs make (a few filters)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        """Start with cluster group `lab` and clusters A and B."""
+        super().__init__(**kwargs)
+        self.store: dict[str, dict[int, dict[str, Any]]] = {
+            "cluster-group": {1: {"id": 1, "name": "lab"}}, "cluster": {1: cluster(1, "A"), 2: cluster(2, "B")},
+            "vm": {}, "vm-interface": {}, "ip-address": {}}
+
+    def add(self, kind: str, obj: dict[str, Any]) -> dict[str, Any]:
+        """Put an object in the store as it was read."""
+        self.store[kind][int(obj["id"])] = obj
+        return obj
+
+    def get(self, kind: str, **filters: Any) -> dict[str, Any]:
+        """The one stored object matching (a cluster type when nothing of that kind is stored)."""
+        if kind not in self.store:
+            return super().get(kind, **filters)
+        [found] = self.objects(kind, **filters)
+        return found
+
+    def find(self, kind: str, **filters: Any) -> dict[str, Any] | None:
+        """The stored object matching, None if none."""
+        found = self.objects(kind, **filters)
+        return found[0] if found else None
+
+    def objects(self, kind: str, *, fields: Any = None, **filters: Any) -> list[dict[str, Any]]:
+        """Stored objects matching every filter (name, cluster_id, group_id, ids, dns_name, address)."""
+        def value(obj: dict[str, Any], name: str) -> Any:
+            if name == "cluster_id":
+                return obj["cluster"]["id"]
+            if name == "virtual_machine_id":
+                if kind == "ip-address":
+                    iface = self.store["vm-interface"].get(int(obj.get("assigned_object_id") or 0))
+                    return iface["virtual_machine"]["id"] if iface else None
+                return obj["virtual_machine"]["id"]
+            if name == "address":
+                return str(obj["address"]).split("/")[0]
+            return {"group_id": 1}.get(name) if name == "group_id" else obj.get(name)
+
+        def wanted(name: str, given: Any) -> list[Any]:
+            given = given if isinstance(given, (list, tuple, set)) else [given]
+            return [str(item).split("/")[0] if name == "address" else item for item in given]
+
+        return [dict(obj) for obj in self.store[kind].values()
+                if all(value(obj, name) in wanted(name, given) for name, given in filters.items())]
+
+    def create(self, kind: str, objects: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Record, then store with the nested shapes NetBox answers with."""
+        made = super().create(kind, objects)
+        if not self.dry_run:
+            for obj in made:
+                self.add(kind, self._nested(kind, obj))
+        return [self.store[kind].get(obj["id"], obj) if obj["id"] else obj for obj in made]
+
+    def update(self, kind: str, objects: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Record, then merge the fields into the stored objects."""
+        super().update(kind, objects)
+        for obj in objects:
+            stored = self.store[kind][int(obj["id"])]
+            stored.update(self._nested(kind, {**stored, **obj}))
+        return [dict(self.store[kind][int(obj["id"])]) for obj in objects]
+
+    def delete(self, kind: str, objects: Sequence[Any]) -> None:
+        """Record, then forget."""
+        super().delete(kind, objects)
+        for obj in objects:
+            self.store[kind].pop(int(obj if isinstance(obj, int) else obj["id"]), None)
+
+    def release_ips(self, ips: Sequence[Any]) -> None:
+        """Record, then forget the addresses."""
+        super().release_ips(ips)
+        for ip_obj in ips:
+            self.store["ip-address"].pop(int(ip_obj["id"]), None)
+
+    def set_macs(self, macs: Mapping[int, str]) -> None:
+        """Record, then set the interfaces' MACs."""
+        super().set_macs(macs)
+        for iface_id, mac in macs.items():
+            self.store["vm-interface"][iface_id]["mac_address"] = mac
+
+    def allocate_ips(self, prefix: Any, wanted: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Record, then store the new addresses."""
+        made = super().allocate_ips(prefix, wanted)
+        if not self.dry_run:
+            for obj in made:
+                self.add("ip-address", {"status": {"value": "active"}, **obj})
+        return made
+
+    def _nested(self, kind: str, obj: dict[str, Any]) -> dict[str, Any]:
+        """References by id as NetBox answers them: cluster, virtual machine, primary addresses."""
+        shaped = dict(obj)
+        if kind == "vm":
+            if isinstance(shaped.get("cluster"), int):
+                shaped["cluster"] = {"id": shaped["cluster"], "name": self.store["cluster"][shaped["cluster"]]["name"]}
+            if isinstance(shaped.get("status"), str):
+                shaped["status"] = {"value": shaped["status"]}
+            for key in ("primary_ip4", "primary_ip6"):
+                if isinstance(shaped.get(key), int):
+                    shaped[key] = {"id": shaped[key], "address": self.store["ip-address"][shaped[key]]["address"]}
+        if kind == "vm-interface" and isinstance(shaped.get("virtual_machine"), int):
+            shaped["virtual_machine"] = {"id": shaped["virtual_machine"]}
+        return shaped

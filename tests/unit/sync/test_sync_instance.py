@@ -1,0 +1,130 @@
+"""libcluster.sync.instance: one instance followed into NetBox (through sync.vm's record) and its DNS records.
+
+NetBox is an in-memory double answering the one-VM reads; the DNS publication is recorded instead of sent
+(sync.dns.publish is the makevm-tested path); Ganeti answers from a dict of RAPI-shaped instances.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from tests.unit.sync.sync_fakes import StoredNetBox, iface, instance, ip, settings, vm
+
+from libcluster.ganeti import RapiNotFoundError
+from libcluster.netbox import NetBoxError
+from libcluster.sync import instance as sync_instance
+from libcluster.sync.cluster import SyncSettings
+from libcluster.sync.instance import Follower
+from libcluster.sync.netbox_dns import DNSSyncSettings
+
+GROUPS = [{"name": "A", "node_list": ["node1.lab.example", "node2.lab.example"]},
+          {"name": "B", "node_list": ["node3.lab.example"]}, {"name": "C", "node_list": ["node4.lab.example"]}]
+
+
+class Ganeti:
+    """The RAPI reads a Follower makes."""
+
+    def __init__(self, *instances: dict[str, Any]) -> None:
+        self.instances = {i["name"]: i for i in instances}
+
+    def instance(self, name: str) -> dict[str, Any]:
+        if name not in self.instances:
+            raise RapiNotFoundError("GET", f"/2/instances/{name}", 404, "not found")
+        return self.instances[name]
+
+    def groups(self, bulk: bool = True) -> list[dict[str, Any]]:
+        return GROUPS
+
+
+@pytest.fixture
+def published(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, list[str]]]:
+    """(name, addresses) of every DNS publication, in order."""
+    calls: list[tuple[str, list[str]]] = []
+
+    def publish(client: Any, name: str, addresses: list[str]) -> list[Any]:
+        calls.append((name, list(addresses)))
+        return []
+
+    monkeypatch.setattr(sync_instance.sync_dns, "publish", publish)
+    return calls
+
+
+def follower(netbox: StoredNetBox, ganeti: Ganeti, **sync: Any) -> Follower:
+    return Follower(netbox, None, ganeti, settings(), SyncSettings(**sync), DNSSyncSettings())  # type: ignore[arg-type]
+
+
+def test_a_hand_made_instance_is_recorded_with_allocated_addresses_and_published(
+        published: list[tuple[str, list[str]]]) -> None:
+    netbox = StoredNetBox(free={"198.51.100.0/26": 5, "2001:db8:a::/64": 5})
+    done = follower(netbox, Ganeti(instance("new.lab.example", memory=512, vcpus=2))).follow("new.lab.example",
+                                                                                              delete=True)
+    [record] = netbox.objects("vm", name="new.lab.example")
+    assert (record["cluster"]["name"], record["memory"], record["vcpus"], record["status"]) == (
+        "A", 512, 2, {"value": "active"})
+    [nic] = netbox.objects("vm-interface", virtual_machine_id=record["id"])
+    assert nic["mac_address"] == "aa:00:00:00:00:01"
+    ips = netbox.objects("ip-address", dns_name="new.lab.example")
+    assert sorted(str(i["address"]) for i in ips) == ["198.51.100.1/26", "2001:db8:a::1/64"]
+    assert {i["assigned_object_id"] for i in ips} == {nic["id"]}
+    assert (record["primary_ip4"]["address"], record["primary_ip6"]["address"]) == ("198.51.100.1/26",
+                                                                                  "2001:db8:a::1/64")
+    assert published == [("new.lab.example", ["198.51.100.1", "2001:db8:a::1"])]
+    assert [(row.action, row.change) for row in done.rows] == [
+        ("create", "198.51.100.1/26"), ("create", "2001:db8:a::1/64"), ("write", "vm-create"),
+        ("write", "vm-interface-create x1"), ("write", "ip-address-update x2"),
+        ("write", "vm-update primary_ip4,primary_ip6")]
+    netbox.calls.clear()
+    follower(netbox, Ganeti(instance("new.lab.example", memory=512, vcpus=2))).follow("new.lab.example", delete=True)
+    assert netbox.writes() == []
+
+
+def test_the_ganeti_nic_ip_is_taken_when_free_and_refused_when_netbox_gives_it_to_another(
+        published: list[tuple[str, list[str]]]) -> None:
+    netbox = StoredNetBox()
+    follower(netbox, Ganeti(instance("nic.lab.example", ips=["198.51.100.30"]))).follow("nic.lab.example",
+                                                                                         delete=False)
+    assert [str(i["address"]) for i in netbox.objects("ip-address", dns_name="nic.lab.example")] == [
+        "198.51.100.30/26"]
+    netbox.add("ip-address", ip(900, "198.51.100.31/26", dns_name="other.lab.example"))
+    done = follower(netbox, Ganeti(instance("clash.lab.example", ips=["198.51.100.31"]))).follow(
+        "clash.lab.example", delete=False)
+    assert [(row.action, row.change) for row in done.rows if row.action == "conflict"] == [
+        ("conflict", "Ganeti NIC IP 198.51.100.31/26 is already other.lab.example in NetBox (not taken)")]
+    assert netbox.objects("ip-address", dns_name="clash.lab.example") == []
+
+
+def test_a_removed_instance_is_reported_and_only_deleted_with_delete(published: list[tuple[str, list[str]]]) -> None:
+    netbox = StoredNetBox()
+    record = netbox.add("vm", vm(10, "gone.lab.example", netbox.store["cluster"][1]))
+    nic = netbox.add("vm-interface", iface(11, record))
+    netbox.add("ip-address", ip(12, "198.51.100.9/26", dns_name="gone.lab.example", iface_obj=nic))
+    kept = follower(netbox, Ganeti()).follow("gone.lab.example", delete=False)
+    assert [(row.action, row.name) for row in kept.rows] == [("extra", "gone.lab.example")]
+    assert netbox.writes() == [] and published == []
+    done = follower(netbox, Ganeti(), release_ips=False).follow("gone.lab.example", delete=True)
+    assert [(row.action, row.change) for row in done.rows] == [
+        ("delete", "not in Ganeti; 1 address(es) kept (reserved)")]
+    assert netbox.objects("vm", name="gone.lab.example") == []
+    assert netbox.store["ip-address"][12]["status"] == "reserved" and netbox.store["ip-address"][12]["dns_name"] == ""
+    assert published == [("gone.lab.example", [])]
+
+
+def test_a_renamed_instance_keeps_its_netbox_vm_and_addresses(published: list[tuple[str, list[str]]]) -> None:
+    netbox = StoredNetBox()
+    address = netbox.add("ip-address", ip(12, "198.51.100.9/26", dns_name="old.lab.example"))
+    record = netbox.add("vm", vm(10, "old.lab.example", netbox.store["cluster"][1], primary4={"id": 12}))
+    nic = netbox.add("vm-interface", iface(11, record))
+    netbox.store["ip-address"][12] = ip(12, address["address"], dns_name="old.lab.example", iface_obj=nic)
+    follower(netbox, Ganeti(instance("new.lab.example"))).follow("new.lab.example", delete=True,
+                                                                  renamed_from="old.lab.example")
+    [renamed] = netbox.objects("vm", name="new.lab.example")
+    assert renamed["id"] == 10 and netbox.objects("vm", name="old.lab.example") == []
+    assert netbox.store["ip-address"][12]["dns_name"] == "new.lab.example"
+    assert published == [("old.lab.example", []), ("new.lab.example", ["198.51.100.9"])]
+
+
+def test_a_group_without_netbox_cluster_asks_for_a_cluster_wide_sync(published: list[tuple[str, list[str]]]) -> None:
+    with pytest.raises(NetBoxError, match="node group C has no NetBox cluster C .* run sync-netbox on the whole"):
+        follower(StoredNetBox(), Ganeti(instance("c.lab.example", pnode="node4.lab.example"))).follow(
+            "c.lab.example", delete=True)
