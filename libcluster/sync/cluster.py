@@ -265,11 +265,11 @@ def compute(ganeti: GanetiState, state: NetBoxState, settings: ClusterSettings, 
             loose.setdefault(str(ip["dns_name"]), []).append(ip)
     for instance in sorted(ganeti.instances, key=lambda item: str(item["name"])):
         group = ganeti.group_of(str(instance.get("pnode")))
+        candidates = by_name.pop(str(instance["name"]), [])
         if group is None:
             plan.rows.append(Row("missing", "vm", str(instance["name"]), f"primary node {instance.get('pnode')} "
                                  "is in no node group (skipped)"))
             continue
-        candidates = by_name.pop(str(instance["name"]), [])
         if instance["name"] in busy:
             plan.rows.append(Row("busy", "vm", str(instance["name"]), "a cookbook is creating it (left alone)"))
             continue
