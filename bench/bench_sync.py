@@ -94,7 +94,7 @@ def sync(netbox: NetBox, settings: ClusterSettings, sync_settings: SyncSettings,
          label: str) -> Measure:
     """What the cookbook's whole-cluster run does, timed and counted."""
     started, before = time.monotonic(), netbox.request_count
-    current = NetBoxState.read(netbox, settings.netbox_cluster_group, NODES, [str(PREFIX)])
+    current = NetBoxState.read(netbox, settings.netbox_cluster_group, state, [str(PREFIX)])
     plan = sync_cluster.compute(state, current, settings, sync_settings)
     applied = sync_cluster.apply(netbox, plan, sync_settings, delete=False)
     rows = len([row for row in plan.rows if row.action != "missing"])
@@ -138,6 +138,12 @@ def run_size(netbox: NetBox, token: str, count: int, log: Callable[[str], None])
                                ("1% drift sync", GanetiState({"A": NODES}, drift(instances))),
                                ("no-change sync", GanetiState({"A": NODES}, drift(instances)))):
             measures.append(sync(netbox, settings, SyncSettings(), current, label))
+            log(f"{count} VMs: {measures[-1].line()}")
+        for kind, fields in (("vm", sync_cluster.VM_FIELDS), ("vm-interface", sync_cluster.INTERFACE_FIELDS)):
+            started, before = time.monotonic(), netbox.request_count
+            netbox.objects(kind, fields=fields, cluster_id=[cluster["id"]])
+            measures.append(Measure(f"read {kind}", time.monotonic() - started, netbox.request_count - before, 0,
+                                    "(one paged read alone)"))
             log(f"{count} VMs: {measures[-1].line()}")
         return measures
     finally:

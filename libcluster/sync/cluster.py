@@ -8,7 +8,7 @@ stopped -> offline, Ganeti error states -> failed); each NIC an interface with G
 IPs are kept: set only when missing or not the VM's own. A VM without any address gets one
 (:mod:`libcluster.sync.addresses`, ``sync.allocate_ips``). NetBox VMs Ganeti no longer has are
 reported, and deleted only when asked, within the delete limit (:meth:`SyncSettings.delete_limit`).
-Reads grow with pages, not VMs: about five paged reads whatever the cluster size.
+Reads grow with pages, not VMs: a few paged reads whatever the cluster size.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ from libcluster.sync import vm as sync_vm
 logger = logging.getLogger(__name__)
 
 VM_FIELDS = ("id", "name", "cluster", "status", "vcpus", "memory", "disk", "primary_ip4", "primary_ip6")
-INTERFACE_FIELDS = ("id", "name", "virtual_machine", "mac_address", "primary_mac_address")
+INTERFACE_FIELDS = ("id", "name", "virtual_machine", "mac_address")
+INTERFACE_FIELDS_4_6 = ("id", "name", "virtual_machine", "primary_mac_address")
 IP_FIELDS = ("id", "address", "dns_name", "status", "assigned_object_type", "assigned_object_id")
 DEVICE_FIELDS = ("id", "name", "cluster")
 """Fields read in bulk (NetBox serialises only these: much faster than whole objects)."""
@@ -103,27 +104,34 @@ class NetBoxState:
     _owners: dict[int, int] | None = field(default=None, repr=False)
 
     @classmethod
-    def read(cls, netbox: NetBox, group_name: str, nodes: Iterable[str], prefixes: Sequence[str]) -> NetBoxState:
-        """Bulk paged reads: the group, its clusters, devices, VMs, interfaces and addresses."""
+    def read(cls, netbox: NetBox, group_name: str, ganeti: GanetiState, prefixes: Sequence[str]) -> NetBoxState:
+        """Bulk paged reads: the group, its clusters, the nodes' devices, VMs, interfaces and, when needed, addresses.
+
+        Addresses are read only when an instance has no VM yet or a VM has no primary address: a cluster
+        whose VMs all have one costs no address read (primaries are kept, never recomputed).
+        """
         group = netbox.get("cluster-group", name=group_name)
         clusters = {str(c["name"]): c for c in netbox.objects("cluster", group_id=group["id"])}
         cluster_ids = [int(c["id"]) for c in clusters.values()]
-        devices = {str(d["name"]): d for d in netbox.objects("device", fields=DEVICE_FIELDS, name=sorted(nodes))}
+        nodes = sorted(node for members in ganeti.groups.values() for node in members)
+        devices = {str(d["name"]): d for d in netbox.objects("device", fields=DEVICE_FIELDS, name=nodes)}
         if cluster_ids:
             devices.update({str(d["name"]): d for d in netbox.objects("device", fields=DEVICE_FIELDS,
                                                                        cluster_id=cluster_ids)})
         vms = netbox.objects("vm", fields=VM_FIELDS, cluster_id=cluster_ids) if cluster_ids else []
         interfaces: dict[int, list[dict[str, Any]]] = {}
         if vms:
-            for iface in netbox.objects("vm-interface", fields=INTERFACE_FIELDS, cluster_id=cluster_ids):
+            fields = INTERFACE_FIELDS if netbox.version >= sync_vm.MAC_ON_INTERFACE else INTERFACE_FIELDS_4_6
+            for iface in netbox.objects("vm-interface", fields=fields, cluster_id=cluster_ids):
                 interfaces.setdefault(int(iface["virtual_machine"]["id"]), []).append(iface)
-        ips = netbox.objects("ip-address", fields=IP_FIELDS, parent=list(prefixes)) if prefixes and vms else []
-        state = cls(group=group, clusters=clusters, devices=devices, vms=vms, interfaces=interfaces, ips=ips)
-        seen = {state.vm_of(ip) for ip in ips}
-        bare = [int(vm["id"]) for vm in vms
-                if int(vm["id"]) not in seen and not vm.get("primary_ip4") and not vm.get("primary_ip6")]
-        if bare:
-            state.ips += netbox.objects("ip-address", fields=IP_FIELDS, virtual_machine_id=bare)
+        state = cls(group=group, clusters=clusters, devices=devices, vms=vms, interfaces=interfaces, ips=[])
+        bare = [int(vm["id"]) for vm in vms if not vm.get("primary_ip4") and not vm.get("primary_ip6")]
+        new = {str(i["name"]) for i in ganeti.instances} - {str(vm["name"]) for vm in vms}
+        if prefixes and (bare or new):
+            state.ips = netbox.objects("ip-address", fields=IP_FIELDS, parent=list(prefixes))
+            seen = {state.vm_of(ip) for ip in state.ips}
+            if unseen := [vm_id for vm_id in bare if vm_id not in seen]:
+                state.ips += netbox.objects("ip-address", fields=IP_FIELDS, virtual_machine_id=unseen)
         return state
 
     def vm_of(self, ip: Mapping[str, Any]) -> int | None:

@@ -115,8 +115,7 @@ class SyncNetboxRunner(CookbookRunnerBase):
         started, requests = time.monotonic(), self.netbox.request_count
         state = sync_cluster.GanetiState.read(self.ganeti)
         prefixes = [p for group in self.settings.groups.values() for p in group.prefixes_v4 + group.prefixes_v6]
-        nodes = [node for members in state.groups.values() for node in members]
-        current = sync_cluster.NetBoxState.read(self.netbox, self.settings.netbox_cluster_group, nodes, prefixes)
+        current = sync_cluster.NetBoxState.read(self.netbox, self.settings.netbox_cluster_group, state, prefixes)
         if self.args.match:
             state, current = sync_cluster.narrowed(state, current, self.args.match)
         busy = self._being_created({str(i["name"]) for i in state.instances} - {str(vm["name"]) for vm in current.vms})

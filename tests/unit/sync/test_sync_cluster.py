@@ -240,3 +240,45 @@ def test_dry_run_plans_dependent_writes_without_ids() -> None:
     applied = sync_cluster.apply(netbox, plan, SyncSettings(), delete=False)
     assert netbox.writes("set_macs") == [] and netbox.writes("update") == []
     assert applied.counts == {"vm create": 1, "interface create": 1, "ip-address create": 2}
+
+
+class Reader:
+    """The reads NetBoxState.read makes: canned answers per kind, every call recorded."""
+
+    def __init__(self, answers: dict[str, list[dict[str, Any]]], version: tuple[int, int] = (4, 7)) -> None:
+        self.answers = answers
+        self.version = version
+        self.calls: list[tuple[str, tuple[str, ...] | None, dict[str, Any]]] = []
+
+    def get(self, kind: str, **filters: Any) -> dict[str, Any]:
+        self.calls.append((kind, None, filters))
+        return {"id": 1, "name": "lab"}
+
+    def objects(self, kind: str, *, fields: Any = None, **filters: Any) -> list[dict[str, Any]]:
+        self.calls.append((kind, tuple(fields) if fields else None, filters))
+        return list(self.answers.get(kind, []))
+
+
+@pytest.mark.parametrize("instances, expected", [
+    (["vm1.lab.example"], []),
+    (["vm1.lab.example", "new.lab.example"], [("ip-address", {"parent": ["198.51.100.0/26"]})]),
+])
+def test_read_asks_for_addresses_only_when_a_vm_is_new_or_has_no_primary(instances: list[str],
+                                                                         expected: list[Any]) -> None:
+    record, nic, address = in_sync("vm1.lab.example", 1)
+    reader = Reader({"cluster": [A], "vm": [record], "vm-interface": [nic], "ip-address": [address]})
+    current = NetBoxState.read(reader, "lab", GanetiState(GROUPS, [instance(n) for n in instances]),  # type: ignore
+                               ["198.51.100.0/26"])
+    assert [(kind, filters) for kind, _, filters in reader.calls if kind == "ip-address"] == expected
+    assert current.interfaces == {1: [nic]} and current.ips == ([address] if expected else [])
+    assert ("vm-interface", sync_cluster.INTERFACE_FIELDS, {"cluster_id": [1]}) in reader.calls
+
+
+def test_read_looks_for_the_addresses_of_a_vm_without_primary_outside_the_prefixes() -> None:
+    bare = vm(2, "bare.lab.example", A)
+    reader = Reader({"cluster": [A], "vm": [bare], "vm-interface": [iface(20, bare)]}, version=(4, 6))
+    NetBoxState.read(reader, "lab", GanetiState(GROUPS, [instance("bare.lab.example")]),  # type: ignore[arg-type]
+                     ["198.51.100.0/26"])
+    assert [filters for kind, _, filters in reader.calls if kind == "ip-address"] == [
+        {"parent": ["198.51.100.0/26"]}, {"virtual_machine_id": [2]}]
+    assert ("vm-interface", sync_cluster.INTERFACE_FIELDS_4_6, {"cluster_id": [1]}) in reader.calls
