@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from libcluster.clusters import ClusterSettings
-from libcluster.dns import DNS, Diff, DNSZoneError
+from libcluster.dns import DNS, DNSZoneError
 from libcluster.ganeti import GanetiCluster, RapiNotFoundError
 from libcluster.netbox import NetBox, NetBoxError
 from libcluster.sync import addresses
@@ -36,12 +36,7 @@ class Followed:
 
     name: str
     rows: list[Row] = field(default_factory=list)
-    dns: list[Diff] = field(default_factory=list)
-
-    @property
-    def dns_changes(self) -> int:
-        """Rrsets changed in DNS."""
-        return sum(len(diff) for diff in self.dns)
+    """NetBox writes and DNS rrset changes, one row each (the cookbook prints them as a table)."""
 
 
 @dataclass
@@ -86,7 +81,6 @@ class Follower:
         except DNSZoneError as exc:
             logger.warning("DNS of %s left alone: %s", name, exc)
             return
-        done.dns.append(diff)
         done.rows += [Row("dns", "rrset", change.name.to_text(), change.describe()) for change in diff]
 
     def _gone(self, name: str, clusters: dict[str, dict[str, Any]], delete: bool, done: Followed) -> None:
