@@ -17,7 +17,7 @@ import base64
 import json
 import logging
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -109,12 +109,6 @@ class Event:
                    new_name=str(data.get("new_name") or ""), node=str(data.get("node", "")),
                    time=float(data.get("time") or 0))
 
-    def to_json(self) -> str:
-        """The value as the hook script writes it."""
-        data: dict[str, Any] = {"version": EVENT_VERSION, **asdict(self)}
-        del data["key"]
-        return json.dumps(data, sort_keys=True)
-
     @property
     def target(self) -> str:
         """The instance as Ganeti now names it (the new name after a rename)."""
@@ -183,12 +177,6 @@ class EventStore:
                     logger.error("Ignoring %s under the hook events prefix: not a hook event (%s)", key, exc)
                     self._unreadable.add(key)
         return events
-
-    def put(self, event: Event, ttl: int) -> None:
-        """Store an event under its key with a lease of ttl seconds (what the hook script does with curl)."""
-        lease = int(self._call("granting a lease", "/lease/grant", {"TTL": ttl, "ID": 0})["ID"])
-        self._call("writing a hook event", "/kv/put",
-                   {"key": _b64(event.key), "value": _b64(event.to_json()), "lease": lease})
 
     def delete(self, key: str) -> None:
         """Delete one event (done, or dropped)."""

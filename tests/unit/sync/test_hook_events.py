@@ -23,14 +23,14 @@ def event(key: str, instance: str, hook: str = "instance-add", phase: str = "pos
     return Event(key=key, cluster=cluster, hook=hook, phase=phase, op="OP", instance=instance, new_name=new_name)
 
 
-def test_an_event_as_the_hook_script_writes_it_parses_and_round_trips() -> None:
+def test_an_event_as_the_hook_script_writes_it_parses() -> None:
     parsed = Event.from_json("/p/lab/1-node1-2", WRITTEN_BY_THE_SCRIPT)
     assert parsed == Event(key="/p/lab/1-node1-2", cluster="lab", hook="instance-rename", phase="post",
                            op="OP_INSTANCE_RENAME", instance="old.lab.example", new_name="new.lab.example",
                            node="node1.lab.example", time=1795316410.0)
     assert parsed.target == "new.lab.example"
-    assert Event.from_json(parsed.key, parsed.to_json()) == parsed
-    assert json.loads(parsed.to_json())["version"] == 1
+    assert Event.from_json("k", json.dumps({**json.loads(WRITTEN_BY_THE_SCRIPT), "new_name": ""})).target == \
+        "old.lab.example"
 
 
 @pytest.mark.parametrize("text", ['{"version":2,"instance":"a"}', '{"version":1}', "[]", "not json"])
