@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,8 @@ NAME = "etcd"
 PACKAGES = ("etcd-server", "etcd-client")
 URL = f"http://127.0.0.1:{topology.ETCD_PORT}"
 PEER_URL = f"http://127.0.0.1:{topology.ETCD_PEER_PORT}"
+NODES_URL = f"http://{topology.HOST_IP}:{topology.ETCD_PORT}"
+"""Where Ganeti hooks on the nodes reach etcd: the root namespace's lab bridge address, once the cluster part made it."""
 
 
 def _dir(lab: Lab) -> Path:
@@ -24,11 +27,22 @@ def _pidfile(lab: Lab) -> Path:
     return _dir(lab) / "etcd.pid"
 
 
+def _host_ip_exists() -> bool:
+    """Whether HOST_IP is an address of this machine (the cluster part puts it on the lab bridge)."""
+    with socket.socket() as sock:
+        try:
+            sock.bind((topology.HOST_IP, 0))
+        except OSError:
+            return False
+    return True
+
+
 def command(lab: Lab) -> list[str]:
-    """The etcd command line: data dir under the state dir, client and peer URLs on loopback only."""
+    """The etcd command line: data dir under the state dir, peer URL on loopback, clients on loopback and HOST_IP."""
+    client_urls = f"{URL},{NODES_URL}" if _host_ip_exists() else URL
     return [
         "etcd", "--name", "default", "--data-dir", str(_dir(lab) / "data"),
-        "--listen-client-urls", URL, "--advertise-client-urls", URL,
+        "--listen-client-urls", client_urls, "--advertise-client-urls", URL,
         "--listen-peer-urls", PEER_URL, "--initial-advertise-peer-urls", PEER_URL,
         "--initial-cluster", f"default={PEER_URL}", "--initial-cluster-state", "new",
     ]
