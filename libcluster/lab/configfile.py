@@ -36,6 +36,7 @@ def build(lab: Lab, state: dict[str, Any]) -> dict[str, Any]:
             "channel": topology.SAL_CHANNEL,
             "nick": "cookbook-sal",
         },
+        "hooks": {"node_etcd_url": f"http://{topology.HOST_IP}:{topology.ETCD_PORT}"},
         "remote": {"cumin_config": state["ssh"]["cumin_config"], "ssh_user": "root"},
         "netbox": {"url": netbox["url"], "token": netbox["token"], "ro_token": netbox["ro_token"], "timeout": 30},
         "dns": {
