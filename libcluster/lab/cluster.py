@@ -192,10 +192,11 @@ def _build_cluster(lab: Lab, paths: ClusterPaths) -> tuple[topology.Node, list[s
             raise LabError(f"{PART}: cluster init left no config.data; log: {lab.log_file(PART)}")
     master_fqdn, members = _layout(config)
     master = _by_fqdn(master_fqdn)
-    _ensure_daemons(lab, paths, master, is_master=True)
+    # Other members first: the master's wconfd only starts once a majority of nodes (their noded) vote for it.
     for fqdn in members:
         if fqdn != master_fqdn:
             _ensure_daemons(lab, paths, _by_fqdn(fqdn), is_master=False)
+    _ensure_daemons(lab, paths, master, is_master=True)
     _ensure_master_ip(lab, paths, master)
     _ensure_groups(lab, paths, master)
     # One at a time: run together (2 cores) the adds took longer, Ganeti serialises their jobs anyway.
