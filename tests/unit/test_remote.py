@@ -39,7 +39,10 @@ for arg; do
     if [ "$arg" = "$command" ]; then host="$previous"; fi
     previous="$arg"
 done
-python3 -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "$@" >> "$FAKE_SSH_LOG"
+python3 -c 'import json, os, sys
+fd = os.open(os.environ["FAKE_SSH_LOG"], os.O_WRONLY | os.O_APPEND)
+os.write(fd, (json.dumps(sys.argv[1:]) + "\\n").encode())  # one O_APPEND write: parallel calls never interleave
+' "$@"
 case "$host" in
     unreachable*) echo "ssh: connect to host $host port 22: No route to host" >&2; exit 255 ;;
 esac
