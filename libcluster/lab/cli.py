@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import threading
 import time
@@ -76,7 +75,7 @@ def down(lab: Lab) -> None:
             failures.append(str(exc))
     if failures:
         raise LabError("; ".join(failures))
-    shutil.rmtree(lab.state_dir, ignore_errors=True)
+    lab.remove_state()
 
 
 def status(lab: Lab) -> dict[str, Any]:

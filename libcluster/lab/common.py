@@ -11,6 +11,7 @@ import json
 import os
 import secrets
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -55,6 +56,12 @@ class Lab:
     def log_file(self, part: str) -> Path:
         """Log file of one part."""
         return self.log_dir / f"{part}.log"
+
+    def remove_state(self) -> None:
+        """Delete the runtime state dir and forget the secrets read from it (the next up makes new ones)."""
+        with self._secrets_lock:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+            self._secrets = None
 
     def secret(self, name: str, nbytes: int = 24, *, hexchars: bool = False) -> str:
         """Return the named lab secret, generating and persisting it on first use.

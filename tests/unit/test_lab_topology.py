@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 from pathlib import Path
 
 import pytest
@@ -102,3 +103,14 @@ def test_certificate_of_extracts_the_certificate(tmp_path: Path) -> None:
     pem.write_text(f"-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n{cert}\n")
     assert tls.certificate_of(pem) == cert
     assert tls.certificate_of(tmp_path / "missing.pem") is None
+
+
+def test_remove_state_forgets_cached_secrets(tmp_path: Path) -> None:
+    """down then up in one process: secrets are written again, not served from memory only."""
+    lab = Lab(state_dir=tmp_path / "state", cache_dir=tmp_path / "cache")
+    first = lab.secret("rapi_password")
+    lab.remove_state()
+    assert not lab.state_dir.exists()
+    second = lab.secret("rapi_password")
+    assert second != first
+    assert json.loads(lab.secrets_file.read_text()) == {"rapi_password": second}
