@@ -169,6 +169,11 @@ class GntCommands:
         self.verify_ignore = tuple(verify_ignore)
         self.timeout = timeout
 
+    def on(self, master: str) -> GntCommands:
+        """The same commands run on `master` without asking who the master is (the RAPI may not answer, e.g.
+        while its certificate is being replaced)."""
+        return GntCommands(self._remote, lambda: master, verify_ignore=self.verify_ignore, timeout=self.timeout)
+
     def run(
         self, argv: Sequence[str], *, is_safe: bool, timeout: float | None = None, ok_codes: Sequence[int] = (0,)
     ) -> HostResult:

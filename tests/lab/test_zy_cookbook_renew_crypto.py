@@ -4,6 +4,8 @@ Read-only and refused runs first (check-only, bad input, a RAPI certificate our 
 then one real run renewing the cluster certificate (hence the node certificates) and installing a RAPI
 certificate freshly signed by the lab CA, so TLS keeps verifying for every client of the lab. The new RAPI
 certificate then becomes the lab's own (tls.rapi_pem), so `cookbook-lab up` sees nothing to repair.
+Last, the other parts in one run: SPICE certificate, root SSH keys and a self-signed RAPI certificate, which
+must fail loudly; `cookbook-lab up` then puts the lab's RAPI certificate back, as an operator would.
 """
 
 from __future__ import annotations
@@ -20,26 +22,35 @@ import pytest
 import yaml
 
 from libcluster.ganeti import GanetiCluster
-from libcluster.lab import tls
+from libcluster.lab import cli, tls
 from libcluster.lab.clusterfs import ClusterPaths
 from libcluster.lab.common import Lab
 from tests.lab.cookbook_lab import Run, cluster, planned_only, remote, run_cookbook  # noqa: F401 - cluster: fixture
 
 RENEW = "sre.ganeti.renew-crypto"
-FILES = ("/var/lib/ganeti/server.pem", "/var/lib/ganeti/client.pem", "/var/lib/ganeti/rapi.pem")
+FILES = ("/var/lib/ganeti/server.pem", "/var/lib/ganeti/client.pem", "/var/lib/ganeti/rapi.pem",
+         "/var/lib/ganeti/spice.pem")
+SSH_KEY = "/root/.ssh/id_rsa.pub"
 BUSY_TRIES = 10
 """Runs refused because other tests' jobs were running are tried again this often (10 s apart)."""
 
 
-def _fingerprints(lab_config: Path, cluster: GanetiCluster) -> dict[tuple[str, str], str]:
-    """SHA-256 fingerprint of each certificate file on each node."""
-    nodes = sorted(node["name"] for node in cluster.nodes())
+def _nodes(cluster: GanetiCluster) -> list[str]:
+    """The cluster's nodes, sorted."""
+    return sorted(node["name"] for node in cluster.nodes())
+
+
+def _fingerprints(lab_config: Path, nodes: list[str]) -> dict[tuple[str, str], str]:
+    """SHA-256 fingerprint of each certificate file and of the root SSH key on each node (over SSH only)."""
     found = {}
     for path in FILES:
         result = remote(lab_config).hosts(nodes).run_sync(
             ["openssl", "x509", "-noout", "-fingerprint", "-sha256", "-in", path], is_safe=True)
         for node in nodes:
             found[(node, path)] = result[node].output.strip().split("=", 1)[-1]
+    keys = remote(lab_config).hosts(nodes).run_sync(["ssh-keygen", "-lf", SSH_KEY], is_safe=True)
+    for node in nodes:
+        found[(node, SSH_KEY)] = keys[node].output.split()[1]
     return found
 
 
@@ -91,7 +102,7 @@ def test_check_only_reports_every_certificate(cluster: GanetiCluster, lab_config
 
 
 def test_bad_input_and_dry_run_change_nothing(cluster: GanetiCluster, lab_config: Path, scratch: Path) -> None:
-    before = _fingerprints(lab_config, cluster)
+    before = _fingerprints(lab_config, _nodes(cluster))
     self_signed = scratch / "self-signed.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
                     "-keyout", str(self_signed), "-out", str(self_signed), "-days", "30", "-subj", "/CN=rogue",
@@ -108,7 +119,7 @@ def test_bad_input_and_dry_run_change_nothing(cluster: GanetiCluster, lab_config
     assert dry.returncode == 0
     assert "gnt-cluster renew-crypto --force --new-cluster-certificate" in dry.stderr
     assert planned_only(dry) and [change["action"] for change in dry.audit["changes"]] == ["command"]
-    assert _fingerprints(lab_config, cluster) == before
+    assert _fingerprints(lab_config, _nodes(cluster)) == before
 
 
 def test_renew_cluster_and_rapi_certificates_keeps_tls_verifiable(cluster: GanetiCluster, lab_config: Path,
@@ -116,10 +127,10 @@ def test_renew_cluster_and_rapi_certificates_keeps_tls_verifiable(cluster: Ganet
     lab, paths = Lab(), ClusterPaths.of(Lab())
     fresh = scratch / "rapi.pem"
     tls.issue_rapi_certificate(lab, paths, fresh)
-    before = _fingerprints(lab_config, cluster)
+    before = _fingerprints(lab_config, _nodes(cluster))
     done = _renew(lab_config, "--cluster-certificate", "--rapi-certificate", str(fresh))
     assert done.returncode == 0
-    after = _fingerprints(lab_config, cluster)
+    after = _fingerprints(lab_config, _nodes(cluster))
     master = cluster.master()
     assert after[(master, FILES[0])] != before[(master, FILES[0])]
     assert len({after[(node["name"], FILES[0])] for node in cluster.nodes()}) == 1  # one cluster certificate
@@ -128,3 +139,36 @@ def test_renew_cluster_and_rapi_certificates_keeps_tls_verifiable(cluster: Ganet
     assert cluster.info()["master"] == master
     # The lab's own RAPI certificate is now the installed one.
     fresh.replace(tls.rapi_pem(paths))
+
+
+def test_spice_ssh_keys_and_a_self_signed_rapi_certificate(cluster: GanetiCluster, lab_config: Path) -> None:
+    nodes = _nodes(cluster)
+    before = _fingerprints(lab_config, nodes)
+    try:
+        done = _renew(lab_config, "--spice-certificate", "--ssh-keys", "--new-rapi-certificate")
+        assert done.returncode == 1
+        assert "--new-rapi-certificate --new-spice-certificate --new-ssh-keys --no-ssh-key-check" in done.stderr
+        assert "OUR RAPI CLIENT NO LONGER VERIFIES" in done.stderr and "self-signed certificate" in done.stderr
+        assert "not renewed" not in done.stderr
+        assert "gnt-cluster verify after the renewal: exit code 0, 0 error(s)" in done.stderr  # SSH between nodes
+        after = _fingerprints(lab_config, nodes)  # our own SSH still reaches every node
+        for path in (FILES[2], FILES[3], SSH_KEY):
+            assert all(after[(node, path)] != before[(node, path)] for node in nodes), path
+        for path in FILES[2:]:
+            assert len({after[(node, path)] for node in nodes}) == 1, path  # the master copied it everywhere
+        assert len({after[(node, SSH_KEY)] for node in nodes}) == len(nodes)  # one key per node
+        assert [after[(node, FILES[0])] for node in nodes] == [before[(node, FILES[0])] for node in nodes]
+        assert "self-signed" in _served_problem(cluster.rapi.url)
+    finally:
+        cli.up(Lab())  # puts the lab-signed RAPI certificate back and authorizes the new keys on the spare node
+    assert _served_certificate(cluster.rapi.url, str(tls.ca_file(ClusterPaths.of(Lab())))) == \
+        tls.certificate_of(tls.rapi_pem(ClusterPaths.of(Lab())))
+
+
+def _served_problem(url: str) -> str:
+    """Why a client verifying against the lab CA refuses RAPI's certificate ("" if it accepts it)."""
+    try:
+        _served_certificate(url, str(tls.ca_file(ClusterPaths.of(Lab()))))
+    except ssl.SSLCertVerificationError as exc:
+        return str(exc.verify_message)
+    return ""

@@ -94,6 +94,11 @@ class FakeCommands:
         """(rc, output) of each cluster_verify() call in turn; the last one repeats."""
         self.renew_output = "All requested certificates and keys have been replaced."
 
+    def on(self, master: str) -> FakeCommands:
+        """The same commands, the master pinned (recorded)."""
+        self.cluster.calls.append(("commands_on", master))
+        return self
+
     def cluster_verify(self) -> VerifyResult:
         """The next recorded verify outcome (clean by default)."""
         rc, output = self.verify_outputs.pop(0) if len(self.verify_outputs) > 1 else (

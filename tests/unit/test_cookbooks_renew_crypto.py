@@ -17,6 +17,7 @@ from tests.unit.cookbook_fakes import FakeCluster, FakeCtx, FakeRemote, load_con
 from libcluster.cookbook import CookbookInitSuccess
 from libcluster.errors import LibclusterError
 from libcluster.ganeti.commands import GntCommands
+from libcluster.ganeti.errors import RapiConnectionError
 
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
 # Real output of _certs.READ_SCRIPT on a lab node (Ganeti 3.0.2, OpenSSL 3.0), plus a missing file.
@@ -25,6 +26,7 @@ READ_OUTPUT = """\
 /var/lib/ganeti/client.pem notAfter=Nov 21 04:04:46 2031 GMT sha256 Fingerprint=2C:3B:73:6E \n\
 /var/lib/ganeti/rapi.pem notAfter=Feb 24 04:04:50 2029 GMT sha256 Fingerprint=3C:01:4F:5D \n\
 /var/lib/ganeti/spice.pem absent
+/root/.ssh/id_rsa.pub key=SHA256:XTeatWdEJEiV6iBo86dH6p7ztMlq64d4xoFmN8s2ZbY
 """
 
 
@@ -45,6 +47,7 @@ def test_read_output_is_parsed_into_dates_and_fingerprints(certs: Any) -> None:
     assert found["/var/lib/ganeti/server.pem"] == (datetime(2031, 11, 21, 4, 4, 45, tzinfo=UTC), "65:CD:B5:00")
     assert found["/var/lib/ganeti/rapi.pem"][0] == datetime(2029, 2, 24, 4, 4, 50, tzinfo=UTC)
     assert found["/var/lib/ganeti/spice.pem"] == (None, None)
+    assert found["/root/.ssh/id_rsa.pub"] == (None, "SHA256:XTeatWdEJEiV6iBo86dH6p7ztMlq64d4xoFmN8s2ZbY")
     assert certs.read_command(["/a b"])[-1] == "/a b"
 
 
@@ -57,6 +60,8 @@ def test_file_rows_flag_a_differing_cluster_certificate_and_missing_files(certs:
     assert problems == {("cluster certificate", f"n2:{certs.CLUSTER_CERT}"): "differs from the master's",
                         ("node certificate", f"n2:{certs.NODE_CERT}"): "absent"}
     assert not any(row.name == "SPICE certificate" for row in rows)  # absent SPICE is fine
+    assert [row.where for row in rows if row.name == "root SSH key"] == ["n1:/root/.ssh/id_rsa.pub",
+                                                                         "n2:/root/.ssh/id_rsa.pub"]
     unread = certs.file_certs("n1", {})
     assert unread[0].problem == "not read (node unreachable)"
 
@@ -207,7 +212,8 @@ def test_renewal_passes_the_quirk_flags_and_checks_the_result(renew: Any, tmp_pa
     after = renew._certs.Cert(renew._certs.TLS_NAME, cluster.rapi.url, datetime(2029, 3, 1, tzinfo=UTC), "33:33")
 
     def renewed() -> None:
-        ctx.remote().respond = lambda host, line: ok(READ_OUTPUT.replace("3C:01:4F:5D", "33:33"))
+        ctx.remote().respond = lambda host, line: ok(READ_OUTPUT.replace("3C:01:4F:5D", "33:33")
+                                                     .replace("SHA256:XTea", f"SHA256:{host}"))
         monkeypatch.setattr(renew._certs, "tls_peer", lambda url, ca, timeout=10.0: after)
 
     cluster.on_renew = renewed
@@ -215,6 +221,7 @@ def test_renewal_passes_the_quirk_flags_and_checks_the_result(renew: Any, tmp_pa
     (options,) = [call[1] for call in cluster.calls if call[0] == "renew_crypto"]
     assert options["rapi_certificate"] == "/root/rapi.pem" and options["confd_hmac_key"] is True
     assert options["ssh_keys"] is True and options["ssh_key_check"] is False
+    assert ("commands_on", "node1.example") in cluster.calls  # verify after the renewal asks RAPI nothing
     assert runner.lock_args.concurrency == 1 and runner.lock_args.suffix == "lab"
 
 
@@ -223,10 +230,21 @@ def test_an_unchanged_certificate_or_an_unverifiable_rapi_fail_the_run(renew: An
     certs = renew._certs
     broken = certs.Cert(certs.TLS_NAME, "https://198.51.100.10:5080", None, "44:44",
                         "TLS verification FAILED against /nonexistent/ca.pem: self-signed certificate")
-    runner, ctx, cluster = _make(renew, tmp_path, monkeypatch, "--cluster-certificate", "--new-rapi-certificate")
-    cluster.on_renew = lambda: monkeypatch.setattr(certs, "tls_peer", lambda url, ca, timeout=10.0: broken)
+    runner, ctx, cluster = _make(renew, tmp_path, monkeypatch, "--cluster-certificate", "--new-rapi-certificate",
+                                 "--ssh-keys")
+
+    def refused(*args: Any, **kwargs: Any) -> Any:
+        raise RapiConnectionError("RAPI GET /2/info: TLS failed: self-signed certificate")
+
+    def renewed() -> None:  # RAPI now serves a certificate our client refuses
+        monkeypatch.setattr(certs, "tls_peer", lambda url, ca, timeout=10.0: broken)
+        for method in ("master", "nodes", "info"):
+            monkeypatch.setattr(cluster, method, refused)
+
+    cluster.on_renew = renewed
     assert runner.run() == 1
     assert f"cluster certificate at node1.example:{certs.CLUSTER_CERT} was not renewed" in caplog.text
+    assert "root SSH key at node1.example:/root/.ssh/id_rsa.pub was not renewed" in caplog.text
     assert "OUR RAPI CLIENT NO LONGER VERIFIES https://198.51.100.10:5080" in caplog.text
     assert "SELF-SIGNED" in caplog.text
 
@@ -234,7 +252,7 @@ def test_an_unchanged_certificate_or_an_unverifiable_rapi_fail_the_run(renew: An
 def test_dry_run_reports_and_renews_nothing(renew: Any, tmp_path: Path, monkeypatch: Any) -> None:
     runner, ctx, cluster = _make(renew, tmp_path, monkeypatch, "--cluster-certificate", dry_run=True)
     assert runner.run() == 0
-    assert [call[0] for call in cluster.calls] == ["renew_crypto"]
+    assert [call[0] for call in cluster.calls] == ["commands_on", "renew_crypto"]
     assert ctx.remote().calls and all(is_safe for _, _, is_safe in ctx.remote().calls)
 
 

@@ -1,7 +1,7 @@
 """Certificates of a Ganeti cluster as renew-crypto reports them: files on the nodes and RAPI as a TLS client sees it.
 
 Files are read with `openssl x509 -enddate -fingerprint` over SSH (a read-only command; private keys
-never leave the node). RAPI is checked with a real TLS handshake, verified against the CA the
+never leave the node), the nodes' root SSH keys with `ssh-keygen -l` on their public halves. RAPI is checked with a real TLS handshake, verified against the CA the
 cookbooks' own RAPI client uses, so the report says what clients will see.
 """
 
@@ -25,16 +25,22 @@ NODE_CERT = "/var/lib/ganeti/client.pem"
 RAPI_CERT = "/var/lib/ganeti/rapi.pem"
 SPICE_CERT = "/var/lib/ganeti/spice.pem"
 FILES = (CLUSTER_CERT, NODE_CERT, RAPI_CERT, SPICE_CERT)
+SSH_KEY_DIR = "/root/.ssh/"
+"""Where Ganeti keeps each node's root SSH key pair (id_<type>, the cluster's ssh_key_type)."""
 TLS_NAME = "RAPI over TLS"
 """Name of the row of RAPI as a TLS client sees it."""
+SSH_KEY_NAME = "root SSH key"
 
 READ_SCRIPT = ('for f in "$@"; do if [ -e "$f" ]; then printf "%s " "$f"; '
                'openssl x509 -noout -enddate -fingerprint -sha256 -in "$f" | tr "\\n" " "; echo; '
-               'else echo "$f absent"; fi; done')
-"""Prints one line per file: `PATH notAfter=... sha256 Fingerprint=...`, or `PATH absent`."""
+               'else echo "$f absent"; fi; done; '
+               f'for k in {SSH_KEY_DIR}id_*.pub; do if [ -e "$k" ]; then '
+               'printf "%s key=%s\\n" "$k" "$(ssh-keygen -lf "$k" | cut -d" " -f2)"; fi; done')
+"""Prints one line per file: `PATH notAfter=... sha256 Fingerprint=...`, or `PATH absent`; then one line
+per root public key: `PATH key=SHA256:...`."""
 _VERIFY_ERROR = re.compile(r"^error \d+ at \d+ depth lookup: (.+)$", re.MULTILINE)
 _LINE = re.compile(r"^(?P<path>\S+) (?:notAfter=(?P<date>.+? GMT)\s+\S+ Fingerprint=(?P<fp>[0-9A-F:]+)"
-                   r"|(?P<absent>absent))")
+                   r"|(?P<absent>absent)|key=(?P<key>SHA256:\S+))")
 
 
 @dataclass(frozen=True)
@@ -58,7 +64,8 @@ def read_command(paths: Iterable[str] = FILES) -> list[str]:
 
 
 def parse_read(output: str) -> dict[str, tuple[datetime | None, str | None]]:
-    """{path: (notAfter, fingerprint)} from READ_SCRIPT's output; absent files map to (None, None)."""
+    """{path: (notAfter, fingerprint)} from READ_SCRIPT's output; absent files map to (None, None), SSH keys
+    to (None, their SHA256 fingerprint)."""
     found: dict[str, tuple[datetime | None, str | None]] = {}
     for line in output.splitlines():
         match = _LINE.match(line.strip())
@@ -66,6 +73,8 @@ def parse_read(output: str) -> dict[str, tuple[datetime | None, str | None]]:
             continue
         if match["absent"]:
             found[match["path"]] = (None, None)
+        elif match["key"]:
+            found[match["path"]] = (None, match["key"])
         else:
             stamp = datetime.fromtimestamp(ssl.cert_time_to_seconds(match["date"]), UTC)
             found[match["path"]] = (stamp, match["fp"])
@@ -73,7 +82,8 @@ def parse_read(output: str) -> dict[str, tuple[datetime | None, str | None]]:
 
 
 def file_certs(master: str, per_node: Mapping[str, Mapping[str, tuple[datetime | None, str | None]]]) -> list[Cert]:
-    """The report's file rows: cluster, RAPI and SPICE certificates of the master, each node's own certificate.
+    """The report's file rows: cluster, RAPI and SPICE certificates of the master, each node's own certificate
+    and root SSH key (no expiry: listed so that a renewal can be checked).
 
     A node whose cluster certificate differs from the master's, and a missing required file, are problems.
     """
@@ -97,6 +107,8 @@ def file_certs(master: str, per_node: Mapping[str, Mapping[str, tuple[datetime |
             if copy.fingerprint and cluster.fingerprint and copy.fingerprint != cluster.fingerprint:
                 certs.append(Cert(copy.name, copy.where, copy.not_after, copy.fingerprint, "differs from the master's"))
     certs += [cert("node certificate", node, NODE_CERT) for node in sorted(per_node)]
+    certs += [cert(SSH_KEY_NAME, node, path) for node in sorted(per_node)
+              for path in sorted(per_node[node]) if path.startswith(SSH_KEY_DIR)]
     certs.append(cert("RAPI certificate", master, RAPI_CERT))
     spice = cert("SPICE certificate", master, SPICE_CERT, optional=True)
     if spice.fingerprint:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from libcluster.errors import LibclusterError
-from libcluster.ganeti.commands import VerifyResult
+from libcluster.ganeti.commands import GntCommands, VerifyResult
 from libcluster.remote import InvalidHostError, validate_host
 
 logger = logging.getLogger(__name__)
@@ -60,27 +60,27 @@ def wait_running(
         sleep(POLL_INTERVAL)
 
 
-def verify_cluster(cluster: Any, when: str) -> VerifyResult:
+def verify_cluster(commands: GntCommands, when: str) -> VerifyResult:
     """`gnt-cluster verify` (ignoring the cluster's verify_ignore codes), tried again when it failed without
     any finding, i.e. a verify job failed; errors are logged as warnings, the summary at INFO.
     """
-    result = _verify_once(cluster, when)
+    result = _verify_once(commands, when)
     for _ in range(VERIFY_TRIES - 1):
         if result.ok or result.errors:
             break
         logger.warning("gnt-cluster verify did not complete (a verify job failed, e.g. instances changed "
                        "meanwhile): trying again in %gs", VERIFY_RETRY_SLEEP)
         time.sleep(VERIFY_RETRY_SLEEP)
-        result = _verify_once(cluster, when)
+        result = _verify_once(commands, when)
     return result
 
 
-def _verify_once(cluster: Any, when: str) -> VerifyResult:
-    result = cluster.commands.cluster_verify()
+def _verify_once(commands: GntCommands, when: str) -> VerifyResult:
+    result = commands.cluster_verify()
     for issue in result.issues:
         log = logger.warning if issue.level == "ERROR" else logger.debug
         log("verify %s: %s %s %s: %s", when, issue.level, issue.code, issue.item, issue.message)
     logger.info("gnt-cluster verify %s: exit code %s, %d error(s), %d warning(s) (ignored codes: %s)", when,
                 result.rc, len(result.errors), len(result.warnings),
-                ", ".join(cluster.commands.verify_ignore) or "none")
+                ", ".join(commands.verify_ignore) or "none")
     return result

@@ -161,11 +161,11 @@ class AddNodeRunner(CookbookRunnerBase):
             logger.error("%d pre-check(s) failed for %s: nothing was changed; fix and re-run the cookbook",
                          len(failed), self.fqdn)
             return 1
-        before = verify_cluster(self.cluster, "before the add")
+        before = verify_cluster(self.cluster.commands, "before the add")
         logger.info("Adding %s to group %s (gnt-node add on %s)", self.fqdn, self.group, master)
         self.cluster.commands.node_add(self.fqdn, group=self.group, ssh_key_check=False)
         if not self.ctx.dry_run:
-            after = verify_cluster(self.cluster, "after the add")
+            after = verify_cluster(self.cluster.commands, "after the add")
             new = new_errors(before, after)
             if new or not (after.ok or after.errors):
                 return self._verify_failed(after, new)

@@ -3,7 +3,8 @@
 Steps:
   1. Report every certificate's expiry: the cluster certificate (server.pem of the master, the same
      on every node), each node's own certificate (client.pem), RAPI (rapi.pem, and RAPI as a TLS
-     client verifying against the configured ca_file sees it) and SPICE (when present).
+     client verifying against the configured ca_file sees it) and SPICE (when present); and the
+     fingerprint of each node's root SSH key.
      --check-only stops here: exit 0 when all are fine, non-zero (94) when one expires within the
      cluster's cert_warning_days, is missing, or RAPI does not verify (for monitoring).
   2. Refuse to go on while Ganeti jobs are queued, waiting or running (daemons are restarted).
@@ -14,10 +15,11 @@ Steps:
      installed together with --new-confd-hmac-key; SSH keys need --no-ssh-key-check. A new cluster
      certificate renews the node certificates too and restarts the daemons of every node (about 45s
      on a small cluster).
-  4. Wait until RAPI answers TLS again, run `gnt-cluster verify`.
-  5. Report the expiries again; every renewed certificate must have changed, and our own RAPI
-     client must still verify TLS. --new-rapi-certificate makes Ganeti generate a self-signed
-     certificate: with a ca_file configured it cannot verify, the run says so loudly and exits 1.
+  4. Wait until RAPI answers TLS again, run `gnt-cluster verify` (which also checks SSH between nodes).
+  5. Report the expiries again; every renewed certificate and SSH key must have changed, and our own
+     RAPI client must still verify TLS. --new-rapi-certificate makes Ganeti generate a self-signed
+     certificate that no verifying client accepts: the renewal is completed and checked over SSH,
+     then the run says so loudly and exits 1 (install a CA-signed one with --rapi-certificate).
 
 Usage:
   cookbook sre.ganeti.renew-crypto --cluster prod1 --check-only
@@ -93,17 +95,23 @@ def problems(certs: list[Cert], now: datetime, warning_days: int) -> list[Cert]:
     return [cert for cert in certs if status(cert, now, warning_days) != "OK"]
 
 
-def survey(ctx: Any, cluster: Any, ca_file: str | None) -> list[Cert]:
-    """Every certificate of the cluster: files on the online nodes (one SSH run), then RAPI over TLS."""
-    master = cluster.master()
-    nodes = sorted(node["name"] for node in cluster.nodes() if not node.get("offline"))
+def members(cluster: Any) -> tuple[str, list[str]]:
+    """The master and the online nodes, from the RAPI."""
+    return cluster.master(), sorted(node["name"] for node in cluster.nodes() if not node.get("offline"))
+
+
+def survey(ctx: Any, master: str, nodes: list[str], rapi_url: str, ca_file: str | None) -> list[Cert]:
+    """Every certificate and SSH key of the cluster: files on the nodes (one SSH run), then RAPI over TLS.
+
+    Needs no RAPI call, so that it also works while RAPI serves a certificate our client refuses.
+    """
     result = ctx.remote().hosts(nodes).run_sync(_certs.read_command(), is_safe=True, timeout=60)
     per_node = {name: _certs.parse_read(host.output) for name, host in result.hosts.items()
                 if host.status is HostStatus.OK}
     for name, host in result.hosts.items():
         if host.status is not HostStatus.OK:
             logger.warning("Cannot read the certificates of %s: %s", name, host.describe())
-    return [*_certs.file_certs(master, per_node), _certs.tls_peer(cluster.rapi.url, ca_file)]
+    return [*_certs.file_certs(master, per_node), _certs.tls_peer(rapi_url, ca_file)]
 
 
 def rapi_ca_file(ctx: Any, cluster: str) -> str | None:
@@ -150,7 +158,7 @@ class RenewCrypto(CookbookBase):
 
     def _check_only(self, cluster: Any, settings: ClusterSettings, ca_file: str | None) -> None:
         now = datetime.now(UTC)
-        certs = survey(self.ctx, cluster, ca_file)
+        certs = survey(self.ctx, *members(cluster), cluster.rapi.url, ca_file)
         print(render(certs, now, settings.cert_warning_days), flush=True)
         bad = problems(certs, now, settings.cert_warning_days)
         if bad:
@@ -196,29 +204,31 @@ class RenewCryptoRunner(CookbookRunnerBase):
         """One renewal per cluster at a time."""
         return LockArgs(suffix=self.cluster.name, concurrency=1, ttl=None)
 
-    def _report(self, when: str) -> list[Cert]:
-        certs = survey(self.ctx, self.cluster, self.ca_file)
+    def _report(self, when: str, master: str, nodes: list[str]) -> list[Cert]:
+        certs = survey(self.ctx, master, nodes, self.cluster.rapi.url, self.ca_file)
         print(f"Certificates of cluster {self.cluster.name} {when}:\n"
               f"{render(certs, datetime.now(UTC), self.settings.cert_warning_days)}", flush=True)
         return certs
 
     def run(self) -> int:
         """The whole renewal; non-zero when verify, the comparison or the TLS check finds a problem."""
-        before = self._report("before")
+        master, nodes = members(self.cluster)
+        before = self._report("before", master, nodes)
         active = [job["id"] for job in self.cluster.jobs(bulk=True) if job.get("status") in ACTIVE_JOB_STATUSES]
         if active:
             logger.error("Jobs %s are queued or running on cluster %s: renewing restarts the daemons; retry when "
                          "they are done", ", ".join(str(job) for job in active), self.cluster.name)
             return 1
-        if self.args.new_rapi_certificate and self.ca_file:
+        if self.args.new_rapi_certificate:
             logger.warning("--new-rapi-certificate makes Ganeti generate a SELF-SIGNED certificate: clients "
                            "verifying RAPI against %s (this one included) will fail; prefer --rapi-certificate FILE",
-                           self.ca_file)
+                           self.ca_file or "the system CAs")
         print(f"Renewing on cluster {self.cluster.name}: {', '.join(self.parts)}.\nGaneti daemons of every node are "
               "restarted: jobs cannot be submitted meanwhile.", flush=True)
         self.ctx.confirm(f"Renew {', '.join(self.parts)} of cluster {self.cluster.name}?")
         started = time.monotonic()
-        result = self.cluster.commands.renew_crypto(
+        commands = self.cluster.commands.on(master)  # from here on RAPI may refuse our client
+        result = commands.renew_crypto(
             cluster_certificate=self.args.cluster_certificate,
             node_certificates=self.args.node_certificates,
             rapi_certificate=self.args.rapi_certificate,
@@ -233,8 +243,8 @@ class RenewCryptoRunner(CookbookRunnerBase):
             return 0
         logger.info("gnt-cluster renew-crypto done in %.0fs:\n%s", time.monotonic() - started, result.output.strip())
         self._wait_for_rapi()
-        verify = verify_cluster(self.cluster, "after the renewal")
-        after = self._report("after")
+        verify = verify_cluster(commands, "after the renewal")
+        after = self._report("after", master, nodes)
         failures = self._compare(before, after)
         if not verify.ok:
             failures.append(f"gnt-cluster verify failed (exit code {verify.rc})")
@@ -260,7 +270,7 @@ class RenewCryptoRunner(CookbookRunnerBase):
             time.sleep(POLL_INTERVAL)
 
     def _compare(self, before: list[Cert], after: list[Cert]) -> list[str]:
-        """A failure line for every renewed certificate whose fingerprint did not change."""
+        """A failure line for every renewed certificate or key whose fingerprint did not change."""
         renewed = set()
         if self.args.cluster_certificate:
             renewed |= {"cluster certificate", "node certificate"}
@@ -270,6 +280,8 @@ class RenewCryptoRunner(CookbookRunnerBase):
             renewed |= {"RAPI certificate", _certs.TLS_NAME}
         if self.args.spice_certificate:
             renewed.add("SPICE certificate")
+        if self.args.ssh_keys:
+            renewed.add(_certs.SSH_KEY_NAME)
         old = {(cert.name, cert.where): cert.fingerprint for cert in before}
         return [f"{cert.name} at {cert.where} was not renewed (same fingerprint as before)"
                 for cert in after if cert.name in renewed and cert.fingerprint
