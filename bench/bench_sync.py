@@ -139,10 +139,14 @@ def run_size(netbox: NetBox, token: str, count: int, log: Callable[[str], None])
                                ("no-change sync", GanetiState({"A": NODES}, drift(instances)))):
             measures.append(sync(netbox, settings, SyncSettings(), current, label))
             log(f"{count} VMs: {measures[-1].line()}")
-        for kind, fields in (("vm", sync_cluster.VM_FIELDS), ("vm-interface", sync_cluster.INTERFACE_FIELDS)):
+        reads: dict[str, Callable[[], Any]] = {
+            "read vm": lambda: netbox.objects("vm", fields=sync_cluster.VM_FIELDS, cluster_id=[cluster["id"]]),
+            "read interfaces": lambda: sync_cluster.read_interfaces(netbox, [int(cluster["id"])]),
+        }
+        for label, read in reads.items():
             started, before = time.monotonic(), netbox.request_count
-            netbox.objects(kind, fields=fields, cluster_id=[cluster["id"]])
-            measures.append(Measure(f"read {kind}", time.monotonic() - started, netbox.request_count - before, 0,
+            read()
+            measures.append(Measure(label, time.monotonic() - started, netbox.request_count - before, 0,
                                     "(one paged read alone)"))
             log(f"{count} VMs: {measures[-1].line()}")
         return measures

@@ -1,8 +1,9 @@
 """The NetBox client cookbooks use: paged strict reads, bulk writes, IP allocation and MACs, dry-run aware.
 
 Reads return NetBox's JSON objects as plain dicts, fetched page by page through pynetbox's
-request layer: no per-object lazy fetch can hide behind an attribute access (requests grow
-with pages, not objects), and no caller can bypass dry-run with `record.save()`. Every write
+request layer (or NetBox's GraphQL API where REST is slow for the fields needed): no
+per-object lazy fetch can hide behind an attribute access (requests grow with pages, not
+objects), and no caller can bypass dry-run with `record.save()`. Every write
 goes through this class, is recorded in the run's ChangeLog and, in dry-run, is only recorded.
 """
 
@@ -26,7 +27,7 @@ from libcluster.netbox.errors import (
     NetBoxNotFound,
     NetBoxReadOnly,
 )
-from libcluster.netbox.http import NetBoxAdapter, translated
+from libcluster.netbox.http import NetBoxAdapter, from_response, translated
 from libcluster.netbox.kinds import KINDS, VM_INTERFACE_TYPE, Kind
 
 DEFAULT_PAGE_SIZE = 1000
@@ -123,6 +124,39 @@ class NetBox:
                     strict.verify(spec, part, obj)
                     found.append(obj)
         return found
+
+    def graphql_list(self, name: str, selection: str, *, filters: str,
+                     variables: Mapping[str, tuple[str, Any]]) -> list[dict[str, Any]]:
+        """Every object of the GraphQL list query `name`, by pages of `page_size`, until an empty page.
+
+        For bulk reads REST makes slow: NetBox's REST list of VM interfaces prefetches addresses, FHRP
+        groups and L2VPN terminations whatever `fields` asks (about 1.5 s per 1,000 rows); GraphQL loads
+        only `selection` (about 0.25 s). `filters` is the GraphQL filter object, using `$variables`
+        given as {name: (GraphQL type, value)}; NetBox rejects unknown filter fields, so nothing is
+        silently ignored. Needs NetBox 4.3 or later (lookup-style filters). Ids come back as strings.
+        """
+        declared = ", ".join(f"${var}: {kind}" for var, (kind, _) in variables.items())
+        query = (f"query($offset: Int!, $limit: Int!, {declared}) {{ {name}(filters: {filters}, "
+                 f"pagination: {{offset: $offset, limit: $limit}}) {{ {selection} }} }}")
+        values = {var: value for var, (_, value) in variables.items()}
+        headers = {"Accept": "application/json", "Authorization": self._authorization()}
+        action = f"POST /graphql/ {name}"
+        found: list[dict[str, Any]] = []
+        while True:
+            body = {"query": query, "variables": {**values, "offset": len(found), "limit": self.page_size}}
+            with translated(action):
+                response = self.session.post(f"{self.url}/graphql/", json=body, headers=headers)
+                if not response.ok:
+                    raise from_response(action, response)
+                answer = response.json()
+            if answer.get("errors"):
+                raise NetBoxError(f"{action}: " + "; ".join(str(error.get("message")) for error in answer["errors"]))
+            page = (answer.get("data") or {}).get(name)
+            if not isinstance(page, list):
+                raise NetBoxError(f"{action}: the answer has no {name} list")
+            if not page:
+                return found
+            found.extend(page)
 
     def find(self, kind: str, **filters: Any) -> dict[str, Any] | None:
         """The one object of kind matching the filters, None if none; several raise NetBoxAmbiguous."""
@@ -247,6 +281,12 @@ class NetBox:
             return KINDS[name]
         except KeyError:
             raise NetBoxError(f"unknown NetBox object kind {name!r}; known: {', '.join(sorted(KINDS))}") from None
+
+    def _authorization(self) -> str:
+        """The Authorization header pynetbox sends: Bearer for v2 tokens (nbt_<key>.<secret>), Token otherwise."""
+        token = str(self._api.token)
+        v2 = token.startswith("nbt_") and "." in token
+        return f"Bearer {token}" if v2 else f"Token {token}"
 
     def _request(self, spec: Kind, *, suffix: str = "", filters: dict[str, Any] | None = None,
                  limit: int | None = None, offset: int | None = None, threaded: bool = False) -> Request:

@@ -8,7 +8,8 @@ stopped -> offline, Ganeti error states -> failed); each NIC an interface with G
 IPs are kept: set only when missing or not the VM's own. A VM without any address gets one
 (:mod:`libcluster.sync.addresses`, ``sync.allocate_ips``). NetBox VMs Ganeti no longer has are
 reported, and deleted only when asked, within the delete limit (:meth:`SyncSettings.delete_limit`).
-Reads grow with pages, not VMs: a few paged reads whatever the cluster size.
+Reads grow with pages, not VMs: a few paged reads whatever the cluster size (VM interfaces through
+NetBox's GraphQL API, about six times faster than its REST list: see NetBox.graphql_list).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -24,18 +26,19 @@ from tabulate import tabulate
 from libcluster.clusters import ClusterSettings
 from libcluster.config import Section
 from libcluster.locks import Backend
-from libcluster.netbox import NetBox
+from libcluster.netbox import NetBox, NetBoxFilterError
 from libcluster.sync import addresses
 from libcluster.sync import vm as sync_vm
 
 logger = logging.getLogger(__name__)
 
 VM_FIELDS = ("id", "name", "cluster", "status", "vcpus", "memory", "disk", "primary_ip4", "primary_ip6")
-INTERFACE_FIELDS = ("id", "name", "virtual_machine", "mac_address")
-INTERFACE_FIELDS_4_6 = ("id", "name", "virtual_machine", "primary_mac_address")
 IP_FIELDS = ("id", "address", "dns_name", "status", "assigned_object_type", "assigned_object_id")
 DEVICE_FIELDS = ("id", "name", "cluster")
+CLUSTER_FIELDS = ("id", "name", "scope_type", "scope_id")
 """Fields read in bulk (NetBox serialises only these: much faster than whole objects)."""
+INTERFACE_SELECTION = "id name virtual_machine { id cluster { id } } primary_mac_address { mac_address }"
+"""What the GraphQL read of VM interfaces asks for."""
 
 TABLE_HEADERS = ("Action", "Object", "Name", "Change")
 
@@ -111,19 +114,20 @@ class NetBoxState:
         whose VMs all have one costs no address read (primaries are kept, never recomputed).
         """
         group = netbox.get("cluster-group", name=group_name)
-        clusters = {str(c["name"]): c for c in netbox.objects("cluster", group_id=group["id"])}
+        clusters = {str(c["name"]): c for c in netbox.objects("cluster", fields=CLUSTER_FIELDS, group_id=group["id"])}
         cluster_ids = [int(c["id"]) for c in clusters.values()]
         nodes = sorted(node for members in ganeti.groups.values() for node in members)
         devices = {str(d["name"]): d for d in netbox.objects("device", fields=DEVICE_FIELDS, name=nodes)}
         if cluster_ids:
             devices.update({str(d["name"]): d for d in netbox.objects("device", fields=DEVICE_FIELDS,
                                                                        cluster_id=cluster_ids)})
-        vms = netbox.objects("vm", fields=VM_FIELDS, cluster_id=cluster_ids) if cluster_ids else []
+        vms: list[dict[str, Any]] = []
         interfaces: dict[int, list[dict[str, Any]]] = {}
-        if vms:
-            fields = INTERFACE_FIELDS if netbox.version >= sync_vm.MAC_ON_INTERFACE else INTERFACE_FIELDS_4_6
-            for iface in netbox.objects("vm-interface", fields=fields, cluster_id=cluster_ids):
-                interfaces.setdefault(int(iface["virtual_machine"]["id"]), []).append(iface)
+        if cluster_ids:  # the two big reads at once: NetBox serves them from two workers
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                pending = pool.submit(read_interfaces, netbox, cluster_ids)
+                vms = netbox.objects("vm", fields=VM_FIELDS, cluster_id=cluster_ids)
+                interfaces = pending.result()
         state = cls(group=group, clusters=clusters, devices=devices, vms=vms, interfaces=interfaces, ips=[])
         bare = [int(vm["id"]) for vm in vms if not vm.get("primary_ip4") and not vm.get("primary_ip6")]
         new = {str(i["name"]) for i in ganeti.instances} - {str(vm["name"]) for vm in vms}
@@ -139,6 +143,23 @@ class NetBoxState:
         if self._owners is None:
             self._owners = {int(i["id"]): vm_id for vm_id, found in self.interfaces.items() for i in found}
         return self._owners.get(int(ip.get("assigned_object_id") or 0)) if _on_interface(ip) else None
+
+
+def read_interfaces(netbox: NetBox, cluster_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
+    """The interfaces of the clusters' VMs by VM id, shaped as REST gives them (ids as int, the MAC under
+    primary_mac_address); one that is not in those clusters raises NetBoxFilterError."""
+    found: dict[int, list[dict[str, Any]]] = {}
+    rows = netbox.graphql_list("vm_interface_list", INTERFACE_SELECTION,
+                               filters="{virtual_machine: {cluster: {id: {in_list: $clusters}}}}",
+                               variables={"clusters": ("[ID!]", [str(cluster) for cluster in cluster_ids])})
+    for row in rows:
+        vm, cluster = int(row["virtual_machine"]["id"]), int(row["virtual_machine"]["cluster"]["id"])
+        if cluster not in cluster_ids:
+            raise NetBoxFilterError(f"GraphQL vm_interface_list: interface {row['name']} of VM {vm} is in cluster "
+                                    f"{cluster}, not in the clusters asked for ({list(cluster_ids)})")
+        found.setdefault(vm, []).append({"id": int(row["id"]), "name": row["name"], "virtual_machine": {"id": vm},
+                                         "primary_mac_address": row["primary_mac_address"]})
+    return found
 
 
 def being_created(backend: Backend | None, names: Iterable[str]) -> set[str]:

@@ -136,6 +136,26 @@ def test_vm_with_interface_mac_and_primary_ips(nb_part: dict[str, Any], created:
     assert nb.objects("ip-address", id=[ip4["id"], ip6["id"]]) == []
 
 
+def test_graphql_list_reads_by_pages_and_refuses_an_unknown_filter(nb_part: dict[str, Any],
+                                                                    created: list[tuple[str, int]],
+                                                                    cluster: dict[str, Any], tag: str) -> None:
+    nb = client(nb_part)
+    [vm] = nb.create("vm", [{"name": f"gql-{tag}.{topology.DOMAIN}", "cluster": cluster["id"], "status": "active"}])
+    created.append(("vm", vm["id"]))
+    made = nb.create("vm-interface", [{"virtual_machine": vm["id"], "name": f"eth{n}",
+                                       "mac_address": f"aa:00:00:00:{n:02x}:01"} for n in range(3)])
+    reader = client(nb_part, read_write=False, page_size=2)
+    before = reader.request_count
+    rows = reader.graphql_list("vm_interface_list", "id name primary_mac_address { mac_address }",
+                               filters="{virtual_machine: {id: {exact: $vm}}}", variables={"vm": ("ID!", vm["id"])})
+    assert reader.request_count - before == 3  # 2 + 1 + the empty page
+    assert sorted((int(row["id"]), row["name"], row["primary_mac_address"]["mac_address"].lower()) for row in rows) == \
+        [(iface["id"], f"eth{n}", f"aa:00:00:00:{n:02x}:01") for n, iface in enumerate(made)]
+    with pytest.raises(NetBoxError, match="unknown field 'virtual_machin'"):
+        reader.graphql_list("vm_interface_list", "id", filters="{virtual_machin: {id: {exact: $vm}}}",
+                            variables={"vm": ("ID!", vm["id"])})
+
+
 def test_bulk_create_read_by_pages_update_and_delete(nb_part: dict[str, Any], created: list[tuple[str, int]],
                                                      cluster: dict[str, Any], tag: str) -> None:
     nb = client(nb_part, bulk_size=10, page_size=7, threads=1)

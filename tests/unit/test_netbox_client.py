@@ -24,6 +24,7 @@ from libcluster.netbox import (
     NetBox,
     NetBoxAuthError,
     NetBoxConflict,
+    NetBoxError,
     NetBoxFilterError,
     NetBoxIgnoredField,
     NetBoxNotFound,
@@ -226,6 +227,46 @@ def test_bulk_reads_grow_with_pages_not_objects(fake: FakeNetBox, meta: dict[str
     pages = -(-len(vms) // 500)
     assert client.request_count == pages
     assert len(fake.calls) == pages
+
+
+# One row of `vm_interface_list` as the lab's NetBox 4.7.3 answered INTERFACE_SELECTION.
+GRAPHQL_ROW = {"id": "1", "name": "eth0", "virtual_machine": {"id": "1", "cluster": {"id": "3"}},
+               "primary_mac_address": {"mac_address": "AA:01:00:00:00:01"}}
+
+
+def test_graphql_lists_are_read_by_pages_until_an_empty_one(fake: FakeNetBox, meta: dict[str, Any]) -> None:
+    rows = [{**GRAPHQL_ROW, "id": str(n)} for n in range(1, 8)]
+
+    def answer(method: str, query: Any, sent: Any) -> tuple[int, Any]:
+        offset, limit = sent["variables"]["offset"], sent["variables"]["limit"]
+        return 200, {"data": {"vm_interface_list": rows[offset:offset + limit]}}
+
+    fake.routes[("POST", "/graphql/")] = answer
+    client = make_client(meta, page_size=3, read_write=False)
+    found = client.graphql_list("vm_interface_list", "id name", filters="{virtual_machine: {cluster: {id: "
+                                "{in_list: $clusters}}}}", variables={"clusters": ("[ID!]", ["3"])})
+    assert found == rows and client.request_count == 4  # pages of 3, 3, 1, then the empty one
+    first = fake.calls[0]
+    assert first["headers"]["Authorization"] == f"Bearer {RO_TOKEN}"
+    assert first["body"]["variables"] == {"clusters": ["3"], "offset": 0, "limit": 3}
+    assert first["body"]["query"] == ("query($offset: Int!, $limit: Int!, $clusters: [ID!]) { vm_interface_list("
+                                      "filters: {virtual_machine: {cluster: {id: {in_list: $clusters}}}}, "
+                                      "pagination: {offset: $offset, limit: $limit}) { id name } }")
+
+
+def test_graphql_errors_are_netbox_errors_without_the_token(fake: FakeNetBox, meta: dict[str, Any]) -> None:
+    # NetBox 4.7.3's answer to a misspelt filter field (recorded from the lab).
+    unknown = {"data": None, "errors": [{"message": "Expected value of type 'VMInterfaceFilter' not to include unknown "
+                                                    "field 'virtual_machin'.", "locations": [{"line": 1, "column": 48}]}]}
+    fake.routes[("POST", "/graphql/")] = fixed(200, unknown)
+    client = make_client(meta)
+    with pytest.raises(NetBoxError, match="POST /graphql/ vm_interface_list: Expected value of type 'VMInterfaceFilter"
+                                          "' not to include unknown field 'virtual_machin'"):
+        client.graphql_list("vm_interface_list", "id", filters="{virtual_machin: {}}", variables={})
+    fake.routes[("POST", "/graphql/")] = fixed(403, {"detail": f"Invalid v2 token {RW_TOKEN}"})
+    with pytest.raises(NetBoxAuthError) as caught:
+        client.graphql_list("vm_interface_list", "id", filters="{}", variables={})
+    assert RW_TOKEN not in str(caught.value)
 
 
 def test_fields_limit_what_netbox_serialises_but_keep_what_the_checks_need(

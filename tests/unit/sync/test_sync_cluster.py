@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from tests.unit.sync.sync_fakes import RecordingNetBox, cluster, iface, instance, ip, settings, vm
 
+from libcluster.netbox import NetBoxFilterError
 from libcluster.sync import cluster as sync_cluster
 from libcluster.sync.cluster import GanetiState, NetBoxState, SyncSettings
 
@@ -258,6 +259,25 @@ class Reader:
         self.calls.append((kind, tuple(fields) if fields else None, filters))
         return list(self.answers.get(kind, []))
 
+    def graphql_list(self, name: str, selection: str, *, filters: str, variables: dict[str, Any]) -> list[dict[str, Any]]:
+        """The canned vm-interface answers as NetBox's GraphQL gives them (ids as strings, MAC nested)."""
+        self.calls.append((name, None, {"filters": filters, **{var: value for var, (_, value) in variables.items()}}))
+        return [{"id": str(nic["id"]), "name": nic["name"],
+                 "virtual_machine": {"id": str(nic["virtual_machine"]["id"]), "cluster": {"id": self.cluster_of(nic)}},
+                 "primary_mac_address": {"mac_address": nic["mac_address"]} if nic["mac_address"] else None}
+                for nic in self.answers.get("vm-interface", [])]
+
+    def cluster_of(self, nic: dict[str, Any]) -> str:
+        """Cluster id of the canned VM the interface belongs to."""
+        vm_id = nic["virtual_machine"]["id"]
+        return str(next(record["cluster"]["id"] for record in self.answers["vm"] if record["id"] == vm_id))
+
+
+def as_read(nic: dict[str, Any]) -> dict[str, Any]:
+    """The interface as NetBoxState.read returns it."""
+    return {"id": nic["id"], "name": nic["name"], "virtual_machine": {"id": nic["virtual_machine"]["id"]},
+            "primary_mac_address": {"mac_address": nic["mac_address"]} if nic["mac_address"] else None}
+
 
 @pytest.mark.parametrize("instances, expected", [
     (["vm1.lab.example"], []),
@@ -270,15 +290,24 @@ def test_read_asks_for_addresses_only_when_a_vm_is_new_or_has_no_primary(instanc
     current = NetBoxState.read(reader, "lab", GanetiState(GROUPS, [instance(n) for n in instances]),  # type: ignore
                                ["198.51.100.0/26"])
     assert [(kind, filters) for kind, _, filters in reader.calls if kind == "ip-address"] == expected
-    assert current.interfaces == {1: [nic]} and current.ips == ([address] if expected else [])
-    assert ("vm-interface", sync_cluster.INTERFACE_FIELDS, {"cluster_id": [1]}) in reader.calls
+    assert current.interfaces == {1: [as_read(nic)]} and current.ips == ([address] if expected else [])
+    assert ("vm_interface_list", None, {"filters": "{virtual_machine: {cluster: {id: {in_list: $clusters}}}}",
+                                        "clusters": ["1"]}) in reader.calls
 
 
 def test_read_looks_for_the_addresses_of_a_vm_without_primary_outside_the_prefixes() -> None:
     bare = vm(2, "bare.lab.example", A)
-    reader = Reader({"cluster": [A], "vm": [bare], "vm-interface": [iface(20, bare)]}, version=(4, 6))
+    reader = Reader({"cluster": [A], "vm": [bare], "vm-interface": [iface(20, bare)]})
     NetBoxState.read(reader, "lab", GanetiState(GROUPS, [instance("bare.lab.example")]),  # type: ignore[arg-type]
                      ["198.51.100.0/26"])
     assert [filters for kind, _, filters in reader.calls if kind == "ip-address"] == [
         {"parent": ["198.51.100.0/26"]}, {"virtual_machine_id": [2]}]
-    assert ("vm-interface", sync_cluster.INTERFACE_FIELDS_4_6, {"cluster_id": [1]}) in reader.calls
+
+
+def test_read_refuses_an_interface_of_another_cluster() -> None:
+    record, nic, _ = in_sync("vm1.lab.example", 1)
+    reader = Reader({"cluster": [A], "vm": [record], "vm-interface": [nic]})
+    reader.cluster_of = lambda nic: "99"  # type: ignore[method-assign]  # NetBox ignored the filter
+    with pytest.raises(NetBoxFilterError, match="interface eth0 of VM 1 is in cluster 99, not in the clusters"):
+        NetBoxState.read(reader, "lab", GanetiState(GROUPS, [instance("vm1.lab.example")]),  # type: ignore[arg-type]
+                         ["198.51.100.0/26"])
