@@ -129,7 +129,7 @@ def ensure_sshd(lab: Lab, paths: ClusterPaths, node: topology.Node) -> None:
 
 
 def write_client_config(paths: ClusterPaths) -> None:
-    """Write known_hosts, ssh_config and the cumin config for every node of the topology."""
+    """Write known_hosts, ssh_config and the cumin config for every node of the topology (and the guests' stand-in)."""
     host_keys = paths.ssh_dir / "host-keys"
     known = []
     for node in topology.NODES:
@@ -154,6 +154,10 @@ def write_client_config(paths: ClusterPaths) -> None:
     lines = ["# Written by cookbook-lab: the lab nodes, reached as root with the lab key."]
     for node in topology.NODES:
         lines += [f"Host {node.fqdn} {node.short}", f"    HostName {node.ip}", *(f"    {opt}" for opt in common), ""]
+    stand_in = topology.spare_nodes()[0]
+    lines += ["# Guests of the fake hypervisor: the spare node's sshd stands in for their OS.",
+              f"Host {topology.GUEST_PATTERN}", f"    HostName {stand_in.ip}", f"    HostKeyAlias {stand_in.fqdn}",
+              *(f"    {opt}" for opt in common), ""]
     write_if_changed(ssh_config_file(paths), "\n".join(lines))
     cumin = {
         "transport": "clustershell",

@@ -75,6 +75,10 @@ NODES: tuple[Node, ...] = (
 )
 """node1 is the initial master; node5 is prepared but left out of the cluster for addnode."""
 
+GUEST_PATTERN = f"guest-*.{DOMAIN}"
+"""Instances named so are reached over SSH at the spare node: the fake hypervisor runs no guest OS, so the spare
+node's sshd stands in for one where a cookbook runs commands on the VM itself (reboot-vm's depool and pool)."""
+
 GROUPS = ("A", "B")
 """Ganeti node groups; each is a NetBox cluster of the cluster group CLUSTER."""
 

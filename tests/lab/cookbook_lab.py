@@ -107,11 +107,12 @@ def cluster(lab_part: Callable[[str], dict[str, Any]], lab_config: Path) -> Gane
 
 @pytest.fixture
 def new_instance(cluster: GanetiCluster) -> Iterator[Callable[..., str]]:
-    """Creates `t-<random>.lab.example` instances (os noop, 128 MiB, group A) and removes them at the end."""
+    """Creates `<prefix>-<random>.lab.example` instances (prefix t, os noop, 128 MiB, group A) and removes them at
+    the end."""
     names: list[str] = []
 
-    def create(template: str = "file", group: str = "A") -> str:
-        name = f"t-{secrets.token_hex(4)}.lab.example"
+    def create(template: str = "file", group: str = "A", prefix: str = "t") -> str:
+        name = f"{prefix}-{secrets.token_hex(4)}.lab.example"
         names.append(name)
         pnode = sorted(cluster.group(group)["node_list"])[0]
         cluster.create_instance(name, disk_template=template, disks=[] if template == "diskless" else [1024],

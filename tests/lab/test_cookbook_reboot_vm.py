@@ -1,5 +1,6 @@
 """reboot-vm on the lab: cluster found through NetBox (VM -> cluster -> cluster group) or the RAPI, the reboot
-job carries the reason, the instance runs afterwards; dry-run and unknown VMs change nothing.
+job carries the reason, the instance runs afterwards; dry-run and unknown VMs change nothing. Depool and pool
+commands run on a `guest-*` instance, which the lab's SSH config sends to the spare node's sshd (its stand-in OS).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.lab.cookbook_lab import (  # noqa: F401 - cluster and new_instance are fixtures
     cluster,
@@ -21,6 +23,9 @@ from tests.lab.cookbook_lab import (  # noqa: F401 - cluster and new_instance ar
     run_cookbook,
 )
 from libcluster.ganeti import GanetiCluster
+from libcluster.lab import topology
+from libcluster.lab.clusterfs import ClusterPaths
+from libcluster.lab.common import Lab
 
 REBOOT = "sre.ganeti.reboot-vm"
 
@@ -81,3 +86,38 @@ def test_unknown_vm_is_a_clear_error(lab_config: Path, cluster: GanetiCluster) -
     assert "nope.lab.example is not a VM of any configured Ganeti cluster (lab), per NetBox and RAPI" in done.stderr
     bad = run_cookbook(lab_config, REBOOT, "vm;reboot.lab.example")
     assert bad.returncode == 96 and "invalid hostname 'vm;reboot.lab.example'" in bad.stderr
+
+
+def _with_pool_commands(lab_config: Path, tmp_path: Path, depool: str, pool: str) -> Path:
+    """A copy of the lab config whose cluster has these depool and pool commands."""
+    config = yaml.safe_load(lab_config.read_text())
+    config["ganeti"]["clusters"]["lab"].update(depool_command=depool, pool_command=pool)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_depool_and_pool_run_on_the_vm_around_the_reboot(cluster: GanetiCluster, new_instance: Callable[..., str],
+                                                         lab_config: Path, tmp_path: Path) -> None:
+    name = new_instance("diskless", prefix="guest")
+    log = f"/root/pool-{name}.log"
+    on_guest = ClusterPaths.of(Lab()).node_path(topology.spare_nodes()[0], log)
+    config = _with_pool_commands(lab_config, tmp_path, f"echo depooled $(hostname) >> {log}",
+                                 f"echo pooled $(hostname) >> {log}")
+    try:
+        marker = last_job_id(cluster)
+        dry = run_cookbook(config, REBOOT, name, dry_run=True)
+        assert dry.returncode == 0 and f"depool: echo depooled $(hostname) >> {log}" in dry.stdout
+        assert not on_guest.exists() and real_jobs_since(cluster, marker, name) == []
+        done = run_cookbook(config, REBOOT, "-r", "pool test", name)
+        assert done.returncode == 0
+        assert on_guest.read_text() == "depooled node5.lab.example\npooled node5.lab.example\n"  # ran on the stand-in, in this order
+        assert [job["status"] for job in real_jobs_since(cluster, marker, name)] == ["success"]
+        marker = last_job_id(cluster)
+        failing = _with_pool_commands(lab_config, tmp_path, "echo cannot depool >&2; exit 3", f"echo pooled >> {log}")
+        refused = run_cookbook(failing, REBOOT, name)
+        assert refused.returncode != 0 and "cannot depool" in refused.stderr
+        assert real_jobs_since(cluster, marker, name) == []  # no reboot without a depool
+        assert on_guest.read_text() == "depooled node5.lab.example\npooled node5.lab.example\n"
+    finally:
+        on_guest.unlink(missing_ok=True)
