@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.lab.cookbook_lab import (  # noqa: F401 - cluster is a fixture
     cluster,
@@ -103,6 +104,21 @@ def test_dry_run_and_bad_input_change_nothing(cluster: GanetiCluster, spare: str
     assert jobs_since(cluster, marker, spare) == []
     assert netbox_changes(lab_config, "dcim.device", device_id) == changes
     assert planned_only(dry) and [c["action"] for c in dry.audit["changes"]] == ["command", "device-update"]
+
+
+def test_a_missing_volume_group_stops_the_add_with_the_fix(cluster: GanetiCluster, spare: str, lab_config: Path,
+                                                          tmp_path: Path) -> None:
+    config = yaml.safe_load(lab_config.read_text())
+    config["ganeti"]["clusters"]["lab"]["volume_group"] = "xenvg"  # the lab's nodes have no LVM
+    with_vg = tmp_path / "config.yaml"
+    with_vg.write_text(yaml.safe_dump(config))
+    marker, changes = last_job_id(cluster), netbox_changes(lab_config, "dcim.device", _device(lab_config)["id"])
+    done = run_cookbook(with_vg, ADDNODE, "--cluster", "lab", "--group", "B", spare)
+    assert done.returncode == 1
+    assert "Pre-check failed: volume group xenvg:" in done.stderr and 'Volume group "xenvg" not found' in done.stderr
+    assert f"create the LVM volume group xenvg on {spare}" in done.stderr
+    assert not _is_member(cluster) and jobs_since(cluster, marker, spare) == []
+    assert netbox_changes(lab_config, "dcim.device", _device(lab_config)["id"]) == changes
 
 
 def test_add_to_group_b_then_a_failed_precheck_names_the_fix(cluster: GanetiCluster, spare: str,
