@@ -77,6 +77,18 @@ def test_cluster_verify_is_safe_and_accepts_exit_1() -> None:
     assert result.rc == 1 and not result.ok
 
 
+def test_commands_on_a_given_master_never_ask_who_the_master_is() -> None:
+    def refused() -> str:
+        raise AssertionError("the master was asked (RAPI may not answer)")
+
+    remote = ScriptedRemote([_ok("")])
+    commands = GntCommands(remote, refused, verify_ignore=("ENODESETUP",), timeout=77)  # type: ignore[arg-type]
+    pinned = commands.on(MASTER)
+    assert pinned.cluster_verify().ok
+    assert remote.runs[0]["hosts"] == [MASTER] and remote.runs[0]["timeout"] == 77
+    assert pinned.verify_ignore == ("ENODESETUP",)
+
+
 def test_unreachable_master_raises_without_exit_code() -> None:
     down = HostResult(host=MASTER, status=HostStatus.UNREACHABLE, return_codes=(255,),
                       outputs=("ssh: connect to host node1.lab.example port 22: No route to host",))
