@@ -5,7 +5,8 @@ then one real run renewing the cluster certificate (hence the node certificates)
 certificate freshly signed by the lab CA, so TLS keeps verifying for every client of the lab. The new RAPI
 certificate then becomes the lab's own (tls.rapi_pem), so `cookbook-lab up` sees nothing to repair.
 Last, the other parts in one run: SPICE certificate, root SSH keys and a self-signed RAPI certificate, which
-must fail loudly; `cookbook-lab up` then puts the lab's RAPI certificate back, as an operator would.
+must fail loudly; then the recovery an operator would run without a usable RAPI (--master, a CA-signed
+certificate).
 """
 
 from __future__ import annotations
@@ -141,9 +142,11 @@ def test_renew_cluster_and_rapi_certificates_keeps_tls_verifiable(cluster: Ganet
     fresh.replace(tls.rapi_pem(paths))
 
 
-def test_spice_ssh_keys_and_a_self_signed_rapi_certificate(cluster: GanetiCluster, lab_config: Path) -> None:
-    nodes = _nodes(cluster)
+def test_spice_ssh_keys_and_a_self_signed_rapi_certificate(cluster: GanetiCluster, lab_config: Path,
+                                                          scratch: Path) -> None:
+    nodes, master = _nodes(cluster), cluster.master()
     before = _fingerprints(lab_config, nodes)
+    lab, paths = Lab(), ClusterPaths.of(Lab())
     try:
         done = _renew(lab_config, "--spice-certificate", "--ssh-keys", "--new-rapi-certificate")
         assert done.returncode == 1
@@ -159,10 +162,19 @@ def test_spice_ssh_keys_and_a_self_signed_rapi_certificate(cluster: GanetiCluste
         assert len({after[(node, SSH_KEY)] for node in nodes}) == len(nodes)  # one key per node
         assert [after[(node, FILES[0])] for node in nodes] == [before[(node, FILES[0])] for node in nodes]
         assert "self-signed" in _served_problem(cluster.rapi.url)
+
+        # Recovery without RAPI: the master named on the command line, a CA-signed certificate installed.
+        fresh = scratch / "rapi.pem"
+        tls.issue_rapi_certificate(lab, paths, fresh)
+        without = run_cookbook(lab_config, RENEW, "--cluster", "lab", "--rapi-certificate", str(fresh))
+        assert without.returncode == 94
+        assert "To work without RAPI, name the master node: --master NODE" in without.stderr
+        recovered = _renew(lab_config, "--master", master, "--rapi-certificate", str(fresh))
+        assert recovered.returncode == 0
+        assert _served_certificate(cluster.rapi.url, str(tls.ca_file(paths))) == tls.certificate_of(fresh)
+        fresh.replace(tls.rapi_pem(paths))  # the lab's own RAPI certificate is now the installed one
     finally:
-        cli.up(Lab())  # puts the lab-signed RAPI certificate back and authorizes the new keys on the spare node
-    assert _served_certificate(cluster.rapi.url, str(tls.ca_file(ClusterPaths.of(Lab())))) == \
-        tls.certificate_of(tls.rapi_pem(ClusterPaths.of(Lab())))
+        cli.up(lab)  # authorizes the new keys on the spare node (and repairs RAPI if the recovery failed)
 
 
 def _served_problem(url: str) -> str:

@@ -93,6 +93,8 @@ class FakeCommands:
         self.verify_outputs: list[tuple[int, str]] = []
         """(rc, output) of each cluster_verify() call in turn; the last one repeats."""
         self.renew_output = "All requested certificates and keys have been replaced."
+        self.outputs: dict[str, str] = {}
+        """Output of run() per start of the command line (e.g. "gnt-cluster getmaster"); "" otherwise."""
 
     def on(self, master: str) -> FakeCommands:
         """The same commands, the master pinned (recorded)."""
@@ -114,12 +116,14 @@ class FakeCommands:
         return CommandResult(rc=None if self.cluster.dry_run else 0, output="", skipped=self.cluster.dry_run)
 
     def run(self, argv: list[str], *, is_safe: bool, **options: Any) -> HostResult:
-        """Record a raw command (node remove)."""
+        """Record a raw command (node remove; gnt-* reads answered from outputs)."""
         self.cluster.calls.append(("run", command_line(argv), is_safe))
         if argv[:2] == ["gnt-node", "remove"] and not self.cluster.dry_run:
             self.cluster.nodes_by_name.pop(argv[2], None)
         status = HostStatus.SKIPPED if self.cluster.dry_run and not is_safe else HostStatus.OK
-        return HostResult(host="master", status=status, return_codes=(0,), outputs=("",))
+        line = command_line(argv)
+        output = next((text for start, text in self.outputs.items() if line.startswith(start)), "")
+        return HostResult(host="master", status=status, return_codes=(0,), outputs=(output,))
 
     def renew_crypto(self, **options: Any) -> CommandResult:
         """Record the options; call cluster.on_renew (a test hook) in a real run."""

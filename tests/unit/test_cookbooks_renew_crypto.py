@@ -249,6 +249,34 @@ def test_an_unchanged_certificate_or_an_unverifiable_rapi_fail_the_run(renew: An
     assert "SELF-SIGNED" in caplog.text
 
 
+def test_with_master_given_nodes_and_jobs_are_read_over_ssh_not_from_rapi(renew: Any, tmp_path: Path,
+                                                                           monkeypatch: Any) -> None:
+    def refused(*args: Any, **kwargs: Any) -> Any:
+        raise RapiConnectionError("RAPI GET /2/info: TLS failed: self-signed certificate")
+
+    original = FakeCluster.__init__
+
+    def without_rapi(cluster: FakeCluster, *args: Any, **kwargs: Any) -> None:
+        original(cluster, *args, **kwargs)
+        for method in ("master", "nodes", "info", "jobs"):
+            setattr(cluster, method, refused)
+        cluster.commands.outputs = {"gnt-cluster getmaster": "node1.example\n",
+                                    "gnt-node list": "node1.example|N\nnode2.example|N\nnode3.example|Y\n",
+                                    "gnt-job list": "41|success\n42|running\n"}
+
+    monkeypatch.setattr(FakeCluster, "__init__", without_rapi)
+    runner, ctx, cluster = _make(renew, tmp_path, monkeypatch, "--master", "node1.example", "--cluster-certificate")
+    assert (runner.master, runner.nodes) == ("node1.example", ["node1.example", "node2.example"])
+    assert runner.run() == 1  # job 42 runs
+    assert ("run", "gnt-job list --no-headers '--separator=|' -o id,status", True) in cluster.calls
+    assert not any(call[0] == "renew_crypto" for call in cluster.calls)
+    with pytest.raises(LibclusterError, match="--master node2.example: the master of cluster lab is node1.example"):
+        _make(renew, tmp_path, monkeypatch, "--master", "node2.example", "--cluster-certificate")
+    with pytest.raises(LibclusterError, match="TLS failed: self-signed certificate\nTo work without RAPI, name the "
+                                              "master node: --master NODE"):
+        _make(renew, tmp_path, monkeypatch, "--cluster-certificate")
+
+
 def test_dry_run_reports_and_renews_nothing(renew: Any, tmp_path: Path, monkeypatch: Any) -> None:
     runner, ctx, cluster = _make(renew, tmp_path, monkeypatch, "--cluster-certificate", dry_run=True)
     assert runner.run() == 0

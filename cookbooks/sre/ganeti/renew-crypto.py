@@ -21,10 +21,15 @@ Steps:
      certificate that no verifying client accepts: the renewal is completed and checked over SSH,
      then the run says so loudly and exits 1 (install a CA-signed one with --rapi-certificate).
 
+When RAPI does not answer or its certificate does not verify (after --new-rapi-certificate, or an
+expired certificate), give --master NODE: the master, the node list and the job queue are then
+read over SSH on that node, and RAPI is only checked, never needed.
+
 Usage:
   cookbook sre.ganeti.renew-crypto --cluster prod1 --check-only
   cookbook sre.ganeti.renew-crypto --cluster prod1 --cluster-certificate
   cookbook sre.ganeti.renew-crypto --cluster prod1 --rapi-certificate /root/rapi-2027.pem
+  cookbook sre.ganeti.renew-crypto --cluster prod1 --master node01.example.org --rapi-certificate /root/rapi.pem
 """
 
 from __future__ import annotations
@@ -39,10 +44,11 @@ from tabulate import tabulate
 
 from cookbooks.sre.ganeti import _certs, add_location_args, cluster_settings
 from cookbooks.sre.ganeti._certs import Cert
-from cookbooks.sre.ganeti._common import verify_cluster
+from cookbooks.sre.ganeti._common import fqdn_argument, verify_cluster
 from libcluster.clusters import ClusterSettings
 from libcluster.cookbook import ArgparseFormatter, CookbookBase, CookbookInitSuccess, CookbookRunnerBase, LockArgs
 from libcluster.errors import LibclusterError
+from libcluster.ganeti import RapiConnectionError
 from libcluster.remote import HostStatus
 
 logger = logging.getLogger(__name__)
@@ -95,9 +101,33 @@ def problems(certs: list[Cert], now: datetime, warning_days: int) -> list[Cert]:
     return [cert for cert in certs if status(cert, now, warning_days) != "OK"]
 
 
-def members(cluster: Any) -> tuple[str, list[str]]:
-    """The master and the online nodes, from the RAPI."""
-    return cluster.master(), sorted(node["name"] for node in cluster.nodes() if not node.get("offline"))
+def members(cluster: Any, master: str | None) -> tuple[str, list[str]]:
+    """The master and the online nodes: from the RAPI, or over SSH on `master` when given (checked to be it)."""
+    if master is None:
+        try:
+            return cluster.master(), sorted(node["name"] for node in cluster.nodes() if not node.get("offline"))
+        except RapiConnectionError as exc:
+            raise LibclusterError(f"{exc}\nTo work without RAPI, name the master node: --master NODE") from None
+    commands = cluster.commands.on(master)
+    current = commands.run(["gnt-cluster", "getmaster"], is_safe=True).output.strip()
+    if current != master:
+        raise LibclusterError(f"--master {master}: the master of cluster {cluster.name} is {current or 'unknown'}")
+    return master, sorted(name for name, offline in _listing(commands, ["gnt-node", "list"], "name,offline")
+                          if offline != "Y")
+
+
+def active_jobs(cluster: Any, master: str | None) -> list[str]:
+    """Ids of the jobs queued, waiting, running or canceling: from the RAPI, or over SSH on `master` when given."""
+    if master is None:
+        return [str(job["id"]) for job in cluster.jobs(bulk=True) if job.get("status") in ACTIVE_JOB_STATUSES]
+    return [job for job, state in _listing(cluster.commands.on(master), ["gnt-job", "list"], "id,status")
+            if state in ACTIVE_JOB_STATUSES]
+
+
+def _listing(commands: Any, argv: list[str], fields: str) -> list[list[str]]:
+    """The rows of a `gnt-* list` command, fields split."""
+    output = commands.run([*argv, "--no-headers", "--separator=|", "-o", fields], is_safe=True).output
+    return [line.split("|") for line in output.splitlines() if line.strip()]
 
 
 def survey(ctx: Any, master: str, nodes: list[str], rapi_url: str, ca_file: str | None) -> list[Cert]:
@@ -138,6 +168,9 @@ class RenewCrypto(CookbookBase):
         parser.add_argument("--ssh-keys", action="store_true", help="new root SSH keys of the nodes")
         parser.add_argument("--check-only", action="store_true",
                             help="only report; exit non-zero if a certificate needs attention")
+        parser.add_argument("--master", metavar="NODE", type=fqdn_argument,
+                            help="the master node, when RAPI does not answer or verify: read the nodes and jobs "
+                                 "over SSH on it")
         return parser
 
     def get_runner(self, args: argparse.Namespace) -> CookbookRunnerBase:
@@ -150,15 +183,17 @@ class RenewCrypto(CookbookBase):
             raise ValueError("nothing to renew: choose parts (see --help) or use --check-only")
         cluster = self.ctx.ganeti(args.cluster)
         ca_file = rapi_ca_file(self.ctx, args.cluster)
+        master, nodes = members(cluster, args.master)
         if args.check_only:
-            self._check_only(cluster, settings, ca_file)
+            self._check_only(cluster, settings, ca_file, master, nodes)
         if args.rapi_certificate:
-            self._check_rapi_file(cluster, args.rapi_certificate, ca_file)
-        return RenewCryptoRunner(self.ctx, cluster, settings, args, parts, ca_file)
+            self._check_rapi_file(cluster, master, args.rapi_certificate, ca_file)
+        return RenewCryptoRunner(self.ctx, cluster, settings, args, parts, ca_file, (master, nodes))
 
-    def _check_only(self, cluster: Any, settings: ClusterSettings, ca_file: str | None) -> None:
+    def _check_only(self, cluster: Any, settings: ClusterSettings, ca_file: str | None, master: str,
+                    nodes: list[str]) -> None:
         now = datetime.now(UTC)
-        certs = survey(self.ctx, *members(cluster), cluster.rapi.url, ca_file)
+        certs = survey(self.ctx, master, nodes, cluster.rapi.url, ca_file)
         print(render(certs, now, settings.cert_warning_days), flush=True)
         bad = problems(certs, now, settings.cert_warning_days)
         if bad:
@@ -167,9 +202,8 @@ class RenewCrypto(CookbookBase):
                                               for cert in bad))
         raise CookbookInitSuccess()
 
-    def _check_rapi_file(self, cluster: Any, path: str, ca_file: str | None) -> None:
+    def _check_rapi_file(self, cluster: Any, master: str, path: str, ca_file: str | None) -> None:
         """Refuse a RAPI certificate file that is unreadable on the master or that our client would not verify."""
-        master = cluster.master()
         result = self.ctx.remote().hosts([master]).run_sync(["openssl", "x509", "-in", path], is_safe=True,
                                                              timeout=30)[master]
         if result.status is not HostStatus.OK or "BEGIN CERTIFICATE" not in result.output:
@@ -185,9 +219,10 @@ class RenewCryptoRunner(CookbookRunnerBase):
     """Report, renew on the master, wait for RAPI, verify, report and compare."""
 
     def __init__(self, ctx: Any, cluster: Any, settings: ClusterSettings, args: argparse.Namespace,
-                 parts: list[str], ca_file: str | None) -> None:
-        """Keep the validated options."""
+                 parts: list[str], ca_file: str | None, members: tuple[str, list[str]]) -> None:
+        """Keep the validated options, the master and the online nodes."""
         self.ctx = ctx
+        self.master, self.nodes = members
         self.cluster = cluster
         self.settings = settings
         self.args = args
@@ -204,20 +239,19 @@ class RenewCryptoRunner(CookbookRunnerBase):
         """One renewal per cluster at a time."""
         return LockArgs(suffix=self.cluster.name, concurrency=1, ttl=None)
 
-    def _report(self, when: str, master: str, nodes: list[str]) -> list[Cert]:
-        certs = survey(self.ctx, master, nodes, self.cluster.rapi.url, self.ca_file)
+    def _report(self, when: str) -> list[Cert]:
+        certs = survey(self.ctx, self.master, self.nodes, self.cluster.rapi.url, self.ca_file)
         print(f"Certificates of cluster {self.cluster.name} {when}:\n"
               f"{render(certs, datetime.now(UTC), self.settings.cert_warning_days)}", flush=True)
         return certs
 
     def run(self) -> int:
         """The whole renewal; non-zero when verify, the comparison or the TLS check finds a problem."""
-        master, nodes = members(self.cluster)
-        before = self._report("before", master, nodes)
-        active = [job["id"] for job in self.cluster.jobs(bulk=True) if job.get("status") in ACTIVE_JOB_STATUSES]
+        before = self._report("before")
+        active = active_jobs(self.cluster, self.args.master)
         if active:
             logger.error("Jobs %s are queued or running on cluster %s: renewing restarts the daemons; retry when "
-                         "they are done", ", ".join(str(job) for job in active), self.cluster.name)
+                         "they are done", ", ".join(active), self.cluster.name)
             return 1
         if self.args.new_rapi_certificate:
             logger.warning("--new-rapi-certificate makes Ganeti generate a SELF-SIGNED certificate: clients "
@@ -227,7 +261,7 @@ class RenewCryptoRunner(CookbookRunnerBase):
               "restarted: jobs cannot be submitted meanwhile.", flush=True)
         self.ctx.confirm(f"Renew {', '.join(self.parts)} of cluster {self.cluster.name}?")
         started = time.monotonic()
-        commands = self.cluster.commands.on(master)  # from here on RAPI may refuse our client
+        commands = self.cluster.commands.on(self.master)  # from here on RAPI may refuse our client
         result = commands.renew_crypto(
             cluster_certificate=self.args.cluster_certificate,
             node_certificates=self.args.node_certificates,
@@ -244,7 +278,7 @@ class RenewCryptoRunner(CookbookRunnerBase):
         logger.info("gnt-cluster renew-crypto done in %.0fs:\n%s", time.monotonic() - started, result.output.strip())
         self._wait_for_rapi()
         verify = verify_cluster(commands, "after the renewal")
-        after = self._report("after", master, nodes)
+        after = self._report("after")
         failures = self._compare(before, after)
         if not verify.ok:
             failures.append(f"gnt-cluster verify failed (exit code {verify.rc})")
