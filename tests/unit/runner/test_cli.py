@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -79,3 +81,18 @@ def test_console_script_runs_a_cookbook(env: Env) -> None:
     result = subprocess.run([str(COOKBOOK), "-c", str(env.config), "broken.failing", "--mode", "return", "--code", "7"],
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 7
+
+
+def test_an_interrupt_rolls_back_a_run_started_with_sigint_ignored(env: Env, tmp_path: Path) -> None:
+    # What a shell without job control (`&`, nohup, CI) hands to its background commands.
+    with subprocess.Popen([str(COOKBOOK), "-c", str(env.config), "-y", "chatops.slow", "--state", str(tmp_path),
+                           "--steps", "600", "--step-seconds", "0.1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) as process:
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "change").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert (tmp_path / "change").exists()
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 97, stderr
+    assert not (tmp_path / "change").exists() and (tmp_path / "rolled-back").exists()
