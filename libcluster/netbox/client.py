@@ -27,7 +27,7 @@ from libcluster.netbox.errors import (
     NetBoxNotFound,
     NetBoxReadOnly,
 )
-from libcluster.netbox.http import NetBoxAdapter, from_response, translated
+from libcluster.netbox.http import NetBoxAdapter, translated
 from libcluster.netbox.kinds import KINDS, VM_INTERFACE_TYPE, Kind
 
 DEFAULT_PAGE_SIZE = 1000
@@ -139,16 +139,13 @@ class NetBox:
         query = (f"query($offset: Int!, $limit: Int!, {declared}) {{ {name}(filters: {filters}, "
                  f"pagination: {{offset: $offset, limit: $limit}}) {{ {selection} }} }}")
         values = {var: value for var, (_, value) in variables.items()}
-        headers = {"Accept": "application/json", "Authorization": self._authorization()}
+        request = Request(base=f"{self.url}/graphql/", http_session=self.session, token=self._api.token)
         action = f"POST /graphql/ {name}"
         found: list[dict[str, Any]] = []
         while True:
             body = {"query": query, "variables": {**values, "offset": len(found), "limit": self.page_size}}
             with translated(action):
-                response = self.session.post(f"{self.url}/graphql/", json=body, headers=headers)
-                if not response.ok:
-                    raise from_response(action, response)
-                answer = response.json()
+                answer = request.post(body)
             if answer.get("errors"):
                 raise NetBoxError(f"{action}: " + "; ".join(str(error.get("message")) for error in answer["errors"]))
             page = (answer.get("data") or {}).get(name)
@@ -281,12 +278,6 @@ class NetBox:
             return KINDS[name]
         except KeyError:
             raise NetBoxError(f"unknown NetBox object kind {name!r}; known: {', '.join(sorted(KINDS))}") from None
-
-    def _authorization(self) -> str:
-        """The Authorization header pynetbox sends: Bearer for v2 tokens (nbt_<key>.<secret>), Token otherwise."""
-        token = str(self._api.token)
-        v2 = token.startswith("nbt_") and "." in token
-        return f"Bearer {token}" if v2 else f"Token {token}"
 
     def _request(self, spec: Kind, *, suffix: str = "", filters: dict[str, Any] | None = None,
                  limit: int | None = None, offset: int | None = None, threaded: bool = False) -> Request:

@@ -76,8 +76,7 @@ def _error_text(body: Any) -> str:
     return str(body)
 
 
-def from_response(action: str, response: requests.Response) -> NetBoxError:
-    """The typed error for a NetBox answer that is not a success, naming action and NetBox's own message."""
+def _from_response(action: str, response: requests.Response) -> NetBoxError:
     status = response.status_code
     try:
         body: Any = response.json()
@@ -106,9 +105,9 @@ def translated(action: str) -> Iterator[None]:
     try:
         yield
     except pynetbox.RequestError as exc:
-        raise from_response(action, exc.req) from None
+        raise _from_response(action, exc.req) from None
     except pynetbox.AllocationError as exc:
-        raise from_response(action, exc.req) from None
+        raise _from_response(action, exc.req) from None
     except pynetbox.ContentError as exc:
         raise NetBoxError(f"{action}: the answer is not JSON (HTTP {exc.req.status_code}): not a NetBox API URL?",
                           status=exc.req.status_code) from None

@@ -60,7 +60,7 @@ class FakeNetBox:
         query = parse_qs(url.query)
         body = json.loads(request.body) if request.body else None
         self.calls.append({"method": request.method, "path": url.path, "query": query, "body": body,
-                           "headers": dict(request.headers), "kwargs": kwargs})
+                           "headers": request.headers.copy(), "kwargs": kwargs})
         if url.path == "/api/":
             status, answer = 200, {"virtualization": f"{self.base}/api/virtualization/"}
         else:

@@ -1,8 +1,9 @@
 """Certificates of a Ganeti cluster as renew-crypto reports them: files on the nodes and RAPI as a TLS client sees it.
 
 Files are read with `openssl x509 -enddate -fingerprint` over SSH (a read-only command; private keys
-never leave the node), the nodes' root SSH keys with `ssh-keygen -l` on their public halves. RAPI is checked with a real TLS handshake, verified against the CA the
-cookbooks' own RAPI client uses, so the report says what clients will see.
+never leave the node), the nodes' root SSH keys with `ssh-keygen -l` on their public halves. RAPI is
+checked with a real TLS handshake, verified against the CA the cookbooks' own RAPI client uses, so the
+report says what clients will see.
 """
 
 from __future__ import annotations

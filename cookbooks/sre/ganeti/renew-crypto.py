@@ -49,6 +49,7 @@ from libcluster.clusters import ClusterSettings
 from libcluster.cookbook import ArgparseFormatter, CookbookBase, CookbookInitSuccess, CookbookRunnerBase, LockArgs
 from libcluster.errors import LibclusterError
 from libcluster.ganeti import RapiConnectionError
+from libcluster.ganeti.commands import GntCommands
 from libcluster.remote import HostStatus
 
 logger = logging.getLogger(__name__)
@@ -124,7 +125,7 @@ def active_jobs(cluster: Any, master: str | None) -> list[str]:
             if state in ACTIVE_JOB_STATUSES]
 
 
-def _listing(commands: Any, argv: list[str], fields: str) -> list[list[str]]:
+def _listing(commands: GntCommands, argv: list[str], fields: str) -> list[list[str]]:
     """The rows of a `gnt-* list` command, fields split."""
     output = commands.run([*argv, "--no-headers", "--separator=|", "-o", fields], is_safe=True).output
     return [line.split("|") for line in output.splitlines() if line.strip()]
