@@ -1,4 +1,4 @@
-"""Shared test fixtures: the lab (brought up once per session) and the shared fixtures folder."""
+"""Shared test fixtures: the lab (brought up once per session) and the recorded responses folder."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-SHARED_FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
-"""Real responses recorded from NetBox and Ganeti, beside the checkout."""
+RECORDED = Path(__file__).resolve().parent / "fixtures" / "recorded"
+"""Real responses recorded from NetBox and Ganeti (tests/fixtures/recorded, see its README)."""
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -20,11 +20,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
-def shared_fixtures() -> Path:
-    """Folder of recorded real responses (../shared/fixtures)."""
-    if not SHARED_FIXTURES.is_dir():
-        pytest.fail(f"recorded fixtures not found at {SHARED_FIXTURES}")
-    return SHARED_FIXTURES
+def recorded_dir() -> Path:
+    """Folder of recorded real responses (tests/fixtures/recorded)."""
+    return RECORDED
 
 
 @pytest.fixture(scope="session")

@@ -13,9 +13,9 @@ from libcluster import capacity
 
 
 @pytest.fixture(scope="module")
-def transcript(shared_fixtures: Path) -> list[dict[str, Any]]:
+def transcript(recorded_dir: Path) -> list[dict[str, Any]]:
     """Every request/response pair of the recorded RAPI session."""
-    path = shared_fixtures / "ganeti" / "rapi-transcript-3.0.2.jsonl"
+    path = recorded_dir / "ganeti" / "rapi-transcript-3.0.2.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 

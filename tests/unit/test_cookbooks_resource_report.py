@@ -48,9 +48,9 @@ class Recorded:
 
 
 @pytest.fixture(scope="module")
-def recorded(shared_fixtures: Path) -> tuple[list[dict], list[dict], list[dict]]:
+def recorded(recorded_dir: Path) -> tuple[list[dict], list[dict], list[dict]]:
     """Nodes, groups and the two instances of the recorded 3-node session."""
-    lines = (shared_fixtures / "ganeti" / "rapi-transcript-3.0.2.jsonl").read_text().splitlines()
+    lines = (recorded_dir / "ganeti" / "rapi-transcript-3.0.2.jsonl").read_text().splitlines()
     transcript = [json.loads(line) for line in lines]
 
     def last(path: str, **params: Any) -> Any:

@@ -1,6 +1,6 @@
 """sre.ganeti.makevm's pure parts: argument types, defaults, instance policy, allocator messages, the plan.
 
-Ganeti and NetBox data come from the recorded responses in ../shared/fixtures (Ganeti 3.0.2 RAPI
+Ganeti and NetBox data come from the recorded responses in tests/fixtures/recorded (Ganeti 3.0.2 RAPI
 transcript, NetBox 4.7.3 bodies); allocator failure messages were recorded on the lab (Ganeti 3.0.2, hail).
 """
 
@@ -44,9 +44,9 @@ def settings() -> clusters.ClusterSettings:
 
 
 @pytest.fixture(scope="module")
-def transcript(shared_fixtures: Path) -> list[dict[str, Any]]:
+def transcript(recorded_dir: Path) -> list[dict[str, Any]]:
     """The recorded RAPI transcript."""
-    lines = (shared_fixtures / "ganeti" / "rapi-transcript-3.0.2.jsonl").read_text().splitlines()
+    lines = (recorded_dir / "ganeti" / "rapi-transcript-3.0.2.jsonl").read_text().splitlines()
     return [json.loads(line) for line in lines]
 
 
@@ -182,9 +182,9 @@ def test_shortage_names_the_short_resource(message: str, expected: str) -> None:
 
 
 def test_plan_renders_node_ips_netbox_objects_and_dns(settings: clusters.ClusterSettings,
-                                                      shared_fixtures: Path) -> None:
+                                                      recorded_dir: Path) -> None:
     spec = makevm.VMSpec.from_args(parse("--cluster", "lab", "--group", "A", "--vcpus", "2", "vm1"), settings)
-    recorded = shared_fixtures / "netbox" / "v4.7.3"
+    recorded = recorded_dir / "netbox" / "v4.7.3"
     cluster = json.loads((recorded / "clusters_by_id.json").read_text())["results"][0]
     prefix_v4 = json.loads((recorded / "prefixes_by_prefix.json").read_text())["results"][0]
     prefix_v6 = {**prefix_v4, "id": 2, "prefix": "2001:2:0:a::/64"}

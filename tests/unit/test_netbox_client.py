@@ -88,9 +88,9 @@ def version(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def recorded(shared_fixtures: Path, version: str) -> Callable[[str], Any]:
+def recorded(recorded_dir: Path, version: str) -> Callable[[str], Any]:
     """Load one recorded body of the version (a fresh copy each time)."""
-    folder = shared_fixtures / "netbox" / version
+    folder = recorded_dir / "netbox" / version
 
     def load(name: str) -> Any:
         return json.loads((folder / name).read_text())

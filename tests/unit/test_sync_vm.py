@@ -25,10 +25,10 @@ from libcluster.sync import vm as sync_vm
 
 
 @pytest.fixture(scope="module")
-def instances(shared_fixtures: Path) -> dict[str, dict[str, Any]]:
+def instances(recorded_dir: Path) -> dict[str, dict[str, Any]]:
     """The last recorded `GET /2/instances/NAME` answer of each instance of the transcript."""
     found: dict[str, dict[str, Any]] = {}
-    for line in (shared_fixtures / "ganeti" / "rapi-transcript-3.0.2.jsonl").read_text().splitlines():
+    for line in (recorded_dir / "ganeti" / "rapi-transcript-3.0.2.jsonl").read_text().splitlines():
         entry = json.loads(line)
         answer = entry.get("response")
         if entry.get("method") == "GET" and isinstance(answer, dict) and "nic.macs" in answer:

@@ -23,9 +23,9 @@ from tests.unit.ganeti.ganeti_replay import (
 
 
 @pytest.fixture(scope="session")
-def transcript(shared_fixtures: Path) -> list[dict[str, Any]]:
+def transcript(recorded_dir: Path) -> list[dict[str, Any]]:
     """The shared RAPI transcript (Ganeti 3.0.2): requests, answers and job notes."""
-    return load_jsonl(shared_fixtures / "ganeti" / "rapi-transcript-3.0.2.jsonl")
+    return load_jsonl(recorded_dir / "ganeti" / "rapi-transcript-3.0.2.jsonl")
 
 
 @pytest.fixture(scope="session")
