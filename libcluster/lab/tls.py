@@ -1,4 +1,4 @@
-"""The lab CA and the RAPI certificate it signs, so clients verify RAPI by the master IP.
+"""The lab CA and the certificates it signs (RAPI, and any other lab service), so clients verify them.
 
 Ganeti's own RAPI certificate has no subjectAltName; the lab installs one valid for
 https://MASTER_IP:5080 and for the cluster name. Both files survive repairs (only `down` removes them).
@@ -45,24 +45,39 @@ def ensure_certificates(lab: Lab, paths: ClusterPaths) -> None:
 
 def issue_rapi_certificate(lab: Lab, paths: ClusterPaths, pem_file: Path) -> None:
     """Write to pem_file a new RAPI key and certificate signed by the lab CA (for the master IP and cluster name)."""
-    ca_key = paths.tls_dir / "ca.key"
-    key, csr, cert, ext = (pem_file.with_name(f"{pem_file.stem}.{suffix}") for suffix in ("key", "csr", "crt", "ext"))
-    ext.write_text(
-        f"subjectAltName=IP:{topology.MASTER_IP},DNS:{topology.CLUSTER_FQDN}\n"
-        "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
-        "extendedKeyUsage=serverAuth\n"
-    )
-    lab.run(PART, ["openssl", "req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
-                   "-out", str(csr), "-subj", f"/CN={topology.CLUSTER_FQDN}"])
-    lab.run(PART, ["openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca_file(paths)), "-CAkey", str(ca_key),
-                   "-set_serial", f"0x{secrets.token_hex(16)}", "-days", "825", "-extfile", str(ext),
-                   "-out", str(cert)])
+    key, cert = issue_certificate(lab, paths, pem_file.with_name(pem_file.stem), topology.CLUSTER_FQDN,
+                                  [f"IP:{topology.MASTER_IP}", f"DNS:{topology.CLUSTER_FQDN}"], "serverAuth")
     pem = pem_file.with_suffix(".tmp")
     pem.write_text(key.read_text() + cert.read_text())
     pem.chmod(0o600)
     pem.replace(pem_file)
-    for leftover in (key, csr, cert, ext):
-        leftover.unlink()
+    key.unlink()
+    cert.unlink()
+
+
+def issue_certificate(lab: Lab, paths: ClusterPaths, stem: Path, common_name: str, alt_names: list[str],
+                      usage: str) -> tuple[Path, Path]:
+    """Issue a key and a certificate signed by the lab CA as STEM.key (0600) and STEM.crt; return both paths.
+
+    alt_names: subjectAltName entries (``IP:…``, ``DNS:…``), may be empty for a client certificate;
+    usage: the extendedKeyUsage value (``serverAuth``, ``clientAuth`` or ``serverAuth,clientAuth``).
+    """
+    ca_key = paths.tls_dir / "ca.key"
+    key, csr, cert, ext = (stem.with_name(f"{stem.name}.{suffix}") for suffix in ("key", "csr", "crt", "ext"))
+    ext.write_text(
+        (f"subjectAltName={','.join(alt_names)}\n" if alt_names else "")
+        + "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
+        f"extendedKeyUsage={usage}\n"
+    )
+    lab.run(PART, ["openssl", "req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+                   "-out", str(csr), "-subj", f"/CN={common_name}"])
+    key.chmod(0o600)
+    lab.run(PART, ["openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca_file(paths)), "-CAkey", str(ca_key),
+                   "-set_serial", f"0x{secrets.token_hex(16)}", "-days", "825", "-extfile", str(ext),
+                   "-out", str(cert)])
+    csr.unlink()
+    ext.unlink()
+    return key, cert
 
 
 def certificate_of(pem: Path) -> str | None:
