@@ -3,7 +3,8 @@
 A line says who ran what (and, for chat runs, who asked and who approved), with which
 arguments (secrets masked), in dry-run or not, when, with which exit code, and every change
 the run made or planned. Each line is written with one ``write()`` on an ``O_APPEND`` file, so
-concurrent runs never interleave their lines.
+concurrent runs never interleave their lines, and the file is reopened for every line, so a
+rotated file is never written to. Secrets are masked before the record is serialised.
 """
 
 from __future__ import annotations
@@ -120,27 +121,36 @@ def record(
 
 
 class AuditLog:
-    """The append-only audit file of one invocation, opened before the first run so a bad path fails early."""
+    """The append-only audit file, reopened for every record so that a rotated (moved) file is never written to."""
 
     def __init__(self, path: str | Path) -> None:
-        """Open (create, mode 0640) path for appending; raise AuditError naming it otherwise."""
+        """Check path can be opened for appending (created, mode 0640) so a bad path fails before any run."""
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        except OSError as exc:
+            raise AuditError(f"cannot open the audit log {self.path}: {exc.strerror}") from None
+        os.close(self._open())
+
+    def _open(self) -> int:
+        try:
+            return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
         except OSError as exc:
             raise AuditError(f"cannot open the audit log {self.path}: {exc.strerror}") from None
 
     def write(self, record: Mapping[str, Any]) -> None:
-        """Append one record as a JSON line (secrets masked), in a single write."""
-        line = (redact.redact(json.dumps(record, sort_keys=True, default=str)) + "\n").encode("utf-8")
+        """Append one record as a JSON line, secrets masked before serialising, in one write() of the whole line.
+
+        The file is opened at the configured path for each record: after logrotate moved it away, the
+        next record starts a new file there.
+        """
+        line = (json.dumps(redact.redact_data(record), sort_keys=True) + "\n").encode("utf-8")
+        fd = self._open()
         try:
-            written = os.write(self._fd, line)
+            written = os.write(fd, line)
         except OSError as exc:
             raise AuditError(f"cannot write the audit log {self.path}: {exc.strerror}") from None
+        finally:
+            os.close(fd)
         if written != len(line):
             raise AuditError(f"short write to the audit log {self.path}: {written} of {len(line)} bytes")
-
-    def close(self) -> None:
-        """Close the file."""
-        os.close(self._fd)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections.abc import Mapping
+from typing import Any
 
 MASK = "*****"
 """What a secret is replaced with."""
@@ -41,6 +43,21 @@ def redact(text: str) -> str:
         if secret in text:
             text = text.replace(secret, MASK)
     return text
+
+
+def redact_data(value: Any) -> Any:
+    """A copy of JSON-like data (dicts, lists, strings; other objects as their str()) with every secret masked.
+
+    Mask before serialising: json.dumps escapes quotes, backslashes and non-ASCII, so a secret holding
+    one of them no longer appears verbatim in the serialised text and redact() on it would miss it.
+    """
+    if isinstance(value, Mapping):
+        return {redact(str(key)): redact_data(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [redact_data(item) for item in value]
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return redact(str(value))
 
 
 class RedactingFilter(logging.Filter):

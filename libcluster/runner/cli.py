@@ -184,7 +184,6 @@ def _dispatch(args: argparse.Namespace) -> int:
     finally:
         if session.sal is not None:
             session.sal.close()
-        session.audit.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,4 +1,5 @@
-"""The audit log: origin from the environment, masked arguments, and whole lines under concurrent appends."""
+"""The audit log: origin from the environment, masked arguments (escaped secrets too), whole lines under concurrent
+appends, and a new file after the old one was rotated away."""
 
 from __future__ import annotations
 
@@ -36,8 +37,7 @@ def test_redact_argv_masks_secret_options_and_registered_secrets() -> None:
 def _append(path: str, writer: int, count: int) -> None:
     log = AuditLog(path)
     for number in range(count):
-        log.write({"writer": writer, "number": number, "padding": "x" * 60_000})
-    log.close()
+        log.write({"writer": writer, "number": number, "padding": "x" * 300_000})
 
 
 def test_concurrent_appends_never_interleave(tmp_path: Path) -> None:
@@ -58,3 +58,30 @@ def test_unopenable_audit_log_is_an_error_naming_it(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
     with pytest.raises(AuditError, match=f"cannot open the audit log {tmp_path}/file/audit.jsonl"):
         AuditLog(tmp_path / "file" / "audit.jsonl")
+
+
+def test_a_record_after_rotation_goes_to_a_new_file_at_the_path(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path)
+    log.write({"id": "before"})
+    path.rename(tmp_path / "audit.jsonl.1")  # logrotate without copytruncate
+    log.write({"id": "after"})
+    assert [json.loads(line)["id"] for line in (tmp_path / "audit.jsonl.1").read_text().splitlines()] == ["before"]
+    assert [json.loads(line)["id"] for line in path.read_text().splitlines()] == ["after"]
+    assert path.stat().st_mode & 0o777 == 0o640
+
+
+@pytest.mark.parametrize("secret", ['pa"ss-word-1', "back\\slash-2", "n\u00e4ive-s\u00e9cret-3", "tab\tand\nnewline-4",
+                                    "\u2603-snow\u00a0man-5"])
+def test_escaped_secrets_are_masked_in_the_line(tmp_path: Path, secret: str) -> None:
+    redact.register(secret)
+    path = tmp_path / "audit.jsonl"
+    AuditLog(path).write({"argv": ["--name", f"x{secret}y"], "changes": [{"detail": {"key": secret, secret: 1}}],
+                          "path": Path(f"/tmp/{secret}")})
+    line = path.read_bytes().decode("utf-8")
+    forms = {secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1],
+             secret.encode("unicode_escape").decode("ascii"), repr(secret)[1:-1]}
+    assert not [form for form in forms if form in line]
+    record = json.loads(line)
+    assert record["argv"] == ["--name", "x*****y"] and record["changes"] == [{"detail": {"key": "*****", "*****": 1}}]
+    assert record["path"] == "/tmp/*****"
