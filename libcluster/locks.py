@@ -13,21 +13,26 @@ two racing holders cannot both count themselves in.
 
 File layout: ``{file_dir}/{quoted lock key}/{holder id}.json``, each held with ``flock`` by its
 owner, so a killed owner's file is recognisably stale; checks and writes happen under a short
-``flock`` on ``.mutex`` in the same directory.
+``flock`` on ``.mutex`` in the same directory. The directories are created 0700 and must belong to
+the running user and be writable by nobody else (``/run/lock`` itself is world-writable); files and
+directories are opened without following symbolic links, and a holder file that is a link or
+belongs to someone else is ignored.
 """
 
 from __future__ import annotations
 
 import base64
+import errno
 import fcntl
 import json
 import logging
 import os
+import stat
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -105,74 +110,173 @@ class Backend(Protocol):
 
 
 class FileBackend:
-    """Holders as flock-held files in a directory on this host."""
+    """Holders as flock-held files in a directory of this host that only the running user may write.
+
+    The directory (and each lock's subdirectory) is created 0700 and must be owned by the running user and
+    not writable by group or others; nothing in it is opened through a symbolic link, so a holder or
+    directory planted by someone else is refused or ignored, never trusted.
+    """
 
     def __init__(self, directory: str | Path) -> None:
-        """Keep locks under directory (created on first acquisition)."""
+        """Keep locks under directory (created on first acquisition); refuse an existing one others control."""
         self.directory = Path(directory)
         self._held: dict[str, int] = {}
+        try:
+            base = self._open_base(create=False)
+        except LockError as exc:
+            raise ConfigError(f"key 'locks.file_dir': {exc}") from None
+        if base is not None:
+            os.close(base)
 
-    def _dir(self, key: str) -> Path:
-        return self.directory / quote(key, safe="")
+    def _open_base(self, *, create: bool) -> int | None:
+        """The checked lock directory as an fd (created 0700 if create); None if it does not exist."""
+        if create:
+            self.directory.parent.mkdir(parents=True, exist_ok=True)
+            with suppress(FileExistsError):
+                os.mkdir(self.directory, 0o700)
+        return _open_private_dir(str(self.directory), None, create=False)
 
     @contextmanager
-    def _mutex(self, lock_dir: Path, *, create: bool = True) -> Iterator[None]:
-        fd = os.open(lock_dir / ".mutex", os.O_RDWR | (os.O_CREAT if create else 0), 0o644)
+    def _key_dir(self, key: str, *, create: bool) -> Iterator[int | None]:
+        """The checked directory of one lock key as an fd, None when it (or the lock directory) does not exist."""
+        base = self._open_base(create=create)
+        if base is None:
+            yield None
+            return
+        try:
+            name = quote(key, safe="")
+            fd = _open_private_dir(name, base, create=create, shown=f"{self.directory}/{name}")
+        finally:
+            os.close(base)
+        try:
+            yield fd
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+    @contextmanager
+    def _mutex(self, lock_dir: int, *, create: bool = True) -> Iterator[None]:
+        flags = os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | (os.O_CREAT if create else 0)
+        fd = _open_file(".mutex", lock_dir, flags)
         try:
             _flock(fd, blocking=True)
             yield
         finally:
             os.close(fd)
 
-    def _scan(self, lock_dir: Path, *, prune: bool) -> list[Holder]:
+    def _scan(self, lock_dir: int, *, prune: bool) -> list[Holder]:
         holders = []
-        for path in sorted(lock_dir.glob("*.json")):
+        for name in sorted(os.listdir(lock_dir)):
+            if not name.endswith(".json"):
+                continue
             try:
-                fd = os.open(path, os.O_RDONLY)
+                fd = _open_file(name, lock_dir, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
             except FileNotFoundError:
+                continue
+            except LockError as exc:
+                logger.warning("Ignoring lock file %s: %s", name, exc)
+                if prune:
+                    os.unlink(name, dir_fd=lock_dir)
                 continue
             try:
                 if _flock(fd, blocking=False):
                     if prune:
-                        path.unlink(missing_ok=True)
+                        os.unlink(name, dir_fd=lock_dir)
                     continue
                 holders.append(Holder.from_json(os.read(fd, 65536)))
             except (ValueError, KeyError) as exc:
-                logger.warning("Ignoring unreadable lock file %s: %s", path, exc)
+                logger.warning("Ignoring unreadable lock file %s: %s", name, exc)
             finally:
                 os.close(fd)
         return holders
 
     def holders(self, key: str) -> list[Holder]:
         """The holders whose owner process still holds its file (read under the mutex, writing nothing)."""
-        lock_dir = self._dir(key)
-        try:
-            with self._mutex(lock_dir, create=False):
-                return self._scan(lock_dir, prune=False)
-        except FileNotFoundError:
-            return []
+        with self._key_dir(key, create=False) as lock_dir:
+            if lock_dir is None:
+                return []
+            try:
+                with self._mutex(lock_dir, create=False):
+                    return self._scan(lock_dir, prune=False)
+            except FileNotFoundError:
+                return []
 
     def try_acquire(self, key: str, holder: Holder) -> list[Holder] | None:
-        """Under the directory's mutex: drop stale files, count, and create ours if there is room."""
-        lock_dir = self._dir(key)
-        lock_dir.mkdir(parents=True, exist_ok=True)
-        with self._mutex(lock_dir):
-            holders = self._scan(lock_dir, prune=True)
-            if not is_free(holders, holder.concurrency):
-                return holders
-            fd = os.open(lock_dir / f"{holder.id}.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            _flock(fd, blocking=False)
-            os.write(fd, holder.to_json().encode())
-            self._held[holder.id] = fd
+        """Under the lock's mutex: drop stale and foreign files, count, and create ours if there is room."""
+        with self._key_dir(key, create=True) as lock_dir:
+            if lock_dir is None:
+                raise LockError(f"lock directory of {key} under {self.directory} vanished while taking it")
+            with self._mutex(lock_dir):
+                holders = self._scan(lock_dir, prune=True)
+                if not is_free(holders, holder.concurrency):
+                    return holders
+                fd = os.open(f"{holder.id}.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600,
+                             dir_fd=lock_dir)
+                _flock(fd, blocking=False)
+                os.write(fd, holder.to_json().encode())
+                self._held[holder.id] = fd
         return None
 
     def release(self, key: str, holder: Holder) -> None:
         """Delete our file and drop its flock."""
-        lock_dir = self._dir(key)
         fd = self._held.pop(holder.id)
-        with self._mutex(lock_dir):
-            (lock_dir / f"{holder.id}.json").unlink(missing_ok=True)
+        try:
+            with self._key_dir(key, create=False) as lock_dir:
+                if lock_dir is not None:
+                    with self._mutex(lock_dir):
+                        with suppress(FileNotFoundError):
+                            os.unlink(f"{holder.id}.json", dir_fd=lock_dir)
+        finally:
             os.close(fd)
+
+
+def _open_private_dir(path: str, dir_fd: int | None, *, create: bool, shown: str | None = None) -> int | None:
+    """Open a lock directory without following a symlink and check it is ours alone; None if it is missing."""
+    shown = shown or path
+    if create:
+        with suppress(FileExistsError):
+            os.mkdir(path, 0o700, dir_fd=dir_fd)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise LockError(f"lock directory {shown} is a symbolic link or not a directory: refused (it must be "
+                            "a real directory of the user running cookbooks)") from None
+        raise
+    try:
+        _check_private(fd, f"lock directory {shown}")
+    except LockError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _open_file(name: str, dir_fd: int, flags: int) -> int:
+    """Open a file of a lock directory without following a symlink; LockError if it is not a regular file of ours."""
+    try:
+        fd = os.open(name, flags, 0o600, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise LockError(f"{name} is a symbolic link: not followed") from None
+        raise
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
+        os.close(fd)
+        raise LockError(f"{name} is not a regular file owned by uid {os.geteuid()}: not trusted")
+    return fd
+
+
+def _check_private(fd: int, what: str) -> None:
+    """Refuse a lock directory another user owns or group/others may write: they could plant or remove holders."""
+    info = os.fstat(fd)
+    if info.st_uid != os.geteuid():
+        raise LockError(f"{what} is owned by uid {info.st_uid}, not by uid {os.geteuid()} that runs this: refused "
+                        "(another user could plant or remove lock holders); remove it or set locks.file_dir")
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise LockError(f"{what} is writable by group or others (mode {stat.S_IMODE(info.st_mode):04o}): refused "
+                        "(they could plant or remove lock holders); make it 0700")
 
 
 def _flock(fd: int, *, blocking: bool) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import re
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 from tests.unit.runner.runner_env import Env
 
+from libcluster.errors import ConfigError
 from libcluster.locks import FileBackend, Holder, LockError, Locks, is_free, limit_of
 
 COOKBOOK = Path(sys.executable).with_name("cookbook")
@@ -171,3 +173,147 @@ def test_two_exclusive_runs_started_together_serialize(env: Env) -> None:
     first, second = sorted(run_intervals(env.log("locking.exclusive")).values())
     assert first[1] <= second[0]
     assert any("Unable to acquire lock cookbooks/locking.exclusive" in err for _, err in outputs)
+
+
+# --- the lock directory on one host: private to the running user, nothing followed through a symlink --------
+
+NOBODY = 65534
+"""A uid other than ours, for directories and files planted by someone else (chown needs root)."""
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="planting files of another user needs root")
+
+
+def sticky_parent(tmp_path: Path) -> Path:
+    """A world-writable sticky directory like /run/lock, where anyone may create entries."""
+    parent = tmp_path / "run-lock"
+    parent.mkdir()
+    parent.chmod(0o1777)
+    return parent
+
+
+def test_lock_directory_is_created_0700_on_the_first_lock_only(tmp_path: Path) -> None:
+    directory = sticky_parent(tmp_path) / "cookbooks"
+    backend = FileBackend(directory)
+    assert backend.holders("custom/x") == [] and not directory.exists(), "reading creates nothing"
+    mine = holder(1)
+    assert backend.try_acquire("custom/x", mine) is None
+    key_dir = directory / "custom%2Fx"
+    assert [oct(path.stat().st_mode & 0o7777) for path in (directory, key_dir, key_dir / f"{mine.id}.json")] == [
+        "0o700", "0o700", "0o600"]
+    assert directory.stat().st_uid == os.geteuid()
+
+
+@pytest.mark.parametrize(("mode", "problem"), [
+    (0o777, r"is writable by group or others \(mode 0777\): refused"),
+    (0o1777, r"is writable by group or others \(mode 1777\): refused"),
+    (0o770, r"is writable by group or others \(mode 0770\): refused"),
+])
+def test_a_writable_lock_directory_is_refused_at_start(tmp_path: Path, mode: int, problem: str) -> None:
+    directory = tmp_path / "locks"
+    directory.mkdir()
+    directory.chmod(mode)
+    with pytest.raises(ConfigError, match=rf"key 'locks.file_dir': lock directory {directory} {problem}"):
+        FileBackend(directory)
+
+
+@needs_root
+def test_a_lock_directory_owned_by_another_user_is_refused_at_start(tmp_path: Path) -> None:
+    directory = sticky_parent(tmp_path) / "cookbooks"
+    directory.mkdir(mode=0o700)
+    os.chown(directory, NOBODY, NOBODY)
+    with pytest.raises(ConfigError, match=rf"lock directory {directory} is owned by uid {NOBODY}, not by uid 0 "
+                                          r"that runs this: refused \(another user could plant or remove lock"):
+        FileBackend(directory)
+
+
+def test_a_symlinked_lock_directory_is_refused(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    real.mkdir(mode=0o700)
+    (tmp_path / "locks").symlink_to(real)
+    with pytest.raises(ConfigError, match="lock directory .*/locks is a symbolic link or not a directory: refused"):
+        FileBackend(tmp_path / "locks")
+    backend = FileBackend(tmp_path / "base")
+    backend.try_acquire("custom/y", holder(1))
+    (tmp_path / "base" / "custom%2Fx").symlink_to(real, target_is_directory=True)
+    with pytest.raises(LockError, match=r"lock directory .*/base/custom%2Fx is a symbolic link"):
+        backend.try_acquire("custom/x", holder(1))
+    assert list(real.iterdir()) == [], "nothing was written through the link"
+
+
+def test_a_planted_symlink_holder_is_not_followed(tmp_path: Path) -> None:
+    backend = FileBackend(tmp_path / "locks")
+    first = holder(1)
+    backend.try_acquire("custom/x", first)
+    backend.release("custom/x", first)
+    # A file elsewhere that looks like a live holder: valid JSON, flocked by another open file.
+    elsewhere = tmp_path / "elsewhere.json"
+    elsewhere.write_text(holder(1, "mallory@host [666]").to_json())
+    held = os.open(elsewhere, os.O_RDONLY)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        planted = tmp_path / "locks" / "custom%2Fx" / "planted.json"
+        planted.symlink_to(elsewhere)
+        assert backend.holders("custom/x") == []
+        mine = holder(1)
+        assert backend.try_acquire("custom/x", mine) is None, "a planted link must not block the lock"
+        assert [h.id for h in backend.holders("custom/x")] == [mine.id]
+        assert not planted.is_symlink() and elsewhere.exists(), "the link is dropped, its target untouched"
+    finally:
+        os.close(held)
+
+
+def test_a_planted_mutex_symlink_is_refused_and_nothing_is_created_through_it(tmp_path: Path) -> None:
+    backend = FileBackend(tmp_path / "locks")
+    first = holder(1)
+    backend.try_acquire("custom/x", first)
+    backend.release("custom/x", first)
+    victim = tmp_path / "victim"
+    mutex = tmp_path / "locks" / "custom%2Fx" / ".mutex"
+    mutex.unlink()
+    mutex.symlink_to(victim)
+    with pytest.raises(LockError, match=r"\.mutex is a symbolic link: not followed"):
+        backend.try_acquire("custom/x", holder(1))
+    assert not victim.exists()
+
+
+@needs_root
+def test_a_holder_file_of_another_user_is_ignored(tmp_path: Path) -> None:
+    backend = FileBackend(tmp_path / "locks")
+    first = holder(1)
+    backend.try_acquire("custom/x", first)
+    backend.release("custom/x", first)
+    planted = tmp_path / "locks" / "custom%2Fx" / "planted.json"
+    planted.write_text(holder(1, "mallory@host [666]").to_json())
+    os.chown(planted, NOBODY, NOBODY)
+    held = os.open(planted, os.O_RDONLY)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert backend.holders("custom/x") == []
+        assert backend.try_acquire("custom/x", holder(1)) is None
+    finally:
+        os.close(held)
+
+
+def test_two_runs_exclude_each_other_in_a_lock_directory_they_create(env: Env) -> None:
+    directory = sticky_parent(env.tmp) / "cookbooks"
+    env.write(locks={"file_dir": str(directory), "wait_tries": 40, "wait_sleep": 0.05})
+    command = [str(COOKBOOK), "-c", str(env.config), "locking.exclusive", "--seconds", "1"]
+    processes = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(2)]
+    outputs = [process.communicate(timeout=60) for process in processes]
+    assert [process.returncode for process in processes] == [0, 0], outputs
+    first, second = sorted(run_intervals(env.log("locking.exclusive")).values())
+    assert first[1] <= second[0]
+    assert oct(directory.stat().st_mode & 0o7777) == "0o700"
+
+
+@needs_root
+def test_a_run_refuses_a_lock_directory_planted_by_another_user(env: Env) -> None:
+    directory = sticky_parent(env.tmp) / "cookbooks"
+    directory.mkdir(mode=0o755)
+    os.chown(directory, NOBODY, NOBODY)
+    env.write(locks={"file_dir": str(directory)})
+    done = subprocess.run([str(COOKBOOK), "-c", str(env.config), "locking.exclusive"], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 1
+    assert f"key 'locks.file_dir': lock directory {directory} is owned by uid {NOBODY}" in done.stderr
+    assert "START" not in done.stderr and env.records() == []
