@@ -1,9 +1,16 @@
 """cookbook-hooks-agent: act on the events Ganeti hooks record, so NetBox and DNS follow hand-made changes.
 
-For each changed instance the agent runs ``sre.ganeti.sync-netbox --cluster C --vm NAME --delete
-[--renamed-from OLD]`` through the cookbook runner (its lock, logs and audit record, with origin
-"hook"; no server admin log line), then deletes the instance's events. Events are coalesced per
-instance: the sync reads Ganeti's current state, so one run covers any number of events. An
+Events are untrusted input (anyone who can write under the prefix can forge one), so each is
+checked first: its instance names must be FQDNs in the cluster's domain (``domain`` of the cluster's
+settings), and a rename is believed only when Ganeti no longer has the old name and has the new
+one. A bad event is logged and deleted, nothing else is done for it.
+
+For each changed instance the agent then runs ``sre.ganeti.sync-netbox --cluster C --vm NAME
+[--delete] [--renamed-from OLD]`` through the cookbook runner (its lock, logs and audit record, with
+origin "hook"; no server admin log line), then deletes the instance's events. ``--delete`` is given
+only when Ganeti says the instance is gone (a removal event for an instance Ganeti still has only
+syncs it); the sync itself reads Ganeti and NetBox again. Events are coalesced per instance: the
+sync reads Ganeti's current state, so one run covers any number of events. An
 instance makevm is creating (its lock is held) is left for a later cycle: makevm records it itself.
 A failed run is retried every cycle; after ``hooks.max_attempts`` failures the events are dropped
 with an error (the next cluster-wide sync-netbox catches up). Pre-phase events are dropped: the
@@ -23,15 +30,19 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from libcluster import audit, clusters, config, interactive, locks
+from libcluster.changes import ChangeLog
 from libcluster.context import Session
 from libcluster.errors import ConfigError, LibclusterError
+from libcluster.ganeti import RapiNotFoundError
+from libcluster.ganeti import connect as ganeti_connect
 from libcluster.hooks.events import Event, EventError, EventStore, HookSettings
+from libcluster.remote_results import InvalidHostError, validate_host
 from libcluster.runner import execute
 from libcluster.runner.logs import Console
 from libcluster.sync.cluster import being_created
@@ -49,11 +60,23 @@ class Work:
     name: str
     renamed_from: str | None = None
     events: list[Event] = field(default_factory=list)
+    delete: bool = False
+    """Whether Ganeti says the instance is gone (set from Ganeti's answer, never from the events)."""
 
     def args(self) -> list[str]:
         """Arguments of the sync-netbox run."""
-        extra = ["--renamed-from", self.renamed_from] if self.renamed_from else []
-        return ["--cluster", self.cluster, "--vm", self.name, "--delete", *extra]
+        extra = ["--delete"] if self.delete else []
+        extra += ["--renamed-from", self.renamed_from] if self.renamed_from else []
+        return ["--cluster", self.cluster, "--vm", self.name, *extra]
+
+
+def in_domain(name: str, domain: str) -> bool:
+    """Whether name is a plain DNS name (an FQDN) below domain."""
+    try:
+        validate_host(name)
+    except InvalidHostError:
+        return False
+    return name.lower().endswith("." + domain.lower().strip("."))
 
 
 def coalesce(events: Sequence[Event]) -> tuple[list[Work], list[Event]]:
@@ -75,14 +98,19 @@ class Agent:
     """Reads pending events, runs the sync per instance, deletes what is done."""
 
     def __init__(self, session: Session, store: EventStore, settings: HookSettings,
-                 only: Sequence[str] | None = None, instances: Sequence[str] = ()) -> None:
+                 only: Sequence[str] | None = None, instances: Sequence[str] = (),
+                 has_instance: Callable[[str, str], bool] | None = None) -> None:
         """Run cookbooks in session; handle the events of the clusters in only (default: every configured one)
-        and, when instances (glob patterns) are given, only of the instances matching one: others are left."""
+        and, when instances (glob patterns) are given, only of the instances matching one: others are left.
+        has_instance(cluster, name) asks Ganeti (default: the cluster's RAPI). ConfigError without a domain."""
         self.session = session
         self.store = store
         self.settings = settings
         self.clusters = set(only or clusters.names(session.config))
+        self.domains = {name: clusters.load(session.config, name).domain for name in self.clusters}
         self.instances = tuple(instances)
+        self.has_instance = has_instance or self._ganeti_has
+        self._ganeti: dict[str, Any] = {}
         self._failures: dict[tuple[str, str], int] = {}
 
     def _mine(self, event: Event) -> bool:
@@ -104,8 +132,60 @@ class Agent:
             if self._busy(item.name):
                 logger.info("%s is being recorded by a cookbook (lock held): its events wait", item.name)
                 continue
-            done += self._run(item)
+            try:
+                trusted = self._trusted(item)
+            except LibclusterError as exc:
+                logger.error("Cannot ask Ganeti about %s of cluster %s (%s): its events wait", item.name,
+                             item.cluster, exc)
+                continue
+            if trusted:
+                done += self._run(trusted)
         return done
+
+    def _trusted(self, item: Work) -> Work | None:
+        """The work that Ganeti confirms: bad events logged and deleted, --delete only for an instance Ganeti lacks."""
+        domain = self.domains[item.cluster]
+        good = []
+        for event in item.events:
+            problem = self._problem(event, domain)
+            if problem:
+                logger.error("Dropping hook event %s (%s of %s, from node %s): %s", event.key, event.hook,
+                             event.instance, event.node or "?", problem)
+                self._delete([event])
+            else:
+                good.append(event)
+        if not good:
+            return None
+        renames = [event for event in good if event.new_name and event.new_name != event.instance]
+        delete = not self.has_instance(item.cluster, item.name)
+        if not delete and any(event.hook == "instance-remove" for event in good):
+            logger.warning("Removal event for %s, but Ganeti still has it: syncing it, nothing deleted", item.name)
+        return Work(item.cluster, item.name, renames[-1].instance if renames else None, good, delete)
+
+    def _problem(self, event: Event, domain: str) -> str:
+        """Why event cannot be believed ("" when it can): a name outside the domain, a rename Ganeti does not show."""
+        for name in filter(None, (event.instance, event.new_name)):
+            if not in_domain(name, domain):
+                return f"instance name {name!r} is not an FQDN in cluster {event.cluster}'s domain {domain}"
+        if event.new_name and event.new_name != event.instance:
+            old, new = self.has_instance(event.cluster, event.instance), self.has_instance(event.cluster,
+                                                                                             event.new_name)
+            if old or not new:
+                return (f"rename {event.instance} -> {event.new_name} does not match Ganeti ({event.instance} "
+                        f"{'still exists' if old else 'is gone'}, {event.new_name} "
+                        f"{'exists' if new else 'does not exist'})")
+        return ""
+
+    def _ganeti_has(self, cluster: str, name: str) -> bool:
+        """Whether the cluster's Ganeti has an instance named name (read-only RAPI request)."""
+        if cluster not in self._ganeti:
+            self._ganeti[cluster] = ganeti_connect(self.session.config, cluster, dry_run=True,
+                                                   changes=ChangeLog(dry_run=True), remote=None)
+        try:
+            self._ganeti[cluster].instance(name)
+        except RapiNotFoundError:
+            return False
+        return True
 
     def run(self, stop: threading.Event) -> None:
         """Cycle until stop is set, waking on new events (watch) or every hooks.poll seconds."""
@@ -132,7 +212,8 @@ class Agent:
 
     def _run(self, item: Work) -> int:
         hooks = ",".join(sorted({event.hook for event in item.events}))
-        logger.info("Syncing %s of cluster %s after %d event(s): %s", item.name, item.cluster, len(item.events), hooks)
+        logger.info("Syncing %s of cluster %s after %d event(s): %s (%s)", item.name, item.cluster, len(item.events),
+                    hooks, "gone from Ganeti: --delete" if item.delete else "in Ganeti")
         self.session.origin = {"origin": "hook", "hooks": hooks, "events": str(len(item.events))}
         exit_code = execute.run(self.session, SYNC_COOKBOOK, item.args())
         key = (item.cluster, item.name)

@@ -1,8 +1,11 @@
 """libcluster.hooks.agent: one sync run per changed instance through the runner, events deleted when done,
 kept while a cookbook creates the instance or the run fails, dropped after max_attempts; dry-run deletes none.
+Events are checked against the cluster's domain and Ganeti: bad ones are logged and deleted, and --delete is
+given only for an instance Ganeti does not have.
 
 The store is an in-memory stand-in of EventStore; the runner is stood in for by a recorder of its calls;
-locks are real file locks, so "a cookbook is creating it" is a real lock held by the test.
+Ganeti by a set of instance names; locks are real file locks, so "a cookbook is creating it" is a real lock
+held by the test.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import yaml
 from libcluster import config as config_module
 from libcluster.hooks import agent as agent_module
 from libcluster.hooks.agent import Agent, session_for
+from libcluster.errors import ConfigError
+from libcluster.ganeti.errors import GanetiError
 from libcluster.hooks.events import Event, HookSettings
 
 
@@ -34,8 +39,10 @@ class Store:
         self.events = [event for event in self.events if event.key != key]
 
 
-def event(key: str, instance: str, phase: str = "post", cluster: str = "lab", hook: str = "instance-add") -> Event:
-    return Event(key=key, cluster=cluster, hook=hook, phase=phase, op="OP", instance=instance)
+def event(key: str, instance: str, phase: str = "post", cluster: str = "lab", hook: str = "instance-add",
+          new_name: str = "") -> Event:
+    return Event(key=key, cluster=cluster, hook=hook, phase=phase, op="OP", instance=instance, new_name=new_name,
+                 node="node1.lab.example")
 
 
 @pytest.fixture
@@ -43,7 +50,7 @@ def root(tmp_path: Path) -> config_module.Section:
     data = {"cookbooks_base_dirs": [str(tmp_path)], "logs_base_dir": str(tmp_path / "logs"),
             "audit_log": str(tmp_path / "audit.jsonl"), "locks": {"file_dir": str(tmp_path / "locks")},
             "hooks": {"etcd_url": "http://127.0.0.1:1", "max_attempts": 2},
-            "ganeti": {"clusters": {"lab": {}, "prod": {}}}}
+            "ganeti": {"clusters": {"lab": {"domain": "lab.example"}, "prod": {"domain": "prod.example"}}}}
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(data))
     return config_module.load(path)
@@ -66,9 +73,17 @@ def runs(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
 EXIT: dict[str, int] = {}
 
 
+LIVE = {"a.lab.example", "t-1.lab.example", "new.lab.example", "bad.lab.example", "b.lab.example"}
+"""Instances the stand-in Ganeti has."""
+
+
+def has_instance(cluster: str, name: str) -> bool:
+    return cluster == "lab" and name in LIVE
+
+
 def make(root: config_module.Section, store: Store, dry_run: bool = False, **kwargs: Any) -> Agent:
     return Agent(session_for(root, dry_run=dry_run, verbose=False), store,  # type: ignore[arg-type]
-                 HookSettings.from_config(root), **kwargs)
+                 HookSettings.from_config(root), has_instance=kwargs.pop("has_instance", has_instance), **kwargs)
 
 
 def test_one_run_per_instance_then_its_events_are_deleted(root: config_module.Section,
@@ -76,8 +91,7 @@ def test_one_run_per_instance_then_its_events_are_deleted(root: config_module.Se
     store = Store([event("1", "a.lab.example"), event("2", "b.lab.example", phase="pre"),
                    event("3", "a.lab.example", hook="instance-modify")])
     assert make(root, store).cycle() == 1
-    assert runs == [{"name": "sre.ganeti.sync-netbox", "argv": ["--cluster", "lab", "--vm", "a.lab.example",
-                                                                 "--delete"],
+    assert runs == [{"name": "sre.ganeti.sync-netbox", "argv": ["--cluster", "lab", "--vm", "a.lab.example"],
                      "origin": {"origin": "hook", "hooks": "instance-add,instance-modify", "events": "2"},
                      "dry_run": False}]
     assert sorted(store.deleted) == ["1", "2", "3"]
@@ -121,3 +135,63 @@ def test_dry_run_runs_dry_and_deletes_nothing(root: config_module.Section, runs:
 def test_main_refuses_an_unknown_cluster(root: config_module.Section, caplog: pytest.LogCaptureFixture) -> None:
     assert agent_module.main(["-c", root.source, "--cluster", "nope", "--once"]) == 1
     assert "unknown cluster(s) nope" in caplog.text
+
+
+def test_a_forged_rename_between_two_live_instances_is_dropped(root: config_module.Section, runs: list[dict[str, Any]],
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    store = Store([event("1", "a.lab.example", hook="instance-rename", new_name="b.lab.example")])
+    assert make(root, store).cycle() == 0
+    assert runs == [] and store.deleted == ["1"]
+    assert ("Dropping hook event 1 (instance-rename of a.lab.example, from node node1.lab.example): rename "
+            "a.lab.example -> b.lab.example does not match Ganeti (a.lab.example still exists, b.lab.example "
+            "exists)") in caplog.text
+
+
+def test_a_rename_ganeti_shows_is_synced_with_the_old_name(root: config_module.Section,
+                                                           runs: list[dict[str, Any]]) -> None:
+    store = Store([event("1", "old.lab.example", hook="instance-rename", new_name="b.lab.example"),
+                   event("2", "gone.lab.example", hook="instance-rename", new_name="never.lab.example")])
+    assert make(root, store).cycle() == 1
+    assert [run["argv"] for run in runs] == [["--cluster", "lab", "--vm", "b.lab.example", "--renamed-from",
+                                              "old.lab.example"]]
+    assert sorted(store.deleted) == ["1", "2"]
+
+
+@pytest.mark.parametrize("name", ["x.prod.example", "lab.example", "a.lab.example.evil.org", "-x.lab.example",
+                                  "a b.lab.example", "x.lab.example;reboot"])
+def test_an_event_outside_the_domain_is_dropped_and_logged(root: config_module.Section, runs: list[dict[str, Any]],
+                                                           caplog: pytest.LogCaptureFixture, name: str) -> None:
+    store = Store([event("1", name, hook="instance-remove")])
+    assert make(root, store).cycle() == 0
+    assert runs == [] and store.deleted == ["1"]
+    assert f"instance name {name!r} is not an FQDN in cluster lab's domain lab.example" in caplog.text
+
+
+def test_a_removal_event_for_a_live_instance_only_syncs_it(root: config_module.Section, runs: list[dict[str, Any]],
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    store = Store([event("1", "a.lab.example", hook="instance-remove"),
+                   event("2", "gone.lab.example", hook="instance-remove")])
+    assert make(root, store).cycle() == 2
+    assert [run["argv"] for run in runs] == [["--cluster", "lab", "--vm", "a.lab.example"],
+                                             ["--cluster", "lab", "--vm", "gone.lab.example", "--delete"]]
+    assert "Removal event for a.lab.example, but Ganeti still has it: syncing it, nothing deleted" in caplog.text
+
+
+def test_events_wait_while_ganeti_cannot_be_asked(root: config_module.Section, runs: list[dict[str, Any]],
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    def unreachable(cluster: str, name: str) -> bool:
+        raise GanetiError("RAPI at https://198.51.100.1:5080: connection refused")
+
+    store = Store([event("1", "a.lab.example", hook="instance-remove")])
+    assert make(root, store, has_instance=unreachable).cycle() == 0
+    assert runs == [] and store.deleted == []
+    assert "Cannot ask Ganeti about a.lab.example of cluster lab" in caplog.text
+
+
+def test_a_cluster_without_a_domain_is_refused_at_start(root: config_module.Section, tmp_path: Path) -> None:
+    data = yaml.safe_load(Path(root.source).read_text())
+    del data["ganeti"]["clusters"]["prod"]["domain"]
+    path = tmp_path / "nodomain.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match="domain"):
+        make(config_module.load(path), Store([]))
