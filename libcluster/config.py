@@ -7,7 +7,7 @@ path, so every error says exactly which key is missing or has the wrong type.
 from __future__ import annotations
 
 import builtins
-
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -36,7 +36,7 @@ class Section(Mapping[str, Any]):
     def __getitem__(self, key: builtins.str) -> Any:
         """Return the raw value of key, raising ConfigError naming it when missing."""
         if key not in self._data:
-            raise ConfigError(f"{self.source}: missing key '{self._key(key)}'")
+            raise ConfigError(f"{self.source}: missing key '{self.key(key)}'")
         return self._data[key]
 
     def __iter__(self) -> Iterator[builtins.str]:
@@ -47,20 +47,21 @@ class Section(Mapping[str, Any]):
         """Number of keys in the section."""
         return len(self._data)
 
-    def _key(self, key: builtins.str) -> builtins.str:
+    def key(self, key: builtins.str) -> builtins.str:
+        """The dotted path of key in the file, for messages: `netbox.url`."""
         return f"{self.where}.{key}" if self.where else key
 
     def _typed(self, key: builtins.str, kind: type | tuple[type, ...], name: builtins.str, default: Any) -> Any:
         if key not in self._data or self._data[key] is None:
             if default is _MISSING:
-                raise ConfigError(f"{self.source}: missing key '{self._key(key)}' ({name})")
+                raise ConfigError(f"{self.source}: missing key '{self.key(key)}' ({name})")
             return default
         value = self._data[key]
         if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
-            raise ConfigError(f"{self.source}: key '{self._key(key)}' must be {name}, not a boolean")
+            raise ConfigError(f"{self.source}: key '{self.key(key)}' must be {name}, not a boolean")
         if not isinstance(value, kind):
             shown = "*****" if redact.is_secret_key(key) else repr(value)
-            raise ConfigError(f"{self.source}: key '{self._key(key)}' must be {name}, got {shown}")
+            raise ConfigError(f"{self.source}: key '{self.key(key)}' must be {name}, got {shown}")
         return value
 
     def str(self, key: builtins.str, default: Any = _MISSING) -> Any:
@@ -87,7 +88,7 @@ class Section(Mapping[str, Any]):
     def section(self, key: builtins.str, default: Any = _MISSING) -> Section:
         """A nested mapping as a Section; an absent key with default={} gives an empty one."""
         value = self._typed(key, dict, "a mapping", default)
-        return Section(value or {}, self._key(key), self.source)
+        return Section(value or {}, self.key(key), self.source)
 
     def has(self, key: builtins.str) -> builtins.bool:
         """Whether the key is present and not null."""
@@ -105,6 +106,26 @@ def _register_secrets(data: Any, key: str = "") -> None:
         redact.register(data)
 
 
+_QUOTED = re.compile(r"'([^']*)'")
+_SAFE_QUOTED = re.compile(r"<[a-z ]+>|[^\w\s]|\\[a-z]")
+"""What PyYAML quotes in a message that is its own wording: a token name (<block end>) or one punctuation
+character; anything else quoted (a tag, an alias, an escape letter) comes from the file and may be a secret."""
+
+
+def _yaml_error(exc: yaml.YAMLError) -> str:
+    """Where and what kind of YAML error, never the file's text: PyYAML's own message quotes the offending line."""
+    if isinstance(exc, yaml.reader.ReaderError):
+        what = f"unacceptable character #x{exc.character:04x}: " if isinstance(exc.character, int) else ""
+        return f" at character {exc.position}: {what}{exc.reason}"
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return f" ({type(exc).__name__})"
+    mark = exc.problem_mark or exc.context_mark
+    kind = "; ".join(_QUOTED.sub(lambda quoted: quoted[0] if _SAFE_QUOTED.fullmatch(quoted[1]) else "'...'", text)
+                     for text in (exc.problem, exc.context) if text)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{where}: {kind or type(exc).__name__}"
+
+
 def load(path: str | Path) -> Section:
     """Read the YAML file at path, register its secrets for redaction and return its root."""
     path = Path(path)
@@ -115,7 +136,7 @@ def load(path: str | Path) -> Section:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{path}: not valid YAML{_yaml_error(exc)}") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
