@@ -38,7 +38,8 @@ def build(lab: Lab, state: dict[str, Any]) -> dict[str, Any]:
         },
         "hooks": {"node_etcd_url": f"http://{topology.HOST_IP}:{topology.ETCD_PORT}"},
         "remote": {"cumin_config": state["ssh"]["cumin_config"], "ssh_user": "root"},
-        "netbox": {"url": netbox["url"], "token": netbox["token"], "ro_token": netbox["ro_token"], "timeout": 30},
+        "netbox": {"url": netbox["url"], "token": netbox["token"], "ro_token": netbox["ro_token"], "timeout": 30,
+                   "allow_insecure_http": netbox["url"].startswith("http://")},  # the lab's NetBox: http on loopback
         "dns": {
             "server": dns["server"],
             "port": dns["port"],

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import pynetbox
 from pynetbox.core.query import Request
@@ -18,6 +19,7 @@ from pynetbox.core.query import Request
 from libcluster import redact
 from libcluster.changes import ChangeLog
 from libcluster.config import Section
+from libcluster.errors import ConfigError
 from libcluster.netbox import strict
 from libcluster.netbox.errors import (
     NetBoxAmbiguous,
@@ -54,12 +56,25 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[start:start + size]
 
 
+def _checked_url(config: Section) -> str:
+    """The NetBox URL of config: https://, or plain http:// only with `allow_insecure_http: true` (tokens in clear)."""
+    url = config.str("url").rstrip("/")
+    scheme = urlsplit(url).scheme
+    if scheme == "http" and not config.bool("allow_insecure_http", False):
+        raise ConfigError(f"{config.source}: key '{config.key('url')}' is a plain http:// URL ({url}): the NetBox "
+                          f"tokens would cross the network unencrypted; use https://, or set "
+                          f"'{config.key('allow_insecure_http')}: true' to accept that (e.g. NetBox on loopback)")
+    if scheme not in ("http", "https"):
+        raise ConfigError(f"{config.source}: key '{config.key('url')}' must be an https:// URL, got {url!r}")
+    return url
+
+
 class NetBox:
     """NetBox through pynetbox, with the read-only token for reads and dry-run, and the read-write one for writes."""
 
     def __init__(self, config: Section, *, read_write: bool, dry_run: bool, changes: ChangeLog) -> None:
         """Connect per the `netbox` config section; read-only or dry-run use the ro_token, even if read_write."""
-        self.url = config.str("url").rstrip("/")
+        self.url = _checked_url(config)
         self.read_write = read_write
         self.dry_run = dry_run
         self._changes = changes

@@ -115,8 +115,8 @@ def fake(meta: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> FakeNetBox:
 def make_client(meta: dict[str, Any], *, read_write: bool = True, dry_run: bool = False,
                 changes: ChangeLog | None = None, **extra: Any) -> NetBox:
     """A client on the recorded server's URL with test tokens."""
-    config = Section({"url": meta["base_url"], "token": RW_TOKEN, "ro_token": RO_TOKEN, "timeout": 7, **extra},
-                     "netbox", "test")
+    config = Section({"url": meta["base_url"], "token": RW_TOKEN, "ro_token": RO_TOKEN, "timeout": 7,
+                      "allow_insecure_http": True, **extra}, "netbox", "test")
     return NetBox(config, read_write=read_write, dry_run=dry_run, changes=changes or ChangeLog(dry_run=dry_run))
 
 
