@@ -26,8 +26,9 @@ import dns.name
 import dns.rdatatype
 import dns.reversename
 
+from libcluster.changes import ChangeLog
 from libcluster.config import Section
-from libcluster.dns import DNS, Built, Diff, Records
+from libcluster.dns import DNS, Built, Diff, Records, snippets
 from libcluster.dns.zones import FORWARD_TYPES, Zones
 from libcluster.errors import LibclusterError
 from libcluster.netbox import NetBox
@@ -149,19 +150,13 @@ def rows(diff: Diff) -> list[tuple[str, str, str, str, str]]:
     return table
 
 
-def write_snippets(client: DNS, records: Records, directory: Path, zones: Sequence[str] | None = None
-                   ) -> list[Path]:
-    """Write one validated zone file snippet per zone (file named after the zone); returns the files written."""
+def write_snippets(client: DNS, records: Records, directory: Path, zones: Sequence[str] | None = None, *,
+                   changes: ChangeLog) -> list[Path]:
+    """Write one validated zone file snippet per zone (see snippets.write; in dry-run only shown); returns the files
+    changed."""
     chosen = {dns.name.from_text(zone) for zone in zones} if zones else None
-    directory.mkdir(parents=True, exist_ok=True)
-    written = []
-    for zone, text in client.snippets(records).items():
-        if chosen is not None and zone not in chosen:
-            continue
-        path = directory / zone.to_text(omit_final_dot=True)
-        path.write_text(text, encoding="utf-8")
-        written.append(path)
-    return written
+    texts = {zone: text for zone, text in client.snippets(records).items() if chosen is None or zone in chosen}
+    return snippets.write(directory, texts, dry_run=client.dry_run, changes=changes)
 
 
 def host_addresses(ips: Iterable[dict[str, Any]], name: str, settings: DNSSyncSettings) -> list[str]:

@@ -6,8 +6,11 @@ Steps:
      PTR in the IPv4 or IPv6 reverse zone (in an RFC 2317 classless zone, with the parent zone's
      CNAME, where one is configured). Names and addresses outside every configured zone are listed.
   2. Read the configured zones (--zone: that one only) by TSIG-signed AXFR and print the difference
-     as a table. SOA, NS, the name servers' addresses, other record types and rrsets outside the
-     dns.netbox scope (names, networks) are never touched.
+     as a table. SOA, NS, zone apexes, delegations, the name servers' addresses, other record types
+     and rrsets outside the dns.netbox scope (names, networks) are never touched. An existing rrset is
+     replaced or deleted only when NetBox accounts for it (its name or address belongs to an address
+     NetBox assigns to a VM or device of the configured clusters' cluster groups); any other is left
+     as it is and reported as a warning.
   3. Stop if the difference is larger than the threshold (the larger of dns.netbox.max_changes and
      dns.netbox.max_percent % of the wanted rrsets) unless --force: a NetBox outage or a bad import
      must not empty the zones.
@@ -17,9 +20,13 @@ Steps:
 
 --snippets DIR writes the records as zone file snippets instead (one file per zone, named after it,
 each starting with $ORIGIN, validated by parsing it back with dnspython), for setups that keep their
-zones in git: the server is neither read nor changed.
+zones in git: the server is neither read nor changed. Each changed file is shown as a diff and
+replaced atomically (temporary file in DIR, fsync, rename); files already up to date are left
+alone; a symbolic link at DIR or at a snippet file is refused and nothing is written. With -d
+only the diffs are shown: nothing is created or written. Files written are in the audit record.
 
-Exit codes: 0 done (or nothing to do), 1 threshold exceeded, 2 DNS error (TSIG refused, server down).
+Exit codes: 0 done (or nothing to do), 1 threshold exceeded, 2 DNS error (TSIG refused, server down)
+or snippets that cannot be written.
 
 Usage:
   cookbook -d sre.dns.netbox
@@ -37,9 +44,11 @@ from pathlib import Path
 
 from tabulate import tabulate
 
+from libcluster import clusters
 from libcluster.context import Context
 from libcluster.cookbook import ArgparseFormatter, CookbookBase, CookbookRunnerBase, LockArgs
 from libcluster.dns import DNS, DNSError, Records, update
+from libcluster.dns.protection import Owns
 from libcluster.netbox import NetBox
 from libcluster.sync import netbox_dns
 from libcluster.sync.netbox_dns import DNSSyncSettings, Scope, ThresholdExceeded
@@ -60,7 +69,8 @@ class DnsNetbox(CookbookBase):
                             help="only this configured zone (repeatable; default: every configured zone)")
         parser.add_argument("--force", action="store_true", help="apply a difference larger than the threshold")
         parser.add_argument("--snippets", type=Path, metavar="DIR",
-                            help="write validated zone file snippets into DIR instead of updating the server")
+                            help="write validated zone file snippets into DIR instead of updating the server "
+                                 "(atomically, never through a symlink; -d shows the diffs only)")
         return parser
 
     def get_runner(self, args: argparse.Namespace) -> DnsNetboxRunner:
@@ -99,7 +109,8 @@ class DnsNetboxRunner(CookbookRunnerBase):
         """Build, compare, check the threshold, apply (or write snippets)."""
         started = time.monotonic()
         netbox: NetBox = self.ctx.netbox()
-        entries = netbox_dns.netbox_entries(netbox, self.settings)
+        ips = netbox_dns.netbox_entries(netbox, self.settings)
+        entries = netbox_dns.entries(ips)
         scope = Scope(self.settings, self.dns.zones)
         built = netbox_dns.wanted(self.dns, entries, scope)
         for line in built.skipped[:20]:
@@ -108,12 +119,14 @@ class DnsNetboxRunner(CookbookRunnerBase):
             logger.warning("... and %d more names or addresses outside the configured zones", len(built.skipped) - 20)
         logger.info("NetBox: %d addresses with a dns_name give %d rrsets (%d requests, %.1fs)", len(entries),
                     len(built.records), netbox.request_count, time.monotonic() - started)
-        if self.args.snippets:
-            for path in netbox_dns.write_snippets(self.dns, built.records, self.args.snippets, self.zones):
-                logger.info("Wrote %s", path)
-            return 0
         try:
-            return self._sync(built.records, started)
+            if self.args.snippets:
+                netbox_dns.write_snippets(self.dns, built.records, self.args.snippets, self.zones,
+                                          changes=self.ctx.changes)
+                return 0
+            groups = {clusters.load(self.ctx.config, name).netbox_cluster_group
+                      for name in clusters.names(self.ctx.config)}
+            return self._sync(built.records, started, netbox_dns.owned_by_groups(netbox, self.dns.zones, ips, groups))
         except ThresholdExceeded as exc:
             logger.error("Stopped, nothing applied: %s", exc)
             return EXIT_THRESHOLD
@@ -121,11 +134,14 @@ class DnsNetboxRunner(CookbookRunnerBase):
             logger.error("DNS: %s", exc)
             return EXIT_DNS_ERROR
 
-    def _sync(self, records: Records, started: float) -> int:
+    def _sync(self, records: Records, started: float, owns: Owns) -> int:
         scope = Scope(self.settings, self.dns.zones)
-        diff = netbox_dns.difference(self.dns, records, scope, self.zones)
+        diff = netbox_dns.difference(self.dns, records, scope, owns, self.zones)
+        for line in netbox_dns.left_lines(diff):
+            logger.warning("Not ours: %s", line)
         if not diff:
-            logger.info("DNS matches NetBox: nothing to change (%.1fs)", time.monotonic() - started)
+            what = f"{len(diff.left)} rrsets not ours left as they are" if diff.left else "DNS matches NetBox"
+            logger.info("%s: nothing to change (%.1fs)", what, time.monotonic() - started)
             return 0
         counts = ", ".join(f"{count} {action}" for action, count in diff.counts().items() if count)
         logger.info("Difference (%d rrsets: %s):\n%s", len(diff), counts,

@@ -168,14 +168,15 @@ def test_snippets_are_written_per_zone_and_parse_back(tmp_path: Path) -> None:
     dns_client = client()
     built = netbox_dns.wanted(dns_client, [("t-a.example.org", "192.0.2.5"), ("t-b.example.org", "2001:db8::7")],
                               Scope(DNSSyncSettings(), dns_client.zones))
-    written = netbox_dns.write_snippets(dns_client, built.records, tmp_path / "out")
+    written = netbox_dns.write_snippets(dns_client, built.records, tmp_path / "out", changes=ChangeLog(dry_run=False))
     assert sorted(path.name for path in written) == sorted(
         ["example.org", "2.0.192.in-addr.arpa", "0-25.2.0.192.in-addr.arpa", "8.b.d.0.1.0.0.2.ip6.arpa"])
     for path in written:
         zone = name(path.name)
         expected = {key: rrset for key, rrset in built.records.items() if dns_client.zones.zone_of(key[0]) == zone}
         assert parse(zone, path.read_text()) == expected
-    only = netbox_dns.write_snippets(dns_client, built.records, tmp_path / "one", ["example.org"])
+    only = netbox_dns.write_snippets(dns_client, built.records, tmp_path / "one", ["example.org"],
+                                     changes=ChangeLog(dry_run=False))
     assert [path.name for path in only] == ["example.org"]
 
 
