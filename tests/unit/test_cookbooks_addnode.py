@@ -1,4 +1,5 @@
-"""addnode: checks before any change, every pre-check's failure and fix, add/verify/NetBox, removal on new errors."""
+"""addnode: checks before any change, every pre-check's failure and fix, the node's SSH host key verified (given,
+from NetBox or confirmed) and pinned before a checked `gnt-node add`, add/verify/NetBox/hooks, removal on new errors."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.unit.cookbook_fakes import (
     FakeCluster,
@@ -19,7 +21,10 @@ from tests.unit.cookbook_fakes import (
     load_cookbook,
     ok,
 )
+from libcluster import config as config_module
+from libcluster import interactive
 from libcluster.errors import ConfigError, LibclusterError
+from libcluster.ganeti.errors import GntCommandError
 from libcluster.interactive import AbortError
 from libcluster.remote import HostStatus
 
@@ -27,6 +32,14 @@ NODE = "node9.example"
 MASTER = "node1.example"
 VERSION = "gnt-cluster (ganeti 3.0.2-3) 3.0.2"
 ENODESETUP = "  - WARNING:ENODESETUP:node:node1.example:node setup error: no /proc/sysrq-trigger"
+NODE_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOcOnpCghuLm9Gll/v8g+4AyHDbDzBvLpoIMWiiSbR1w"
+NODE_FP = "SHA256:7buM858RxMBOOJgQFBHi4SgR4xvr/2KcHxPOwZ0P+as"
+"""A real key and the fingerprint `ssh-keygen -lf` printed for it."""
+SPOOF_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILCgNf+KuC72QQmphwCbYC6MDwlAu5T/CdkyZjopESei"
+SPOOF_FP = "SHA256:MI0HoxT+2s+yQ13fJXRUS9faujJuPQUQBQy5XKBJDT4"
+CLUSTER_RSA = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQC7"
+GANETI_KNOWN = "/var/lib/ganeti/known_hosts"
+ROOT_KNOWN = "/root/.ssh/known_hosts"
 
 
 @pytest.fixture
@@ -38,6 +51,10 @@ def addnode() -> Any:
 def healthy(host: str, line: str) -> tuple[HostStatus, int, str]:
     """A node that passes every pre-check."""
     answers = {
+        f"ssh-keyscan -T 10 {NODE}": ok(f"# {NODE}:22 SSH-2.0-OpenSSH_9.2p1\n{NODE} {NODE_KEY}\n"),
+        "sh -c 'for f in \"$@\"; do [ -f \"$f\" ] && cat \"$f\"; done; true' - /etc/ssh/ssh_host_dsa_key.pub "
+        "/etc/ssh/ssh_host_ecdsa_key.pub /etc/ssh/ssh_host_rsa_key.pub": ok(f"{CLUSTER_RSA} root@node1\n"),
+        f"sh -c 'cat \"$1\" 2>/dev/null; true' - {GANETI_KNOWN}": ok(f"cluster.example {CLUSTER_RSA}\n"),
         "gnt-cluster --version": ok(VERSION + "\n"),
         f"getent hosts {NODE}": ok(f"198.51.100.19   {NODE}\n"),
         "hostname -I": ok("198.51.100.19 \n"),
@@ -55,33 +72,86 @@ def _netbox(device: bool = True) -> FakeNetBox:
     })
 
 
+class Ctx(FakeCtx):
+    """FakeCtx that also records run_cookbook calls (exit code from `cookbook_exit`) and answers ask_input."""
+
+    def __init__(self, *args: Any, answers: list[str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.cookbooks: list[tuple[str, list[str]]] = []
+        self.cookbook_exit = 0
+        self.answers = answers
+        self.questions: list[str] = []
+
+    def run_cookbook(self, name: str, args: Any = (), raises: bool = True) -> int:
+        self.cookbooks.append((name, list(args)))
+        return self.cookbook_exit
+
+    def ask_input(self, message: str, choices: Any = None, validator: Any = None) -> str:
+        self.questions.append(message)
+        if self.answers is None:
+            raise interactive.InputError(f"no terminal to ask for an answer: {message}")
+        return self.answers.pop(0)
+
+
+def _config(tmp_path: Path, *, hooks: bool = True, **overrides: Any) -> config_module.Section:
+    load_config(tmp_path, **overrides)
+    path = tmp_path / "config.yaml"
+    data = yaml.safe_load(path.read_text())
+    if hooks:
+        data["hooks"] = {"etcd_url": "http://198.51.100.2:2379"}
+    path.write_text(yaml.safe_dump(data))
+    return config_module.load(path)
+
+
 def _make(addnode: Any, tmp_path: Path, *, respond: Any = healthy, dry_run: bool = False, group: str = "B",
-          netbox: FakeNetBox | None = None, **config: Any) -> tuple[Any, FakeCtx, FakeCluster]:
+          netbox: FakeNetBox | None = None, fingerprint: str | None = NODE_FP, hooks: bool = True,
+          answers: list[str] | None = None, **config: Any) -> tuple[Any, Ctx, FakeCluster]:
     cluster = FakeCluster(dry_run=dry_run)
-    ctx = FakeCtx(load_config(tmp_path, **config), clusters={"lab": cluster}, dry_run=dry_run,
-                  netbox=netbox or _netbox(), remote=FakeRemote(respond, dry_run=dry_run))
+    ctx = Ctx(_config(tmp_path, hooks=hooks, **config), clusters={"lab": cluster}, dry_run=dry_run,
+              netbox=netbox or _netbox(), remote=FakeRemote(respond, dry_run=dry_run), answers=answers)
     if netbox is None:
         ctx.netbox().dry_run = dry_run
     cookbook = addnode.AddNode(ctx)
-    args = cookbook.argument_parser().parse_args(["--cluster", "lab", "--group", group, NODE])
+    given = ["--ssh-host-key-fingerprint", fingerprint] if fingerprint else []
+    args = cookbook.argument_parser().parse_args(["--cluster", "lab", "--group", group, *given, NODE])
     return cookbook.get_runner(args), ctx, cluster
+
+
+def _pins(ctx: FakeCtx) -> list[tuple[str, str, bool]]:
+    return [call for call in ctx.remote().calls if call[1].startswith(("umask 077", "t=$(mktemp)"))]
 
 
 def test_node_is_added_verified_and_joins_the_netbox_cluster(addnode: Any, tmp_path: Path) -> None:
     runner, ctx, cluster = _make(addnode, tmp_path, volume_group="ganeti")
     cluster.commands.verify_outputs = [(0, ENODESETUP)]
     assert runner.run() == 0
-    assert cluster.calls == [("verify",), ("node_add", NODE, {"group": "B", "ssh_key_check": False}), ("verify",)]
+    assert cluster.calls == [("verify",), ("node_add", NODE, {"group": "B", "ssh_key_check": True}), ("verify",)]
     assert ctx.netbox().get("device", id=9)["cluster"] == {"id": 12}
     commands = [(host, line) for host, line, _ in ctx.remote().calls]
-    assert commands[0] == (MASTER, "ssh -o BatchMode=yes -o ConnectTimeout=10 -o StrictHostKeyChecking=no "
-                           f"-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR root@{NODE} true")
+    assert commands[0] == (MASTER, f"ssh-keyscan -T 10 {NODE}")
+    assert commands[1] == (MASTER, "ssh -o BatchMode=yes -o ConnectTimeout=10 -o StrictHostKeyChecking=yes "
+                           "-o UserKnownHostsFile=/dev/null -o GlobalKnownHostsFile=/dev/null "
+                           f"-o 'KnownHostsCommand=/bin/echo {NODE} {NODE_KEY}' -o HostKeyAlgorithms=ssh-ed25519 "
+                           f"-o LogLevel=ERROR root@{NODE} true")
     assert (NODE, "vgs --noheadings -o vg_name ganeti") in commands and (NODE, "test -e /dev/kvm") in commands
-    assert all(is_safe for _, _, is_safe in ctx.remote().calls)
+    # The verified key and the cluster's host keys (Ganeti installs them on the node during the add) are pinned
+    # where missing: Ganeti's known_hosts had neither, root's did not exist.
+    [(host, pin, is_safe)] = _pins(ctx)
+    new = f"\'{NODE} {NODE_KEY}\' \'{NODE} {CLUSTER_RSA}\'"
+    assert (host, pin, is_safe) == (MASTER, f"umask 077 && mkdir -p $(dirname {GANETI_KNOWN}) && printf \'%s\\n\' "
+                                    f"{new} >> {GANETI_KNOWN} && mkdir -p $(dirname {ROOT_KNOWN}) && printf "
+                                    f"\'%s\\n\' {new} >> {ROOT_KNOWN}", False)
+    assert commands.index((MASTER, pin)) == len(commands) - 1  # after every pre-check
+    assert all(is_safe for _, line, is_safe in ctx.remote().calls if line != pin)
+    assert ctx.cookbooks == [("sre.ganeti.install-hooks", ["--cluster", "lab", "--node", NODE])]
     assert runner.lock_args.suffix == "lab" and runner.lock_args.concurrency == 1
 
 
 BROKEN = [
+    (f"ssh-keyscan -T 10 {NODE}", ok(f"{NODE} {SPOOF_KEY}\n"), "SSH host key",
+     f"check the fingerprint on {NODE}'s console; if it is right, the master is not talking to the real {NODE}"),
+    (f"ssh-keyscan -T 10 {NODE}", failed(1, f"{NODE}: Connection refused"), "SSH host key",
+     f"check that sshd runs on {NODE}"),
     ("ssh -o", failed(255, "Permission denied (publickey)."), "SSH from the master",
      f"add {MASTER}'s /root/.ssh/id_rsa.pub to /root/.ssh/authorized_keys on {NODE}"),
     ("gnt-cluster --version", None, "same Ganeti version", f"install the master's Ganeti version on {NODE}"),
@@ -93,7 +163,8 @@ BROKEN = [
 ]
 
 
-@pytest.mark.parametrize(("prefix", "answer", "check", "fix"), BROKEN, ids=[case[2] for case in BROKEN])
+@pytest.mark.parametrize(("prefix", "answer", "check", "fix"), BROKEN,
+                         ids=[f"{case[2]}-{case[1] and case[1][1]}" for case in BROKEN])
 def test_each_failed_precheck_names_its_fix_and_changes_nothing(addnode: Any, tmp_path: Path, caplog: Any,
                                                                 prefix: str, answer: Any, check: str,
                                                                 fix: str) -> None:
@@ -106,8 +177,78 @@ def test_each_failed_precheck_names_its_fix_and_changes_nothing(addnode: Any, tm
 
     runner, ctx, cluster = _make(addnode, tmp_path, respond=respond, volume_group="ganeti")
     assert runner.run() == 1
-    assert cluster.calls == [] and ctx.netbox().updates == []
+    assert cluster.calls == [] and ctx.netbox().updates == [] and _pins(ctx) == [] and ctx.cookbooks == []
+    assert all(is_safe for _, _, is_safe in ctx.remote().calls)
     assert re.search(f"Pre-check failed: {re.escape(check)}: .*Fix: {re.escape(fix)}", caplog.text)
+
+
+def test_a_host_key_mismatch_names_both_fingerprints(addnode: Any, tmp_path: Path, caplog: Any) -> None:
+    runner, ctx, cluster = _make(addnode, tmp_path, fingerprint=SPOOF_FP)
+    assert runner.run() == 1
+    assert (f"Pre-check failed: SSH host key: mismatch: expected {SPOOF_FP} (from --ssh-host-key-fingerprint), "
+            f"the master sees {NODE_FP} (ssh-ed25519)") in caplog.text
+    assert cluster.calls == [] and _pins(ctx) == [] and len(ctx.remote().calls) == 1
+
+
+def test_the_fingerprint_may_come_from_netbox_and_must_agree_with_the_given_one(addnode: Any, tmp_path: Path) -> None:
+    netbox = _netbox()
+    netbox.get("device", id=9)["custom_fields"] = {"ssh_host_key_fingerprint": NODE_FP}
+    runner, ctx, cluster = _make(addnode, tmp_path, netbox=netbox, fingerprint=None)
+    assert runner.trusted.source == "NetBox custom field ssh_host_key_fingerprint"
+    assert runner.run() == 0 and ("node_add", NODE, {"group": "B", "ssh_key_check": True}) in cluster.calls
+    differs = f"--ssh-host-key-fingerprint {SPOOF_FP} differs from NetBox device"
+    with pytest.raises(LibclusterError, match=re.escape(differs)):
+        _make(addnode, tmp_path, netbox=netbox, fingerprint=SPOOF_FP)
+    netbox.get("device", id=9)["custom_fields"] = {"ssh_host_key_fingerprint": "MD5:aa:bb"}
+    with pytest.raises(LibclusterError, match="custom field ssh_host_key_fingerprint: 'MD5:aa:bb' is not an SSH"):
+        _make(addnode, tmp_path, netbox=netbox, fingerprint=None)
+
+
+def test_without_a_fingerprint_or_terminal_the_add_is_refused_with_the_fix(addnode: Any, tmp_path: Path,
+                                                                           monkeypatch: Any) -> None:
+    monkeypatch.setattr(interactive, "is_terminal", lambda: False)
+    with pytest.raises(LibclusterError, match="no verified SSH host key for node9.example, and no terminal to confirm "
+                       r"one \(-y never accepts an unverified key\): give --ssh-host-key-fingerprint SHA256:"):
+        _make(addnode, tmp_path, fingerprint=None)
+    with pytest.raises(SystemExit):
+        _make(addnode, tmp_path, fingerprint="SHA256:short")
+
+
+def test_at_a_terminal_the_operator_confirms_the_keys_shown(addnode: Any, tmp_path: Path, monkeypatch: Any,
+                                                           capsys: Any) -> None:
+    monkeypatch.setattr(interactive, "is_terminal", lambda: True)
+    runner, ctx, cluster = _make(addnode, tmp_path, fingerprint=None, answers=["accept"])
+    assert runner.run() == 0
+    assert f"  {NODE_FP} (ssh-ed25519)" in capsys.readouterr().out
+    assert ctx.questions == [f"Trust the SSH host keys of {NODE}?"] and len(_pins(ctx)) == 1
+    runner, ctx, cluster = _make(addnode, tmp_path, fingerprint=None, answers=["abort"])
+    with pytest.raises(AbortError, match="SSH host keys of node9.example not trusted"):
+        runner.run()
+    assert cluster.calls == [] and _pins(ctx) == []
+
+
+def test_a_failed_add_removes_the_pinned_keys_again(addnode: Any, tmp_path: Path) -> None:
+    runner, ctx, cluster = _make(addnode, tmp_path)
+    def node_add(node: str, **options: Any) -> None:
+        raise GntCommandError("gnt-node add", MASTER, 1, "Host key verification failed.")
+
+    cluster.commands.node_add = node_add
+    with pytest.raises(GntCommandError):
+        runner.run()
+    pin, unpin = _pins(ctx)
+    assert unpin[1].startswith(f"t=$(mktemp) && {{ grep -vxF -e \'{NODE} {NODE_KEY}\' -e \'{NODE} {CLUSTER_RSA}\' "
+                               f"{GANETI_KNOWN} > \"$t\"; cat \"$t\" > {GANETI_KNOWN}; }}")
+    assert ctx.cookbooks == [] and ctx.netbox().updates == []
+
+
+def test_hooks_failing_or_not_configured(addnode: Any, tmp_path: Path, caplog: Any) -> None:
+    runner, ctx, _ = _make(addnode, tmp_path)
+    ctx.cookbook_exit = 1
+    assert runner.run() == 1
+    assert f"run cookbook sre.ganeti.install-hooks --cluster lab --node {NODE}" in caplog.text
+    runner, ctx, _ = _make(addnode, tmp_path, hooks=False)
+    assert runner.run() == 0 and ctx.cookbooks == []
+    assert f"hooks not installed on {NODE}" in caplog.text
 
 
 def test_volume_group_check_is_skipped_when_none_is_configured(addnode: Any, tmp_path: Path) -> None:
@@ -180,7 +321,9 @@ def test_a_verify_that_did_not_complete_is_tried_again(addnode: Any, tmp_path: P
 def test_dry_run_checks_and_plans_only(addnode: Any, tmp_path: Path) -> None:
     runner, ctx, cluster = _make(addnode, tmp_path, dry_run=True)
     assert runner.run() == 0
-    assert cluster.calls == [("verify",), ("node_add", NODE, {"group": "B", "ssh_key_check": False})]
+    assert cluster.calls == [("verify",), ("node_add", NODE, {"group": "B", "ssh_key_check": True})]
+    assert [safe for _, _, safe in _pins(ctx)] == [False] and ctx.remote().dry_run  # recorded, not run
+    assert ctx.cookbooks == [("sre.ganeti.install-hooks", ["--cluster", "lab", "--node", NODE])]
     assert NODE not in cluster.nodes_by_name
     assert ctx.netbox().updates == [("device", [{"id": 9, "cluster": 12}])]
     assert ctx.netbox().get("device", id=9)["cluster"] is None

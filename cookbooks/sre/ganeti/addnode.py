@@ -5,22 +5,34 @@ Steps:
      not in the cluster yet, NetBox has a device named FQDN and the group's NetBox cluster exists.
   2. Confirm, then run the pre-checks over SSH (read-only, also with -d). Every failure is listed
      with what to fix, and nothing is changed:
-       - the master reaches the node by SSH as root (BatchMode: key only)
+       - the node's SSH host key, as the master sees it (ssh-keyscan), has the trusted fingerprint:
+         --ssh-host-key-fingerprint SHA256:..., else the NetBox device's custom field
+         ssh_host_key_fingerprint (both given must agree), else the operator is shown the
+         fingerprints and types "accept" at a terminal (-y never accepts an unverified key; without
+         a terminal and without a fingerprint the run is refused before anything is done)
+       - the master logs in to the node as root by key, accepting only that host key
        - the node runs the same Ganeti version as the master
        - the node's FQDN resolves, on the master, to one of the node's addresses
        - the bridges of the cluster config (`bridges`) exist on the node
        - the volume group (`volume_group`) exists on the node (skipped when not configured)
        - virtualization is available (`vm_capable_check`, e.g. `test -e /dev/kvm`)
-  3. `gnt-node add -g GROUP --no-ssh-key-check FQDN` on the master.
+  3. Pin the verified key (and the cluster's host keys, which Ganeti installs on the node during
+     the add) for FQDN in the master's /var/lib/ganeti/known_hosts (the file `gnt-node add` checks)
+     and /root/.ssh/known_hosts, then `gnt-node add -g GROUP FQDN` with Ganeti's host key check on:
+     a node that is not the one verified never receives the cluster's keys. If the add fails and the
+     node is not in the cluster, the pinned lines are removed again.
   4. `gnt-cluster verify` (ignoring the cluster's `verify_ignore` codes), before the add and after
      it. If the add brought new errors (or verify cannot complete), you are asked whether to remove
      the node again (-y answers yes). A verify job that fails because instances changed meanwhile
      is tried again.
   5. NetBox: the node's device joins the group's cluster.
+  6. The Ganeti hooks are installed on the new node (`sre.ganeti.install-hooks --cluster C --node
+     FQDN`, skipped with a warning when no etcd is configured for hooks), so that it records hook
+     events once it is master.
 
 Usage:
   cookbook sre.ganeti.addnode --cluster prod1 --group A ganeti1010.example.org
-  cookbook -d sre.ganeti.addnode --cluster lab --group B node5.lab.example
+  cookbook -d sre.ganeti.addnode --cluster lab --group B --ssh-host-key-fingerprint SHA256:... node5.lab.example
 """
 
 from __future__ import annotations
@@ -30,13 +42,16 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from cookbooks.sre.ganeti import add_location_args, cluster_settings
+from cookbooks.sre.ganeti import _hostkeys, add_location_args, cluster_settings
 from cookbooks.sre.ganeti._common import fqdn_argument, verify_cluster
+from cookbooks.sre.ganeti._hostkeys import HostKey
+from libcluster import interactive
 from libcluster.clusters import ClusterSettings
 from libcluster.cookbook import ArgparseFormatter, CookbookBase, CookbookRunnerBase, LockArgs
-from libcluster.errors import LibclusterError
+from libcluster.errors import ConfigError, LibclusterError
 from libcluster.ganeti import RapiNotFoundError
 from libcluster.ganeti.commands import VerifyIssue, VerifyResult
+from libcluster.hooks.events import HookSettings
 from libcluster.interactive import InteractiveError
 from libcluster.remote import CommandSpec, HostResult, HostStatus
 
@@ -44,9 +59,7 @@ logger = logging.getLogger(__name__)
 
 CHECK_TIMEOUT = 60
 """Seconds each pre-check command may take."""
-SSH_PROBE = ("ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "StrictHostKeyChecking=no",
-             "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR")
-"""How the master tries the node: key only, no prompt; host keys are Ganeti's business (node add)."""
+INSTALL_HOOKS = "sre.ganeti.install-hooks"
 
 
 @dataclass(frozen=True)
@@ -60,6 +73,14 @@ class Check:
 
 
 @dataclass(frozen=True)
+class TrustedFingerprint:
+    """The fingerprint the node's host key must have, and where it comes from (None: ask the operator)."""
+
+    fingerprint: str | None
+    source: str
+
+
+@dataclass(frozen=True)
 class NetBoxTarget:
     """The node's NetBox device and the cluster it must join."""
 
@@ -70,6 +91,33 @@ class NetBoxTarget:
     def done(self) -> bool:
         """Whether the device is already in the cluster."""
         return (self.device.get("cluster") or {}).get("id") == self.cluster["id"]
+
+
+def trusted_fingerprint(given: str | None, device: dict[str, Any], fqdn: str) -> TrustedFingerprint:
+    """The fingerprint to check the node against: given, else the device's NetBox custom field; both must agree.
+
+    Without either, the operator must confirm at a terminal: refused here when there is none (-y, chat, cron).
+    """
+    stored = ((device.get("custom_fields") or {}).get(_hostkeys.NETBOX_FIELD) or "").strip()
+    if stored:
+        try:
+            stored = _hostkeys.check_fingerprint(stored)
+        except ValueError as exc:
+            raise LibclusterError(f"NetBox device {fqdn}, custom field {_hostkeys.NETBOX_FIELD}: {exc}") from None
+    if given and stored and given != stored:
+        raise LibclusterError(f"--ssh-host-key-fingerprint {given} differs from NetBox device {fqdn}'s "
+                              f"{_hostkeys.NETBOX_FIELD} {stored}: check the node's console and fix the wrong one")
+    if given:
+        return TrustedFingerprint(given, "--ssh-host-key-fingerprint")
+    if stored:
+        return TrustedFingerprint(stored, f"NetBox custom field {_hostkeys.NETBOX_FIELD}")
+    if not interactive.is_terminal():
+        raise LibclusterError(
+            f"no verified SSH host key for {fqdn}, and no terminal to confirm one (-y never accepts an unverified "
+            f"key): give --ssh-host-key-fingerprint SHA256:... as read on the node's console (`ssh-keygen -lf "
+            f"/etc/ssh/ssh_host_ed25519_key.pub`), or set it in the NetBox device's custom field "
+            f"{_hostkeys.NETBOX_FIELD}")
+    return TrustedFingerprint(None, "the operator")
 
 
 def new_errors(before: VerifyResult, after: VerifyResult) -> list[VerifyIssue]:
@@ -103,6 +151,10 @@ class AddNode(CookbookBase):
         """--cluster, --group and the node's FQDN."""
         parser = argparse.ArgumentParser(description=__doc__, formatter_class=ArgparseFormatter)
         add_location_args(parser, group_required=True)
+        parser.add_argument("--ssh-host-key-fingerprint", type=_hostkeys.fingerprint_argument, metavar="SHA256:...",
+                            help="SHA256 fingerprint of one of the node's SSH host keys, read on its console "
+                            "(default: the NetBox device's custom field ssh_host_key_fingerprint, else the "
+                            "operator confirms at a terminal)")
         parser.add_argument("fqdn", type=fqdn_argument, help="the new node's FQDN")
         return parser
 
@@ -122,21 +174,31 @@ class AddNode(CookbookBase):
             raise LibclusterError(f"{args.fqdn} is already a node of cluster {args.cluster} "
                                   f"(group {groups.get(node.get('group.uuid'), '?')}): nothing to do")
         target = netbox_target(self.ctx.netbox(), settings, args.group, args.fqdn)
-        return AddNodeRunner(self.ctx, cluster, settings, args.group, args.fqdn, target)
+        trusted = trusted_fingerprint(args.ssh_host_key_fingerprint, target.device, args.fqdn)
+        try:
+            HookSettings.from_config(self.ctx.config)
+            hooks = True
+        except ConfigError:
+            hooks = False
+        return AddNodeRunner(self.ctx, cluster, settings, args.group, args.fqdn, target, trusted, hooks=hooks)
 
 
 class AddNodeRunner(CookbookRunnerBase):
     """Pre-checks, `gnt-node add`, verify (offering removal), NetBox."""
 
     def __init__(self, ctx: Any, cluster: Any, settings: ClusterSettings, group: str, fqdn: str,
-                 target: NetBoxTarget) -> None:
-        """Keep what get_runner found."""
+                 target: NetBoxTarget, trusted: TrustedFingerprint, *, hooks: bool) -> None:
+        """Keep what get_runner found; hooks: whether hook events are configured (install-hooks can run)."""
         self.ctx = ctx
         self.cluster = cluster
         self.settings = settings
         self.group = group
         self.fqdn = fqdn
         self.target = target
+        self.trusted = trusted
+        self.hooks = hooks
+        self.host_key: HostKey | None = None
+        self.pins: dict[str, list[str]] = {}
 
     @property
     def runtime_description(self) -> str:
@@ -162,15 +224,20 @@ class AddNodeRunner(CookbookRunnerBase):
                          len(failed), self.fqdn)
             return 1
         before = verify_cluster(self.cluster.commands, "before the add")
-        logger.info("Adding %s to group %s (gnt-node add on %s)", self.fqdn, self.group, master)
-        self.cluster.commands.node_add(self.fqdn, group=self.group, ssh_key_check=False)
+        self._pin(master)
+        logger.info("Adding %s to group %s (gnt-node add on %s, host key checked)", self.fqdn, self.group, master)
+        try:
+            self.cluster.commands.node_add(self.fqdn, group=self.group, ssh_key_check=True)
+        except Exception:
+            self._unpin_unless_member(master)
+            raise
         if not self.ctx.dry_run:
             after = verify_cluster(self.cluster.commands, "after the add")
             new = new_errors(before, after)
             if new or not (after.ok or after.errors):
                 return self._verify_failed(after, new)
         self._update_netbox()
-        return 0
+        return self._install_hooks()
 
     # Pre-checks --------------------------------------------------------------------------
 
@@ -178,21 +245,50 @@ class AddNodeRunner(CookbookRunnerBase):
         return self.ctx.remote().hosts([host]).run_sync(command, is_safe=True, timeout=CHECK_TIMEOUT)[host]
 
     def prechecks(self, master: str) -> list[Check]:
-        """Run every pre-check (read-only) and log each outcome; stop after SSH if the master cannot reach the node."""
-        checks = [self._ssh_from_master(master)]
+        """Run every pre-check (read-only) and log each outcome; stop after SSH if the host key or login fails."""
+        checks = [self._host_key(master)]
         if checks[0].ok:
+            checks.append(self._ssh_from_master(master))
+        if checks[-1].ok:
             checks += [self._version(master), self._resolves(master), *self._bridges(), self._volume_group(),
                        self._virtualization()]
         for check in checks:
             logger.info("Pre-check %s: %s (%s)", check.name, "OK" if check.ok else "FAILED", check.detail)
         return checks
 
+    def _host_key(self, master: str) -> Check:
+        """The node's host key as the master sees it, matched against the trusted fingerprint (or the operator)."""
+        name, fqdn = "SSH host key", self.fqdn
+        scan = self._on(master, ["ssh-keyscan", "-T", "10", fqdn])
+        seen = _hostkeys.parse_keyscan(scan.output, fqdn)
+        if not seen:
+            return Check(name, False, f"{master} read no SSH host key from {fqdn}: {scan.output.strip()[-300:]}",
+                         f"check that sshd runs on {fqdn} and that the master reaches it on port 22")
+        shown = ", ".join(key.describe() for key in seen)
+        expected = self.trusted.fingerprint
+        if expected is None:
+            listing = "".join(f"  {key.describe()}\n" for key in seen)
+            print(f"The master sees these SSH host keys for {fqdn}:\n{listing}Compare them with the node's console "
+                  "(`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`).", flush=True)
+            if self.ctx.ask_input(f"Trust the SSH host keys of {fqdn}?", choices=["accept", "abort"]) != "accept":
+                raise interactive.AbortError(f"aborted by the operator: SSH host keys of {fqdn} not trusted")
+            expected = seen[0].fingerprint
+        matching = [key for key in seen if key.fingerprint == expected]
+        if not matching:
+            return Check(name, False, f"mismatch: expected {expected} (from {self.trusted.source}), the master sees "
+                         f"{shown}", f"check the fingerprint on {fqdn}'s console; if it is right, the master is not "
+                         f"talking to the real {fqdn} (spoofed name or address): do not add it")
+        self.host_key = matching[0]
+        return Check(name, True, f"{self.host_key.describe()} of {fqdn}, trusted from {self.trusted.source}")
+
     def _ssh_from_master(self, master: str) -> Check:
-        result = self._on(master, [*SSH_PROBE, f"root@{self.fqdn}", "true"])
+        assert self.host_key is not None
+        result = self._on(master, _hostkeys.strict_probe(self.fqdn, self.host_key))
         if result.status is HostStatus.OK:
-            return Check("SSH from the master", True, f"{master} -> {self.fqdn} as root")
-        return Check("SSH from the master", False, f"{master} cannot log in to {self.fqdn} as root: "
-                     f"{result.describe()}: {result.output.strip()[-300:]}",
+            return Check("SSH from the master", True, f"{master} -> {self.fqdn} as root, host key "
+                         f"{self.host_key.fingerprint} proven")
+        return Check("SSH from the master", False, f"{master} cannot log in to {self.fqdn} as root with host key "
+                     f"{self.host_key.fingerprint}: {result.describe()}: {result.output.strip()[-300:]}",
                      f"add {master}'s /root/.ssh/id_rsa.pub to /root/.ssh/authorized_keys on {self.fqdn} and check "
                      "sshd runs and the firewall lets the master in")
 
@@ -238,7 +334,56 @@ class AddNodeRunner(CookbookRunnerBase):
         return Check("virtualization", result.status is HostStatus.OK, f"`{command}`: {result.describe()}",
                      f"enable virtualization (VT-x/AMD-V in the firmware, kvm module) on {self.fqdn}")
 
+    # Host key pinning --------------------------------------------------------------------
+
+    def _pin(self, master: str) -> None:
+        """Append the verified key and the cluster's host keys for the node to the master's known_hosts files."""
+        assert self.host_key is not None
+        cluster_keys = _hostkeys.parse_public_keys(self._on(master, [
+            "sh", "-c", 'for f in "$@"; do [ -f "$f" ] && cat "$f"; done; true', "-",
+            *_hostkeys.CLUSTER_HOST_KEYS]).output)
+        lines = [key.line(self.fqdn) for key in dict.fromkeys([self.host_key, *cluster_keys])]
+        for path in _hostkeys.KNOWN_HOSTS_FILES:
+            present = self._on(master, ["sh", "-c", 'cat "$1" 2>/dev/null; true', "-", path]).output.splitlines()
+            self.pins[path] = [line for line in lines if line not in present]
+        if not any(self.pins.values()):
+            logger.info("Host keys of %s already pinned on %s", self.fqdn, master)
+            return
+        logger.info("Pinning %s for %s in %s on %s", ", ".join(key.split()[1] for key in lines), self.fqdn,
+                    " and ".join(path for path, new in self.pins.items() if new), master)
+        self.ctx.remote().hosts([master]).run_sync(_hostkeys.pin_program(self.pins), is_safe=False,
+                                                   timeout=CHECK_TIMEOUT)
+
+    def _unpin_unless_member(self, master: str) -> None:
+        """After a failed add: remove the lines pinned by this run unless the node made it into the cluster."""
+        if self.ctx.dry_run or not any(self.pins.values()):
+            return
+        try:
+            self.cluster.node(self.fqdn)
+            logger.warning("%s is in the cluster despite the failure: its pinned host keys stay", self.fqdn)
+            return
+        except RapiNotFoundError:
+            pass
+        self.ctx.remote().hosts([master]).run_sync(_hostkeys.unpin_program(self.pins), is_safe=False,
+                                                   timeout=CHECK_TIMEOUT)
+        logger.info("Removed the host keys pinned for %s from %s again", self.fqdn, master)
+
     # After the add -----------------------------------------------------------------------
+
+    def _install_hooks(self) -> int:
+        """Install the hooks on the new node with the install-hooks cookbook; 1 (with the command) if it failed."""
+        command = f"cookbook {INSTALL_HOOKS} --cluster {self.cluster.name} --node {self.fqdn}"
+        if not self.hooks:
+            logger.warning("No etcd configured for hook events (hooks.etcd_url, locks.etcd_url): hooks not "
+                           "installed on %s (once configured: %s)", self.fqdn, command)
+            return 0
+        exit_code = self.ctx.run_cookbook(INSTALL_HOOKS, ["--cluster", self.cluster.name, "--node", self.fqdn],
+                                          raises=False)
+        if exit_code:
+            logger.error("%s is in the cluster, but its hooks were not installed (exit code %d): run %s", self.fqdn,
+                         exit_code, command)
+            return 1
+        return 0
 
     def _verify_failed(self, verify: VerifyResult, new: list[VerifyIssue]) -> int:
         for issue in new:
@@ -255,6 +400,7 @@ class AddNodeRunner(CookbookRunnerBase):
         return 1
 
     def _update_netbox(self) -> None:
+        """The node's NetBox device joins the group's cluster (unless it is in it already)."""
         device, cluster = self.target.device, self.target.cluster
         if self.target.done:
             logger.info("NetBox: device %s is already in cluster %s", device["name"], cluster["name"])
