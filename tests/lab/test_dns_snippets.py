@@ -1,7 +1,8 @@
 """sre.dns.netbox --snippets DIR on the real lab NetBox: a dry-run leaves DIR exactly as it was (names, contents,
 mtimes; a missing DIR is not created) and shows the diffs it would write; a real run replaces files by rename
 (a reader holding the old file keeps it whole), lists every file written in the audit record, and a symbolic
-link planted at DIR or at a snippet file is refused without writing anything anywhere.
+link planted at DIR or at a snippet file is refused without writing anything anywhere. The lab's NetBox is
+plain http on loopback: without netbox.allow_insecure_http the same run is refused before anything is written.
 
 Only the forward zone is written (--zone), and the dns.netbox scope holds only the test's own NetBox address, so
 the content does not depend on what other helpers do in NetBox at the same time.
@@ -129,3 +130,23 @@ def test_a_planted_symlink_is_refused_and_nothing_is_written(config: Path, tmp_p
     assert (tree(outside), tree(directory)) == before
     assert planted.audit is not None and planted.audit["changes"] == []
     assert linked.audit is not None and linked.audit["changes"] == []
+
+
+def test_plain_http_netbox_without_the_opt_in_is_refused_and_nothing_is_written(config: Path, tmp_path: Path
+                                                                               ) -> None:
+    raw = yaml.safe_load(config.read_text())
+    assert raw["netbox"]["url"].startswith("http://") and raw["netbox"].pop("allow_insecure_http") is True
+    insecure = tmp_path / "insecure.yaml"
+    insecure.touch(mode=0o600)
+    insecure.write_text(yaml.safe_dump(raw))
+    directory = tmp_path / "zones"
+    refused = snippets(insecure, directory)
+    assert refused.returncode != 0
+    assert f"{insecure}: key 'netbox.url' is a plain http:// URL ({raw['netbox']['url']})" in refused.stderr
+    assert "set 'netbox.allow_insecure_http: true'" in refused.stderr
+    assert raw["netbox"]["token"] not in refused.stderr + refused.stdout
+    assert not directory.exists()
+    assert refused.audit is not None and refused.audit["changes"] == []
+    allowed = snippets(config, directory)  # the same run with the opt-in writes the file: the probe can see a write
+    assert allowed.returncode == 0, allowed.stderr
+    assert os.listdir(directory) == [ZONE]
