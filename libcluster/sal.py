@@ -2,7 +2,8 @@
 
 A tiny IRC client (NICK/USER/JOIN/PRIVMSG/QUIT) runs in a daemon thread fed by a bounded queue:
 sending never blocks, a full queue drops the message, and closing waits at most a fraction of a
-second, so an IRC outage can neither fail nor noticeably slow a run.
+second, so an IRC outage can neither fail nor noticeably slow a run. It speaks TLS and verifies the
+server's certificate (against ``sal.ca_file`` or the system CAs); plain IRC only with ``tls: false``.
 """
 
 from __future__ import annotations
@@ -10,12 +11,14 @@ from __future__ import annotations
 import logging
 import queue
 import socket
+import ssl
 import threading
 import time
 import uuid
 from typing import TYPE_CHECKING
 
 from libcluster import redact
+from libcluster.errors import ConfigError
 
 if TYPE_CHECKING:
     from libcluster.config import Section
@@ -37,14 +40,39 @@ QUEUE_SIZE = 100
 MAX_TEXT = 400
 """Characters of one message; IRC lines are at most 512 bytes."""
 
+TLS_PORT = 6697
+PLAIN_PORT = 6667
+"""Default ports of IRC over TLS and of plain IRC."""
+
 _STOP = object()
+
+
+def tls_context(section: Section) -> ssl.SSLContext | None:
+    """The TLS context of an IRC client section: key ``tls`` (default true) and ``ca_file`` (default: system CAs).
+
+    None means plain IRC, which only an explicit ``tls: false`` asks for. The context verifies the
+    server's certificate and host name; a CA file that cannot be read is a ConfigError naming the key.
+    """
+    if not section.bool("tls", True):
+        return None
+    ca_file = section.str("ca_file", "")
+    try:
+        return ssl.create_default_context(cafile=ca_file or None)
+    except (OSError, ssl.SSLError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise ConfigError(f"{section.source}: key '{section.where}.ca_file': cannot load {ca_file}: {reason}") from None
 
 
 class SAL:
     """One IRC connection per invocation, opened on the first message, in the background."""
 
-    def __init__(self, host: str, port: int, channel: str, nick: str, *, prefix: str = "") -> None:
-        """Announce in channel on host:port as nick; prefix (e.g. ``user@host``) starts every message."""
+    def __init__(self, host: str, port: int, channel: str, nick: str, *, prefix: str = "",
+                 tls: ssl.SSLContext | None = None) -> None:
+        """Announce in channel on host:port as nick; prefix (e.g. ``user@host``) starts every message.
+
+        tls: the context to connect with (see tls_context); None connects in plain text.
+        """
+        self.tls = tls
         self.host = host
         self.port = port
         self.channel = channel
@@ -63,8 +91,9 @@ class SAL:
         if not config.has("sal"):
             return None
         section = config.section("sal")
-        return cls(section.str("irc_host"), section.int("irc_port", 6667), section.str("channel"),
-                   section.str("nick", "cookbook-sal"), prefix=prefix)
+        tls = tls_context(section)
+        return cls(section.str("irc_host"), section.int("irc_port", TLS_PORT if tls else PLAIN_PORT),
+                   section.str("channel"), section.str("nick", "cookbook-sal"), prefix=prefix, tls=tls)
 
     def send(self, text: str) -> None:
         """Queue one message (secrets masked); never blocks, drops it if the queue is full."""
@@ -109,14 +138,13 @@ class SAL:
             self._quit()
 
     def _quit(self) -> None:
-        """Say QUIT and read until the server closes.
+        """Say QUIT and read until the server closes (it does after a QUIT).
 
         Closing with unread input would reset the connection and could lose the last messages.
         """
         assert self._sock is not None
         try:
             self._line("QUIT :done")
-            self._sock.shutdown(socket.SHUT_WR)
             self._sock.settimeout(CLOSE_TIMEOUT)
             while self._sock.recv(4096):
                 pass
@@ -135,6 +163,12 @@ class SAL:
                     self._sock.settimeout(CONNECT_TIMEOUT)
                 self._line(f"PRIVMSG {self.channel} :{message}")
                 return
+            except ssl.SSLCertVerificationError as exc:
+                logger.warning("SAL: the certificate of IRC server %s:%s does not verify: %s", self.host, self.port,
+                               exc.verify_message)
+                self._drop()
+                self._next_connect = time.monotonic() + RECONNECT_AFTER
+                break
             except OSError as exc:
                 logger.debug("SAL: no connection to %s:%s: %s", self.host, self.port, exc)
                 self._drop()
@@ -150,7 +184,7 @@ class SAL:
                 parts = self._read_line().split(" ")
                 if parts[0] == "PING":
                     self._line("PONG " + " ".join(parts[1:]))
-        except (BlockingIOError, TimeoutError):
+        except (BlockingIOError, TimeoutError, ssl.SSLWantReadError):
             return
         except OSError as exc:
             logger.debug("SAL: connection lost while idle: %s", exc)
@@ -164,6 +198,8 @@ class SAL:
 
     def _connect(self) -> None:
         self._sock = socket.create_connection((self.host, self.port), timeout=CONNECT_TIMEOUT)
+        if self.tls is not None:
+            self._sock = self.tls.wrap_socket(self._sock, server_hostname=self.host)
         if self._abandoned.is_set():
             raise OSError("closed while connecting")
         nick = self.nick

@@ -31,7 +31,7 @@ slash-command HTTP endpoint (Slack, Mattermost, Rocket.Chat). In chat:
 
   !cookbook list [PREFIX]       cookbooks, with what you may do with each
   !cookbook [-d] NAME ARGS...   run NAME with ARGS (-d: dry-run); NAME -h shows its help
-  !cookbook status [ID]         one run, or every active run
+  !cookbook status [ID]         one run, or every active run you may see
   !cookbook log ID              where the full output is, and its last lines
   !cookbook cancel ID           interrupt a run (SIGINT: it rolls back) or drop it from the queue
   !approve ID, !deny ID         decide on someone else's real run that needs an approval
@@ -45,7 +45,9 @@ cookbook patterns for real, in dry-run only, and approve them. A real run of a c
 chatops.need_approval waits until another person with the approve right approves it. Runs wait
 in one queue (chatops.max_running at once, chatops.max_per_user per person) and run as
 `cookbook -c CONFIG -y [-d] NAME ARGS...`: prompts needing a typed answer fail the run with
-their message. Progress (START/END, job log lines, the summary) goes to the channel, paced."""
+their message. Progress (START/END, job log lines, the summary) goes to the channel, paced.
+status and log answer known people only, about their own runs, runs asked in the same channel
+and runs of cookbooks they may approve."""
 
 EPILOG = f"""\
 commands:
@@ -62,10 +64,14 @@ configuration (section chatops of CONFIG):
   need_approval        cookbook name patterns whose real runs need an approval
   roles.NAME           run / dry_run / approve: lists of cookbook name patterns (fnmatch)
   people.NAME          identities (irc:NICK!USER@HOST mask, irc-account:NAME, slack:USER_ID,
-                       mattermost:USER_ID) and roles
-  irc                  host, port, nick, channels, password, lines_per_second
+                       mattermost:USER_ID) and roles; a person with the approve right needs
+                       account identities only (refused at start otherwise): slack:, mattermost:,
+                       irc-account: (authentication: services) or irc:*!LOGIN@* (authentication: pam)
+  irc                  host, port (6697; 6667 with tls: false), tls (default true: the server's
+                       certificate is verified), ca_file, nick, channels, password,
+                       authentication (none, pam or services), flood_burst, flood_interval
   http                 listen, port, path, slack_signing_secret and/or mattermost_token,
-                       response_url_prefixes, post_interval, max_posts
+                       response_url_prefixes, post_interval, max_posts, timeout
   The module libcluster/chatops/settings.py shows a complete example.
 
 audit:
@@ -178,7 +184,7 @@ def probe(settings: chatops_settings.ChatopsSettings, command: str, timeout: flo
     channel, nick = settings.irc.channels[0], f"probe-{uuid.uuid4().hex[:6]}"
     started = time.monotonic()
     try:
-        client = IrcProbe(settings.irc.host, settings.irc.port, nick, timeout=timeout)
+        client = IrcProbe(settings.irc.host, settings.irc.port, nick, timeout=timeout, tls=settings.irc.tls)
         try:
             client.join(channel)
             mark = client.say(channel, command)

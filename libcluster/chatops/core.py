@@ -6,6 +6,9 @@ immediate reply. A run request is split with shell rules (never given to a shell
 (control characters, unknown cookbook, no right, limits), then checked by the cookbook's own
 parser; a real run of a cookbook needing approval waits for another person's approval; then it
 waits in one queue for a slot and runs as a ``cookbook`` subprocess.
+
+``status`` and ``log`` answer known people only, about the runs they may see: their own, those
+asked in the channel they ask from, and those of cookbooks they may approve.
 """
 
 from __future__ import annotations
@@ -80,21 +83,23 @@ class Chatops:
             return self._help(door)
         if verb == "list":
             return self._list(words[1:], identity, door)
-        if verb == "status":
-            return self._status(words[1:])
         person = self.policy.person(identity)
         if isinstance(person, str):
             logger.info("Refused %r from %s in %s: %s", redact.redact(text), identity, channel, person)
             return Reply([f"refused: {person}"])
+        if verb == "status":
+            return self._status(words[1:], person, channel)
         if verb in VERBS:
             if len(words) != 2:
                 return Reply([f"usage: {door.cookbook} {verb} ID"])
             with self._lock:
                 run = self.runs.get(words[1])
-                if run is None:
-                    return Reply([f"no run {words[1]} (`{door.cookbook} status` lists the active ones)"])
-                return {"log": self._log, "cancel": self._cancel, "approve": self._approve,
-                        "deny": self._deny}[verb](run, person)
+                if run is None or (verb == "log" and not self._may_see(run, person, channel)):
+                    return Reply([f"no run {words[1]} you may see (`{door.cookbook} status` lists the active "
+                                  "ones)"])
+                if verb == "approve":
+                    return self._approve(run, person, identity)
+                return {"log": self._log, "cancel": self._cancel, "deny": self._deny}[verb](run, person)
         return self._submit(words, person, identity, channel, door, sink)
 
     def _help(self, door: Door) -> Reply:
@@ -133,13 +138,20 @@ class Chatops:
         """The cookbooks as `cookbook -l` lists them (read statically, cached per file)."""
         return catalog.scan(self.base_dirs, catalog.default_cache_path(self.base_dirs))
 
-    def _status(self, words: list[str]) -> Reply:
+    def _may_see(self, run: Run, person: Person, channel: str) -> bool:
+        """Whether person may see run's status and log: theirs, asked where they ask from, or theirs to approve."""
+        return (person.name == run.requester or channel == run.channel
+                or self.policy.may_approve(person, run.cookbook))
+
+    def _status(self, words: list[str], person: Person, channel: str) -> Reply:
         with self._lock:
             if words:
                 run = self.runs.get(words[0])
-                return Reply([self._describe(run) if run else f"no run {words[0]}"])
-            active = [run for run in self.runs.values() if run.state in runs.ACTIVE]
-            return Reply([self._describe(run) for run in active] or ["no active runs"])
+                visible = run is not None and self._may_see(run, person, channel)
+                return Reply([self._describe(run) if run and visible else f"no run {words[0]} you may see"])
+            active = [run for run in self.runs.values()
+                      if run.state in runs.ACTIVE and self._may_see(run, person, channel)]
+            return Reply([self._describe(run) for run in active] or ["no active runs you may see"])
 
     @staticmethod
     def _describe(run: Run) -> str:
@@ -178,7 +190,7 @@ class Chatops:
         self._end(run, "cancelled", f"cancelled by {person.name} before it ran")
         return Reply([f"[{run.id}] cancelled: not run"], public=True)
 
-    def _approve(self, run: Run, person: Person) -> Reply:
+    def _approve(self, run: Run, person: Person, identity: Identity) -> Reply:
         if run.state != "awaiting-approval":
             return Reply([f"[{run.id}] is not waiting for an approval ({run.state})"])
         if person.name == run.requester:
@@ -186,6 +198,11 @@ class Chatops:
                           "approve it"])
         if not self.policy.may_approve(person, run.cookbook):
             return Reply([f"refused: {person.name} may not approve {run.cookbook}"])
+        if not self.policy.proves_account(person, identity):
+            logger.warning("Approval of %s refused: %s is not an account identity of %s", run.id, identity,
+                           person.name)
+            return Reply([f"refused: approving needs an identity proving an account ({identity} does not): log in "
+                          "(e.g. PASS with your login on IRC) or use the slash command"])
         run.approver = person.name
         self._stop_timer(run)
         logger.info("Run %s approved by %s", run.id, person.name)
@@ -354,6 +371,8 @@ class Chatops:
         approved = f", approved by {run.approver}" if run.approver else ""
         cancelled = f", interrupted by {run.cancelled_by}" if run.cancelled_by and run.started else ""
         log = f"; `{run.door.cookbook} log {run.id}` shows its output" if run.log_path else ""
+        if run.process is not None and run.process.log.error:
+            log = f"; its log {run.log_path} is incomplete ({run.process.log.error})"
         return (f"[{run.id}] {run.outcome()}: {run.command}{took}, requested by {run.requester}{approved}"
                 f"{cancelled}{log}")
 

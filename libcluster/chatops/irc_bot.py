@@ -3,12 +3,17 @@
 ``!cookbook ...``, ``!approve ID``, ``!deny ID`` and ``!help`` in a configured channel become
 :meth:`Chatops.handle` calls (in a worker thread, so the IRC connection never waits for a command);
 replies address the sender by nick. Who sent a line is its ``nick!user@host`` and, when the server
-tags messages with it (IRCv3 account-tag, requested after registration), the services account.
-The bot reconnects by itself; while it is away, run output is dropped (the log file keeps it).
+acknowledged the IRCv3 account-tag capability (requested after registration), the services account.
+The bot connects over TLS and verifies the server's certificate unless ``tls: false`` says otherwise.
+Everything it says goes through one token bucket (flood_burst lines, then one every flood_interval
+seconds), so replies and run output together stay under the server's flood limit; long replies are
+cut to a few lines with a count of the rest. The bot reconnects by itself; while it is away, run
+output is dropped (the log file keeps it).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -16,18 +21,22 @@ from typing import Any
 
 import irc.bot
 import irc.client
+import irc.connection
 from jaraco.stream import buffer
 
 from libcluster.chatops.core import Chatops
 from libcluster.chatops.feed import Pace
+from libcluster.chatops.flood import TokenBucket
 from libcluster.chatops.permissions import Identity
 from libcluster.chatops.runs import Door
 from libcluster.chatops.settings import IrcSettings
 
 logger = logging.getLogger(__name__)
 
-DOOR = Door(cookbook="!cookbook", approve="!approve", deny="!deny", help="!help", max_lines=15)
-"""Command syntax on IRC, and lines per reply."""
+DOOR = Door(cookbook="!cookbook", approve="!approve", deny="!deny", help="!help", max_lines=6)
+"""Command syntax on IRC, and lines per list or log reply (a line then says how many more there are)."""
+MAX_REPLY = DOOR.max_lines + 2
+"""Lines of any one reply; the rest are counted in a last line."""
 SHORTCUTS = {"!approve": "approve", "!deny": "deny", "!help": "help"}
 """Top-level IRC commands and the core command each one is."""
 MAX_BYTES = 400
@@ -60,14 +69,29 @@ def chunks(text: str, limit: int = MAX_BYTES) -> list[str]:
     return pieces or [""]
 
 
+def connect_factory(host: str, tls: Any) -> irc.connection.Factory:
+    """Plain sockets when tls is None, else sockets wrapped by the context (certificate and host name verified)."""
+    if tls is None:
+        return irc.connection.Factory()
+    return irc.connection.Factory(wrapper=functools.partial(tls.wrap_socket, server_hostname=host))
+
+
+def shorten(lines: list[str], limit: int = MAX_REPLY) -> list[str]:
+    """At most limit lines: the first limit - 1 and a count of the others."""
+    if len(lines) <= limit:
+        return lines
+    return [*lines[:limit - 1], f"... {len(lines) - limit + 1} more lines not shown (IRC flood limit)"]
+
+
 class IrcSink:
-    """A channel as a feed destination: each line one PRIVMSG, at most lines_per_second of a run per second."""
+    """A channel as a feed destination: each line one PRIVMSG, a run's lines paced like the bot's token bucket."""
 
     def __init__(self, bot: ChatopsBot, channel: str) -> None:
         """Send to channel through bot."""
         self.bot = bot
         self.channel = channel
-        self.pace = Pace(interval=1.0, max_lines=bot.settings.lines_per_second)
+        burst, interval = bot.settings.flood_burst, bot.settings.flood_interval
+        self.pace = Pace(interval=burst * interval, max_lines=burst)
 
     def send(self, lines: list[str]) -> None:
         """PRIVMSG every line to the channel."""
@@ -82,14 +106,27 @@ class ChatopsBot(irc.bot.SingleServerIRCBot):
         """Connect to settings.host:port as settings.nick once serve() runs."""
         server = irc.bot.ServerSpec(settings.host, settings.port, settings.password or None)
         super().__init__([server], settings.nick, "cookbook chatops",
-                         recon=irc.bot.ExponentialBackoff(min_interval=5, max_interval=60))
+                         recon=irc.bot.ExponentialBackoff(min_interval=5, max_interval=60),
+                         connect_factory=self._open)
+        self._factory = connect_factory(settings.host, settings.tls)
         self.connection.buffer_class = buffer.LenientDecodingLineBuffer
         self.core = core
         self.settings = settings
+        self.bucket = TokenBucket(settings.flood_burst, settings.flood_interval)
+        self.account_tags = False
+        """Whether the server acknowledged account-tag: only then is an account tag the server's word."""
         self.joined = threading.Event()
         """Set once every configured channel is joined (tests and the bench wait for it)."""
         self._workers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="chatops-irc")
         self._stop = threading.Event()
+
+    def _open(self, address: tuple[str, int]) -> Any:
+        """A connected socket to address; why it failed (refused, certificate not verified...) goes to the log."""
+        try:
+            return self._factory(address)
+        except OSError as exc:
+            logger.warning("Cannot connect to IRC %s:%s: %s", address[0], address[1], exc)
+            raise
 
     def serve(self) -> None:
         """Connect and process IRC events until stop() is called."""
@@ -104,8 +141,12 @@ class ChatopsBot(irc.bot.SingleServerIRCBot):
         self._stop.set()
 
     def say(self, target: str, text: str) -> None:
-        """PRIVMSG text to target in pieces that fit an IRC line; dropped (logged) while disconnected."""
+        """PRIVMSG text to target in pieces that fit an IRC line, each when the bucket allows; dropped while away.
+
+        Blocks while the bucket is empty: never call it from the reactor's thread.
+        """
         for piece in chunks(text):
+            self.bucket.take()
             with self.reactor.mutex:
                 try:
                     self.connection.privmsg(target, piece)
@@ -117,9 +158,15 @@ class ChatopsBot(irc.bot.SingleServerIRCBot):
         """Ask for account tags and join the channels."""
         logger.info("Connected to IRC %s:%s as %s", self.settings.host, self.settings.port,
                     connection.get_nickname())
+        self.account_tags = False
         connection.cap("REQ", "account-tag")
         for channel in self.settings.channels:
             connection.join(channel)
+
+    def on_cap(self, connection: irc.client.ServerConnection, event: irc.client.Event) -> None:
+        """Note whether the server acknowledged account-tag (CAP * ACK :account-tag)."""
+        if "ACK" in event.arguments and "account-tag" in str(event.arguments[-1]).split():
+            self.account_tags = True
 
     def on_join(self, connection: irc.client.ServerConnection, event: irc.client.Event) -> None:
         """Note when every configured channel is joined."""
@@ -151,11 +198,13 @@ class ChatopsBot(irc.bot.SingleServerIRCBot):
             return
         source = irc.client.NickMask(event.source)
         if event.arguments[0].endswith(CUT_MARK):
-            self.say(channel, f"{source.nick}: refused: the server truncated your line (IRC lines are at most 512 "
-                              "bytes); shorten the command")
+            self._workers.submit(self.say, channel, f"{source.nick}: refused: the server truncated your line (IRC "
+                                 "lines are at most 512 bytes); shorten the command")
             return
-        account = next((tag["value"] for tag in event.tags if tag["key"] == "account" and tag["value"]), "")
-        identity = Identity("irc", str(source), account=account, display=source.nick)
+        tags = event.tags or []
+        account = next((tag["value"] for tag in tags if tag["key"] == "account" and tag["value"]), "")
+        identity = Identity("irc", str(source), account=account if self.account_tags else "", display=source.nick,
+                            casemapping=str(getattr(connection.features, "casemapping", "rfc1459")))
         self._workers.submit(self._answer, command, identity, channel)
 
     def _answer(self, command: str, identity: Identity, channel: str) -> None:
@@ -165,7 +214,7 @@ class ChatopsBot(irc.bot.SingleServerIRCBot):
             logger.exception("Command %r from %s failed", command, identity)
             self.say(channel, f"{identity.display}: internal error, see the service's log")
             return
-        for line in reply.lines:
+        for line in shorten(reply.lines):
             self.say(channel, f"{identity.display}: {line}")
 
     def _on_disconnect(self, connection: Any, event: Any) -> None:

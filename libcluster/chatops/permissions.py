@@ -1,15 +1,44 @@
 """Who may run, dry-run and approve which cookbooks: chat identities -> people -> roles -> name patterns.
 
-Every refusal comes with a sentence saying why, shown to the person in chat.
+Every refusal comes with a sentence saying why, shown to the person in chat. IRC masks match as
+IRC masks: ``*`` and ``?`` are the only wildcards (``[``, ``]`` are literal), case-insensitive by
+the server's CASEMAPPING. Approving needs an identity proving an account (see settings.weakness).
 """
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
-from libcluster.chatops.settings import ChatopsSettings, Person
+from libcluster.chatops.settings import ChatopsSettings, Person, weakness
+
+_UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_LOWER = "abcdefghijklmnopqrstuvwxyz"
+CASEMAPPINGS = {
+    "ascii": str.maketrans(_UPPER, _LOWER),
+    "rfc1459": str.maketrans(_UPPER + "[]\\^", _LOWER + "{}|~"),
+    "strict-rfc1459": str.maketrans(_UPPER + "[]\\", _LOWER + "{}|"),
+}
+"""How IRC servers fold case (ISUPPORT CASEMAPPING); an unknown mapping folds like rfc1459, the widest."""
+
+
+def irc_fold(text: str, casemapping: str) -> str:
+    """text in lower case as the server's casemapping defines it."""
+    return text.translate(CASEMAPPINGS.get(casemapping, CASEMAPPINGS["rfc1459"]))
+
+
+@functools.lru_cache(maxsize=256)
+def _mask_regex(mask: str) -> re.Pattern[str]:
+    return re.compile("".join(".*" if char == "*" else "." if char == "?" else re.escape(char) for char in mask),
+                      re.DOTALL)
+
+
+def irc_mask_matches(mask: str, name: str, casemapping: str = "rfc1459") -> bool:
+    """Whether nick!user@host name matches an IRC mask: ``*`` any run, ``?`` one character, the rest literal."""
+    return _mask_regex(irc_fold(mask, casemapping)).fullmatch(irc_fold(name, casemapping)) is not None
 
 
 @dataclass(frozen=True)
@@ -24,6 +53,8 @@ class Identity:
     """IRC services account, when the server tags messages with it (IRCv3 account-tag)."""
     display: str = ""
     """Short name to address the person with (IRC nick, Slack user name)."""
+    casemapping: str = "rfc1459"
+    """The IRC server's CASEMAPPING, for matching masks."""
 
     def __str__(self) -> str:
         """``kind:name`` (with the account when known), as shown in refusals and logs."""
@@ -35,7 +66,7 @@ class Identity:
         if kind == "irc-account":
             return self.kind == "irc" and bool(self.account) and self.account.casefold() == value.casefold()
         if kind == "irc":
-            return self.kind == "irc" and fnmatchcase(self.name.casefold(), value.casefold())
+            return self.kind == "irc" and irc_mask_matches(value, self.name, self.casemapping)
         return kind == self.kind and value == self.name
 
 
@@ -50,6 +81,7 @@ class Policy:
         """Use the people, roles and need_approval patterns of settings."""
         self.people = settings.people
         self.need_approval = settings.need_approval
+        self.authentication = settings.irc.authentication if settings.irc else "none"
 
     def person(self, identity: Identity) -> Person | str:
         """The one person an identity belongs to, or why there is none (unknown, or matching several people)."""
@@ -79,3 +111,7 @@ class Policy:
     def may_approve(self, person: Person, cookbook: str) -> bool:
         """Whether person holds the approve right for cookbook."""
         return _any((pattern for role in person.roles for pattern in role.approve), cookbook)
+
+    def proves_account(self, person: Person, identity: Identity) -> bool:
+        """Whether identity is person's by an account (not a nick mask alone): what approving requires."""
+        return any(identity.matches(item) and not weakness(item, self.authentication) for item in person.identities)

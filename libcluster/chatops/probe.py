@@ -7,12 +7,15 @@ and the benchmark use it as the chat user.
 from __future__ import annotations
 
 import re
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import irc.client
 from jaraco.stream import buffer
+
+from libcluster.chatops.irc_bot import connect_factory
 
 
 @dataclass(frozen=True)
@@ -28,8 +31,13 @@ class Message:
 class IrcProbe:
     """One IRC connection driven synchronously: every wait processes events until a deadline."""
 
-    def __init__(self, host: str, port: int, nick: str, *, timeout: float = 10.0, username: str = "") -> None:
-        """Connect and register as nick (user name username, default the nick); raise TimeoutError without welcome."""
+    def __init__(self, host: str, port: int, nick: str, *, timeout: float = 10.0, username: str = "",
+                 password: str = "", tls: ssl.SSLContext | None = None) -> None:
+        """Connect and register as nick (user name username, default the nick; PASS password when given).
+
+        tls: verify the server with this context (None: plain IRC). Raises TimeoutError without a
+        welcome, irc.client.ServerConnectionError when the connection or the TLS handshake fails.
+        """
         self.timeout = timeout
         self.messages: list[Message] = []
         self.nick = nick
@@ -40,7 +48,8 @@ class IrcProbe:
         self._events: list[tuple[str, str, str]] = []
         self.connection = self.reactor.server()
         self.connection.buffer_class = buffer.LenientDecodingLineBuffer
-        self.connection.connect(host, port, nick, username=username or nick, ircname="cookbook chatops probe")
+        self.connection.connect(host, port, nick, password or None, username=username or nick,
+                                ircname="cookbook chatops probe", connect_factory=connect_factory(host, tls))
         self._wait(lambda: any(kind == "welcome" for kind, _, _ in self._events), "the server's welcome")
 
     def _on_pubmsg(self, connection: irc.client.ServerConnection, event: irc.client.Event) -> None:

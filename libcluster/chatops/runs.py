@@ -3,11 +3,14 @@
 A run is ``cookbook -c CONFIG -y [-d] -- NAME ARGS...`` with the argv list given to the kernel as
 is (no shell), stdin closed (so a free-text prompt fails the run with its message), its own session
 (signals to the service do not reach it), and the audit variables telling the runner who asked and
-who approved. Its merged stdout and stderr go line by line to the run's log file and to the chat.
+who approved. Its merged stdout and stderr go line by line to the run's log file and to the chat;
+a log that cannot be written (disk full) is given up, never waited for: the output is still read
+and the end still reported.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -147,16 +150,56 @@ def run_environment(run: Run) -> dict[str, str]:
     return env
 
 
+class RunLog:
+    """A run's log file that never raises: the first error (disk full...) is kept in error and later writes skipped."""
+
+    def __init__(self, path: Path) -> None:
+        """Open path for appending (its directory created); an error here only marks the log failed."""
+        self.path = path
+        self.error = ""
+        self._file: IO[str] | None = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = path.open("a", encoding="utf-8")
+        except OSError as exc:
+            self._fail(exc)
+
+    def write(self, text: str) -> None:
+        """Append text and flush, unless the log failed already."""
+        if self._file is None:
+            return
+        try:
+            self._file.write(text)
+            self._file.flush()
+        except OSError as exc:
+            self._fail(exc)
+
+    def close(self) -> None:
+        """Close the file (a failing last flush marks the log failed)."""
+        if self._file is not None:
+            try:
+                self._file.close()
+            except OSError as exc:
+                self._fail(exc)
+            self._file = None
+
+    def _fail(self, exc: OSError) -> None:
+        self.error = exc.strerror or str(exc)
+        logger.error("Run log %s not written from here on: %s", self.path, self.error)
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                self._file.close()  # closes the descriptor even when the buffered data cannot go out
+        self._file = None
+
+
 class RunProcess:
     """The ``cookbook`` subprocess of a run; a thread copies its output and reports its exit code."""
 
     def __init__(self, argv: list[str], env: dict[str, str], log_path: Path, on_line: Callable[[str], None],
                  on_exit: Callable[[int], None]) -> None:
         """Start argv (a list, never a shell) and the thread reading its output into log_path and on_line."""
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = log_path.open("a", encoding="utf-8")
-        self._log.write(f"# {shlex.join(audit.redact_argv(argv))}\n")
-        self._log.flush()
+        self.log = RunLog(log_path)
+        self.log.write(f"# {shlex.join(audit.redact_argv(argv))}\n")
         self.popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                       stderr=subprocess.STDOUT, env=env, start_new_session=True,
                                       cwd=log_path.parent)
@@ -167,16 +210,15 @@ class RunProcess:
 
     def _read(self, on_line: Callable[[str], None], on_exit: Callable[[int], None]) -> None:
         stream: IO[bytes] = self.popen.stdout  # type: ignore[assignment]
-        with self._log:
-            for raw in stream:
-                line = redact.redact(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
-                self._log.write(line + "\n")
-                self._log.flush()
-                if line.strip():
-                    on_line(line)
-            stream.close()
-            exit_code = self.popen.wait()
-            self._log.write(f"# exit code {exit_code}\n")
+        for raw in stream:
+            line = redact.redact(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
+            self.log.write(line + "\n")
+            if line.strip():
+                on_line(line)
+        stream.close()
+        exit_code = self.popen.wait()
+        self.log.write(f"# exit code {exit_code}\n")
+        self.log.close()
         on_exit(exit_code)
 
     def interrupt(self) -> bool:

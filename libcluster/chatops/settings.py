@@ -13,23 +13,37 @@ Example (the lab test writes one like it)::
         sre: {run: ["sre.*"], dry_run: ["*"], approve: ["sre.*"]}
         viewer: {dry_run: ["sre.ganeti.resource-report"]}
       people:
-        alice: {roles: [sre], identities: ["irc:alice!*@198.51.100.7", "irc-account:alice", "slack:U0123ABC"]}
-      irc: {host: irc.example.org, port: 6667, nick: cookbook-bot, channels: ["#sre-ops"], lines_per_second: 5}
+        alice: {roles: [sre], identities: ["irc:*!alice@*", "slack:U0123ABC"]}
+        dave: {roles: [viewer], identities: ["irc:dave!*@*"]}
+      irc: {host: irc.example.org, port: 6697, ca_file: /etc/ssl/certs/ca-certificates.crt, nick: cookbook-bot,
+            channels: ["#sre-ops"], authentication: pam, flood_burst: 5, flood_interval: 2}
       http: {listen: 127.0.0.1, port: 8087, path: /cookbook, slack_signing_secret: ..., mattermost_token: ...}
+
+Who may approve must be known by an account, never by a nick mask alone: a Slack or Mattermost
+user id (the endpoint verifies the request), an ``irc-account:`` name (services, with
+``authentication: services``), or on a server without services an ``irc:`` mask whose user part is
+a login the server checked (``authentication: pam``: ngircd's PAM shows it without ``~``). A person
+with the approve right and a weaker identity stops the service at start, naming the setting.
 """
 
 from __future__ import annotations
 
 import re
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
 from libcluster.config import Section
 from libcluster.errors import ConfigError
+from libcluster.sal import PLAIN_PORT, TLS_PORT, tls_context
 
 IDENTITY_KINDS = ("irc", "irc-account", "slack", "mattermost")
 """Prefixes of an identity: an IRC nick!user@host mask, an IRC services account, a Slack or Mattermost user id."""
+AUTHENTICATIONS = ("none", "pam", "services")
+"""What an IRC network proves about who sent a line: nothing (nick masks only), the user part of
+nick!user@host (ngircd's PAM login, shown without ``~``), or a services account (IRCv3 account-tag)."""
 _PERSON = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_MASK = re.compile(r"^[^!@\s]+![^!@\s]+@[^!@\s]+$")
 
 
 @dataclass(frozen=True)
@@ -51,7 +65,7 @@ class Person:
 
     name: str
     identities: tuple[str, ...]
-    """``kind:value`` strings, kind one of IDENTITY_KINDS; ``irc:`` values are glob masks."""
+    """``kind:value`` strings, kind one of IDENTITY_KINDS; ``irc:`` values are IRC masks (``*``, ``?``)."""
     roles: tuple[Role, ...]
 
 
@@ -64,8 +78,14 @@ class IrcSettings:
     nick: str
     channels: tuple[str, ...]
     password: str = ""
-    lines_per_second: int = 5
-    """Output lines of one run sent per second at most; more are queued, then collapsed."""
+    tls: ssl.SSLContext | None = None
+    """How to verify the server (key ``tls``, default true, and ``ca_file``); None: plain IRC (``tls: false``)."""
+    authentication: str = "none"
+    """One of AUTHENTICATIONS: what the network proves about a sender, so which IRC identities may approve."""
+    flood_burst: int = 5
+    flood_interval: float = 2.0
+    """The bot sends flood_burst lines at once, then one line every flood_interval seconds (all replies and
+    runs together): ngircd processes about 2 lines a second of a client and queues the rest."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +103,8 @@ class HttpSettings:
     """Seconds between two progress posts of one run (Slack accepts 5 posts per response URL)."""
     max_posts: int = 5
     """Posts per response URL, the last one kept for the result."""
+    timeout: float = 10.0
+    """Seconds a client connection may stay silent (reading a request) before it is closed."""
 
 
 @dataclass(frozen=True)
@@ -141,6 +163,9 @@ def _people(section: Section, roles: dict[str, Role]) -> tuple[Person, ...]:
             if not sep or not value or kind not in IDENTITY_KINDS:
                 raise ConfigError(f"{where}.identities': {identity!r} is not KIND:VALUE with KIND one of "
                                   f"{', '.join(IDENTITY_KINDS)}")
+            if kind == "irc" and not _MASK.match(value):
+                raise ConfigError(f"{where}.identities': {identity!r} is not an IRC mask NICK!USER@HOST "
+                                  "(wildcards * and ?)")
         missing = [role for role in _patterns(person, "roles") if role not in roles]
         if missing:
             raise ConfigError(f"{where}.roles': unknown role {missing[0]!r} (not in chatops.roles)")
@@ -152,8 +177,52 @@ def _irc(section: Section) -> IrcSettings:
     channels = _patterns(section, "channels")
     if not channels or not all(channel.startswith(("#", "&")) for channel in channels):
         raise ConfigError(f"{section.source}: key '{section.where}.channels' must list channels like '#sre-ops'")
-    return IrcSettings(section.str("host"), section.int("port", 6667), section.str("nick", "cookbook-bot"), channels,
-                       section.str("password", ""), _positive(section, "lines_per_second", 5))
+    if section.has("lines_per_second"):
+        raise ConfigError(f"{section.source}: key '{section.where}.lines_per_second' is gone: the bot's pace is "
+                          "flood_burst lines, then one every flood_interval seconds")
+    authentication = section.str("authentication", "none")
+    if authentication not in AUTHENTICATIONS:
+        raise ConfigError(f"{section.source}: key '{section.where}.authentication' must be one of "
+                          f"{', '.join(AUTHENTICATIONS)}, got {authentication!r}")
+    interval = section.float("flood_interval", 2.0)
+    if interval <= 0:
+        raise ConfigError(f"{section.source}: key '{section.where}.flood_interval' must be more than 0")
+    tls = tls_context(section)
+    return IrcSettings(section.str("host"), section.int("port", TLS_PORT if tls else PLAIN_PORT),
+                       section.str("nick", "cookbook-bot"), channels, section.str("password", ""), tls,
+                       authentication, _positive(section, "flood_burst", 5), interval)
+
+
+def weakness(identity: str, authentication: str) -> str:
+    """Why identity cannot prove an account on a network with that IRC authentication; "" when it can.
+
+    Slack and Mattermost user ids come from verified requests; ``irc-account:`` from services;
+    an ``irc:`` mask only when the network checks the user part (``pam``) and the mask names one
+    such login: no wildcard, no ``~`` (unauthenticated) in the user part.
+    """
+    kind, _, value = identity.partition(":")
+    if kind != "irc":
+        return ""
+    if authentication != "pam":
+        return (f"an IRC mask is a nick mask alone with chatops.irc.authentication: {authentication} "
+                "(use irc-account:NAME with services, or authentication: pam on ngircd)")
+    user = value.split("!", 1)[1].split("@", 1)[0]
+    if any(char in user for char in "*?") or user.startswith("~"):
+        return (f"its user part {user!r} is not one PAM login (a wildcard or '~' matches unauthenticated users): "
+                "write NICK!LOGIN@HOST, e.g. *!alice@*")
+    return ""
+
+
+def _check_approvers(people: tuple[Person, ...], authentication: str, source: str) -> None:
+    """Refuse a person with the approve right and an identity that proves no account."""
+    for person in people:
+        if not any(role.approve for role in person.roles):
+            continue
+        for identity in person.identities:
+            reason = weakness(identity, authentication)
+            if reason:
+                raise ConfigError(f"{source}: key 'chatops.people.{person.name}.identities': {identity!r} is too "
+                                  f"weak for {person.name}, who has the approve right: {reason}")
 
 
 def _http(section: Section) -> HttpSettings:
@@ -161,7 +230,9 @@ def _http(section: Section) -> HttpSettings:
         section.str("listen", "127.0.0.1"), section.int("port"), section.str("path", "/cookbook"),
         section.str("slack_signing_secret", ""), section.str("mattermost_token", ""),
         _patterns(section, "response_url_prefixes"), section.float("post_interval", 10.0),
-        _positive(section, "max_posts", 5))
+        _positive(section, "max_posts", 5), section.float("timeout", 10.0))
+    if settings.timeout <= 0:
+        raise ConfigError(f"{section.source}: key '{section.where}.timeout' must be more than 0")
     if not settings.slack_signing_secret and not settings.mattermost_token:
         raise ConfigError(f"{section.source}: section '{section.where}' needs slack_signing_secret or "
                           "mattermost_token: unsigned requests are never accepted")
@@ -189,4 +260,5 @@ def load(root: Section) -> ChatopsSettings:
     )
     if settings.irc is None and settings.http is None:
         raise ConfigError(f"{root.source}: section 'chatops' needs 'irc' or 'http' (no front door configured)")
+    _check_approvers(settings.people, settings.irc.authentication if settings.irc else "none", root.source)
     return settings

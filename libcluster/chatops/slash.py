@@ -4,7 +4,9 @@ A request is accepted only when signed: Slack's v0 signature (``v0=hex(hmac_sha2
 "v0:{timestamp}:{body}"))``, a timestamp within five minutes, each signature accepted once) or
 Mattermost's per-command token. The HTTP answer is the immediate acknowledgement; a run's progress
 and result are POSTed to the request's ``response_url`` (Slack takes five posts per URL, so
-progress is batched and the last post is kept for the result).
+progress is batched and the last post is kept for the result). A user id from a verified request
+is an account identity (it may approve). A connection silent for ``http.timeout`` seconds while
+its request is read is closed, so an idle client holds no thread.
 """
 
 from __future__ import annotations
@@ -168,6 +170,11 @@ class SlashHandler(BaseHTTPRequestHandler):
     server: SlashServer
     server_version = "cookbook-chatops"
 
+    def setup(self) -> None:
+        """Give the connection the configured socket timeout (every read and write), then set up the streams."""
+        self.timeout = self.server.settings.timeout
+        super().setup()
+
     def do_POST(self) -> None:  # noqa: N802 - the name http.server calls
         """Verify, hand the command to the core, answer with its immediate reply."""
         try:
@@ -179,6 +186,10 @@ class SlashHandler(BaseHTTPRequestHandler):
             body = self.rfile.read(length)
             headers = {key.lower(): value for key, value in self.headers.items()}
             self._send(HTTPStatus.OK, self.server.answer(headers, body))
+        except TimeoutError:
+            logger.warning("Slash command from %s: no request body within %.0fs, connection closed",
+                           self.client_address[0], self.server.settings.timeout)
+            self.close_connection = True
         except Refused as exc:
             logger.warning("Slash command from %s refused: %s", self.client_address[0], exc.reason)
             self._send(exc.status, {"response_type": "ephemeral", "text": f"refused: {exc.reason}"})

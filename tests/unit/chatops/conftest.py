@@ -102,7 +102,10 @@ class Chat:
 
 
 def chatops_section(tmp: Path) -> dict[str, Any]:
-    """People alice and bob (sre: run and approve), carol (viewer: dry-run only); chatops.slow needs approval."""
+    """People alice and bob (sre: run and approve, by PAM login), carol (viewer: dry-run only, by nick mask).
+
+    chatops.slow needs approval.
+    """
     return {
         "state_dir": str(tmp / "chatops"),
         "max_running": 2,
@@ -114,11 +117,11 @@ def chatops_section(tmp: Path) -> dict[str, Any]:
             "viewer": {"dry_run": ["chatops.*"]},
         },
         "people": {
-            "alice": {"identities": ["irc:alice!*@test.example"], "roles": ["sre"]},
-            "bob": {"identities": ["irc:bob!*@test.example", "slack:UBOB", "mattermost:mmbob"], "roles": ["sre"]},
+            "alice": {"identities": ["irc:*!alice@test.example"], "roles": ["sre"]},
+            "bob": {"identities": ["irc:*!bob@test.example", "slack:UBOB", "mattermost:mmbob"], "roles": ["sre"]},
             "carol": {"identities": ["irc:carol!*@*"], "roles": ["viewer"]},
         },
-        "irc": {"host": "127.0.0.1", "port": 6667, "channels": ["#test"]},
+        "irc": {"host": "127.0.0.1", "port": 6667, "tls": False, "channels": ["#test"], "authentication": "pam"},
     }
 
 

@@ -56,6 +56,7 @@ def service(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str, list[s
     """`cookbook-chatops serve` with only the HTTP door (port 0), its URL and its log lines so far."""
     section = chatops_section(tmp_path)
     del section["irc"]
+    section["people"] = {"bob": {"identities": ["slack:UBOB"], "roles": ["sre"]}}  # no IRC: no IRC identities
     section["need_approval"] = []
     section["http"] = {"port": 0, "slack_signing_secret": SECRET, "post_interval": 0.1}
     process = subprocess.Popen([SERVICE, "-c", str(write_config(tmp_path, section)), "serve"],

@@ -12,7 +12,9 @@ import pytest
 from libcluster import config
 from libcluster.chatops import settings as chatops_settings
 from libcluster.chatops.core import Chatops
-from tests.unit.chatops.conftest import FIXTURES, Chat, chatops_section, write_config
+from libcluster.chatops.permissions import Identity
+from libcluster.chatops.settings import Person
+from tests.unit.chatops.conftest import DOOR, FIXTURES, Chat, RecordingSink, chatops_section, write_config
 
 
 def test_allowed_user_runs_a_cookbook_and_sees_its_output_and_result(chat: Chat) -> None:
@@ -253,7 +255,7 @@ def test_status_log_list_and_help(chat: Chat) -> None:
     assert log[0].startswith(f"[{run_id}] full log: {chat.core.runs[run_id].log_path}")
     assert f"[{run_id}] Hello world from alice" in log
     assert chat.say(f"log {run_id}", who="mallory")[0].lines[0].startswith("refused: ")
-    assert chat.say("log ffffff")[0].lines == ["no run ffffff (`!cookbook status` lists the active ones)"]
+    assert chat.say("log ffffff")[0].lines == ["no run ffffff you may see (`!cookbook status` lists the active ones)"]
     listing = chat.say("list chatops")[0].lines
     assert listing == ["chatops.echo [run]: Record the arguments exactly as they arrived.",
                        "chatops.slow [run, needs approval]: Create a marker file, then take a while"]
@@ -300,3 +302,40 @@ def test_a_request_not_approved_in_time_expires(tmp_path: Path) -> None:
         assert not (tmp_path / "change").exists() and chat.records() == []
     finally:
         chat.core.close(grace=5)
+
+
+def test_status_and_log_answer_known_people_about_runs_they_may_see(chat: Chat, tmp_path: Path) -> None:
+    reply, sink = chat.say(f"chatops.slow --state {tmp_path} --steps 1")
+    run_id = chat.run_id(reply)
+    sink.wait_for(rf"^\[{run_id}\] chatops.slow needs an approval")
+    for verb in ("status", f"status {run_id}", f"log {run_id}"):
+        assert chat.say(verb, who="mallory")[0].lines[0].startswith("refused: irc:mallory!mallory@test.example is "
+                                                                    "not a known user"), verb
+    elsewhere = Identity("irc", "carol!carol@test.example", display="carol")
+    assert chat.core.handle("status", elsewhere, "irc:#other", DOOR, RecordingSink()).lines == [
+        "no active runs you may see"]
+    assert chat.core.handle(f"status {run_id}", elsewhere, "irc:#other", DOOR, RecordingSink()).lines == [
+        f"no run {run_id} you may see"]
+    assert chat.core.handle(f"log {run_id}", elsewhere, "irc:#other", DOOR, RecordingSink()).lines[0].startswith(
+        f"no run {run_id} you may see")
+    [line] = chat.say("status", who="carol")[0].lines  # carol asks in the run's channel: she saw it there
+    assert line.startswith(f"[{run_id}] awaiting-approval")
+    bob = Identity("irc", "bob!bob@test.example", display="bob")  # may approve chatops.*: sees it anywhere
+    assert chat.core.handle("status", bob, "irc:#other", DOOR, RecordingSink()).lines[0].startswith(f"[{run_id}]")
+
+
+def test_approving_needs_an_identity_proving_an_account(chat: Chat, tmp_path: Path) -> None:
+    bob = next(person for person in chat.core.policy.people if person.name == "bob")
+    chat.core.policy.people = tuple(person for person in chat.core.policy.people if person is not bob) + (
+        Person("bob", ("irc:bob!*@*", "slack:UBOB"), bob.roles),)  # what the settings refuse at start
+    reply, sink = chat.say(f"chatops.slow --state {tmp_path} --steps 1")
+    run_id = chat.run_id(reply)
+    sink.wait_for(rf"^\[{run_id}\] chatops.slow needs an approval")
+    assert chat.say(f"approve {run_id}", who="bob")[0].lines == [
+        "refused: approving needs an identity proving an account (irc:bob!bob@test.example does not): log in (e.g. "
+        "PASS with your login on IRC) or use the slash command"]
+    assert chat.core.runs[run_id].state == "awaiting-approval"
+    slack = chat.core.handle(f"approve {run_id}", Identity("slack", "UBOB", display="bob"), "slack:#ops", DOOR,
+                             RecordingSink())
+    assert slack.lines[0].startswith(f"[{run_id}] approved")
+

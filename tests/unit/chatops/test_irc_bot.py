@@ -8,7 +8,7 @@ import time
 import irc.client
 import pytest
 
-from libcluster.chatops.irc_bot import ChatopsBot, chunks, command_of
+from libcluster.chatops.irc_bot import MAX_REPLY, ChatopsBot, chunks, command_of, shorten
 from libcluster.chatops.settings import IrcSettings, Person
 from tests.unit.chatops.conftest import Chat
 
@@ -74,21 +74,49 @@ def test_other_channels_and_ordinary_lines_are_ignored(chat: Chat) -> None:
 def test_a_line_truncated_by_the_server_is_refused(chat: Chat) -> None:
     bot = RecordingBot(chat)
     bot.on_pubmsg(bot.connection, event("!cookbook demo.hello --exit-code 10[CUT]"))
+    assert bot.said_something.wait(10)
     assert bot.said == [("#test", "alice: refused: the server truncated your line (IRC lines are at most 512 bytes); "
                                   "shorten the command")]
     assert chat.core.runs == {}
 
 
-def test_services_account_tag_identifies_the_sender(chat: Chat) -> None:
+def said_after(bot: RecordingBot, count: int) -> list[str]:
+    """What bot said, once it said count things (or 10 s passed)."""
+    deadline = time.monotonic() + 10
+    while len(bot.said) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return [text for _, text in bot.said]
+
+
+def test_services_account_tag_identifies_the_sender_once_the_server_acknowledged_it(chat: Chat) -> None:
     alice = next(person for person in chat.core.policy.people if person.name == "alice")
     chat.core.policy.people = (*chat.core.policy.people, Person("dave", ("irc-account:dave",), alice.roles))
     bot = RecordingBot(chat)
+    tagged = event("!cookbook log abc123", source="d!d@anywhere", tags=[{"key": "account", "value": "dave"}])
+    bot.on_pubmsg(bot.connection, tagged)  # no CAP ACK: a tag the server never promised is anyone's word
+    unknown = "d: refused: irc:d!d@anywhere is not a known user (chatops.people): ask an admin to add you"
+    assert said_after(bot, 1) == [unknown]
+    bot.on_cap(bot.connection, irc.client.Event("cap", "irc.test", "*", ["ACK", "account-tag"]))
     bot.on_pubmsg(bot.connection, event("!cookbook log abc123", source="d!d@anywhere"))
-    bot.on_pubmsg(bot.connection, event("!cookbook log abc123", source="d!d@anywhere",
-                                        tags=[{"key": "account", "value": "dave"}]))
-    deadline = time.monotonic() + 10
-    while len(bot.said) < 2 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert sorted(text for _, text in bot.said) == [
-        "d: no run abc123 (`!cookbook status` lists the active ones)",
-        "d: refused: irc:d!d@anywhere is not a known user (chatops.people): ask an admin to add you"]
+    bot.on_pubmsg(bot.connection, tagged)
+    assert sorted(said_after(bot, 3)[1:]) == [
+        "d: no run abc123 you may see (`!cookbook status` lists the active ones)", unknown]
+
+
+def test_long_replies_are_cut_with_a_count() -> None:
+    lines = [f"line {number}" for number in range(20)]
+    assert shorten(lines[:MAX_REPLY]) == lines[:MAX_REPLY]
+    assert shorten(lines) == [*lines[:MAX_REPLY - 1], f"... {20 - MAX_REPLY + 1} more lines not shown (IRC flood "
+                                                       "limit)"]
+
+
+def test_the_bot_says_through_its_token_bucket(chat: Chat, monkeypatch: pytest.MonkeyPatch) -> None:
+    bot = ChatopsBot(chat.core, IrcSettings("127.0.0.1", 1, "bot", ("#test",), flood_burst=2, flood_interval=0.2))
+    sent: list[float] = []
+    monkeypatch.setattr(bot.connection, "privmsg", lambda target, text: sent.append(time.monotonic()))
+    started = time.monotonic()
+    for number in range(5):
+        bot.say("#test", f"line {number}")
+    gaps = [later - earlier for earlier, later in zip(sent, sent[1:])]
+    assert len(sent) == 5 and sent[1] - started < 0.1, "the burst goes out at once"
+    assert all(gap >= 0.18 for gap in gaps[1:]), gaps

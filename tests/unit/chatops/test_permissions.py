@@ -4,16 +4,46 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from libcluster.chatops.permissions import Identity, Policy
-from libcluster.chatops.settings import ChatopsSettings, Person, Role
+import pytest
+
+from libcluster.chatops.permissions import Identity, Policy, irc_mask_matches
+from libcluster.chatops.settings import ChatopsSettings, IrcSettings, Person, Role
 
 SRE = Role("sre", run=("sre.ganeti.*",), dry_run=("*",), approve=("sre.ganeti.makevm",))
 VIEWER = Role("viewer", dry_run=("sre.ganeti.resource-report",))
 
 
-def policy(*people: Person) -> Policy:
-    """A policy over people, makevm needing approval."""
-    return Policy(ChatopsSettings(state_dir=Path("unused"), people=people, need_approval=("sre.ganeti.makevm",)))
+def policy(*people: Person, authentication: str = "none") -> Policy:
+    """A policy over people, makevm needing approval, on an IRC network with that authentication."""
+    irc = IrcSettings("irc.test", 6697, "bot", ("#ops",), authentication=authentication)
+    return Policy(ChatopsSettings(state_dir=Path("unused"), people=people, need_approval=("sre.ganeti.makevm",),
+                                  irc=irc))
+
+
+@pytest.mark.parametrize(("mask", "name", "casemapping", "matches"), [
+    ("[alice]!*@*", "[alice]!a@h", "ascii", True),
+    ("[alice]!*@*", "a!a@h", "ascii", False),  # fnmatch would read [alice] as one of a, l, i, c, e
+    ("[alice]!*@*", "e!a@h", "ascii", False),
+    ("[ab]*!*@*", "[ab]x!u@h", "ascii", True),
+    ("[alice]!*@*", "{ALICE}!a@h", "rfc1459", True),  # {} are the lower case of [] in rfc1459
+    ("[alice]!*@*", "{alice}!a@h", "ascii", False),
+    ("a?c!*@*", "abc!u@h", "ascii", True),
+    ("a?c!*@*", "ac!u@h", "ascii", False),
+    ("*!alice@*", "n!~alice@h", "ascii", False),
+    ("*!alice@*", "N!ALICE@h", "ascii", True),
+])
+def test_irc_masks_have_only_star_and_question_mark_as_wildcards(mask: str, name: str, casemapping: str,
+                                                                  matches: bool) -> None:
+    assert irc_mask_matches(mask, name, casemapping) is matches
+
+
+def test_only_an_account_identity_proves_an_account() -> None:
+    alice = Person("alice", ("irc:*!alice@*", "irc:alice!*@*", "slack:UA"), (SRE,))
+    pam = policy(alice, authentication="pam")
+    assert pam.proves_account(alice, Identity("irc", "x!alice@h"))
+    assert not pam.proves_account(alice, Identity("irc", "alice!~alice@h")), "a nick mask alone proves nothing"
+    assert pam.proves_account(alice, Identity("slack", "UA"))
+    assert not policy(alice).proves_account(alice, Identity("irc", "x!alice@h")), "no PAM: the user part is a claim"
 
 
 def test_irc_masks_match_case_insensitively_and_accounts_need_the_tag() -> None:

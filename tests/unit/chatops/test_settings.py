@@ -48,6 +48,16 @@ def test_defaults_put_state_under_the_logs(tmp_path: Path) -> None:
     (lambda s: s.update(max_running=0), "key 'chatops.max_running' must be at least 1"),
     (lambda s: s.update(need_approval="chatops.*"), "key 'chatops.need_approval' must be a list"),
     (lambda s: s.update(http={"port": 1}), "section 'chatops.http' needs slack_signing_secret or mattermost_token"),
+    (lambda s: s["people"]["bob"].update(identities=["irc:bob"]), "key 'chatops.people.bob.identities': 'irc:bob' is "
+     "not an IRC mask NICK!USER@HOST"),
+    (lambda s: s["irc"].update(authentication="ldap"), "key 'chatops.irc.authentication' must be one of none, pam, "
+     "services"),
+    (lambda s: s["irc"].update(lines_per_second=5), "key 'chatops.irc.lines_per_second' is gone"),
+    (lambda s: s["irc"].update(tls=True, ca_file="/nonexistent/ca.crt"), "key 'chatops.irc.ca_file': cannot load "
+     "/nonexistent/ca.crt"),
+    (lambda s: s["http"].update(timeout=0) if "http" in s else s.update(http={"port": 1, "mattermost_token": "t",
+                                                                                "timeout": 0}),
+     "key 'chatops.http.timeout' must be more than 0"),
 ])
 def test_mistakes_name_the_key(tmp_path: Path, change: Any, message: str) -> None:
     section = chatops_section(tmp_path)
@@ -64,3 +74,36 @@ def test_secrets_of_the_section_are_registered_for_masking(tmp_path: Path) -> No
     section["irc"]["password"] = "irc-password-654"
     load(tmp_path, section)
     assert redact.redact("mm-token-value-987 irc-password-654") == "***** *****"
+
+
+@pytest.mark.parametrize(("authentication", "identity", "why"), [
+    ("pam", "irc:bob!*@*", "its user part '\\*' is not one PAM login"),
+    ("pam", "irc:*!b*@*", "its user part 'b\\*' is not one PAM login"),
+    ("pam", "irc:*!~bob@*", "its user part '~bob' is not one PAM login"),
+    ("none", "irc:*!bob@*", "an IRC mask is a nick mask alone with chatops.irc.authentication: none"),
+    ("services", "irc:*!bob@*", "an IRC mask is a nick mask alone with chatops.irc.authentication: services"),
+])
+def test_a_weak_identity_of_someone_who_may_approve_is_refused_at_start(tmp_path: Path, authentication: str,
+                                                                         identity: str, why: str) -> None:
+    section = chatops_section(tmp_path)
+    section["irc"]["authentication"] = authentication
+    section["people"]["bob"]["identities"] = [identity, "slack:UBOB"]
+    if authentication != "pam":
+        section["people"]["alice"]["identities"] = ["irc-account:alice"]
+    with pytest.raises(ConfigError, match=f"key 'chatops.people.bob.identities': '{identity.replace('*', '[*]')}' is "
+                                          f"too weak for bob, who has the approve right: {why}"):
+        load(tmp_path, section)
+
+
+def test_nick_masks_are_fine_without_the_approve_right_and_tls_is_the_default(tmp_path: Path) -> None:
+    section = chatops_section(tmp_path)
+    del section["irc"]["tls"], section["irc"]["port"]
+    section["irc"]["authentication"] = "services"
+    section["people"] = {"alice": {"identities": ["irc-account:alice"], "roles": ["sre"]},
+                         "carol": {"identities": ["irc:carol!*@*"], "roles": ["viewer"]}}
+    loaded = load(tmp_path, section)
+    assert loaded.irc is not None and loaded.irc.tls is not None and loaded.irc.port == 6697
+    assert loaded.irc.tls.verify_mode.name == "CERT_REQUIRED" and loaded.irc.tls.check_hostname
+    section["irc"]["tls"] = False
+    plain = load(tmp_path, section).irc
+    assert plain is not None and plain.tls is None and plain.port == 6667

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -159,3 +160,20 @@ def test_approval_through_slash_commands(chat: Chat, endpoint: str, hooks: Respo
     assert answer.json()["text"].startswith(f"[{run_id}] approved: chatops.slow")
     sink.wait_for(rf"^\[{run_id}\] PASS: .* requested by alice, approved by bob")
     assert hooks.posts == [], "the run reports where it was asked for (IRC), not to the approver's response URL"
+
+
+@pytest.mark.parametrize("sends", [b"", b"POST /cookbook HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nshort"])
+def test_a_silent_connection_is_closed_after_the_timeout(chat: Chat, sends: bytes) -> None:
+    settings = HttpSettings(listen="127.0.0.1", port=0, path="/cookbook", slack_signing_secret=SECRET, timeout=0.5)
+    server = SlashServer(chat.core, settings)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with socket.create_connection(server.server_address[:2], timeout=5) as client:
+            client.sendall(sends)  # then nothing: no request, or a body shorter than announced
+            started = time.monotonic()
+            while client.recv(4096):  # whatever the server says before it closes
+                pass
+            waited = time.monotonic() - started
+    finally:
+        server.shutdown()
+    assert 0.4 <= waited < 3, f"closed after {waited:.2f}s"

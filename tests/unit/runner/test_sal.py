@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from tests.unit.runner.runner_env import Env
 
 from libcluster import redact
+from libcluster.config import Section
+from libcluster.errors import ConfigError
 from libcluster.sal import CLOSE_TIMEOUT, SAL
 
 
@@ -112,7 +116,7 @@ def irc() -> Iterator[Callable[..., FakeIRC]]:
 
 
 def _sal_config(port: int) -> dict[str, object]:
-    return {"irc_host": "127.0.0.1", "irc_port": port, "channel": "#sre-sal", "nick": "cookbook-sal"}
+    return {"irc_host": "127.0.0.1", "irc_port": port, "channel": "#sre-sal", "nick": "cookbook-sal", "tls": False}
 
 
 def test_sal_registers_joins_answers_ping_and_sends(irc: Callable[..., FakeIRC]) -> None:
@@ -186,3 +190,22 @@ def test_an_irc_outage_does_not_fail_or_slow_a_run(cookbook: Callable[..., int],
     elapsed = time.monotonic() - started
     assert elapsed < CLOSE_TIMEOUT + 2.0, f"a run with SAL {outage} took {elapsed:.2f}s"
     assert env.log("top").rstrip().endswith("END (PASS) - Cookbook top (exit_code=0)")
+
+
+def test_sal_speaks_tls_unless_plain_is_asked_for(tmp_path: Path) -> None:
+    section = {"irc_host": "irc.example.org", "channel": "#sre-sal"}
+    sal = SAL.from_config(Section({"sal": section}, "", "config.yaml"), prefix="")
+    assert sal is not None and sal.tls is not None and sal.port == 6697 and sal.tls.check_hostname
+    plain = SAL.from_config(Section({"sal": {**section, "tls": False}}, "", "config.yaml"), prefix="")
+    assert plain is not None and plain.tls is None and plain.port == 6667
+    with pytest.raises(ConfigError, match=f"key 'sal.ca_file': cannot load {tmp_path}/none.crt"):
+        SAL.from_config(Section({"sal": {**section, "ca_file": f"{tmp_path}/none.crt"}}, "", "config.yaml"), prefix="")
+
+
+def test_sal_over_tls_sends_nothing_to_a_server_it_cannot_verify(irc: Callable[..., FakeIRC]) -> None:
+    server = irc()  # speaks plain IRC: the TLS handshake fails, nothing is sent in clear
+    sal = SAL("127.0.0.1", server.port, "#sre-sal", "cookbook-sal", tls=ssl.create_default_context())
+    sal.send("hello")
+    sal.close()
+    time.sleep(0.2)
+    assert not any(line.startswith(("NICK", "PRIVMSG")) for line in server.lines)
