@@ -14,10 +14,13 @@ import os
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from libcluster import redact
 from libcluster.errors import ConfigError, LibclusterError
+
+if TYPE_CHECKING:
+    from libcluster.config import Section
 
 ORIGIN_ENV = "COOKBOOK_ORIGIN"
 """``terminal`` (default) or ``chat``: who started the run."""
@@ -25,10 +28,19 @@ CHAT_ENV = {"requester": "COOKBOOK_REQUESTER", "approver": "COOKBOOK_APPROVER", 
 """Audit fields of a chat run and the environment variables the chat service sets them with."""
 ORIGINS = ("terminal", "chat")
 """Accepted values of COOKBOOK_ORIGIN."""
+DEFAULT_NAME = "audit.jsonl"
+"""The audit log's file name under ``logs_base_dir`` when the configuration has no ``audit_log``."""
 
 
 class AuditError(LibclusterError):
     """The audit log cannot be opened or written."""
+
+
+def path_from_config(root: Section) -> Path:
+    """``audit_log``, by default ``logs_base_dir``/audit.jsonl: the audit trail next to the logs unless named."""
+    if root.has("audit_log"):
+        return Path(root.str("audit_log"))
+    return Path(root.str("logs_base_dir")) / DEFAULT_NAME
 
 
 def origin_from_env(environ: Mapping[str, str]) -> dict[str, str]:

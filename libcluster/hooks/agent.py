@@ -247,7 +247,8 @@ def session_for(root: config.Section, *, dry_run: bool, verbose: bool) -> Sessio
         config=root, base_dirs=[Path(str(item)) for item in root.list("cookbooks_base_dirs")],
         logs_dir=Path(root.str("logs_base_dir")), dry_run=dry_run, verbose=verbose, user=user,
         origin={"origin": "hook"}, prompter=interactive.Prompter(assume_yes=True),
-        locks=locks.from_config(root, owner=owner, dry_run=dry_run), audit=audit.AuditLog(root.str("audit_log")),
+        locks=locks.from_config(root, owner=owner, dry_run=dry_run),
+        audit=audit.AuditLog(audit.path_from_config(root)),
     )
 
 

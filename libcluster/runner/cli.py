@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+CONFIG_ENV = "COOKBOOK_CONFIG"
+"""Environment variable naming the configuration file when -c is not given."""
+
 USAGE = "cookbook [-h] [-l] [-c CONFIG] [-d] [-v] [-y] [--no-locks] [COOKBOOK] [ARGS...]"
 """The synopsis (argparse would render the cookbook's arguments as "...")."""
 
@@ -52,6 +55,8 @@ exit codes:
   99      the cookbook raised an exception, or its lock could not be acquired
 
 environment:
+  {CONFIG_ENV}    configuration file when no -c is given (else {config.DEFAULT_CONFIG_PATH});
+                     sudo's default env_reset drops it, so `sudo cookbook` reads the default
   SUDO_USER          the operator recorded in logs, locks, SAL and audit (else the login user)
   {audit.ORIGIN_ENV}    "terminal" (default) or "chat": who started the run, for the audit record
   {audit.CHAT_ENV['requester']} chat user who asked for the run (required with {audit.ORIGIN_ENV}=chat)
@@ -60,13 +65,17 @@ environment:
 
 files:
   {config.DEFAULT_CONFIG_PATH}
-                     default configuration (-c); see config/config.example.yaml
+                     default configuration (-c, {CONFIG_ENV})
+  cookbooks_base_dirs
+                     directories holding a cookbooks/ tree (required)
   LOGS/GROUP/NAME.log, LOGS/GROUP/NAME-extended.log
-                     INFO and DEBUG logs of each cookbook, LOGS being logs_base_dir,
-                     e.g. LOGS/sre/ganeti/makevm.log
-  audit_log          one JSON line per run
-  locks.file_dir     file locks, when locks.etcd_url is not set
-  ~/.cache/ganeti-cookbooks/catalog-*.json
+                     INFO and DEBUG logs of each cookbook, LOGS being logs_base_dir
+                     (required), e.g. LOGS/sre/ganeti/makevm.log; rotated by size
+  audit_log          one JSON line per run (default: LOGS/{audit.DEFAULT_NAME})
+  locks.file_dir     file locks, when locks.etcd_url is not set (default: /var/lock/cookbooks)
+  sal                the server admin log on IRC (default: none)
+                     config/config.example.yaml gives every key and its default
+  ${{XDG_CACHE_HOME:-~/.cache}}/ganeti-cookbooks/catalog-*.json
                      titles read by -l and menus, refreshed when a cookbook file changes
 
 examples:
@@ -84,8 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-l", "--list", action="store_true",
                         help="list the cookbooks as a tree (COOKBOOK filters by name prefix; -v adds titles and "
                         "owners) and exit")
-    parser.add_argument("-c", "--config-file", default=config.DEFAULT_CONFIG_PATH, metavar="CONFIG",
-                        help="configuration file (default: see files below)")
+    parser.add_argument("-c", "--config-file", default=os.environ.get(CONFIG_ENV) or config.DEFAULT_CONFIG_PATH,
+                        metavar="CONFIG", help=f"configuration file (default: ${CONFIG_ENV}, else "
+                        f"{config.DEFAULT_CONFIG_PATH})")
     parser.add_argument("-d", "--dry-run", action="store_true",
                         help="change nothing: read, check locks without taking them, log what would be done")
     parser.add_argument("-v", "--verbose", action="store_true", help="show DEBUG messages on the terminal")
@@ -132,7 +142,7 @@ def _session(root: config.Section, args: argparse.Namespace, base_dirs: list[Pat
     if args.no_locks:
         logger.warning("Locks disabled with --no-locks: concurrent runs are not kept apart")
     sal = None if args.dry_run else SAL.from_config(root, prefix=f"{user}@{host}")
-    audit_log = audit.AuditLog(root.str("audit_log"))
+    audit_log = audit.AuditLog(audit.path_from_config(root))
     return Session(config=root, base_dirs=base_dirs, logs_dir=logs_dir, dry_run=args.dry_run, verbose=args.verbose,
                    user=user, origin=origin, prompter=interactive.Prompter(assume_yes=args.yes), locks=lock_service,
                    audit=audit_log, sal=sal)

@@ -28,7 +28,7 @@ def _forget_cookbooks(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Each test imports fixture cookbooks afresh (forgetting only what it imported) and restores sys.path."""
     monkeypatch.setattr(sys, "path", list(sys.path))
     monkeypatch.delenv("SUDO_USER", raising=False)
-    for variable in ("COOKBOOK_ORIGIN", "COOKBOOK_REQUESTER", "COOKBOOK_APPROVER", "COOKBOOK_CHANNEL"):
+    for variable in ("COOKBOOK_ORIGIN", "COOKBOOK_REQUESTER", "COOKBOOK_APPROVER", "COOKBOOK_CHANNEL", "COOKBOOK_CONFIG"):
         monkeypatch.delenv(variable, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", "/nonexistent-cache-for-tests")
     before = set(sys.modules)

@@ -25,8 +25,24 @@ def test_help_reads_like_a_man_page(capsys: pytest.CaptureFixture[str]) -> None:
     for section in ("exit codes:", "environment:", "files:", "examples:"):
         assert f"\n{section}\n" in out
     for word in ("93 ", "94 ", "95 ", "96 ", "97 ", "98 ", "99 ", "SUDO_USER", "COOKBOOK_ORIGIN", "COOKBOOK_REQUESTER",
-                 "COOKBOOK_APPROVER", "COOKBOOK_CHANNEL", "/etc/ganeti-cookbooks/config.yaml", "-extended.log"):
+                 "COOKBOOK_APPROVER", "COOKBOOK_CHANNEL", "/etc/ganeti-cookbooks/config.yaml", "-extended.log",
+                 "COOKBOOK_CONFIG", "(default: LOGS/audit.jsonl)", "(default: /var/lock/cookbooks)"):
         assert word in out, word
+
+
+def test_lock_dir_default_in_help_is_the_one_used() -> None:
+    from libcluster import locks
+
+    assert f"(default: {locks.DEFAULT_FILE_DIR})" in cli.EPILOG
+
+
+def test_config_file_from_the_environment_when_no_c(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("COOKBOOK_CONFIG", str(tmp_path / "from-env.yaml"))
+    assert cli.main(["-l"]) == 1
+    assert f"cannot read configuration file {tmp_path / 'from-env.yaml'}" in capsys.readouterr().err
+    assert cli.main(["-c", str(tmp_path / "given.yaml"), "-l"]) == 1
+    assert f"cannot read configuration file {tmp_path / 'given.yaml'}" in capsys.readouterr().err
 
 
 def test_global_options_stop_at_the_cookbook_name(monkeypatch: pytest.MonkeyPatch) -> None:
