@@ -1,12 +1,17 @@
 """changedisk on the lab: file <-> sharedfile (what Ganeti 3.0 converts among the lab's templates), recovery
-after a conversion that fails inside Ganeti (fault injected in the node's file storage), refusals, dry-run.
+after a conversion that fails inside Ganeti (fault injected in the node's file storage), an interrupt (SIGINT, from
+a terminal or from chat `cancel`) while the conversion job runs, refusals, dry-run.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
+import yaml
+
+from tests.lab.cookbook_interrupt import run_interrupted
 from tests.lab.cookbook_lab import (  # noqa: F401 - cluster and new_instance are fixtures
     cluster,
     last_job_id,
@@ -15,12 +20,19 @@ from tests.lab.cookbook_lab import (  # noqa: F401 - cluster and new_instance ar
     real_jobs_since,
     run_cookbook,
 )
+from tests.unit.chatops.conftest import Chat, chatops_section
+from libcluster import config
+from libcluster.chatops import settings as chatops_settings
+from libcluster.chatops.argcheck import cookbook_dirs
+from libcluster.chatops.core import Chatops
 from libcluster.ganeti import GanetiCluster
 from libcluster.lab import topology
 from libcluster.lab.clusterfs import FILE_STORAGE_DIR, ClusterPaths
 from libcluster.lab.common import Lab
 
 CHANGEDISK = "sre.ganeti.changedisk"
+CONVERTING = "Converting disk template from 'file' to 'sharedfile'"
+"""The conversion job's own first log line: the instance is shut down and the job runs."""
 
 
 def _state(cluster: GanetiCluster, name: str) -> tuple[str, str]:
@@ -49,6 +61,45 @@ def test_convert_file_to_sharedfile_and_recover_from_a_failed_conversion(
     assert "is not a directory" in failed.stderr
     assert f"Starting {name} again on its sharedfile template" in failed.stderr
     assert _state(cluster, name) == ("sharedfile", "running")
+
+
+def test_interrupt_during_the_conversion_job_starts_the_instance_again(
+        cluster: GanetiCluster, new_instance: Callable[..., str], lab_config: Path) -> None:
+    name = new_instance("file")
+    done = run_interrupted(lab_config, CHANGEDISK, "--cluster", "lab", "--disk-template", "sharedfile", name,
+                           reached=lambda err: CONVERTING in err)
+    assert done.returncode == 97  # interrupted, rollback ran
+    assert _state(cluster, name) == ("sharedfile", "running")  # Ganeti finished the job; the rollback started it
+    assert "Rollback: waiting for Ganeti job" in done.stderr and f"(instance-modify {name}) to end" in done.stderr
+    assert f"Starting {name} again on its sharedfile template" in done.stderr
+    assert done.stderr.count(CONVERTING) == 1, "the job's log lines are shown once, not again by the rollback"
+
+
+def test_chat_cancel_during_the_conversion_job_starts_the_instance_again(
+        cluster: GanetiCluster, new_instance: Callable[..., str], lab_config: Path, tmp_path: Path) -> None:
+    name = new_instance("file")
+    data = yaml.safe_load(lab_config.read_text())
+    data.update(logs_base_dir=str(tmp_path / "logs"), audit_log=str(tmp_path / "logs" / "audit.jsonl"),
+                chatops=chatops_section(tmp_path))
+    data["chatops"]["roles"]["sre"]["run"].append("sre.ganeti.changedisk")
+    path = tmp_path / "config.yaml"
+    path.touch(mode=0o600)
+    path.write_text(yaml.safe_dump(data))
+    root = config.load(path)
+    chat = Chat(Chatops(chatops_settings.load(root), path, cookbook_dirs(root)), tmp_path, path)
+    try:
+        reply, sink = chat.say(f"{CHANGEDISK} --cluster lab --disk-template sharedfile {name}")
+        run_id = chat.run_id(reply)
+        sink.wait_for(re.escape(CONVERTING), timeout=120)
+        assert chat.say(f"cancel {run_id}")[0].lines == [f"[{run_id}] interrupt sent (SIGINT): it rolls back, its "
+                                                         "result follows"]
+        sink.wait_for(rf"^\[{run_id}\] INTERRUPTED \(rollback run\): .*interrupted by alice", timeout=300)
+    finally:
+        chat.core.close(grace=300)
+    assert _state(cluster, name) == ("sharedfile", "running")
+    assert any(f"Starting {name} again on its sharedfile template" in line for line in sink.lines)
+    [record] = chat.records()
+    assert (record["cookbook"], record["origin"], record["exit_code"]) == (CHANGEDISK, "chat", 97)
 
 
 def test_dry_run_changes_nothing_and_prints_the_plan(cluster: GanetiCluster, new_instance: Callable[..., str],

@@ -1,19 +1,32 @@
-"""changedisk: refusals before any change, the shutdown/convert/start order, recovery and dry-run."""
+"""changedisk: refusals before any change, the shutdown/convert/start order, rollback after a failure or an
+interrupt (through the runner's own run-then-rollback code), dry-run."""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.unit.cookbook_fakes import FakeCluster, FakeCtx, load_config, load_cookbook
+from libcluster.cookbook import EXIT_INTERRUPTED, EXIT_ROLLBACK_FAILED
 from libcluster.errors import LibclusterError
 from libcluster.ganeti import JobFailedError
+from libcluster.runner import execute
 
 NAME = "vm1.lab.example"
+CHANGEDISK = "sre.ganeti.changedisk"
+
+
+@pytest.fixture(autouse=True)
+def _info_logs(caplog: pytest.LogCaptureFixture) -> None:
+    """What the cookbook logs at INFO (its rollback report) is what the tests read."""
+    caplog.set_level(logging.INFO)
 
 
 @pytest.fixture
@@ -75,16 +88,108 @@ def test_conversion_shuts_down_converts_starts_and_checks(changedisk: Any, tmp_p
     assert "plain -> drbd" in runner.runtime_description
 
 
-def test_a_failed_conversion_restarts_the_instance_on_its_old_template(changedisk: Any, tmp_path: Path) -> None:
+def test_a_failed_conversion_restarts_the_instance_on_its_old_template(changedisk: Any, tmp_path: Path,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
     cluster = FakeCluster()
     cluster.add_instance(NAME, "file")
     cluster.errors["modify"] = JobFailedError(7, status="error", error_type="OpExecError", message="disk copy failed",
                                               classification=None, summary="INSTANCE_SET_PARAMS")
     runner, _ = _runner(changedisk, tmp_path, cluster, "--disk-template", "sharedfile")
-    assert runner.run() == 1
+    assert execute._run_runner(runner, CHANGEDISK).exit_code == 1
     assert [call[0] for call in cluster.calls] == ["shutdown", "modify", "startup"]
     state = cluster.instance(NAME)
     assert (state["disk_template"], state["status"]) == ("file", "running")
+    assert f"{NAME} is running on disk template file: it was not converted to sharedfile" in caplog.text
+    assert "waiting for Ganeti job" not in caplog.text, "a failed job has ended: nothing to wait for"
+
+
+class InterruptedWait:
+    """A job whose first wait is interrupted (Ctrl-C, chat cancel) while Ganeti goes on; later waits see its end."""
+
+    def __init__(self, job: Any) -> None:
+        """Wrap the job Ganeti runs."""
+        self.job = job
+        self.id = 42
+        self.description = "a job"
+        self.waits = 0
+
+    def wait(self, progress: Any = None, timeout: float | None = None) -> Any:
+        """Raise KeyboardInterrupt the first time, then the job's own result."""
+        self.waits += 1
+        if self.waits == 1:
+            raise KeyboardInterrupt
+        return self.job.wait()
+
+
+def interrupt_the_wait_for(cluster: FakeCluster, write: str) -> None:
+    """Ctrl-C lands while the cookbook waits for the job of this write (shutdown, modify or startup)."""
+    method = getattr(cluster, f"{write}_instance")
+    setattr(cluster, f"{write}_instance", lambda name, **details: InterruptedWait(method(name, **details)))
+
+
+@pytest.mark.parametrize(("write", "calls", "template"), [
+    ("shutdown", ["shutdown", "startup"], "file"),
+    ("modify", ["shutdown", "modify", "startup"], "sharedfile"),
+    ("startup", ["shutdown", "modify", "startup"], "sharedfile"),
+])
+def test_an_interrupt_between_shutdown_and_start_starts_the_instance_again(
+        changedisk: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture, write: str, calls: list[str],
+        template: str) -> None:
+    cluster = FakeCluster()
+    cluster.add_instance(NAME, "file")
+    interrupt_the_wait_for(cluster, write)
+    runner, _ = _runner(changedisk, tmp_path, cluster, "--disk-template", "sharedfile")
+    outcome = execute._run_runner(runner, CHANGEDISK)
+    assert (outcome.exit_code, outcome.interrupted) == (EXIT_INTERRUPTED, True)
+    assert [call[0] for call in cluster.calls] == calls
+    state = cluster.instance(NAME)
+    assert (state["disk_template"], state["status"]) == (template, "running")
+    assert "Rollback: waiting for Ganeti job 42 (a job) to end" in caplog.text
+    assert f"{NAME} is running on disk template {template}" in caplog.text
+
+
+def test_an_interrupted_conversion_of_a_stopped_instance_leaves_it_stopped(changedisk: Any, tmp_path: Path,
+                                                                           caplog: pytest.LogCaptureFixture) -> None:
+    cluster = FakeCluster()
+    cluster.add_instance(NAME, "file", up=False)
+    interrupt_the_wait_for(cluster, "modify")
+    runner, _ = _runner(changedisk, tmp_path, cluster, "--disk-template", "sharedfile")
+    assert execute._run_runner(runner, CHANGEDISK).exit_code == EXIT_INTERRUPTED
+    assert [call[0] for call in cluster.calls] == ["modify"]
+    assert cluster.instance(NAME)["status"] == "ADMIN_down"
+    assert f"nothing to start, this run did not leave {NAME} shut down" in caplog.text
+
+
+def test_the_instance_lock_is_held_until_the_rollback_ends(changedisk: Any, tmp_path: Path) -> None:
+    cluster = FakeCluster()
+    cluster.add_instance(NAME, "file")
+    interrupt_the_wait_for(cluster, "modify")
+    runner, ctx = _runner(changedisk, tmp_path, cluster, "--disk-template", "sharedfile")
+    events: list[str] = []
+
+    @contextmanager
+    def lock(name: str, concurrency: int = 1, ttl: int | None = None) -> Iterator[None]:
+        events.append(f"take {name}")
+        yield
+        events.append(f"release {name}")
+
+    ctx.lock = lock
+    startup = cluster.startup_instance
+    cluster.startup_instance = lambda name, **details: (events.append("startup"), startup(name, **details))[1]
+    assert execute._run_runner(runner, CHANGEDISK).exit_code == EXIT_INTERRUPTED
+    assert events == [f"take ganeti-instance:{NAME}", "startup", f"release ganeti-instance:{NAME}"]
+
+
+def test_a_start_that_fails_in_the_rollback_says_the_instance_is_left_down(changedisk: Any, tmp_path: Path,
+                                                                           caplog: pytest.LogCaptureFixture) -> None:
+    cluster = FakeCluster()
+    cluster.add_instance(NAME, "file")
+    interrupt_the_wait_for(cluster, "modify")
+    cluster.errors["startup"] = JobFailedError(8, status="error", error_type="OpExecError", message="no memory",
+                                               classification=None, summary="INSTANCE_STARTUP")
+    runner, _ = _runner(changedisk, tmp_path, cluster, "--disk-template", "sharedfile")
+    assert execute._run_runner(runner, CHANGEDISK).exit_code == EXIT_ROLLBACK_FAILED
+    assert f"{NAME} may be left SHUT DOWN (start it by hand: gnt-instance startup {NAME})" in caplog.text
 
 
 def test_a_stopped_instance_is_converted_and_left_stopped(changedisk: Any, tmp_path: Path) -> None:

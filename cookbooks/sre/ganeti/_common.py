@@ -1,5 +1,5 @@
-"""What several Ganeti cookbooks share: the FQDN argument type, the instance lock, waiting for "running",
-and a `gnt-cluster verify` that survives Ganeti's own races.
+"""What several Ganeti cookbooks share: the FQDN argument type, the instance lock (held through a rollback),
+waiting for "running", and a `gnt-cluster verify` that survives Ganeti's own races.
 """
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ import argparse
 import logging
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, ExitStack
 from typing import Any
 
 from libcluster.errors import LibclusterError
@@ -35,6 +36,24 @@ def fqdn_argument(value: str) -> str:
 def instance_lock(fqdn: str) -> str:
     """Name of the lock (ctx.lock) every cookbook that stops or restarts an instance takes."""
     return f"ganeti-instance:{fqdn}"
+
+
+class HeldLock:
+    """A lock taken in run() and kept until rollback() has put things back (the runner calls rollback after
+    run() failed or was interrupted), so no other run touches the instance half-way; release() after success.
+    """
+
+    def __init__(self) -> None:
+        """Hold nothing yet."""
+        self._stack = ExitStack()
+
+    def take(self, lock: AbstractContextManager[None]) -> None:
+        """Enter lock, e.g. ctx.lock(instance_lock(fqdn)), and keep it past the end of run()."""
+        self._stack.enter_context(lock)
+
+    def release(self) -> None:
+        """Release what take() holds; nothing if it holds nothing."""
+        self._stack.close()
 
 
 def wait_running(

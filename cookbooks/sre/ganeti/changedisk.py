@@ -4,13 +4,17 @@ Steps:
   1. Check: the instance exists, its template differs from the target, the target is enabled on the
      cluster and Ganeti can convert between the two (never from or to diskless, never to blockdev);
      drbd needs --secondary-node (another node), the other templates refuse it.
-  2. Confirm, then take the instance's lock (shared with reboot-vm).
+  2. Confirm, then take the instance's lock (shared with reboot-vm), held until any rollback is done.
   3. Shut the instance down (forced off after --shutdown-timeout seconds) if it runs.
   4. Convert through the RAPI (modify disk_template, remote_node), showing the job's log lines.
   5. Start it again (if it ran before) and check the new template from the RAPI.
-If the conversion fails, the instance is started again on its old template, the failure is
-reported and the exit code is 1. With -d, Ganeti checks the shutdown; the conversion itself can
-only be checked on a stopped instance, so for a running one it is only listed.
+Rollback, when a step fails or the run is interrupted (Ctrl-C, or `cancel` from chat): the Ganeti
+job in flight cannot be stopped, so it is waited for; then an instance this run shut down is
+started again, on whatever template Ganeti left it (the old one when the conversion failed or
+never ran), and its state and template are reported. Exit codes: 0 converted; 1 the conversion
+failed (instance running again on its old template); 97 interrupted (rolled back); 93 the
+rollback failed: start the instance by hand. With -d, Ganeti checks the shutdown; the conversion
+itself can only be checked on a stopped instance, so for a running one it is only listed.
 
 Usage:
   cookbook sre.ganeti.changedisk --cluster prod1 --disk-template drbd --secondary-node node2.example.org vm1.example.org
@@ -26,8 +30,9 @@ from typing import Any
 from cookbooks.sre.ganeti import add_location_args, cluster_settings
 from libcluster.cookbook import ArgparseFormatter, CookbookBase, CookbookRunnerBase
 from libcluster.errors import LibclusterError
-from cookbooks.sre.ganeti._common import fqdn_argument, instance_lock, wait_running
-from libcluster.ganeti import GanetiError, RapiNotFoundError
+from cookbooks.sre.ganeti._common import HeldLock, fqdn_argument, instance_lock, wait_running
+from libcluster.ganeti import GanetiError, JobFailedError, JobHandle, LogEntry, RapiNotFoundError
+from libcluster.ganeti.jobs import log_progress
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +98,7 @@ class ChangeDisk(CookbookBase):
 
 
 class ChangeDiskRunner(CookbookRunnerBase):
-    """Shut down, convert, start, verify; on a failed conversion start the instance on its old template."""
+    """Shut down, convert, start, verify; the rollback starts again an instance this run shut down."""
 
     def __init__(self, ctx: Any, cluster: Any, args: argparse.Namespace, instance: dict[str, Any]) -> None:
         """Keep what get_runner checked."""
@@ -105,6 +110,13 @@ class ChangeDiskRunner(CookbookRunnerBase):
         self.shutdown_timeout = args.shutdown_timeout
         self.old = instance["disk_template"]
         self.primary = instance["pnode"]
+        self.lock = HeldLock()
+        self.stopped = False
+        """This run sent the shutdown and the instance is not known to run again: rollback starts it."""
+        self.job: JobHandle | None = None
+        """The Ganeti job being waited for: it goes on if the wait is interrupted, so rollback waits for its end."""
+        self.shown: dict[int, int] = {}
+        """Serial of the last log line shown per job, so waiting again in the rollback shows only new lines."""
 
     @property
     def runtime_description(self) -> str:
@@ -112,20 +124,24 @@ class ChangeDiskRunner(CookbookRunnerBase):
         return f"for instance {self.fqdn} on cluster {self.cluster.name}: disk template {self.old} -> {self.target}"
 
     def run(self) -> int:
-        """Confirm, then convert under the instance's lock."""
+        """Confirm, then convert under the instance's lock (kept for the rollback when the conversion fails)."""
         nodes = f"primary {self.primary}" + (f", secondary {self.secondary}" if self.secondary else "")
         print(f"Instance {self.fqdn} ({nodes}) on cluster {self.cluster.name}: disk template {self.old} -> "
               f"{self.target}.\nIt is shut down (forced off after {self.shutdown_timeout}s), converted and "
               "started again: expect downtime while its disks are copied.", flush=True)
         self.ctx.confirm(f"Convert {self.fqdn} to {self.target}?")
-        with self.ctx.lock(instance_lock(self.fqdn)):
-            return self._convert()
+        self.lock.take(self.ctx.lock(instance_lock(self.fqdn)))
+        exit_code = self._convert()
+        if exit_code == 0:
+            self.lock.release()
+        return exit_code
 
     def _convert(self) -> int:
         was_running = self.cluster.instance(self.fqdn)["admin_state"] == "up"
         if was_running:
             logger.info("Shutting down %s (timeout %ds)", self.fqdn, self.shutdown_timeout)
-            self.cluster.shutdown_instance(self.fqdn, timeout=self.shutdown_timeout).wait()
+            self.stopped = not self.ctx.dry_run
+            self._wait(self.cluster.shutdown_instance(self.fqdn, timeout=self.shutdown_timeout))
         if self.ctx.dry_run and was_running:
             logger.info("Would convert %s to %s and start it again "
                         "(Ganeti checks a conversion only on a stopped instance)",
@@ -135,33 +151,78 @@ class ChangeDiskRunner(CookbookRunnerBase):
             return 0
         logger.info("Converting %s from %s to %s", self.fqdn, self.old, self.target)
         try:
-            self.cluster.modify_instance(self.fqdn, disk_template=self.target,
-                                         remote_node=self.secondary).wait()
+            self._wait(self.cluster.modify_instance(self.fqdn, disk_template=self.target,
+                                                    remote_node=self.secondary))
         except GanetiError as exc:
             logger.error("Conversion of %s to %s failed: %s", self.fqdn, self.target, exc)
-            self._recover(was_running)
             return 1
         if was_running:
-            self.cluster.startup_instance(self.fqdn).wait()
+            self._wait(self.cluster.startup_instance(self.fqdn))
         return self._verify(was_running)
 
-    def _recover(self, was_running: bool) -> None:
-        """After a failed conversion: start the instance again, on whatever template Ganeti left it."""
-        state = self.cluster.instance(self.fqdn)
-        if was_running:
-            logger.info("Starting %s again on its %s template", self.fqdn, state["disk_template"])
-            self.cluster.startup_instance(self.fqdn).wait()
-            state = wait_running(self.cluster, self.fqdn)
-        logger.error("%s is %s on disk template %s; it was not converted to %s", self.fqdn,
-                     state["status"], state["disk_template"], self.target)
+    def _wait(self, job: JobHandle) -> None:
+        """Wait for job, remembered as the job in flight until it ended (succeeded or failed)."""
+        self.job = job
+        try:
+            job.wait(self._progress)
+        except JobFailedError:
+            self.job = None
+            raise
+        self.job = None
+
+    def _progress(self, entry: LogEntry) -> None:
+        """Show a job's log line once, even when the job is waited for again."""
+        if entry.serial > self.shown.get(entry.job_id, -1):
+            self.shown[entry.job_id] = entry.serial
+            log_progress(entry)
 
     def _verify(self, was_running: bool) -> int:
         if self.ctx.dry_run:
             return 0
         state = wait_running(self.cluster, self.fqdn) if was_running else self.cluster.instance(self.fqdn)
+        self.stopped = False
         if state["disk_template"] != self.target:
             logger.error("%s reports disk template %s after the conversion, not %s", self.fqdn,
                          state["disk_template"], self.target)
             return 1
         logger.info("%s now has disk template %s and is %s", self.fqdn, self.target, state["status"])
         return 0
+
+    def rollback(self) -> None:
+        """Let the job in flight end, start the instance again if this run shut it down, and report its state."""
+        try:
+            if self.ctx.dry_run:
+                logger.info("Nothing to roll back: dry-run changed nothing")
+                return
+            if self.job is not None:
+                logger.info("Rollback: waiting for Ganeti job %s (%s) to end: a job that runs cannot be stopped",
+                            self.job.id, self.job.description)
+                try:
+                    self.job.wait(self._progress)
+                except GanetiError as exc:
+                    logger.warning("Rollback: job %s did not succeed: %s", self.job.id, exc)
+                self.job = None
+            if not self.stopped:
+                logger.info("Rollback: nothing to start, this run did not leave %s shut down", self.fqdn)
+                return
+            try:
+                state = self._start_again()
+            except LibclusterError as exc:
+                raise LibclusterError(f"{self.fqdn} may be left SHUT DOWN (start it by hand: gnt-instance startup "
+                                      f"{self.fqdn}): {exc}") from exc
+            converted = ("it was converted" if state["disk_template"] == self.target
+                         else f"it was not converted to {self.target}")
+            logger.info("%s is %s on disk template %s: %s", self.fqdn, state["status"], state["disk_template"],
+                        converted)
+        finally:
+            self.lock.release()
+
+    def _start_again(self) -> dict[str, Any]:
+        """Start the instance unless it runs, wait until Ganeti reports it running; its fields."""
+        state = self.cluster.instance(self.fqdn)
+        if state["status"] != "running":
+            logger.info("Starting %s again on its %s template", self.fqdn, state["disk_template"])
+            self.cluster.startup_instance(self.fqdn).wait()
+        state = wait_running(self.cluster, self.fqdn)
+        self.stopped = False
+        return state
