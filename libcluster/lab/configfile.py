@@ -35,6 +35,8 @@ def build(lab: Lab, state: dict[str, Any]) -> dict[str, Any]:
             "irc_port": state["irc"]["port"],
             "channel": topology.SAL_CHANNEL,
             "nick": "cookbook-sal",
+            "tls": True,
+            "ca_file": state["irc"]["ca_file"],
         },
         "hooks": {"node_etcd_url": f"http://{topology.HOST_IP}:{topology.ETCD_PORT}"},
         "remote": {"cumin_config": state["ssh"]["cumin_config"], "ssh_user": "root"},

@@ -1,9 +1,10 @@
 """The chatops IRC bot on the lab's ngircd, driven by real IRC clients: runs, refusals, approvals, dry-run, cancel.
 
 The bot runs in-process on a copy of the lab configuration (its own channel, logs and audit log,
-the fixture cookbooks of tests/fixtures added to the tree). Users alice and bob may run and
-approve, carol may only dry-run, mallory is unknown; every nick and the channel carry a random tag
-so that parallel test runs on the shared lab do not meet. The makevm tests create and remove real
+the fixture cookbooks of tests/fixtures added to the tree) and, like the users, speaks TLS to the
+lab's ngircd, verified by the lab CA. Users alice and bob may run and approve (known by their PAM
+login on ngircd), carol may only dry-run (known by a nick mask), mallory is unknown; every nick,
+login and the channel carry a random tag so that parallel test runs on the shared lab do not meet. The makevm tests create and remove real
 VMs (Ganeti, NetBox, DNS) with a fresh host name, cleaned up whatever happens.
 """
 
@@ -13,27 +14,20 @@ import json
 import secrets
 import shlex
 import subprocess
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from libcluster import config
-from libcluster.chatops import settings as chatops_settings
-from libcluster.chatops.argcheck import cookbook_dirs
 from libcluster.chatops.core import Chatops
-from libcluster.chatops.irc_bot import ChatopsBot
 from libcluster.chatops.probe import IrcProbe, Message
 from libcluster.ganeti import RapiNotFoundError
 from libcluster.lab import topology
+from tests.lab.chatops_lab import REPO, client, irc_part, irc_section, pam_logins, running_bot, write_config
 from tests.lab.test_makevm import Env, assert_nothing_left, env, remove_everything  # noqa: F401 - env is a fixture
 
-REPO = Path(__file__).resolve().parents[2]
-FIXTURES = REPO / "tests" / "fixtures"
 TAG = secrets.token_hex(3)
 CHANNEL = f"#chatops-{TAG}"
 BOT = f"cookbook-bot-{TAG}"
@@ -80,8 +74,8 @@ class Service:
         return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-def chatops_section(tmp: Path) -> dict[str, Any]:
-    """The chatops configuration of the tests (people tagged with TAG, in CHANNEL)."""
+def chatops_section(tmp: Path, irc: dict[str, Any]) -> dict[str, Any]:
+    """The chatops configuration of the tests (people tagged with TAG, in CHANNEL; approvers by PAM login)."""
     return {
         "state_dir": str(tmp / "chatops"),
         "need_approval": ["sre.ganeti.makevm", "chatops.slow"],
@@ -90,47 +84,30 @@ def chatops_section(tmp: Path) -> dict[str, Any]:
                     "approve": ["sre.ganeti.makevm", "chatops.*"]},
             "viewer": {"dry_run": ["sre.ganeti.resource-report", "chatops.*"]},
         },
-        "people": {name: {"identities": [f"irc:{name}{TAG}!*@*"], "roles": roles}
-                   for name, roles in (("alice", ["sre"]), ("bob", ["sre"]), ("carol", ["viewer"]))},
-        "irc": {"host": "127.0.0.1", "port": topology.IRC_PORT, "nick": BOT, "channels": [CHANNEL],
-                "lines_per_second": 10},
+        "people": {"alice": {"identities": [f"irc:*!alice{TAG}@*"], "roles": ["sre"]},
+                   "bob": {"identities": [f"irc:*!bob{TAG}@*"], "roles": ["sre"]},
+                   "carol": {"identities": [f"irc:carol{TAG}!*@*"], "roles": ["viewer"]}},
+        "irc": irc_section(irc, BOT, CHANNEL, flood_burst=10, flood_interval=0.1),
     }
 
 
 @pytest.fixture(scope="module")
 def service(lab: dict[str, Any], lab_config: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     """The bot on a copy of the lab config, joined to CHANNEL, and the four users' clients joined too."""
-    if not (isinstance(lab.get("irc"), dict) and lab["irc"].get("up")):
-        pytest.skip("lab part irc is not up")
+    irc = irc_part(lab)
     tmp = tmp_path_factory.mktemp("chatops-irc")
-    data = yaml.safe_load(lab_config.read_text())
-    data["cookbooks_base_dirs"] = [*data["cookbooks_base_dirs"], str(FIXTURES)]
-    data["logs_base_dir"] = str(tmp / "logs")
-    data["audit_log"] = str(tmp / "logs" / "audit.jsonl")
-    data["chatops"] = chatops_section(tmp)
-    path = tmp / "config.yaml"
-    path.touch(mode=0o600)
-    path.write_text(yaml.safe_dump(data))
-    root = config.load(path)
-    settings = chatops_settings.load(root)
-    assert settings.irc is not None
-    core = Chatops(settings, path, cookbook_dirs(root))
-    bot = ChatopsBot(core, settings.irc)
-    thread = threading.Thread(target=bot.serve, daemon=True)
-    thread.start()
+    path = write_config(lab_config, tmp, chatops_section(tmp, irc))
     clients: dict[str, IrcProbe] = {}
-    try:
-        assert bot.joined.wait(SHORT), "the bot did not join its channel"
-        for name in USERS:
-            clients[name] = IrcProbe("127.0.0.1", topology.IRC_PORT, f"{name}{TAG}")
-            clients[name].join(CHANNEL)
-        yield Service(core, path, tmp, clients)
-    finally:
-        core.close(grace=LONG)
-        bot.stop()
-        thread.join(10)
-        for client in clients.values():
-            client.close()
+    with pam_logins([f"alice{TAG}", f"bob{TAG}"]) as passwords, running_bot(path, grace=LONG) as (core, bot):
+        try:
+            assert bot.joined.wait(SHORT), "the bot did not join its channel"
+            for name in USERS:
+                login = f"{name}{TAG}"
+                clients[name] = client(irc, login, CHANNEL, password=passwords.get(login, ""))
+            yield Service(core, path, tmp, clients)
+        finally:
+            for probe in clients.values():
+                probe.close()
 
 
 def test_allowed_user_runs_a_cookbook_and_sees_its_output_and_result(service: Service) -> None:

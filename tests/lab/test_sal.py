@@ -1,7 +1,8 @@
 """The server admin log on the lab's ngircd: START/END lines reach the channel, an IRC outage costs nothing.
 
-Terminal and chat runs announce START and END in the SAL channel; with IRC down (closed port,
-silent server) a cookbook still passes without noticeable delay. A real IRC client joins
+Terminal and chat runs announce START and END in the SAL channel over TLS verified by the lab CA
+(the lab's ngircd speaks only TLS); a SAL that cannot verify the server announces nothing; with
+IRC down (closed port, silent server) a cookbook still passes without noticeable delay. A real IRC client joins
 topology.SAL_CHANNEL; the runs use a copy of the lab configuration with the fixture cookbooks
 added, and their own logs and audit log.
 """
@@ -31,6 +32,7 @@ from libcluster.chatops.probe import IrcProbe
 from libcluster.chatops.runs import Door
 from libcluster.lab import topology
 from libcluster.sal import CLOSE_TIMEOUT
+from tests.lab.chatops_lab import lab_tls
 
 REPO = Path(__file__).resolve().parents[2]
 COOKBOOK = REPO / ".venv" / "bin" / "cookbook"
@@ -66,7 +68,7 @@ def cookbook(config_path: Path, *args: str, env: dict[str, str] | None = None) -
 def sal_watcher(lab_part: Any) -> Iterator[IrcProbe]:
     """A real IRC client in the lab's SAL channel."""
     irc = lab_part("irc")
-    client = IrcProbe(irc["host"], irc["port"], f"salwatch-{secrets.token_hex(3)}")
+    client = IrcProbe(irc["host"], irc["port"], f"salwatch-{secrets.token_hex(3)}", tls=lab_tls(irc))
     client.join(topology.SAL_CHANNEL)
     yield client
     client.close()
@@ -82,6 +84,20 @@ def test_terminal_run_announces_start_and_end_in_the_sal_channel(sal_watcher: Ir
     end = sal_watcher.expect(rf"^{who}@{host} END \(PASS\) - Cookbook demo.hello \(exit_code=0\) for {who}$",
                              timeout=TIMEOUT)
     assert start.at <= end.at and start.nick.startswith("cookbook-sal")
+
+
+@pytest.mark.parametrize("sal", [{"tls": True}, {"tls": False}], ids=["CA that does not verify", "plain text"])
+def test_a_sal_that_cannot_verify_the_server_announces_nothing(sal_watcher: IrcProbe, lab_config: Path,
+                                                                tmp_path: Path, sal: dict[str, Any]) -> None:
+    section = {**yaml.safe_load(lab_config.read_text())["sal"], **sal}
+    section.pop("ca_file")  # the system CAs do not know the lab CA
+    who = f"op{secrets.token_hex(3)}"
+    result = cookbook(lab_copy(lab_config, tmp_path, sal=section), "demo.hello", who, env={"SUDO_USER": who})
+    assert result.returncode == 0, result.stderr
+    if sal["tls"]:
+        assert "SAL: the certificate of IRC server 127.0.0.1" in result.stderr and "does not verify" in result.stderr
+    sal_watcher.drain(quiet=1.0)
+    assert not [message for message in sal_watcher.messages if who in message.text]
 
 
 def test_failing_run_announces_end_fail(sal_watcher: IrcProbe, lab_config: Path, tmp_path: Path) -> None:
