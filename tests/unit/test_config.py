@@ -12,6 +12,7 @@ from libcluster.changes import ChangeLog
 from libcluster.config import Section
 from libcluster.errors import ConfigError
 from libcluster.netbox import NetBox
+from libcluster.runner import cli
 
 SECRET = "nbt_Zq81s3cr3tT0k3nValue"
 
@@ -36,6 +37,16 @@ def test_a_yaml_error_names_the_place_and_kind_but_no_value(tmp_path: Path, text
     message = str(caught.value)
     assert message.startswith(f"{path}: ") and expected in message
     assert not any(part in message for part in (SECRET, SECRET[:8], SECRET[-8:], "token"))
+
+
+def test_the_cookbook_command_prints_the_place_not_the_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                                            ) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(f"logs_base_dir: {tmp_path}\nnetbox:\n  token: {SECRET}: x\n")
+    assert cli.main(["-c", str(path), "-l"]) == 1
+    out = capsys.readouterr()
+    assert f"{path}: not valid YAML at line 3, column 34: mapping values are not allowed here" in out.err
+    assert SECRET not in out.out + out.err
 
 
 def _netbox(**keys: object) -> NetBox:
