@@ -20,6 +20,7 @@ import os
 import platform
 import secrets
 import shlex
+import ssl
 import statistics
 import subprocess
 import sys
@@ -31,7 +32,8 @@ from pathlib import Path
 import yaml
 
 from libcluster.chatops.probe import IrcProbe
-from libcluster.lab import topology
+from libcluster.lab import tls, topology
+from libcluster.lab.clusterfs import ClusterPaths
 from libcluster.lab.common import Lab
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,6 +42,11 @@ RESULTS = REPO / "bench" / "results" / "chatops.txt"
 GOAL = 1.0
 """Seconds allowed for command -> START and for END -> result."""
 TIMEOUT = 60.0
+
+
+def lab_ca() -> Path:
+    """The lab CA, which verifies the lab's ngircd (TLS only)."""
+    return tls.ca_file(ClusterPaths.of(Lab()))
 
 
 def write_config(tmp: Path, tag: str) -> Path:
@@ -53,7 +60,8 @@ def write_config(tmp: Path, tag: str) -> Path:
         "roles": {"bench": {"run": ["demo.*", "chatops.*"]}},
         "people": {"bench": {"identities": [f"irc:bench{tag}!*@*"], "roles": ["bench"]}},
         "irc": {"host": "127.0.0.1", "port": topology.IRC_PORT, "nick": f"cookbook-bot-{tag}",
-                "channels": [topology.CHATOPS_CHANNEL]},
+                "channels": [topology.CHATOPS_CHANNEL], "ca_file": str(lab_ca()),
+                "flood_burst": 20, "flood_interval": 0.05},  # the lab's ngircd has no penalties: time the service
     }
     path = tmp / "config.yaml"
     path.touch(mode=0o600)
@@ -96,7 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = write_config(tmp, tag)
         service = subprocess.Popen([service_bin, "-c", str(config), "serve"], stdout=subprocess.DEVNULL,
                                    stderr=(tmp / "service.log").open("w"))
-        client = IrcProbe("127.0.0.1", topology.IRC_PORT, f"bench{tag}", timeout=TIMEOUT)
+        client = IrcProbe("127.0.0.1", topology.IRC_PORT, f"bench{tag}", timeout=TIMEOUT,
+                          tls=ssl.create_default_context(cafile=lab_ca()))
         try:
             client.join(topology.CHATOPS_CHANNEL)
             deadline = time.monotonic() + TIMEOUT
