@@ -127,8 +127,9 @@ def _logging(verbose: bool) -> Iterator[None]:
 def check(settings: chatops_settings.ChatopsSettings) -> int:
     """Print what the configuration sets up, without secrets."""
     if settings.irc:
-        print(f"irc: {settings.irc.nick} on {settings.irc.host}:{settings.irc.port} in "
-              f"{', '.join(settings.irc.channels)}")
+        transport = "TLS, certificate verified" if settings.irc.tls else "plain text (tls: false)"
+        print(f"irc: {settings.irc.nick} on {settings.irc.host}:{settings.irc.port} ({transport}) in "
+              f"{', '.join(settings.irc.channels)}; authentication {settings.irc.authentication}")
     if settings.http:
         proofs = [name for name, value in (("Slack signatures", settings.http.slack_signing_secret),
                                            ("Mattermost token", settings.http.mattermost_token)) if value]
