@@ -6,6 +6,7 @@ secret); a logging filter and :func:`redact` replace them wherever they appear.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
@@ -24,10 +25,16 @@ _secrets: set[str] = set()
 
 
 def register(value: object) -> None:
-    """Remember a secret value so that it is masked from now on (short values are ignored)."""
+    """Remember a secret value, and how it reads once escaped, so that it is masked from now on (short ones ignored).
+
+    Escaped forms: in JSON (ASCII-only or not), in a Python repr (a ``%r`` in a log message, an exception
+    showing a value) and as unicode_escape, so a quote, backslash or non-ASCII character cannot unmask it.
+    """
     if isinstance(value, str) and len(value) >= _MIN_SECRET_LEN:
+        forms = {value, json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1], repr(value)[1:-1],
+                 value.encode("unicode_escape").decode("ascii")}
         with _lock:
-            _secrets.add(value)
+            _secrets.update(forms)
 
 
 def is_secret_key(key: str) -> bool:

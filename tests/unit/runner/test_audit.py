@@ -4,6 +4,7 @@ appends, and a new file after the old one was rotated away."""
 from __future__ import annotations
 
 import json
+import logging
 import multiprocessing
 from pathlib import Path
 
@@ -85,3 +86,14 @@ def test_escaped_secrets_are_masked_in_the_line(tmp_path: Path, secret: str) -> 
     record = json.loads(line)
     assert record["argv"] == ["--name", "x*****y"] and record["changes"] == [{"detail": {"key": "*****", "*****": 1}}]
     assert record["path"] == "/tmp/*****"
+
+
+def test_an_escaped_secret_is_masked_in_log_messages(caplog: pytest.LogCaptureFixture) -> None:
+    secret = "it's-a\\back\u00e9slash-6"
+    redact.register(secret)
+    logger = logging.getLogger("test.redact")
+    logger.addFilter(redact.RedactingFilter())
+    with caplog.at_level(logging.INFO, logger="test.redact"):
+        logger.info("value %r, json %s, ascii %a", secret, json.dumps({"k": secret}), secret)
+    message = caplog.records[-1].getMessage()
+    assert message == 'value "*****", json {"k": "*****"}, ascii "*****"'
