@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import socket
+import ssl
 import time
 import uuid
 from collections.abc import Callable
@@ -185,12 +186,13 @@ def test_etcd_put_get_through_json_gateway(lab_part: Part) -> None:
 
 
 class IrcClient:
-    """A minimal line-based IRC client over a raw socket, every read bounded by a deadline."""
+    """A minimal line-based IRC client over TLS (verified by ca_file), every read bounded by a deadline."""
 
-    def __init__(self, host: str, port: int, nick: str) -> None:
+    def __init__(self, host: str, port: int, nick: str, ca_file: str) -> None:
         """Connect and register as nick; wait for the welcome (001)."""
         self.nick = nick
-        self.sock = socket.create_connection((host, port), timeout=TIMEOUT)
+        tls = ssl.create_default_context(cafile=ca_file)
+        self.sock = tls.wrap_socket(socket.create_connection((host, port), timeout=TIMEOUT), server_hostname=host)
         self.buffer = b""
         self.send(f"NICK {nick}")
         self.send(f"USER {nick} 0 * :cookbook-lab test")
@@ -236,8 +238,8 @@ def test_irc_privmsg_reaches_other_client(lab_part: Part) -> None:
     irc = lab_part("irc")
     tag = uuid.uuid4().hex[:6]
     channel = f"#lab-test-{tag}"
-    sender = IrcClient(irc["host"], irc["port"], f"sender{tag}")
-    receiver = IrcClient(irc["host"], irc["port"], f"receiver{tag}")
+    sender = IrcClient(irc["host"], irc["port"], f"sender{tag}", irc["ca_file"])
+    receiver = IrcClient(irc["host"], irc["port"], f"receiver{tag}", irc["ca_file"])
     try:
         sender.join(channel)
         receiver.join(channel)
@@ -253,7 +255,7 @@ def test_irc_privmsg_reaches_other_client(lab_part: Part) -> None:
 def test_irc_predefined_channels_exist(lab_part: Part) -> None:
     """The SAL and chatops channels are predefined on the server."""
     irc = lab_part("irc")
-    client = IrcClient(irc["host"], irc["port"], f"lister{uuid.uuid4().hex[:6]}")
+    client = IrcClient(irc["host"], irc["port"], f"lister{uuid.uuid4().hex[:6]}", irc["ca_file"])
     try:
         for channel in (topology.SAL_CHANNEL, topology.CHATOPS_CHANNEL):
             client.send(f"LIST {channel}")
