@@ -39,7 +39,7 @@ def nb_part(lab_part: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
 def config(part: dict[str, Any], **extra: Any) -> Section:
     """The `netbox` section for the lab NetBox."""
     return Section({"url": part["url"], "token": part["token"], "ro_token": part["ro_token"], "timeout": 60,
-                    **extra}, "netbox", "lab")
+                    "allow_insecure_http": part["url"].startswith("http://"), **extra}, "netbox", "lab")
 
 
 def client(part: dict[str, Any], *, read_write: bool = True, dry_run: bool = False, changes: ChangeLog | None = None,
