@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import ssl
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -69,7 +70,7 @@ def chunks(text: str, limit: int = MAX_BYTES) -> list[str]:
     return pieces or [""]
 
 
-def connect_factory(host: str, tls: Any) -> irc.connection.Factory:
+def connect_factory(host: str, tls: ssl.SSLContext | None) -> irc.connection.Factory:
     """Plain sockets when tls is None, else sockets wrapped by the context (certificate and host name verified)."""
     if tls is None:
         return irc.connection.Factory()
