@@ -8,7 +8,9 @@ temporary directory, next to a configuration that must survive.
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import stat
 import subprocess
 from pathlib import Path
@@ -17,7 +19,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SECURE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-OVERLAID = ("opt", "usr/local", "etc", "var/log")
+OVERLAID = ("opt", "usr/local", "etc", "var", "run")
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="installing needs root")
 
@@ -33,49 +35,108 @@ def _mode(path: Path) -> str:
     return f"{stat.S_IMODE(info.st_mode):04o} {info.st_uid}:{info.st_gid}"
 
 
-def test_install_on_the_real_paths_then_uninstall_leaves_only_the_configuration(tmp_path: Path) -> None:
+def _unit(path: Path) -> dict[str, str]:
+    """The key=value settings of a unit file (last one wins)."""
+    lines = [line.split("=", 1) for line in path.read_text().splitlines() if "=" in line and line[0] not in "#;"]
+    return {key: value for key, value in lines}
+
+
+@pytest.fixture(scope="module")
+def visudo() -> None:
+    """sudo (visudo, and sudo itself for the rule's test), installed through the lab's apt when missing."""
+    if shutil.which("visudo") is None:
+        from libcluster.lab.common import Lab
+
+        Lab().apt_install("packaging", ["sudo"])
+
+
+def test_install_on_the_real_paths_then_uninstall_leaves_only_the_configuration(tmp_path: Path, visudo: None) -> None:
+    up = tmp_path / "up"
     mounts = "\n".join(
-        f"mkdir -p {tmp_path}/up/{d} {tmp_path}/work/{d}\n"
-        f"mount -t overlay overlay -o lowerdir=/{d},upperdir={tmp_path}/up/{d},workdir={tmp_path}/work/{d} /{d}"
+        f"mkdir -p {up}/{d} {tmp_path}/work/{d}\n"
+        f"mount -t overlay overlay -o lowerdir=/{d},upperdir={up}/{d},workdir={tmp_path}/work/{d} /{d}"
         for d in OVERLAID)
     sudo_like = f"env -i HOME={tmp_path}/home PATH={SECURE_PATH}"
+    units = "/etc/systemd/system/cookbook-hooks-agent.service /etc/systemd/system/cookbook-chatops.service"
     inside = f"""{mounts}
+# A member of the operators' group, and the sudoers example in place (the test lets her skip the password).
+groupadd cookbook-operators
+useradd -M -N -g cookbook-operators -s /bin/sh cookbook-test-alice
+install -m 0440 {REPO}/packaging/sudoers /etc/sudoers.d/ganeti-cookbooks
+echo 'Defaults:cookbook-test-alice !authenticate' >/etc/sudoers.d/zz-test
+find {up} >{tmp_path}/baseline
 cd {REPO}
 ./dev install
+cmp /usr/local/share/ganeti-cookbooks/examples/sudoers /etc/sudoers.d/ganeti-cookbooks
 echo "which: $({sudo_like} sh -c 'command -v cookbook')"
 {sudo_like} cookbook -l sre.ganeti
 stat -c 'mode %n %a %u:%g' /etc/ganeti-cookbooks /etc/ganeti-cookbooks/config.yaml /var/log/ganeti-cookbooks
 grep -A1 '^cookbooks_base_dirs:' /etc/ganeti-cookbooks/config.yaml
 test ! -e /usr/local/bin/cookbook-lab && echo "no cookbook-lab"
+echo "visudo: $(visudo -cf /usr/local/share/ganeti-cookbooks/examples/sudoers 2>&1)"
+rc=0; out=$(systemd-analyze verify {units} 2>&1) || rc=$?
+echo "verify rc=$rc [$out]"
+cd /
+echo "sudo-list: $(runuser -u cookbook-test-alice -- sudo -n cookbook -l sre.dns 2>&1)"
+rc=0; runuser -u cookbook-test-alice -- sudo -n /bin/true 2>/dev/null || rc=$?
+echo "sudo-other rc=$rc"
+rc=0; runuser -u cookbook-test-alice -- sudo -n cookbook -d -y sre.ganeti.reboot-vm vm1.example.org 2>/dev/null || rc=$?
+echo "sudo-run rc=$rc audit: $(cat /var/log/ganeti-cookbooks/audit.jsonl)"
+rm -r /var/log/ganeti-cookbooks/*   # this test's own run: its logs and audit record
+cd {REPO}
 ./dev uninstall
 """
     result = subprocess.run(["unshare", "--mount", "--propagation", "private", "bash", "-euc", inside],
                             capture_output=True, text=True, timeout=600)
     print(f"[exit {result.returncode}]\n{result.stdout}{result.stderr}")
     assert result.returncode == 0
-    assert "which: /usr/local/bin/cookbook\n" in result.stdout
-    assert "sre.ganeti.makevm" in result.stdout and "sre.ganeti.reboot-vm" in result.stdout
-    assert "mode /etc/ganeti-cookbooks 750 0:0" in result.stdout
-    assert "mode /etc/ganeti-cookbooks/config.yaml 640 0:0" in result.stdout
-    assert "mode /var/log/ganeti-cookbooks 750 0:0" in result.stdout
-    assert "  - /usr/local/share/ganeti-cookbooks\n" in result.stdout
-    assert "no cookbook-lab" in result.stdout
-    assert "configuration in /etc/ganeti-cookbooks is kept" in result.stdout
+    out = result.stdout
+    assert "which: /usr/local/bin/cookbook\n" in out
+    assert "sre.ganeti.makevm" in out and "sre.ganeti.reboot-vm" in out
+    assert "mode /etc/ganeti-cookbooks 750 0:0" in out
+    assert "mode /etc/ganeti-cookbooks/config.yaml 640 0:0" in out
+    assert "mode /var/log/ganeti-cookbooks 750 0:0" in out
+    assert "  - /usr/local/share/ganeti-cookbooks\n" in out
+    assert "no cookbook-lab" in out
+    assert "visudo: /usr/local/share/ganeti-cookbooks/examples/sudoers: parsed OK\n" in out
+    assert "verify rc=0 []\n" in out
+    # The sudoers rule: cookbook (found on sudo's secure_path) and nothing else; the audit names the member.
+    assert "sudo-list: cookbooks\n" in out and "sre.dns.netbox" in out
+    assert "sudo-other rc=1\n" in out
+    run_line = next(line for line in out.splitlines() if line.startswith("sudo-run"))
+    assert run_line.startswith("sudo-run rc=94 audit: {")
+    record = json.loads(run_line.split("audit: ", 1)[1])
+    assert (record["user"], record["cookbook"], record["exit_code"]) == (
+        "cookbook-test-alice", "sre.ganeti.reboot-vm", 94)
+    assert "configuration in /etc/ganeti-cookbooks is kept" in out
 
-    # What is left in the overlays' upper layers is everything the two commands changed on the machine:
-    # only the configuration. Directories copied up from below (e.g. /etc/systemd/system) are not changes;
-    # a whiteout (character device) would be a host file deleted.
+    # What is new in the overlays' upper layers since the test's own setup is everything install and
+    # uninstall changed on the machine: only the configuration. Directories copied up from below (e.g.
+    # /etc/systemd/system) are not changes; a whiteout (character device) would be a host file deleted.
+    baseline = set((tmp_path / "baseline").read_text().splitlines())
     left, whiteouts = [], []
-    for top in OVERLAID:
-        for path in (tmp_path / "up" / top).rglob("*"):
-            relative = "/" + str(path.relative_to(tmp_path / "up"))
-            if path.is_char_device():
-                whiteouts.append(relative)
-            elif not (path.is_dir() and Path(relative).is_dir()):
-                left.append(relative)
+    for path in up.rglob("*"):
+        relative = "/" + str(path.relative_to(up))
+        if path.is_char_device():
+            whiteouts.append(relative)
+        elif relative == "/run/systemd/systemd-units-load":
+            continue  # systemd-analyze's own stamp, from the test's verify
+        elif str(path) not in baseline and not (path.is_dir() and Path(relative).is_dir()):
+            left.append(relative)
     assert whiteouts == []
     assert sorted(left) == ["/etc/ganeti-cookbooks", "/etc/ganeti-cookbooks/config.yaml"]
     assert not Path("/etc/ganeti-cookbooks").exists() and not Path("/opt/ganeti-cookbooks").exists()
+
+
+def test_units_restart_on_failure_and_are_hardened() -> None:
+    for name in ("cookbook-hooks-agent", "cookbook-chatops"):
+        unit = _unit(REPO / "packaging" / "systemd" / f"{name}.service")
+        assert unit["ExecStart"].startswith(f"/usr/local/bin/{name} -c /etc/ganeti-cookbooks/config.yaml")
+        assert unit["Restart"] == "on-failure"
+        for key, value in (("NoNewPrivileges", "yes"), ("PrivateTmp", "yes"), ("ProtectSystem", "strict"),
+                           ("ProtectHome", "read-only")):
+            assert unit[key] == value, (name, key)
+        assert unit["ReadWritePaths"].split() == ["/var/log/ganeti-cookbooks", "/run/lock"]
 
 
 def test_install_into_a_root_keeps_an_existing_configuration_and_uninstall_removes_the_rest(tmp_path: Path) -> None:
