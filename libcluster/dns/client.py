@@ -13,7 +13,6 @@ from collections.abc import Iterable, Sequence
 
 import dns.exception
 import dns.name
-import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
@@ -23,10 +22,11 @@ from libcluster.config import Section
 from libcluster.dns import update
 from libcluster.dns.diff import Diff, Keep, RRsetChange, compute
 from libcluster.dns.errors import DNSError, DNSZoneError
-from libcluster.dns.records import Built, Records, RRsetKey, build
+from libcluster.dns.protection import Owns, Protection, guard
+from libcluster.dns.records import Built, Found, Records, RRsetKey, build
 from libcluster.dns.server import Server
 from libcluster.dns.snippets import snippets
-from libcluster.dns.zones import FORWARD_TYPES, Zones
+from libcluster.dns.zones import FORWARD_TYPES, Zones, folded
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,9 @@ class DNS:
 
     def zone_records(self, zone: str | dns.name.Name) -> Records:
         """The managed rrsets of a configured zone, read by TSIG-signed AXFR (no SOA, NS or other types)."""
-        return self._read(self._zone(zone))[0]
+        found = Found()
+        self._read(self._zone(zone), found)
+        return found.records()
 
     def current(self, keys: Iterable[RRsetKey]) -> Records:
         """The rrsets the server answers for some (name, type) keys, by direct queries (for a few names)."""
@@ -88,31 +90,30 @@ class DNS:
     # Differences
 
     def diff(self, wanted: Records, *, zones: Iterable[str | dns.name.Name] | None = None,
-             keep: Keep | None = None) -> Diff:
+             keep: Keep | None = None, owns: Owns | None = None) -> Diff:
         """What to change so the given zones (default: all configured) hold exactly the wanted managed rrsets.
 
-        The zones are read by AXFR. Addresses of a zone's own name servers and rrsets keep() accepts are
-        never deleted; wanted records of other zones are ignored.
+        The zones are read by AXFR. The zone apex, the names of its NS rrsets (delegations and the names
+        below them) and the name servers' addresses are never changed; rrsets keep() accepts are silently
+        kept; an rrset on the server that owns() refuses is neither replaced nor deleted (see Diff.left).
+        Wanted records of other zones are ignored.
         """
-        origins = {self._zone(zone) for zone in zones} if zones is not None else set(self.zones.names)
-        actual: Records = {}
-        protected: set[dns.name.Name] = set()
+        chosen = {self._zone(zone) for zone in zones} if zones is not None else set(self.zones.names)
+        origins = [zone for zone in self.zones.names if zone in chosen]
+        found, protection = Found(), Protection(self.zones)
         for origin in origins:
-            records, name_servers = self._read(origin)
-            actual.update(records)
-            protected |= name_servers
+            self._read(origin, found, protection)
+        in_scope = {key: rrset for key, rrset in wanted.items()
+                    if any(self.zones.zone_of(key[0]) is origin for origin in origins)}
+        return compute(in_scope, found, self.zones, keep=keep, guard=guard(protection, owns))
 
-        def kept(name: dns.name.Name, rdtype: dns.rdatatype.RdataType) -> bool:
-            return name in protected or (keep is not None and keep(name, rdtype))
-
-        in_scope = {key: rrset for key, rrset in wanted.items() if self.zones.zone_of(key[0]) in origins}
-        return compute(in_scope, actual, self.zones, keep=kept)
-
-    def host_diff(self, fqdn: str, addresses: Iterable[str]) -> Diff:
+    def host_diff(self, fqdn: str, addresses: Iterable[str], *, owns: Owns | None = None) -> Diff:
         """What to change so fqdn has exactly these addresses, with PTRs; PTRs of its old addresses go too.
 
         Only this host's rrsets are read (direct queries), so this is cheap for one VM. An old address's
-        PTR is left alone when it no longer points to fqdn.
+        PTR is left alone when it no longer points to fqdn. As in diff(), zone apexes, delegations and
+        name servers' addresses are never changed (asked by NS queries for what would change), and an
+        rrset on the server that owns() refuses is left as is (see Diff.left).
         """
         built = self.records((fqdn, address) for address in addresses)
         name = dns.name.from_text(fqdn)
@@ -132,7 +133,8 @@ class DNS:
             ptr = next(key for key in keys if key[1] == dns.rdatatype.PTR)
             if ptr not in built.records and ptr in actual and all(rdata.target != name for rdata in actual[ptr]):
                 scope -= keys
-        return compute(built.records, actual, self.zones, scope=scope)
+        protection = Protection(self.zones, self.server)
+        return compute(built.records, actual, self.zones, scope=scope, guard=guard(protection, owns))
 
     # Changes
 
@@ -156,37 +158,36 @@ class DNS:
                     applied += len(batch)
         return sent
 
-    def set_host(self, fqdn: str, addresses: Iterable[str]) -> Diff:
+    def set_host(self, fqdn: str, addresses: Iterable[str], *, owns: Owns | None = None) -> Diff:
         """Make fqdn's A/AAAA and PTR records match addresses (see host_diff) and return what changed."""
-        diff = self.host_diff(fqdn, addresses)
+        diff = self.host_diff(fqdn, addresses, owns=owns)
         self.apply(diff)
         return diff
 
     def remove_host(self, fqdn: str) -> Diff:
-        """Remove fqdn's A/AAAA records and the PTRs of its addresses; returns what changed."""
+        """Remove fqdn's A/AAAA records and the PTRs of its addresses (all taken as ours); returns what changed."""
         return self.set_host(fqdn, [])
 
     # Internals
 
     def _zone(self, zone: str | dns.name.Name) -> dns.name.Name:
         name = zone if isinstance(zone, dns.name.Name) else dns.name.from_text(zone)
-        if name not in self.zones.names:
-            raise DNSZoneError(f"{zone} is not a configured zone ({', '.join(map(str, self.zones.names))})")
-        return name
+        for configured in self.zones.names:
+            if configured == name:
+                return configured
+        raise DNSZoneError(f"{zone} is not a configured zone ({', '.join(map(str, self.zones.names))})")
 
-    def _read(self, origin: dns.name.Name) -> tuple[Records, set[dns.name.Name]]:
-        """Managed rrsets of the zone, and the names of its in-zone name servers."""
-        content = self.server.transfer(origin)
-        apex_ns = content.get_rdataset(origin, dns.rdatatype.NS)
-        name_servers = {rdata.target for rdata in apex_ns or ()}
-        records: Records = {}
-        for name, rdataset in content.iterate_rdatasets():
-            if self.zones.zone_of(name) != origin or not self.zones.managed(name, rdataset.rdtype):
+    def _read(self, origin: dns.name.Name, found: Found, protection: Protection | None = None) -> None:
+        """Add the zone's managed rrsets to found, and its NS rrsets to protection."""
+        for name, rdtype, ttl, rdata in self.server.transfer(origin):
+            if rdtype == dns.rdatatype.NS:
+                if protection is not None:
+                    protection.add(name, rdata.target)
                 continue
-            rrset = dns.rrset.RRset(name, dns.rdataclass.IN, rdataset.rdtype)
-            rrset.update(rdataset)
-            records[(name, rdataset.rdtype)] = rrset
-        return records, name_servers
+            labels = folded(name)
+            zone = self.zones.zone_of_folded(labels)
+            if zone is origin and self.zones.managed_in(zone, name, rdtype):
+                found.add(name, rdtype, ttl, rdata, labels)
 
     def _send(self, zone: dns.name.Name, batch: Sequence[RRsetChange], sock: socket.socket, applied: int) -> int:
         """Send one batch (split in halves while too big for one message); returns messages sent."""

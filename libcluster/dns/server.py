@@ -17,6 +17,7 @@ import dns.message
 import dns.name
 import dns.query
 import dns.rcode
+import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
@@ -24,7 +25,6 @@ import dns.tsig
 import dns.tsigkeyring
 import dns.update
 import dns.xfr
-import dns.zone
 
 from libcluster.dns.errors import DNSAuthError, DNSError, DNSRefused, DNSUnavailable, DNSZoneError
 from libcluster.errors import ConfigError
@@ -105,33 +105,63 @@ class Server:
             raise DNSZoneError(f"SOA {zone}: {self.where} is not authoritative for this zone")
         return int(soa[0].serial)
 
-    def transfer(self, zone: dns.name.Name) -> dns.zone.Zone:
-        """The whole zone, read by a TSIG-signed AXFR (dnspython's xfr query and state machine), absolute names.
+    def transfer(self, zone: dns.name.Name) -> Iterator[tuple[dns.name.Name, dns.rdatatype.RdataType, int,
+                                                               dns.rdata.Rdata]]:
+        """Every record of zone as (owner, type, TTL, rdata), read by a TSIG-signed AXFR, absolute names.
 
-        The socket is drained before each message is parsed: the server gives up on a client that
-        leaves one message unread for long (Knot: tcp-io-timeout, 500 ms), and parsing a big zone
-        is slower than sending it.
+        dnspython parses and checks each message (TSIG included); the AXFR framing is checked here as
+        dnspython's xfr.Inbound does (first and last message signed, an SOA of the zone first and again
+        last), without building a zone: that costs more than the transfer. The socket is drained before
+        each message is parsed: the server gives up on a client that leaves one message unread for long
+        (Knot: tcp-io-timeout, 500 ms). The closing SOA is not repeated.
         """
-        content = dns.zone.Zone(zone, relativize=False)
-        query, _ = dns.xfr.make_query(content, serial=None, keyring=self.keyring, keyname=self.keyname,
-                                      keyalgorithm=self.algorithm)
+        query = dns.message.make_query(zone, dns.rdatatype.AXFR)
+        query.use_tsig(self.keyring, self.keyname, algorithm=self.algorithm)
         with self._errors(f"AXFR {zone}"), socket.create_connection((self.host, self.port), self.timeout) as sock:
             dns.query.send_tcp(sock, query)
             frames = _Frames(sock)
-            tsig_ctx = None
-            first = True
-            with dns.xfr.Inbound(content, dns.rdatatype.AXFR) as inbound:
-                done = False
-                while not done:
-                    response = dns.message.from_wire(frames.next(), keyring=query.keyring, request_mac=query.mac,
-                                                     xfr=True, origin=content.from_wire_origin(), tsig_ctx=tsig_ctx,
-                                                     multi=True)
-                    if not query.is_response(response, xfr_continuation=not first):
-                        raise dns.query.BadResponse
-                    first = False
-                    done = inbound.process_message(response)
-                    tsig_ctx = response.tsig_ctx
-        return content
+            tsig_ctx, soa = None, None
+            while True:
+                response = dns.message.from_wire(frames.next(), keyring=query.keyring, request_mac=query.mac,
+                                                 xfr=True, tsig_ctx=tsig_ctx, multi=True, one_rr_per_rrset=True)
+                if not query.is_response(response, xfr_continuation=soa is not None):
+                    raise dns.query.BadResponse
+                if response.rcode() != dns.rcode.NOERROR:
+                    raise dns.xfr.TransferError(response.rcode())
+                tsig_ctx = response.tsig_ctx
+                answer = list(response.answer)
+                if soa is None:
+                    if not response.had_tsig:
+                        raise dns.exception.FormError("first AXFR message without TSIG")
+                    if not answer or answer[0].name != zone or answer[0].rdtype != dns.rdatatype.SOA:
+                        raise dns.exception.FormError("AXFR does not start with the zone's SOA")
+                    soa = answer[0]
+                for index, rrset in enumerate(answer):
+                    if rrset.rdtype == dns.rdatatype.SOA and rrset.name == zone and not (index == 0 and
+                                                                                         rrset is soa):
+                        if rrset != soa or index != len(answer) - 1:
+                            raise dns.exception.FormError("unexpected SOA in the AXFR")
+                        if not response.had_tsig:
+                            raise dns.exception.FormError("last AXFR message without TSIG")
+                        return
+                    for rdata in rrset:
+                        yield rrset.name, rrset.rdtype, rrset.ttl, rdata
+
+    def authority(self, name: dns.name.Name) -> tuple[set[dns.name.Name], set[dns.name.Name]]:
+        """Where name stands among the zone's NS rrsets: the owners of those at or above it, and their targets.
+
+        One NS query: an answer means name is a zone apex or a delegation point, a referral means it is
+        below a delegation; either way the NS owners and targets are returned (both empty otherwise).
+        """
+        with self._errors(f"query {name} NS"):
+            response, _ = dns.query.udp_with_fallback(dns.message.make_query(name, dns.rdatatype.NS), self.host,
+                                                      timeout=self.timeout, port=self.port)
+        owners, targets = set(), set()
+        for rrset in (*response.answer, *response.authority):
+            if rrset.rdtype == dns.rdatatype.NS:
+                owners.add(rrset.name)
+                targets |= {rdata.target for rdata in rrset}
+        return owners, targets
 
     @contextmanager
     def connection(self) -> Iterator[socket.socket]:

@@ -55,7 +55,8 @@ def _classless(zone: dns.name.Name) -> Classless | None:
     return Classless(zone=zone, network=network, parent=zone.parent())
 
 
-def _folded(name: dns.name.Name) -> tuple[bytes, ...]:
+def folded(name: dns.name.Name) -> tuple[bytes, ...]:
+    """Name's labels lower-cased: a cheap key (dnspython's Name hash and compare fold every label each time)."""
     return tuple(label.lower() for label in name.labels)
 
 
@@ -79,9 +80,10 @@ class Zones:
         self.classless: tuple[Classless, ...] = tuple(
             found for found in (_classless(name) for name in self.names) if found is not None
         )
-        self._suffixes = tuple((_folded(zone), zone) for zone in self.names)
-        self._reverse = frozenset(zone for zone in self.names
-                                  if zone.is_subdomain(_IPV4_REVERSE) or zone.is_subdomain(_IPV6_REVERSE))
+        self._suffixes = tuple((folded(zone), zone) for zone in self.names)
+        self._reverse = tuple(zone for zone in self.names
+                              if zone.is_subdomain(_IPV4_REVERSE) or zone.is_subdomain(_IPV6_REVERSE))
+        """A tuple: zones come from `names`, so identity answers first (Name's hash folds every label each time)."""
 
     def zone_of(self, name: str | dns.name.Name) -> dns.name.Name | None:
         """The longest configured zone name is under, None if it is under none.
@@ -89,7 +91,10 @@ class Zones:
         Compares case-folded label tuples: this runs for every record of every zone read, and
         Name.is_subdomain costs tens of microseconds on long reverse names.
         """
-        labels = _folded(_name(name))
+        return self.zone_of_folded(folded(_name(name)))
+
+    def zone_of_folded(self, labels: tuple[bytes, ...]) -> dns.name.Name | None:
+        """zone_of() for a name given as its folded labels (see folded); the zone is one of `names`."""
         for suffix, zone in self._suffixes:
             if len(suffix) <= len(labels) and labels[len(labels) - len(suffix):] == suffix:
                 return zone
@@ -97,6 +102,8 @@ class Zones:
 
     def is_reverse(self, zone: dns.name.Name) -> bool:
         """Whether zone (a configured zone) is an IPv4 or IPv6 reverse zone."""
+        if any(zone is known for known in self.names):
+            return any(zone is reverse for reverse in self._reverse)
         return zone in self._reverse
 
     def ptr_owner(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -111,8 +118,10 @@ class Zones:
     def managed(self, name: dns.name.Name, rdtype: dns.rdatatype.RdataType) -> bool:
         """Whether an rrset found on the server is ours to change: A/AAAA forward, PTR reverse, RFC 2317 CNAMEs."""
         zone = self.zone_of(name)
-        if zone is None:
-            return False
+        return zone is not None and self.managed_in(zone, name, rdtype)
+
+    def managed_in(self, zone: dns.name.Name, name: dns.name.Name, rdtype: dns.rdatatype.RdataType) -> bool:
+        """managed() for a name already known to be in zone (a zone read calls this for every record)."""
         if not self.is_reverse(zone):
             return rdtype in FORWARD_TYPES
         if rdtype == dns.rdatatype.PTR:

@@ -159,6 +159,7 @@ _KINDS = (
         "dns_name__empty": Check("dns_name", _empty),
         "vminterface_id": _assigned_to(VM_INTERFACE_TYPE),
         "virtual_machine_id": Check("assigned_object.virtual_machine.id"),
+        "device_id": Check("assigned_object.device.id"),
         "assigned_to_interface": Check("assigned_object_id", _not_null),
         "status": Check("status.value"),
         "family": Check("family.value"),

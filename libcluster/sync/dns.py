@@ -11,14 +11,17 @@ from collections.abc import Iterable
 
 from libcluster.dns import DNS, Diff, DNSError
 from libcluster.dns.diff import compute
+from libcluster.dns.protection import Owns
 
 
-def publish(dns: DNS, fqdn: str, addresses: Iterable[str]) -> Diff:
+def publish(dns: DNS, fqdn: str, addresses: Iterable[str], *, owns: Owns | None = None) -> Diff:
     """Make fqdn's A/AAAA and PTR records match addresses, check the server answers them; return what changed.
 
-    In dry-run the changes are only recorded and nothing is checked.
+    Records on the server that owns() refuses are left as they are (Diff.left); owns None takes every
+    record of fqdn as ours (makevm: the name was checked free before the run created its records). In
+    dry-run the changes are only recorded and nothing is checked.
     """
-    diff = dns.set_host(fqdn, addresses)
+    diff = dns.set_host(fqdn, addresses, owns=owns)
     if not dns.dry_run:
         verify(dns, diff)
     return diff

@@ -1,13 +1,19 @@
 """Follow one instance into NetBox and DNS: what `sync-netbox --vm` and the hooks agent do after any change.
 
 - Ganeti has it: it is recorded by :func:`libcluster.sync.vm.record_instance` (the mapping makevm uses) in
-  its primary node's group's cluster. A VM NetBox knows no address of gets one (see
-  :mod:`libcluster.sync.addresses`). Renamed (``renamed_from``): the NetBox VM and its addresses take the
-  new name first, so they keep their ids and addresses.
+  its primary node's group's cluster. A VM NetBox knows no address of gets its Ganeti NIC IP; without
+  one it is recorded without address and reported, unless ``sync.allocate_ips`` asks for an address
+  from its group's prefixes, which Ganeti's NIC then carries too (see :mod:`libcluster.sync.addresses`).
+  Renamed (``renamed_from``): the NetBox VM and its addresses take the new name first, so they keep
+  their ids and addresses.
 - Ganeti no longer has it: reported; with ``delete`` its addresses are released or kept
-  (``sync.release_ips``) and the VM is deleted.
+  (``sync.release_ips``) and the VM is deleted, with its DNS records.
+- Neither Ganeti nor NetBox (a VM of the cluster group) has it: nothing is changed, and said so.
 - DNS: the name's A/AAAA and PTR records are made to match the NetBox addresses named after it
-  (:func:`libcluster.sync.dns.publish`); an old name's records go.
+  (:func:`libcluster.sync.dns.publish`); an old name's records go. Only records NetBox accounts for
+  when the run starts (names and addresses of the addresses of the VMs followed, see
+  :class:`libcluster.sync.netbox_dns.Accounted`) are replaced or deleted; any other record of those
+  names is left as it is and reported, and zone apexes and name servers are never touched.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from libcluster.sync import addresses
 from libcluster.sync import dns as sync_dns
 from libcluster.sync import vm as sync_vm
 from libcluster.sync.cluster import Row, SyncSettings
-from libcluster.sync.netbox_dns import DNSSyncSettings, host_addresses
+from libcluster.sync.netbox_dns import Accounted, DNSSyncSettings, host_addresses
 
 logger = logging.getLogger(__name__)
 
@@ -59,45 +65,64 @@ class Follower:
             instance: dict[str, Any] | None = self.ganeti.instance(name)
         except RapiNotFoundError:
             instance = None
+        accounted = self._accounted([name, *([renamed_from] if renamed_from else [])], clusters)
         if instance is None:
-            self._gone(name, clusters, delete, done)
+            self._gone(name, clusters, delete, done, accounted)
             return done
         name = done.name = str(instance["name"])
         if renamed_from and renamed_from != name:
-            self._rename(renamed_from, name, clusters, done)
-        self._record(instance, clusters, done)
+            self._rename(renamed_from, name, clusters, done, accounted)
+        self._record(instance, clusters, done, accounted)
         return done
+
+    def _accounted(self, names: Sequence[str], clusters: dict[str, dict[str, Any]]) -> Accounted:
+        """What NetBox accounts for before anything changes: the addresses of the VMs called names in clusters."""
+        vms = [vm for name in names for vm in self._vms(name, clusters)]
+        ips = self.netbox.objects("ip-address", virtual_machine_id=[int(vm["id"]) for vm in vms]) if vms else []
+        return Accounted.of(self.dns.zones, ips)
 
     def _vms(self, name: str, clusters: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         ids = [int(c["id"]) for c in clusters.values()]
         return self.netbox.objects("vm", name=name, cluster_id=ids) if ids else []
 
-    def _publish(self, name: str, done: Followed, planned: Sequence[dict[str, Any]] = ()) -> None:
-        """Make name's records match the NetBox addresses named after it, plus planned ones (none: its records go)."""
+    def _publish(self, name: str, done: Followed, accounted: Accounted, planned: Sequence[dict[str, Any]] = ()
+                 ) -> None:
+        """Make name's records match the NetBox addresses named after it, plus planned ones (none: its records go);
+        only records NetBox accounted for at the start are replaced or deleted, the others are reported."""
         ips = self.netbox.objects("ip-address", fields=("id", "address", "dns_name", "status"), dns_name=name)
         ips += [{**ip, "dns_name": name} for ip in planned]
         try:
-            diff = sync_dns.publish(self.dns, name, host_addresses(ips, name, self.dns_settings))
+            diff = sync_dns.publish(self.dns, name, host_addresses(ips, name, self.dns_settings),
+                                    owns=accounted.owns)
         except DNSZoneError as exc:
             logger.warning("DNS of %s left alone: %s", name, exc)
             return
         done.rows += [Row("dns", "rrset", change.name.to_text(), change.describe()) for change in diff]
+        for item in diff.left:
+            logger.warning("DNS record not ours, left as is: %s", item.describe())
+            done.rows.append(Row("kept", "rrset", item.rrset.name.to_text(), item.describe()))
 
-    def _gone(self, name: str, clusters: dict[str, dict[str, Any]], delete: bool, done: Followed) -> None:
+    def _gone(self, name: str, clusters: dict[str, dict[str, Any]], delete: bool, done: Followed,
+              accounted: Accounted) -> None:
         vms = self._vms(name, clusters)
+        if not vms:
+            done.rows.append(Row("nothing", "vm", name, "in neither Ganeti nor NetBox cluster group "
+                                 f"{self.settings.netbox_cluster_group}: nothing changed"))
+            self._publish(name, done, accounted)
+            return
         if not delete:
             done.rows += [Row("extra", "vm", name, f"in cluster {vm['cluster']['name']}, not in Ganeti "
                               "(--delete removes it)") for vm in vms]
             return
-        if vms:
-            ips = self.netbox.objects("ip-address", virtual_machine_id=[int(vm["id"]) for vm in vms])
-            addresses.retire(self.netbox, ips, release=self.sync.release_ips)
-            self.netbox.delete("vm", vms)
-            verb = "released" if self.sync.release_ips else "kept (reserved)"
-            done.rows += [Row("delete", "vm", name, f"not in Ganeti; {len(ips)} address(es) {verb}")]
-        self._publish(name, done)
+        ips = self.netbox.objects("ip-address", virtual_machine_id=[int(vm["id"]) for vm in vms])
+        addresses.retire(self.netbox, ips, release=self.sync.release_ips)
+        self.netbox.delete("vm", vms)
+        verb = "released" if self.sync.release_ips else "kept (reserved)"
+        done.rows += [Row("delete", "vm", name, f"not in Ganeti; {len(ips)} address(es) {verb}")]
+        self._publish(name, done, accounted)
 
-    def _rename(self, old: str, new: str, clusters: dict[str, dict[str, Any]], done: Followed) -> None:
+    def _rename(self, old: str, new: str, clusters: dict[str, dict[str, Any]], done: Followed,
+                accounted: Accounted) -> None:
         """Give the NetBox VM named old, and its addresses named old, the new name; then drop old's records."""
         if self._vms(new, clusters):
             logger.info("NetBox already has a VM %s: not renaming %s", new, old)
@@ -110,9 +135,10 @@ class Follower:
                 if ips:
                     self.netbox.update("ip-address", [{"id": ip["id"], "dns_name": new} for ip in ips])
                     done.rows.append(Row("update", "ip-address", new, f"dns_name {old} -> {new} x{len(ips)}"))
-        self._publish(old, done)
+        self._publish(old, done, accounted)
 
-    def _record(self, instance: dict[str, Any], clusters: dict[str, dict[str, Any]], done: Followed) -> None:
+    def _record(self, instance: dict[str, Any], clusters: dict[str, dict[str, Any]], done: Followed,
+                accounted: Accounted) -> None:
         name = str(instance["name"])
         group = next((str(g["name"]) for g in self.ganeti.groups(bulk=True)
                       if instance.get("pnode") in (g.get("node_list") or [])), None)
@@ -132,18 +158,22 @@ class Follower:
         ours = [ip for ip in owned if first is not None and ip.get("assigned_object_id") == first] + loose
         primaries = {(vm.get(k) or {}).get("id") for k in ("primary_ip4", "primary_ip6")} if vm else set()
         ours.sort(key=lambda ip: ip["id"] not in primaries)
-        if not (owned or loose or primaries - {None}) and nics and self.sync.allocate_ips:
+        if not (owned or loose or primaries - {None}) and nics:
             ours += self._new_addresses(instance, group, done)
         recorded = sync_vm.record_instance(self.netbox, instance, cluster_id=int(clusters[wanted]["id"]),
                                            addresses=ours, current=sync_vm.Current(vm, interfaces))
         done.rows += [Row("write", "vm", name, write) for write in recorded.writes]
-        self._publish(name, done, planned=ours)
+        self._publish(name, done, accounted, planned=ours)
 
     def _new_addresses(self, instance: dict[str, Any], group: str | None, done: Followed) -> list[dict[str, Any]]:
-        """Addresses for a VM NetBox knows none of: its Ganeti NIC IP (taken over if free in NetBox) or allocated."""
+        """Addresses for a VM NetBox knows none of: its Ganeti NIC IP (taken over if free in NetBox), else allocated
+        when sync.allocate_ips (and then carried by its Ganeti NIC), else none (reported)."""
         name = str(instance["name"])
         taken, requests = [], []
-        for request in addresses.requests_for(instance, self.settings.groups.get(group or "")):
+        wanted = addresses.requests_for(instance, self.settings.groups.get(group or ""), allocate=self.sync.allocate_ips)
+        if not wanted:
+            done.rows.append(Row("missing", "ip-address", name, addresses.NO_ADDRESS))
+        for request in wanted:
             existing = self.netbox.find("ip-address", address=request.address) if request.address else None
             if existing is None:
                 requests.append(request)
@@ -154,4 +184,8 @@ class Follower:
                 taken.append(existing)
         given = addresses.give(self.netbox, requests, {}) if requests else []
         done.rows += [Row("create", "ip-address", name, str(ip.get("address"))) for ip in given]
+        if any(request.address is None for request in requests):
+            carried = addresses.carry(self.ganeti, name, given)
+            if carried:
+                done.rows.append(Row("update", "ganeti-nic", name, f"NIC 0 ip -> {carried} (allocated in NetBox)"))
         return taken + given

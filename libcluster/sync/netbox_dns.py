@@ -9,7 +9,13 @@ batched TSIG-signed RFC 2136 updates. Settings come from ``dns.netbox``:
   max_percent % of the wanted rrsets stops unless forced (a NetBox outage must not empty the zones);
 - ``names``/``networks``: optional scope. Forward rrsets whose owner matches none of the ``names``
   glob patterns, and reverse rrsets of addresses outside ``networks``, are neither created nor
-  deleted: hand-made records living in the same zones stay. Empty means everything.
+  deleted. Empty means everything.
+
+Inside the scope, an rrset the server already has is replaced or deleted only when NetBox accounts for
+it (:class:`Accounted`): its name is the dns_name of an address NetBox assigns to a VM or device of
+the configured cluster groups, or its address is such an address (read before anything is changed).
+Anything else found in the zones (hand-made records) is left as it is and reported; missing records
+are added. Zone apexes, delegations and name servers' addresses are never changed (libcluster.dns).
 """
 
 from __future__ import annotations
@@ -29,11 +35,15 @@ import dns.reversename
 from libcluster.changes import ChangeLog
 from libcluster.config import Section
 from libcluster.dns import DNS, Built, Diff, Records, snippets
-from libcluster.dns.zones import FORWARD_TYPES, Zones
+from libcluster.dns.protection import Owns
+from libcluster.dns.zones import FORWARD_TYPES, Zones, folded
 from libcluster.errors import LibclusterError
 from libcluster.netbox import NetBox
+from libcluster.sync.cluster import read_interfaces
 
-IP_FIELDS = ("id", "address", "dns_name", "status")
+IP_FIELDS = ("id", "address", "dns_name", "status", "assigned_object_type", "assigned_object_id")
+VM_INTERFACE = "virtualization.vminterface"
+DEVICE_INTERFACE = "dcim.interface"
 
 
 class ThresholdExceeded(LibclusterError):
@@ -108,10 +118,77 @@ def reverse_address(name: dns.name.Name, zones: Zones) -> ipaddress.IPv4Address 
         return None
 
 
-def netbox_entries(netbox: NetBox, settings: DNSSyncSettings) -> list[tuple[str, str]]:
-    """(dns_name, address) of every NetBox address with a dns_name and a status that gets records (paged reads)."""
-    ips = netbox.objects("ip-address", fields=IP_FIELDS, dns_name__empty=False, status=list(settings.statuses))
+@dataclass(frozen=True)
+class Accounted:
+    """What NetBox accounts for: the names and addresses of addresses it assigns to our VMs or devices."""
+
+    zones: Zones
+    names: frozenset[tuple[bytes, ...]] = frozenset()
+    """Folded dns_names."""
+    addresses: frozenset[ipaddress.IPv4Address | ipaddress.IPv6Address] = frozenset()
+
+    @classmethod
+    def of(cls, zones: Zones, ips: Iterable[dict[str, Any]]) -> Accounted:
+        """Accounting for NetBox ip-address objects (each with its address and dns_name)."""
+        names, addresses = set(), set()
+        for ip in ips:
+            if ip.get("dns_name"):
+                names.add(folded(dns.name.from_text(str(ip["dns_name"]))))
+                addresses.add(ipaddress.ip_interface(str(ip["address"])).ip)
+        return cls(zones, frozenset(names), frozenset(addresses))
+
+    def owns(self, name: dns.name.Name, rdtype: dns.rdatatype.RdataType, rrset: Iterable[Any]) -> bool:
+        """Whether an rrset on the server is ours: an A/AAAA of one of the names; a PTR or RFC 2317 CNAME of one
+        of the addresses, or a PTR pointing only to our names (a leftover of an address that changed)."""
+        if rdtype in FORWARD_TYPES:
+            return folded(name) in self.names
+        if reverse_address(name, self.zones) in self.addresses:
+            return True
+        return rdtype == dns.rdatatype.PTR and all(folded(rdata.target) in self.names for rdata in rrset)
+
+
+def netbox_entries(netbox: NetBox, settings: DNSSyncSettings) -> list[dict[str, Any]]:
+    """Every NetBox address with a dns_name and a status that gets records (paged reads), with its assignment."""
+    return netbox.objects("ip-address", fields=IP_FIELDS, dns_name__empty=False, status=list(settings.statuses))
+
+
+def entries(ips: Iterable[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(dns_name, address) of NetBox addresses, sorted."""
     return sorted((str(ip["dns_name"]), str(ip["address"])) for ip in ips)
+
+
+def cluster_ids(netbox: NetBox, groups: Iterable[str]) -> list[int]:
+    """Ids of the NetBox clusters of the named cluster groups (unknown groups have none)."""
+    found = netbox.objects("cluster-group", name=sorted(set(groups)))
+    return [int(c["id"]) for c in netbox.objects("cluster", fields=("id", "name"),
+                                                 group_id=[int(g["id"]) for g in found])] if found else []
+
+
+def owned_by_groups(netbox: NetBox, zones: Zones, ips: Sequence[dict[str, Any]], groups: Iterable[str]) -> Owns:
+    """Owns() of what NetBox accounts for among ips in the cluster groups, read from NetBox when first asked
+    (a diff asks only about rrsets that differ: a run with nothing to change reads nothing more)."""
+    loaded: list[Accounted] = []
+
+    def owns(name: dns.name.Name, rdtype: dns.rdatatype.RdataType, rrset: Iterable[Any]) -> bool:
+        if not loaded:
+            loaded.append(accounted(netbox, zones, ips, cluster_ids(netbox, groups)))
+        return loaded[0].owns(name, rdtype, rrset)
+
+    return owns
+
+
+def accounted(netbox: NetBox, zones: Zones, ips: Iterable[dict[str, Any]], clusters: Sequence[int]) -> Accounted:
+    """Accounting for the addresses among ips assigned to an interface of a VM or device of the clusters."""
+    ips = list(ips)
+    vm_interfaces = {int(i["id"]) for found in (read_interfaces(netbox, clusters) if clusters else {}).values()
+                     for i in found}
+    devices = [int(d["id"]) for d in netbox.objects("device", fields=("id", "name"), cluster_id=list(clusters))
+               ] if clusters else []
+    on_devices = {int(ip["id"]) for ip in netbox.objects("ip-address", fields=("id",), device_id=devices)
+                  } if devices else set()
+    return Accounted.of(zones, (ip for ip in ips if (
+        ip.get("assigned_object_type") == VM_INTERFACE and int(ip.get("assigned_object_id") or 0) in vm_interfaces)
+        or (ip.get("assigned_object_type") == DEVICE_INTERFACE and int(ip["id"]) in on_devices)))
 
 
 def wanted(client: DNS, entries: Iterable[tuple[str, str]], scope: Scope) -> Built:
@@ -121,9 +198,18 @@ def wanted(client: DNS, entries: Iterable[tuple[str, str]], scope: Scope) -> Bui
     return built
 
 
-def difference(client: DNS, records: Records, scope: Scope, zones: Sequence[str] | None = None) -> Diff:
-    """What to change in the zones (default: every configured one) so their in-scope rrsets are exactly records."""
-    return client.diff(records, zones=zones, keep=lambda name, rdtype: not scope.owns(name, rdtype))
+def difference(client: DNS, records: Records, scope: Scope, owns: Owns, zones: Sequence[str] | None = None) -> Diff:
+    """What to change in the zones (default: every configured one) so their in-scope rrsets are exactly records,
+    replacing or deleting only what owns() accepts (the rest is in Diff.left)."""
+    return client.diff(records, zones=zones, keep=lambda name, rdtype: not scope.owns(name, rdtype), owns=owns)
+
+
+def left_lines(diff: Diff, limit: int = 20) -> list[str]:
+    """The rrsets the diff leaves alone, one line each (at most limit, then how many more), for warnings."""
+    lines = [item.describe() for item in diff.left[:limit]]
+    if len(diff.left) > limit:
+        lines.append(f"... and {len(diff.left) - limit} more rrsets left as they are")
+    return lines
 
 
 def check_threshold(diff: Diff, wanted_count: int, settings: DNSSyncSettings, *, force: bool) -> None:

@@ -18,6 +18,7 @@ from libcluster.clusters import ClusterSettings, GroupSettings
 from libcluster.context import Context
 from libcluster.cookbook import CookbookBase, CookbookRunnerBase, LockArgs
 from libcluster.dns import Diff
+from libcluster.dns.protection import owns_nothing
 from libcluster.errors import LibclusterError
 from libcluster.ganeti import GanetiCluster, JobFailedError, JobHandle, RapiNotFoundError
 from libcluster.sync import dns as sync_dns
@@ -378,7 +379,7 @@ class MakeVMRunner(CookbookRunnerBase):
             raise PrecheckError("\n".join(f"  - Ganeti: {self.spec.fqdn} does not fit: {error}"
                                           if isinstance(error, NoCapacityError) else str(error) for error in errors))
         (nodes, iallocator), (cluster, prefixes, addresses), _ = results
-        diff = self.dns.host_diff(self.spec.fqdn, addresses)
+        diff = self.dns.host_diff(self.spec.fqdn, addresses, owns=owns_nothing)
         return Plan(self.spec, nodes, iallocator, cluster, prefixes, addresses, diff)
 
     def _ganeti_side(self) -> tuple[list[str], str]:
@@ -481,7 +482,8 @@ class MakeVMRunner(CookbookRunnerBase):
         self._allocate(plan)
         addresses = [str(ip["address"]) for ip in created.ips]
         # The plan's diff still holds when the planned addresses were allocated (its prerequisites guard the rest).
-        created.dns = plan.dns if addresses == plan.addresses else self.dns.host_diff(spec.fqdn, addresses)
+        created.dns = plan.dns if addresses == plan.addresses else self.dns.host_diff(spec.fqdn, addresses,
+                                                                                    owns=owns_nothing)
         self.dns.apply(created.dns)
         if not self.ctx.dry_run:
             sync_dns.verify(self.dns, created.dns)

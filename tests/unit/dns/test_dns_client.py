@@ -22,6 +22,7 @@ from libcluster.changes import ChangeLog
 from libcluster.config import Section
 from libcluster.dns import DNS, DNSAuthError, DNSPrerequisiteError, DNSUnavailable
 from libcluster.dns.diff import compute
+from libcluster.dns.protection import NOT_OURS
 from libcluster.dns.server import Server, _Frames
 from libcluster.errors import ConfigError
 from libcluster.lab import topology
@@ -159,7 +160,7 @@ def test_an_unreachable_server_is_a_typed_error() -> None:
         client.zone_records(topology.DOMAIN)
 
 
-def test_host_diff_moves_records_and_leaves_a_reassigned_ptr_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_host_diff_moves_records_leaves_a_reassigned_ptr_alone_and_what_is_not_ours_or_protected(monkeypatch: pytest.MonkeyPatch) -> None:
     client = DNS(section(), dry_run=False, changes=ChangeLog(dry_run=False))
     served = {
         ("vm.lab.example.", "A"): ["198.18.16.5", "198.18.16.6"],
@@ -171,7 +172,12 @@ def test_host_diff_moves_records_and_leaves_a_reassigned_ptr_alone(monkeypatch: 
         values = served.get((name.to_text(), dns.rdatatype.to_text(rdtype)))
         return dns.rrset.from_text(name, 300, "IN", rdtype, *values) if values else None
 
+    def authority(server: Server, name: dns.name.Name) -> tuple[set[dns.name.Name], set[dns.name.Name]]:
+        apex = client.zones.zone_of(name)
+        return ({apex}, {dns.name.from_text("ns1.lab.example")}) if name == apex else (set(), set())
+
     monkeypatch.setattr(Server, "query", query)
+    monkeypatch.setattr(Server, "authority", authority)
     diff = client.host_diff("vm.lab.example", ["198.18.16.7"])
     assert diff.lines() == [
         "zone 16.18.198.in-addr.arpa.:",
@@ -180,6 +186,20 @@ def test_host_diff_moves_records_and_leaves_a_reassigned_ptr_alone(monkeypatch: 
         "zone lab.example.:",
         "  ~ vm.lab.example. A 300 198.18.16.5 198.18.16.6 -> 300 198.18.16.7",
     ]
+    kept = client.host_diff("vm.lab.example", ["198.18.16.7"], owns=lambda name, rdtype, rrset: False)
+    assert kept.lines() == [
+        "zone 16.18.198.in-addr.arpa.:",
+        "  + 7.16.18.198.in-addr.arpa. 300 PTR vm.lab.example.",
+        "  ! 5.16.18.198.in-addr.arpa. PTR: the server has vm.lab.example., NetBox gives nothing; left as is: "
+        f"{NOT_OURS}",
+        "zone lab.example.:",
+        "  ! vm.lab.example. A: the server has 198.18.16.5 198.18.16.6, NetBox gives 198.18.16.7; left as is: "
+        f"{NOT_OURS}",
+    ]
+    served[("ns1.lab.example.", "A")] = ["198.18.16.53"]
+    assert [item.reason for item in client.host_diff("ns1.lab.example", ["198.18.16.9"]).left] == [
+        "address of a name server of the zone"]
+    assert [item.reason for item in client.host_diff("lab.example", ["198.18.16.9"]).left] == ["zone apex"]
 
 
 def test_frames_hand_out_whole_messages_from_any_chunking() -> None:

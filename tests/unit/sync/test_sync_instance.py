@@ -8,11 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import dns.name
+import dns.rdatatype
 import pytest
 from tests.unit.sync.sync_fakes import StoredNetBox, iface, instance, ip, settings, vm
 
+from libcluster.dns import Diff, Zones
 from libcluster.ganeti import RapiNotFoundError
 from libcluster.netbox import NetBoxError
+from libcluster.sync import addresses
 from libcluster.sync import instance as sync_instance
 from libcluster.sync.cluster import SyncSettings
 from libcluster.sync.instance import Follower
@@ -23,10 +27,15 @@ GROUPS = [{"name": "A", "node_list": ["node1.lab.example", "node2.lab.example"]}
 
 
 class Ganeti:
-    """The RAPI reads a Follower makes."""
+    """The RAPI reads a Follower makes, and the NIC changes it asks for (recorded)."""
 
     def __init__(self, *instances: dict[str, Any]) -> None:
         self.instances = {i["name"]: i for i in instances}
+        self.modified: list[tuple[str, list[Any]]] = []
+
+    def modify_instance(self, name: str, *, nics: list[Any]) -> Any:
+        self.modified.append((name, nics))
+        return type("Done", (), {"wait": lambda self: None})()
 
     def instance(self, name: str) -> dict[str, Any]:
         if name not in self.instances:
@@ -38,27 +47,34 @@ class Ganeti:
 
 
 @pytest.fixture
-def published(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, list[str]]]:
-    """(name, addresses) of every DNS publication, in order."""
-    calls: list[tuple[str, list[str]]] = []
+def published(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, list[str], bool]]:
+    """(name, addresses, whether NetBox accounted for the name's records) of every DNS publication, in order."""
+    calls: list[tuple[str, list[str], bool]] = []
 
-    def publish(client: Any, name: str, addresses: list[str]) -> list[Any]:
-        calls.append((name, list(addresses)))
-        return []
+    def publish(client: Any, name: str, addresses: list[str], *, owns: Any) -> Diff:
+        calls.append((name, list(addresses), owns(dns.name.from_text(name), dns.rdatatype.A, [])))
+        return Diff()
 
     monkeypatch.setattr(sync_instance.sync_dns, "publish", publish)
     return calls
 
 
+class Client:
+    """What a Follower asks its DNS client itself (publish is stood in for)."""
+
+    zones = Zones(["lab.example", "100.51.198.in-addr.arpa"])
+
+
 def follower(netbox: StoredNetBox, ganeti: Ganeti, **sync: Any) -> Follower:
-    return Follower(netbox, None, ganeti, settings(), SyncSettings(**sync), DNSSyncSettings())  # type: ignore[arg-type]
+    return Follower(netbox, Client(), ganeti, settings(), SyncSettings(**sync),  # type: ignore[arg-type]
+                    DNSSyncSettings())
 
 
 def test_a_hand_made_instance_is_recorded_with_allocated_addresses_and_published(
-        published: list[tuple[str, list[str]]]) -> None:
+        published: list[tuple[str, list[str], bool]]) -> None:
     netbox = StoredNetBox(free={"198.51.100.0/26": 5, "2001:db8:a::/64": 5})
-    done = follower(netbox, Ganeti(instance("new.lab.example", memory=512, vcpus=2))).follow("new.lab.example",
-                                                                                              delete=True)
+    ganeti = Ganeti(instance("new.lab.example", memory=512, vcpus=2))
+    done = follower(netbox, ganeti, allocate_ips=True).follow("new.lab.example", delete=True)
     [record] = netbox.objects("vm", name="new.lab.example")
     assert (record["cluster"]["name"], record["memory"], record["vcpus"], record["status"]) == (
         "A", 512, 2, {"value": "active"})
@@ -69,18 +85,41 @@ def test_a_hand_made_instance_is_recorded_with_allocated_addresses_and_published
     assert {i["assigned_object_id"] for i in ips} == {nic["id"]}
     assert (record["primary_ip4"]["address"], record["primary_ip6"]["address"]) == ("198.51.100.1/26",
                                                                                   "2001:db8:a::1/64")
-    assert published == [("new.lab.example", ["198.51.100.1", "2001:db8:a::1"])]
+    assert published == [("new.lab.example", ["198.51.100.1", "2001:db8:a::1"], False)]
+    assert ganeti.modified == [("new.lab.example", [["modify", 0, {"ip": "198.51.100.1"}]])]
     assert [(row.action, row.change) for row in done.rows] == [
-        ("create", "198.51.100.1/26"), ("create", "2001:db8:a::1/64"), ("write", "vm-create"),
+        ("create", "198.51.100.1/26"), ("create", "2001:db8:a::1/64"),
+        ("update", "NIC 0 ip -> 198.51.100.1 (allocated in NetBox)"), ("write", "vm-create"),
         ("write", "vm-interface-create x1"), ("write", "ip-address-update x2"),
         ("write", "vm-update primary_ip4,primary_ip6")]
     netbox.calls.clear()
     follower(netbox, Ganeti(instance("new.lab.example", memory=512, vcpus=2))).follow("new.lab.example", delete=True)
     assert netbox.writes() == []
+    assert published[-1] == ("new.lab.example", ["198.51.100.1", "2001:db8:a::1"], True)
+
+
+def test_a_hand_made_instance_without_nic_ip_is_recorded_without_address_unless_allocating(
+        published: list[tuple[str, list[str], bool]]) -> None:
+    netbox = StoredNetBox(free={"198.51.100.0/26": 5, "2001:db8:a::/64": 5})
+    ganeti = Ganeti(instance("bare.lab.example"))
+    done = follower(netbox, ganeti).follow("bare.lab.example", delete=True)
+    assert netbox.objects("vm", name="bare.lab.example") and netbox.objects("ip-address") == []
+    assert ganeti.modified == [] and netbox.writes("allocate") == []
+    assert ("missing", addresses.NO_ADDRESS) in [(row.action, row.change) for row in done.rows]
+    assert published == [("bare.lab.example", [], False)]
+
+
+def test_a_name_in_neither_ganeti_nor_netbox_changes_nothing_and_says_so(
+        published: list[tuple[str, list[str], bool]]) -> None:
+    netbox = StoredNetBox()
+    done = follower(netbox, Ganeti()).follow("nobody.lab.example", delete=True)
+    assert [(row.action, row.change) for row in done.rows] == [
+        ("nothing", "in neither Ganeti nor NetBox cluster group lab: nothing changed")]
+    assert netbox.writes() == [] and published == [("nobody.lab.example", [], False)]
 
 
 def test_the_ganeti_nic_ip_is_taken_when_free_and_refused_when_netbox_gives_it_to_another(
-        published: list[tuple[str, list[str]]]) -> None:
+        published: list[tuple[str, list[str], bool]]) -> None:
     netbox = StoredNetBox()
     follower(netbox, Ganeti(instance("nic.lab.example", ips=["198.51.100.30"]))).follow("nic.lab.example",
                                                                                          delete=False)
@@ -94,7 +133,7 @@ def test_the_ganeti_nic_ip_is_taken_when_free_and_refused_when_netbox_gives_it_t
     assert netbox.objects("ip-address", dns_name="clash.lab.example") == []
 
 
-def test_a_removed_instance_is_reported_and_only_deleted_with_delete(published: list[tuple[str, list[str]]]) -> None:
+def test_a_removed_instance_is_reported_and_only_deleted_with_delete(published: list[tuple[str, list[str], bool]]) -> None:
     netbox = StoredNetBox()
     record = netbox.add("vm", vm(10, "gone.lab.example", netbox.store["cluster"][1]))
     nic = netbox.add("vm-interface", iface(11, record))
@@ -107,10 +146,10 @@ def test_a_removed_instance_is_reported_and_only_deleted_with_delete(published: 
         ("delete", "not in Ganeti; 1 address(es) kept (reserved)")]
     assert netbox.objects("vm", name="gone.lab.example") == []
     assert netbox.store["ip-address"][12]["status"] == "reserved" and netbox.store["ip-address"][12]["dns_name"] == ""
-    assert published == [("gone.lab.example", [])]
+    assert published == [("gone.lab.example", [], True)]
 
 
-def test_a_renamed_instance_keeps_its_netbox_vm_and_addresses(published: list[tuple[str, list[str]]]) -> None:
+def test_a_renamed_instance_keeps_its_netbox_vm_and_addresses(published: list[tuple[str, list[str], bool]]) -> None:
     netbox = StoredNetBox()
     address = netbox.add("ip-address", ip(12, "198.51.100.9/26", dns_name="old.lab.example"))
     record = netbox.add("vm", vm(10, "old.lab.example", netbox.store["cluster"][1], primary4={"id": 12}))
@@ -121,10 +160,10 @@ def test_a_renamed_instance_keeps_its_netbox_vm_and_addresses(published: list[tu
     [renamed] = netbox.objects("vm", name="new.lab.example")
     assert renamed["id"] == 10 and netbox.objects("vm", name="old.lab.example") == []
     assert netbox.store["ip-address"][12]["dns_name"] == "new.lab.example"
-    assert published == [("old.lab.example", []), ("new.lab.example", ["198.51.100.9"])]
+    assert published == [("old.lab.example", [], True), ("new.lab.example", ["198.51.100.9"], False)]
 
 
-def test_a_group_without_netbox_cluster_asks_for_a_cluster_wide_sync(published: list[tuple[str, list[str]]]) -> None:
+def test_a_group_without_netbox_cluster_asks_for_a_cluster_wide_sync(published: list[tuple[str, list[str], bool]]) -> None:
     with pytest.raises(NetBoxError, match="node group C has no NetBox cluster C .* run sync-netbox on the whole"):
         follower(StoredNetBox(), Ganeti(instance("c.lab.example", pnode="node4.lab.example"))).follow(
             "c.lab.example", delete=True)

@@ -4,17 +4,20 @@ snippets; the difference against a zone served by a stand-in AXFR (the server's 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import dns.name
 import dns.rdatatype
+import dns.rrset
 import dns.zone
 import pytest
 
 from libcluster.changes import ChangeLog
 from libcluster.config import Section
 from libcluster.dns import DNS
+from libcluster.dns.protection import NOT_OURS
 from libcluster.dns.snippets import parse
 from libcluster.sync import netbox_dns
 from libcluster.sync.netbox_dns import DNSSyncSettings, Scope, ThresholdExceeded
@@ -103,8 +106,8 @@ def test_netbox_entries_read_named_addresses_of_the_dns_statuses() -> None:
             return [{"dns_name": "b.example.org", "address": "192.0.2.2/25"},
                     {"dns_name": "a.example.org", "address": "192.0.2.1/25"}]
 
-    entries = netbox_dns.netbox_entries(Reader(), DNSSyncSettings(statuses=("active",)))  # type: ignore[arg-type]
-    assert entries == [("a.example.org", "192.0.2.1/25"), ("b.example.org", "192.0.2.2/25")]
+    ips = netbox_dns.netbox_entries(Reader(), DNSSyncSettings(statuses=("active",)))  # type: ignore[arg-type]
+    assert netbox_dns.entries(ips) == [("a.example.org", "192.0.2.1/25"), ("b.example.org", "192.0.2.2/25")]
     assert asked == [{"kind": "ip-address", "fields": netbox_dns.IP_FIELDS, "dns_name__empty": False,
                       "status": ["active"]}]
 
@@ -128,35 +131,72 @@ web 300 IN TXT "hand made"
 }
 
 
-def served(zone: str) -> dns.zone.Zone:
+def served(zone: str) -> Iterator[tuple[dns.name.Name, dns.rdatatype.RdataType, int, Any]]:
+    """The records of a served zone as Server.transfer gives them."""
     text = SERVED.get(zone) or (f"$ORIGIN {zone}.\n@ 300 IN SOA ns1.example.org. h.example.org. 1 3600 600 86400 300\n"
                                 "@ 300 IN NS ns1.example.org.\n")
-    return dns.zone.from_text(text, origin=zone, relativize=False)
+    for owner, ttl, rdata in dns.zone.from_text(text, origin=zone, relativize=False).iterate_rdatas():
+        yield owner, rdata.rdtype, ttl, rdata
 
 
-def test_difference_changes_in_scope_rrsets_only_and_never_name_servers(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_difference_changes_in_scope_rrsets_netbox_accounts_for_and_never_name_servers(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     dns_client = client()
     monkeypatch.setattr(dns_client.server, "transfer", lambda origin: served(origin.to_text(omit_final_dot=True)))
-    scope = Scope(DNSSyncSettings(names=("t-*.example.org",), networks=("192.0.2.0/28",)), dns_client.zones)
-    built = netbox_dns.wanted(dns_client, [("t-a.example.org", "192.0.2.5")], scope)
-    diff = netbox_dns.difference(dns_client, built.records, scope)
+    scope = Scope(DNSSyncSettings(names=("t-*.example.org", "ns1.example.org", "example.org"),
+                                  networks=("192.0.2.0/28",)),
+                  dns_client.zones)
+    built = netbox_dns.wanted(dns_client, [("t-a.example.org", "192.0.2.5"), ("ns1.example.org", "192.0.2.6"),
+                                           ("example.org", "192.0.2.7")], scope)
+    ours = [{"dns_name": "t-a.example.org", "address": "192.0.2.5/25"},
+            {"dns_name": "ns1.example.org", "address": "192.0.2.6/25"}]
+    accounted = netbox_dns.Accounted.of(dns_client.zones, ours)
+    diff = netbox_dns.difference(dns_client, built.records, scope, accounted.owns)
     assert netbox_dns.rows(diff) == [
         ("2.0.192.in-addr.arpa.", "add", "5.2.0.192.in-addr.arpa.", "CNAME", "5.0-25.2.0.192.in-addr.arpa."),
+        ("2.0.192.in-addr.arpa.", "add", "6.2.0.192.in-addr.arpa.", "CNAME", "6.0-25.2.0.192.in-addr.arpa."),
+        ("2.0.192.in-addr.arpa.", "add", "7.2.0.192.in-addr.arpa.", "CNAME", "7.0-25.2.0.192.in-addr.arpa."),
         ("0-25.2.0.192.in-addr.arpa.", "replace", "5.0-25.2.0.192.in-addr.arpa.", "PTR",
          "wrong.example.org. -> t-a.example.org."),
+        ("0-25.2.0.192.in-addr.arpa.", "add", "6.0-25.2.0.192.in-addr.arpa.", "PTR", "ns1.example.org."),
+        ("0-25.2.0.192.in-addr.arpa.", "add", "7.0-25.2.0.192.in-addr.arpa.", "PTR", "example.org."),
         ("example.org.", "replace", "t-a.example.org.", "A", "192.0.2.99 -> 192.0.2.5"),
-        ("example.org.", "delete", "t-stale.example.org.", "A", "192.0.2.9"),
     ]
-    only = netbox_dns.difference(dns_client, built.records, scope, zones=["example.org"])
+    assert [item.describe() for item in diff.left] == [
+        "example.org. A: the server has nothing, NetBox gives 192.0.2.7; left as is: zone apex",
+        "ns1.example.org. A: the server has 192.0.2.53, NetBox gives 192.0.2.6; left as is: address of a name "
+        "server of the zone",
+        f"t-stale.example.org. A: the server has 192.0.2.9, NetBox gives nothing; left as is: {NOT_OURS}",
+    ]
+    with_stale = netbox_dns.Accounted.of(dns_client.zones, [*ours, {"dns_name": "t-stale.example.org",
+                                                                    "address": "192.0.2.9/25"}])
+    assert ("example.org.", "delete", "t-stale.example.org.", "A", "192.0.2.9") in netbox_dns.rows(
+        netbox_dns.difference(dns_client, built.records, scope, with_stale.owns))
+    only = netbox_dns.difference(dns_client, built.records, scope, accounted.owns, zones=["example.org"])
     assert {change.zone.to_text() for change in only} == {"example.org."}
+
+
+def test_accounted_owns_its_names_its_addresses_and_ptrs_pointing_only_to_its_names() -> None:
+    zones = client().zones
+    accounted = netbox_dns.Accounted.of(zones, [{"dns_name": "vm.example.org", "address": "192.0.2.5/25"},
+                                                {"dns_name": "", "address": "192.0.2.6/25"}])
+    ptr = dns.rrset.from_text("9.0-25.2.0.192.in-addr.arpa.", 300, "IN", "PTR", "vm.example.org.")
+    other = dns.rrset.from_text("9.0-25.2.0.192.in-addr.arpa.", 300, "IN", "PTR", "other.example.org.")
+    assert accounted.owns(name("vm.example.org"), dns.rdatatype.A, [])
+    assert not accounted.owns(name("web.example.org"), dns.rdatatype.A, [])
+    assert accounted.owns(name("5.0-25.2.0.192.in-addr.arpa"), dns.rdatatype.PTR, other)
+    assert accounted.owns(name("5.2.0.192.in-addr.arpa"), dns.rdatatype.CNAME, [])
+    assert not accounted.owns(name("6.0-25.2.0.192.in-addr.arpa"), dns.rdatatype.PTR, other)
+    assert accounted.owns(ptr.name, dns.rdatatype.PTR, ptr)
+    assert not accounted.owns(other.name, dns.rdatatype.PTR, other)
 
 
 def test_threshold_stops_an_oversized_difference_unless_forced(monkeypatch: pytest.MonkeyPatch) -> None:
     dns_client = client()
     monkeypatch.setattr(dns_client.server, "transfer", lambda origin: served(origin.to_text(omit_final_dot=True)))
     scope = Scope(DNSSyncSettings(), dns_client.zones)
-    diff = netbox_dns.difference(dns_client, {}, scope)
-    assert len(diff) == 5
+    diff = netbox_dns.difference(dns_client, {}, scope, lambda *_: True)
+    assert len(diff) == 5 and [item.rrset.name.to_text() for item in diff.left] == ["ns1.example.org."]
     settings = DNSSyncSettings(max_changes=4, max_percent=0)
     with pytest.raises(ThresholdExceeded, match=r"changes 5 rrsets \(5 delete\), more than the threshold of 4"):
         netbox_dns.check_threshold(diff, 0, settings, force=False)
