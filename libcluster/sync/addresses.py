@@ -2,9 +2,11 @@
 
 A VM that Ganeti runs and NetBox knows no address of (made by hand with ``gnt-instance add``) gets
 its first NIC's Ganeti IP when one is set (with the mask of the configured prefix holding it, a host
-mask otherwise), else the next free address of its group's first IPv4 prefix with room, and of the
-first IPv6 prefix when the group has one. Either way the address carries the VM's FQDN as dns_name,
-like the addresses makevm allocates. When a VM is removed its addresses are released (deleted) or,
+mask otherwise). Without one, it gets addresses only when ``sync.allocate_ips`` is true (default
+false): the next free address of its group's first IPv4 prefix with room, and of the first IPv6
+prefix when the group has one, and the sync then sets the IPv4 one as the NIC's IP in Ganeti
+(:func:`carry`), so that NetBox never names an address the instance does not have. Either way the
+address carries the VM's FQDN as dns_name, like the addresses makevm allocates. When a VM is removed its addresses are released (deleted) or,
 with ``sync.release_ips: false``, kept: unassigned, status reserved, dns_name cleared (so no DNS
 record stays) and the old name in the description.
 """
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from libcluster.clusters import GroupSettings
+from libcluster.ganeti import GanetiCluster
 from libcluster.netbox import NetBox, NetBoxConflict
 
 KEPT_STATUS = "reserved"
@@ -48,14 +51,16 @@ def with_mask(address: str, prefixes: Sequence[str]) -> str:
     return f"{ip}/{ip.max_prefixlen}"
 
 
-def requests_for(instance: Mapping[str, Any], group: GroupSettings | None) -> list[AddressRequest]:
-    """The addresses a VM without any gets: its first NIC's Ganeti IP, else one per IP version of the group."""
+def requests_for(instance: Mapping[str, Any], group: GroupSettings | None, *, allocate: bool
+                 ) -> list[AddressRequest]:
+    """The addresses a VM without any gets: its first NIC's Ganeti IP, else (allocate) one per IP version of the
+    group, else none."""
     name = str(instance["name"])
     known = group.prefixes_v4 + group.prefixes_v6 if group else ()
     nic_ips = [ip for ip in (instance.get("nic.ips") or [])[:1] if ip]
     if nic_ips:
         return [AddressRequest(vm=name, address=with_mask(str(nic_ips[0]), known))]
-    if group is None:
+    if group is None or not allocate:
         return []
     return [AddressRequest(vm=name, prefixes=prefixes) for prefixes in (group.prefixes_v4, group.prefixes_v6)
             if prefixes]
@@ -107,3 +112,18 @@ def retire(netbox: NetBox, ips: Sequence[Mapping[str, Any]], *, release: bool) -
          "dns_name": "", "description": f"kept from {ip.get('dns_name') or 'a removed VM'}"[:200]}
         for ip in ips
     ])
+
+
+NO_ADDRESS = "no address: the Ganeti NIC has no IP and sync.allocate_ips is false (recorded without address)"
+"""Reported for a VM recorded without address."""
+
+
+def carry(ganeti: GanetiCluster, name: str, given: Sequence[Mapping[str, Any]]) -> str | None:
+    """Make the first NIC of instance name carry the IPv4 address allocated for it (one NIC IP in Ganeti), waiting
+    for the job (in dry-run Ganeti only checks it); returns the address set, None when none is IPv4."""
+    ipv4 = next((ip for ip in given if ipaddress.ip_interface(str(ip["address"])).version == 4), None)
+    if ipv4 is None:
+        return None
+    address = str(ipaddress.ip_interface(str(ipv4["address"])).ip)
+    ganeti.modify_instance(name, nics=[["modify", 0, {"ip": address}]]).wait()
+    return address

@@ -5,8 +5,9 @@ cluster group; each node group is a cluster of it (``groups.<g>.netbox_cluster``
 name); each node's device belongs to its group's cluster; each instance is a VM of its primary node's
 group's cluster with vcpus, memory and disk (MB = Ganeti's MiB) and a status (running -> active,
 stopped -> offline, Ganeti error states -> failed); each NIC an interface with Ganeti's MAC. Primary
-IPs are kept: set only when missing or not the VM's own. A VM without any address gets one
-(:mod:`libcluster.sync.addresses`, ``sync.allocate_ips``). NetBox VMs Ganeti no longer has are
+IPs are kept: set only when missing or not the VM's own. A VM without any address gets its Ganeti NIC IP,
+or is reported, or with ``sync.allocate_ips`` gets allocated addresses its NIC then carries
+(:mod:`libcluster.sync.addresses`). NetBox VMs Ganeti no longer has are
 reported, and deleted only when asked, within the delete limit (:meth:`SyncSettings.delete_limit`).
 Reads grow with pages, not VMs: a few paged reads whatever the cluster size (VM interfaces through
 NetBox's GraphQL API, about six times faster than its REST list: see NetBox.graphql_list).
@@ -25,6 +26,7 @@ from tabulate import tabulate
 
 from libcluster.clusters import ClusterSettings
 from libcluster.config import Section
+from libcluster.ganeti import GanetiCluster
 from libcluster.locks import Backend
 from libcluster.netbox import NetBox, NetBoxFilterError
 from libcluster.sync import addresses
@@ -50,7 +52,7 @@ CREATING_LOCKS = ("cookbooks/sre.ganeti.makevm:{name}",)
 class SyncSettings:
     """The `sync` section: address policy, safety limit of deletions, type of clusters the sync creates."""
 
-    allocate_ips: bool = True
+    allocate_ips: bool = False
     release_ips: bool = True
     max_delete: int = 10
     max_delete_percent: float = 25.0
@@ -365,8 +367,11 @@ def _plan_vm(plan: Plan, item: VMPlan, state: NetBoxState, settings: ClusterSett
     item.owned = _ordered(owned.get(int(vm["id"]), []) if vm else [], vm)
     item.assign = list(loose.get(name, []))
     has_primary = bool(vm and (vm.get("primary_ip4") or vm.get("primary_ip6")))
-    if not (item.owned or item.assign or has_primary) and sync.allocate_ips and sync_vm.nics(item.instance):
-        for request in addresses.requests_for(item.instance, settings.groups.get(item.group)):
+    if not (item.owned or item.assign or has_primary) and sync_vm.nics(item.instance):
+        wanted = addresses.requests_for(item.instance, settings.groups.get(item.group), allocate=sync.allocate_ips)
+        if not wanted:
+            plan.rows.append(Row("missing", "ip-address", name, addresses.NO_ADDRESS))
+        for request in wanted:
             ip = taken.get(request.address.split("/")[0]) if request.address else None
             if ip is not None and (ip.get("assigned_object_id") or ip.get("dns_name") not in ("", None, name)):
                 plan.rows.append(Row("conflict", "ip-address", name, f"Ganeti NIC IP {request.address} is already "
@@ -379,6 +384,8 @@ def _plan_vm(plan: Plan, item: VMPlan, state: NetBoxState, settings: ClusterSett
         plan.rows.append(Row("update", "ip-address", str(ip["address"]), f"assign to {name}"))
     for request in item.requests:
         plan.rows.append(Row("create", "ip-address", name, request.describe()))
+    if any(request.address is None for request in item.requests):
+        plan.rows.append(Row("update", "ganeti-nic", name, "NIC 0 ip -> the IPv4 address allocated"))
     if vm is not None and item.owned:
         for key, value in sync_vm.primary_fields(vm, item.owned).items():
             address = next(ip["address"] for ip in item.owned if ip["id"] == value)
@@ -401,8 +408,11 @@ class Applied:
         return ", ".join(f"{what}: {count}" for what, count in sorted(self.counts.items())) or "nothing written"
 
 
-def apply(netbox: NetBox, plan: Plan, sync: SyncSettings, *, delete: bool) -> Applied:
-    """Write the plan in bulk calls, in dependency order; deletions only when delete (the caller checks limits)."""
+def apply(netbox: NetBox, plan: Plan, sync: SyncSettings, *, delete: bool, ganeti: GanetiCluster | None = None
+          ) -> Applied:
+    """Write the plan in bulk calls, in dependency order; deletions only when delete (the caller checks limits).
+
+    Addresses allocated for an instance (sync.allocate_ips) are then set as its NIC IP through ganeti."""
     done = Applied()
     clusters = dict(plan.state.clusters)
     if plan.new_clusters:
@@ -427,7 +437,12 @@ def apply(netbox: NetBox, plan: Plan, sync: SyncSettings, *, delete: bool) -> Ap
         netbox.update("vm", updates)
         done.add("vm update", len(updates))
     _apply_interfaces(netbox, plan, done)
-    _apply_addresses(netbox, plan, done)
+    given = _apply_addresses(netbox, plan, done)
+    if ganeti is not None:
+        for item in plan.vms:
+            if any(request.address is None for request in item.requests) and \
+                    addresses.carry(ganeti, item.name, given.get(item.name, [])):
+                done.add("ganeti nic ip", 1)
     if delete and plan.extra:
         extra_ids = {int(vm["id"]) for vm in plan.extra}
         ips = [ip for ip in plan.state.ips if plan.state.vm_of(ip) in extra_ids]
@@ -483,8 +498,9 @@ def _first_interface(item: VMPlan) -> int | None:
     return _id(item.interfaces.get(nics[0].name)) if nics else None
 
 
-def _apply_addresses(netbox: NetBox, plan: Plan, done: Applied) -> None:
-    """Assign loose addresses, create or allocate the missing ones, then set missing primaries (bulk each)."""
+def _apply_addresses(netbox: NetBox, plan: Plan, done: Applied) -> dict[str, list[dict[str, Any]]]:
+    """Assign loose addresses, create or allocate the missing ones, then set missing primaries (bulk each); returns
+    the addresses created, by VM name."""
     assign = [{"id": ip["id"], **sync_vm.ip_fields(iface, item.name)}
               for item in plan.vms if (iface := _first_interface(item)) is not None for ip in item.assign]
     if assign:
@@ -507,3 +523,4 @@ def _apply_addresses(netbox: NetBox, plan: Plan, done: Applied) -> None:
     if primaries:
         netbox.update("vm", primaries)
         done.add("vm primary", len(primaries))
+    return by_vm

@@ -6,8 +6,9 @@ Whole cluster (the default):
   2. Print the difference as a table. Mapping: node group -> cluster of the cluster group; node ->
      its device's cluster; instance -> VM (vcpus, memory and disk in MB, status running -> active,
      stopped -> offline, error -> failed), each NIC an interface with Ganeti's MAC; primary IPs are
-     kept; a VM without any address gets its Ganeti NIC IP, else one from its group's prefixes
-     (sync.allocate_ips).
+     kept; a VM without any address gets its Ganeti NIC IP; without one it is recorded without
+     address and reported, unless sync.allocate_ips (default false) allocates from its group's
+     prefixes, and then its Ganeti NIC is given the IPv4 address (a RAPI modify job), so both agree.
   3. Write only the differences, in bulk calls. VMs NetBox has and Ganeti not are only reported:
      --delete removes them (their addresses released, or kept with sync.release_ips: false), and more
      than the delete limit (sync.max_delete, lowered to sync.max_delete_percent of the VMs on small
@@ -16,8 +17,12 @@ Whole cluster (the default):
   (instances and NetBox VMs) to matching names, and the delete limit to their number.
 
 One VM (--vm FQDN, what the hooks agent runs after a hand-made change): the VM is recorded (or, gone
-from Ganeti and --delete given, deleted), gets addresses if it has none, and its DNS records are made
-to match its addresses; --renamed-from OLD first gives OLD's NetBox VM and addresses the new name.
+from Ganeti and --delete given, deleted), gets addresses if it has none (as above), and its DNS records
+are made to match its addresses; --renamed-from OLD first gives OLD's NetBox VM and addresses the new
+name. Only DNS records NetBox accounts for when the run starts (the names and addresses of the
+addresses of the VMs named FQDN or OLD in the cluster group) are replaced or deleted: any other record
+of the name is left as it is and reported ("kept"), and zone apexes and name servers are never
+touched. A name in neither Ganeti nor the NetBox cluster group changes nothing, and the run says so.
 
 Usage:
   cookbook -d sre.ganeti.sync-netbox --cluster prod1
@@ -131,7 +136,7 @@ class SyncNetboxRunner(CookbookRunnerBase):
                 self.ctx.ask_input(f"{count} of the {len(current.vms)} NetBox VMs would be deleted, more than the "
                                    f"limit of {limit} (sync.max_delete, sync.max_delete_percent). Type {count} to "
                                    "delete them", choices=[count])
-        applied = sync_cluster.apply(self.netbox, plan, self.sync, delete=self.args.delete)
+        applied = sync_cluster.apply(self.netbox, plan, self.sync, delete=self.args.delete, ganeti=self.ganeti)
         logger.info("%s: %s (%d NetBox requests in %.1fs)", "Planned" if self.ctx.dry_run else "Written",
                     applied.describe(), self.netbox.request_count - requests, time.monotonic() - started)
         return 0

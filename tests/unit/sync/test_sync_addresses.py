@@ -21,16 +21,19 @@ def test_with_mask_takes_the_mask_of_the_prefix_holding_the_address(address: str
     assert addresses.with_mask(address, prefixes) == expected
 
 
-def test_requests_prefer_the_ganeti_nic_ip_else_one_per_ip_version_of_the_group() -> None:
+def test_requests_prefer_the_ganeti_nic_ip_else_one_per_ip_version_of_the_group_only_when_allocating() -> None:
     group = settings().groups["A"]
     with_ip = instance("a.lab.example", ips=["198.51.100.9"])
-    assert addresses.requests_for(with_ip, group) == [AddressRequest("a.lab.example", "198.51.100.9/26")]
-    assert addresses.requests_for(instance("b.lab.example"), group) == [
+    for allocate in (True, False):
+        assert addresses.requests_for(with_ip, group, allocate=allocate) == [
+            AddressRequest("a.lab.example", "198.51.100.9/26")]
+    assert addresses.requests_for(instance("b.lab.example"), group, allocate=True) == [
         AddressRequest("b.lab.example", prefixes=("198.51.100.0/26",)),
         AddressRequest("b.lab.example", prefixes=("2001:db8:a::/64",))]
-    assert addresses.requests_for(instance("c.lab.example"), settings().groups["B"]) == [
+    assert addresses.requests_for(instance("b.lab.example"), group, allocate=False) == []
+    assert addresses.requests_for(instance("c.lab.example"), settings().groups["B"], allocate=True) == [
         AddressRequest("c.lab.example", prefixes=("198.51.100.64/26",))]
-    assert addresses.requests_for(instance("d.lab.example"), None) == []
+    assert addresses.requests_for(instance("d.lab.example"), None, allocate=True) == []
 
 
 def test_give_creates_given_addresses_and_allocates_others_in_bulk_assigned_when_the_interface_is_known() -> None:

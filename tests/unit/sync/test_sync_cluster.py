@@ -6,12 +6,14 @@ the sync's fields); writes go to a NetBox double that records each client call.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 import pytest
 from tests.unit.sync.sync_fakes import RecordingNetBox, cluster, iface, instance, ip, settings, vm
 
 from libcluster.netbox import NetBoxFilterError
+from libcluster.sync import addresses
 from libcluster.sync import cluster as sync_cluster
 from libcluster.sync.cluster import GanetiState, NetBoxState, SyncSettings
 
@@ -20,6 +22,20 @@ GROUPS = {"A": ["node1.lab.example", "node2.lab.example"], "B": ["node3.lab.exam
 DEVICES = {node: {"id": index, "name": node, "cluster": {"id": c["id"], "name": c["name"]}}
            for index, (node, c) in enumerate([("node1.lab.example", A), ("node2.lab.example", A),
                                                ("node3.lab.example", B)], start=1)}
+ALLOCATE = SyncSettings(allocate_ips=True)
+
+
+class NicCarrier:
+    """A Ganeti double recording NIC modifications (addresses.carry)."""
+
+    def __init__(self) -> None:
+        """Nothing modified yet."""
+        self.modified: list[tuple[str, list[Any]]] = []
+
+    def modify_instance(self, name: str, *, nics: list[Any]) -> Any:
+        """Record the change; the returned job is done at once."""
+        self.modified.append((name, nics))
+        return type("Done", (), {"wait": lambda self: None})()
 
 
 def state(vms: list[dict[str, Any]], ifaces: list[dict[str, Any]] = (), ips: list[dict[str, Any]] = (),
@@ -71,19 +87,24 @@ def test_each_kind_of_drift_gives_exactly_its_rows() -> None:
         ("update", "vm", "status.lab.example", "status active -> offline"),
         ("create", "vm", "missing.lab.example", "cluster B, 1 vCPU, memory 1024 MB, disk 1024 MB, active"),
         ("create", "interface", "missing.lab.example eth0", "MAC aa:00:00:00:00:09"),
-        ("create", "ip-address", "missing.lab.example", "next free of 198.51.100.64/26"),
+        ("missing", "ip-address", "missing.lab.example", addresses.NO_ADDRESS),
         ("extra", "vm", "extra.lab.example", "in cluster A, not in Ganeti (--delete removes it)"),
     }
     assert [vm["name"] for vm in plan.extra] == ["extra.lab.example"]
+    allocating = sync_cluster.compute(ganeti, current, settings(), ALLOCATE)
+    assert {(row.action, row.kind, row.name, row.change) for row in allocating.rows} - rows == {
+        ("create", "ip-address", "missing.lab.example", "next free of 198.51.100.64/26"),
+        ("update", "ganeti-nic", "missing.lab.example", "NIC 0 ip -> the IPv4 address allocated")}
 
 
 @pytest.mark.parametrize("version", [(4, 7), (4, 6)])
 def test_apply_writes_each_kind_in_one_bulk_call_in_dependency_order(version: tuple[int, int]) -> None:
     names = [f"new{n}.lab.example" for n in range(5)]
     ganeti = GanetiState(GROUPS, [instance(name, macs=[f"aa:00:00:00:01:0{n}"]) for n, name in enumerate(names)])
-    plan = sync_cluster.compute(ganeti, state([]), settings(), SyncSettings())
+    plan = sync_cluster.compute(ganeti, state([]), settings(), ALLOCATE)
     netbox = RecordingNetBox(free={"198.51.100.0/26": 60, "2001:db8:a::/64": 1000}, version=version)
-    applied = sync_cluster.apply(netbox, plan, SyncSettings(), delete=False)
+    carrier = NicCarrier()
+    applied = sync_cluster.apply(netbox, plan, ALLOCATE, delete=False, ganeti=carrier)  # type: ignore[arg-type]
     macs_apart = [("set_macs", "vm-interface")] if version < (4, 7) else []
     assert [(method, kind) for method, kind, _ in netbox.writes()] == [
         ("create", "vm"), ("create", "vm-interface"), *macs_apart,
@@ -103,15 +124,18 @@ def test_apply_writes_each_kind_in_one_bulk_call_in_dependency_order(version: tu
     primaries = netbox.writes("update")[-1][2]
     assert len(primaries) == 5 and all({"primary_ip4", "primary_ip6"} <= set(p) for p in primaries)
     assert applied.counts == {"vm create": 5, "interface create": 5, "ip-address create": 10, "vm primary": 5,
-                              **({"mac set": 5} if macs_apart else {})}
+                              "ganeti nic ip": 5, **({"mac set": 5} if macs_apart else {})}
+    assert [name for name, _ in carrier.modified] == names
+    assert all(nics[0][:2] == ["modify", 0] and ipaddress.ip_address(nics[0][2]["ip"]) in
+               ipaddress.ip_network("198.51.100.0/26") for _, nics in carrier.modified)
 
 
 def test_allocation_spreads_over_the_prefixes_by_their_free_addresses() -> None:
     prefixes = {"A": ("198.51.100.0/30", "198.51.100.8/29")}
     ganeti = GanetiState({"A": ["node1.lab.example"]}, [instance(f"v{n}.lab.example") for n in range(4)])
-    plan = sync_cluster.compute(ganeti, state([], clusters=(A,), devices={}), settings(prefixes), SyncSettings())
+    plan = sync_cluster.compute(ganeti, state([], clusters=(A,), devices={}), settings(prefixes), ALLOCATE)
     netbox = RecordingNetBox(free={"198.51.100.0/30": 1, "198.51.100.8/29": 6})
-    sync_cluster.apply(netbox, plan, SyncSettings(), delete=False)
+    sync_cluster.apply(netbox, plan, ALLOCATE, delete=False)
     assert [(kind, len(sent)) for method, kind, sent in netbox.writes("allocate")] == [
         ("198.51.100.0/30", 1), ("198.51.100.8/29", 3)]
 
@@ -236,9 +260,9 @@ def test_narrowed_keeps_only_matching_instances_and_vms() -> None:
 
 def test_dry_run_plans_dependent_writes_without_ids() -> None:
     ganeti = GanetiState(GROUPS, [instance("new.lab.example")])
-    plan = sync_cluster.compute(ganeti, state([]), settings(), SyncSettings())
+    plan = sync_cluster.compute(ganeti, state([]), settings(), ALLOCATE)
     netbox = RecordingNetBox(dry_run=True, free={"198.51.100.0/26": 5, "2001:db8:a::/64": 5})
-    applied = sync_cluster.apply(netbox, plan, SyncSettings(), delete=False)
+    applied = sync_cluster.apply(netbox, plan, ALLOCATE, delete=False)
     assert netbox.writes("set_macs") == [] and netbox.writes("update") == []
     assert applied.counts == {"vm create": 1, "interface create": 1, "ip-address create": 2}
 
