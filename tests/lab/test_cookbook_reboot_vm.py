@@ -1,6 +1,7 @@
 """reboot-vm on the lab: cluster found through NetBox (VM -> cluster -> cluster group) or the RAPI, the reboot
 job carries the reason, the instance runs afterwards; dry-run and unknown VMs change nothing. Depool and pool
-commands run on a `guest-*` instance, which the lab's SSH config sends to the spare node's sshd (its stand-in OS).
+commands run on a `guest-*` instance, which the lab's SSH config sends to the spare node's sshd (its stand-in OS);
+a failed depool, or an interrupt once the VM is depooled, pools it again.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.lab.cookbook_interrupt import run_interrupted
 from tests.lab.cookbook_lab import (  # noqa: F401 - cluster and new_instance are fixtures
     cluster,
     last_job_id,
@@ -116,8 +118,30 @@ def test_depool_and_pool_run_on_the_vm_around_the_reboot(cluster: GanetiCluster,
         marker = last_job_id(cluster)
         failing = _with_pool_commands(lab_config, tmp_path, "echo cannot depool >&2; exit 3", f"echo pooled >> {log}")
         refused = run_cookbook(failing, REBOOT, name)
-        assert refused.returncode != 0 and "cannot depool" in refused.stderr
+        assert refused.returncode == 99 and "cannot depool" in refused.stderr
         assert real_jobs_since(cluster, marker, name) == []  # no reboot without a depool
-        assert on_guest.read_text() == "depooled node5.lab.example\npooled node5.lab.example\n"
+        # the depool may have done part of its work and the VM was not rebooted: the rollback pools it again
+        assert on_guest.read_text() == "depooled node5.lab.example\npooled node5.lab.example\npooled\n"
+    finally:
+        on_guest.unlink(missing_ok=True)
+
+
+def test_interrupt_after_the_depool_pools_the_vm_again(cluster: GanetiCluster, new_instance: Callable[..., str],
+                                                       lab_config: Path, tmp_path: Path) -> None:
+    name = new_instance("diskless", prefix="guest")
+    log = f"/root/pool-{name}.log"
+    on_guest = ClusterPaths.of(Lab()).node_path(topology.spare_nodes()[0], log)
+    # the depool takes effect at once, then the command lingers (draining connections): SIGINT lands after it
+    config = _with_pool_commands(lab_config, tmp_path, f"echo depooled >> {log}; sleep 10",
+                                 f"echo pooled >> {log}")
+    try:
+        marker = last_job_id(cluster)
+        done = run_interrupted(config, REBOOT, name,
+                               reached=lambda err: on_guest.exists() and "depooled" in on_guest.read_text())
+        assert done.returncode == 97  # interrupted, rollback ran
+        assert on_guest.read_text() == "depooled\npooled\n"
+        assert f"Rollback: {name} runs, pooling it again" in done.stderr
+        assert real_jobs_since(cluster, marker, name) == []  # interrupted before the reboot
+        assert cluster.instance(name)["status"] == "running"
     finally:
         on_guest.unlink(missing_ok=True)

@@ -1,8 +1,11 @@
-"""reboot-vm: finding the cluster (NetBox, then RAPI), depool/reboot/pool order, failures, waiting for running."""
+"""reboot-vm: finding the cluster (NetBox, then RAPI), depool/reboot/pool order, waiting for running, and the
+rollback after a failure or an interrupt (through the runner's own run-then-rollback code)."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +21,14 @@ from tests.unit.cookbook_fakes import (
     load_cookbook,
     ok,
 )
+from libcluster.cookbook import EXIT_EXCEPTION, EXIT_INTERRUPTED, EXIT_ROLLBACK_FAILED
 from libcluster.errors import LibclusterError
 from libcluster.ganeti import JobFailedError
 from libcluster.netbox import NetBoxUnavailable
-from libcluster.remote import RemoteExecutionError
+from libcluster.runner import execute
 
 VM = "vm1.example.org"
+REBOOT = "sre.ganeti.reboot-vm"
 CLUSTER_GROUPS = [{"id": 1, "name": "lab", "slug": "lab"}, {"id": 2, "name": "Prod group", "slug": "prod-group"}]
 
 
@@ -107,19 +112,107 @@ def test_failed_reboot_leaves_the_vm_depooled_and_says_so(reboot: Any, tmp_path:
     clusters["lab"].errors["reboot"] = JobFailedError(3, status="error", error_type="OpExecError",
                                                       message="hypervisor error", classification=None, summary=None)
     ctx = _ctx(tmp_path, _netbox(1), clusters, depool_command="depool", pool_command="pool")
-    with pytest.raises(JobFailedError):
-        _runner(reboot, ctx).run()
+    assert execute._run_runner(_runner(reboot, ctx), REBOOT).exit_code == EXIT_ROLLBACK_FAILED
     assert [call[1] for call in ctx.remote().calls] == ["depool"]
-    assert "left DEPOOLED; pool it by hand (pool)" in caplog.text
+    assert f"{VM} is left DEPOOLED (its reboot failed): pool it by hand (pool) once it is healthy" in caplog.text
 
 
-def test_failed_depool_stops_before_the_reboot(reboot: Any, tmp_path: Path) -> None:
+def test_failed_depool_stops_before_the_reboot_and_pools_again(reboot: Any, tmp_path: Path) -> None:
     clusters = _clusters("lab")
-    ctx = _ctx(tmp_path, _netbox(1), clusters, depool_command="depool")
-    ctx._remote = FakeRemote(lambda host, line: failed(2, "not pooled here"))
-    with pytest.raises(RemoteExecutionError):
-        _runner(reboot, ctx).run()
+    ctx = _ctx(tmp_path, _netbox(1), clusters, depool_command="depool", pool_command="pool")
+    ctx._remote = FakeRemote(lambda host, line: failed(2, "not pooled here") if line == "depool" else ok())
+    outcome = execute._run_runner(_runner(reboot, ctx), REBOOT)
+    assert (outcome.exit_code, outcome.raised) == (EXIT_EXCEPTION, True)
     assert clusters["lab"].calls == []
+    assert [call[1] for call in ctx.remote().calls] == ["depool", "pool"], "the VM was not rebooted: pooled again"
+
+
+class InterruptedWait:
+    """A reboot job whose first wait is interrupted (Ctrl-C, chat cancel) while Ganeti goes on."""
+
+    id = 42
+    description = "instance-reboot vm1"
+
+    def __init__(self, job: Any) -> None:
+        """Wrap the job Ganeti runs."""
+        self.job = job
+        self.waits = 0
+
+    def wait(self, progress: Any = None, timeout: float | None = None) -> Any:
+        """Raise KeyboardInterrupt the first time, then the job's own result."""
+        self.waits += 1
+        if self.waits == 1:
+            raise KeyboardInterrupt
+        return self.job.wait()
+
+
+def test_an_interrupt_during_the_reboot_waits_for_it_and_pools_again(reboot: Any, tmp_path: Path,
+                                                                     caplog: Any) -> None:
+    caplog.set_level(logging.INFO)
+    clusters = _clusters("lab")
+    original = clusters["lab"].reboot_instance
+    clusters["lab"].reboot_instance = lambda name, **details: InterruptedWait(original(name, **details))
+    ctx = _ctx(tmp_path, _netbox(1), clusters, depool_command="depool", pool_command="pool")
+    outcome = execute._run_runner(_runner(reboot, ctx), REBOOT)
+    assert (outcome.exit_code, outcome.interrupted) == (EXIT_INTERRUPTED, True)
+    assert [call[1] for call in ctx.remote().calls] == ["depool", "pool"]
+    assert "Rollback: waiting for Ganeti job 42 (instance-reboot vm1) to end" in caplog.text
+    assert f"Rollback: {VM} runs, pooling it again" in caplog.text
+
+
+def test_an_interrupt_during_the_depool_pools_again_without_rebooting(reboot: Any, tmp_path: Path) -> None:
+    clusters = _clusters("lab")
+    ctx = _ctx(tmp_path, _netbox(1), clusters, depool_command="depool", pool_command="pool")
+
+    def respond(host: str, line: str) -> Any:
+        if line == "depool":
+            raise KeyboardInterrupt
+        return ok()
+
+    ctx._remote = FakeRemote(respond)
+    assert execute._run_runner(_runner(reboot, ctx), REBOOT).exit_code == EXIT_INTERRUPTED
+    assert clusters["lab"].calls == []
+    assert [call[1] for call in ctx.remote().calls] == ["depool", "pool"]
+
+
+def test_an_interrupted_reboot_that_then_fails_leaves_the_vm_depooled(reboot: Any, tmp_path: Path,
+                                                                       caplog: Any) -> None:
+    clusters = _clusters("lab")
+    clusters["lab"].errors["reboot"] = JobFailedError(3, status="error", error_type="OpExecError",
+                                                      message="hypervisor error", classification=None, summary=None)
+    original = clusters["lab"].reboot_instance
+    clusters["lab"].reboot_instance = lambda name, **details: InterruptedWait(original(name, **details))
+    ctx = _ctx(tmp_path, _netbox(1), clusters, depool_command="depool", pool_command="pool")
+    assert execute._run_runner(_runner(reboot, ctx), REBOOT).exit_code == EXIT_ROLLBACK_FAILED
+    assert [call[1] for call in ctx.remote().calls] == ["depool"]
+    assert f"{VM} is left DEPOOLED (Ganeti job 3 error: OpExecError: hypervisor error): pool it by hand" in caplog.text
+
+
+def test_a_pool_that_fails_in_the_rollback_says_the_vm_is_left_depooled(reboot: Any, tmp_path: Path,
+                                                                        caplog: Any) -> None:
+    clusters = _clusters("lab")
+    ctx = _ctx(tmp_path, _netbox(1), clusters, depool_command="depool", pool_command="pool")
+    ctx._remote = FakeRemote(lambda host, line: failed(5, "balancer down") if line == "pool" else ok())
+    assert execute._run_runner(_runner(reboot, ctx), REBOOT).exit_code == EXIT_ROLLBACK_FAILED
+    assert [call[1] for call in ctx.remote().calls] == ["depool", "pool", "pool"]
+    assert f"{VM} is left DEPOOLED, the pool command failed: pool it by hand (pool)" in caplog.text
+
+
+def test_the_instance_lock_is_held_until_the_rollback_ends(reboot: Any, tmp_path: Path) -> None:
+    clusters = _clusters("lab")
+    events: list[str] = []
+    ctx = _ctx(tmp_path, _netbox(1), clusters, depool_command="depool", pool_command="pool")
+    ctx._remote = FakeRemote(lambda host, line: (events.append(line), failed(1) if line == "depool" else ok())[1])
+
+    @contextmanager
+    def lock(name: str, concurrency: int = 1, ttl: int | None = None) -> Iterator[None]:
+        events.append("take")
+        yield
+        events.append("release")
+
+    ctx.lock = lock  # type: ignore[method-assign]
+    assert execute._run_runner(_runner(reboot, ctx), REBOOT).exit_code == EXIT_EXCEPTION
+    assert events == ["take", "depool", "pool", "release"]
 
 
 def test_a_stopped_instance_is_refused(reboot: Any, tmp_path: Path) -> None:

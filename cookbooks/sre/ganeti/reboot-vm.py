@@ -4,13 +4,18 @@ Steps:
   1. Find the VM's cluster: NetBox's VM -> its cluster -> that cluster's group, matched against
      netbox_cluster_group of the configured clusters; when NetBox does not know the VM (or is
      unreachable), every configured cluster's RAPI is asked. The instance must be up in Ganeti.
-  2. Confirm, then take the instance's lock (shared with changedisk).
+  2. Confirm, then take the instance's lock (shared with changedisk), held until any rollback is done.
   3. Run the cluster's depool_command on the VM, if one is configured.
   4. Reboot through the RAPI (--type: soft asks the guest, hard restarts the hypervisor process,
      full stops and starts the instance), showing the job's log lines.
   5. Wait until Ganeti reports the instance running.
-  6. Run the cluster's pool_command on the VM, if one is configured. If the reboot failed the VM
-     is left depooled, and the error says so.
+  6. Run the cluster's pool_command on the VM, if one is configured.
+Rollback, when a step fails or the run is interrupted (Ctrl-C, or `cancel` from chat) after the
+depool command started: the reboot job in flight is waited for; if Ganeti then reports the
+instance running, the pool command runs again. A VM whose reboot failed is never pooled: it is
+left depooled and the run exits 93 saying so (pool it by hand once it is healthy), as when the
+pool command fails in the rollback. Exit codes: 0 rebooted; 97 interrupted (pooled again); 99 a
+step failed (pooled again); 93 left depooled.
 The reason (-r) is logged in the START/END lines and the server admin log.
 
 Usage:
@@ -24,12 +29,12 @@ import argparse
 import logging
 from typing import Any
 
-from cookbooks.sre.ganeti._common import fqdn_argument, instance_lock, wait_running
+from cookbooks.sre.ganeti._common import HeldLock, fqdn_argument, instance_lock, wait_running
 from libcluster import clusters
 from libcluster.clusters import ClusterSettings
 from libcluster.cookbook import ArgparseFormatter, CookbookBase, CookbookRunnerBase
 from libcluster.errors import LibclusterError
-from libcluster.ganeti import RapiNotFoundError
+from libcluster.ganeti import JobHandle, RapiNotFoundError
 from libcluster.ganeti.cluster import REBOOT_TYPES
 
 logger = logging.getLogger(__name__)
@@ -123,7 +128,7 @@ class RebootVM(CookbookBase):
 
 
 class RebootVMRunner(CookbookRunnerBase):
-    """Depool, reboot, wait for running, pool."""
+    """Depool, reboot, wait for running, pool; the rollback pools again a VM this run depooled, if it runs."""
 
     def __init__(self, ctx: Any, cluster: Any, settings: ClusterSettings, args: argparse.Namespace) -> None:
         """Keep the cluster, its settings and the options."""
@@ -134,6 +139,13 @@ class RebootVMRunner(CookbookRunnerBase):
         self.type = args.type
         self.shutdown_timeout = args.shutdown_timeout
         self.reason = args.reason
+        self.lock = HeldLock()
+        self.depooled = False
+        """The depool command was started: from then on the VM may be out of its pool until pooled again."""
+        self.pooled = False
+        self.reboot_failed = False
+        self.job: JobHandle | None = None
+        """The reboot job while it is waited for: it goes on if the wait is interrupted."""
 
     @property
     def runtime_description(self) -> str:
@@ -142,7 +154,7 @@ class RebootVMRunner(CookbookRunnerBase):
         return f"for {self.fqdn} on cluster {self.cluster.name} ({self.type} reboot){reason}"
 
     def run(self) -> int:
-        """Confirm, then depool, reboot and pool under the instance's lock."""
+        """Confirm, then depool, reboot and pool under the instance's lock (kept for the rollback on failure)."""
         steps = [f"{self.type} reboot through Ganeti, then wait until it runs"]
         if self.settings.depool_command:
             steps.insert(0, f"depool: {self.settings.depool_command}")
@@ -152,21 +164,64 @@ class RebootVMRunner(CookbookRunnerBase):
               f"{f' because: {self.reason}' if self.reason else ''}:\n"
               + "\n".join(f"  {number}. {step}" for number, step in enumerate(steps, 1)), flush=True)
         self.ctx.confirm(f"Reboot {self.fqdn}?")
-        with self.ctx.lock(instance_lock(self.fqdn)):
-            self._on_vm("depool", self.settings.depool_command)
-            try:
-                self.cluster.reboot_instance(self.fqdn, reboot_type=self.type,
-                                             shutdown_timeout=self.shutdown_timeout, reason=self.reason).wait()
-                state = None if self.ctx.dry_run else wait_running(self.cluster, self.fqdn)
-            except LibclusterError:
-                if self.settings.depool_command:
-                    logger.error("The reboot of %s failed: it is left DEPOOLED; pool it by hand (%s) once it is "
-                                 "healthy", self.fqdn, self.settings.pool_command or "no pool_command configured")
-                raise
-            if state is not None:
-                logger.info("%s is running on %s after the %s reboot", self.fqdn, state["pnode"], self.type)
-            self._on_vm("pool", self.settings.pool_command)
+        self.lock.take(self.ctx.lock(instance_lock(self.fqdn)))
+        self.depooled = bool(self.settings.depool_command) and not self.ctx.dry_run
+        self._on_vm("depool", self.settings.depool_command)
+        self.job = self.cluster.reboot_instance(self.fqdn, reboot_type=self.type,
+                                                shutdown_timeout=self.shutdown_timeout, reason=self.reason)
+        try:
+            self.job.wait()
+            self.job = None
+            state = None if self.ctx.dry_run else wait_running(self.cluster, self.fqdn)
+        except LibclusterError:
+            self.job, self.reboot_failed = None, True
+            raise
+        if state is not None:
+            logger.info("%s is running on %s after the %s reboot", self.fqdn, state["pnode"], self.type)
+        self._on_vm("pool", self.settings.pool_command)
+        self.pooled = True
+        self.lock.release()
         return 0
+
+    def rollback(self) -> None:
+        """Pool the VM again if this run depooled it and Ganeti reports it running; else raise naming what is left."""
+        try:
+            if not self.depooled or self.pooled:
+                logger.info("Rollback: nothing to pool again, this run left %s in its pool", self.fqdn)
+                return
+            pool = self.settings.pool_command
+            if not pool:
+                logger.warning("Rollback: %s was depooled and cluster %s has no pool_command: pool it by hand",
+                               self.fqdn, self.cluster.name)
+                return
+            problem = self._why_not_running()
+            if problem:
+                raise LibclusterError(f"{self.fqdn} is left DEPOOLED ({problem}): pool it by hand ({pool}) once it "
+                                      "is healthy")
+            logger.info("Rollback: %s runs, pooling it again", self.fqdn)
+            try:
+                self._on_vm("pool", pool)
+            except LibclusterError as exc:
+                raise LibclusterError(f"{self.fqdn} is left DEPOOLED, the pool command failed: pool it by hand "
+                                      f"({pool}): {exc}") from exc
+            self.pooled = True
+        finally:
+            self.lock.release()
+
+    def _why_not_running(self) -> str:
+        """After the reboot job in flight (if any) ended: why the VM must stay depooled, "" if it runs."""
+        if self.reboot_failed:
+            return "its reboot failed"
+        try:
+            if self.job is not None:
+                logger.info("Rollback: waiting for Ganeti job %s (%s) to end: a job that runs cannot be stopped",
+                            self.job.id, self.job.description)
+                self.job.wait()
+                self.job = None
+            wait_running(self.cluster, self.fqdn)
+        except LibclusterError as exc:
+            return str(exc)
+        return ""
 
     def _on_vm(self, what: str, command: str | None) -> None:
         """Run the depool or pool command on the VM (skipped in dry-run); a failure raises."""
