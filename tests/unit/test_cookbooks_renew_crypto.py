@@ -206,6 +206,25 @@ def test_running_jobs_stop_the_renewal(renew: Any, tmp_path: Path, monkeypatch: 
     assert not any(call[0] == "renew_crypto" for call in cluster.calls) and ctx.confirmations == []
 
 
+def test_an_interrupt_during_the_renewal_says_what_may_be_left(renew: Any, tmp_path: Path, monkeypatch: Any,
+                                                               caplog: Any) -> None:
+    from libcluster.cookbook import EXIT_ROLLBACK_FAILED
+    from libcluster.runner import execute
+
+    runner, _, cluster = _make(renew, tmp_path, monkeypatch, "--cluster-certificate")
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    cluster.on_renew = interrupted
+    assert execute._run_runner(runner, "sre.ganeti.renew-crypto").exit_code == EXIT_ROLLBACK_FAILED
+    assert "gnt-cluster renew-crypto on node1.example did not report its end" in caplog.text
+    assert "`/usr/lib/ganeti/daemon-util start-all` on every node (the master last)" in caplog.text
+    runner, _, cluster = _make(renew, tmp_path, monkeypatch, "--cluster-certificate")
+    cluster.job_list = [{"id": 42, "status": "running"}]
+    assert execute._run_runner(runner, "sre.ganeti.renew-crypto").exit_code == 1, "nothing renewed: nothing left"
+
+
 def test_renewal_passes_the_quirk_flags_and_checks_the_result(renew: Any, tmp_path: Path, monkeypatch: Any) -> None:
     monkeypatch.setattr(renew._certs, "verify_pem", lambda pem, ca, url: "")
     runner, ctx, cluster = _make(renew, tmp_path, monkeypatch, "--rapi-certificate", "/root/rapi.pem", "--ssh-keys")

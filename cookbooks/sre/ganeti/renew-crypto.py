@@ -20,6 +20,9 @@ Steps:
      RAPI client must still verify TLS. --new-rapi-certificate makes Ganeti generate a self-signed
      certificate that no verifying client accepts: the renewal is completed and checked over SSH,
      then the run says so loudly and exits 1 (install a CA-signed one with --rapi-certificate).
+A failure or an interrupt (Ctrl-C, chat `cancel`) while `gnt-cluster renew-crypto` runs cannot be
+undone: the command may go on, or stop half-way with some nodes' daemons stopped. The run then
+exits 93 and says what to check and run (daemons, verify, --check-only, a new run for the rest).
 
 When RAPI does not answer or its certificate does not verify (after --new-rapi-certificate, or an
 expired certificate), give --master NODE: the master, the node list and the job queue are then
@@ -229,6 +232,8 @@ class RenewCryptoRunner(CookbookRunnerBase):
         self.args = args
         self.parts = parts
         self.ca_file = ca_file
+        self.renewing = False
+        """gnt-cluster renew-crypto was started on the master and has not reported its end."""
 
     @property
     def runtime_description(self) -> str:
@@ -263,6 +268,7 @@ class RenewCryptoRunner(CookbookRunnerBase):
         self.ctx.confirm(f"Renew {', '.join(self.parts)} of cluster {self.cluster.name}?")
         started = time.monotonic()
         commands = self.cluster.commands.on(self.master)  # from here on RAPI may refuse our client
+        self.renewing = not self.ctx.dry_run
         result = commands.renew_crypto(
             cluster_certificate=self.args.cluster_certificate,
             node_certificates=self.args.node_certificates,
@@ -273,6 +279,7 @@ class RenewCryptoRunner(CookbookRunnerBase):
             ssh_keys=self.args.ssh_keys,
             ssh_key_check=not self.args.ssh_keys,
         )
+        self.renewing = False
         if result.skipped:
             logger.info("Nothing renewed (dry-run): the certificates above stay as they are")
             return 0
@@ -291,6 +298,17 @@ class RenewCryptoRunner(CookbookRunnerBase):
         for failure in failures:
             logger.error("%s", failure)
         return 1 if failures else 0
+
+    def rollback(self) -> None:
+        """After a failure or an interrupt while gnt-cluster renew-crypto ran: nothing can be undone, say what is left."""
+        if not self.renewing:
+            return
+        raise LibclusterError(
+            f"gnt-cluster renew-crypto on {self.master} did not report its end: it may still run there, or have stopped "
+            "half-way with the Ganeti daemons of some nodes stopped (Ganeti starts them again only when the command "
+            "ends cleanly). On the master: `pgrep -af renew-crypto`; when it is gone, `/usr/lib/ganeti/daemon-util "
+            "start-all` on every node (the master last) and `gnt-cluster verify`; then `cookbook sre.ganeti.renew-crypto "
+            f"--cluster {self.cluster.name} --check-only` shows what was renewed, and a new run renews the rest")
 
     def _wait_for_rapi(self) -> None:
         """Wait until RAPI completes a TLS handshake again (verified or not: that is checked afterwards)."""
