@@ -1,5 +1,5 @@
-"""sre.dns.netbox on the real lab NetBox and Knot: drifted zones (missing record, stale record, wrong PTR) are
-fixed exactly, a second run sends no update, a dry-run changes nothing, the threshold stops an oversized change
+"""sre.dns.netbox on the real lab NetBox and Knot: drifted zones (missing record, wrong PTR) are fixed exactly,
+a stale record NetBox does not account for is kept and reported, a second run sends no update, a dry-run changes nothing, the threshold stops an oversized change
 (--force applies it), a wrong TSIG key is a clear error, and snippets parse back.
 
 Other helpers change the same zones at the same time, so the runs are limited to this test's records with the
@@ -103,7 +103,8 @@ def free_addresses(netbox: NetBox, client: DNS) -> tuple[list[str], list[str]]:
 
 @pytest.fixture(scope="module")
 def env(lab: dict[str, Any], lab_config: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    """NetBox addresses a (v4 and v6), b (v4), c (v6) named after the token; all of it removed at the end."""
+    """NetBox addresses a (v4 and v6), b (v4), c (v6) named after the token, on a NetBox VM of the lab cluster
+    group (so NetBox accounts for their records); all of it removed at the end."""
     for part in ("netbox", "dns", "etcd"):
         if not (isinstance(lab.get(part), dict) and lab[part].get("up")):
             pytest.skip(f"lab part {part} is not up")
@@ -122,16 +123,21 @@ def env(lab: dict[str, Any], lab_config: Path, tmp_path_factory: pytest.TempPath
     settings = DNSSyncSettings.from_config(config_module.Section(raw, "", "test"))
     environment = Env(raw=raw, tmp=tmp, token=token, netbox=netbox, dns=client,
                       scope=Scope(settings, client.zones), v4=v4, v6=v6)
+    cluster = netbox.get("cluster", name="A", group_id=netbox.get("cluster-group", name=topology.CLUSTER)["id"])
+    [vm] = netbox.create("vm", [{"name": environment.name("vm"), "cluster": cluster["id"], "status": "active"}])
+    [iface] = netbox.create("vm-interface", [{"virtual_machine": vm["id"], "name": "eth0"}])
+    on_vm = {"status": "active", "assigned_object_type": "virtualization.vminterface", "assigned_object_id": iface["id"]}
     created = netbox.create("ip-address", [
-        {"address": f"{v4[0]}/24", "dns_name": environment.name("a"), "status": "active"},
-        {"address": f"{v6[0]}/64", "dns_name": environment.name("a"), "status": "active"},
-        {"address": f"{v4[1]}/24", "dns_name": environment.name("b"), "status": "active"},
-        {"address": f"{v6[1]}/64", "dns_name": environment.name("c"), "status": "active"},
+        {"address": f"{v4[0]}/24", "dns_name": environment.name("a"), **on_vm},
+        {"address": f"{v6[0]}/64", "dns_name": environment.name("a"), **on_vm},
+        {"address": f"{v4[1]}/24", "dns_name": environment.name("b"), **on_vm},
+        {"address": f"{v6[1]}/64", "dns_name": environment.name("c"), **on_vm},
     ])
     try:
         yield environment
     finally:
         netbox.release_ips(created)
+        netbox.delete("vm", [vm])
         current = {}
         for zone in ZONES:
             current.update({k: v for k, v in client.zone_records(zone).items() if environment.scope.owns(*k)})
@@ -163,23 +169,28 @@ def test_dns_follows_netbox_exactly(env: Env) -> None:
 
     dry = env.run(dry_run=True)
     assert dry.returncode == 0, dry.stderr
-    assert "Would apply 3 rrset changes in 2 update message(s)" in dry.stderr
+    assert "Would apply 2 rrset changes in 2 update message(s)" in dry.stderr
     assert env.snapshot() == drifted
     assert all(change["dry_run"] for change in env.audit()["changes"])
 
     fixed = env.run()
     assert fixed.returncode == 0, fixed.stderr
-    assert "Applied 3 rrset changes in 2 update message(s)" in fixed.stderr
+    assert "Applied 2 rrset changes in 2 update message(s)" in fixed.stderr
     assert {(c["action"], c["target"], c["detail"]["type"]) for c in env.audit()["changes"]} == {
         ("record-add", f"{env.name('a')}.", "A"),
-        ("record-delete", f"{env.name('stale')}.", "A"),
         ("record-replace", b_ptr.to_text(), "PTR"),
     }
-    assert env.snapshot() == wanted_records(env)
+    assert f"Not ours: {env.name('stale')}. A: the server has {env.v4[2]}, NetBox gives nothing; left as is" in \
+        " ".join(fixed.stderr.split())
+    stale_key = (f"{env.name('stale')}.", "A")
+    assert env.snapshot() == {**wanted_records(env), stale_key: [env.v4[2]]}
 
     again = env.run()
-    assert again.returncode == 0 and "DNS matches NetBox: nothing to change" in again.stderr
+    assert again.returncode == 0 and "1 rrsets not ours left as they are: nothing to change" in again.stderr
     assert env.audit()["changes"] == []
+    env.server_apply({}, {(dns.name.from_text(env.name("stale")), dns.rdatatype.A)})
+    last = env.run()
+    assert last.returncode == 0 and "DNS matches NetBox: nothing to change" in last.stderr
 
 
 def test_the_threshold_stops_an_oversized_difference_and_force_applies_it(env: Env) -> None:
