@@ -272,7 +272,7 @@ class AddNodeRunner(CookbookRunnerBase):
                   "(`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`).", flush=True)
             if self.ctx.ask_input(f"Trust the SSH host keys of {fqdn}?", choices=["accept", "abort"]) != "accept":
                 raise interactive.AbortError(f"aborted by the operator: SSH host keys of {fqdn} not trusted")
-            expected = seen[0].fingerprint
+            expected = next((key for key in seen if key.kind == "ssh-ed25519"), seen[0]).fingerprint
         matching = [key for key in seen if key.fingerprint == expected]
         if not matching:
             return Check(name, False, f"mismatch: expected {expected} (from {self.trusted.source}), the master sees "
