@@ -36,9 +36,10 @@ from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from libcluster.errors import ConfigError, LibclusterError
+from libcluster.etcd import EtcdAccess, Gateway
 
 if TYPE_CHECKING:
     from libcluster.config import Section
@@ -288,42 +289,23 @@ def _flock(fd: int, *, blocking: bool) -> bool:
 
 
 class EtcdBackend:
-    """Holders as leased keys in etcd, through its v3 JSON gateway (etcd3gw)."""
+    """Holders as leased keys in etcd, through its v3 JSON gateway (etcd3gw), as the runner's etcd user."""
 
-    def __init__(self, url: str, prefix: str) -> None:
-        """url: ``http(s)://host:port`` of an etcd member; prefix: where lock keys live."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"invalid etcd URL {url!r}: expected http(s)://host:port")
-        self.url = url
-        self.host = parts.hostname
+    def __init__(self, access: EtcdAccess | str, prefix: str) -> None:
+        """access: etcd's URL, CA and user (a bare URL: no TLS check beyond the system CAs, no user);
+        prefix: where lock keys live."""
+        self.access = access if isinstance(access, EtcdAccess) else EtcdAccess(access)
+        self.url = self.access.url
         self.prefix = prefix.rstrip("/") + "/"
-        self._parts = parts
-        self._client: Any = None
+        self._gateway = Gateway(self.access, ETCD_TIMEOUT, LockError)
         self._leases: dict[str, tuple[int, threading.Event]] = {}
-
-    @property
-    def client(self) -> Any:
-        """The etcd3gw client, created on first use (importing it pulls in requests)."""
-        if self._client is None:
-            from etcd3gw.client import Etcd3Client
-
-            self._client = Etcd3Client(host=self.host, port=self._parts.port or 2379,
-                                       protocol=self._parts.scheme, timeout=ETCD_TIMEOUT)
-        return self._client
 
     def key_prefix(self, key: str) -> str:
         """The etcd prefix under which the holders of a lock key live."""
         return f"{self.prefix}{quote(key, safe='')}/"
 
     def _call(self, what: str, path: str, payload: dict[str, Any]) -> dict[str, Any]:
-        from etcd3gw.exceptions import Etcd3Exception
-        from requests import RequestException
-
-        try:
-            return self.client.post(self.client.get_url(path), json=payload)
-        except (Etcd3Exception, RequestException) as exc:
-            raise LockError(f"etcd at {self.url}: {what} failed: {exc}") from None
+        return self._gateway.call(what, path, payload)
 
     def _read(self, prefix: str) -> tuple[int, list[Holder]]:
         result = self._call("reading locks", "/kv/range", {"key": _b64(prefix), "range_end": _b64(_prefix_end(prefix))})
@@ -501,10 +483,7 @@ def from_config(config: Section, *, owner: str, dry_run: bool, enabled: bool = T
     backend: Backend | None = None
     if enabled:
         if section.has("etcd_url"):
-            try:
-                backend = EtcdBackend(section.str("etcd_url"), section.str("etcd_prefix", DEFAULT_ETCD_PREFIX))
-            except ValueError as exc:
-                raise ConfigError(f"{section.source}: key 'locks.etcd_url': {exc}") from None
+            backend = EtcdBackend(EtcdAccess.from_section(section), section.str("etcd_prefix", DEFAULT_ETCD_PREFIX))
         else:
             backend = FileBackend(section.str("file_dir", DEFAULT_FILE_DIR))
     return Locks(backend, owner=owner, dry_run=dry_run, default_ttl=section.int("default_ttl", 1800),

@@ -279,7 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ConfigError(f"{root.source}: unknown cluster(s) {', '.join(unknown)}")
         settings = HookSettings.from_config(root)
         session = session_for(root, dry_run=args.dry_run, verbose=args.verbose)
-        agent = Agent(session, EventStore(settings.etcd_url, settings.prefix), settings, args.cluster,
+        agent = Agent(session, EventStore(settings.etcd, settings.prefix), settings, args.cluster,
                       args.instances)
         if args.once:
             agent.cycle()

@@ -8,7 +8,8 @@ to a lease of ``event_ttl`` seconds so that events nobody consumes disappear, wh
 
 ``cluster`` is the cluster's name in the framework's configuration (``--cluster``), written into
 the hook's configuration file by install-hooks; ``new_name`` is set by renames only. The hook
-script writes it with curl through etcd's v3 JSON gateway; Python reads it with etcd3gw.
+script writes it with curl through etcd's v3 JSON gateway, as the nodes' etcd user (allowed to write
+under the prefix only); Python reads it with etcd3gw, as the runner's user (see libcluster.etcd).
 """
 
 from __future__ import annotations
@@ -19,15 +20,17 @@ import logging
 import threading
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from libcluster.config import Section
 from libcluster.errors import ConfigError, LibclusterError
+from libcluster.etcd import EtcdAccess, Gateway
 from libcluster.locks import DEFAULT_ETCD_PREFIX
 
 logger = logging.getLogger(__name__)
 
 EVENT_VERSION = 1
+DEFAULT_PREFIX = "/ganeti-cookbooks/hooks/"
+"""etcd key prefix of the hook events unless hooks.etcd_prefix says otherwise."""
 ETCD_TIMEOUT = 5
 """Seconds per etcd request of the agent."""
 
@@ -40,11 +43,11 @@ class EventError(LibclusterError):
 class HookSettings:
     """The `hooks` section: where events live, how long they last, and where hooks on nodes log and spool."""
 
-    etcd_url: str
-    """etcd as the agent reaches it (default: locks.etcd_url)."""
-    node_etcd_url: str
-    """etcd as hooks on the nodes reach it (default: etcd_url)."""
-    prefix: str = "/ganeti-cookbooks/hooks/"
+    etcd: EtcdAccess
+    """etcd as the agent reaches it (default: the locks' etcd, URL, CA and user)."""
+    node_etcd: EtcdAccess
+    """etcd as hooks on the nodes reach it: its URL, the CA file (on this host) shipped to them, their own etcd user."""
+    prefix: str = DEFAULT_PREFIX
     event_ttl: int = 86400
     poll: float = 5.0
     """Seconds between reads of pending events when no watch notification came."""
@@ -56,15 +59,26 @@ class HookSettings:
 
     @classmethod
     def from_config(cls, config: Section) -> HookSettings:
-        """Read the `hooks` section (etcd_url defaults to locks.etcd_url; one of them is needed)."""
+        """Read the `hooks` section (etcd_* default to locks.etcd_*; a URL is needed in one of them).
+
+        Nodes get hooks.node_etcd_url (default: the agent's URL), hooks.node_etcd_ca_file (default: the
+        agent's CA) and their own hooks.node_etcd_user/password, never the runner's: when the agent logs in,
+        nodes must have a user of their own.
+        """
         section = config.section("hooks", {})
-        url = section.str("etcd_url", None) or config.section("locks", {}).str("etcd_url", None)
-        if not url:
+        locks = config.section("locks", {})
+        if not (section.has("etcd_url") or locks.has("etcd_url")):
             raise ConfigError(f"{config.source}: hook events need hooks.etcd_url (or locks.etcd_url)")
-        base = cls(etcd_url=url, node_etcd_url=url)
+        agent = EtcdAccess.from_section(section, fallback=EtcdAccess.from_section(locks) if locks.has("etcd_url")
+                                        else None)
+        node = EtcdAccess.from_section(section, "node_etcd_", fallback=agent, inherit=("ca_file",), any_url=True)
+        if agent.user and not node.user:
+            raise ConfigError(f"{config.source}: etcd is used with a user ({agent.user}): hooks on the nodes need "
+                              "their own, hooks.node_etcd_user and hooks.node_etcd_password")
+        base = cls(etcd=agent, node_etcd=node)
         settings = cls(
-            etcd_url=url,
-            node_etcd_url=section.str("node_etcd_url", url),
+            etcd=agent,
+            node_etcd=node,
             prefix=section.str("etcd_prefix", base.prefix).rstrip("/") + "/",
             event_ttl=section.int("event_ttl", base.event_ttl),
             poll=section.float("poll", base.poll),
@@ -73,14 +87,10 @@ class HookSettings:
             log_file=section.str("log_file", base.log_file),
             spool_dir=section.str("spool_dir", base.spool_dir),
         )
-        locks = config.section("locks", {}).str("etcd_prefix", DEFAULT_ETCD_PREFIX).rstrip("/") + "/"
-        if settings.prefix.startswith(locks) or locks.startswith(settings.prefix):
+        locks_prefix = locks.str("etcd_prefix", DEFAULT_ETCD_PREFIX).rstrip("/") + "/"
+        if settings.prefix.startswith(locks_prefix) or locks_prefix.startswith(settings.prefix):
             raise ConfigError(f"{config.source}: key 'hooks.etcd_prefix' ({settings.prefix}) overlaps the locks' "
-                              f"prefix ({locks}): hook events and locks must not share keys")
-        for key, value in (("etcd_url", settings.etcd_url), ("node_etcd_url", settings.node_etcd_url)):
-            parts = urlsplit(value)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ConfigError(f"{config.source}: key 'hooks.{key}' must be http(s)://host:port, got {value!r}")
+                              f"prefix ({locks_prefix}): hook events and locks must not share keys")
         return settings
 
 
@@ -128,38 +138,21 @@ def _range_end(prefix: str) -> str:
 
 
 class EventStore:
-    """The events under the prefix in etcd, through its v3 JSON gateway (etcd3gw)."""
+    """The events under the prefix in etcd, through its v3 JSON gateway (etcd3gw), as the agent's etcd user."""
 
-    def __init__(self, url: str, prefix: str) -> None:
-        """url: http(s)://host:port of an etcd member; prefix: where events live (ends with '/')."""
-        parts = urlsplit(url)
-        self.url = url
+    def __init__(self, access: EtcdAccess | str, prefix: str) -> None:
+        """access: etcd's URL, CA and user (a bare URL: no user); prefix: where events live (ends with '/')."""
+        self.access = access if isinstance(access, EtcdAccess) else EtcdAccess(access)
+        self.url = self.access.url
         self.prefix = prefix
-        self._parts = parts
-        self._client: Any = None
+        self._gateway = Gateway(self.access, ETCD_TIMEOUT, EventError)
         self._wake = threading.Event()
         self._watcher: threading.Thread | None = None
         self._cancel: Any = None
         self._unreadable: set[str] = set()
 
-    @property
-    def client(self) -> Any:
-        """The etcd3gw client, created on first use."""
-        if self._client is None:
-            from etcd3gw.client import Etcd3Client
-
-            self._client = Etcd3Client(host=self._parts.hostname, port=self._parts.port or 2379,
-                                       protocol=self._parts.scheme, timeout=ETCD_TIMEOUT)
-        return self._client
-
     def _call(self, what: str, path: str, payload: dict[str, Any]) -> dict[str, Any]:
-        from etcd3gw.exceptions import Etcd3Exception
-        from requests import RequestException
-
-        try:
-            return self.client.post(self.client.get_url(path), json=payload)
-        except (Etcd3Exception, RequestException) as exc:
-            raise EventError(f"etcd at {self.url}: {what} failed: {type(exc).__name__}: {exc}") from None
+        return self._gateway.call(what, path, payload)
 
     def pending(self, cluster: str | None = None) -> list[Event]:
         """The events waiting (of one cluster when given), oldest first; anything else is logged once, left alone."""
@@ -201,7 +194,8 @@ class EventStore:
     def _watch(self) -> None:
         """Set the wake flag on every put under the prefix, until the watch stream breaks or is closed."""
         try:
-            events, self._cancel = self.client.watch_prefix(self.prefix, filters=["NODELETE"])
+            self._gateway.login(renew=True)  # a fresh token: the stream is authorised once, when it starts
+            events, self._cancel = self._gateway.client.watch_prefix(self.prefix, filters=["NODELETE"])
             for _ in events:
                 self._wake.set()
         except Exception as exc:  # noqa: BLE001 - a broken watch only means falling back to polling

@@ -16,7 +16,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 def build(lab: Lab, state: dict[str, Any]) -> dict[str, Any]:
     """The configuration mapping for the lab, from the parts' status."""
-    ganeti, netbox, dns = state["ganeti"], state["netbox"], state["dns"]
+    ganeti, netbox, dns, etcd = state["ganeti"], state["netbox"], state["dns"], state["etcd"]
     groups = {
         group: {
             "netbox_cluster": group,
@@ -29,7 +29,15 @@ def build(lab: Lab, state: dict[str, Any]) -> dict[str, Any]:
         "cookbooks_base_dirs": [str(REPO_ROOT)],
         "logs_base_dir": str(lab.state_dir / "cookbook-logs"),
         "audit_log": str(lab.state_dir / "cookbook-logs" / "audit.jsonl"),
-        "locks": {"etcd_url": state["etcd"]["url"], "default_ttl": 1800, "wait_tries": 27, "wait_sleep": 5},
+        "locks": {
+            "etcd_url": etcd["url"],
+            "etcd_ca_file": etcd["ca_file"],
+            "etcd_user": etcd["runner_user"],
+            "etcd_password": etcd["runner_password"],
+            "default_ttl": 1800,
+            "wait_tries": 27,
+            "wait_sleep": 5,
+        },
         "sal": {
             "irc_host": state["irc"]["host"],
             "irc_port": state["irc"]["port"],
@@ -38,7 +46,11 @@ def build(lab: Lab, state: dict[str, Any]) -> dict[str, Any]:
             "tls": True,
             "ca_file": state["irc"]["ca_file"],
         },
-        "hooks": {"node_etcd_url": f"http://{topology.HOST_IP}:{topology.ETCD_PORT}"},
+        "hooks": {
+            "node_etcd_url": etcd["nodes_url"],
+            "node_etcd_user": etcd["node_user"],
+            "node_etcd_password": etcd["node_password"],
+        },
         "remote": {"cumin_config": state["ssh"]["cumin_config"], "ssh_user": "root"},
         "netbox": {"url": netbox["url"], "token": netbox["token"], "ro_token": netbox["ro_token"], "timeout": 30,
                    "allow_insecure_http": netbox["url"].startswith("http://")},  # the lab's NetBox: http on loopback

@@ -1,9 +1,13 @@
-"""Locks against a real etcd started by these tests: serialization, leases of killed holders, dry-run, counts."""
+"""Locks against a real etcd started by these tests, secured as the lab's (TLS from the lab CA, users with roles):
+serialization, leases of killed holders, dry-run, counts; the runner's user takes locks, the nodes' user and
+unauthenticated clients cannot write or delete them."""
 
 from __future__ import annotations
 
+import base64
 import os
 import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -12,6 +16,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,7 +25,12 @@ import pytest
 import requests
 import yaml
 
-from libcluster.locks import EtcdBackend, Holder
+from libcluster.etcd import EtcdAccess, Gateway
+from libcluster.lab import etcd as lab_etcd
+from libcluster.lab import tls
+from libcluster.lab.clusterfs import ClusterPaths
+from libcluster.lab.common import Lab
+from libcluster.locks import EtcdBackend, Holder, LockError
 
 ETCD = Path("/usr/bin/etcd")
 """Binary of the Debian package etcd-server."""
@@ -30,6 +40,9 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 """Base dir of the fixture cookbook tree (locking.exclusive, locking.custom)."""
 PREFIX = "/test/locks/"
 """Key prefix of the locks written by these tests."""
+HOOKS = "/test/hooks/"
+ROLES = {lab_etcd.RUNNER_USER: (("READWRITE", PREFIX), ("READWRITE", HOOKS)), lab_etcd.NODE_USER: (("WRITE", HOOKS),)}
+"""The lab's roles, on this module's prefixes."""
 
 
 def _free_port() -> int:
@@ -38,38 +51,49 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class SecuredEtcd:
+    """The test etcd: its URL, CA and the passwords of its users."""
+
+    url: str
+    ca_file: str
+    passwords: dict[str, str]
+
+    def access(self, user: str | None = lab_etcd.RUNNER_USER) -> EtcdAccess:
+        """Access as user (None: no user)."""
+        return EtcdAccess(self.url, self.ca_file, user, self.passwords[user] if user else None)
+
+
 @pytest.fixture(scope="session")
-def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """URL of a one-member etcd on free loopback ports, data in a temp dir, stopped by PID at the end."""
+def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredEtcd]:
+    """A one-member etcd on free loopback ports, data in a temp dir, secured like the lab's (certificate from the lab
+    CA, root, runner and node users; locks under PREFIX for the runner, HOOKS for the nodes), stopped by PID."""
     if not ETCD.exists():
         if os.geteuid() != 0:
             if os.environ.get("COOKBOOK_LAB") == "require":
                 pytest.fail("etcd tests need /usr/bin/etcd or root to install etcd-server")
             pytest.skip("etcd-server not installed and not root")
-        from libcluster.lab.common import Lab
-
         Lab().apt_install("etcd", ["etcd-server", "etcd-client"])
+    lab = Lab()
+    paths = ClusterPaths.of(lab)
+    if not tls.ca_file(paths).exists():
+        pytest.skip("the lab CA (cluster part) is missing: `cookbook-lab up` first")
     workdir = tmp_path_factory.mktemp("etcd")
-    client, peer = f"http://127.0.0.1:{_free_port()}", f"http://127.0.0.1:{_free_port()}"
+    stem = workdir / "etcd"
+    tls.issue_certificate(lab, paths, stem, "etcd-test", ["IP:127.0.0.1"], "serverAuth")
+    client, peer = f"https://127.0.0.1:{_free_port()}", f"http://127.0.0.1:{_free_port()}"
     with (workdir / "etcd.log").open("w") as log:
-        process = subprocess.Popen(
-            [str(ETCD), "--name", "locktest", "--data-dir", str(workdir / "data"),
-             "--listen-client-urls", client, "--advertise-client-urls", client,
-             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-             "--initial-cluster", f"locktest={peer}"],
-            stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(lab_etcd.command(workdir / "data", [client], peer, stem, name="locktest"),
+                                   stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 30
-        while True:
-            try:
-                if requests.get(f"{client}/health", timeout=1).json().get("health") == "true":
-                    break
-            except (requests.RequestException, ValueError):
-                pass
+        while not lab_etcd.healthy(client, tls.ca_file(paths), timeout=1):
             if process.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"etcd did not start: {(workdir / 'etcd.log').read_text()[-2000:]}")
             time.sleep(0.2)
-        yield client
+        passwords = {user: secrets.token_urlsafe(16) for user in (lab_etcd.ROOT_USER, *ROLES)}
+        lab_etcd.secure(client, tls.ca_file(paths), passwords, ROLES)
+        yield SecuredEtcd(client, str(tls.ca_file(paths)), passwords)
     finally:
         os.kill(process.pid, signal.SIGTERM)
         try:
@@ -80,20 +104,23 @@ def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture
-def config(etcd: str, tmp_path: Path) -> Path:
-    """A `cookbook -c` file using the fixture tree and the test etcd."""
+def config(etcd: SecuredEtcd, tmp_path: Path) -> Path:
+    """A `cookbook -c` file using the fixture tree and the test etcd as the runner's user."""
     path = tmp_path / "config.yaml"
+    path.touch(mode=0o600)
     path.write_text(yaml.safe_dump({
         "cookbooks_base_dirs": [str(FIXTURES)],
         "logs_base_dir": str(tmp_path / "logs"),
         "audit_log": str(tmp_path / "logs" / "audit.jsonl"),
-        "locks": {"etcd_url": etcd, "etcd_prefix": PREFIX, "default_ttl": 30, "wait_tries": 60, "wait_sleep": 0.05},
+        "locks": {"etcd_url": etcd.url, "etcd_ca_file": etcd.ca_file, "etcd_user": lab_etcd.RUNNER_USER,
+                  "etcd_password": etcd.passwords[lab_etcd.RUNNER_USER], "etcd_prefix": PREFIX, "default_ttl": 30,
+                  "wait_tries": 60, "wait_sleep": 0.05},
     }))
     return path
 
 
-def _backend(etcd: str) -> EtcdBackend:
-    return EtcdBackend(etcd, PREFIX)
+def _backend(etcd: SecuredEtcd, user: str | None = lab_etcd.RUNNER_USER) -> EtcdBackend:
+    return EtcdBackend(etcd.access(user), PREFIX)
 
 
 Acquire = Callable[[EtcdBackend, str, Holder], "list[Holder] | None"]
@@ -122,9 +149,9 @@ def _holder(concurrency: int, ttl: int = 30) -> Holder:
     return Holder(uuid.uuid4().hex, "test@host [1]", concurrency, ttl, time.time())
 
 
-def _revision(etcd: str) -> int:
-    response = requests.post(f"{etcd}/v3/kv/range", json={"key": "AA==", "limit": 1}, timeout=5).json()
-    return int(response["header"]["revision"])
+def _revision(etcd: SecuredEtcd) -> int:
+    return int(Gateway(etcd.access(), 5, RuntimeError).call("reading", "/kv/range", {"key": _b64(PREFIX)})
+               ["header"]["revision"])
 
 
 def _cookbook(config: Path, *args: str) -> subprocess.Popen[str]:
@@ -153,7 +180,7 @@ def test_two_exclusive_runs_started_together_serialize(config: Path) -> None:
                      r"1 holder\(s\), at most 1 allowed: \S+@\S+ \[\d+\]", waited[0])
 
 
-def test_a_sigkilled_holder_frees_its_lock_when_the_lease_expires(config: Path, etcd: str) -> None:
+def test_a_sigkilled_holder_frees_its_lock_when_the_lease_expires(config: Path, etcd: SecuredEtcd) -> None:
     name = f"instance:{uuid.uuid4().hex[:8]}"
     ttl = 3
     process = _cookbook(config, "locking.custom", name, "--ttl", str(ttl), "--seconds", "120")
@@ -174,7 +201,7 @@ def test_a_sigkilled_holder_frees_its_lock_when_the_lease_expires(config: Path, 
     assert second.wait(timeout=60) == 0
 
 
-def test_dry_run_takes_no_lock(config: Path, etcd: str) -> None:
+def test_dry_run_takes_no_lock(config: Path, etcd: SecuredEtcd) -> None:
     automatic = {holder.id for holder in _backend(etcd).holders("cookbooks/locking.custom")}  # killed runs' leases
     before = _revision(etcd)
     process = _cookbook(config, "-d", "locking.custom", "dry-lock", "--seconds", "1")
@@ -185,7 +212,7 @@ def test_dry_run_takes_no_lock(config: Path, etcd: str) -> None:
     assert _revision(etcd) == before
 
 
-def test_concurrency_n_allows_n_holders_and_refuses_the_next(etcd: str, acquire: Acquire) -> None:
+def test_concurrency_n_allows_n_holders_and_refuses_the_next(etcd: SecuredEtcd, acquire: Acquire) -> None:
     backend = _backend(etcd)
     key = f"custom/n-{uuid.uuid4().hex}"
     holders = [_holder(3) for _ in range(3)]
@@ -197,7 +224,7 @@ def test_concurrency_n_allows_n_holders_and_refuses_the_next(etcd: str, acquire:
     assert len(backend.holders(key)) == 3
 
 
-def test_racing_newcomers_never_exceed_the_concurrency(etcd: str, acquire: Acquire) -> None:
+def test_racing_newcomers_never_exceed_the_concurrency(etcd: SecuredEtcd, acquire: Acquire) -> None:
     key = f"custom/race-{uuid.uuid4().hex}"
     barrier = threading.Barrier(12)
     results: list[Any] = []
@@ -216,7 +243,7 @@ def test_racing_newcomers_never_exceed_the_concurrency(etcd: str, acquire: Acqui
     assert len(_backend(etcd).holders(key)) == 3
 
 
-def test_strictest_holder_wins(etcd: str, acquire: Acquire) -> None:
+def test_strictest_holder_wins(etcd: SecuredEtcd, acquire: Acquire) -> None:
     backend = _backend(etcd)
     exclusive = f"custom/strict-{uuid.uuid4().hex}"
     assert acquire(backend, exclusive, _holder(1)) is None
@@ -229,7 +256,7 @@ def test_strictest_holder_wins(etcd: str, acquire: Acquire) -> None:
     assert acquire(backend, shared, _holder(3)) is None
 
 
-def test_released_locks_leave_no_thread_and_no_key(etcd: str) -> None:
+def test_released_locks_leave_no_thread_and_no_key(etcd: SecuredEtcd) -> None:
     backend = _backend(etcd)
     key = f"custom/clean-{uuid.uuid4().hex}"
     before = threading.active_count()
@@ -244,3 +271,45 @@ def test_released_locks_leave_no_thread_and_no_key(etcd: str) -> None:
     while threading.active_count() > before and time.monotonic() < deadline:
         time.sleep(0.05)
     assert threading.active_count() == before
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def test_unauthenticated_writes_are_refused_and_plain_http_is_not_served(etcd: SecuredEtcd) -> None:
+    key = f"{PREFIX}planted-{uuid.uuid4().hex}"
+    session = requests.Session()
+    session.trust_env = False
+    answer = session.post(f"{etcd.url}/v3/kv/put", json={"key": _b64(key), "value": _b64("x")}, verify=etcd.ca_file,
+                          timeout=5)
+    assert answer.status_code == 400 and "user name is empty" in answer.json()["error"]
+    with pytest.raises(LockError, match="user name is empty"):
+        EtcdBackend(etcd.access(None), PREFIX).try_acquire(f"custom/{key}", _holder(1))
+    with pytest.raises(requests.RequestException):
+        session.post(etcd.url.replace("https:", "http:") + "/v3/kv/put", json={"key": _b64(key), "value": "eA=="},
+                     timeout=5)
+    with pytest.raises(LockError) as failed:
+        EtcdBackend(EtcdAccess(etcd.url, etcd.ca_file, lab_etcd.RUNNER_USER, "wrong-password"), PREFIX).holders("x")
+    assert "authentication failed" in str(failed.value) and "wrong-password" not in str(failed.value)
+    assert _backend(etcd).holders(f"custom/{key}") == []
+    assert Gateway(etcd.access(), 5, RuntimeError).call("reading", "/kv/range", {"key": _b64(key)}).get("kvs") is None
+
+
+def test_the_nodes_user_can_neither_take_plant_nor_delete_a_lock(etcd: SecuredEtcd, acquire: Acquire) -> None:
+    key = f"custom/node-{uuid.uuid4().hex}"
+    runner = _backend(etcd)
+    holder = _holder(1)
+    assert acquire(runner, key, holder) is None
+    node = _backend(etcd, lab_etcd.NODE_USER)
+    with pytest.raises(LockError, match="permission denied"):
+        node.try_acquire(f"custom/other-{uuid.uuid4().hex}", _holder(1))
+    gateway = Gateway(etcd.access(lab_etcd.NODE_USER), 5, RuntimeError)
+    prefix = runner.key_prefix(key)
+    for what, path, payload in (
+            ("deleting", "/kv/deleterange", {"key": _b64(prefix), "range_end": _b64(prefix[:-1] + "0")}),
+            ("planting", "/kv/put", {"key": _b64(prefix + "planted"), "value": _b64(_holder(1).to_json())})):
+        with pytest.raises(RuntimeError, match="permission denied"):
+            gateway.call(what, path, payload)
+    assert [found.id for found in runner.holders(key)] == [holder.id]
+    assert gateway.call("writing an event", "/kv/put", {"key": _b64(f"{HOOKS}lab/1-node-1"), "value": _b64("{}")})

@@ -10,6 +10,7 @@ import pytest
 
 from libcluster.config import Section
 from libcluster.errors import ConfigError
+from libcluster.etcd import EtcdAccess
 from libcluster.hooks.agent import Work, coalesce
 from libcluster.hooks.events import Event, EventStore, HookSettings
 
@@ -41,11 +42,11 @@ def test_malformed_events_are_refused(text: str) -> None:
 
 def test_settings_default_to_the_lock_etcd_and_name_every_bad_key() -> None:
     settings = HookSettings.from_config(Section({"locks": {"etcd_url": "http://127.0.0.1:2379"}}, "", "c.yaml"))
-    assert settings == HookSettings(etcd_url="http://127.0.0.1:2379", node_etcd_url="http://127.0.0.1:2379")
+    assert settings == HookSettings(etcd=EtcdAccess("http://127.0.0.1:2379"), node_etcd=EtcdAccess("http://127.0.0.1:2379"))
     custom = HookSettings.from_config(Section({"hooks": {
         "etcd_url": "http://10.0.0.1:2379", "node_etcd_url": "http://10.0.0.2:2379", "etcd_prefix": "/x/hooks",
         "event_ttl": 60, "poll": 0.5, "max_attempts": 2}}, "", "c.yaml"))
-    assert (custom.node_etcd_url, custom.prefix, custom.event_ttl, custom.poll, custom.max_attempts) == (
+    assert (custom.node_etcd.url, custom.prefix, custom.event_ttl, custom.poll, custom.max_attempts) == (
         "http://10.0.0.2:2379", "/x/hooks/", 60, 0.5, 2)
     with pytest.raises(ConfigError, match="hooks.etcd_url"):
         HookSettings.from_config(Section({}, "", "c.yaml"))
@@ -54,6 +55,34 @@ def test_settings_default_to_the_lock_etcd_and_name_every_bad_key() -> None:
                                          "", "c.yaml"))
     with pytest.raises(ConfigError, match="hooks.node_etcd_url"):
         HookSettings.from_config(Section({"hooks": {"etcd_url": "http://a:1", "node_etcd_url": "a:1"}}, "", "c.yaml"))
+
+
+SECURED = {"etcd_url": "https://etcd.example:2379", "etcd_ca_file": "/etc/ca.crt", "etcd_user": "cookbook-runner",
+           "etcd_password": "runner-secret"}
+
+
+def test_the_agent_uses_the_locks_user_and_nodes_get_their_own_user_never_the_runners() -> None:
+    settings = HookSettings.from_config(Section({"locks": SECURED, "hooks": {
+        "node_etcd_url": "https://198.51.100.1:2379", "node_etcd_user": "cookbook-node",
+        "node_etcd_password": "node-secret"}}, "", "c.yaml"))
+    assert settings.etcd == EtcdAccess("https://etcd.example:2379", "/etc/ca.crt", "cookbook-runner", "runner-secret")
+    assert settings.node_etcd == EtcdAccess("https://198.51.100.1:2379", "/etc/ca.crt", "cookbook-node", "node-secret")
+    with pytest.raises(ConfigError, match="hooks.node_etcd_user and hooks.node_etcd_password"):
+        HookSettings.from_config(Section({"locks": SECURED}, "", "c.yaml"))
+    other = HookSettings.from_config(Section({"locks": SECURED, "hooks": {"etcd_url": "https://other:2379"}}, "",
+                                             "c.yaml"))
+    assert other.etcd == EtcdAccess("https://other:2379")  # another etcd: the locks' CA and user are not its
+
+
+@pytest.mark.parametrize(("keys", "message"), [
+    ({"etcd_url": "http://etcd.example:2379", "etcd_user": "u", "etcd_password": "secret-pw"}, "sent in clear"),
+    ({"etcd_url": "https://etcd.example:2379", "etcd_user": "u"}, "both a user name and a password"),
+    ({"etcd_url": "http://etcd.example:2379", "etcd_ca_file": "/ca"}, "not https"),
+])
+def test_bad_etcd_access_is_refused_naming_the_key_and_never_the_password(keys: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as refused:
+        HookSettings.from_config(Section({"locks": keys}, "", "c.yaml"))
+    assert "locks.etcd_url" in str(refused.value) and "secret-pw" not in str(refused.value)
 
 
 def test_events_are_grouped_per_instance_as_now_named_and_pre_phase_ones_dropped() -> None:
@@ -72,7 +101,7 @@ def test_events_are_grouped_per_instance_as_now_named_and_pre_phase_ones_dropped
         ("other", "a.lab.example", None, ["5"]),
     ]
     assert [e.key for e in dropped] == ["2"]
-    assert Work("lab", "c.lab.example", "a.lab.example").args() == [
+    assert Work("lab", "c.lab.example", "a.lab.example", delete=True).args() == [
         "--cluster", "lab", "--vm", "c.lab.example", "--delete", "--renamed-from", "a.lab.example"]
 
 
