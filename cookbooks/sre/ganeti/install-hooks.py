@@ -3,13 +3,15 @@
 Steps:
   1. Take the cluster's nodes from the RAPI (offline nodes are skipped and named), or the --node given.
   2. On each node over SSH, compare /etc/ganeti/hooks/cookbook-event (the hook script of this
-     repository's hooks/), its cookbook-event.conf (the cluster's name, etcd as nodes reach it:
-     hooks.node_etcd_url, the event prefix and TTL, log and spool paths) and the 50-cookbook-event
-     links in the post-phase directories of instance add, remove, rename, modify, migrate, failover,
-     start, stop and disk grow.
+     repository's hooks/), its cookbook-event.conf (0600: the cluster's name, etcd as nodes reach it:
+     hooks.node_etcd_url and the nodes' etcd user hooks.node_etcd_user/password, the event prefix
+     and TTL, log and spool paths), cookbook-event-ca.crt (0600: hooks.node_etcd_ca_file, the CA of
+     etcd's certificate, when set) and the 50-cookbook-event links in the post-phase directories of
+     instance add, remove, rename, modify, migrate, failover, start, stop and disk grow.
   3. Write only what differs (atomically), and print per node what changed: a second run changes
      nothing. With -d nothing is written and the table shows what would change.
---remove takes the links, the script and its settings away instead.
+--remove takes the links, the script, its settings and the CA away instead. The password is never
+shown: the changes list and logs mask it.
 
 The hooks record events in etcd; `cookbook-hooks-agent` acts on them (see libcluster/hooks).
 addnode runs this cookbook for a new node with `--cluster C --node FQDN`.
@@ -68,7 +70,11 @@ class InstallHooks(CookbookBase):
         cluster_settings(self.ctx.config, args)
         if not HOOK_SCRIPT.is_file():
             raise FileNotFoundError(f"hook script {HOOK_SCRIPT} not found")
-        return InstallHooksRunner(self.ctx, args, HookSettings.from_config(self.ctx.config))
+        settings = HookSettings.from_config(self.ctx.config)
+        ca_file = settings.node_etcd.ca_file
+        if ca_file and not args.remove and not Path(ca_file).is_file():
+            raise FileNotFoundError(f"hooks.node_etcd_ca_file {ca_file} not found")
+        return InstallHooksRunner(self.ctx, args, settings)
 
 
 class InstallHooksRunner(CookbookRunnerBase):
@@ -108,8 +114,9 @@ class InstallHooksRunner(CookbookRunnerBase):
             program = install.removal(self.settings, check=self.ctx.dry_run)
         else:
             conf = install.render_conf(self.args.cluster, self.settings)
+            ca_file = self.settings.node_etcd.ca_file
             program = install.program(HOOK_SCRIPT.read_text(encoding="utf-8"), conf, self.settings,
-                                      check=self.ctx.dry_run)
+                                      check=self.ctx.dry_run, ca=Path(ca_file).read_text() if ca_file else None)
         result = self.ctx.remote().hosts(nodes).run_sync(program, is_safe=self.ctx.dry_run, timeout=60,
                                                          success_threshold=0.0)
         rows, failed = [], []
