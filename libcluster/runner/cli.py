@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 CONFIG_ENV = "COOKBOOK_CONFIG"
 """Environment variable naming the configuration file when -c is not given."""
 
-USAGE = "cookbook [-h] [-l] [-c CONFIG] [-d] [-v] [-y] [--no-locks] [COOKBOOK] [ARGS...]"
+USAGE = "cookbook [-h] [-l] [--doctor] [-c CONFIG] [-d] [-v] [-y] [--no-locks] [COOKBOOK] [ARGS...]"
 """The synopsis (argparse would render the cookbook's arguments as "...")."""
 
 DESCRIPTION = """\
@@ -80,6 +80,7 @@ files:
 
 examples:
   cookbook -l -v sre.ganeti              list the Ganeti cookbooks with their titles
+  sudo cookbook --doctor                 check the configuration and the services it names
   cookbook sre.ganeti.makevm -h          help of one cookbook
   sudo cookbook -d sre.ganeti.makevm --cluster prod1 vm1    preview, change nothing
   sudo cookbook -y sre.ganeti.reboot-vm vm1.example.org     run, answering "go" to confirmations
@@ -93,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-l", "--list", action="store_true",
                         help="list the cookbooks as a tree (COOKBOOK filters by name prefix; -v adds titles and "
                         "owners) and exit")
+    parser.add_argument("--doctor", action="store_true",
+                        help="check the configuration and every service it names (RAPI, NetBox, DNS, etcd, IRC, "
+                        "cumin to each master, file modes), one line each with a fix; exit 1 if one fails. "
+                        "Changes nothing")
     parser.add_argument("-c", "--config-file", default=os.environ.get(CONFIG_ENV) or config.DEFAULT_CONFIG_PATH,
                         metavar="CONFIG", help=f"configuration file (default: ${CONFIG_ENV}, else "
                         f"{config.DEFAULT_CONFIG_PATH})")
@@ -158,6 +163,10 @@ def _not_found(base_dirs: list[Path], name: str, error: discovery.CookbookNotFou
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    if args.doctor:
+        from libcluster import doctor
+
+        return doctor.run(args.config_file)
     root = config.load(args.config_file)
     base_dirs = _base_dirs(root)
     name = discovery.normalize(args.cookbook or "")

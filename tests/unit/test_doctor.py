@@ -1,0 +1,43 @@
+"""The doctor's file checks: the configuration and the files of secrets it names must not be readable by all."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from libcluster import config, doctor
+
+
+def _root(tmp_path: Path, key_file: Path) -> tuple[config.Section, Path]:
+    path = tmp_path / "config.yaml"
+    path.write_text(f"cookbooks_base_dirs: [{tmp_path}]\nlogs_base_dir: {tmp_path}/logs\n"
+                    f"locks:\n  etcd_url: https://127.0.0.1:2379\n  etcd_key_file: {key_file}\n"
+                    f"  etcd_ca_file: {tmp_path}/ca.pem\n")
+    path.chmod(0o640)
+    return config.load(path), path
+
+
+def test_a_world_readable_key_file_fails_naming_it_and_the_fix(tmp_path: Path) -> None:
+    key = tmp_path / "etcd.key"
+    key.write_text("KEY")
+    key.chmod(0o644)
+    root, path = _root(tmp_path, key)
+    lines = [line.render() for line in doctor.check_files(root, path)]
+    assert lines[0] == f"OK    config {path}: owner and mode keep its secrets"
+    assert lines[1] == (f"FAIL  file locks.etcd_key_file: readable by everyone (mode 0644); fix: chown root:root {key} "
+                        f"&& chmod 0600 {key}")
+    assert not [line for line in lines if "ca_file" in line]  # a CA is no secret
+    key.chmod(0o600)
+    assert [line.render() for line in doctor.check_files(root, path)][1].startswith("OK    file locks.etcd_key_file")
+
+
+def test_a_missing_key_file_and_an_unwritable_log_dir_fail(tmp_path: Path) -> None:
+    (tmp_path / "logs").write_text("a file where the log directory should be")
+    root, path = _root(tmp_path, tmp_path / "missing.key")
+    lines = [line.render() for line in doctor.check_files(root, path)]
+    assert lines[1] == (f"FAIL  file locks.etcd_key_file: {tmp_path}/missing.key does not exist; fix: create it or "
+                        "correct locks.etcd_key_file")
+    assert lines[2] == (f"FAIL  logs_base_dir: {tmp_path}/logs not writable ({tmp_path}/logs is not a directory); "
+                        f"fix: create {tmp_path}/logs (a directory, 0750, of the user running cookbooks) or correct "
+                        "the key")
+    assert lines[3].startswith(f"FAIL  audit_log: {tmp_path}/logs/audit.jsonl not writable ({tmp_path}/logs is not a "
+                               "directory)")
