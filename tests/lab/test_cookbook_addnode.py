@@ -30,13 +30,14 @@ from tests.lab.cookbook_lab import (  # noqa: F401 - cluster is a fixture
     remote,
     run_cookbook,
 )
-from cookbooks.sre.ganeti._hostkeys import GANETI_KNOWN_HOSTS, ROOT_KNOWN_HOSTS, parse_public_keys
+from cookbooks.sre.ganeti._hostkeys import GANETI_KNOWN_HOSTS, ROOT_KNOWN_HOSTS, HostKey, parse_public_keys
 from libcluster.ganeti import GanetiCluster, RapiNotFoundError
 from libcluster.hooks import install
 from libcluster.lab import netns, sshd, topology
 from libcluster.lab import cluster as lab_cluster
 from libcluster.lab.clusterfs import ClusterPaths
 from libcluster.lab.common import Lab
+from libcluster.remote import HostStatus
 
 ADDNODE = "sre.ganeti.addnode"
 SPARE = topology.spare_nodes()[0]
@@ -199,9 +200,32 @@ def test_a_wrong_fingerprint_is_refused_and_changes_nothing(cluster: GanetiClust
     _refused_unchanged(cluster, lab_config, wrong, [key.describe() for key in true_keys])
 
 
+def _runner_trusting(lab_config: Path, tmp_path: Path, keys: list[HostKey]) -> Path:
+    """A config whose runner also accepts keys for the spare, on SSH connections of its own: a runner that never
+    met the new server, so that only addnode's own check on the master stands between it and the cluster."""
+    known = tmp_path / "known_hosts"
+    known.write_text(sshd.known_hosts_file(PATHS).read_text()
+                     + "".join(f"{SPARE.fqdn},{SPARE.ip} {key.kind} {key.blob}\n" for key in keys))
+    ssh_config = tmp_path / "ssh_config"
+    ssh_config.write_text(sshd.ssh_config_file(PATHS).read_text()
+                          .replace(str(sshd.known_hosts_file(PATHS)), str(known))
+                          .replace(f"ControlPath {sshd.control_dir(PATHS)}/%C", "ControlPath none"))
+    cumin = yaml.safe_load(PATHS.cumin_config.read_text())
+    cumin.update(log_file=str(tmp_path / "cumin.log"))
+    cumin["clustershell"]["ssh_options"] = [f"-F {ssh_config}"]
+    (tmp_path / "cumin.yaml").write_text(yaml.safe_dump(cumin))
+    config = yaml.safe_load(lab_config.read_text())
+    config["remote"]["cumin_config"] = str(tmp_path / "cumin.yaml")
+    path = tmp_path / "config.yaml"
+    path.touch(mode=0o600)
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
 def test_a_spoofed_node_is_refused_and_changes_nothing(cluster: GanetiCluster, spare: str, lab_config: Path,
                                                        tmp_path: Path) -> None:
-    """Another machine answering as node5 (here: node5's sshd with other host keys) never gets the add."""
+    """Another machine answering as node5 to the master (here: node5's sshd with other host keys) never gets the
+    add, even when the runner itself would accept it."""
     real = _fingerprint()
     etc_ssh = PATHS.node_path(SPARE, "/etc/ssh")
     saved = {path: path.read_bytes() for path in etc_ssh.glob("ssh_host_*_key*")}
@@ -210,11 +234,14 @@ def test_a_spoofed_node_is_refused_and_changes_nothing(cluster: GanetiCluster, s
         key = tmp_path / f"ssh_host_{kind}_key"
         subprocess.run(["ssh-keygen", "-q", "-t", kind, "-N", "", "-C", "spoof", "-f", str(key)], check=True)
         spoofed += parse_public_keys(key.with_suffix(".pub").read_text())
+    trusting = _runner_trusting(lab_config, tmp_path, spoofed)
     try:
         for kind in sshd.HOST_KEY_TYPES:
             for suffix in ("", ".pub"):
                 shutil.copyfile(tmp_path / f"ssh_host_{kind}_key{suffix}", etc_ssh / f"ssh_host_{kind}_key{suffix}")
-        _refused_unchanged(cluster, lab_config, real, [key.describe() for key in spoofed])
+        reached = remote(trusting).hosts([spare]).run_sync(["true"], is_safe=True)[spare]
+        assert reached.status is HostStatus.OK, "the runner of this test must accept the spoofed node"
+        _refused_unchanged(cluster, trusting, real, [key.describe() for key in spoofed])
     finally:
         for path, content in saved.items():
             path.write_bytes(content)
