@@ -113,7 +113,8 @@ def test_depool_and_pool_run_on_the_vm_around_the_reboot(cluster: GanetiCluster,
         assert not on_guest.exists() and real_jobs_since(cluster, marker, name) == []
         done = run_cookbook(config, REBOOT, "-r", "pool test", name)
         assert done.returncode == 0
-        assert on_guest.read_text() == "depooled node5.lab.example\npooled node5.lab.example\n"  # ran on the stand-in, in this order
+        # ran on the stand-in, in this order
+        assert on_guest.read_text() == "depooled node5.lab.example\npooled node5.lab.example\n"
         assert [job["status"] for job in real_jobs_since(cluster, marker, name)] == ["success"]
         marker = last_job_id(cluster)
         failing = _with_pool_commands(lab_config, tmp_path, "echo cannot depool >&2; exit 3", f"echo pooled >> {log}")

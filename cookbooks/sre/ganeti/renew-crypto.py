@@ -300,15 +300,16 @@ class RenewCryptoRunner(CookbookRunnerBase):
         return 1 if failures else 0
 
     def rollback(self) -> None:
-        """After a failure or an interrupt while gnt-cluster renew-crypto ran: nothing can be undone, say what is left."""
+        """After a failure or an interrupt during gnt-cluster renew-crypto: nothing can be undone, say what is left."""
         if not self.renewing:
             return
         raise LibclusterError(
-            f"gnt-cluster renew-crypto on {self.master} did not report its end: it may still run there, or have stopped "
-            "half-way with the Ganeti daemons of some nodes stopped (Ganeti starts them again only when the command "
-            "ends cleanly). On the master: `pgrep -af renew-crypto`; when it is gone, `/usr/lib/ganeti/daemon-util "
-            "start-all` on every node (the master last) and `gnt-cluster verify`; then `cookbook sre.ganeti.renew-crypto "
-            f"--cluster {self.cluster.name} --check-only` shows what was renewed, and a new run renews the rest")
+            f"gnt-cluster renew-crypto on {self.master} did not report its end: it may still run there, or have "
+            "stopped half-way with the Ganeti daemons of some nodes stopped (Ganeti starts them again only when the "
+            "command ends cleanly). On the master: `pgrep -af renew-crypto`; when it is gone, "
+            "`/usr/lib/ganeti/daemon-util start-all` on every node (the master last) and `gnt-cluster verify`; then "
+            f"`cookbook sre.ganeti.renew-crypto --cluster {self.cluster.name} --check-only` shows what was renewed, "
+            "and a new run renews the rest")
 
     def _wait_for_rapi(self) -> None:
         """Wait until RAPI completes a TLS handshake again (verified or not: that is checked afterwards)."""
