@@ -14,8 +14,8 @@ Rollback, when a step fails or the run is interrupted (Ctrl-C, or `cancel` from 
 depool command started: the reboot job in flight is waited for; if Ganeti then reports the
 instance running, the pool command runs again. A VM whose reboot failed is never pooled: it is
 left depooled and the run exits 93 saying so (pool it by hand once it is healthy), as when the
-pool command fails in the rollback. Exit codes: 0 rebooted; 97 interrupted (pooled again); 99 a
-step failed (pooled again); 93 left depooled.
+pool command fails in the rollback. Exit codes: 0 rebooted; 97 interrupted and 99 a step failed
+(a VM this run depooled is pooled again); 93 the VM is left depooled.
 The reason (-r) is logged in the START/END lines and the server admin log.
 
 Usage:
