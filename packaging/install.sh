@@ -11,7 +11,7 @@ set -euo pipefail
 SRC="$(cd "$(dirname "$0")/.." && pwd)"
 SECURE_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin   # Debian's sudoers secure_path
 SCRIPTS=(cookbook cookbook-hooks-agent cookbook-chatops)                   # not cookbook-lab: the lab stays a dev tool
-PYTHON="${PYTHON:-python3}"
+PYTHON="${PYTHON:-/usr/bin/python3}"   # Debian's: the venv must not lean on an interpreter in root's home
 
 usage() {
     echo "usage: $0 install|uninstall [--root DIR]" >&2
@@ -37,6 +37,7 @@ ETC="$ROOT/etc/ganeti-cookbooks"
 LOGS="$ROOT/var/log/ganeti-cookbooks"
 UNITS="$ROOT/etc/systemd/system"
 LOGROTATE="$ROOT/etc/logrotate.d/ganeti-cookbooks"
+COMPLETION="$ROOT/usr/local/share/bash-completion/completions/cookbook"
 MANIFEST="$OPT/install-manifest"
 
 CREATED=()  # paths this run created, in creation order
@@ -90,6 +91,9 @@ do_install() {
         fi
     done
 
+    if ! "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3-venv
+    fi
     make_dir "$(dirname "$OPT")" 0755
     if [ ! -x "$OPT/bin/python" ]; then
         [ -e "$OPT" ] || record "$OPT"
@@ -135,6 +139,9 @@ do_install() {
     done
     make_dir "$(dirname "$LOGROTATE")" 0755
     put_file "$SRC/packaging/logrotate" "$LOGROTATE" 0644
+    make_dir "$(dirname "$COMPLETION")" 0755
+    put_file "$SRC/packaging/bash-completion" "$COMPLETION" 0644
+    sed -i "s|@SHARE@|$SHARE|g" "$COMPLETION"
 
     # Keep what earlier installs recorded: uninstall must still remove it.
     { [ -f "$MANIFEST" ] && cat "$MANIFEST"; printf '%s\n' "${CREATED[@]}"; } | awk 'NF && !seen[$0]++' \

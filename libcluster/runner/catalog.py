@@ -20,7 +20,7 @@ from libcluster.runner.discovery import UNOWNED, tree_roots
 
 logger = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 """Bumped when the cached per-file record changes shape."""
 
 
@@ -35,6 +35,8 @@ class Node:
     group: bool = False
     error: str = ""
     """Why the file could not be read (syntax error); the cookbook is still listed."""
+    options: list[str] = field(default_factory=list)
+    """Option strings of a cookbook's parser, read statically (with those of its group's helpers), for completion."""
     children: dict[str, Node] = field(default_factory=dict)
 
     def child(self, name: str, *, group: bool) -> Node:
@@ -122,13 +124,15 @@ def scan(base_dirs: Sequence[str | Path], cache_path: Path | None = None) -> Nod
     cache = FileCache(cache_path)
     seen: set[str] = set()
     for tree_root in tree_roots(base_dirs):
-        _scan_folder(str(tree_root), (), root, cache, seen)
+        _scan_folder(str(tree_root), (), root, cache, seen, {})
     cache.save(seen)
     _inherit_owners(root)
     return root
 
 
-def _scan_folder(folder: str, rel: tuple[str, ...], group: Node, cache: FileCache, seen: set[str]) -> None:
+def _scan_folder(folder: str, rel: tuple[str, ...], group: Node, cache: FileCache, seen: set[str],
+                 helpers: dict[str, Any]) -> None:
+    """Add folder's cookbooks and sub-groups; helpers: option-adding functions of the enclosing ``__init__.py``s."""
     with os.scandir(folder) as listing:
         entries = sorted(listing, key=lambda entry: entry.name)
     files = {entry.name: entry for entry in entries if entry.name.endswith(".py") and entry.is_file()}
@@ -136,22 +140,29 @@ def _scan_folder(folder: str, rel: tuple[str, ...], group: Node, cache: FileCach
         info = cache.read(files["__init__.py"], seen)
         group.title = group.title or info.get("title", "")
         group.owner = info.get("owner") or group.owner
+        helpers = {**helpers, **info.get("helpers", {})}
     for name, entry in files.items():
         if _visible(name):
-            _add_module(group, ".".join([*rel, name[:-3]]), cache.read(entry, seen))
+            _add_module(group, ".".join([*rel, name[:-3]]), cache.read(entry, seen), helpers)
     for entry in entries:
         if _visible(entry.name) and entry.name != "__pycache__" and entry.is_dir():
             sub = (*rel, entry.name)
-            _scan_folder(entry.path, sub, group.child(".".join(sub), group=True), cache, seen)
+            _scan_folder(entry.path, sub, group.child(".".join(sub), group=True), cache, seen, helpers)
 
 
-def _add_module(group: Node, name: str, info: dict[str, Any]) -> None:
+def _add_module(group: Node, name: str, info: dict[str, Any], helpers: dict[str, Any]) -> None:
     if "error" in info:
         group.children[name] = Node(name, title="(cannot be read)", error=info["error"])
         return
+    options = set(info.get("options", []))
+    for called, keywords in info.get("calls", {}).items():
+        if called in helpers:
+            from libcluster.runner.declarations import helper_options
+
+            options.update(helper_options(helpers[called], keywords))
     for suffix, (title, owner) in info.get("cookbooks", {}).items():
         group.children[name + suffix] = Node(name + suffix, title=title,
-                                                 owner=owner or info["owner"] or UNOWNED)
+                                                 owner=owner or info["owner"] or UNOWNED, options=sorted(options))
 
 
 def _inherit_owners(node: Node, inherited: str = UNOWNED) -> None:

@@ -212,6 +212,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         # yet an interrupt sent to a run (Ctrl-C relayed, chatops cancel) must still stop and roll it back.
         signal.signal(signal.SIGINT, signal.default_int_handler)
     parser = build_parser()
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words[:1] == ["--complete"]:  # from the bash completion (packaging/bash-completion), not for people
+        from libcluster.runner import complete
+
+        options = [option for action in parser._actions for option in action.option_strings]
+        return complete.main(words[1:], options, parser.get_default("config_file"))
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:

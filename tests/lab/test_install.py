@@ -78,6 +78,10 @@ rc=0; out=$(systemd-analyze verify {units} 2>&1) || rc=$?
 echo "verify rc=$rc [$out]"
 cd /
 echo "sudo-list: $(runuser -u cookbook-test-alice -- sudo -n cookbook -l sre.dns 2>&1)"
+completion='. /usr/local/share/bash-completion/completions/cookbook
+COMP_WORDS=(cookbook sre.dns.n); COMP_CWORD=1; _cookbook; echo "${{COMPREPLY[*]}}"'
+alice="runuser -u cookbook-test-alice -- env -i HOME=/nonexistent PATH={SECURE_PATH}"
+echo "completion: $($alice bash -c "$completion")"
 rc=0; runuser -u cookbook-test-alice -- sudo -n /bin/true 2>/dev/null || rc=$?
 echo "sudo-other rc=$rc"
 rc=0; runuser -u cookbook-test-alice -- sudo -n cookbook -d -y sre.ganeti.reboot-vm vm1.example.org 2>/dev/null || rc=$?
@@ -103,6 +107,8 @@ cd {REPO}
     # The sudoers rule: cookbook (found on sudo's secure_path) and nothing else; the audit names the member.
     assert "sudo-list: cookbooks\n" in out and "sre.dns.netbox" in out
     assert "sudo-other rc=1\n" in out
+    # alice cannot read the configuration: completion reads the installed tree.
+    assert "completion: sre.dns.netbox\n" in out
     run_line = next(line for line in out.splitlines() if line.startswith("sudo-run"))
     assert run_line.startswith("sudo-run rc=94 audit: {")
     record = json.loads(run_line.split("audit: ", 1)[1])
