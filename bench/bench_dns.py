@@ -3,8 +3,9 @@
 The entries (name, address) are generated as NetBox would give them: N/2 hosts under a subdomain of its own
 of the lab zone (`h<i>.bench-<random>.lab.example`), each with an IPv6 address of a /64 of its own inside the
 lab's IPv6 reverse zone, so N/2 AAAA and N/2 PTR records. They go through the functions sre.dns.netbox runs
-(wanted, difference with the scope limited to the bench's names and /64, DNS.apply) and are removed the same
-way at the end, pass or fail. Measured: building, reading the zones (AXFR) and computing the difference, and
+(wanted, difference with the scope limited to the bench's names and /64, DNS.apply), NetBox accounting for them
+as it does for addresses of VMs of the configured clusters, and are removed the same way at the end, pass or
+fail. Measured: building, reading the zones (AXFR) and computing the difference, and
 applying it (time and update messages); then a no-change pass and the removal.
 
 Usage: .venv/bin/python bench/bench_dns.py [--config LAB_CONFIG] [--records 20000]
@@ -27,17 +28,18 @@ from libcluster.changes import ChangeLog
 from libcluster.dns import DNS, Records
 from libcluster.lab import topology
 from libcluster.sync import netbox_dns
-from libcluster.sync.netbox_dns import DNSSyncSettings, Scope
+from libcluster.dns.protection import Owns
+from libcluster.sync.netbox_dns import Accounted, DNSSyncSettings, Scope
 
 RESULTS = Path(__file__).resolve().parent / "results" / "dns.txt"
 ZONES = [topology.DOMAIN, "0.0.0.0.2.0.0.0.1.0.0.2.ip6.arpa"]
 GOAL = 10.0
 
 
-def timed_pass(client: DNS, records: Records, scope: Scope) -> tuple[float, float, int, int]:
+def timed_pass(client: DNS, records: Records, scope: Scope, owns: Owns) -> tuple[float, float, int, int]:
     """Read and diff, then apply: (diff seconds, apply seconds, rrsets changed, update messages)."""
     started = time.monotonic()
-    diff = netbox_dns.difference(client, records, scope, ZONES)
+    diff = netbox_dns.difference(client, records, scope, owns, ZONES)
     diffed = time.monotonic()
     before = client.messages_sent
     client.apply(diff)
@@ -60,14 +62,15 @@ def main(argv: list[str] | None = None) -> int:
     built = netbox_dns.wanted(client, entries, scope)
     build_seconds = time.monotonic() - started
     records = sum(len(rrset) for rrset in built.records.values())
+    owns = Accounted.of(client.zones, ({"dns_name": name, "address": address} for name, address in entries)).owns
     try:
-        apply_pass = timed_pass(client, built.records, scope)
-        again = timed_pass(client, built.records, scope)
+        apply_pass = timed_pass(client, built.records, scope, owns)
+        again = timed_pass(client, built.records, scope, owns)
         sample = entries[hosts // 2]
         answered = client.resolve(sample[0], "AAAA") == [sample[1]]
     finally:
-        removal = timed_pass(client, {}, scope)
-    left = len(netbox_dns.difference(client, {}, scope, ZONES))
+        removal = timed_pass(client, {}, scope, owns)
+    left = len(netbox_dns.difference(client, {}, scope, owns, ZONES))
     lines = [
         f"# {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())} on {platform.node()} ({os.cpu_count()} CPUs, "
         f"load average {os.getloadavg()[0]:.2f}); Knot {client.server.where} (lab), update_batch {client.batch}",

@@ -34,6 +34,11 @@ SYSTEM = "dns"
 """System name of DNS entries in the ChangeLog."""
 
 
+def _among(zone: dns.name.Name | None, origins: Sequence[dns.name.Name]) -> bool:
+    """Whether zone (one of Zones.names) is one of origins (also from Zones.names): by identity, Name's == is slow."""
+    return any(zone is origin for origin in origins)
+
+
 class DNS:
     """Records of the configured zones on one authoritative server, changed by TSIG-signed RFC 2136 updates."""
 
@@ -103,9 +108,10 @@ class DNS:
         found, protection = Found(), Protection(self.zones)
         for origin in origins:
             self._read(origin, found, protection)
-        in_scope = {key: rrset for key, rrset in wanted.items()
-                    if any(self.zones.zone_of(key[0]) is origin for origin in origins)}
-        return compute(in_scope, found, self.zones, keep=keep, guard=guard(protection, owns))
+        want = Found.of(wanted)
+        want.rrsets = {key: rrset for key, rrset in want.rrsets.items()
+                       if _among(self.zones.zone_of_folded(key[0]), origins)}
+        return compute(want, found, self.zones, keep=keep, guard=guard(protection, owns))
 
     def host_diff(self, fqdn: str, addresses: Iterable[str], *, owns: Owns | None = None) -> Diff:
         """What to change so fqdn has exactly these addresses, with PTRs; PTRs of its old addresses go too.
@@ -179,6 +185,7 @@ class DNS:
 
     def _read(self, origin: dns.name.Name, found: Found, protection: Protection | None = None) -> None:
         """Add the zone's managed rrsets to found, and its NS rrsets to protection."""
+        reverse = self.zones.is_reverse(origin)
         for name, rdtype, ttl, rdata in self.server.transfer(origin):
             if rdtype == dns.rdatatype.NS:
                 if protection is not None:
@@ -186,7 +193,7 @@ class DNS:
                 continue
             labels = folded(name)
             zone = self.zones.zone_of_folded(labels)
-            if zone is origin and self.zones.managed_in(zone, name, rdtype):
+            if zone is origin and self.zones.managed_in(zone, name, rdtype, reverse=reverse):
                 found.add(name, rdtype, ttl, rdata, labels)
 
     def _send(self, zone: dns.name.Name, batch: Sequence[RRsetChange], sock: socket.socket, applied: int) -> int:

@@ -157,7 +157,7 @@ class Diff:
         return lines
 
 
-def compute(wanted: Records, actual: Records | Found, zones: Zones, *,
+def compute(wanted: Records | Found, actual: Records | Found, zones: Zones, *,
             scope: Collection[RRsetKey] | None = None, keep: Keep | None = None, guard: Guard | None = None) -> Diff:
     """The changes that make the server's managed rrsets (actual) equal to wanted.
 
@@ -166,7 +166,8 @@ def compute(wanted: Records, actual: Records | Found, zones: Zones, *,
     rrset that would change and may leave it alone (it then goes to Diff.left). Rrsets are compared by
     folded keys, and dnspython rrsets built only for those that differ.
     """
-    want, found = Found.of(wanted), actual if isinstance(actual, Found) else Found.of(actual)
+    want = wanted if isinstance(wanted, Found) else Found.of(wanted)
+    found = actual if isinstance(actual, Found) else Found.of(actual)
     allowed = {folded_key(*key) for key in scope} if scope is not None else None
     changes, left = [], []
     for key in want.rrsets.keys() | found.rrsets.keys():

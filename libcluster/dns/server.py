@@ -105,8 +105,7 @@ class Server:
             raise DNSZoneError(f"SOA {zone}: {self.where} is not authoritative for this zone")
         return int(soa[0].serial)
 
-    def transfer(self, zone: dns.name.Name) -> Iterator[tuple[dns.name.Name, dns.rdatatype.RdataType, int,
-                                                               dns.rdata.Rdata]]:
+    def transfer(self, zone: dns.name.Name) -> Iterator[Record]:
         """Every record of zone as (owner, type, TTL, rdata), read by a TSIG-signed AXFR, absolute names.
 
         dnspython parses and checks each message (TSIG included); the AXFR framing is checked here as
@@ -122,30 +121,29 @@ class Server:
             frames = _Frames(sock)
             tsig_ctx, soa = None, None
             while True:
-                response = dns.message.from_wire(frames.next(), keyring=query.keyring, request_mac=query.mac,
-                                                 xfr=True, tsig_ctx=tsig_ctx, multi=True, one_rr_per_rrset=True)
+                reader = _AnswerReader(frames.next(), query, tsig_ctx)
+                response = reader.read()
                 if not query.is_response(response, xfr_continuation=soa is not None):
                     raise dns.query.BadResponse
                 if response.rcode() != dns.rcode.NOERROR:
                     raise dns.xfr.TransferError(response.rcode())
                 tsig_ctx = response.tsig_ctx
-                answer = list(response.answer)
+                records, first = reader.records, 0
                 if soa is None:
                     if not response.had_tsig:
                         raise dns.exception.FormError("first AXFR message without TSIG")
-                    if not answer or answer[0].name != zone or answer[0].rdtype != dns.rdatatype.SOA:
+                    if not records or records[0][1] != dns.rdatatype.SOA or records[0][0] != zone:
                         raise dns.exception.FormError("AXFR does not start with the zone's SOA")
-                    soa = answer[0]
-                for index, rrset in enumerate(answer):
-                    if rrset.rdtype == dns.rdatatype.SOA and rrset.name == zone and not (index == 0 and
-                                                                                         rrset is soa):
-                        if rrset != soa or index != len(answer) - 1:
+                    soa, first = records[0][3], 1
+                for index in range(first, len(records)):
+                    record = records[index]
+                    if record[1] == dns.rdatatype.SOA and record[0] == zone:
+                        if record[3] != soa or index != len(records) - 1:
                             raise dns.exception.FormError("unexpected SOA in the AXFR")
                         if not response.had_tsig:
                             raise dns.exception.FormError("last AXFR message without TSIG")
                         return
-                    for rdata in rrset:
-                        yield rrset.name, rrset.rdtype, rrset.ttl, rdata
+                    yield record
 
     def authority(self, name: dns.name.Name) -> tuple[set[dns.name.Name], set[dns.name.Name]]:
         """Where name stands among the zone's NS rrsets: the owners of those at or above it, and their targets.
@@ -183,6 +181,108 @@ class Server:
         with self._errors(f"UPDATE {message.origin}"):
             response = dns.query.tcp(message, self.host, timeout=self.timeout, port=self.port, sock=sock)
         return response.rcode()
+
+
+Record = tuple[dns.name.Name, dns.rdatatype.RdataType, int, dns.rdata.Rdata]
+"""One record of a transfer: owner, type, TTL, rdata."""
+
+
+class _AnswerReader(dns.message._WireReader):  # type: ignore[misc]  # pylint: disable=protected-access
+    """dnspython's reader of one AXFR message (header, question, TSIG verification: all its own), except that the
+    answer records go to a plain list instead of being merged into rrsets: that merge hashes every name and
+    record, and cost more than the rest of a 20,000-record transfer. Relies on dnspython's _WireReader
+    (dnspython is pinned in setup.cfg; its unit and lab tests run this path)."""
+
+    def __init__(self, wire: bytes, query: dns.message.Message, tsig_ctx: object) -> None:
+        """Read wire as dns.message.from_wire(wire, keyring=query.keyring, request_mac=query.mac, xfr=True,
+        tsig_ctx=tsig_ctx, multi=True) does."""
+        def initialize(message: dns.message.Message) -> None:
+            message.request_mac = query.mac
+            message.xfr = True
+            message.origin = None
+            message.tsig_ctx = tsig_ctx
+
+        super().__init__(wire, initialize, False, True, False, query.keyring, True, False)
+        self.records: list[Record] = []
+        self._names: dict[int, tuple[dns.name.Name, int]] = {}
+
+    def _name(self) -> dns.name.Name:
+        """parser.get_name(), keeping every name read by the offsets of its labels: a compression pointer to one
+        of them costs a lookup instead of reading every label again (an ip6.arpa owner has 34). Anything else (a
+        pointer to a name not kept, an unknown label type) is read by dnspython, with its checks."""
+        start = self.parser.current
+        found = self._known(start)
+        if found is None:
+            name = self.parser.get_name(decompress=True)
+            self._keep(start, name)
+            return name
+        name, offsets, end = found
+        self.parser.seek(end)
+        for index, offset in enumerate(offsets):
+            self._names[offset] = (name, index)
+        return name
+
+    def _keep(self, start: int, name: dns.name.Name) -> None:
+        """Keep a name dnspython read at start, by the offsets of the labels written there (before any pointer)."""
+        wire, position = self.parser.wire, start
+        for index in range(len(name.labels) - 1):
+            count = wire[position]
+            if not 0 < count < 0x40:
+                return
+            self._names[position] = (name, index)
+            position += 1 + count
+
+    def _suffix(self, offset: int) -> dns.name.Name | None:
+        """The name kept at offset (built from the longer name it ends, the first time)."""
+        kept = self._names.get(offset)
+        if kept is None:
+            return None
+        name, index = kept
+        if index:
+            name = dns.name.Name(name.labels[index:])
+            self._names[offset] = (name, 0)
+        return name
+
+    def _known(self, start: int) -> tuple[dns.name.Name, list[int], int] | None:
+        """The name at start, its labels' offsets and where it ends, when it is labels then the root or a pointer
+        back to a name kept; None otherwise."""
+        wire, end, position, labels, offsets = self.parser.wire, self.parser.end, start, [], []
+        while position < end:
+            count = wire[position]
+            if count == 0:
+                return dns.name.Name([*labels, b""]), offsets, position + 1
+            if count >= 0xC0:
+                pointer = (count & 0x3F) << 8 | wire[position + 1] if position + 1 < end else start
+                known = self._suffix(pointer) if pointer < start else None
+                if known is None:
+                    return None
+                return dns.name.Name([*labels, *known.labels]), offsets, position + 2
+            if count >= 0x40:
+                return None
+            offsets.append(position)
+            labels.append(wire[position + 1:position + 1 + count])
+            position += 1 + count
+        return None
+
+    def _get_question(self, section_number: int, qcount: int) -> None:
+        start = self.parser.current
+        super()._get_question(section_number, qcount)
+        if qcount == 1 and self.message is not None:
+            self._keep(start, self.message.question[0].name)
+
+    def _get_section(self, section_number: int, count: int) -> None:
+        if section_number != dns.message.MessageSection.ANSWER:
+            super()._get_section(section_number, count)
+            return
+        parser = self.parser
+        for _ in range(count):
+            name = self._name()
+            rdtype, rdclass, ttl, rdlen = parser.get_struct("!HHIH")
+            if rdtype in (dns.rdatatype.OPT, dns.rdatatype.TSIG) or rdclass != dns.rdataclass.IN:
+                raise dns.exception.FormError(f"AXFR answer holds a record of type {rdtype}, class {rdclass}")
+            with parser.restrict_to(rdlen):
+                rdata = dns.rdata.from_wire_parser(rdclass, rdtype, parser)
+            self.records.append((name, rdata.rdtype, ttl, rdata))
 
 
 class _Frames:

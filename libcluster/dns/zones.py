@@ -57,7 +57,7 @@ def _classless(zone: dns.name.Name) -> Classless | None:
 
 def folded(name: dns.name.Name) -> tuple[bytes, ...]:
     """Name's labels lower-cased: a cheap key (dnspython's Name hash and compare fold every label each time)."""
-    return tuple(label.lower() for label in name.labels)
+    return tuple(map(bytes.lower, name.labels))
 
 
 def _name(text: str | dns.name.Name) -> dns.name.Name:
@@ -120,9 +120,11 @@ class Zones:
         zone = self.zone_of(name)
         return zone is not None and self.managed_in(zone, name, rdtype)
 
-    def managed_in(self, zone: dns.name.Name, name: dns.name.Name, rdtype: dns.rdatatype.RdataType) -> bool:
-        """managed() for a name already known to be in zone (a zone read calls this for every record)."""
-        if not self.is_reverse(zone):
+    def managed_in(self, zone: dns.name.Name, name: dns.name.Name, rdtype: dns.rdatatype.RdataType, *,
+                   reverse: bool | None = None) -> bool:
+        """managed() for a name already known to be in zone (a zone read calls this for every record, and may say
+        once whether zone is_reverse)."""
+        if not (self.is_reverse(zone) if reverse is None else reverse):
             return rdtype in FORWARD_TYPES
         if rdtype == dns.rdatatype.PTR:
             return True
