@@ -142,9 +142,12 @@ def check_ganeti(root: config.Section) -> Iterator[Line]:
         except LibclusterError as exc:
             yield _failure(f"{what} RAPI", exc, "check rapi_url points at the cluster's RAPI")
             continue
-        yield Line(True, f"{what} RAPI", f"{url} answers, TLS verified against {ca}, read-only user "
-                   f"{section.str('rapi_ro_user')!r} accepted (cluster {info.get('name')}, Ganeti "
-                   f"{info.get('software_version')})")
+        anonymous = _answers_anyone(url, section)
+        yield Line(not anonymous, f"{what} RAPI", f"{url} answers, TLS verified against {ca}, " + (
+            "but it answers reads without a password: the read-only user is not checked" if anonymous else
+            f"read-only user {section.str('rapi_ro_user')!r} accepted") + f" (cluster {info.get('name')}, Ganeti "
+            f"{info.get('software_version')})", "start ganeti-rapi with --require-authentication (Debian: "
+            "/etc/default/ganeti, RAPI_ARGS) so that only configured users read")
         try:
             cluster.rapi.query("node", ["name"])
             yield Line(True, f"{what} RAPI read-write user", f"{section.str('rapi_user')!r} accepted")
@@ -153,6 +156,21 @@ def check_ganeti(root: config.Section) -> Iterator[Line]:
                            f"correct ganeti.clusters.{name}.rapi_user/rapi_password; the user needs 'write' in the "
                            "master's /var/lib/ganeti/rapi/users")
         yield from _check_master(root, name, str(info.get("master", "")))
+
+
+def _answers_anyone(url: str, section: config.Section) -> bool:
+    """Whether the RAPI answers /2/info to a user it cannot know (then reads prove no password)."""
+    from libcluster.ganeti import DEFAULT_TIMEOUT
+    from libcluster.ganeti.rapi import Credentials, RapiClient
+
+    nobody = Credentials(f"cookbook-doctor-{secrets.token_hex(4)}", secrets.token_hex(16))
+    client = RapiClient(url, read_write=nobody, read_only=nobody, ca_file=section.str("ca_file", None),
+                        timeout=section.float("timeout", DEFAULT_TIMEOUT))
+    try:
+        client.get("/2/info")
+    except LibclusterError:
+        return False
+    return True
 
 
 def _check_master(root: config.Section, cluster: str, master: str) -> Iterator[Line]:
