@@ -326,8 +326,14 @@ def check_etcd(root: config.Section) -> Iterator[Line]:
             yield _failure("etcd locks", exc, "check locks.etcd_url (and its CA, user and password) and that etcd "
                            "runs")
     else:
-        yield Line(True, "locks", "file locks on this host (no locks.etcd_url): runs on other hosts are not kept "
-                   "apart")
+        file_dir = root.section("locks", {}).str("file_dir", locks.DEFAULT_FILE_DIR)
+        try:
+            locks.from_config(root, owner="cookbook --doctor", dry_run=True)
+            yield Line(True, "locks", f"file locks in {file_dir} (no locks.etcd_url): runs on other hosts are not "
+                       "kept apart")
+        except (ConfigError, LibclusterError) as exc:
+            yield _failure("locks", exc, f"remove {file_dir} (it is created 0700 for the user running cookbooks) "
+                           "or set locks.file_dir")
     if root.has("hooks"):
         from libcluster.hooks.events import EventStore, HookSettings
 

@@ -41,3 +41,19 @@ def test_a_missing_key_file_and_an_unwritable_log_dir_fail(tmp_path: Path) -> No
                         "the key")
     assert lines[3].startswith(f"FAIL  audit_log: {tmp_path}/logs/audit.jsonl not writable ({tmp_path}/logs is not a "
                                "directory)")
+
+
+def test_file_locks_in_a_directory_others_may_write_fail(tmp_path: Path) -> None:
+    shared = tmp_path / "locks"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)
+    path = tmp_path / "config.yaml"
+    path.write_text(f"cookbooks_base_dirs: [{tmp_path}]\nlogs_base_dir: {tmp_path}\nlocks: {{file_dir: {shared}}}\n")
+    lines = [line.render() for line in doctor.check_etcd(config.load(path))]
+    assert len(lines) == 1 and lines[0].startswith("FAIL  locks: key 'locks.file_dir': lock directory ")
+    assert "writable by group or others (mode 0777)" in lines[0]
+    assert lines[0].endswith(f"fix: remove {shared} (it is created 0700 for the user running cookbooks) or set "
+                             "locks.file_dir")
+    shared.chmod(0o700)
+    assert [line.render() for line in doctor.check_etcd(config.load(path))] == [
+        f"OK    locks: file locks in {shared} (no locks.etcd_url): runs on other hosts are not kept apart"]
