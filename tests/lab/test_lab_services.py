@@ -22,6 +22,7 @@ import requests
 from etcd3gw.client import Etcd3Client
 
 from libcluster.lab import topology
+from libcluster.locks import DEFAULT_ETCD_PREFIX
 
 Part = Callable[[str], dict[str, Any]]
 TIMEOUT = 10
@@ -171,11 +172,16 @@ def test_dns_wrong_tsig_secret_refused(lab_part: Part) -> None:
 
 
 def test_etcd_put_get_through_json_gateway(lab_part: Part) -> None:
-    """A key written through the v3 JSON gateway reads back, and is gone after delete."""
+    """A key written through the v3 JSON gateway (TLS, as the runner's etcd user) reads back, and is gone after
+    delete."""
     etcd = lab_part("etcd")
     url = requests.utils.urlparse(etcd["url"])
-    client = Etcd3Client(host=url.hostname, port=url.port, timeout=TIMEOUT)
-    key, value = f"/cookbook-lab/test/{uuid.uuid4().hex}", uuid.uuid4().hex
+    client = Etcd3Client(host=url.hostname, port=url.port, protocol="https", ca_cert=etcd["ca_file"], timeout=TIMEOUT)
+    client.session.trust_env = False  # REQUESTS_CA_BUNDLE would replace the lab CA
+    login = client.post(client.get_url("/auth/authenticate"),
+                        json={"name": etcd["runner_user"], "password": etcd["runner_password"]})
+    client.session.headers["Authorization"] = login["token"]
+    key, value = f"{DEFAULT_ETCD_PREFIX}lab-test/{uuid.uuid4().hex}", uuid.uuid4().hex
     assert client.put(key, value)
     assert client.get(key) == [value.encode()]
     assert client.delete(key)
