@@ -73,6 +73,7 @@ files:
                      (required), e.g. LOGS/sre/ganeti/makevm.log; rotated by size
   audit_log          one JSON line per run (default: LOGS/{audit.DEFAULT_NAME})
   locks.file_dir     file locks, when locks.etcd_url is not set (default: /var/lock/cookbooks)
+  locks.etcd_ca_file CA that etcd's certificate is checked against (default: system CAs)
   sal                the server admin log on IRC (default: none)
                      config/config.example.yaml gives every key and its default
   ${{XDG_CACHE_HOME:-~/.cache}}/ganeti-cookbooks/catalog-*.json
