@@ -32,7 +32,7 @@ PLAIN_URL = f"http://127.0.0.1:{topology.ETCD_PORT}"
 """Where an etcd started by an older lab (no TLS, no users) answers; `up` converts it."""
 PEER_URL = f"http://127.0.0.1:{topology.ETCD_PEER_PORT}"
 NODES_URL = f"https://{topology.HOST_IP}:{topology.ETCD_PORT}"
-"""Where Ganeti hooks on the nodes reach etcd: the root namespace's lab bridge address, once the cluster part made it."""
+"""Where Ganeti hooks on the nodes reach etcd: the root namespace's lab bridge address (made by the cluster part)."""
 TIMEOUT = 5
 
 ROOT_USER = "root"

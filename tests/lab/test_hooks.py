@@ -3,8 +3,8 @@ followed into NetBox and DNS by the hook script (logging in to the lab's TLS etc
 cookbook-hooks-agent; the script spools first, so a hung etcd loses nothing, and any node sends its spool.
 
 The module installs the hooks on every node with `sre.ganeti.install-hooks` (events under a prefix of its
-own below the hooks prefix, spools in a per-node directory of its own), starts the agent as a subprocess limited to this module's instance names (other helpers change
-instances on the same cluster), and at the end stops the agent by its PID, removes the hooks and the
+own below the hooks prefix, spools in a per-node directory of its own), starts the agent as a subprocess
+limited to this module's instance names (other helpers change instances on the same cluster), and at the end stops the agent by its PID, removes the hooks and the
 events, and whatever the tests left in Ganeti, NetBox and DNS, pass or fail.
 """
 
@@ -275,9 +275,9 @@ def test_a_spool_left_on_a_node_that_is_not_the_master_is_sent_by_its_next_hook_
     value = json.dumps({"version": 1, "cluster": "spooltest", "hook": "instance-add", "phase": "post", "op": "OP",
                         "instance": left, "new_name": "", "node": node, "time": int(time.time())})
     try:
+        spooled = f"{spool}/{key.rsplit('/', 1)[1]}"
         result = env.remote.hosts([node]).run_sync(
-            f"mkdir -p {spool} && printf '%s\\n' {shlex.quote(key)} {shlex.quote(value)} > {spool}/{key.rsplit('/', 1)[1]}",
-            timeout=30)
+            f"mkdir -p {spool} && printf '%s\\n' {shlex.quote(key)} {shlex.quote(value)} > {spooled}", timeout=30)
         assert next(iter(result.hosts.values())).rc == 0
         name = f"{env.token}-d.{topology.DOMAIN}"
         names.append(name)

@@ -42,7 +42,8 @@ def test_malformed_events_are_refused(text: str) -> None:
 
 def test_settings_default_to_the_lock_etcd_and_name_every_bad_key() -> None:
     settings = HookSettings.from_config(Section({"locks": {"etcd_url": "http://127.0.0.1:2379"}}, "", "c.yaml"))
-    assert settings == HookSettings(etcd=EtcdAccess("http://127.0.0.1:2379"), node_etcd=EtcdAccess("http://127.0.0.1:2379"))
+    assert settings == HookSettings(etcd=EtcdAccess("http://127.0.0.1:2379"),
+                                    node_etcd=EtcdAccess("http://127.0.0.1:2379"))
     custom = HookSettings.from_config(Section({"hooks": {
         "etcd_url": "http://10.0.0.1:2379", "node_etcd_url": "http://10.0.0.2:2379", "etcd_prefix": "/x/hooks",
         "event_ttl": 60, "poll": 0.5, "max_attempts": 2}}, "", "c.yaml"))

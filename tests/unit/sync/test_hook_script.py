@@ -102,7 +102,8 @@ def spy(tmp_path: Path) -> Path:
     """A directory with a curl that logs its command line (one line per call) before running the real one."""
     directory = tmp_path / "bin"
     directory.mkdir()
-    (directory / "curl").write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> {tmp_path}/curl-argv\nexec /usr/bin/curl "$@"\n')
+    (directory / "curl").write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> {tmp_path}/curl-argv\n'
+                                    'exec /usr/bin/curl "$@"\n')
     (directory / "curl").chmod(0o755)
     return directory
 
@@ -163,7 +164,8 @@ def test_the_event_is_sent_in_the_background_as_the_nodes_user_and_the_hook_retu
                             "vm2.lab.example", "node": node, "time": put["value"]["time"]}
     assert put["lease"] == "7587870000000001" and etcd.leases == [60]
     assert etcd.logins == [{"name": USER, "password": PASSWORD}]
-    log = wait_for("the recorded line", lambda: "recorded /test/hooks/lab/" in log_text(tmp_path) and log_text(tmp_path))
+    log = wait_for("the recorded line",
+                   lambda: "recorded /test/hooks/lab/" in log_text(tmp_path) and log_text(tmp_path))
     argv = (tmp_path / "curl-argv").read_text()
     assert len(argv.splitlines()) == 3 and "auth/authenticate" in argv
     for secret in (PASSWORD, TOKEN, "pass word"):
