@@ -1,6 +1,6 @@
 """cookbook-hooks-agent: act on the events Ganeti hooks record, so NetBox and DNS follow hand-made changes.
 
-Events are untrusted input (anyone who can write under the prefix can forge one), so each is
+Events are untrusted input (whoever can write under the prefix, e.g. any node, can forge one), so each is
 checked first: its instance names must be FQDNs in the cluster's domain (``domain`` of the cluster's
 settings), and a rename is believed only when Ganeti no longer has the old name and has the new
 one. A bad event is logged and deleted, nothing else is done for it.
