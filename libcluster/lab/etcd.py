@@ -156,7 +156,8 @@ def up(lab: Lab) -> None:
         lab.apt_install(NAME, PACKAGES)
     paths, ca = ClusterPaths.of(lab), ca_file(lab)
     stem = _server_stem(lab)
-    if not Path(f"{stem}.crt").exists() or not Path(f"{stem}.key").exists():
+    if not Path(f"{stem}.key").exists() or lab.run(NAME, ["openssl", "verify", "-CAfile", str(ca), f"{stem}.crt"],
+                                                   check=False).returncode != 0:
         with step(f"{NAME}: certificate from the lab CA for 127.0.0.1 and {topology.HOST_IP}"):
             tls.issue_certificate(lab, paths, stem, "etcd.lab", ["IP:127.0.0.1", f"IP:{topology.HOST_IP}"],
                                   "serverAuth")
