@@ -44,6 +44,8 @@ SPARE = topology.spare_nodes()[0]
 PATHS = ClusterPaths.of(Lab())
 HOOK_FILES = [f"/etc/ganeti/hooks/{install.SCRIPT_NAME}", f"/etc/ganeti/hooks/{install.SCRIPT_NAME}.conf",
               *(f"/etc/ganeti/hooks/{hook}-post.d/{install.LINK_NAME}" for hook in install.HOOKS)]
+"""What install-hooks puts on a node (besides etcd's CA, when one is configured)."""
+HOOK_CA = f"/etc/ganeti/hooks/{install.CA_NAME}"
 
 
 def _spare_key() -> str:
@@ -64,7 +66,7 @@ def _known_hosts(cluster: GanetiCluster) -> dict[str, str]:
 
 
 def _hooks_on_spare() -> list[str]:
-    return [path for path in HOOK_FILES if PATHS.node_path(SPARE, path).is_symlink()
+    return [path for path in (*HOOK_FILES, HOOK_CA) if PATHS.node_path(SPARE, path).is_symlink()
             or PATHS.node_path(SPARE, path).exists()]
 
 
@@ -276,7 +278,7 @@ def test_add_to_group_b_then_a_failed_precheck_names_the_fix(cluster: GanetiClus
     assert "--no-ssh-key-check" not in json.dumps(done.audit)
     assert f"gnt-node add -g B {spare}" in json.dumps(done.audit)
     # The hooks are on the new node, with its settings.
-    assert _hooks_on_spare() == HOOK_FILES
+    assert set(HOOK_FILES) <= set(_hooks_on_spare())
     conf = PATHS.node_path(SPARE, f"/etc/ganeti/hooks/{install.SCRIPT_NAME}.conf").read_text()
     assert "CLUSTER=lab" in conf.splitlines()
     netbox_b = netbox(lab_config).get("cluster", name="B")
