@@ -291,3 +291,16 @@ def test_a_spool_left_on_a_node_that_is_not_the_master_is_sent_by_its_next_hook_
     finally:
         for event in spooltest(env):
             env.store.delete(event.key)
+
+
+def test_the_node_credentials_are_root_only_on_every_node_and_never_shown(env: Env) -> None:
+    nodes = sorted(str(node["name"]) for node in env.ganeti.nodes(bulk=True) if not node.get("offline"))
+    files = "/etc/ganeti/hooks/cookbook-event.conf /etc/ganeti/hooks/cookbook-event-ca.crt"
+    result = env.remote.hosts(nodes).run_sync(f"stat -c '%a %U' {files}", timeout=30)
+    for node in nodes:
+        assert result[node].output.split("\n") == ["600 root", "600 root"], node
+    password = env.raw["hooks"]["node_etcd_password"]
+    shown = "".join(path.read_text() for path in Path(env.raw["logs_base_dir"]).rglob("install-hooks*.log"))
+    shown += json.dumps([record for record in env.audit() if record["cookbook"] == "sre.ganeti.install-hooks"])
+    assert "cookbook-event.conf 600 *****" in shown  # the conf's encoding is masked
+    assert password not in shown
