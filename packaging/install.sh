@@ -161,6 +161,13 @@ do_uninstall() {
         case "$path" in
             "$OPT" | "$SHARE/cookbooks" | "$SHARE/hooks") rm -rf "$path" ;;
             "$ETC" | "$ROOT/etc" | "$ROOT") rmdir "$path" 2>/dev/null || true ;;  # kept for the configuration
+            "$BIN"/*)
+                if [ "$(readlink "$path" || true)" = "$OPT/bin/${path##*/}" ]; then
+                    rm -f "$path"
+                elif [ -e "$path" ] || [ -L "$path" ]; then
+                    echo "kept $path (no longer our link into $OPT)"
+                fi
+                ;;
             *)
                 if [ -d "$path" ] && [ ! -L "$path" ]; then
                     rmdir "$path" 2>/dev/null || echo "kept $path (not empty: logs or files not ours)"

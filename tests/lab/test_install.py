@@ -168,7 +168,14 @@ def test_install_into_a_root_keeps_an_existing_configuration_and_uninstall_remov
     listed = _sh(f"env -i HOME={tmp_path} PATH={root}/usr/local/bin:{SECURE_PATH} cookbook -c {config} -l")
     assert listed.returncode == 0 and "sre.dns.netbox" in listed.stdout
 
-    assert _sh(f"cd {REPO} && ./dev uninstall --root {root}").returncode == 0
+    # An admin replaced one link by a script of their own: uninstall leaves it (and the directories holding it).
+    admins = root / "usr/local/bin/cookbook-chatops"
+    admins.unlink()
+    admins.write_text("#!/bin/sh\n")
+    removed = _sh(f"cd {REPO} && ./dev uninstall --root {root}")
+    assert removed.returncode == 0
+    assert f"kept {admins} (no longer our link into {root}/opt/ganeti-cookbooks)" in removed.stdout
     assert sorted(str(path.relative_to(root)) for path in root.rglob("*")) == [
-        "etc", "etc/ganeti-cookbooks", "etc/ganeti-cookbooks/config.yaml"]
-    assert config.read_text() == mine
+        "etc", "etc/ganeti-cookbooks", "etc/ganeti-cookbooks/config.yaml",
+        "usr", "usr/local", "usr/local/bin", "usr/local/bin/cookbook-chatops"]
+    assert config.read_text() == mine and admins.read_text() == "#!/bin/sh\n"
