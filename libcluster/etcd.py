@@ -77,9 +77,10 @@ def error_text(exc: Exception) -> str:
     detail = getattr(exc, "detail_text", None)
     if detail:
         try:
-            return str(json.loads(detail).get("error") or detail)
+            text = str(json.loads(detail).get("error") or detail)
         except (ValueError, AttributeError):
-            return redact.redact(str(detail)[:200])
+            text = str(detail)
+        return redact.redact(text[:200])
     return redact.redact(f"{type(exc).__name__}: {exc}")
 
 

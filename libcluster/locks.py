@@ -291,11 +291,10 @@ def _flock(fd: int, *, blocking: bool) -> bool:
 class EtcdBackend:
     """Holders as leased keys in etcd, through its v3 JSON gateway (etcd3gw), as the runner's etcd user."""
 
-    def __init__(self, access: EtcdAccess | str, prefix: str) -> None:
-        """access: etcd's URL, CA and user (a bare URL: no TLS check beyond the system CAs, no user);
-        prefix: where lock keys live."""
-        self.access = access if isinstance(access, EtcdAccess) else EtcdAccess(access)
-        self.url = self.access.url
+    def __init__(self, access: EtcdAccess, prefix: str) -> None:
+        """access: etcd's URL, CA and user; prefix: where lock keys live."""
+        self.access = access
+        self.url = access.url
         self.prefix = prefix.rstrip("/") + "/"
         self._gateway = Gateway(self.access, ETCD_TIMEOUT, LockError)
         self._leases: dict[str, tuple[int, threading.Event]] = {}

@@ -140,10 +140,10 @@ def _range_end(prefix: str) -> str:
 class EventStore:
     """The events under the prefix in etcd, through its v3 JSON gateway (etcd3gw), as the agent's etcd user."""
 
-    def __init__(self, access: EtcdAccess | str, prefix: str) -> None:
-        """access: etcd's URL, CA and user (a bare URL: no user); prefix: where events live (ends with '/')."""
-        self.access = access if isinstance(access, EtcdAccess) else EtcdAccess(access)
-        self.url = self.access.url
+    def __init__(self, access: EtcdAccess, prefix: str) -> None:
+        """access: etcd's URL, CA and user; prefix: where events live (ends with '/')."""
+        self.access = access
+        self.url = access.url
         self.prefix = prefix
         self._gateway = Gateway(self.access, ETCD_TIMEOUT, EventError)
         self._wake = threading.Event()

@@ -120,7 +120,8 @@ def env(lab: dict[str, Any], lab_config: Path, tmp_path_factory: pytest.TempPath
         ganeti=connect(root, topology.CLUSTER, dry_run=False, changes=changes, remote=remote), remote=remote,
         netbox=NetBox(root.section("netbox"), read_write=True, dry_run=False, changes=changes),
         dns=DNS(root.section("dns"), dry_run=False, changes=changes),
-        store=EventStore(HookSettings.from_config(root).etcd, raw["hooks"]["etcd_prefix"]), agent_log=tmp / "agent.log",
+        store=EventStore(HookSettings.from_config(root).etcd, raw["hooks"]["etcd_prefix"]),
+        agent_log=tmp / "agent.log",
     )
     assert run_cookbook(config, "sre.ganeti.install-hooks", "--cluster", topology.CLUSTER).returncode == 0
     with environment.agent_log.open("w") as log:

@@ -107,7 +107,7 @@ def test_events_are_grouped_per_instance_as_now_named_and_pre_phase_ones_dropped
 
 
 def test_pending_reads_events_oldest_first_and_leaves_anything_else_alone(monkeypatch: pytest.MonkeyPatch) -> None:
-    store = EventStore("http://127.0.0.1:1", "/hooks/")
+    store = EventStore(EtcdAccess("http://127.0.0.1:1"), "/hooks/")
     calls: list[tuple[str, dict[str, Any]]] = []
     stored = [("/hooks/lab/1-node1-9", WRITTEN_BY_THE_SCRIPT), ("/hooks/lab/2-node1-9", '{"concurrency": 1}')]
 
