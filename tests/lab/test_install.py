@@ -73,6 +73,8 @@ echo "which: $({sudo_like} sh -c 'command -v cookbook')"
 stat -c 'mode %n %a %u:%g' /etc/ganeti-cookbooks /etc/ganeti-cookbooks/config.yaml /var/log/ganeti-cookbooks
 grep -A1 '^cookbooks_base_dirs:' /etc/ganeti-cookbooks/config.yaml
 test ! -e /usr/local/bin/cookbook-lab && echo "no cookbook-lab"
+{sudo_like} cookbook-hooks-agent --help | head -1
+{sudo_like} cookbook-chatops --help | head -1
 echo "visudo: $(visudo -cf /usr/local/share/ganeti-cookbooks/examples/sudoers 2>&1)"
 rc=0; out=$(systemd-analyze verify {units} 2>&1) || rc=$?
 echo "verify rc=$rc [$out]"
@@ -102,6 +104,7 @@ cd {REPO}
     assert "mode /var/log/ganeti-cookbooks 750 0:0" in out
     assert "  - /usr/local/share/ganeti-cookbooks\n" in out
     assert "no cookbook-lab" in out
+    assert "usage: cookbook-hooks-agent " in out and "usage: cookbook-chatops " in out
     assert "visudo: /usr/local/share/ganeti-cookbooks/examples/sudoers: parsed OK\n" in out
     assert "verify rc=0 []\n" in out
     # The sudoers rule: cookbook (found on sudo's secure_path) and nothing else; the audit names the member.
