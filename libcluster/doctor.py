@@ -91,6 +91,19 @@ def check_files(root: config.Section, path: Path) -> Iterator[Line]:
         problems = _mode_problems(secret_file, secret=True)
         yield Line(not problems, f"file {key}", "; ".join(problems) or f"{value}: owner and mode keep it secret",
                    f"chown root:root {value} && chmod 0600 {value}")
+    for base in root.list("cookbooks_base_dirs"):
+        tree = Path(str(base)) / "cookbooks"
+        if not tree.is_dir():
+            yield Line(False, "cookbooks_base_dirs", f"{tree} is not a directory",
+                       f"install the cookbooks there or correct cookbooks_base_dirs ({base})")
+            continue
+        # Their code runs as the runner's user (root with sudo): nobody else may change it.
+        paths = [Path(str(base)), tree, *(Path(folder) / name for folder, dirs, files in os.walk(tree)
+                                          for name in (*dirs, *files))]
+        problems = [f"{path}: {problem}" for path in paths for problem in _mode_problems(path, secret=False)]
+        shown = "; ".join(problems[:3]) + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else "")
+        yield Line(not problems, "cookbooks_base_dirs", shown or f"{tree} changed by its owner only",
+                   f"chown -R root:root {base} && chmod -R go-w {base}")
     logs = Path(root.str("logs_base_dir"))
     audit_log = audit.path_from_config(root)
     for what, target, is_dir in (("logs_base_dir", logs, True), ("audit_log", audit_log, False)):

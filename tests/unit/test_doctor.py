@@ -21,7 +21,8 @@ def test_a_world_readable_key_file_fails_naming_it_and_the_fix(tmp_path: Path) -
     key.write_text("KEY")
     key.chmod(0o644)
     root, path = _root(tmp_path, key)
-    lines = [line.render() for line in doctor.check_files(root, path)]
+    (tmp_path / "cookbooks").mkdir()
+    lines = [line.render() for line in doctor.check_files(root, path) if "cookbooks_base_dirs" not in line.what]
     assert lines[0] == f"OK    config {path}: owner and mode keep its secrets"
     assert lines[1] == (f"FAIL  file locks.etcd_key_file: readable by everyone (mode 0644); fix: chown root:root {key} "
                         f"&& chmod 0600 {key}")
@@ -33,7 +34,7 @@ def test_a_world_readable_key_file_fails_naming_it_and_the_fix(tmp_path: Path) -
 def test_a_missing_key_file_and_an_unwritable_log_dir_fail(tmp_path: Path) -> None:
     (tmp_path / "logs").write_text("a file where the log directory should be")
     root, path = _root(tmp_path, tmp_path / "missing.key")
-    lines = [line.render() for line in doctor.check_files(root, path)]
+    lines = [line.render() for line in doctor.check_files(root, path) if "cookbooks_base_dirs" not in line.what]
     assert lines[1] == (f"FAIL  file locks.etcd_key_file: {tmp_path}/missing.key does not exist; fix: create it or "
                         "correct locks.etcd_key_file")
     assert lines[2] == (f"FAIL  logs_base_dir: {tmp_path}/logs not writable ({tmp_path}/logs is not a directory); "
@@ -57,3 +58,29 @@ def test_file_locks_in_a_directory_others_may_write_fail(tmp_path: Path) -> None
     shared.chmod(0o700)
     assert [line.render() for line in doctor.check_etcd(config.load(path))] == [
         f"OK    locks: file locks in {shared} (no locks.etcd_url): runs on other hosts are not kept apart"]
+
+
+def test_cookbook_directories_others_may_change_fail(tmp_path: Path) -> None:
+    tree = tmp_path / "cookbooks"
+    tree.mkdir()
+    tree.chmod(0o777)
+    root, path = _root(tmp_path, tmp_path / "k")
+    lines = [line.render() for line in doctor.check_files(root, path) if line.what == "cookbooks_base_dirs"]
+    assert lines == [f"FAIL  cookbooks_base_dirs: {tree}: writable by group or others (mode 0777); fix: chown -R "
+                     f"root:root {tmp_path} && chmod -R go-w {tmp_path}"]
+    tree.chmod(0o755)
+    planted = tree / "sre" / "evil.py"
+    planted.parent.mkdir()
+    planted.write_text("")
+    planted.chmod(0o666)
+    assert [line.render() for line in doctor.check_files(root, path) if line.what == "cookbooks_base_dirs"] == [
+        f"FAIL  cookbooks_base_dirs: {planted}: writable by group or others (mode 0666); fix: chown -R root:root "
+        f"{tmp_path} && chmod -R go-w {tmp_path}"]
+    planted.unlink()
+    planted.parent.rmdir()
+    assert [line.render() for line in doctor.check_files(root, path) if line.what == "cookbooks_base_dirs"] == [
+        f"OK    cookbooks_base_dirs: {tree} changed by its owner only"]
+    tree.rmdir()
+    assert [line.render() for line in doctor.check_files(root, path) if line.what == "cookbooks_base_dirs"] == [
+        f"FAIL  cookbooks_base_dirs: {tree} is not a directory; fix: install the cookbooks there or correct "
+        f"cookbooks_base_dirs ({tmp_path})"]
