@@ -11,6 +11,7 @@ events, and whatever the tests left in Ganeti, NetBox and DNS, pass or fail.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import shlex
 import signal
@@ -33,6 +34,7 @@ from libcluster.dns import DNS
 from libcluster.ganeti import GanetiCluster, RapiNotFoundError, connect
 from libcluster.hooks.events import DEFAULT_PREFIX, EventStore, HookSettings
 from libcluster.lab import topology
+from libcluster.locks import from_config
 from libcluster.netbox import NetBox
 from libcluster.remote import Remote
 
@@ -98,7 +100,18 @@ def remove_everything(env: Env, name: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def env(lab: dict[str, Any], lab_config: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+def hooks_to_ourselves(lab_config: Path) -> Iterator[None]:
+    """The hooks are one set per node: another run of this module (helpers share the lab) waits until this one
+    removed its own, through a lock in the lab's etcd."""
+    locks = from_config(config_module.load(lab_config), owner=f"tests/lab/test_hooks.py [{os.getpid()}]",
+                        dry_run=False)
+    with locks.acquired("custom/lab-tests:ganeti-hooks", concurrency=1):
+        yield
+
+
+@pytest.fixture(scope="module")
+def env(lab: dict[str, Any], lab_config: Path, tmp_path_factory: pytest.TempPathFactory,
+        hooks_to_ourselves: None) -> Iterator[Env]:
     """Hooks installed, the agent running; everything removed at the end."""
     for part in ("ganeti", "netbox", "dns", "etcd", "ssh"):
         if not (isinstance(lab.get(part), dict) and lab[part].get("up")):
