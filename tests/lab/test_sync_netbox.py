@@ -24,6 +24,7 @@ from tests.lab.cookbook_lab import ganeti, netbox, run_cookbook
 from libcluster.ganeti import GanetiCluster, RapiNotFoundError
 from libcluster.lab import topology
 from libcluster.netbox import NetBox
+from libcluster.sync import addresses
 
 ROLES = ("keep", "memory", "down", "missing")
 
@@ -164,7 +165,9 @@ def test_drift_is_fixed_exactly_a_second_run_writes_nothing_and_dry_run_changes_
     dry = env.sync("--delete", dry_run=True)
     assert dry.returncode == 0, dry.stderr
     for row in (f"update    vm  {env.name('memory')}", f"update    vm  {env.name('down')}",
-                f"create    vm  {env.name('missing')}", f"delete    vm  {env.name('extra')}"):
+                f"create    vm  {env.name('missing')}", f"delete    vm  {env.name('extra')}",
+                f"missing ip-address {env.name('missing')} no address: the Ganeti NIC has no IP and "
+                "sync.allocate_ips is false"):
         assert " ".join(row.split()) in " ".join(dry.stderr.split())
     assert env.changes_since(before) == []
     assert env.vm("missing") is None and env.vm("extra") is not None and env.vm("memory")["memory"] == 128
@@ -178,8 +181,6 @@ def test_drift_is_fixed_exactly_a_second_run_writes_nothing_and_dry_run_changes_
         ("virtualization.virtualmachine", "create", "missing"),
         ("virtualization.vminterface", "create", "missing"),
         ("virtualization.vminterface", "update", "missing"),
-        ("ipam.ipaddress", "create", "missing"),
-        ("virtualization.virtualmachine", "update", "missing"),
         ("virtualization.virtualmachine", "update", "memory"),
         ("virtualization.virtualmachine", "update", "down"),
         ("virtualization.virtualmachine", "delete", "extra"),
@@ -190,13 +191,17 @@ def test_drift_is_fixed_exactly_a_second_run_writes_nothing_and_dry_run_changes_
         env.name("missing"), env.name("memory"), env.name("down"), env.name("extra")}
     assert env.vm("memory")["memory"] == 256 and env.vm("down")["status"]["value"] == "offline"
     assert env.vm("extra") is None
-    assert after["primary_ip4"] and after["primary_ip6"]
+    assert not after["primary_ip4"] and not after["primary_ip6"]
+    assert env.netbox.objects("ip-address", dns_name=env.name("missing")) == []
     [iface] = env.netbox.objects("vm-interface", virtual_machine_id=after["id"])
     assert str(iface["mac_address"]).lower() == env.ganeti.instance(env.name("missing"))["nic.macs"][0].lower()
     assert env.vm("keep") == baseline["keep"]
 
     before = mark(env)
     again = env.sync("--delete")
-    assert again.returncode == 0 and "NetBox matches Ganeti: nothing to change." in again.stderr
+    assert again.returncode == 0 and "Written: nothing written" in again.stderr
+    assert [" ".join(line.split()) for line in again.stderr.splitlines() if line.startswith(("create", "update",
+                                                                                              "delete", "missing"))] \
+        == [f"missing ip-address {env.name(role)} {addresses.NO_ADDRESS}" for role in sorted(ROLES)]
     assert env.audit(dry_run=False)["changes"] == []
     assert env.changes_since(before) == []
