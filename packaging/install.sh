@@ -38,6 +38,7 @@ LOGS="$ROOT/var/log/ganeti-cookbooks"
 UNITS="$ROOT/etc/systemd/system"
 LOGROTATE="$ROOT/etc/logrotate.d/ganeti-cookbooks"
 COMPLETION="$ROOT/usr/local/share/bash-completion/completions/cookbook"
+TMPFILES="$ROOT/etc/tmpfiles.d/ganeti-cookbooks.conf"
 MANIFEST="$OPT/install-manifest"
 
 CREATED=()  # paths this run created, in creation order
@@ -139,6 +140,8 @@ do_install() {
     done
     make_dir "$(dirname "$LOGROTATE")" 0755
     put_file "$SRC/packaging/logrotate" "$LOGROTATE" 0644
+    make_dir "$(dirname "$TMPFILES")" 0755
+    put_file "$SRC/packaging/tmpfiles" "$TMPFILES" 0644
     make_dir "$(dirname "$COMPLETION")" 0755
     put_file "$SRC/packaging/bash-completion" "$COMPLETION" 0644
     sed -i "s|@SHARE@|$SHARE|g" "$COMPLETION"

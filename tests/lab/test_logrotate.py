@@ -1,4 +1,5 @@
-"""packaging/logrotate, run by the real logrotate on a real audit log, then a real run of the runner.
+"""packaging/logrotate, run by the real logrotate on a real audit log, then a real run of the runner; and
+packaging/tmpfiles, run by the real systemd-tmpfiles on the chat bot's run logs.
 
 The runner reopens the audit log by its path for every record, so after logrotate moved it (no
 copytruncate) the next record starts the new file and the rotated one gets nothing more. The hooks agent
@@ -8,9 +9,11 @@ copytruncate) the next record starts the new file and the rotated one gets nothi
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 import yaml
@@ -51,3 +54,20 @@ def test_a_run_after_rotation_writes_a_new_audit_file(lab_config: Path, tmp_path
     records = [json.loads(line) for line in audit_log.read_text().splitlines()]
     assert [record["cookbook"] for record in records] == ["sre.ganeti.sync-netbox"]
     assert moved[0].read_text() == '{"id": "before-rotation"}\n'
+
+
+def test_chat_run_logs_older_than_90_days_are_cleaned(tmp_path: Path) -> None:
+    runs = tmp_path / "var/log/ganeti-cookbooks/chatops/runs"
+    runs.mkdir(parents=True)
+    (tmp_path / "etc/tmpfiles.d").mkdir(parents=True)
+    shutil.copy(REPO / "packaging" / "tmpfiles", tmp_path / "etc/tmpfiles.d/ganeti-cookbooks.conf")
+    old, recent = runs / "0001.log", runs / "0002.log"
+    for path, days in ((old, 91), (recent, 89)):
+        path.write_text("output\n")
+        stamp = time.time() - days * 86400
+        os.utime(path, (stamp, stamp))
+    cleaned = subprocess.run(["systemd-tmpfiles", f"--root={tmp_path}", "--clean", "ganeti-cookbooks.conf"],
+                             capture_output=True, text=True, timeout=60)
+    assert cleaned.returncode == 0, cleaned.stderr
+    assert sorted(path.name for path in runs.iterdir()) == ["0002.log"]
+    assert not (tmp_path / "var/lib").exists()  # the other state_dir is cleaned when it exists, never created
