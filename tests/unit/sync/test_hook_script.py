@@ -240,3 +240,13 @@ def test_without_cluster_or_etcd_settings_the_hook_logs_and_exits_zero(tmp_path:
     done = subprocess.run([str(SCRIPT)], env=env, capture_output=True, text=True, timeout=10, check=False)
     assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
     assert "no CLUSTER or ETCD_URL in" in (tmp_path / "hook.log").read_text()
+
+
+def test_a_spool_file_that_is_no_event_is_set_aside_and_does_not_block_the_others(tmp_path: Path, etcd: Etcd) -> None:
+    (tmp_path / "spool").mkdir()
+    (tmp_path / "spool" / "0000000000000000000-node-1").write_text("/elsewhere/key\n{}\n")
+    run_hook(tmp_path, etcd.url, instance="after.lab.example")
+    assert [put["value"]["instance"] for put in etcd.wait_puts(1)] == ["after.lab.example"]
+    wait_for("an empty spool", lambda: spooled(tmp_path) == [])
+    assert (tmp_path / "spool" / ".unsendable-0000000000000000000-node-1").exists()
+    assert "set aside" in log_text(tmp_path)
