@@ -2,7 +2,8 @@
 # Install ganeti-cookbooks for production on a Debian host, or remove that install again.
 #   packaging/install.sh install   [--root DIR]   (what `./dev install` runs)
 #   packaging/install.sh uninstall [--root DIR]   (what `./dev uninstall` runs)
-# Every path install creates is listed in OPT/install-manifest; uninstall removes exactly those and keeps
+# Every path install creates is listed in OPT/install-manifest (kept across installs, written also when an
+# install stops half way); uninstall removes exactly those and keeps
 # the configuration (/etc/ganeti-cookbooks) and a log directory that holds logs or audit records.
 # --root DIR installs below DIR (tests, images): the venv and the configuration name DIR's paths, so the
 # result works in place there and is not meant to be moved.
@@ -42,8 +43,18 @@ TMPFILES="$ROOT/etc/tmpfiles.d/ganeti-cookbooks.conf"
 MANIFEST="$OPT/install-manifest"
 
 CREATED=()  # paths this run created, in creation order
+BUILD=""    # temporary copy of the package being built
 
 record() { CREATED+=("$1"); }
+
+# Add what this run created to the manifest, also when it stops half way, so that uninstall removes it.
+finish() {
+    [ -n "$BUILD" ] && rm -rf "$BUILD"
+    [ -d "$OPT" ] || return 0
+    { [ -f "$MANIFEST" ] && cat "$MANIFEST"; printf '%s\n' "${CREATED[@]}"; } | awk 'NF && !seen[$0]++' \
+        >"$MANIFEST.new"
+    mv "$MANIFEST.new" "$MANIFEST"
+}
 
 # Create a directory and its missing parents (root:root, mode for the last one), recording those created.
 make_dir() {
@@ -81,7 +92,7 @@ put_tree() {
 
 do_install() {
     [ "$(id -u)" -eq 0 ] || { echo "install: run as root" >&2; exit 1; }
-    local script link build
+    local script link
     for script in "${SCRIPTS[@]}"; do
         link="$BIN/$script"
         if [ -e "$link" ] || [ -L "$link" ]; then
@@ -95,19 +106,17 @@ do_install() {
     if ! "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null; then
         DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3-venv
     fi
+    trap finish EXIT
     make_dir "$(dirname "$OPT")" 0755
     if [ ! -x "$OPT/bin/python" ]; then
         [ -e "$OPT" ] || record "$OPT"
         "$PYTHON" -m venv "$OPT"
     fi
     # Build from a copy of what the package needs, so that the checkout gets no build/ or egg-info.
-    build="$(mktemp -d)"
-    trap 'rm -rf "$build"' EXIT
-    cp -r "$SRC/setup.cfg" "$SRC/pyproject.toml" "$SRC/README.md" "$SRC/libcluster" "$build/"
-    find "$build" -name __pycache__ -prune -exec rm -rf {} +
-    "$OPT/bin/pip" install --quiet --disable-pip-version-check --no-warn-script-location "$build"
-    rm -rf "$build"
-    trap - EXIT
+    BUILD="$(mktemp -d)"
+    cp -r "$SRC/setup.cfg" "$SRC/pyproject.toml" "$SRC/README.md" "$SRC/libcluster" "$BUILD/"
+    find "$BUILD" -name __pycache__ -prune -exec rm -rf {} +
+    "$OPT/bin/pip" install --quiet --disable-pip-version-check --no-warn-script-location "$BUILD"
 
     make_dir "$BIN" 0755
     for script in "${SCRIPTS[@]}"; do
@@ -146,10 +155,6 @@ do_install() {
     put_file "$SRC/packaging/bash-completion" "$COMPLETION" 0644
     sed -i "s|@SHARE@|$SHARE|g" "$COMPLETION"
 
-    # Keep what earlier installs recorded: uninstall must still remove it.
-    { [ -f "$MANIFEST" ] && cat "$MANIFEST"; printf '%s\n' "${CREATED[@]}"; } | awk 'NF && !seen[$0]++' \
-        >"$MANIFEST.new"
-    mv "$MANIFEST.new" "$MANIFEST"
     echo "installed: ${SCRIPTS[*]} in $BIN (sudo's secure_path), venv $OPT, cookbooks in $SHARE/cookbooks,"
     echo "logs in $LOGS, services $UNITS/cookbook-{hooks-agent,chatops}.service (not enabled)"
 }

@@ -182,3 +182,14 @@ def test_install_into_a_root_keeps_an_existing_configuration_and_uninstall_remov
         "etc", "etc/ganeti-cookbooks", "etc/ganeti-cookbooks/config.yaml",
         "usr", "usr/local", "usr/local/bin", "usr/local/bin/cookbook-chatops"]
     assert config.read_text() == mine and admins.read_text() == "#!/bin/sh\n"
+
+
+def test_an_install_that_stops_half_way_is_still_removed_by_uninstall(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "usr/local").mkdir(parents=True)
+    (root / "usr/local/share").write_text("a file where install wants a directory\n")
+    failed = _sh(f"cd {REPO} && ./dev install --root {root}")
+    assert failed.returncode != 0 and "usr/local/share" in failed.stderr
+    assert (root / "opt/ganeti-cookbooks/bin/cookbook").exists()  # the venv and links were made before the stop
+    assert _sh(f"cd {REPO} && ./dev uninstall --root {root}").returncode == 0
+    assert sorted(str(path.relative_to(root)) for path in root.rglob("*")) == ["usr", "usr/local", "usr/local/share"]
