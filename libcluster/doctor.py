@@ -344,7 +344,7 @@ def check_etcd(root: config.Section) -> Iterator[Line]:
             locks.from_config(root, owner="cookbook --doctor", dry_run=True)
             yield Line(True, "locks", f"file locks in {file_dir} (no locks.etcd_url): runs on other hosts are not "
                        "kept apart")
-        except (ConfigError, LibclusterError) as exc:
+        except LibclusterError as exc:
             yield _failure("locks", exc, f"remove {file_dir} (it is created 0700 for the user running cookbooks) "
                            "or set locks.file_dir")
     if root.has("hooks"):
@@ -412,7 +412,7 @@ def run(path: str | Path, out: TextIO = sys.stdout) -> int:
             for line in check():
                 failed += not line.ok
                 print(line.render(), file=out, flush=True)
-        except (ConfigError, LibclusterError) as exc:
+        except LibclusterError as exc:
             failed += 1
             print(Line(False, "config", str(exc), "see config/config.example.yaml").render(), file=out, flush=True)
     print(f"{'all checks passed' if not failed else f'{failed} check(s) failed'}", file=out)
