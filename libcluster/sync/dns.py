@@ -7,11 +7,16 @@ exact undo of a change for rollback.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
-from libcluster.dns import DNS, Diff, DNSError
+from libcluster.dns import DNS, Diff, DNSError, DNSZoneError
 from libcluster.dns.diff import compute
 from libcluster.dns.protection import Owns
+from libcluster.sync.netbox_dns import Accounted
+
+logger = logging.getLogger(__name__)
 
 
 def publish(dns: DNS, fqdn: str, addresses: Iterable[str], *, owns: Owns | None = None) -> Diff:
@@ -51,3 +56,16 @@ def restore(dns: DNS, diff: Diff) -> Diff:
     undo = compute(before, dns.current(keys), dns.zones, scope=keys)
     dns.apply(undo)
     return undo
+
+
+def retire(dns: DNS, ips: Sequence[Mapping[str, Any]]) -> list[Diff]:
+    """Remove the records of the addresses of VMs being removed (ips, read before they went): each dns_name's
+    A/AAAA and PTRs, as far as these addresses account for them (anything else is left and reported)."""
+    accounted = Accounted.of(dns.zones, [dict(ip) for ip in ips])
+    diffs = []
+    for name in sorted({str(ip["dns_name"]) for ip in ips if ip.get("dns_name")}):
+        try:
+            diffs.append(publish(dns, name, [], owns=accounted.owns))
+        except DNSZoneError as exc:
+            logger.warning("DNS of %s left alone: %s", name, exc)
+    return diffs

@@ -121,7 +121,7 @@ def env(lab: dict[str, Any], lab_config: Path, tmp_path_factory: pytest.TempPath
     try:
         yield environment
     finally:
-        for role in ("handmade", "owned", "bare", "alloc"):
+        for role in ("handmade", "gone", "owned", "bare", "alloc"):
             name = environment.name(role)
             try:
                 environment.ganeti.instance(name)
@@ -147,7 +147,8 @@ def sync(env: Env, *args: str, config: Path | None = None, dry_run: bool = False
                         dry_run=dry_run)
 
 
-def test_a_hand_made_record_of_a_name_unknown_to_ganeti_and_netbox_is_kept_and_reported(env: Env) -> None:
+def test_a_hand_made_record_of_a_name_unknown_to_ganeti_and_netbox_is_kept_and_reported_a_deleted_vm_takes_its_own(
+        env: Env) -> None:
     name = env.name("handmade")
     env.put([(name, env.free[0])])
     before = (env.records(name), env.netbox_state(name), env.ganeti_state(name))
@@ -164,9 +165,25 @@ def test_a_hand_made_record_of_a_name_unknown_to_ganeti_and_netbox_is_kept_and_r
             output
         assert "DNS record not ours, left as is" in done.stderr
 
+    gone = env.name("gone")
+    cluster = env.netbox.get("cluster", name="A", group_id=env.netbox.get("cluster-group", name="lab")["id"])
+    [vm] = env.netbox.create("vm", [{"name": gone, "cluster": cluster["id"], "status": "active"}])
+    [iface] = env.netbox.create("vm-interface", [{"virtual_machine": vm["id"], "name": "eth0"}])
+    env.netbox.create("ip-address", [{"address": f"{env.free[1]}/24", "dns_name": gone, "status": "active",
+                                      "assigned_object_type": "virtualization.vminterface",
+                                      "assigned_object_id": iface["id"]}])
+    env.put([(gone, env.free[1])])
+    both = (env.records(name, gone), env.netbox_state(name, gone))
+    dry = sync(env, "--match", f"{env.token}-*", "--delete", dry_run=True)
+    assert dry.returncode == 0, dry.stderr
+    assert (env.records(name, gone), env.netbox_state(name, gone)) == both
     whole = sync(env, "--match", f"{env.token}-*", "--delete")
     assert whole.returncode == 0, whole.stderr
-    assert env.records(name) == before[0]
+    after = env.records(name, gone)
+    assert after[f"{gone} A"] == [] and after[f"{env.free[1]} PTR"] == []
+    assert {key: value for key, value in after.items() if gone not in key and env.free[1] not in key} == \
+        {key: value for key, value in before[0].items() if env.free[1] not in key}
+    assert env.netbox_state(gone) == {gone: ([], [])}
 
 
 def test_dns_netbox_changes_what_netbox_accounts_for_and_keeps_hand_made_apex_and_name_server_records(

@@ -10,7 +10,8 @@ Whole cluster (the default):
      address and reported, unless sync.allocate_ips (default false) allocates from its group's
      prefixes, and then its Ganeti NIC is given the IPv4 address (a RAPI modify job), so both agree.
   3. Write only the differences, in bulk calls. VMs NetBox has and Ganeti not are only reported:
-     --delete removes them (their addresses released, or kept with sync.release_ips: false), and more
+     --delete removes them (their addresses released, or kept with sync.release_ips: false, and the
+     DNS records of those addresses removed), and more
      than the delete limit (sync.max_delete, lowered to sync.max_delete_percent of the VMs on small
      clusters) stops and asks for their number to be typed.
   With -d nothing is written: the table is what would change. --match GLOB limits the VMs compared
@@ -45,6 +46,7 @@ from libcluster.cookbook import ArgparseFormatter, CookbookBase, CookbookRunnerB
 from libcluster.ganeti import GanetiCluster
 from libcluster.netbox import NetBox
 from libcluster.sync import cluster as sync_cluster
+from libcluster.sync import dns as sync_dns
 from libcluster.sync.instance import Follower
 from libcluster.sync.netbox_dns import DNSSyncSettings
 
@@ -136,7 +138,12 @@ class SyncNetboxRunner(CookbookRunnerBase):
                 self.ctx.ask_input(f"{count} of the {len(current.vms)} NetBox VMs would be deleted, more than the "
                                    f"limit of {limit} (sync.max_delete, sync.max_delete_percent). Type {count} to "
                                    "delete them", choices=[count])
+        retired = self.netbox.objects("ip-address", virtual_machine_id=[int(vm["id"]) for vm in plan.extra]) \
+            if self.args.delete and plan.extra else []
         applied = sync_cluster.apply(self.netbox, plan, self.sync, delete=self.args.delete, ganeti=self.ganeti)
+        for diff in sync_dns.retire(self.ctx.dns(), retired):
+            for line in diff.lines():
+                logger.info("DNS of a deleted VM: %s", line)
         logger.info("%s: %s (%d NetBox requests in %.1fs)", "Planned" if self.ctx.dry_run else "Written",
                     applied.describe(), self.netbox.request_count - requests, time.monotonic() - started)
         return 0
