@@ -1,14 +1,14 @@
 """Addresses of VMs recorded without a cookbook, and what happens to them when the VM goes.
 
-A VM that Ganeti runs and NetBox knows no address of (made by hand with ``gnt-instance add``) gets
-its first NIC's Ganeti IP when one is set (with the mask of the configured prefix holding it, a host
-mask otherwise). Without one, it gets addresses only when ``sync.allocate_ips`` is true (default
-false): the next free address of its group's first IPv4 prefix with room, and of the first IPv6
-prefix when the group has one, and the sync then sets the IPv4 one as the NIC's IP in Ganeti
-(:func:`carry`), so that NetBox never names an address the instance does not have. Either way the
-address carries the VM's FQDN as dns_name, like the addresses makevm allocates. When a VM is removed its addresses are released (deleted) or,
-with ``sync.release_ips: false``, kept: unassigned, status reserved, dns_name cleared (so no DNS
-record stays) and the old name in the description.
+A VM that Ganeti runs and NetBox knows no address of (made by hand with ``gnt-instance add``) gets its first
+NIC's Ganeti IP when one is set (with the mask of the configured prefix holding it, a host mask otherwise).
+Without one, it gets addresses only when ``sync.allocate_ips`` is true (default false): the next free address
+of its group's first IPv4 prefix with room, and of the first IPv6 prefix when the group has one, and the sync
+then sets the IPv4 one as the NIC's IP in Ganeti (:func:`carry`), so that NetBox never names an address the
+instance does not have. Either way the address carries the VM's FQDN as dns_name, like the addresses makevm
+allocates. When a VM is removed its addresses are released (deleted) or, with ``sync.release_ips: false``,
+kept: unassigned, status reserved, dns_name cleared (so no DNS record stays) and the old name in the
+description.
 """
 
 from __future__ import annotations

@@ -170,7 +170,8 @@ class Follower:
         when sync.allocate_ips (and then carried by its Ganeti NIC), else none (reported)."""
         name = str(instance["name"])
         taken, requests = [], []
-        wanted = addresses.requests_for(instance, self.settings.groups.get(group or ""), allocate=self.sync.allocate_ips)
+        wanted = addresses.requests_for(instance, self.settings.groups.get(group or ""),
+                                        allocate=self.sync.allocate_ips)
         if not wanted:
             done.rows.append(Row("missing", "ip-address", name, addresses.NO_ADDRESS))
         for request in wanted:

@@ -39,11 +39,12 @@ from libcluster.dns.protection import Owns
 from libcluster.dns.zones import FORWARD_TYPES, Zones, folded
 from libcluster.errors import LibclusterError
 from libcluster.netbox import NetBox
+from libcluster.netbox.kinds import VM_INTERFACE_TYPE
 from libcluster.sync.cluster import read_interfaces
 
 IP_FIELDS = ("id", "address", "dns_name", "status", "assigned_object_type", "assigned_object_id")
-VM_INTERFACE = "virtualization.vminterface"
 DEVICE_INTERFACE = "dcim.interface"
+"""Content type of a device interface, in IP assignments."""
 
 
 class ThresholdExceeded(LibclusterError):
@@ -179,16 +180,19 @@ def owned_by_groups(netbox: NetBox, zones: Zones, ips: Sequence[dict[str, Any]],
 
 def accounted(netbox: NetBox, zones: Zones, ips: Iterable[dict[str, Any]], clusters: Sequence[int]) -> Accounted:
     """Accounting for the addresses among ips assigned to an interface of a VM or device of the clusters."""
-    ips = list(ips)
     vm_interfaces = {int(i["id"]) for found in (read_interfaces(netbox, clusters) if clusters else {}).values()
                      for i in found}
     devices = [int(d["id"]) for d in netbox.objects("device", fields=("id", "name"), cluster_id=list(clusters))
                ] if clusters else []
     on_devices = {int(ip["id"]) for ip in netbox.objects("ip-address", fields=("id",), device_id=devices)
                   } if devices else set()
-    return Accounted.of(zones, (ip for ip in ips if (
-        ip.get("assigned_object_type") == VM_INTERFACE and int(ip.get("assigned_object_id") or 0) in vm_interfaces)
-        or (ip.get("assigned_object_type") == DEVICE_INTERFACE and int(ip["id"]) in on_devices)))
+
+    def ours(ip: dict[str, Any]) -> bool:
+        kind, assigned = ip.get("assigned_object_type"), int(ip.get("assigned_object_id") or 0)
+        return (kind == VM_INTERFACE_TYPE and assigned in vm_interfaces) or \
+            (kind == DEVICE_INTERFACE and int(ip["id"]) in on_devices)
+
+    return Accounted.of(zones, filter(ours, ips))
 
 
 def wanted(client: DNS, entries: Iterable[tuple[str, str]], scope: Scope) -> Built:

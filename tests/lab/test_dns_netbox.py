@@ -1,5 +1,6 @@
 """sre.dns.netbox on the real lab NetBox and Knot: drifted zones (missing record, wrong PTR) are fixed exactly,
-a stale record NetBox does not account for is kept and reported, a second run sends no update, a dry-run changes nothing, the threshold stops an oversized change
+a stale record NetBox does not account for is kept and reported, a second run sends no update, a dry-run
+changes nothing, the threshold stops an oversized change
 (--force applies it), a wrong TSIG key is a clear error, and snippets parse back.
 
 Other helpers change the same zones at the same time, so the runs are limited to this test's records with the
@@ -126,7 +127,8 @@ def env(lab: dict[str, Any], lab_config: Path, tmp_path_factory: pytest.TempPath
     cluster = netbox.get("cluster", name="A", group_id=netbox.get("cluster-group", name=topology.CLUSTER)["id"])
     [vm] = netbox.create("vm", [{"name": environment.name("vm"), "cluster": cluster["id"], "status": "active"}])
     [iface] = netbox.create("vm-interface", [{"virtual_machine": vm["id"], "name": "eth0"}])
-    on_vm = {"status": "active", "assigned_object_type": "virtualization.vminterface", "assigned_object_id": iface["id"]}
+    on_vm = {"status": "active", "assigned_object_type": "virtualization.vminterface",
+             "assigned_object_id": iface["id"]}
     created = netbox.create("ip-address", [
         {"address": f"{v4[0]}/24", "dns_name": environment.name("a"), **on_vm},
         {"address": f"{v6[0]}/64", "dns_name": environment.name("a"), **on_vm},

@@ -160,7 +160,8 @@ def test_an_unreachable_server_is_a_typed_error() -> None:
         client.zone_records(topology.DOMAIN)
 
 
-def test_host_diff_moves_records_leaves_a_reassigned_ptr_alone_and_what_is_not_ours_or_protected(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_host_diff_moves_records_leaves_a_reassigned_ptr_alone_and_what_is_not_ours_or_protected(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     client = DNS(section(), dry_run=False, changes=ChangeLog(dry_run=False))
     served = {
         ("vm.lab.example.", "A"): ["198.18.16.5", "198.18.16.6"],

@@ -133,7 +133,8 @@ def test_the_ganeti_nic_ip_is_taken_when_free_and_refused_when_netbox_gives_it_t
     assert netbox.objects("ip-address", dns_name="clash.lab.example") == []
 
 
-def test_a_removed_instance_is_reported_and_only_deleted_with_delete(published: list[tuple[str, list[str], bool]]) -> None:
+def test_a_removed_instance_is_reported_and_only_deleted_with_delete(
+        published: list[tuple[str, list[str], bool]]) -> None:
     netbox = StoredNetBox()
     record = netbox.add("vm", vm(10, "gone.lab.example", netbox.store["cluster"][1]))
     nic = netbox.add("vm-interface", iface(11, record))
@@ -149,7 +150,8 @@ def test_a_removed_instance_is_reported_and_only_deleted_with_delete(published: 
     assert published == [("gone.lab.example", [], True)]
 
 
-def test_a_renamed_instance_keeps_its_netbox_vm_and_addresses(published: list[tuple[str, list[str], bool]]) -> None:
+def test_a_renamed_instance_keeps_its_netbox_vm_and_addresses(
+        published: list[tuple[str, list[str], bool]]) -> None:
     netbox = StoredNetBox()
     address = netbox.add("ip-address", ip(12, "198.51.100.9/26", dns_name="old.lab.example"))
     record = netbox.add("vm", vm(10, "old.lab.example", netbox.store["cluster"][1], primary4={"id": 12}))
@@ -163,7 +165,8 @@ def test_a_renamed_instance_keeps_its_netbox_vm_and_addresses(published: list[tu
     assert published == [("old.lab.example", [], True), ("new.lab.example", ["198.51.100.9"], False)]
 
 
-def test_a_group_without_netbox_cluster_asks_for_a_cluster_wide_sync(published: list[tuple[str, list[str], bool]]) -> None:
+def test_a_group_without_netbox_cluster_asks_for_a_cluster_wide_sync(
+        published: list[tuple[str, list[str], bool]]) -> None:
     with pytest.raises(NetBoxError, match="node group C has no NetBox cluster C .* run sync-netbox on the whole"):
         follower(StoredNetBox(), Ganeti(instance("c.lab.example", pnode="node4.lab.example"))).follow(
             "c.lab.example", delete=True)
