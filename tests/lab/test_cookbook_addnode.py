@@ -31,6 +31,7 @@ from tests.lab.cookbook_lab import (  # noqa: F401 - cluster is a fixture
     run_cookbook,
 )
 from cookbooks.sre.ganeti._hostkeys import GANETI_KNOWN_HOSTS, ROOT_KNOWN_HOSTS, HostKey, parse_public_keys
+from tests.lab.cookbook_interrupt import run_interrupted
 from libcluster.ganeti import GanetiCluster, RapiNotFoundError
 from libcluster.hooks import install
 from libcluster.lab import netns, sshd, topology
@@ -296,3 +297,16 @@ def test_add_to_group_b_then_a_failed_precheck_names_the_fix(cluster: GanetiClus
     assert f"Pre-check failed: SSH from the master: {cluster.master()} cannot log in to {spare}" in again.stderr
     assert f"/root/.ssh/id_rsa.pub to /root/.ssh/authorized_keys on {spare}" in again.stderr
     assert not _is_member(cluster) and _device(lab_config)["cluster"] is None
+
+
+def test_an_interrupt_after_the_add_names_what_is_left(cluster: GanetiCluster, spare: str, lab_config: Path) -> None:
+    """SIGINT once the node is in the cluster (the end of `gnt-node add` or the verify after it): the node stays
+    (removing it unasked could do worse) and the run ends 93 naming it, the NetBox device and hooks not done yet,
+    and how to finish or undo."""
+    done = run_interrupted(lab_config, ADDNODE, "--cluster", "lab", "--group", "B", "--ssh-host-key-fingerprint",
+                           _fingerprint(), spare, reached=lambda err: "Adding" in err and _is_member(cluster))
+    assert done.returncode == 93
+    assert f"left: {spare} is a node of cluster lab (group B)" in done.stderr
+    assert f"sre.ganeti.install-hooks --cluster lab --node {spare}" in done.stderr
+    assert f"to undo the add instead: gnt-node remove {spare}" in done.stderr
+    assert _is_member(cluster) and _device(lab_config)["cluster"] is None

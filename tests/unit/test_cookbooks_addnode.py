@@ -93,21 +93,25 @@ class Ctx(FakeCtx):
         return self.answers.pop(0)
 
 
-def _config(tmp_path: Path, *, hooks: bool = True, **overrides: Any) -> config_module.Section:
+def _config(tmp_path: Path, *, hooks: bool = True, hooks_prefix: str | None = None,
+            **overrides: Any) -> config_module.Section:
     load_config(tmp_path, **overrides)
     path = tmp_path / "config.yaml"
     data = yaml.safe_load(path.read_text())
     if hooks:
         data["hooks"] = {"etcd_url": "http://198.51.100.2:2379"}
+        if hooks_prefix:
+            data["hooks"]["etcd_prefix"] = hooks_prefix
     path.write_text(yaml.safe_dump(data))
     return config_module.load(path)
 
 
 def _make(addnode: Any, tmp_path: Path, *, respond: Any = healthy, dry_run: bool = False, group: str = "B",
           netbox: FakeNetBox | None = None, fingerprint: str | None = NODE_FP, hooks: bool = True,
-          answers: list[str] | None = None, **config: Any) -> tuple[Any, Ctx, FakeCluster]:
+          answers: list[str] | None = None, hooks_prefix: str | None = None,
+          **config: Any) -> tuple[Any, Ctx, FakeCluster]:
     cluster = FakeCluster(dry_run=dry_run)
-    ctx = Ctx(_config(tmp_path, hooks=hooks, **config), clusters={"lab": cluster}, dry_run=dry_run,
+    ctx = Ctx(_config(tmp_path, hooks=hooks, hooks_prefix=hooks_prefix, **config), clusters={"lab": cluster}, dry_run=dry_run,
               netbox=netbox or _netbox(), remote=FakeRemote(respond, dry_run=dry_run), answers=answers)
     if netbox is None:
         ctx.netbox().dry_run = dry_run
@@ -235,10 +239,51 @@ def test_a_failed_add_removes_the_pinned_keys_again(addnode: Any, tmp_path: Path
     cluster.commands.node_add = node_add
     with pytest.raises(GntCommandError):
         runner.run()
+    runner.rollback()  # as the runner does after the exception
     pin, unpin = _pins(ctx)
     assert unpin[1].startswith(f"t=$(mktemp) && {{ grep -vxF -e \'{NODE} {NODE_KEY}\' -e \'{NODE} {CLUSTER_RSA}\' "
                                f"{GANETI_KNOWN} > \"$t\"; cat \"$t\" > {GANETI_KNOWN}; }}")
     assert ctx.cookbooks == [] and ctx.netbox().updates == []
+
+
+def test_an_interrupt_after_the_add_names_what_is_left(addnode: Any, tmp_path: Path) -> None:
+    runner, ctx, cluster = _make(addnode, tmp_path)
+
+    original_add = cluster.commands.node_add
+
+    def added_then_interrupted(node: str, **options: Any) -> None:
+        original_add(node, **options)
+        raise KeyboardInterrupt
+
+    cluster.commands.node_add = added_then_interrupted
+    with pytest.raises(KeyboardInterrupt):
+        runner.run()
+    with pytest.raises(LibclusterError) as failed:
+        runner.rollback()
+    message = str(failed.value)
+    assert f"{NODE} is a node of cluster lab (group B)" in message
+    assert "NetBox device" in message and "may not be in cluster" in message
+    assert f"cookbook sre.ganeti.install-hooks --cluster lab --node {NODE}" in message
+    assert f"gnt-node remove {NODE}" in message
+    assert len(_pins(ctx)) == 1  # pinned, never unpinned: the node is in the cluster
+
+
+def test_an_interrupt_during_the_add_of_a_node_that_did_not_join_unpins(addnode: Any, tmp_path: Path) -> None:
+    runner, ctx, cluster = _make(addnode, tmp_path)
+
+    def interrupted(node: str, **options: Any) -> None:
+        raise KeyboardInterrupt
+
+    cluster.commands.node_add = interrupted
+    with pytest.raises(KeyboardInterrupt):
+        runner.run()
+    runner.rollback()
+    assert len(_pins(ctx)) == 2 and ctx.netbox().updates == []
+
+
+def test_a_broken_hooks_section_stops_before_any_change(addnode: Any, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="hooks.etcd_prefix"):
+        _make(addnode, tmp_path, hooks_prefix="/ganeti-cookbooks/locks/")
 
 
 def test_hooks_failing_or_not_configured(addnode: Any, tmp_path: Path, caplog: Any) -> None:

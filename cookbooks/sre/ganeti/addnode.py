@@ -48,7 +48,7 @@ from cookbooks.sre.ganeti._hostkeys import HostKey
 from libcluster import interactive
 from libcluster.clusters import ClusterSettings
 from libcluster.cookbook import ArgparseFormatter, CookbookBase, CookbookRunnerBase, LockArgs
-from libcluster.errors import ConfigError, LibclusterError
+from libcluster.errors import LibclusterError
 from libcluster.ganeti import RapiNotFoundError
 from libcluster.ganeti.commands import VerifyIssue, VerifyResult
 from libcluster.hooks.events import HookSettings
@@ -120,6 +120,11 @@ def trusted_fingerprint(given: str | None, device: dict[str, Any], fqdn: str) ->
     return TrustedFingerprint(None, "the operator")
 
 
+def hooks_configured(config: Any) -> bool:
+    """Whether hook events are configured at all (an etcd URL in hooks or locks): else addnode skips the hooks."""
+    return config.section("hooks", {}).has("etcd_url") or config.section("locks", {}).has("etcd_url")
+
+
 def new_errors(before: VerifyResult, after: VerifyResult) -> list[VerifyIssue]:
     """Errors of `after` that `before` did not have (same code on the same item), i.e. those the change caused."""
     known = {(issue.code, issue.item) for issue in before.errors}
@@ -175,11 +180,9 @@ class AddNode(CookbookBase):
                                   f"(group {groups.get(node.get('group.uuid'), '?')}): nothing to do")
         target = netbox_target(self.ctx.netbox(), settings, args.group, args.fqdn)
         trusted = trusted_fingerprint(args.ssh_host_key_fingerprint, target.device, args.fqdn)
-        try:
-            HookSettings.from_config(self.ctx.config)
-            hooks = True
-        except ConfigError:
-            hooks = False
+        hooks = hooks_configured(self.ctx.config)
+        if hooks:
+            HookSettings.from_config(self.ctx.config)  # a broken hooks section stops the run before any change
         return AddNodeRunner(self.ctx, cluster, settings, args.group, args.fqdn, target, trusted, hooks=hooks)
 
 
@@ -199,6 +202,9 @@ class AddNodeRunner(CookbookRunnerBase):
         self.hooks = hooks
         self.host_key: HostKey | None = None
         self.pins: dict[str, list[str]] = {}
+        self.master: str | None = None
+        self.stage = "checks"
+        """How far run() got: checks, adding, added (in the cluster), in-netbox, done (a handled failure too)."""
 
     @property
     def runtime_description(self) -> str:
@@ -215,29 +221,58 @@ class AddNodeRunner(CookbookRunnerBase):
         print(f"Adding node {self.fqdn} to cluster {self.cluster.name}, group {self.group}; NetBox device "
               f"{self.target.device['name']} joins cluster {self.target.cluster['name']}.", flush=True)
         self.ctx.confirm(f"Add {self.fqdn} to {self.cluster.name}/{self.group}?")
-        master = self.cluster.master()
+        master = self.master = self.cluster.master()
         failed = [check for check in self.prechecks(master) if not check.ok]
         if failed:
             for check in failed:
                 logger.error("Pre-check failed: %s: %s. Fix: %s", check.name, check.detail, check.fix)
             logger.error("%d pre-check(s) failed for %s: nothing was changed; fix and re-run the cookbook",
                          len(failed), self.fqdn)
+            self.stage = "done"
             return 1
         before = verify_cluster(self.cluster.commands, "before the add")
+        self.stage = "adding"
         self._pin(master)
         logger.info("Adding %s to group %s (gnt-node add on %s, host key checked)", self.fqdn, self.group, master)
-        try:
-            self.cluster.commands.node_add(self.fqdn, group=self.group, ssh_key_check=True)
-        except Exception:
-            self._unpin_unless_member(master)
-            raise
+        self.cluster.commands.node_add(self.fqdn, group=self.group, ssh_key_check=True)
+        self.stage = "added"
         if not self.ctx.dry_run:
             after = verify_cluster(self.cluster.commands, "after the add")
             new = new_errors(before, after)
             if new or not (after.ok or after.errors):
+                self.stage = "done"
                 return self._verify_failed(after, new)
         self._update_netbox()
-        return self._install_hooks()
+        self.stage = "in-netbox"
+        exit_code = self._install_hooks()
+        self.stage = "done"
+        return exit_code
+
+    def rollback(self) -> None:
+        """After an exception or an interrupt: unpin the keys if the node did not join; else say what is left.
+
+        A node that joined stays (removing it unasked could be worse than finishing by hand): the run then
+        ends 93 naming the node, what of NetBox and the hooks is not done, and the commands that finish or undo.
+        """
+        if self.stage in ("checks", "done") or self.ctx.dry_run or self.master is None:
+            return
+        if self.stage == "adding":
+            try:
+                self.cluster.node(self.fqdn)
+            except RapiNotFoundError:
+                self._unpin(self.master)
+                logger.info("%s did not join cluster %s: nothing is left", self.fqdn, self.cluster.name)
+                return
+        left = [f"{self.fqdn} is a node of cluster {self.cluster.name} (group {self.group})"]
+        if self.stage != "in-netbox":
+            left.append(f"NetBox device {self.target.device['name']} may not be in cluster "
+                        f"{self.target.cluster['name']} yet (sre.ganeti.sync-netbox --cluster {self.cluster.name} "
+                        "sets it)")
+        if self.hooks:
+            left.append(f"its hooks may not be installed (cookbook {INSTALL_HOOKS} --cluster {self.cluster.name} "
+                        f"--node {self.fqdn})")
+        raise LibclusterError(f"left: {'; '.join(left)}; to undo the add instead: gnt-node remove {self.fqdn} on "
+                             f"{self.master}")
 
     # Pre-checks --------------------------------------------------------------------------
 
@@ -354,16 +389,10 @@ class AddNodeRunner(CookbookRunnerBase):
         self.ctx.remote().hosts([master]).run_sync(_hostkeys.pin_program(self.pins), is_safe=False,
                                                    timeout=CHECK_TIMEOUT)
 
-    def _unpin_unless_member(self, master: str) -> None:
-        """After a failed add: remove the lines pinned by this run unless the node made it into the cluster."""
-        if self.ctx.dry_run or not any(self.pins.values()):
+    def _unpin(self, master: str) -> None:
+        """After a failed add of a node that is not in the cluster: remove the lines pinned by this run."""
+        if not any(self.pins.values()):
             return
-        try:
-            self.cluster.node(self.fqdn)
-            logger.warning("%s is in the cluster despite the failure: its pinned host keys stay", self.fqdn)
-            return
-        except RapiNotFoundError:
-            pass
         self.ctx.remote().hosts([master]).run_sync(_hostkeys.unpin_program(self.pins), is_safe=False,
                                                    timeout=CHECK_TIMEOUT)
         logger.info("Removed the host keys pinned for %s from %s again", self.fqdn, master)
