@@ -29,6 +29,9 @@ Steps:
   6. The Ganeti hooks are installed on the new node (`sre.ganeti.install-hooks --cluster C --node
      FQDN`, skipped with a warning when no etcd is configured for hooks), so that it records hook
      events once it is master.
+  An interrupt (Ctrl-C, chat cancel) or an error: a node that did not join has its pinned keys
+  removed again (exit 97/99); a node that joined stays, and the run ends 93 naming what is left
+  (NetBox device, hooks) with the commands that finish the work or undo the add.
 
 Usage:
   cookbook sre.ganeti.addnode --cluster prod1 --group A ganeti1010.example.org
