@@ -142,8 +142,10 @@ class SyncNetboxRunner(CookbookRunnerBase):
             if self.args.delete and plan.extra else []
         applied = sync_cluster.apply(self.netbox, plan, self.sync, delete=self.args.delete, ganeti=self.ganeti)
         for diff in sync_dns.retire(self.ctx.dns(), retired):
-            for line in diff.lines():
-                logger.info("DNS of a deleted VM: %s", line)
+            for change in diff:
+                logger.info("DNS of a deleted VM: %s", change.describe())
+            for item in diff.left:
+                logger.warning("DNS record not ours, left as is: %s", item.describe())
         logger.info("%s: %s (%d NetBox requests in %.1fs)", "Planned" if self.ctx.dry_run else "Written",
                     applied.describe(), self.netbox.request_count - requests, time.monotonic() - started)
         return 0
