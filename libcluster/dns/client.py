@@ -132,6 +132,8 @@ class DNS:
         for rrset in self.current(forward).values():
             for rdata in rrset:
                 owner, alias = self.zones.ptr_owner(ipaddress.ip_address(rdata.address))
+                if self.zones.zone_of(owner) is None:
+                    continue  # not ours to read or change: the server may refuse queries outside its zones
                 old.append({(owner, dns.rdatatype.PTR)} | ({(alias, dns.rdatatype.CNAME)} if alias else set()))
         scope = forward | set(built.records) | {key for keys in old for key in keys}
         actual = self.current(scope)

@@ -275,3 +275,14 @@ def test_a_hand_made_instance_without_nic_ip_gets_no_address_unless_allocation_a
     assert env.ganeti_state(alloc) == {alloc: ipv4}
     assert env.dns.resolve(alloc, "A") == ipv4
     assert env.netbox_state(bare)[bare][1] == []
+
+
+def test_one_host_changes_never_touch_the_zone_apex_or_its_name_server_on_the_real_server(env: Env) -> None:
+    for name, reason in ((NS, "address of a name server of the zone"), (topology.DOMAIN, "zone apex")):
+        before = env.records(name)
+        diff = env.dns.set_host(name, [env.free[2]])
+        assert [(item.rrset.name.to_text(), item.reason) for item in diff.left] == [(f"{name}.", reason)]
+        assert all(change.name.to_text() != f"{name}." for change in diff)
+        assert env.records(name)[f"{name} A"] == before[f"{name} A"]
+        env.dns.apply(compute({}, env.dns.current({(change.name, change.rdtype) for change in diff}), env.dns.zones,
+                              scope={(change.name, change.rdtype) for change in diff}))
