@@ -276,6 +276,15 @@ def test_a_hand_made_instance_without_nic_ip_gets_no_address_unless_allocation_a
     assert env.dns.resolve(alloc, "A") == ipv4
     assert env.netbox_state(bare)[bare][1] == []
 
+    before = (env.netbox_state(bare), env.ganeti_state(bare))
+    assert sync(env, "--match", bare, config=allocating, dry_run=True).returncode == 0
+    assert (env.netbox_state(bare), env.ganeti_state(bare)) == before
+    whole = sync(env, "--match", bare, config=allocating)
+    assert whole.returncode == 0, whole.stderr
+    [(vms, ips)] = env.netbox_state(bare).values()
+    ipv4 = [ip.split("/")[0] for ip in ips if ":" not in ip]
+    assert len(ipv4) == 1 and env.ganeti_state(bare) == {bare: ipv4}
+
 
 def test_one_host_changes_never_touch_the_zone_apex_or_its_name_server_on_the_real_server(env: Env) -> None:
     for name, reason in ((NS, "address of a name server of the zone"), (topology.DOMAIN, "zone apex")):
