@@ -21,6 +21,7 @@ from typing import Any, TextIO
 from libcluster import audit, config, redact
 from libcluster.changes import ChangeLog
 from libcluster.errors import ConfigError, LibclusterError
+from libcluster.runner.trust import mode_problems, tree_paths
 
 MIN_NETBOX = (4, 3)
 """The sync reads VM interfaces through GraphQL, which NetBox has from 4.3 on."""
@@ -51,19 +52,6 @@ def _failure(what: str, exc: BaseException, fix: str) -> Line:
 # Files
 
 
-def _mode_problems(path: Path, *, secret: bool) -> list[str]:
-    info = path.stat()
-    mode = stat.S_IMODE(info.st_mode)
-    problems = []
-    if info.st_uid not in (0, os.geteuid()):
-        problems.append(f"owned by uid {info.st_uid}")
-    if mode & (stat.S_IWGRP | stat.S_IWOTH):
-        problems.append(f"writable by group or others (mode {mode:04o})")
-    if secret and mode & stat.S_IROTH:
-        problems.append(f"readable by everyone (mode {mode:04o})")
-    return problems
-
-
 def _secret_files(data: Any, key: str = "") -> Iterator[tuple[str, str]]:
     """(dotted key, path) of every `*_file` value whose key names a key, password, secret or token."""
     if isinstance(data, dict):
@@ -77,7 +65,7 @@ def _secret_files(data: Any, key: str = "") -> Iterator[tuple[str, str]]:
 
 def check_files(root: config.Section, path: Path) -> Iterator[Line]:
     """The configuration (it holds secrets), its directory, files of secrets it names, logs and audit log."""
-    problems = _mode_problems(path, secret=True)
+    problems = mode_problems(path, secret=True)
     directory = path.resolve().parent
     if stat.S_IMODE(directory.stat().st_mode) & stat.S_IWOTH:
         problems.append(f"its directory {directory} is writable by everyone")
@@ -88,7 +76,7 @@ def check_files(root: config.Section, path: Path) -> Iterator[Line]:
         if not secret_file.is_file():
             yield Line(False, f"file {key}", f"{value} does not exist", f"create it or correct {key}")
             continue
-        problems = _mode_problems(secret_file, secret=True)
+        problems = mode_problems(secret_file, secret=True)
         yield Line(not problems, f"file {key}", "; ".join(problems) or f"{value}: owner and mode keep it secret",
                    f"chown root:root {value} && chmod 0600 {value}")
     for base in root.list("cookbooks_base_dirs"):
@@ -98,9 +86,8 @@ def check_files(root: config.Section, path: Path) -> Iterator[Line]:
                        f"install the cookbooks there or correct cookbooks_base_dirs ({base})")
             continue
         # Their code runs as the runner's user (root with sudo): nobody else may change it.
-        paths = [Path(str(base)), tree, *(Path(folder) / name for folder, dirs, files in os.walk(tree)
-                                          for name in (*dirs, *files))]
-        problems = [f"{path}: {problem}" for path in paths for problem in _mode_problems(path, secret=False)]
+        paths = list(tree_paths(Path(str(base))))
+        problems = [f"{path}: {problem}" for path in paths for problem in mode_problems(path, secret=False)]
         shown = "; ".join(problems[:3]) + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else "")
         yield Line(not problems, "cookbooks_base_dirs", shown or f"{tree} changed by its owner only",
                    f"chown -R root:root {base} && chmod -R go-w {base}")

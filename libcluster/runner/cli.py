@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from libcluster import audit, config
 from libcluster.cookbook import EXIT_NOT_FOUND, EXIT_SETUP_FAILED
 from libcluster.errors import ConfigError
-from libcluster.runner import catalog, discovery, listing
+from libcluster.runner import catalog, discovery, listing, trust
 from libcluster.runner.logs import Console
 
 if TYPE_CHECKING:
@@ -57,7 +57,9 @@ exit codes:
 environment:
   {CONFIG_ENV}    configuration file when no -c is given (else {config.DEFAULT_CONFIG_PATH});
                      sudo's default env_reset drops it, so `sudo cookbook` reads the default
-  SUDO_USER          the operator recorded in logs, locks, SAL and audit (else the login user)
+  SUDO_USER          the operator recorded in logs, locks, SAL and audit (else the login user);
+                     under sudo (SUDO_UID not 0) the configuration, the cookbook trees and their
+                     folders must be changeable by root only, else the run stops with exit 1
   {audit.ORIGIN_ENV}    "terminal" (default) or "chat": who started the run, for the audit record
   {audit.CHAT_ENV['requester']} chat user who asked for the run (required with {audit.ORIGIN_ENV}=chat)
   {audit.CHAT_ENV['approver']}  chat user who approved it
@@ -170,6 +172,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         return doctor.run(args.config_file)
     root = config.load(args.config_file)
     base_dirs = _base_dirs(root)
+    trust.check_elevated_run(Path(args.config_file), base_dirs)
     name = discovery.normalize(args.cookbook or "")
     if args.list:
         lines = listing.render(catalog.scan(base_dirs, catalog.default_cache_path(base_dirs)), name,

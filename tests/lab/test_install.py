@@ -88,6 +88,13 @@ rc=0; runuser -u cookbook-test-alice -- sudo -n /bin/true 2>/dev/null || rc=$?
 echo "sudo-other rc=$rc"
 rc=0; runuser -u cookbook-test-alice -- sudo -n cookbook -d -y sre.ganeti.reboot-vm vm1.example.org 2>/dev/null || rc=$?
 echo "sudo-run rc=$rc audit: $(cat /var/log/ganeti-cookbooks/audit.jsonl)"
+# Her own configuration (cookbooks from a tree she writes) would run her code as root: refused.
+rm -rf /tmp/alice-cookbooks /tmp/alice.yaml; mkdir -m 0755 -p /tmp/alice-cookbooks/cookbooks && chown -R cookbook-test-alice /tmp/alice-cookbooks
+printf 'cookbooks_base_dirs: [/tmp/alice-cookbooks]\nlogs_base_dir: /tmp/alice-cookbooks\n' >/tmp/alice.yaml
+chown cookbook-test-alice /tmp/alice.yaml
+rc=0; own=$(runuser -u cookbook-test-alice -- sudo -n cookbook -c /tmp/alice.yaml -l 2>&1) || rc=$?
+echo "sudo-own-config rc=$rc $own"
+rm -r /tmp/alice-cookbooks /tmp/alice.yaml
 rm -r /var/log/ganeti-cookbooks/*   # this test's own run: its logs and audit record
 cd {REPO}
 ./dev uninstall
@@ -118,6 +125,8 @@ cd {REPO}
     assert (record["user"], record["cookbook"], record["exit_code"]) == (
         "cookbook-test-alice", "sre.ganeti.reboot-vm", 94)
     assert "configuration in /etc/ganeti-cookbooks is kept" in out
+    assert "sudo-own-config rc=1 ERROR: refusing to run as root for cookbook-test-alice: configuration /tmp/alice.yaml " \
+        "is owned by uid" in out
 
     # What is new in the overlays' upper layers since the test's own setup is everything install and
     # uninstall changed on the machine: only the configuration. Directories copied up from below (e.g.
