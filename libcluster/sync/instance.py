@@ -5,7 +5,7 @@
   one it is recorded without address and reported, unless ``sync.allocate_ips`` asks for an address
   from its group's prefixes, which Ganeti's NIC then carries too (see :mod:`libcluster.sync.addresses`).
   Renamed (``renamed_from``): the NetBox VM and its addresses take the new name first, so they keep
-  their ids and addresses.
+  their ids and addresses; not while Ganeti still has the old name (then nothing of it changes).
 - Ganeti no longer has it: reported; with ``delete`` its addresses are released or kept
   (``sync.release_ips``) and the VM is deleted, with its DNS records.
 - Neither Ganeti nor NetBox (a VM of the cluster group) has it: nothing is changed, and said so.
@@ -123,19 +123,29 @@ class Follower:
 
     def _rename(self, old: str, new: str, clusters: dict[str, dict[str, Any]], done: Followed,
                 accounted: Accounted) -> None:
-        """Give the NetBox VM named old, and its addresses named old, the new name; then drop old's records."""
+        """Give the NetBox VM named old, and its addresses named old, the new name; then drop old's records.
+
+        Nothing of old changes while Ganeti still has it (a rename never takes a live instance's records) or
+        when NetBox already has a VM called new."""
+        try:
+            self.ganeti.instance(old)
+            done.rows.append(Row("refused", "vm", old, f"still in Ganeti: not renamed to {new}, nothing of it "
+                                 "changed"))
+            return
+        except RapiNotFoundError:
+            pass
         if self._vms(new, clusters):
-            logger.info("NetBox already has a VM %s: not renaming %s", new, old)
-        else:
-            for vm in self._vms(old, clusters)[:1]:
-                self.netbox.update("vm", [{"id": vm["id"], "name": new}])
-                done.rows.append(Row("update", "vm", new, f"name {old} -> {new}"))
-                ips = [ip for ip in self.netbox.objects("ip-address", virtual_machine_id=vm["id"])
-                       if ip.get("dns_name") == old]
-                if ips:
-                    self.netbox.update("ip-address", [{"id": ip["id"], "dns_name": new} for ip in ips])
-                    done.rows.append(Row("update", "ip-address", new, f"dns_name {old} -> {new} x{len(ips)}"))
-        self._publish(old, done, accounted)
+            done.rows.append(Row("extra", "vm", old, f"not renamed: NetBox already has a VM {new} (left as is)"))
+            return
+        for vm in self._vms(old, clusters)[:1]:
+            self.netbox.update("vm", [{"id": vm["id"], "name": new}])
+            done.rows.append(Row("update", "vm", new, f"name {old} -> {new}"))
+            ips = [ip for ip in self.netbox.objects("ip-address", virtual_machine_id=vm["id"])
+                   if ip.get("dns_name") == old]
+            if ips:
+                self.netbox.update("ip-address", [{"id": ip["id"], "dns_name": new} for ip in ips])
+                done.rows.append(Row("update", "ip-address", new, f"dns_name {old} -> {new} x{len(ips)}"))
+            self._publish(old, done, accounted)
 
     def _record(self, instance: dict[str, Any], clusters: dict[str, dict[str, Any]], done: Followed,
                 accounted: Accounted) -> None:

@@ -170,3 +170,17 @@ def test_a_group_without_netbox_cluster_asks_for_a_cluster_wide_sync(
     with pytest.raises(NetBoxError, match="node group C has no NetBox cluster C .* run sync-netbox on the whole"):
         follower(StoredNetBox(), Ganeti(instance("c.lab.example", pnode="node4.lab.example"))).follow(
             "c.lab.example", delete=True)
+
+
+def test_a_rename_from_an_instance_ganeti_still_has_changes_nothing_of_it(
+        published: list[tuple[str, list[str], bool]]) -> None:
+    netbox = StoredNetBox()
+    record = netbox.add("vm", vm(10, "live.lab.example", netbox.store["cluster"][1]))
+    nic = netbox.add("vm-interface", iface(11, record))
+    netbox.add("ip-address", ip(12, "198.51.100.9/26", dns_name="live.lab.example", iface_obj=nic))
+    ganeti = Ganeti(instance("live.lab.example"), instance("other.lab.example", ips=["198.51.100.10"]))
+    done = follower(netbox, ganeti).follow("other.lab.example", delete=True, renamed_from="live.lab.example")
+    assert ("refused", "live.lab.example") in [(row.action, row.name) for row in done.rows]
+    assert [vm["id"] for vm in netbox.objects("vm", name="live.lab.example")] == [10]
+    assert netbox.store["ip-address"][12]["dns_name"] == "live.lab.example"
+    assert [name for name, _, _ in published] == ["other.lab.example"]
