@@ -20,7 +20,7 @@ Whole cluster (the default):
 One VM (--vm FQDN, what the hooks agent runs after a hand-made change): the VM is recorded (or, gone
 from Ganeti and --delete given, deleted), gets addresses if it has none (as above), and its DNS records
 are made to match its addresses; --renamed-from OLD first gives OLD's NetBox VM and addresses the new
-name. Only DNS records NetBox accounts for when the run starts (the names and addresses of the
+name (only when Ganeti no longer has OLD and NetBox has no VM called FQDN yet). Only DNS records NetBox accounts for when the run starts (the names and addresses of the
 addresses of the VMs named FQDN or OLD in the cluster group) are replaced or deleted: any other record
 of the name is left as it is and reported ("kept"), and zone apexes and name servers are never
 touched. A name in neither Ganeti nor the NetBox cluster group changes nothing, and the run says so.
