@@ -1,6 +1,6 @@
 """`cookbook --doctor` on the lab: all green with the lab's configuration, and the exact red line, with its fix,
-for a bad NetBox token, a DNS primary that does not answer (a port where nothing listens: the shared Knot keeps
-running), a wrong RAPI CA file, a wrong TSIG secret and a configuration others may read.
+for a bad NetBox token, a DNS primary that does not answer (a port where nothing listens, and the lab's Knot
+stopped for a moment), a wrong RAPI CA file, a wrong TSIG secret and a configuration others may read.
 """
 
 from __future__ import annotations
@@ -104,3 +104,26 @@ def test_doctor_names_a_wrong_tsig_secret_and_a_readable_config(lab_config: Path
         f"FAIL  dns {zone}: UPDATE {zone}.: {where} rejected the signature of {key}: wrong secret; fix: "
         f"dns.tsig_name/tsig_algorithm/tsig_secret must match the key {where} has" for zone in zones]
     assert "d3Jvbmctc2VjcmV0LWRvY3Rvcg==" not in "\n".join(lines)
+
+
+def test_doctor_names_a_stopped_knot(lab_config: Path) -> None:
+    """The lab's own Knot really stopped (for a second, then started again with its zones): one red line, the fix."""
+    from libcluster.lab import knot
+    from libcluster.lab.common import Lab
+
+    data = yaml.safe_load(lab_config.read_text())
+    where = f"{data['dns']['server']}@{data['dns']['port']}"
+    lab = Lab()
+    knot.down(lab)
+    try:
+        code, lines = _doctor(lab_config)
+    finally:
+        knot.up(lab)
+    assert code == 1
+    assert [line for line in lines if not line.startswith("OK    ")] == [
+        f"FAIL  dns server {where}: query lab.example. SOA: {where} did not answer within "
+        f"{float(data['dns'].get('timeout', 10.0))}s; fix: check dns.server and dns.port and that the primary DNS "
+        "server runs (zones not checked)",
+        "1 check(s) failed",
+    ]
+    assert knot.status(lab)["dns"]["up"]
