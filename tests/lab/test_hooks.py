@@ -19,56 +19,22 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import dns.reversename
 import pytest
-import yaml
 from tests.lab.cookbook_lab import run_cookbook
+from tests.lab.hooks_lab import Env, hooks_env, remove_everything
 
 from libcluster import config as config_module
-from libcluster.changes import ChangeLog
-from libcluster.dns import DNS
-from libcluster.ganeti import GanetiCluster, RapiNotFoundError, connect
-from libcluster.hooks.events import DEFAULT_PREFIX, EventStore, HookSettings
 from libcluster.lab import topology
 from libcluster.locks import from_config
-from libcluster.netbox import NetBox
-from libcluster.remote import Remote
 
 REPO = Path(__file__).resolve().parents[2]
 AGENT = REPO / ".venv" / "bin" / "cookbook-hooks-agent"
 FOLLOW_TIMEOUT = 60
 """Seconds for a hand-made change to reach NetBox and DNS (hook, etcd, agent, sync): about 3 s when idle."""
-
-
-@dataclass
-class Env:
-    """This module's configuration, clients, token and running agent."""
-
-    config: Path
-    raw: dict[str, Any]
-    token: str
-    ganeti: GanetiCluster
-    remote: Remote
-    netbox: NetBox
-    dns: DNS
-    store: EventStore
-    agent_log: Path
-
-    def gnt(self, command: str, timeout: float = 300) -> tuple[int, str, float]:
-        """A gnt-* command line on the master over SSH: exit code, output, seconds."""
-        started = time.monotonic()
-        result = self.remote.hosts([self.ganeti.master()]).run_sync(command, timeout=timeout)
-        host = next(iter(result.hosts.values()))
-        return host.rc if host.rc is not None else -1, host.output, time.monotonic() - started
-
-    def audit(self) -> list[dict[str, Any]]:
-        """Audit records written by the agent's runs."""
-        path = Path(self.raw["audit_log"])
-        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = FOLLOW_TIMEOUT) -> Any:
@@ -81,22 +47,6 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = FOLLOW_TIMEOU
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.5)
-
-
-def remove_everything(env: Env, name: str) -> None:
-    """Whatever exists of name in Ganeti, NetBox and DNS goes (cleanup)."""
-    try:
-        env.ganeti.instance(name)
-        env.ganeti.remove_instance(name, shutdown_timeout=0).wait(timeout=300)
-    except RapiNotFoundError:
-        pass
-    vms = env.netbox.objects("vm", name=name)
-    if vms:
-        env.netbox.delete("vm", vms)
-    ips = env.netbox.objects("ip-address", dns_name=name)
-    if ips:
-        env.netbox.release_ips(ips)
-    env.dns.remove_host(name)
 
 
 @pytest.fixture(scope="module")
@@ -113,29 +63,10 @@ def hooks_to_ourselves(lab_config: Path) -> Iterator[None]:
 def env(lab: dict[str, Any], lab_config: Path, tmp_path_factory: pytest.TempPathFactory,
         hooks_to_ourselves: None) -> Iterator[Env]:
     """Hooks installed, the agent running; everything removed at the end."""
-    for part in ("ganeti", "netbox", "dns", "etcd", "ssh"):
-        if not (isinstance(lab.get(part), dict) and lab[part].get("up")):
-            pytest.skip(f"lab part {part} is not up")
     token = f"t-{secrets.token_hex(4)}"
-    tmp = tmp_path_factory.mktemp("hooks")
-    raw = yaml.safe_load(lab_config.read_text())
-    raw.update(logs_base_dir=str(tmp / "logs"), audit_log=str(tmp / "audit.jsonl"))
-    raw["hooks"] = {**raw["hooks"], "etcd_prefix": f"{DEFAULT_PREFIX}{token}/", "poll": 1,
-                    "spool_dir": f"/var/lib/ganeti/cookbook-event-spool-{token}"}  # per node (/var/spool is shared)
-    config = tmp / "config.yaml"
-    config.touch(mode=0o600)
-    config.write_text(yaml.safe_dump(raw))
-    root = config_module.load(config)
-    changes = ChangeLog(dry_run=False)
-    remote = Remote(root.section("remote"), dry_run=False, changes=changes)
-    environment = Env(
-        config=config, raw=raw, token=token,
-        ganeti=connect(root, topology.CLUSTER, dry_run=False, changes=changes, remote=remote), remote=remote,
-        netbox=NetBox(root.section("netbox"), read_write=True, dry_run=False, changes=changes),
-        dns=DNS(root.section("dns"), dry_run=False, changes=changes),
-        store=EventStore(HookSettings.from_config(root).etcd, raw["hooks"]["etcd_prefix"]),
-        agent_log=tmp / "agent.log",
-    )
+    spool_dir = f"/var/lib/ganeti/cookbook-event-spool-{token}"  # per node (/var/spool is shared)
+    environment = hooks_env(lab, lab_config, tmp_path_factory.mktemp("hooks"), token, poll=1, spool_dir=spool_dir)
+    config, raw, remote = environment.config, environment.raw, environment.remote
     assert run_cookbook(config, "sre.ganeti.install-hooks", "--cluster", topology.CLUSTER).returncode == 0
     with environment.agent_log.open("w") as log:
         agent = subprocess.Popen([str(AGENT), "-c", str(config), "--instances", f"{token}*"], stdout=log,

@@ -26,19 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from tests.lab.cookbook_lab import run_cookbook
-from tests.lab.test_hooks import Env, remove_everything
+from tests.lab.hooks_lab import Env, hooks_env, remove_everything
 
 from libcluster import config as config_module
-from libcluster.changes import ChangeLog
-from libcluster.dns import DNS
-from libcluster.ganeti import connect
 from libcluster.etcd import Gateway
-from libcluster.hooks.events import DEFAULT_PREFIX, EventStore, HookSettings
+from libcluster.hooks.events import HookSettings
 from libcluster.lab import topology
-from libcluster.netbox import NetBox
-from libcluster.remote import Remote
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -46,28 +40,8 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def env(lab: dict[str, Any], lab_config: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     """Clients and a config with this module's own event prefix, logs and audit file; events removed at the end."""
-    for part in ("ganeti", "netbox", "dns", "etcd", "ssh"):
-        if not (isinstance(lab.get(part), dict) and lab[part].get("up")):
-            pytest.skip(f"lab part {part} is not up")
     token = f"tr-{secrets.token_hex(3)}"
-    tmp = tmp_path_factory.mktemp("agent-trust")
-    raw = yaml.safe_load(lab_config.read_text())
-    raw.update(logs_base_dir=str(tmp / "logs"), audit_log=str(tmp / "audit.jsonl"))
-    raw["hooks"] = {**raw.get("hooks", {}), "etcd_prefix": f"{DEFAULT_PREFIX}{token}/"}
-    config = tmp / "config.yaml"
-    config.touch(mode=0o600)
-    config.write_text(yaml.safe_dump(raw))
-    root = config_module.load(config)
-    settings = HookSettings.from_config(root)
-    changes = ChangeLog(dry_run=False)
-    remote = Remote(root.section("remote"), dry_run=False, changes=changes)
-    environment = Env(
-        config=config, raw=raw, token=token,
-        ganeti=connect(root, topology.CLUSTER, dry_run=False, changes=changes, remote=remote), remote=remote,
-        netbox=NetBox(root.section("netbox"), read_write=True, dry_run=False, changes=changes),
-        dns=DNS(root.section("dns"), dry_run=False, changes=changes),
-        store=EventStore(settings.etcd, settings.prefix), agent_log=tmp / "agent.log",
-    )
+    environment = hooks_env(lab, lab_config, tmp_path_factory.mktemp("agent-trust"), token)
     try:
         yield environment
     finally:

@@ -1,0 +1,92 @@
+"""What the lab tests of the Ganeti hooks share: a module's environment (a copy of the lab config with hook
+events under a prefix of its own, its clients and event store) and the removal of a test instance everywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from libcluster import config as config_module
+from libcluster.changes import ChangeLog
+from libcluster.dns import DNS
+from libcluster.ganeti import GanetiCluster, RapiNotFoundError, connect
+from libcluster.hooks.events import DEFAULT_PREFIX, EventStore, HookSettings
+from libcluster.lab import topology
+from libcluster.netbox import NetBox
+from libcluster.remote import Remote
+
+
+@dataclass
+class Env:
+    """A test module's configuration, clients, token and event store."""
+
+    config: Path
+    raw: dict[str, Any]
+    token: str
+    ganeti: GanetiCluster
+    remote: Remote
+    netbox: NetBox
+    dns: DNS
+    store: EventStore
+    agent_log: Path
+
+    def gnt(self, command: str, timeout: float = 300) -> tuple[int, str, float]:
+        """A gnt-* command line on the master over SSH: exit code, output, seconds."""
+        started = time.monotonic()
+        result = self.remote.hosts([self.ganeti.master()]).run_sync(command, timeout=timeout)
+        host = next(iter(result.hosts.values()))
+        return host.rc if host.rc is not None else -1, host.output, time.monotonic() - started
+
+    def audit(self) -> list[dict[str, Any]]:
+        """Audit records written by the agent's runs."""
+        path = Path(self.raw["audit_log"])
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def hooks_env(lab: dict[str, Any], lab_config: Path, tmp: Path, token: str, **hooks: Any) -> Env:
+    """Env of a module (skips unless Ganeti, NetBox, DNS, etcd and SSH are up): the lab config copied to tmp
+    (mode 600) with logs, audit file and agent log under tmp, hook events under DEFAULT_PREFIX + token, and
+    hooks: more keys of its hooks section."""
+    for part in ("ganeti", "netbox", "dns", "etcd", "ssh"):
+        if not (isinstance(lab.get(part), dict) and lab[part].get("up")):
+            pytest.skip(f"lab part {part} is not up")
+    raw = yaml.safe_load(lab_config.read_text())
+    raw.update(logs_base_dir=str(tmp / "logs"), audit_log=str(tmp / "audit.jsonl"))
+    raw["hooks"] = {**raw.get("hooks", {}), "etcd_prefix": f"{DEFAULT_PREFIX}{token}/", **hooks}
+    config = tmp / "config.yaml"
+    config.touch(mode=0o600)
+    config.write_text(yaml.safe_dump(raw))
+    root = config_module.load(config)
+    settings = HookSettings.from_config(root)
+    changes = ChangeLog(dry_run=False)
+    remote = Remote(root.section("remote"), dry_run=False, changes=changes)
+    return Env(
+        config=config, raw=raw, token=token,
+        ganeti=connect(root, topology.CLUSTER, dry_run=False, changes=changes, remote=remote), remote=remote,
+        netbox=NetBox(root.section("netbox"), read_write=True, dry_run=False, changes=changes),
+        dns=DNS(root.section("dns"), dry_run=False, changes=changes),
+        store=EventStore(settings.etcd, settings.prefix), agent_log=tmp / "agent.log",
+    )
+
+
+def remove_everything(env: Env, name: str) -> None:
+    """Whatever exists of name in Ganeti, NetBox and DNS goes (cleanup)."""
+    try:
+        env.ganeti.instance(name)
+        env.ganeti.remove_instance(name, shutdown_timeout=0).wait(timeout=300)
+    except RapiNotFoundError:
+        pass
+    vms = env.netbox.objects("vm", name=name)
+    if vms:
+        env.netbox.delete("vm", vms)
+    ips = env.netbox.objects("ip-address", dns_name=name)
+    if ips:
+        env.netbox.release_ips(ips)
+    env.dns.remove_host(name)
