@@ -21,7 +21,7 @@ import pytest
 
 from libcluster import config as config_module
 from libcluster.changes import ChangeLog
-from libcluster.ganeti import GanetiCluster, connect
+from libcluster.ganeti import GanetiCluster, RapiNotFoundError, connect
 from libcluster.netbox import NetBox
 from libcluster.remote import Remote
 
@@ -124,3 +124,19 @@ def new_instance(cluster: GanetiCluster) -> Iterator[Callable[..., str]]:
     for name in names:
         if name in existing:
             cluster.remove_instance(name, shutdown_timeout=0).wait(timeout=300)
+
+
+def remove_test_instance(cluster: GanetiCluster, nb: NetBox, name: str) -> None:
+    """Whatever exists of a test's instance goes (cleanup): the Ganeti instance, then the addresses NetBox names
+    after it and its NetBox VMs."""
+    try:
+        cluster.instance(name)
+        cluster.remove_instance(name, shutdown_timeout=0).wait(timeout=300)
+    except RapiNotFoundError:
+        pass
+    vms = nb.objects("vm", name=name)
+    ips = nb.objects("ip-address", dns_name=name)
+    if ips:
+        nb.release_ips(ips)
+    if vms:
+        nb.delete("vm", vms)

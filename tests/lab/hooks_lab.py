@@ -12,11 +12,12 @@ from typing import Any
 
 import pytest
 import yaml
+from tests.lab.cookbook_lab import remove_test_instance
 
 from libcluster import config as config_module
 from libcluster.changes import ChangeLog
 from libcluster.dns import DNS
-from libcluster.ganeti import GanetiCluster, RapiNotFoundError, connect
+from libcluster.ganeti import GanetiCluster, connect
 from libcluster.hooks.events import DEFAULT_PREFIX, EventStore, HookSettings
 from libcluster.lab import topology
 from libcluster.netbox import NetBox
@@ -78,15 +79,5 @@ def hooks_env(lab: dict[str, Any], lab_config: Path, tmp: Path, token: str, **ho
 
 def remove_everything(env: Env, name: str) -> None:
     """Whatever exists of name in Ganeti, NetBox and DNS goes (cleanup)."""
-    try:
-        env.ganeti.instance(name)
-        env.ganeti.remove_instance(name, shutdown_timeout=0).wait(timeout=300)
-    except RapiNotFoundError:
-        pass
-    vms = env.netbox.objects("vm", name=name)
-    if vms:
-        env.netbox.delete("vm", vms)
-    ips = env.netbox.objects("ip-address", dns_name=name)
-    if ips:
-        env.netbox.release_ips(ips)
+    remove_test_instance(env.ganeti, env.netbox, name)
     env.dns.remove_host(name)

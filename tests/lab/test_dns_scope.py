@@ -23,7 +23,7 @@ import dns.rdatatype
 import dns.reversename
 import pytest
 import yaml
-from tests.lab.cookbook_lab import ganeti, netbox, run_cookbook
+from tests.lab.cookbook_lab import ganeti, netbox, remove_test_instance, run_cookbook
 
 from libcluster import config as config_module
 from libcluster.changes import ChangeLog
@@ -122,19 +122,8 @@ def env(lab: dict[str, Any], lab_config: Path, tmp_path_factory: pytest.TempPath
         yield environment
     finally:
         for role in ("handmade", "gone", "owned", "bare", "alloc"):
-            name = environment.name(role)
-            try:
-                environment.ganeti.instance(name)
-                environment.ganeti.remove_instance(name, shutdown_timeout=0).wait(timeout=300)
-            except RapiNotFoundError:
-                pass
-            vms = nb.objects("vm", name=name)
-            ips = nb.objects("ip-address", dns_name=name)
-            if ips:
-                nb.release_ips(ips)
-            if vms:
-                nb.delete("vm", vms)
-            client.remove_host(name)
+            remove_test_instance(environment.ganeti, nb, environment.name(role))
+            client.remove_host(environment.name(role))
         for address in free:
             owner = dns.reversename.from_address(address)
             current = client.current({(owner, dns.rdatatype.PTR)})

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 import requests
 import yaml
-from tests.lab.cookbook_lab import ganeti, netbox, run_cookbook
+from tests.lab.cookbook_lab import ganeti, netbox, remove_test_instance, run_cookbook
 
-from libcluster.ganeti import GanetiCluster, RapiNotFoundError
+from libcluster.ganeti import GanetiCluster
 from libcluster.lab import topology
 from libcluster.netbox import NetBox
 from libcluster.sync import addresses
@@ -107,18 +107,7 @@ def env(lab: dict[str, Any], lab_config: Path, tmp_path_factory: pytest.TempPath
         yield environment
     finally:
         for role in (*ROLES, "extra"):
-            name = environment.name(role)
-            try:
-                environment.ganeti.instance(name)
-                environment.ganeti.remove_instance(name, shutdown_timeout=0).wait(timeout=300)
-            except RapiNotFoundError:
-                pass
-            vms = environment.netbox.objects("vm", name=name)
-            ips = environment.netbox.objects("ip-address", dns_name=name)
-            if ips:
-                environment.netbox.release_ips(ips)
-            if vms:
-                environment.netbox.delete("vm", vms)
+            remove_test_instance(environment.ganeti, environment.netbox, environment.name(role))
 
 
 def summary(entries: list[dict[str, Any]], env: Env, ids: dict[int, str]) -> set[tuple[str, str, str]]:
