@@ -2,7 +2,8 @@
 
 FakeCluster keeps instance states and applies writes to them (unless dry-run), FakeRemote answers
 commands through a responder function, FakeNetBox filters in-memory objects; each records what it
-was asked so tests can check the calls and their order. load_cookbook() imports a cookbook file of
+was asked so tests can check the calls and their order; interrupt_the_wait_for() makes Ctrl-C land while
+a cookbook waits for one of its jobs. load_cookbook() imports a cookbook file of
 this checkout the way the runner does.
 """
 
@@ -221,6 +222,32 @@ class FakeCluster:
     def reboot_instance(self, name: str, **details: Any) -> Any:
         """Reboot: the instance stays running."""
         return self._write("reboot", name, lambda i: None, **details)
+
+
+class InterruptedWait:
+    """A job whose first wait is interrupted (Ctrl-C, chat cancel) while Ganeti goes on; later waits see its end."""
+
+    id = 42
+
+    def __init__(self, job: Any, description: str) -> None:
+        """Wrap the job Ganeti runs; description: how the rollback's log names it."""
+        self.job = job
+        self.description = description
+        self.waits = 0
+
+    def wait(self, progress: Any = None, timeout: float | None = None) -> Any:
+        """Raise KeyboardInterrupt the first time, then the job's own result."""
+        self.waits += 1
+        if self.waits == 1:
+            raise KeyboardInterrupt
+        return self.job.wait()
+
+
+def interrupt_the_wait_for(cluster: FakeCluster, write: str, description: str = "a job") -> None:
+    """Ctrl-C lands while the cookbook waits for the job of this write (shutdown, modify, startup, reboot)."""
+    method = getattr(cluster, f"{write}_instance")
+    setattr(cluster, f"{write}_instance",
+            lambda name, **details: InterruptedWait(method(name, **details), description))
 
 
 class FakeHosts:

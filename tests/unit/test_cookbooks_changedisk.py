@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.unit.cookbook_fakes import FakeCluster, FakeCtx, load_config, load_cookbook
+from tests.unit.cookbook_fakes import FakeCluster, FakeCtx, interrupt_the_wait_for, load_config, load_cookbook
 from libcluster.cookbook import EXIT_INTERRUPTED, EXIT_ROLLBACK_FAILED
 from libcluster.errors import LibclusterError
 from libcluster.ganeti import JobFailedError
@@ -101,30 +101,6 @@ def test_a_failed_conversion_restarts_the_instance_on_its_old_template(changedis
     assert (state["disk_template"], state["status"]) == ("file", "running")
     assert f"{NAME} is running on disk template file: it was not converted to sharedfile" in caplog.text
     assert "waiting for Ganeti job" not in caplog.text, "a failed job has ended: nothing to wait for"
-
-
-class InterruptedWait:
-    """A job whose first wait is interrupted (Ctrl-C, chat cancel) while Ganeti goes on; later waits see its end."""
-
-    def __init__(self, job: Any) -> None:
-        """Wrap the job Ganeti runs."""
-        self.job = job
-        self.id = 42
-        self.description = "a job"
-        self.waits = 0
-
-    def wait(self, progress: Any = None, timeout: float | None = None) -> Any:
-        """Raise KeyboardInterrupt the first time, then the job's own result."""
-        self.waits += 1
-        if self.waits == 1:
-            raise KeyboardInterrupt
-        return self.job.wait()
-
-
-def interrupt_the_wait_for(cluster: FakeCluster, write: str) -> None:
-    """Ctrl-C lands while the cookbook waits for the job of this write (shutdown, modify or startup)."""
-    method = getattr(cluster, f"{write}_instance")
-    setattr(cluster, f"{write}_instance", lambda name, **details: InterruptedWait(method(name, **details)))
 
 
 @pytest.mark.parametrize(("write", "calls", "template"), [

@@ -17,6 +17,7 @@ from tests.unit.cookbook_fakes import (
     FakeNetBox,
     FakeRemote,
     failed,
+    interrupt_the_wait_for,
     load_config,
     load_cookbook,
     ok,
@@ -127,31 +128,11 @@ def test_failed_depool_stops_before_the_reboot_and_pools_again(reboot: Any, tmp_
     assert [call[1] for call in ctx.remote().calls] == ["depool", "pool"], "the VM was not rebooted: pooled again"
 
 
-class InterruptedWait:
-    """A reboot job whose first wait is interrupted (Ctrl-C, chat cancel) while Ganeti goes on."""
-
-    id = 42
-    description = "instance-reboot vm1"
-
-    def __init__(self, job: Any) -> None:
-        """Wrap the job Ganeti runs."""
-        self.job = job
-        self.waits = 0
-
-    def wait(self, progress: Any = None, timeout: float | None = None) -> Any:
-        """Raise KeyboardInterrupt the first time, then the job's own result."""
-        self.waits += 1
-        if self.waits == 1:
-            raise KeyboardInterrupt
-        return self.job.wait()
-
-
 def test_an_interrupt_during_the_reboot_waits_for_it_and_pools_again(reboot: Any, tmp_path: Path,
                                                                      caplog: Any) -> None:
     caplog.set_level(logging.INFO)
     clusters = _clusters("lab")
-    original = clusters["lab"].reboot_instance
-    clusters["lab"].reboot_instance = lambda name, **details: InterruptedWait(original(name, **details))
+    interrupt_the_wait_for(clusters["lab"], "reboot", "instance-reboot vm1")
     ctx = _ctx(tmp_path, _netbox(1), clusters, depool_command="depool", pool_command="pool")
     outcome = execute._run_runner(_runner(reboot, ctx), REBOOT)
     assert (outcome.exit_code, outcome.interrupted) == (EXIT_INTERRUPTED, True)
@@ -180,8 +161,7 @@ def test_an_interrupted_reboot_that_then_fails_leaves_the_vm_depooled(reboot: An
     clusters = _clusters("lab")
     clusters["lab"].errors["reboot"] = JobFailedError(3, status="error", error_type="OpExecError",
                                                       message="hypervisor error", classification=None, summary=None)
-    original = clusters["lab"].reboot_instance
-    clusters["lab"].reboot_instance = lambda name, **details: InterruptedWait(original(name, **details))
+    interrupt_the_wait_for(clusters["lab"], "reboot", "instance-reboot vm1")
     ctx = _ctx(tmp_path, _netbox(1), clusters, depool_command="depool", pool_command="pool")
     assert execute._run_runner(_runner(reboot, ctx), REBOOT).exit_code == EXIT_ROLLBACK_FAILED
     assert [call[1] for call in ctx.remote().calls] == ["depool"]
