@@ -99,50 +99,51 @@ def _with_pool_commands(lab_config: Path, tmp_path: Path, depool: str, pool: str
     return path
 
 
-def test_depool_and_pool_run_on_the_vm_around_the_reboot(cluster: GanetiCluster, new_instance: Callable[..., str],
-                                                         lab_config: Path, tmp_path: Path) -> None:
+@pytest.fixture
+def guest(new_instance: Callable[..., str]) -> Iterator[tuple[str, str, Path]]:
+    """A `guest-*` VM and its pool log: (VM name, log path on the guest, that file as seen from here, on the spare
+    node that stands in for the guest); the file is removed at the end."""
     name = new_instance("diskless", prefix="guest")
     log = f"/root/pool-{name}.log"
     on_guest = ClusterPaths.of(Lab()).node_path(topology.spare_nodes()[0], log)
+    yield name, log, on_guest
+    on_guest.unlink(missing_ok=True)
+
+
+def test_depool_and_pool_run_on_the_vm_around_the_reboot(cluster: GanetiCluster, guest: tuple[str, str, Path],
+                                                         lab_config: Path, tmp_path: Path) -> None:
+    name, log, on_guest = guest
     config = _with_pool_commands(lab_config, tmp_path, f"echo depooled $(hostname) >> {log}",
                                  f"echo pooled $(hostname) >> {log}")
-    try:
-        marker = last_job_id(cluster)
-        dry = run_cookbook(config, REBOOT, name, dry_run=True)
-        assert dry.returncode == 0 and f"depool: echo depooled $(hostname) >> {log}" in dry.stdout
-        assert not on_guest.exists() and real_jobs_since(cluster, marker, name) == []
-        done = run_cookbook(config, REBOOT, "-r", "pool test", name)
-        assert done.returncode == 0
-        # ran on the stand-in, in this order
-        assert on_guest.read_text() == "depooled node5.lab.example\npooled node5.lab.example\n"
-        assert [job["status"] for job in real_jobs_since(cluster, marker, name)] == ["success"]
-        marker = last_job_id(cluster)
-        failing = _with_pool_commands(lab_config, tmp_path, "echo cannot depool >&2; exit 3", f"echo pooled >> {log}")
-        refused = run_cookbook(failing, REBOOT, name)
-        assert refused.returncode == 99 and "cannot depool" in refused.stderr
-        assert real_jobs_since(cluster, marker, name) == []  # no reboot without a depool
-        # the depool may have done part of its work and the VM was not rebooted: the rollback pools it again
-        assert on_guest.read_text() == "depooled node5.lab.example\npooled node5.lab.example\npooled\n"
-    finally:
-        on_guest.unlink(missing_ok=True)
+    marker = last_job_id(cluster)
+    dry = run_cookbook(config, REBOOT, name, dry_run=True)
+    assert dry.returncode == 0 and f"depool: echo depooled $(hostname) >> {log}" in dry.stdout
+    assert not on_guest.exists() and real_jobs_since(cluster, marker, name) == []
+    done = run_cookbook(config, REBOOT, "-r", "pool test", name)
+    assert done.returncode == 0
+    # ran on the stand-in, in this order
+    assert on_guest.read_text() == "depooled node5.lab.example\npooled node5.lab.example\n"
+    assert [job["status"] for job in real_jobs_since(cluster, marker, name)] == ["success"]
+    marker = last_job_id(cluster)
+    failing = _with_pool_commands(lab_config, tmp_path, "echo cannot depool >&2; exit 3", f"echo pooled >> {log}")
+    refused = run_cookbook(failing, REBOOT, name)
+    assert refused.returncode == 99 and "cannot depool" in refused.stderr
+    assert real_jobs_since(cluster, marker, name) == []  # no reboot without a depool
+    # the depool may have done part of its work and the VM was not rebooted: the rollback pools it again
+    assert on_guest.read_text() == "depooled node5.lab.example\npooled node5.lab.example\npooled\n"
 
 
-def test_interrupt_after_the_depool_pools_the_vm_again(cluster: GanetiCluster, new_instance: Callable[..., str],
+def test_interrupt_after_the_depool_pools_the_vm_again(cluster: GanetiCluster, guest: tuple[str, str, Path],
                                                        lab_config: Path, tmp_path: Path) -> None:
-    name = new_instance("diskless", prefix="guest")
-    log = f"/root/pool-{name}.log"
-    on_guest = ClusterPaths.of(Lab()).node_path(topology.spare_nodes()[0], log)
+    name, log, on_guest = guest
     # the depool takes effect at once, then the command lingers (draining connections): SIGINT lands after it
     config = _with_pool_commands(lab_config, tmp_path, f"echo depooled >> {log}; sleep 10",
                                  f"echo pooled >> {log}")
-    try:
-        marker = last_job_id(cluster)
-        done = run_interrupted(config, REBOOT, name,
-                               reached=lambda err: on_guest.exists() and "depooled" in on_guest.read_text())
-        assert done.returncode == 97  # interrupted, rollback ran
-        assert on_guest.read_text() == "depooled\npooled\n"
-        assert f"Rollback: {name} runs, pooling it again" in done.stderr
-        assert real_jobs_since(cluster, marker, name) == []  # interrupted before the reboot
-        assert cluster.instance(name)["status"] == "running"
-    finally:
-        on_guest.unlink(missing_ok=True)
+    marker = last_job_id(cluster)
+    done = run_interrupted(config, REBOOT, name,
+                           reached=lambda err: on_guest.exists() and "depooled" in on_guest.read_text())
+    assert done.returncode == 97  # interrupted, rollback ran
+    assert on_guest.read_text() == "depooled\npooled\n"
+    assert f"Rollback: {name} runs, pooling it again" in done.stderr
+    assert real_jobs_since(cluster, marker, name) == []  # interrupted before the reboot
+    assert cluster.instance(name)["status"] == "running"
