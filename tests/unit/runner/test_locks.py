@@ -239,11 +239,17 @@ def test_a_symlinked_lock_directory_is_refused(tmp_path: Path) -> None:
     assert list(real.iterdir()) == [], "nothing was written through the link"
 
 
-def test_a_planted_symlink_holder_is_not_followed(tmp_path: Path) -> None:
+def released_once(tmp_path: Path) -> FileBackend:
+    """A file backend in tmp_path/locks whose lock custom/x was taken and released (its directory and .mutex exist)."""
     backend = FileBackend(tmp_path / "locks")
     first = holder(1)
     backend.try_acquire("custom/x", first)
     backend.release("custom/x", first)
+    return backend
+
+
+def test_a_planted_symlink_holder_is_not_followed(tmp_path: Path) -> None:
+    backend = released_once(tmp_path)
     # A file elsewhere that looks like a live holder: valid JSON, flocked by another open file.
     elsewhere = tmp_path / "elsewhere.json"
     elsewhere.write_text(holder(1, "mallory@host [666]").to_json())
@@ -262,10 +268,7 @@ def test_a_planted_symlink_holder_is_not_followed(tmp_path: Path) -> None:
 
 
 def test_a_planted_mutex_symlink_is_refused_and_nothing_is_created_through_it(tmp_path: Path) -> None:
-    backend = FileBackend(tmp_path / "locks")
-    first = holder(1)
-    backend.try_acquire("custom/x", first)
-    backend.release("custom/x", first)
+    backend = released_once(tmp_path)
     victim = tmp_path / "victim"
     mutex = tmp_path / "locks" / "custom%2Fx" / ".mutex"
     mutex.unlink()
@@ -277,10 +280,7 @@ def test_a_planted_mutex_symlink_is_refused_and_nothing_is_created_through_it(tm
 
 @needs_root
 def test_a_holder_file_of_another_user_is_ignored(tmp_path: Path) -> None:
-    backend = FileBackend(tmp_path / "locks")
-    first = holder(1)
-    backend.try_acquire("custom/x", first)
-    backend.release("custom/x", first)
+    backend = released_once(tmp_path)
     planted = tmp_path / "locks" / "custom%2Fx" / "planted.json"
     planted.write_text(holder(1, "mallory@host [666]").to_json())
     os.chown(planted, NOBODY, NOBODY)
