@@ -133,12 +133,18 @@ def test_the_ganeti_nic_ip_is_taken_when_free_and_refused_when_netbox_gives_it_t
     assert netbox.objects("ip-address", dns_name="clash.lab.example") == []
 
 
+def netbox_with_vm(name: str) -> StoredNetBox:
+    """NetBox holding VM 10 called name in cluster lab, with interface 11 and on it address 12 (198.51.100.9/26)."""
+    netbox = StoredNetBox()
+    record = netbox.add("vm", vm(10, name, netbox.store["cluster"][1]))
+    nic = netbox.add("vm-interface", iface(11, record))
+    netbox.add("ip-address", ip(12, "198.51.100.9/26", dns_name=name, iface_obj=nic))
+    return netbox
+
+
 def test_a_removed_instance_is_reported_and_only_deleted_with_delete(
         published: list[tuple[str, list[str], bool]]) -> None:
-    netbox = StoredNetBox()
-    record = netbox.add("vm", vm(10, "gone.lab.example", netbox.store["cluster"][1]))
-    nic = netbox.add("vm-interface", iface(11, record))
-    netbox.add("ip-address", ip(12, "198.51.100.9/26", dns_name="gone.lab.example", iface_obj=nic))
+    netbox = netbox_with_vm("gone.lab.example")
     kept = follower(netbox, Ganeti()).follow("gone.lab.example", delete=False)
     assert [(row.action, row.name) for row in kept.rows] == [("extra", "gone.lab.example")]
     assert netbox.writes() == [] and published == []
@@ -174,10 +180,7 @@ def test_a_group_without_netbox_cluster_asks_for_a_cluster_wide_sync(
 
 def test_a_rename_from_an_instance_ganeti_still_has_changes_nothing_of_it(
         published: list[tuple[str, list[str], bool]]) -> None:
-    netbox = StoredNetBox()
-    record = netbox.add("vm", vm(10, "live.lab.example", netbox.store["cluster"][1]))
-    nic = netbox.add("vm-interface", iface(11, record))
-    netbox.add("ip-address", ip(12, "198.51.100.9/26", dns_name="live.lab.example", iface_obj=nic))
+    netbox = netbox_with_vm("live.lab.example")
     ganeti = Ganeti(instance("live.lab.example"), instance("other.lab.example", ips=["198.51.100.10"]))
     done = follower(netbox, ganeti).follow("other.lab.example", delete=True, renamed_from="live.lab.example")
     assert ("refused", "live.lab.example") in [(row.action, row.name) for row in done.rows]
