@@ -163,15 +163,22 @@ def run_intervals(log: str) -> dict[str, tuple[datetime, datetime]]:
     return {pid: (seen["START"], seen["END"]) for pid, seen in times.items()}
 
 
-def test_two_exclusive_runs_started_together_serialize(env: Env) -> None:
-    env.write(locks={"file_dir": str(env.locks), "wait_tries": 40, "wait_sleep": 0.05})
-    command = [str(COOKBOOK), "-c", str(env.config), "locking.exclusive", "--seconds", "2"]
+def two_exclusive_runs(env: Env, directory: Path, seconds: str) -> list[tuple[str, str]]:
+    """Two `locking.exclusive` runs started together, file locks in directory: both succeed, one after the other;
+    their (stdout, stderr)."""
+    env.write(locks={"file_dir": str(directory), "wait_tries": 40, "wait_sleep": 0.05})
+    command = [str(COOKBOOK), "-c", str(env.config), "locking.exclusive", "--seconds", seconds]
     processes = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                  for _ in range(2)]
     outputs = [process.communicate(timeout=60) for process in processes]
     assert [process.returncode for process in processes] == [0, 0], outputs
     first, second = sorted(run_intervals(env.log("locking.exclusive")).values())
     assert first[1] <= second[0]
+    return outputs
+
+
+def test_two_exclusive_runs_started_together_serialize(env: Env) -> None:
+    outputs = two_exclusive_runs(env, env.locks, "2")
     assert any("Unable to acquire lock cookbooks/locking.exclusive" in err for _, err in outputs)
 
 
@@ -295,14 +302,7 @@ def test_a_holder_file_of_another_user_is_ignored(tmp_path: Path) -> None:
 
 def test_two_runs_exclude_each_other_in_a_lock_directory_they_create(env: Env) -> None:
     directory = sticky_parent(env.tmp) / "cookbooks"
-    env.write(locks={"file_dir": str(directory), "wait_tries": 40, "wait_sleep": 0.05})
-    command = [str(COOKBOOK), "-c", str(env.config), "locking.exclusive", "--seconds", "1"]
-    processes = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                 for _ in range(2)]
-    outputs = [process.communicate(timeout=60) for process in processes]
-    assert [process.returncode for process in processes] == [0, 0], outputs
-    first, second = sorted(run_intervals(env.log("locking.exclusive")).values())
-    assert first[1] <= second[0]
+    two_exclusive_runs(env, directory, "1")
     assert oct(directory.stat().st_mode & 0o7777) == "0o700"
 
 
