@@ -65,13 +65,15 @@ configuration (section chatops of CONFIG):
   roles.NAME           run / dry_run / approve: lists of cookbook name patterns (fnmatch)
   people.NAME          identities (irc:NICK!USER@HOST mask, irc-account:NAME, slack:USER_ID,
                        mattermost:USER_ID) and roles; a person with the approve right needs
-                       account identities only (refused at start otherwise): slack:, mattermost:,
-                       irc-account: (authentication: services) or irc:*!LOGIN@* (authentication: pam)
+                       account identities only (refused at start otherwise): slack:, mattermost:
+                       (with http.mattermost_approvers: true), irc-account: (authentication: services)
+                       or irc:*!LOGIN@* (authentication: pam), IRC ones only with irc.tls on
   irc                  host, port (6697; 6667 with tls: false), tls (default true: the server's
                        certificate is verified), ca_file, nick, channels, password,
                        authentication (none, pam or services), flood_burst, flood_interval
   http                 listen, port, path, slack_signing_secret and/or mattermost_token,
-                       response_url_prefixes, post_interval, max_posts, timeout
+                       response_url_prefixes, post_interval, max_posts, timeout (silent seconds),
+                       request_deadline (seconds in all), max_connections, mattermost_approvers
   The module libcluster/chatops/settings.py shows a complete example.
 
 audit:

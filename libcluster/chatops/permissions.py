@@ -81,7 +81,7 @@ class Policy:
         """Use the people, roles and need_approval patterns of settings."""
         self.people = settings.people
         self.need_approval = settings.need_approval
-        self.authentication = settings.irc.authentication if settings.irc else "none"
+        self.settings = settings
 
     def person(self, identity: Identity) -> Person | str:
         """The one person an identity belongs to, or why there is none (unknown, or matching several people)."""
@@ -114,4 +114,4 @@ class Policy:
 
     def proves_account(self, person: Person, identity: Identity) -> bool:
         """Whether identity is person's by an account (not a nick mask alone): what approving requires."""
-        return any(identity.matches(item) and not weakness(item, self.authentication) for item in person.identities)
+        return any(identity.matches(item) and not weakness(item, self.settings) for item in person.identities)

@@ -17,13 +17,17 @@ Example (the lab test writes one like it)::
         dave: {roles: [viewer], identities: ["irc:dave!*@*"]}
       irc: {host: irc.example.org, port: 6697, ca_file: /etc/ssl/certs/ca-certificates.crt, nick: cookbook-bot,
             channels: ["#sre-ops"], authentication: pam, flood_burst: 5, flood_interval: 2}
-      http: {listen: 127.0.0.1, port: 8087, path: /cookbook, slack_signing_secret: ..., mattermost_token: ...}
+      http: {listen: 127.0.0.1, port: 8087, path: /cookbook, slack_signing_secret: ..., mattermost_token: ...,
+             mattermost_approvers: false}
 
-Who may approve must be known by an account, never by a nick mask alone: a Slack or Mattermost
-user id (the endpoint verifies the request), an ``irc-account:`` name (services, with
-``authentication: services``), or on a server without services an ``irc:`` mask whose user part is
-a login the server checked (``authentication: pam``: ngircd's PAM shows it without ``~``). A person
-with the approve right and a weaker identity stops the service at start, naming the setting.
+Who may approve must be known by an account, never by a nick mask alone: a Slack user id (the
+endpoint verifies the request's signature and age), a Mattermost user id only with
+``http.mattermost_approvers: true`` (its static token has no replay guard), an ``irc-account:`` name
+(services, with ``authentication: services``), or on a server without services an ``irc:`` mask whose
+user part is a login the server checked (``authentication: pam``: ngircd's PAM shows it without ``~``),
+and IRC identities only over TLS (``irc.tls`` on: in clear the PASS and the prefixes can be read and
+forged on the path). A person with the approve right and a weaker identity stops the service at start,
+naming the setting.
 """
 
 from __future__ import annotations
@@ -105,6 +109,12 @@ class HttpSettings:
     """Posts per response URL, the last one kept for the result."""
     timeout: float = 10.0
     """Seconds a client connection may stay silent (reading a request) before it is closed."""
+    request_deadline: float = 30.0
+    """Seconds one connection may take in all (a client trickling bytes within ``timeout`` is cut off too)."""
+    max_connections: int = 16
+    """Connections served at once; more are answered 503 and closed (each holds a thread)."""
+    mattermost_approvers: bool = False
+    """Whether ``mattermost:`` ids may approve: Mattermost proves a request by a static token, no replay guard."""
 
 
 @dataclass(frozen=True)
@@ -193,16 +203,28 @@ def _irc(section: Section) -> IrcSettings:
                        authentication, _positive(section, "flood_burst", 5), interval)
 
 
-def weakness(identity: str, authentication: str) -> str:
-    """Why identity cannot prove an account on a network with that IRC authentication; "" when it can.
+def weakness(identity: str, settings: ChatopsSettings) -> str:
+    """Why identity cannot prove an account with these front doors; "" when it can.
 
-    Slack and Mattermost user ids come from verified requests; ``irc-account:`` from services;
-    an ``irc:`` mask only when the network checks the user part (``pam``) and the mask names one
-    such login: no wildcard, no ``~`` (unauthenticated) in the user part.
+    Slack user ids come from signed, fresh requests; Mattermost ids only with the explicit
+    ``http.mattermost_approvers`` opt-in (a static token); IRC identities only over TLS, then
+    ``irc-account:`` from services, and an ``irc:`` mask only when the network checks the user part
+    (``pam``) and the mask names one such login: no wildcard, no ``~`` (unauthenticated) in the user part.
     """
     kind, _, value = identity.partition(":")
-    if kind != "irc":
+    if kind == "mattermost":
+        if settings.http is not None and settings.http.mattermost_approvers:
+            return ""
+        return ("Mattermost proves a request by a static token with no replay guard: set "
+                "chatops.http.mattermost_approvers: true to let mattermost: ids approve anyway")
+    if kind not in ("irc", "irc-account"):
         return ""
+    if settings.irc is not None and settings.irc.tls is None:
+        return ("chatops.irc.tls is false: the PASS and the nick!user@host prefixes travel in clear and can be read "
+                "and forged on the path (turn chatops.irc.tls on, or drop the IRC identity)")
+    if kind == "irc-account":
+        return ""
+    authentication = settings.irc.authentication if settings.irc else "none"
     if authentication != "pam":
         return (f"an IRC mask is a nick mask alone with chatops.irc.authentication: {authentication} "
                 "(use irc-account:NAME with services, or authentication: pam on ngircd)")
@@ -213,13 +235,13 @@ def weakness(identity: str, authentication: str) -> str:
     return ""
 
 
-def _check_approvers(people: tuple[Person, ...], authentication: str, source: str) -> None:
+def _check_approvers(settings: ChatopsSettings, source: str) -> None:
     """Refuse a person with the approve right and an identity that proves no account."""
-    for person in people:
+    for person in settings.people:
         if not any(role.approve for role in person.roles):
             continue
         for identity in person.identities:
-            reason = weakness(identity, authentication)
+            reason = weakness(identity, settings)
             if reason:
                 raise ConfigError(f"{source}: key 'chatops.people.{person.name}.identities': {identity!r} is too "
                                   f"weak for {person.name}, who has the approve right: {reason}")
@@ -230,9 +252,11 @@ def _http(section: Section) -> HttpSettings:
         section.str("listen", "127.0.0.1"), section.int("port"), section.str("path", "/cookbook"),
         section.str("slack_signing_secret", ""), section.str("mattermost_token", ""),
         _patterns(section, "response_url_prefixes"), section.float("post_interval", 10.0),
-        _positive(section, "max_posts", 5), section.float("timeout", 10.0))
-    if settings.timeout <= 0:
-        raise ConfigError(f"{section.source}: key '{section.where}.timeout' must be more than 0")
+        _positive(section, "max_posts", 5), section.float("timeout", 10.0), section.float("request_deadline", 30.0),
+        _positive(section, "max_connections", 16), section.bool("mattermost_approvers", False))
+    for key in ("timeout", "request_deadline"):
+        if getattr(settings, key) <= 0:
+            raise ConfigError(f"{section.source}: key '{section.where}.{key}' must be more than 0")
     if not settings.slack_signing_secret and not settings.mattermost_token:
         raise ConfigError(f"{section.source}: section '{section.where}' needs slack_signing_secret or "
                           "mattermost_token: unsigned requests are never accepted")
@@ -260,5 +284,5 @@ def load(root: Section) -> ChatopsSettings:
     )
     if settings.irc is None and settings.http is None:
         raise ConfigError(f"{root.source}: section 'chatops' needs 'irc' or 'http' (no front door configured)")
-    _check_approvers(settings.people, settings.irc.authentication if settings.irc else "none", root.source)
+    _check_approvers(settings, root.source)
     return settings

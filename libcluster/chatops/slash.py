@@ -5,8 +5,10 @@ A request is accepted only when signed: Slack's v0 signature (``v0=hex(hmac_sha2
 Mattermost's per-command token. The HTTP answer is the immediate acknowledgement; a run's progress
 and result are POSTed to the request's ``response_url`` (Slack takes five posts per URL, so
 progress is batched and the last post is kept for the result). A user id from a verified request
-is an account identity (it may approve). A connection silent for ``http.timeout`` seconds while
-its request is read is closed, so an idle client holds no thread.
+is a Slack account identity (it may approve; a Mattermost one only with ``http.mattermost_approvers``).
+A connection silent for ``http.timeout`` seconds, or still open ``http.request_deadline`` seconds after
+it was accepted (a client trickling bytes), is closed; at most ``http.max_connections`` are served at
+once, more are answered 503: clients cannot pile up threads.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import hashlib
 import hmac
 import json
 import logging
+import socket
 import threading
 import time
 from http import HTTPStatus
@@ -39,6 +42,8 @@ POST_TIMEOUT = 10
 """Seconds to wait for a response URL to take a post."""
 REPLY_LINES = 30
 """Lines of one reply or one progress post."""
+BUSY = b"HTTP/1.0 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+"""The whole answer to a connection beyond http.max_connections."""
 
 
 class Refused(Exception):  # noqa: N818 - it is not an error of the service, it is its verdict
@@ -130,7 +135,34 @@ class SlashServer(ThreadingHTTPServer):
         self.core = core
         self.settings = settings
         self.guard = ReplayGuard()
+        self.slots = threading.BoundedSemaphore(settings.max_connections)
         super().__init__((settings.listen, settings.port), SlashHandler)
+
+    def process_request(self, request: socket.socket, client_address: tuple[str, int]) -> None:  # type: ignore[override]
+        """Serve the connection in a thread while a slot is free; otherwise answer 503 at once and close it."""
+        if not self.slots.acquire(blocking=False):
+            logger.warning("Slash command from %s refused: %d connections already served (http.max_connections)",
+                           client_address[0], self.settings.max_connections)
+            try:
+                request.setblocking(False)
+                request.send(BUSY)
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request: socket.socket,  # type: ignore[override]
+                               client_address: tuple[str, int]) -> None:
+        """Serve one connection, then free its slot."""
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
 
     def authenticate(self, headers: dict[str, str], body: bytes, form: dict[str, str]) -> str:
         """The kind of identity the request proves (``slack`` or ``mattermost``); Refused otherwise."""
@@ -171,9 +203,26 @@ class SlashHandler(BaseHTTPRequestHandler):
     server_version = "cookbook-chatops"
 
     def setup(self) -> None:
-        """Give the connection the configured socket timeout (every read and write), then set up the streams."""
+        """Give the connection the socket timeout (every read and write) and its overall deadline; set up streams."""
         self.timeout = self.server.settings.timeout
         super().setup()
+        self.deadline = threading.Timer(self.server.settings.request_deadline, self._expire)
+        self.deadline.daemon = True
+        self.deadline.start()
+
+    def _expire(self) -> None:
+        """Cut the connection off at its deadline: a blocked read returns at once, the thread ends."""
+        logger.warning("Slash command from %s: not done within %.0fs (http.request_deadline), connection closed",
+                       self.client_address[0], self.server.settings.request_deadline)
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def finish(self) -> None:
+        """Stop the deadline, flush and close the streams."""
+        self.deadline.cancel()
+        super().finish()
 
     def do_POST(self) -> None:  # noqa: N802 - the name http.server calls
         """Verify, hand the command to the core, answer with its immediate reply."""
@@ -184,11 +233,13 @@ class SlashHandler(BaseHTTPRequestHandler):
             if not 0 <= length <= MAX_BODY:
                 raise Refused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body missing or over {MAX_BODY} bytes")
             body = self.rfile.read(length)
+            if len(body) < length:
+                raise TimeoutError("connection closed before the whole body came")
             headers = {key.lower(): value for key, value in self.headers.items()}
             self._send(HTTPStatus.OK, self.server.answer(headers, body))
         except TimeoutError:
-            logger.warning("Slash command from %s: no request body within %.0fs, connection closed",
-                           self.client_address[0], self.server.settings.timeout)
+            logger.warning("Slash command from %s: no whole request body in time, connection closed",
+                           self.client_address[0])
             self.close_connection = True
         except Refused as exc:
             logger.warning("Slash command from %s refused: %s", self.client_address[0], exc.reason)

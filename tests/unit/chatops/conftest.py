@@ -118,10 +118,10 @@ def chatops_section(tmp: Path) -> dict[str, Any]:
         },
         "people": {
             "alice": {"identities": ["irc:*!alice@test.example"], "roles": ["sre"]},
-            "bob": {"identities": ["irc:*!bob@test.example", "slack:UBOB", "mattermost:mmbob"], "roles": ["sre"]},
+            "bob": {"identities": ["irc:*!bob@test.example", "slack:UBOB"], "roles": ["sre"]},
             "carol": {"identities": ["irc:carol!*@*"], "roles": ["viewer"]},
         },
-        "irc": {"host": "127.0.0.1", "port": 6667, "tls": False, "channels": ["#test"], "authentication": "pam"},
+        "irc": {"host": "127.0.0.1", "port": 6697, "channels": ["#test"], "authentication": "pam"},
     }
 
 
@@ -153,8 +153,11 @@ def _forget_cookbooks(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 @pytest.fixture
 def chat(tmp_path: Path) -> Iterator[Chat]:
-    """A core serving the fixture tree; closed (running cookbooks interrupted) at the end."""
-    path = write_config(tmp_path, chatops_section(tmp_path))
+    """A core serving the fixture tree, bob also known by Mattermost (opted in); closed (runs interrupted) at the end."""
+    section = chatops_section(tmp_path)
+    section["people"]["bob"]["identities"].append("mattermost:mmbob")
+    section["http"] = {"port": 0, "slack_signing_secret": SECRET, "mattermost_token": TOKEN, "mattermost_approvers": True}
+    path = write_config(tmp_path, section)
     settings = chatops_settings.load(config.load(path))
     core = Chatops(settings, path, [FIXTURES])
     chat = Chat(core, tmp_path, path)

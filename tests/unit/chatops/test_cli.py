@@ -32,7 +32,7 @@ def test_check_prints_the_setup_without_secrets(tmp_path: Path, capsys: pytest.C
     section["http"] = {"port": 8087, "slack_signing_secret": SECRET}
     assert cli.main(["-c", str(write_config(tmp_path, section)), "check"]) == 0
     out = capsys.readouterr().out
-    assert "irc: cookbook-bot on 127.0.0.1:6667 (plain text (tls: false)) in #test; authentication pam" in out
+    assert "irc: cookbook-bot on 127.0.0.1:6697 (TLS" in out and "in #test; authentication pam" in out
     assert "http: 127.0.0.1:8087/cookbook (Slack signatures)" in out
     assert "person carol: roles viewer; 1 identities" in out
     assert SECRET not in out

@@ -97,7 +97,7 @@ def test_a_weak_identity_of_someone_who_may_approve_is_refused_at_start(tmp_path
 
 def test_nick_masks_are_fine_without_the_approve_right_and_tls_is_the_default(tmp_path: Path) -> None:
     section = chatops_section(tmp_path)
-    del section["irc"]["tls"], section["irc"]["port"]
+    del section["irc"]["port"]
     section["irc"]["authentication"] = "services"
     section["people"] = {"alice": {"identities": ["irc-account:alice"], "roles": ["sre"]},
                          "carol": {"identities": ["irc:carol!*@*"], "roles": ["viewer"]}}
@@ -105,5 +105,34 @@ def test_nick_masks_are_fine_without_the_approve_right_and_tls_is_the_default(tm
     assert loaded.irc is not None and loaded.irc.tls is not None and loaded.irc.port == 6697
     assert loaded.irc.tls.verify_mode.name == "CERT_REQUIRED" and loaded.irc.tls.check_hostname
     section["irc"]["tls"] = False
+    del section["people"]["alice"]  # plain IRC proves no account: no IRC approver
     plain = load(tmp_path, section).irc
     assert plain is not None and plain.tls is None and plain.port == 6667
+
+
+@pytest.mark.parametrize("identity", ["irc:*!bob@*", "irc-account:bob"])
+def test_irc_approvers_are_refused_when_irc_tls_is_off(tmp_path: Path, identity: str) -> None:
+    section = chatops_section(tmp_path)
+    section["irc"].update(tls=False, authentication="pam" if identity.startswith("irc:") else "services")
+    section["people"] = {"bob": {"identities": [identity], "roles": ["sre"]}}
+    with pytest.raises(ConfigError, match=f"key 'chatops.people.bob.identities': '{identity.replace('*', '[*]')}' is "
+                                          "too weak for bob, who has the approve right: chatops.irc.tls is false: "
+                                          "the PASS and the nick!user@host prefixes travel in clear"):
+        load(tmp_path, section)
+    section["people"]["bob"]["roles"] = []  # without the approve right an IRC identity over plain IRC is fine
+    assert load(tmp_path, section).people[0].identities == (identity,)
+
+
+def test_mattermost_approvers_need_the_explicit_opt_in_and_slack_ids_do_not(tmp_path: Path) -> None:
+    section = chatops_section(tmp_path)
+    section["people"]["bob"]["identities"] = ["slack:UBOB", "mattermost:mmbob"]
+    section["http"] = {"port": 0, "slack_signing_secret": "s", "mattermost_token": "t"}
+    with pytest.raises(ConfigError, match="key 'chatops.people.bob.identities': 'mattermost:mmbob' is too weak for "
+                                          "bob, who has the approve right: Mattermost proves a request by a static "
+                                          "token with no replay guard: set chatops.http.mattermost_approvers: true"):
+        load(tmp_path, section)
+    section["http"]["mattermost_approvers"] = True
+    assert load(tmp_path, section).http.mattermost_approvers  # type: ignore[union-attr]
+    section["people"]["bob"]["identities"] = ["slack:UBOB"]
+    del section["http"]["mattermost_approvers"]
+    assert load(tmp_path, section).people[1].identities == ("slack:UBOB",)

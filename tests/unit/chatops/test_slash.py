@@ -177,3 +177,48 @@ def test_a_silent_connection_is_closed_after_the_timeout(chat: Chat, sends: byte
     finally:
         server.shutdown()
     assert 0.4 <= waited < 3, f"closed after {waited:.2f}s"
+
+
+def test_a_trickling_client_is_cut_off_at_the_request_deadline(chat: Chat) -> None:
+    settings = HttpSettings(listen="127.0.0.1", port=0, path="/cookbook", slack_signing_secret=SECRET, timeout=1,
+                            request_deadline=1.5)
+    server = SlashServer(chat.core, settings)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with socket.create_connection(server.server_address[:2], timeout=5) as client:
+            client.sendall(b"POST /cookbook HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
+            started = time.monotonic()
+            try:
+                while time.monotonic() - started < 6:  # one byte every 0.3 s: never silent for the 1 s timeout
+                    client.sendall(b"a")
+                    time.sleep(0.3)
+            except OSError:
+                pass
+            closed_after = time.monotonic() - started
+    finally:
+        server.shutdown()
+    assert 1.3 <= closed_after < 4, f"the trickling connection was still taken after {closed_after:.2f}s"
+
+
+def test_connections_beyond_max_connections_are_answered_503_at_once(chat: Chat) -> None:
+    settings = HttpSettings(listen="127.0.0.1", port=0, path="/cookbook", slack_signing_secret=SECRET, timeout=5,
+                            max_connections=2)
+    server = SlashServer(chat.core, settings)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    address = server.server_address[:2]
+    try:
+        idle = [socket.create_connection(address, timeout=5) for _ in range(2)]  # hold both slots
+        time.sleep(0.3)
+        with socket.create_connection(address, timeout=5) as third:
+            third.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            started = time.monotonic()
+            answer = third.recv(4096)
+            assert time.monotonic() - started < 1.5 and answer.startswith(b"HTTP/1.0 503"), answer
+        for client in idle:
+            client.close()
+        time.sleep(0.3)  # their threads end and free the slots
+        body = form("demo.hello world", "http://127.0.0.1:1/unused")
+        assert post(f"http://{address[0]}:{address[1]}/cookbook", body, {"X-Slack-Signature": "v0=0"}).status_code \
+            == 401, "a slot is free again"
+    finally:
+        server.shutdown()
