@@ -124,6 +124,57 @@ def test_an_interrupt_between_shutdown_and_start_starts_the_instance_again(
     assert f"{NAME} is running on disk template {template}" in caplog.text
 
 
+class QueuedShutdown:
+    """Ganeti accepted the shutdown (job 43, queued: the instance still runs) and Ctrl-C lands as the call returns,
+    before the cookbook knows the job; the job runs when it is looked at, or at the end (finish) as Ganeti runs it."""
+
+    def __init__(self, cluster: FakeCluster) -> None:
+        """Take the place of cluster.shutdown_instance and cluster.job."""
+        self.cluster = cluster
+        self.shutdown = cluster.shutdown_instance
+        self.details: dict[str, Any] = {}
+        cluster.shutdown_instance = self.submit  # type: ignore[method-assign]
+        cluster.job = self.job  # type: ignore[attr-defined]
+
+    def submit(self, name: str, **details: Any) -> Any:
+        """Queue the job, then the interrupt."""
+        self.details = {"name": name, **details}
+        self.cluster.job_list.append({"id": 43, "status": "queued", "summary": [f"INSTANCE_SHUTDOWN({name})"]})
+        raise KeyboardInterrupt
+
+    def job(self, job_id: int) -> dict[str, Any]:
+        """The job's fields: running when first asked, over (the instance stopped) when asked again."""
+        [entry] = [job for job in self.cluster.job_list if job["id"] == job_id]
+        if entry["status"] == "running":
+            self.shutdown(**self.details)
+            entry["status"] = "success"
+        elif entry["status"] == "queued":
+            entry["status"] = "running"
+        return dict(entry)
+
+    def finish(self) -> None:
+        """Ganeti runs the job to its end if nobody waited for it."""
+        while self.job(43)["status"] != "success":
+            pass
+
+
+def test_an_interrupt_before_the_shutdown_job_is_known_still_starts_the_instance_again(
+        changedisk: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(changedisk, "POLL_INTERVAL", 0.01, raising=False)
+    cluster = FakeCluster()
+    cluster.add_instance(NAME, "file")
+    cluster.job_list.append({"id": 7, "status": "success", "summary": [f"INSTANCE_SHUTDOWN({NAME})"]})  # older
+    queued = QueuedShutdown(cluster)
+    runner, _ = _runner(changedisk, tmp_path, cluster, "--disk-template", "sharedfile")
+    outcome = execute._run_runner(runner, CHANGEDISK)
+    assert (outcome.exit_code, outcome.interrupted) == (EXIT_INTERRUPTED, True)
+    queued.finish()
+    assert [call[0] for call in cluster.calls] == ["shutdown", "startup"], "the shutdown ran, then the start"
+    state = cluster.instance(NAME)
+    assert (state["disk_template"], state["status"]) == ("file", "running")
+    assert f"Rollback: waiting for Ganeti job 43 (shutdown of {NAME}, sent just before the interrupt)" in caplog.text
+
+
 def test_an_interrupted_conversion_of_a_stopped_instance_leaves_it_stopped(changedisk: Any, tmp_path: Path,
                                                                            caplog: pytest.LogCaptureFixture) -> None:
     cluster = FakeCluster()

@@ -9,7 +9,8 @@ Steps:
   4. Convert through the RAPI (modify disk_template, remote_node), showing the job's log lines.
   5. Start it again (if it ran before) and check the new template from the RAPI.
 Rollback, when a step fails or the run is interrupted (Ctrl-C, or `cancel` from chat): the Ganeti
-job in flight cannot be stopped, so it is waited for; then an instance this run shut down is
+job in flight cannot be stopped, so it is waited for (when the interrupt came before its id was
+known, the newest shutdown job of the instance in Ganeti's queue is waited for); then an instance this run shut down is
 started again, on whatever template Ganeti left it (the old one when the conversion failed or
 never ran), and its state and template are reported. Exit codes: 0 converted; 1 the conversion
 failed (instance running again on its old template); 97 interrupted (rolled back); 93 the
@@ -25,14 +26,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import time
 from typing import Any
 
 from cookbooks.sre.ganeti import add_location_args, cluster_settings
 from libcluster.cookbook import ArgparseFormatter, CookbookBase, CookbookRunnerBase
 from libcluster.errors import LibclusterError
-from cookbooks.sre.ganeti._common import HeldLock, fqdn_argument, instance_lock, wait_running
+from cookbooks.sre.ganeti._common import POLL_INTERVAL, HeldLock, fqdn_argument, instance_lock, wait_running
 from libcluster.ganeti import GanetiError, JobFailedError, JobHandle, LogEntry, RapiNotFoundError
-from libcluster.ganeti.jobs import log_progress
+from libcluster.ganeti.jobs import FINALIZED, log_progress
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +44,8 @@ NOT_CONVERTIBLE_FROM = ("diskless",)
 NOT_CONVERTIBLE_TO = ("diskless", "blockdev")
 """Ganeti 3.0's DTS_NOT_CONVERTIBLE_FROM/TO: it refuses these conversions outright."""
 DEFAULT_SHUTDOWN_TIMEOUT = 120
+SETTLE_MARGIN = 120
+"""Seconds beyond --shutdown-timeout the rollback waits for a shutdown job it found in the queue."""
 
 
 def check_conversion(current: str, target: str, enabled: list[str], secondary: str | None, primary: str) -> None:
@@ -113,6 +117,8 @@ class ChangeDiskRunner(CookbookRunnerBase):
         self.lock = HeldLock()
         self.stopped = False
         """This run sent the shutdown and the instance is not known to run again: rollback starts it."""
+        self.shutdown_pending = False
+        """The shutdown was (maybe) submitted and its job not yet waited for to its end: its id may be unknown."""
         self.job: JobHandle | None = None
         """The Ganeti job being waited for: it goes on if the wait is interrupted, so rollback waits for its end."""
         self.shown: dict[int, int] = {}
@@ -140,8 +146,9 @@ class ChangeDiskRunner(CookbookRunnerBase):
         was_running = self.cluster.instance(self.fqdn)["admin_state"] == "up"
         if was_running:
             logger.info("Shutting down %s (timeout %ds)", self.fqdn, self.shutdown_timeout)
-            self.stopped = not self.ctx.dry_run
+            self.stopped = self.shutdown_pending = not self.ctx.dry_run
             self._wait(self.cluster.shutdown_instance(self.fqdn, timeout=self.shutdown_timeout))
+            self.shutdown_pending = False
         if self.ctx.dry_run and was_running:
             logger.info("Would convert %s to %s and start it again "
                         "(Ganeti checks a conversion only on a stopped instance)",
@@ -202,6 +209,9 @@ class ChangeDiskRunner(CookbookRunnerBase):
                 except GanetiError as exc:
                     logger.warning("Rollback: job %s did not succeed: %s", self.job.id, exc)
                 self.job = None
+            elif self.shutdown_pending:
+                self._settle_shutdown()
+            self.shutdown_pending = False
             if not self.stopped:
                 logger.info("Rollback: nothing to start, this run did not leave %s shut down", self.fqdn)
                 return
@@ -216,6 +226,30 @@ class ChangeDiskRunner(CookbookRunnerBase):
                         converted)
         finally:
             self.lock.release()
+
+    def _settle_shutdown(self) -> None:
+        """Wait for the newest shutdown job of the instance in Ganeti's queue: the interrupt came before its id.
+
+        Otherwise the instance still runs while the job is queued, the start is skipped, and the job
+        stops it afterwards.
+        """
+        mark = f"INSTANCE_SHUTDOWN({self.fqdn})"
+        found = [job for job in self.cluster.jobs(bulk=True) if mark in (job.get("summary") or ())]
+        if not found:
+            logger.info("Rollback: no shutdown job of %s in Ganeti's queue", self.fqdn)
+            return
+        job_id = max(int(job["id"]) for job in found)
+        deadline = time.monotonic() + self.shutdown_timeout + SETTLE_MARGIN
+        status = self.cluster.job(job_id).get("status")
+        if status not in FINALIZED:
+            logger.info("Rollback: waiting for Ganeti job %s (shutdown of %s, sent just before the interrupt)",
+                        job_id, self.fqdn)
+        while status not in FINALIZED:
+            if time.monotonic() >= deadline:
+                raise LibclusterError(f"{self.fqdn} may be left SHUT DOWN: its shutdown job {job_id} is still "
+                                      f"{status}; when it ends, start it by hand: gnt-instance startup {self.fqdn}")
+            time.sleep(POLL_INTERVAL)
+            status = self.cluster.job(job_id).get("status")
 
     def _start_again(self) -> dict[str, Any]:
         """Start the instance unless it runs, wait until Ganeti reports it running; its fields."""
