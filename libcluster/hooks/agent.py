@@ -1,7 +1,10 @@
 """cookbook-hooks-agent: act on the events Ganeti hooks record, so NetBox and DNS follow hand-made changes.
 
 Events are untrusted input (whoever can write under the prefix, e.g. any node, can forge one), so each is
-checked first: its instance names must be FQDNs in the cluster's domain (``domain`` of the cluster's
+checked first. A key whose value is not a well-formed event (every field of the right type, see
+libcluster.hooks.events) or whose value names another cluster than its key's path is logged and deleted
+(unless it lies under a configured cluster another agent handles). Each cycle reads at most
+READ_LIMIT keys and goes on after the last one in the next cycle. Then an event's instance names must be FQDNs in the cluster's domain (``domain`` of the cluster's
 settings), and a rename is believed only when Ganeti no longer has the old name and has the new
 one. A bad event is logged and deleted, nothing else is done for it.
 
@@ -106,12 +109,20 @@ class Agent:
         self.session = session
         self.store = store
         self.settings = settings
-        self.clusters = set(only or clusters.names(session.config))
+        self.configured = set(clusters.names(session.config))
+        self.clusters = set(only or self.configured)
         self.domains = {name: clusters.load(session.config, name).domain for name in self.clusters}
         self.instances = tuple(instances)
         self.has_instance = has_instance or self._ganeti_has
         self._ganeti: dict[str, Any] = {}
         self._failures: dict[tuple[str, str], int] = {}
+        self._cursor: str | None = None
+
+    def _ours(self, key: str) -> bool:
+        """Whether a bad key is this agent's to delete: under one of its clusters, or under no configured cluster."""
+        path = key[len(self.store.prefix):]
+        cluster = path.split("/")[0] if "/" in path else ""
+        return cluster in self.clusters or cluster not in self.configured
 
     def _mine(self, event: Event) -> bool:
         names = {event.instance, event.target}
@@ -120,8 +131,16 @@ class Agent:
                                       for name in names for pattern in self.instances))
 
     def cycle(self) -> int:
-        """Handle every pending event once; returns the sync runs that succeeded."""
-        pending = [event for event in self.store.pending() if self._mine(event)]
+        """Handle the pending events of one bounded read (the next read goes on after it); returns the sync runs
+        that succeeded. Keys that are no valid event of one of our clusters are logged and deleted."""
+        batch = self.store.read(self._cursor)
+        self._cursor = batch.last + "\0" if batch.more and batch.last else None
+        for key, reason in batch.bad:
+            if self._ours(key):
+                logger.error("Deleting %s under the hook events prefix: not a valid hook event (%s)", key, reason)
+                if not self.session.dry_run:
+                    self.store.delete(key)
+        pending = [event for event in batch.events if self._mine(event)]
         work, dropped = coalesce(pending)
         for event in dropped:
             logger.info("Dropping %s-phase event %s of %s (only post-phase events are acted on)", event.phase,
@@ -197,7 +216,9 @@ class Agent:
                     self.cycle()
                 except EventError as exc:
                     logger.error("%s (retrying in %ss)", exc, self.settings.poll)
-                if not stop.is_set():
+                except Exception:  # noqa: BLE001 - one bad cycle must not stop the handling of all later events
+                    logger.exception("Unexpected error in a cycle (retrying in %ss)", self.settings.poll)
+                if self._cursor is None and not stop.is_set():
                     self.store.wait(self.settings.poll)
         finally:
             self.store.close()

@@ -18,7 +18,7 @@ import base64
 import json
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from libcluster.config import Section
@@ -33,6 +33,8 @@ DEFAULT_PREFIX = "/ganeti-cookbooks/hooks/"
 """etcd key prefix of the hook events unless hooks.etcd_prefix says otherwise."""
 ETCD_TIMEOUT = 5
 """Seconds per etcd request of the agent."""
+READ_LIMIT = 500
+"""Most keys one read of the events returns (the agent reads the next ones in its next cycle)."""
 
 
 class EventError(LibclusterError):
@@ -94,6 +96,22 @@ class HookSettings:
         return settings
 
 
+FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
+    "cluster": ((str,), True), "hook": ((str,), True), "phase": ((str,), True), "op": ((str,), False),
+    "instance": ((str,), True), "new_name": ((str,), False), "node": ((str,), False), "time": ((int, float), False),
+}
+"""The fields of an event after ``version``: their types, and whether they must be there and not empty."""
+
+
+def _field_problem(value: Any, types: tuple[type, ...], required: bool) -> str:
+    """What is wrong with one field's value ("" when nothing): missing, empty, or of another type."""
+    if value is None:
+        return "is missing" if required else ""
+    if isinstance(value, bool) or not isinstance(value, types):
+        return f"must be {' or '.join(kind.__name__ for kind in types)}, not {value!r:.80}"
+    return "is empty" if required and value == "" else ""
+
+
 @dataclass(frozen=True)
 class Event:
     """One instance operation a hook recorded."""
@@ -110,19 +128,37 @@ class Event:
 
     @classmethod
     def from_json(cls, key: str, text: str) -> Event:
-        """Parse an event's value; ValueError when it is not a version 1 event with an instance."""
+        """Parse an event's value; ValueError naming the first field that is missing or of the wrong type."""
         data = json.loads(text)
-        if not isinstance(data, dict) or data.get("version") != EVENT_VERSION or not data.get("instance"):
-            raise ValueError(f"not a version {EVENT_VERSION} hook event with an instance: {text[:200]!r}")
-        return cls(key=key, cluster=str(data.get("cluster", "")), hook=str(data.get("hook", "")),
-                   phase=str(data.get("phase", "")), op=str(data.get("op", "")), instance=str(data["instance"]),
-                   new_name=str(data.get("new_name") or ""), node=str(data.get("node", "")),
-                   time=float(data.get("time") or 0))
+        if not isinstance(data, dict) or type(data.get("version")) is not int or data["version"] != EVENT_VERSION:
+            raise ValueError(f"not a version {EVENT_VERSION} hook event: {text[:200]!r}")
+        for name, (types, required) in FIELDS.items():
+            problem = _field_problem(data.get(name), types, required)
+            if problem:
+                raise ValueError(f"field {name!r} {problem}")
+        try:
+            time = float(data.get("time") or 0)
+        except OverflowError:
+            raise ValueError(f"field 'time' is out of range: {data['time']!r:.80}") from None
+        return cls(key=key, cluster=data["cluster"], hook=data["hook"], phase=data["phase"], op=data.get("op") or "",
+                   instance=data["instance"], new_name=data.get("new_name") or "", node=data.get("node") or "",
+                   time=time)
 
     @property
     def target(self) -> str:
         """The instance as Ganeti now names it (the new name after a rename)."""
         return self.new_name or self.instance
+
+
+@dataclass
+class Batch:
+    """One bounded read of the events prefix: the events, the bad keys with why, and whether more keys follow."""
+
+    events: list[Event] = field(default_factory=list)
+    bad: list[tuple[str, str]] = field(default_factory=list)
+    more: bool = False
+    last: str | None = None
+    """The last key read (where the next read starts after, when more)."""
 
 
 def _b64(value: str) -> str:
@@ -154,22 +190,39 @@ class EventStore:
     def _call(self, what: str, path: str, payload: dict[str, Any]) -> dict[str, Any]:
         return self._gateway.call(what, path, payload)
 
-    def pending(self, cluster: str | None = None) -> list[Event]:
-        """The events waiting (of one cluster when given), oldest first; anything else is logged once, left alone."""
-        prefix = self.prefix + (f"{cluster}/" if cluster else "")
-        result = self._call("reading hook events", "/kv/range",
-                            {"key": _b64(prefix), "range_end": _b64(_range_end(prefix)), "sort_order": "ASCEND",
-                             "sort_target": "KEY"})
-        events = []
+    def read(self, start: str | None = None, limit: int = READ_LIMIT) -> Batch:
+        """Up to limit keys under the prefix from start on (default: the first), oldest first, parsed.
+
+        A key is an event only when its value is one (see Event.from_json) and the cluster in the key's path
+        is the value's cluster; anything else is returned as bad, with the reason.
+        """
+        payload = {"key": _b64(start or self.prefix), "range_end": _b64(_range_end(self.prefix)),
+                   "sort_order": "ASCEND", "sort_target": "KEY", "limit": limit}
+        result = self._call("reading hook events", "/kv/range", payload)
+        batch = Batch(more=bool(result.get("more")))
         for item in result.get("kvs", []):
             key = _unb64(item["key"])
             try:
-                events.append(Event.from_json(key, _unb64(item.get("value", ""))))
-            except (ValueError, KeyError, UnicodeDecodeError) as exc:
-                if key not in self._unreadable:
-                    logger.error("Ignoring %s under the hook events prefix: not a hook event (%s)", key, exc)
-                    self._unreadable.add(key)
-        return events
+                event = Event.from_json(key, _unb64(item.get("value", "")))
+                path_cluster = key[len(self.prefix):].split("/")[0]
+                if path_cluster != event.cluster:
+                    raise ValueError(f"its value names cluster {event.cluster!r}, its key {path_cluster!r} (a node "
+                                     "may only speak for its own cluster)")
+                batch.events.append(event)
+            except (ValueError, UnicodeDecodeError) as exc:
+                batch.bad.append((key, str(exc)[:300]))
+        batch.last = _unb64(result["kvs"][-1]["key"]) if result.get("kvs") else None
+        return batch
+
+    def pending(self, cluster: str | None = None) -> list[Event]:
+        """The events waiting (of one cluster when given, the first READ_LIMIT keys), oldest first; anything else
+        is logged once and left alone (the agent deletes it)."""
+        batch = self.read(self.prefix + f"{cluster}/" if cluster else None)
+        for key, reason in batch.bad:
+            if key not in self._unreadable:
+                logger.error("Ignoring %s under the hook events prefix: not a hook event (%s)", key, reason)
+                self._unreadable.add(key)
+        return [event for event in batch.events if not cluster or event.cluster == cluster]
 
     def delete(self, key: str) -> None:
         """Delete one event (done, or dropped)."""

@@ -3,7 +3,9 @@
 Clients speak https (a certificate from the lab CA for 127.0.0.1 and HOST_IP) and log in as etcd
 users (the JSON gateway ignores client certificates' names, see libcluster.etcd): ``cookbook-runner``
 may read and write the locks and the hook events, ``cookbook-node`` (the Ganeti nodes' hooks) may only
-write hook events, ``root`` administers. Anything else, unauthenticated requests included, is refused.
+write hook events, ``root`` administers. The lab has one cluster, so ``cookbook-node`` may write the whole
+hooks prefix (the lab tests use sub-prefixes of their own); with several clusters, a user per cluster whose
+role may write only ``PREFIX/CLUSTER/`` is what keeps a node from speaking for another cluster. Anything else, unauthenticated requests included, is refused.
 `up` converts an etcd started plain by an older lab: users and roles are created while it still runs,
 then it restarts with TLS (its data kept) and authentication is turned on; the config written at the
 end of `up` carries the new URL and users.

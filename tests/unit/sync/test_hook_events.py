@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from typing import Any
 
 import pytest
@@ -119,8 +120,48 @@ def test_pending_reads_events_oldest_first_and_leaves_anything_else_alone(monkey
     assert [event.key for event in store.pending("lab")] == ["/hooks/lab/1-node1-9"]
     assert [event.key for event in store.pending("lab")] == ["/hooks/lab/1-node1-9"]
     assert [path for path, _ in calls] == ["/kv/range", "/kv/range"]
-    assert calls[0][1] == {"key": _b64("/hooks/lab/"), "range_end": _b64("/hooks/lab0"), "sort_order": "ASCEND",
-                           "sort_target": "KEY"}
+    assert calls[0][1] == {"key": _b64("/hooks/lab/"), "range_end": _b64("/hooks0"), "sort_order": "ASCEND",
+                           "sort_target": "KEY", "limit": 500}
+
+
+@pytest.mark.parametrize(("field", "value", "problem"), [
+    ("time", [], "field 'time' must be int or float, not []"),
+    ("time", "1795316410", "field 'time' must be int or float, not '1795316410'"),
+    ("time", True, "field 'time' must be int or float, not True"),
+    ("time", 10 ** 400, "field 'time' is out of range"),
+    ("instance", {"a": 1}, "field 'instance' must be str, not {'a': 1}"),
+    ("instance", "", "field 'instance' is empty"),
+    ("new_name", 7, "field 'new_name' must be str, not 7"),
+    ("cluster", None, "field 'cluster' is missing"),
+    ("hook", ["instance-add"], "field 'hook' must be str"),
+    ("version", True, "not a version 1 hook event"),
+])
+def test_a_field_of_the_wrong_type_is_refused_naming_it(field: str, value: Any, problem: str) -> None:
+    data = {**json.loads(WRITTEN_BY_THE_SCRIPT), field: value}
+    with pytest.raises(ValueError, match=re.escape(problem)):
+        Event.from_json("k", json.dumps(data))
+
+
+def test_a_read_is_bounded_and_returns_bad_keys_with_why_including_a_value_speaking_for_another_cluster(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    store = EventStore(EtcdAccess("http://127.0.0.1:1"), "/hooks/")
+    other = json.dumps({**json.loads(WRITTEN_BY_THE_SCRIPT), "cluster": "prod"})
+    stored = [("/hooks/lab/1-a", WRITTEN_BY_THE_SCRIPT), ("/hooks/lab/2-b", other),
+              ("/hooks/lab/3-c", '{"version":1,"cluster":"lab","hook":"h","phase":"post","instance":"x","time":[]}')]
+    payloads: list[dict[str, Any]] = []
+
+    def call(what: str, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+        payloads.append(payload)
+        return {"kvs": [{"key": _b64(key), "value": _b64(value)} for key, value in stored], "more": True}
+
+    monkeypatch.setattr(store, "_call", call)
+    batch = store.read("/hooks/lab/0\0", limit=3)
+    assert payloads == [{"key": _b64("/hooks/lab/0\0"), "range_end": _b64("/hooks0"), "sort_order": "ASCEND",
+                         "sort_target": "KEY", "limit": 3}]
+    assert [event.key for event in batch.events] == ["/hooks/lab/1-a"]
+    assert batch.bad == [("/hooks/lab/2-b", "its value names cluster 'prod', its key 'lab' (a node may only speak "
+                          "for its own cluster)"), ("/hooks/lab/3-c", "field 'time' must be int or float, not []")]
+    assert (batch.more, batch.last) == (True, "/hooks/lab/3-c")
 
 
 def _b64(text: str) -> str:

@@ -13,6 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import threading
+
 import pytest
 import yaml
 
@@ -21,18 +23,24 @@ from libcluster.hooks import agent as agent_module
 from libcluster.hooks.agent import Agent, session_for
 from libcluster.errors import ConfigError
 from libcluster.ganeti.errors import GanetiError
-from libcluster.hooks.events import Event, HookSettings
+from libcluster.hooks.events import Batch, Event, HookSettings
 
 
 class Store:
-    """Pending events in memory, deletions recorded."""
+    """Pending events (and bad keys with their reason) in memory under prefix /p/, deletions and reads recorded."""
 
-    def __init__(self, events: list[Event]) -> None:
+    prefix = "/p/"
+    url = "https://etcd.test:2379"
+
+    def __init__(self, events: list[Event], bad: list[tuple[str, str]] | None = None) -> None:
         self.events = list(events)
+        self.bad = list(bad or [])
         self.deleted: list[str] = []
+        self.starts: list[str | None] = []
 
-    def pending(self) -> list[Event]:
-        return list(self.events)
+    def read(self, start: str | None = None) -> Batch:
+        self.starts.append(start)
+        return Batch(list(self.events), [(key, why) for key, why in self.bad if key not in self.deleted])
 
     def delete(self, key: str) -> None:
         self.deleted.append(key)
@@ -195,3 +203,57 @@ def test_a_cluster_without_a_domain_is_refused_at_start(root: config_module.Sect
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(ConfigError, match="domain"):
         make(config_module.load(path), Store([]))
+
+
+def test_bad_keys_of_our_clusters_or_of_no_configured_cluster_are_deleted_and_the_good_event_still_runs(
+        root: config_module.Section, runs: list[dict[str, Any]], caplog: pytest.LogCaptureFixture) -> None:
+    bad = [("/p/lab/1-x", "field 'time' must be int or float, not []"), ("/p/stray", "not a hook event"),
+           ("/p/nowhere/1-x", "field 'cluster' is missing"), ("/p/prod/1-x", "field 'hook' is empty")]
+    store = Store([event("/p/lab/2-y", "a.lab.example")], bad)
+    assert make(root, store, only=["lab"]).cycle() == 1
+    assert store.deleted == ["/p/lab/1-x", "/p/stray", "/p/nowhere/1-x", "/p/lab/2-y"]  # prod's agent has its own
+    assert "Deleting /p/lab/1-x under the hook events prefix: not a valid hook event (field 'time' must be int " \
+        "or float, not [])" in caplog.text
+    assert [run["argv"] for run in runs] == [["--cluster", "lab", "--vm", "a.lab.example"]]
+
+
+def test_dry_run_deletes_no_bad_key(root: config_module.Section, runs: list[dict[str, Any]]) -> None:
+    store = Store([], [("/p/lab/1-x", "field 'time' must be int or float, not []")])
+    make(root, store, dry_run=True).cycle()
+    assert store.deleted == []
+
+
+def test_a_full_read_is_followed_by_the_next_keys_in_the_next_cycle(root: config_module.Section,
+                                                                    runs: list[dict[str, Any]]) -> None:
+    class Full(Store):
+        def read(self, start: str | None = None) -> Batch:
+            batch = super().read(start)
+            batch.more, batch.last = start is None, "/p/lab/9-z"
+            return batch
+
+    store = Full([])
+    agent = make(root, store)
+    agent.cycle(), agent.cycle(), agent.cycle()
+    assert store.starts == [None, "/p/lab/9-z\0", None]
+
+
+def test_an_unexpected_error_in_a_cycle_does_not_stop_the_agent(root: config_module.Section,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    class Broken(Store):
+        def read(self, start: str | None = None) -> Batch:
+            if len(self.starts) >= 2:
+                stop.set()
+            self.starts.append(start)
+            raise TypeError("float() argument must be a string or a real number, not 'list'")
+
+        def wait(self, timeout: float) -> bool:
+            return False
+
+        def close(self) -> None:
+            pass
+
+    stop = threading.Event()
+    store = Broken([])
+    make(root, store).run(stop)
+    assert len(store.starts) == 3
+    assert "Unexpected error in a cycle" in caplog.text
