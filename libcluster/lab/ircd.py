@@ -10,7 +10,9 @@ what a client sees is the sender's own pacing, not the server's throttling.
 
 from __future__ import annotations
 
+import grp
 import hashlib
+import os
 import secrets
 import socket
 import subprocess
@@ -29,6 +31,9 @@ PAM_SERVICE = "cookbook-lab-ngircd"
 PAM_FILE = Path("/etc/pam.d") / PAM_SERVICE
 ITERATIONS = 20000
 """PBKDF2-SHA256 rounds of a lab login's password hash."""
+RUN_GROUP = "nogroup"
+"""ngircd's group: started as root with no ServerUID/ServerGID it runs as nobody:nogroup (seen), and so does
+its pam_exec helper; the login file is root:RUN_GROUP 0640, readable by the helper and no other user."""
 
 CHECK_SCRIPT = f'''#!/usr/bin/python3
 """pam_exec helper of the cookbook-lab ngircd: PAM_USER's password (stdin) against the lab login file."""
@@ -42,7 +47,8 @@ for line in open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "login
         sys.exit(0 if hmac.compare_digest(found, digest) else 1)
 sys.exit(1)
 '''
-"""Exit 0 when PAM_USER's password matches; runs as ngircd's user (nobody), so the files are world-readable."""
+"""Exit 0 when PAM_USER's password matches; runs as ngircd's user (nobody:nogroup), which reads the login file
+through its group (RUN_GROUP) only."""
 
 
 def _dir(lab: Lab) -> Path:
@@ -113,12 +119,21 @@ def render_pam(lab: Lab) -> str:
             "account required pam_permit.so\n")
 
 
-def _write(path: Path, text: str, mode: int) -> bool:
-    """Write text to path with mode unless it holds it already; True when it changed."""
-    if path.exists() and path.read_text() == text and (path.stat().st_mode & 0o777) == mode:
+def _write(path: Path, text: str, mode: int, group: str | None = None) -> bool:
+    """Write text to path with mode (and root:group) unless it holds it already; True when it changed.
+
+    The new file is private (0600) until it has its owner and mode, so a secret is never readable by others.
+    """
+    gid = grp.getgrnam(group).gr_gid if group else None
+    if path.exists() and path.read_text() == text and (path.stat().st_mode & 0o777) == mode and \
+            (gid is None or (path.stat().st_uid, path.stat().st_gid) == (0, gid)):
         return False
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
+    tmp.unlink(missing_ok=True)
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as handle:
+        handle.write(text)
+    if gid is not None:
+        os.chown(tmp, 0, gid)
     tmp.chmod(mode)
     tmp.replace(path)
     return True
@@ -139,13 +154,17 @@ def add_login(lab: Lab, user: str, password: str) -> None:
     salt = secrets.token_bytes(16)
     digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, ITERATIONS).hex()
     lines = [line for line in _read_logins(lab) if line.split(":", 1)[0] != user]
-    _write(_logins(lab), "".join(f"{line}\n" for line in [*lines, f"{user}:{salt.hex()}:{digest}"]), 0o644)
+    _write_logins(lab, [*lines, f"{user}:{salt.hex()}:{digest}"])
 
 
 def remove_login(lab: Lab, user: str) -> None:
     """Forget user's lab login."""
-    lines = [line for line in _read_logins(lab) if line.split(":", 1)[0] != user]
-    _write(_logins(lab), "".join(f"{line}\n" for line in lines), 0o644)
+    _write_logins(lab, [line for line in _read_logins(lab) if line.split(":", 1)[0] != user])
+
+
+def _write_logins(lab: Lab, lines: list[str]) -> bool:
+    """The login file with these lines, root:RUN_GROUP 0640 (password hashes: no other user reads them)."""
+    return _write(_logins(lab), "".join(f"{line}\n" for line in lines), 0o640, RUN_GROUP)
 
 
 def _read_logins(lab: Lab) -> list[str]:
@@ -172,8 +191,7 @@ def up(lab: Lab) -> None:
             tls.issue_certificate(lab, ClusterPaths.of(lab), _stem(lab), SERVER_NAME,
                                   [f"IP:{HOST}", f"DNS:{SERVER_NAME}"], "serverAuth")
             changed = True
-    if not _logins(lab).exists():
-        _write(_logins(lab), "", 0o644)
+    _write_logins(lab, _read_logins(lab))
     changed |= _write(_check_script(lab), CHECK_SCRIPT, 0o755)
     changed |= _write(PAM_FILE, render_pam(lab), 0o644)
     changed |= _write(_conf(lab), render_config(lab), 0o644)
