@@ -24,6 +24,7 @@ from libcluster.dns.diff import Diff, Keep, RRsetChange, compute
 from libcluster.dns.errors import DNSError, DNSZoneError
 from libcluster.dns.protection import Owns, Protection, guard
 from libcluster.dns.records import Built, Found, Records, RRsetKey, build
+from libcluster.dns.scope import Scope, ScopeSettings
 from libcluster.dns.server import Server
 from libcluster.dns.snippets import snippets
 from libcluster.dns.zones import FORWARD_TYPES, Zones, folded
@@ -43,13 +44,16 @@ class DNS:
     """Records of the configured zones on one authoritative server, changed by TSIG-signed RFC 2136 updates."""
 
     def __init__(self, config: Section, *, dry_run: bool, changes: ChangeLog) -> None:
-        """Set up from the `dns` config section (server, port, tsig_*, ttl, timeout, zones; update_batch optional)."""
+        """Set up from the `dns` config section (server, port, tsig_*, ttl, timeout, zones; update_batch and the
+        netbox.names/networks scope optional)."""
         secret = config.str("tsig_secret")
         redact.register(secret)
         self.dry_run = dry_run
         self.ttl = config.int("ttl", 3600)
         self.batch = config.int("update_batch", update.DEFAULT_BATCH)
         self.zones = Zones(config.list("zones"))
+        self.scope = Scope(ScopeSettings.from_section(config.section("netbox", {})), self.zones)
+        """The dns.netbox scope: no change of any path creates, changes or deletes an rrset outside it."""
         self.server = Server(
             config.str("server"), config.int("port", 53), keyname=config.str("tsig_name"),
             algorithm=config.str("tsig_algorithm", "hmac-sha256"), secret=secret, timeout=config.float("timeout", 10.0),
@@ -99,7 +103,8 @@ class DNS:
         """What to change so the given zones (default: all configured) hold exactly the wanted managed rrsets.
 
         The zones are read by AXFR. The zone apex, the names of its NS rrsets (delegations and the names
-        below them) and the name servers' addresses are never changed; rrsets keep() accepts are silently
+        below them), the name servers' addresses and rrsets outside the dns.netbox scope (see self.scope) are
+        never changed, not even added (they are in Diff.left); rrsets keep() accepts are silently
         kept; an rrset on the server that owns() refuses is neither replaced nor deleted (see Diff.left).
         Wanted records of other zones are ignored.
         """
@@ -111,14 +116,15 @@ class DNS:
         want = Found.of(wanted)
         want.rrsets = {key: rrset for key, rrset in want.rrsets.items()
                        if _among(self.zones.zone_of_folded(key[0]), origins)}
-        return compute(want, found, self.zones, keep=keep, guard=guard(protection, owns))
+        return compute(want, found, self.zones, keep=keep, guard=guard(protection, self.scope, owns))
 
     def host_diff(self, fqdn: str, addresses: Iterable[str], *, owns: Owns | None = None) -> Diff:
         """What to change so fqdn has exactly these addresses, with PTRs; PTRs of its old addresses go too.
 
         Only this host's rrsets are read (direct queries), so this is cheap for one VM. An old address's
-        PTR is left alone when it no longer points to fqdn. As in diff(), zone apexes, delegations and
-        name servers' addresses are never changed (asked by NS queries for what would change), and an
+        PTR is left alone when it no longer points to fqdn. As in diff(), zone apexes, delegations,
+        name servers' addresses (asked by NS queries for what would change) and rrsets outside the
+        dns.netbox scope are never changed, and an
         rrset on the server that owns() refuses is left as is (see Diff.left).
         """
         built = self.records((fqdn, address) for address in addresses)
@@ -142,7 +148,7 @@ class DNS:
             if ptr not in built.records and ptr in actual and all(rdata.target != name for rdata in actual[ptr]):
                 scope -= keys
         protection = Protection(self.zones, self.server)
-        return compute(built.records, actual, self.zones, scope=scope, guard=guard(protection, owns))
+        return compute(built.records, actual, self.zones, scope=scope, guard=guard(protection, self.scope, owns))
 
     # Changes
 

@@ -3,7 +3,8 @@
 Never changed: a zone's apex, the owners of its NS rrsets other than the apex (delegations) and every
 name below them, and the names its NS rrsets point to (the name servers' addresses, glue included).
 A whole-zone diff learns them from the AXFR; a one-host diff asks the server (NS queries) about the
-few names it would change.
+few names it would change. The guard also refuses any change outside the dns.netbox scope
+(:mod:`libcluster.dns.scope`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import dns.rdatatype
 import dns.rrset
 
 from libcluster.dns.diff import Guard
+from libcluster.dns.scope import OUTSIDE, Scope
 from libcluster.dns.server import Server
 from libcluster.dns.zones import Zones, folded
 
@@ -72,13 +74,16 @@ class Protection:
         return None
 
 
-def guard(protection: Protection, owns: Owns | None) -> Guard:
-    """The diff guard: protected names never change; an rrset on the server owns() refuses is not replaced or
-    deleted (owns None: every rrset found is ours, e.g. a rollback putting back what a run changed)."""
+def guard(protection: Protection, scope: Scope, owns: Owns | None) -> Guard:
+    """The diff guard every DNS write passes: protected names and rrsets outside the dns.netbox scope never change
+    (adds included); an rrset on the server owns() refuses is not replaced or deleted (owns None: every rrset found
+    is ours, a rollback putting back exactly what its run wrote)."""
     def check(name: dns.name.Name, rdtype: dns.rdatatype.RdataType, old: dns.rrset.RRset | None) -> str | None:
         protected = protection.reason(name)
         if protected is not None:
             return protected
+        if not scope.owns(name, rdtype):
+            return OUTSIDE
         if old is not None and owns is not None and not owns(name, rdtype, old):
             return NOT_OURS
         return None

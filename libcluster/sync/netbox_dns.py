@@ -7,35 +7,34 @@ batched TSIG-signed RFC 2136 updates. Settings come from ``dns.netbox``:
 - ``statuses``: address statuses that get records (default active, dhcp, slaac);
 - ``max_changes``/``max_percent``: a difference of more rrsets than the larger of max_changes and
   max_percent % of the wanted rrsets stops unless forced (a NetBox outage must not empty the zones);
-- ``names``/``networks``: optional scope. Forward rrsets whose owner matches none of the ``names``
-  glob patterns, and reverse rrsets of addresses outside ``networks``, are neither created nor
-  deleted. Empty means everything.
+- ``names``/``networks``: optional scope (:mod:`libcluster.dns.scope`, checked by every DNS write
+  path). Forward rrsets whose owner matches none of the ``names`` glob patterns, and reverse rrsets of
+  addresses outside ``networks``, are neither created nor deleted. Empty means everything.
 
 Inside the scope, an rrset the server already has is replaced or deleted only when NetBox accounts for
 it (:class:`Accounted`): its name is the dns_name of an address NetBox assigns to a VM or device of
-the configured cluster groups, or its address is such an address (read before anything is changed).
+the configured cluster groups, or its address is such an address, whatever the address's status (read
+before anything is changed; only the statuses above get records).
 Anything else found in the zones (hand-made records) is left as it is and reported; missing records
 are added. Zone apexes, delegations and name servers' addresses are never changed (libcluster.dns).
 """
 
 from __future__ import annotations
 
-import fnmatch
 import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import dns.exception
 import dns.name
 import dns.rdatatype
-import dns.reversename
 
 from libcluster.changes import ChangeLog
 from libcluster.config import Section
 from libcluster.dns import DNS, Built, Diff, Records, snippets
 from libcluster.dns.protection import Owns
+from libcluster.dns.scope import Scope, ScopeSettings, reverse_address
 from libcluster.dns.zones import FORWARD_TYPES, Zones, folded
 from libcluster.errors import LibclusterError
 from libcluster.netbox import NetBox
@@ -65,58 +64,17 @@ class DNSSyncSettings:
     def from_config(cls, config: Section) -> DNSSyncSettings:
         """Read the optional `netbox` subsection of the root configuration's `dns` section."""
         section = config.section("dns").section("netbox", {})
-        base = cls()
+        base, scope = cls(), ScopeSettings.from_section(section)
         return cls(
             statuses=tuple(str(s) for s in section.list("statuses", list(base.statuses))),
             max_changes=section.int("max_changes", base.max_changes),
             max_percent=section.float("max_percent", base.max_percent),
-            names=tuple(str(pattern).lower().rstrip(".") for pattern in section.list("names", [])),
-            networks=tuple(str(ipaddress.ip_network(str(net))) for net in section.list("networks", [])),
+            names=scope.names, networks=scope.networks,
         )
 
     def limit(self, wanted: int) -> int:
         """Rrset changes allowed without --force when wanted rrsets are expected."""
         return max(self.max_changes, int(wanted * self.max_percent / 100))
-
-
-class Scope:
-    """Which rrsets of the zones the NetBox sync owns (see the module docstring)."""
-
-    def __init__(self, settings: DNSSyncSettings, zones: Zones) -> None:
-        """Patterns and networks of settings; zones tell RFC 2317 owner names apart."""
-        self._names = settings.names
-        self._networks = [ipaddress.ip_network(net) for net in settings.networks]
-        self._zones = zones
-
-    def name_in(self, name: dns.name.Name) -> bool:
-        """Whether a forward owner name is ours."""
-        text = name.to_text(omit_final_dot=True).lower()
-        return not self._names or any(fnmatch.fnmatchcase(text, pattern) for pattern in self._names)
-
-    def address_in(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address | None) -> bool:
-        """Whether the reverse records of an address are ours."""
-        return not self._networks or (address is not None and any(address in net for net in self._networks))
-
-    def owns(self, name: dns.name.Name, rdtype: dns.rdatatype.RdataType) -> bool:
-        """Whether the rrset (name, type) is ours to create, change or delete."""
-        if rdtype in FORWARD_TYPES:
-            return self.name_in(name)
-        return self.address_in(reverse_address(name, self._zones))
-
-
-def reverse_address(name: dns.name.Name, zones: Zones) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """The address a reverse owner name stands for, RFC 2317 classless owners included; None if none."""
-    for classless in zones.classless:
-        if name.parent() == classless.zone:
-            try:
-                last = int(name.labels[0])
-            except ValueError:
-                return None
-            return ipaddress.IPv4Address(int(classless.network.network_address) & ~0xFF | last)
-    try:
-        return ipaddress.ip_address(dns.reversename.to_address(name))
-    except (dns.exception.DNSException, ValueError):
-        return None
 
 
 @dataclass(frozen=True)
@@ -165,13 +123,15 @@ def cluster_ids(netbox: NetBox, groups: Iterable[str]) -> list[int]:
                                                  group_id=[int(g["id"]) for g in found])] if found else []
 
 
-def owned_by_groups(netbox: NetBox, zones: Zones, ips: Sequence[dict[str, Any]], groups: Iterable[str]) -> Owns:
-    """Owns() of what NetBox accounts for among ips in the cluster groups, read from NetBox when first asked
-    (a diff asks only about rrsets that differ: a run with nothing to change reads nothing more)."""
+def owned_by_groups(netbox: NetBox, zones: Zones, groups: Iterable[str]) -> Owns:
+    """Owns() of what NetBox accounts for in the cluster groups: every address with a dns_name, whatever its status
+    (a deprecated or reserved address of our VM still accounts for its old records), read when first asked (a
+    diff asks only about rrsets that differ: a run with nothing to change reads nothing more)."""
     loaded: list[Accounted] = []
 
     def owns(name: dns.name.Name, rdtype: dns.rdatatype.RdataType, rrset: Iterable[Any]) -> bool:
         if not loaded:
+            ips = netbox.objects("ip-address", fields=IP_FIELDS, dns_name__empty=False)
             loaded.append(accounted(netbox, zones, ips, cluster_ids(netbox, groups)))
         return loaded[0].owns(name, rdtype, rrset)
 

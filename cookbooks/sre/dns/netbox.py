@@ -51,7 +51,7 @@ from libcluster.dns import DNS, DNSError, Records, update
 from libcluster.dns.protection import Owns
 from libcluster.netbox import NetBox
 from libcluster.sync import netbox_dns
-from libcluster.sync.netbox_dns import DNSSyncSettings, Scope, ThresholdExceeded
+from libcluster.sync.netbox_dns import DNSSyncSettings, ThresholdExceeded
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ class DnsNetboxRunner(CookbookRunnerBase):
         netbox: NetBox = self.ctx.netbox()
         ips = netbox_dns.netbox_entries(netbox, self.settings)
         entries = netbox_dns.entries(ips)
-        scope = Scope(self.settings, self.dns.zones)
+        scope = self.dns.scope
         built = netbox_dns.wanted(self.dns, entries, scope)
         for line in built.skipped[:20]:
             logger.warning("Not in DNS: %s", line)
@@ -126,7 +126,7 @@ class DnsNetboxRunner(CookbookRunnerBase):
                 return 0
             groups = {clusters.load(self.ctx.config, name).netbox_cluster_group
                       for name in clusters.names(self.ctx.config)}
-            return self._sync(built.records, started, netbox_dns.owned_by_groups(netbox, self.dns.zones, ips, groups))
+            return self._sync(built.records, started, netbox_dns.owned_by_groups(netbox, self.dns.zones, groups))
         except ThresholdExceeded as exc:
             logger.error("Stopped, nothing applied: %s", exc)
             return EXIT_THRESHOLD
@@ -135,7 +135,7 @@ class DnsNetboxRunner(CookbookRunnerBase):
             return EXIT_DNS_ERROR
 
     def _sync(self, records: Records, started: float, owns: Owns) -> int:
-        scope = Scope(self.settings, self.dns.zones)
+        scope = self.dns.scope
         diff = netbox_dns.difference(self.dns, records, scope, owns, self.zones)
         for line in netbox_dns.left_lines(diff):
             logger.warning("Not ours: %s", line)

@@ -23,6 +23,7 @@ from libcluster.config import Section
 from libcluster.dns import DNS, DNSAuthError, DNSPrerequisiteError, DNSUnavailable
 from libcluster.dns.diff import compute
 from libcluster.dns.protection import NOT_OURS
+from libcluster.dns.scope import OUTSIDE
 from libcluster.dns.server import Server, _Frames
 from libcluster.errors import ConfigError
 from libcluster.lab import topology
@@ -203,6 +204,30 @@ def test_host_diff_moves_records_leaves_a_reassigned_ptr_alone_and_what_is_not_o
     assert [item.reason for item in client.host_diff("lab.example", ["198.18.16.9"]).left] == ["zone apex"]
 
 
+def test_nothing_outside_the_dns_netbox_scope_is_added_changed_or_deleted(monkeypatch: pytest.MonkeyPatch) -> None:
+    client = DNS(section(netbox={"names": ["*.vm.lab.example"], "networks": ["198.18.16.64/28"]}), dry_run=False,
+                 changes=ChangeLog(dry_run=False))
+    served = {("db1.lab.example.", "A"): ["198.18.16.5"]}
+
+    def query(server: Server, name: dns.name.Name, rdtype: dns.rdatatype.RdataType) -> dns.rrset.RRset | None:
+        values = served.get((name.to_text(), dns.rdatatype.to_text(rdtype)))
+        return dns.rrset.from_text(name, 300, "IN", rdtype, *values) if values else None
+
+    monkeypatch.setattr(Server, "query", query)
+    monkeypatch.setattr(Server, "authority", lambda server, name: (set(), set()))
+    everything = lambda name, rdtype, rrset: True  # noqa: E731 - NetBox accounts for all of it
+    outside = client.host_diff("db1.lab.example", ["198.18.16.7"], owns=everything)
+    assert list(outside) == []
+    assert sorted((item.rrset.name.to_text(), item.reason) for item in outside.left) == [
+        ("7.16.18.198.in-addr.arpa.", OUTSIDE), ("db1.lab.example.", OUTSIDE)]
+    inside = client.host_diff("db1.vm.lab.example", ["198.18.16.7", "198.18.16.77"], owns=everything)
+    assert [change.describe() for change in inside] == [
+        "+ 77.16.18.198.in-addr.arpa. 300 PTR db1.vm.lab.example.",
+        "+ db1.vm.lab.example. 300 A 198.18.16.7 198.18.16.77"]
+    assert [(item.rrset.name.to_text(), item.reason) for item in inside.left] == [
+        ("7.16.18.198.in-addr.arpa.", OUTSIDE)]
+
+
 def test_frames_hand_out_whole_messages_from_any_chunking() -> None:
     messages = [b"a" * 3, b"", b"b" * 65535, b"c" * 40000]
     stream = b"".join(len(item).to_bytes(2, "big") + item for item in messages)
@@ -218,3 +243,8 @@ def test_frames_hand_out_whole_messages_from_any_chunking() -> None:
         theirs.shutdown(socket.SHUT_WR)
         with pytest.raises(EOFError):
             frames.next()
+
+
+def test_a_scope_network_that_is_not_a_network_is_a_config_error_naming_the_key() -> None:
+    with pytest.raises(ConfigError, match=r"dns\.netbox\.networks: '10\.0\.0\.0/33' is not a network"):
+        DNS(section(netbox={"networks": ["10.0.0.0/33"]}), dry_run=False, changes=ChangeLog(dry_run=False))
