@@ -11,6 +11,8 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from dns.rrset import RRset
+
 from libcluster.dns import DNS, Diff, DNSError, DNSZoneError
 from libcluster.dns.diff import compute
 from libcluster.dns.protection import Owns
@@ -46,16 +48,24 @@ def verify(dns: DNS, diff: Diff) -> None:
 
 
 def restore(dns: DNS, diff: Diff) -> Diff:
-    """Undo diff on the server: delete the rrsets it added, put back those it replaced or deleted; return the undo.
+    """Undo what diff wrote on the server: each rrset the server still answers exactly as diff left it goes back to
+    what was there before (added: deleted; replaced or deleted: put back); return the undo.
 
-    Each rrset is read again first, so whatever is already as before (say, a change that never
-    reached the server) is left alone.
+    Each rrset is read again first, and one that differs from what diff wrote (a change that never reached the
+    server, or an rrset someone else created or changed since) is not this run's to undo: left as is.
     """
-    keys = {(change.name, change.rdtype) for change in diff}
-    before = {(change.name, change.rdtype): change.old for change in diff if change.old is not None}
-    undo = compute(before, dns.current(keys), dns.zones, scope=keys)
+    current = dns.current((change.name, change.rdtype) for change in diff)
+    written = [change for change in diff if _answers(current.get((change.name, change.rdtype)), change.new)]
+    keys = {(change.name, change.rdtype) for change in written}
+    before = {(change.name, change.rdtype): change.old for change in written if change.old is not None}
+    undo = compute(before, {key: rrset for key, rrset in current.items() if key in keys}, dns.zones, scope=keys)
     dns.apply(undo)
     return undo
+
+
+def _answers(got: RRset | None, written: RRset | None) -> bool:
+    """Whether the server's rrset (None: nothing) holds exactly the records written (None: deleted)."""
+    return got is None if written is None else got is not None and got == written
 
 
 def retire(dns: DNS, ips: Sequence[Mapping[str, Any]]) -> list[Diff]:

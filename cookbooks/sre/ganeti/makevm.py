@@ -19,6 +19,7 @@ from libcluster.context import Context
 from libcluster.cookbook import CookbookBase, CookbookRunnerBase, LockArgs
 from libcluster.dns import Diff
 from libcluster.dns.protection import owns_nothing
+from libcluster.dns.scope import OUTSIDE
 from libcluster.errors import LibclusterError
 from libcluster.ganeti import GanetiCluster, JobFailedError, JobHandle, RapiNotFoundError
 from libcluster.sync import dns as sync_dns
@@ -251,7 +252,8 @@ class MakeVM(CookbookBase):
     bookkeeping, or leaves nothing behind:
 
       1. Validate: HOSTNAME is a DNS label, not an FQDN; the FQDN is free in Ganeti, NetBox (no VM, no
-         IP with that dns_name) and DNS (no A/AAAA); the sizes are inside the group's instance policy;
+         IP with that dns_name) and DNS (no A/AAAA; the name and addresses inside the dns.netbox scope,
+         when one is configured); the sizes are inside the group's instance policy;
          the disk template is enabled in the cluster and allowed by the group.
       2. Capacity: Ganeti checks the create in dry-run mode with its iallocator, restricted to the
          group, and names the node it would use. If the VM does not fit, stop (exit 11) with the
@@ -268,7 +270,8 @@ class MakeVM(CookbookBase):
 
     If a step after the confirmation fails, or Ctrl+C is pressed, everything this run created is removed,
     in reverse order: the instance (after its create job ends), the NetBox VM and interface, the DNS
-    records (those replaced are put back), the IPs. Each removal runs even if an earlier one fails;
+    records the run wrote (one the server no longer answers as written is left as is), the IPs it
+    allocated (by id). Each removal runs even if an earlier one fails;
     a failed removal is logged and the exit code is 93 (clean up by hand).
     With -d (dry-run) the plan is printed (node Ganeti chooses, next free IPs, DNS records, NetBox
     objects) and nothing is changed anywhere. Two runs for the same FQDN never overlap (per-FQDN lock).
@@ -380,6 +383,9 @@ class MakeVMRunner(CookbookRunnerBase):
                                           if isinstance(error, NoCapacityError) else str(error) for error in errors))
         (nodes, iallocator), (cluster, prefixes, addresses), _ = results
         diff = self.dns.host_diff(self.spec.fqdn, addresses, owns=owns_nothing)
+        outside = [item.describe() for item in diff.left if item.reason == OUTSIDE]
+        if outside:
+            raise _problems([f"DNS: {line}" for line in outside])
         return Plan(self.spec, nodes, iallocator, cluster, prefixes, addresses, diff)
 
     def _ganeti_side(self) -> tuple[list[str], str]:
@@ -603,14 +609,13 @@ class MakeVMRunner(CookbookRunnerBase):
         logger.info("Rollback: DNS of %s restored (%d rrsets changed back)", self.spec.fqdn, len(undo))
 
     def _undo_ips(self) -> None:
+        """Release the addresses this run allocated (by id): another address with the same dns_name is not its own."""
         if not self.created.allocating:
             return
-        ids = {ip["id"] for ip in self.created.ips}
-        found = {ip["id"]: ip for ip in self.netbox.objects("ip-address", dns_name=self.spec.fqdn)}
-        if ids:
-            found.update({ip["id"]: ip for ip in self.netbox.objects("ip-address", id=sorted(ids))})
+        ids = sorted({ip["id"] for ip in self.created.ips})
+        found = self.netbox.objects("ip-address", id=ids) if ids else []
         if not found:
             logger.info("Rollback: no IP address of %s left to release", self.spec.fqdn)
             return
-        self.netbox.release_ips(list(found.values()))
-        logger.info("Rollback: released %s", ", ".join(str(ip["address"]) for ip in found.values()))
+        self.netbox.release_ips(found)
+        logger.info("Rollback: released %s", ", ".join(str(ip["address"]) for ip in found))
