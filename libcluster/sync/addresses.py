@@ -5,7 +5,7 @@ NIC's Ganeti IP when one is set (with the mask of the configured prefix holding 
 Without one, it gets addresses only when ``sync.allocate_ips`` is true (default false): the next free address
 of its group's first IPv4 prefix with room, and of the first IPv6 prefix when the group has one, and the sync
 then sets the IPv4 one as the NIC's IP in Ganeti (:func:`carry`), so that NetBox never names an address the
-instance does not have. Either way the address carries the VM's FQDN as dns_name, like the addresses makevm
+instance does not have; the IPv6 one, which Ganeti's single NIC IP cannot hold, is reported as not carried. Either way the address carries the VM's FQDN as dns_name, like the addresses makevm
 allocates. When a VM is removed its addresses are released (deleted) or, with ``sync.release_ips: false``,
 kept: unassigned, status reserved, dns_name cleared (so no DNS record stays) and the old name in the
 description.
@@ -118,12 +118,32 @@ NO_ADDRESS = "no address: the Ganeti NIC has no IP and sync.allocate_ips is fals
 """Reported for a VM recorded without address."""
 
 
+NOT_CARRIED = "allocated in NetBox, not carried by the Ganeti NIC (its one ip field holds the IPv4 address)"
+"""Reported for an allocated IPv6 address: Ganeti's NIC has a single IP."""
+
+
+def nic_ip(instance: Mapping[str, Any]) -> str | None:
+    """The Ganeti IP of the instance's first NIC (None when unset)."""
+    found = (instance.get("nic.ips") or [None])[0]
+    return str(found) if found else None
+
+
+def first_ipv4(ips: Sequence[Mapping[str, Any]]) -> str | None:
+    """The first IPv4 address (without mask) among NetBox addresses, None when there is none."""
+    return next((str(ipaddress.ip_interface(str(ip["address"])).ip) for ip in ips
+                 if ipaddress.ip_interface(str(ip["address"])).version == 4), None)
+
+
+def uncarried(given: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The allocated addresses Ganeti's one-IP NIC does not carry: every IPv6 one (the NIC carries the IPv4)."""
+    return [str(ip["address"]) for ip in given if ipaddress.ip_interface(str(ip["address"])).version == 6]
+
+
 def carry(ganeti: GanetiCluster, name: str, given: Sequence[Mapping[str, Any]]) -> str | None:
     """Make the first NIC of instance name carry the IPv4 address allocated for it (one NIC IP in Ganeti), waiting
     for the job (in dry-run Ganeti only checks it); returns the address set, None when none is IPv4."""
-    ipv4 = next((ip for ip in given if ipaddress.ip_interface(str(ip["address"])).version == 4), None)
-    if ipv4 is None:
+    address = first_ipv4(given)
+    if address is None:
         return None
-    address = str(ipaddress.ip_interface(str(ipv4["address"])).ip)
     ganeti.modify_instance(name, nics=[["modify", 0, {"ip": address}]]).wait()
     return address

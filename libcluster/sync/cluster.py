@@ -16,6 +16,7 @@ NetBox's GraphQL API, about six times faster than its REST list: see NetBox.grap
 from __future__ import annotations
 
 import fnmatch
+import ipaddress
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -386,6 +387,9 @@ def _plan_vm(plan: Plan, item: VMPlan, state: NetBoxState, settings: ClusterSett
         plan.rows.append(Row("create", "ip-address", name, request.describe()))
     if any(request.address is None for request in item.requests):
         plan.rows.append(Row("update", "ganeti-nic", name, "NIC 0 ip -> the IPv4 address allocated"))
+        plan.rows += [Row("uncarried", "ganeti-nic", name, f"the IPv6 address of {request.describe()} "
+                          f"{addresses.NOT_CARRIED}") for request in item.requests
+                      if request.address is None and ipaddress.ip_network(request.prefixes[0]).version == 6]
     if vm is not None and item.owned:
         for key, value in sync_vm.primary_fields(vm, item.owned).items():
             address = next(ip["address"] for ip in item.owned if ip["id"] == value)

@@ -4,11 +4,13 @@
   its primary node's group's cluster. A VM NetBox knows no address of gets its Ganeti NIC IP; without
   one it is recorded without address and reported, unless ``sync.allocate_ips`` asks for an address
   from its group's prefixes, which Ganeti's NIC then carries too (see :mod:`libcluster.sync.addresses`).
-  Renamed (``renamed_from``): the NetBox VM and its addresses take the new name first, so they keep
-  their ids and addresses; not while Ganeti still has the old name (then nothing of it changes).
-- Ganeti no longer has it: reported; with ``delete`` its addresses are released or kept
-  (``sync.release_ips``) and the VM is deleted, with its DNS records.
-- Neither Ganeti nor NetBox (a VM of the cluster group) has it: nothing is changed, and said so.
+  Renamed (``renamed_from``): the old name's records go, then the NetBox VM and its addresses take the
+  new name, so they keep their ids and addresses; not while Ganeti still has the old name (then nothing of it changes).
+- Ganeti no longer has it: reported; with ``delete`` its DNS records go first (so a failed DNS update
+  leaves NetBox as it was, and a retry still owns them), then its addresses are released or kept
+  (``sync.release_ips``) and the VM is deleted.
+- Neither Ganeti nor NetBox (a VM of the cluster group) has it: nothing is changed, and said so (with
+  the records the server has for it, reported).
 - DNS: the name's A/AAAA and PTR records are made to match the NetBox addresses named after it
   (:func:`libcluster.sync.dns.publish`); an old name's records go. Only records NetBox accounts for
   when the run starts (names and addresses of the addresses of the VMs followed, see
@@ -24,7 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from libcluster.clusters import ClusterSettings
-from libcluster.dns import DNS, DNSZoneError
+from libcluster.dns import DNS, Diff, DNSZoneError
+from libcluster.dns.protection import owns_nothing
 from libcluster.ganeti import GanetiCluster, RapiNotFoundError
 from libcluster.netbox import NetBox, NetBoxError
 from libcluster.sync import addresses
@@ -85,11 +88,14 @@ class Follower:
         ids = [int(c["id"]) for c in clusters.values()]
         return self.netbox.objects("vm", name=name, cluster_id=ids) if ids else []
 
-    def _publish(self, name: str, done: Followed, accounted: Accounted, planned: Sequence[dict[str, Any]] = ()
-                 ) -> None:
-        """Make name's records match the NetBox addresses named after it, plus planned ones (none: its records go);
-        only records NetBox accounted for at the start are replaced or deleted, the others are reported."""
-        ips = self.netbox.objects("ip-address", fields=("id", "address", "dns_name", "status"), dns_name=name)
+    def _publish(self, name: str, done: Followed, accounted: Accounted, planned: Sequence[dict[str, Any]] = (),
+                 leaving: Sequence[dict[str, Any]] = ()) -> None:
+        """Make name's records match the NetBox addresses named after it, but those leaving it (being deleted or
+        renamed next) plus planned ones; only records NetBox accounted for at the start are replaced or deleted,
+        the others are reported."""
+        gone = {ip["id"] for ip in leaving}
+        ips = [ip for ip in self.netbox.objects("ip-address", fields=("id", "address", "dns_name", "status"),
+                                                dns_name=name) if ip["id"] not in gone]
         ips += [{**ip, "dns_name": name} for ip in planned]
         try:
             diff = sync_dns.publish(self.dns, name, host_addresses(ips, name, self.dns_settings),
@@ -98,6 +104,10 @@ class Follower:
             logger.warning("DNS of %s left alone: %s", name, exc)
             return
         done.rows += [Row("dns", "rrset", change.name.to_text(), change.describe()) for change in diff]
+        self._kept(diff, done)
+
+    def _kept(self, diff: Diff, done: Followed) -> None:
+        """Report the records diff leaves as they are."""
         for item in diff.left:
             logger.warning("DNS record not ours, left as is: %s", item.describe())
             done.rows.append(Row("kept", "rrset", item.rrset.name.to_text(), item.describe()))
@@ -108,22 +118,26 @@ class Follower:
         if not vms:
             done.rows.append(Row("nothing", "vm", name, "in neither Ganeti nor NetBox cluster group "
                                  f"{self.settings.netbox_cluster_group}: nothing changed"))
-            self._publish(name, done, accounted)
+            try:
+                self._kept(self.dns.host_diff(name, [], owns=owns_nothing), done)
+            except DNSZoneError as exc:
+                logger.warning("DNS of %s left alone: %s", name, exc)
             return
         if not delete:
             done.rows += [Row("extra", "vm", name, f"in cluster {vm['cluster']['name']}, not in Ganeti "
                               "(--delete removes it)") for vm in vms]
             return
         ips = self.netbox.objects("ip-address", virtual_machine_id=[int(vm["id"]) for vm in vms])
+        self._publish(name, done, accounted, leaving=ips)
         addresses.retire(self.netbox, ips, release=self.sync.release_ips)
         self.netbox.delete("vm", vms)
         verb = "released" if self.sync.release_ips else "kept (reserved)"
         done.rows += [Row("delete", "vm", name, f"not in Ganeti; {len(ips)} address(es) {verb}")]
-        self._publish(name, done, accounted)
 
     def _rename(self, old: str, new: str, clusters: dict[str, dict[str, Any]], done: Followed,
                 accounted: Accounted) -> None:
-        """Give the NetBox VM named old, and its addresses named old, the new name; then drop old's records.
+        """Drop old's records (those NetBox accounts for), then give the NetBox VM named old, and its addresses named
+        old, the new name (a failed DNS update leaves NetBox as it was, for a retry).
 
         Nothing of old changes while Ganeti still has it (a rename never takes a live instance's records) or
         when NetBox already has a VM called new."""
@@ -138,14 +152,14 @@ class Follower:
             done.rows.append(Row("extra", "vm", old, f"not renamed: NetBox already has a VM {new} (left as is)"))
             return
         for vm in self._vms(old, clusters)[:1]:
-            self.netbox.update("vm", [{"id": vm["id"], "name": new}])
-            done.rows.append(Row("update", "vm", new, f"name {old} -> {new}"))
             ips = [ip for ip in self.netbox.objects("ip-address", virtual_machine_id=vm["id"])
                    if ip.get("dns_name") == old]
+            self._publish(old, done, accounted, leaving=ips)
+            self.netbox.update("vm", [{"id": vm["id"], "name": new}])
+            done.rows.append(Row("update", "vm", new, f"name {old} -> {new}"))
             if ips:
                 self.netbox.update("ip-address", [{"id": ip["id"], "dns_name": new} for ip in ips])
                 done.rows.append(Row("update", "ip-address", new, f"dns_name {old} -> {new} x{len(ips)}"))
-            self._publish(old, done, accounted)
 
     def _record(self, instance: dict[str, Any], clusters: dict[str, dict[str, Any]], done: Followed,
                 accounted: Accounted) -> None:
@@ -170,6 +184,8 @@ class Follower:
         ours.sort(key=lambda ip: ip["id"] not in primaries)
         if not (owned or loose or primaries - {None}) and nics:
             ours += self._new_addresses(instance, group, done)
+        else:
+            self._match_nic(instance, ours, done)
         recorded = sync_vm.record_instance(self.netbox, instance, cluster_id=int(clusters[wanted]["id"]),
                                            addresses=ours, current=sync_vm.Current(vm, interfaces))
         done.rows += [Row("write", "vm", name, write) for write in recorded.writes]
@@ -199,4 +215,19 @@ class Follower:
             carried = addresses.carry(self.ganeti, name, given)
             if carried:
                 done.rows.append(Row("update", "ganeti-nic", name, f"NIC 0 ip -> {carried} (allocated in NetBox)"))
+            done.rows += [Row("uncarried", "ganeti-nic", name, f"{address} {addresses.NOT_CARRIED}")
+                          for address in addresses.uncarried(given)]
         return taken + given
+
+    def _match_nic(self, instance: dict[str, Any], ours: Sequence[dict[str, Any]], done: Followed) -> None:
+        """A VM NetBox already gives an IPv4 address: Ganeti's NIC without IP carries it when sync.allocate_ips (as
+        for a new allocation); a NIC IP that differs, or none without allocate_ips, is reported, never changed."""
+        name, netbox_ip, ganeti_ip = str(instance["name"]), addresses.first_ipv4(ours), addresses.nic_ip(instance)
+        if netbox_ip is None or ganeti_ip == netbox_ip or not sync_vm.nics(instance):
+            return
+        if ganeti_ip is None and self.sync.allocate_ips:
+            addresses.carry(self.ganeti, name, ours)
+            done.rows.append(Row("update", "ganeti-nic", name, f"NIC 0 ip -> {netbox_ip} (as in NetBox)"))
+            return
+        done.rows.append(Row("differs", "ganeti-nic", name, f"NIC 0 ip is {ganeti_ip or 'unset'} in Ganeti, "
+                             f"NetBox gives {netbox_ip} (left as is)"))

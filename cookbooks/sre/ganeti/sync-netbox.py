@@ -10,8 +10,9 @@ Whole cluster (the default):
      address and reported, unless sync.allocate_ips (default false) allocates from its group's
      prefixes, and then its Ganeti NIC is given the IPv4 address (a RAPI modify job), so both agree.
   3. Write only the differences, in bulk calls. VMs NetBox has and Ganeti not are only reported:
-     --delete removes them (their addresses released, or kept with sync.release_ips: false, and the
-     DNS records of those addresses removed), and more
+     --delete removes them (the DNS records of their addresses first, so a failed DNS update leaves
+     NetBox as it was for a retry; then their addresses released, or kept with sync.release_ips:
+     false), and more
      than the delete limit (sync.max_delete, lowered to sync.max_delete_percent of the VMs on small
      clusters) stops and asks for their number to be typed.
   With -d nothing is written: the table is what would change. --match GLOB limits the VMs compared
@@ -20,10 +21,11 @@ Whole cluster (the default):
 One VM (--vm FQDN, what the hooks agent runs after a hand-made change): the VM is recorded (or, gone
 from Ganeti and --delete given, deleted), gets addresses if it has none (as above), and its DNS records
 are made to match its addresses; --renamed-from OLD first gives OLD's NetBox VM and addresses the new
-name (only when Ganeti no longer has OLD and NetBox has no VM called FQDN yet). Only DNS records NetBox accounts for when the run starts (the names and addresses of the
+name (only when Ganeti no longer has OLD and NetBox has no VM called FQDN yet), after OLD's DNS records
+went. Only DNS records NetBox accounts for when the run starts (the names and addresses of the
 addresses of the VMs named FQDN or OLD in the cluster group) are replaced or deleted: any other record
-of the name is left as it is and reported ("kept"), and zone apexes and name servers are never
-touched. A name in neither Ganeti nor the NetBox cluster group changes nothing, and the run says so.
+of the name is left as it is and reported ("kept"); zone apexes, name servers and rrsets outside the
+dns.netbox scope (names, networks) are never touched, not even added. A name in neither Ganeti nor the NetBox cluster group changes nothing, and the run says so.
 
 Usage:
   cookbook -d sre.ganeti.sync-netbox --cluster prod1
@@ -140,12 +142,13 @@ class SyncNetboxRunner(CookbookRunnerBase):
                                    "delete them", choices=[count])
         retired = self.netbox.objects("ip-address", virtual_machine_id=[int(vm["id"]) for vm in plan.extra]) \
             if self.args.delete and plan.extra else []
-        applied = sync_cluster.apply(self.netbox, plan, self.sync, delete=self.args.delete, ganeti=self.ganeti)
+        # DNS first: a failed update leaves NetBox as it was, so a retry still accounts for these records.
         for diff in sync_dns.retire(self.ctx.dns(), retired):
             for change in diff:
                 logger.info("DNS of a deleted VM: %s", change.describe())
             for item in diff.left:
                 logger.warning("DNS record not ours, left as is: %s", item.describe())
+        applied = sync_cluster.apply(self.netbox, plan, self.sync, delete=self.args.delete, ganeti=self.ganeti)
         logger.info("%s: %s (%d NetBox requests in %.1fs)", "Planned" if self.ctx.dry_run else "Written",
                     applied.describe(), self.netbox.request_count - requests, time.monotonic() - started)
         return 0

@@ -13,7 +13,7 @@ import dns.rdatatype
 import pytest
 from tests.unit.sync.sync_fakes import StoredNetBox, iface, instance, ip, settings, vm
 
-from libcluster.dns import Diff, Zones
+from libcluster.dns import Diff, DNSError, Zones
 from libcluster.ganeti import RapiNotFoundError
 from libcluster.netbox import NetBoxError
 from libcluster.sync import addresses
@@ -60,9 +60,16 @@ def published(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, list[str], boo
 
 
 class Client:
-    """What a Follower asks its DNS client itself (publish is stood in for)."""
+    """What a Follower asks its DNS client itself (publish is stood in for); host_diff only reports (nothing found)."""
 
     zones = Zones(["lab.example", "100.51.198.in-addr.arpa"])
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, list[str]]] = []
+
+    def host_diff(self, fqdn: str, addresses: list[str], *, owns: Any) -> Diff:
+        self.asked.append((fqdn, list(addresses)))
+        return Diff()
 
 
 def follower(netbox: StoredNetBox, ganeti: Ganeti, **sync: Any) -> Follower:
@@ -89,13 +96,32 @@ def test_a_hand_made_instance_is_recorded_with_allocated_addresses_and_published
     assert ganeti.modified == [("new.lab.example", [["modify", 0, {"ip": "198.51.100.1"}]])]
     assert [(row.action, row.change) for row in done.rows] == [
         ("create", "198.51.100.1/26"), ("create", "2001:db8:a::1/64"),
-        ("update", "NIC 0 ip -> 198.51.100.1 (allocated in NetBox)"), ("write", "vm-create"),
+        ("update", "NIC 0 ip -> 198.51.100.1 (allocated in NetBox)"),
+        ("uncarried", f"2001:db8:a::1/64 {addresses.NOT_CARRIED}"), ("write", "vm-create"),
         ("write", "vm-interface-create x1"), ("write", "ip-address-update x2"),
         ("write", "vm-update primary_ip4,primary_ip6")]
     netbox.calls.clear()
-    follower(netbox, Ganeti(instance("new.lab.example", memory=512, vcpus=2))).follow("new.lab.example", delete=True)
+    again = follower(netbox, Ganeti(instance("new.lab.example", memory=512, vcpus=2))).follow("new.lab.example",
+                                                                                             delete=True)
     assert netbox.writes() == []
     assert published[-1] == ("new.lab.example", ["198.51.100.1", "2001:db8:a::1"], True)
+    assert [(row.action, row.change) for row in again.rows] == [
+        ("differs", "NIC 0 ip is unset in Ganeti, NetBox gives 198.51.100.1 (left as is)")]
+
+
+def test_a_later_run_carries_the_netbox_ipv4_to_a_nic_without_ip_when_allocating_and_reports_a_different_nic_ip(
+        published: list[tuple[str, list[str], bool]]) -> None:
+    netbox = netbox_with_vm("later.lab.example")
+    bare = Ganeti(instance("later.lab.example"))
+    done = follower(netbox, bare, allocate_ips=True).follow("later.lab.example", delete=False)
+    assert bare.modified == [("later.lab.example", [["modify", 0, {"ip": "198.51.100.9"}]])]
+    assert ("update", "NIC 0 ip -> 198.51.100.9 (as in NetBox)") in [(row.action, row.change) for row in done.rows]
+    other = Ganeti(instance("later.lab.example", ips=["198.51.100.20"]))
+    done = follower(netbox, other, allocate_ips=True).follow("later.lab.example", delete=False)
+    assert other.modified == []
+    assert ("differs", "NIC 0 ip is 198.51.100.20 in Ganeti, NetBox gives 198.51.100.9 (left as is)") in [
+        (row.action, row.change) for row in done.rows]
+    assert published[-1] == ("later.lab.example", ["198.51.100.9"], True)
 
 
 def test_a_hand_made_instance_without_nic_ip_is_recorded_without_address_unless_allocating(
@@ -112,10 +138,33 @@ def test_a_hand_made_instance_without_nic_ip_is_recorded_without_address_unless_
 def test_a_name_in_neither_ganeti_nor_netbox_changes_nothing_and_says_so(
         published: list[tuple[str, list[str], bool]]) -> None:
     netbox = StoredNetBox()
-    done = follower(netbox, Ganeti()).follow("nobody.lab.example", delete=True)
+    netbox.add("ip-address", ip(900, "198.51.100.31/26", dns_name="nobody.lab.example"))
+    following = follower(netbox, Ganeti())
+    done = following.follow("nobody.lab.example", delete=True)
     assert [(row.action, row.change) for row in done.rows] == [
         ("nothing", "in neither Ganeti nor NetBox cluster group lab: nothing changed")]
-    assert netbox.writes() == [] and published == [("nobody.lab.example", [], False)]
+    assert netbox.writes() == [] and published == []
+    assert following.dns.asked == [("nobody.lab.example", [])]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("renamed", [False, True])
+def test_a_failed_dns_update_of_a_deleted_or_renamed_vm_leaves_netbox_as_it_was_for_the_retry(
+        monkeypatch: pytest.MonkeyPatch, renamed: bool) -> None:
+    netbox = netbox_with_vm("old.lab.example")
+
+    def publish(client: Any, name: str, addresses: list[str], *, owns: Any) -> Diff:
+        raise DNSError("UPDATE lab.example: not authorized")
+
+    monkeypatch.setattr(sync_instance.sync_dns, "publish", publish)
+    ganeti = Ganeti(instance("new.lab.example")) if renamed else Ganeti()
+    with pytest.raises(DNSError):
+        if renamed:
+            follower(netbox, ganeti).follow("new.lab.example", delete=True, renamed_from="old.lab.example")
+        else:
+            follower(netbox, ganeti).follow("old.lab.example", delete=True)
+    assert netbox.writes() == []
+    assert [vm["id"] for vm in netbox.objects("vm", name="old.lab.example")] == [10]
+    assert netbox.store["ip-address"][12]["dns_name"] == "old.lab.example"
 
 
 def test_the_ganeti_nic_ip_is_taken_when_free_and_refused_when_netbox_gives_it_to_another(
