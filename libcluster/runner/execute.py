@@ -9,7 +9,10 @@ exception, 93 when rollback fails, otherwise what ``run()`` returned. Nested run
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import logging
+import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -131,10 +134,14 @@ def run(session: Session, name: str, argv: list[str], parent: Context | None = N
         logger.error("Unable to get the argument parser of cookbook %s: %s: %s", loaded.name, type(exc).__name__, exc)
         logger.debug("Traceback of argument_parser() of %s", loaded.name, exc_info=True)
         return EXIT_ARGPARSER_FAILED
+    errors = io.StringIO()
     try:
-        args = parser.parse_args(argv)
+        with contextlib.redirect_stderr(errors):  # a usage error quotes the bad value: it may be a secret
+            args = parser.parse_args(argv)
     except SystemExit as exc:
         return 0 if exc.code in (0, None) else EXIT_ARGS_FAILED
+    finally:
+        sys.stderr.write(redact.redact(errors.getvalue()))
     for tunable, wanted in (("task_id", cookbook.argument_task_required),
                             ("reason", cookbook.argument_reason_required)):
         if wanted is not None and not hasattr(args, tunable):
