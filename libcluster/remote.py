@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
+import shlex
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
@@ -144,6 +146,20 @@ class Remote:
         if config.has("ssh_user"):
             clustershell["ssh_user"] = config.str("ssh_user")
         self._probe_timeout = float(clustershell.get("connect_timeout", 10)) + 5.0
+
+    def ssh_command(self, host: str, command: str) -> list[str]:
+        """The ssh command line cumin's ClusterShell transport runs for command on host (the cumin config's
+        ssh_path, ssh_options, ssh_user and connect_timeout), for what needs ssh itself, e.g. data on stdin."""
+        settings = self._cumin_config.get("clustershell", {})
+        options = settings.get("ssh_options") or []
+        argv = shlex.split(str(settings.get("ssh_path") or "ssh"))
+        argv += [os.path.expanduser(option) for option in shlex.split(" ".join(options) if isinstance(options, list)
+                                                                       else str(options))]
+        argv += ["-oForwardAgent=no", "-oForwardX11=no"]
+        argv += ["-l", str(settings["ssh_user"])] if settings.get("ssh_user") else []
+        timeout = int(settings.get("connect_timeout") or 0)
+        argv += [f"-oConnectTimeout={timeout}"] if timeout > 0 else []
+        return [*argv, "-oBatchMode=yes", validate_host(host), command]
 
     def query(self, query_string: str) -> RemoteHosts:
         """Hosts matching a cumin query (direct backend: `node[1-3].lab.example`, `D{host1,host2}`)."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,6 +59,8 @@ class HookSettings:
     hooks_dir: str = "/etc/ganeti/hooks"
     log_file: str = "/var/log/ganeti/cookbook-event.log"
     spool_dir: str = "/var/spool/cookbook-event"
+    cron_file: str = "/etc/cron.d/cookbook-event"
+    """cron.d entry install-hooks writes on each node to send its spool every minute ("" for none)."""
 
     @classmethod
     def from_config(cls, config: Section) -> HookSettings:
@@ -88,7 +91,12 @@ class HookSettings:
             hooks_dir=section.str("hooks_dir", base.hooks_dir),
             log_file=section.str("log_file", base.log_file),
             spool_dir=section.str("spool_dir", base.spool_dir),
+            cron_file=section.str("cron_file", base.cron_file),
         )
+        cron = settings.cron_file
+        if cron and not (cron.startswith("/") and re.fullmatch(r"[A-Za-z0-9_-]+", cron.rsplit("/", 1)[1])):
+            raise ConfigError(f"{config.source}: key 'hooks.cron_file' ({cron}) must be an absolute path whose name "
+                              "has only letters, digits, '-' and '_' (cron ignores other names), or \"\" for none")
         locks_prefix = locks.str("etcd_prefix", DEFAULT_ETCD_PREFIX).rstrip("/") + "/"
         if settings.prefix.startswith(locks_prefix) or locks_prefix.startswith(settings.prefix):
             raise ConfigError(f"{config.source}: key 'hooks.etcd_prefix' ({settings.prefix}) overlaps the locks' "
@@ -161,7 +169,8 @@ class Batch:
     """The last key read (where the next read starts after, when more)."""
 
 
-def _b64(value: str) -> str:
+def b64(value: str) -> str:
+    """value base64-encoded, as etcd's JSON gateway takes keys and values."""
     return base64.b64encode(value.encode()).decode()
 
 
@@ -169,7 +178,8 @@ def _unb64(value: str) -> str:
     return base64.b64decode(value).decode()
 
 
-def _range_end(prefix: str) -> str:
+def range_end(prefix: str) -> str:
+    """The range end that makes an etcd range request cover every key under prefix."""
     return prefix[:-1] + chr(ord(prefix[-1]) + 1)
 
 
@@ -196,7 +206,7 @@ class EventStore:
         A key is an event only when its value is one (see Event.from_json) and the cluster in the key's path
         is the value's cluster; anything else is returned as bad, with the reason.
         """
-        payload = {"key": _b64(start or self.prefix), "range_end": _b64(_range_end(self.prefix)),
+        payload = {"key": b64(start or self.prefix), "range_end": b64(range_end(self.prefix)),
                    "sort_order": "ASCEND", "sort_target": "KEY", "limit": limit}
         result = self._call("reading hook events", "/kv/range", payload)
         batch = Batch(more=bool(result.get("more")))
@@ -226,7 +236,7 @@ class EventStore:
 
     def delete(self, key: str) -> None:
         """Delete one event (done, or dropped)."""
-        self._call("deleting a hook event", "/kv/deleterange", {"key": _b64(key)})
+        self._call("deleting a hook event", "/kv/deleterange", {"key": b64(key)})
 
     def wait(self, timeout: float) -> bool:
         """Wait until an event is written under the prefix (watch) or timeout passes; True when woken by one."""

@@ -6,12 +6,17 @@ Steps:
      repository's hooks/), its cookbook-event.conf (0600: the cluster's name, etcd as nodes reach it:
      hooks.node_etcd_url and the nodes' etcd user hooks.node_etcd_user/password, the event prefix
      and TTL, log and spool paths), cookbook-event-ca.crt (0600: hooks.node_etcd_ca_file, the CA of
-     etcd's certificate, when set) and the 50-cookbook-event links in the post-phase directories of
-     instance add, remove, rename, modify, migrate, failover, start, stop and disk grow.
-  3. Write only what differs (atomically), and print per node what changed: a second run changes
-     nothing. With -d nothing is written and the table shows what would change.
---remove takes the links, the script, its settings and the CA away instead. The password is never
-shown: the changes list and logs mask it.
+     etcd's certificate, when set), the cron.d entry hooks.cron_file (/etc/cron.d/cookbook-event:
+     every minute `cookbook-event --flush` sends what the node spooled, so a former master that runs
+     no more hooks still sends it) and the 50-cookbook-event links in the post-phase directories of
+     instance add, remove, rename, modify, migrate, failover, start, stop and disk grow. Files are
+     compared by sha256 and mode: only their digests are on the command line.
+  3. Write only what differs, and print per node what changed: a second run changes nothing. A file
+     is sent on ssh's stdin (ssh with the cumin configuration's options) and written atomically, root
+     only until its mode is set: no file content, so no password, is on a command line here or on a
+     node, in logs or in the audit record (the settings file's digest is masked too). With -d only
+     the comparison runs and the table shows what would change.
+--remove takes the links, the script, its settings, the CA and the cron entry away instead.
 
 The hooks record events in etcd; `cookbook-hooks-agent` acts on them (see libcluster/hooks).
 addnode runs this cookbook for a new node with `--cluster C --node FQDN`.
@@ -26,7 +31,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from tabulate import tabulate
 
@@ -44,12 +52,17 @@ HOOK_SCRIPT = Path(__file__).resolve().parents[3] / "hooks" / install.SCRIPT_NAM
 
 EXIT_NODES_FAILED = 1
 """Some node could not be reached or the install failed there (the others are done)."""
+SEND_WORKERS = 16
+"""Files sent over ssh at the same time (cumin's fanout of the lab and a usual default)."""
+SEND_TIMEOUT = 60
+"""Seconds for one file to be written on a node."""
 
 
-def _summary(paths: list[str]) -> str:
-    """Changed paths in short: file names, and how many post-phase links."""
+def _summary(paths: list[str], hooks_dir: str) -> str:
+    """Changed paths in short: file names (full paths outside hooks_dir), and how many post-phase links."""
     links = sum(path.endswith("/" + install.LINK_NAME) for path in paths)
-    files = [Path(path).name for path in paths if not path.endswith("/" + install.LINK_NAME)]
+    files = [Path(path).name if path.startswith(hooks_dir.rstrip("/") + "/") else path for path in paths
+             if not path.endswith("/" + install.LINK_NAME)]
     return ", ".join(files + ([f"{links} hook link(s)"] if links else []))
 
 
@@ -110,30 +123,79 @@ class InstallHooksRunner(CookbookRunnerBase):
     def run(self) -> int:
         """Install (or, in dry-run, check) on every node; 1 if any node failed."""
         nodes = self._nodes()
+        remote = self.ctx.remote()
         if self.args.remove:
-            program = install.removal(self.settings, check=self.ctx.dry_run)
+            result = remote.hosts(nodes).run_sync(install.removal(self.settings, check=self.ctx.dry_run),
+                                                  is_safe=self.ctx.dry_run, timeout=60, success_threshold=0.0)
+            outcome = {node: self._changed(result[node]) for node in nodes}
         else:
-            conf = install.render_conf(self.args.cluster, self.settings)
-            ca_file = self.settings.node_etcd.ca_file
-            program = install.program(HOOK_SCRIPT.read_text(encoding="utf-8"), conf, self.settings,
-                                      check=self.ctx.dry_run, ca=Path(ca_file).read_text() if ca_file else None)
-        result = self.ctx.remote().hosts(nodes).run_sync(program, is_safe=self.ctx.dry_run, timeout=60,
-                                                         success_threshold=0.0)
+            outcome = self._install(nodes)
         rows, failed = [], []
         for node in nodes:
-            host = result[node]
-            try:
-                if host.status is not HostStatus.OK:
-                    raise ValueError(host.output.strip()[-200:])
-                paths = install.changed(host.output)
-            except ValueError as exc:
+            paths, problem = outcome[node]
+            if problem:
                 failed.append(node)
-                rows.append((node, f"FAILED: {host.describe()}", str(exc)))
+                rows.append((node, "FAILED", problem))
                 continue
             verb = "would change" if self.ctx.dry_run else "changed"
-            rows.append((node, f"{verb} {len(paths)}" if paths else "up to date", _summary(paths)))
+            rows.append((node, f"{verb} {len(paths)}" if paths else "up to date", _summary(paths, self.settings.hooks_dir)))
         logger.info("Hooks on cluster %s:\n%s", self.args.cluster, tabulate(rows, headers=("Node", "Result", "Files")))
         if failed:
             logger.error("Hooks not installed on %s", ", ".join(failed))
             return EXIT_NODES_FAILED
         return 0
+
+    def _install(self, nodes: list[str]) -> dict[str, tuple[list[str], str]]:
+        """Per node, the paths changed (or to change) and a problem: compare (digests only), send the files that
+        differ on ssh's stdin, then make the links."""
+        ca_file = self.settings.node_etcd.ca_file
+        wanted = install.files(HOOK_SCRIPT.read_text(encoding="utf-8"),
+                               install.render_conf(self.args.cluster, self.settings), self.settings,
+                               ca=Path(ca_file).read_text(encoding="utf-8") if ca_file else None)
+        remote = self.ctx.remote()
+        check = remote.hosts(nodes).run_sync(install.program(wanted, self.settings, check=True), is_safe=True,
+                                             timeout=60, success_threshold=0.0)
+        outcome = {node: self._changed(check[node]) for node in nodes}
+        if self.ctx.dry_run:
+            return outcome
+        sends = [(node, file) for node, (paths, problem) in outcome.items() if not problem
+                 for file in wanted if file.path in paths]
+        with ThreadPoolExecutor(max_workers=SEND_WORKERS) as pool:
+            sent = list(pool.map(lambda job: self._send(*job), sends))
+        for (node, file), problem in zip(sends, sent):
+            if problem and not outcome[node][1]:
+                outcome[node] = (outcome[node][0], f"writing {file.path}: {problem}")
+        ready = [node for node in nodes if not outcome[node][1]]
+        if ready:
+            links = remote.hosts(ready).run_sync(install.program(wanted, self.settings, check=False), is_safe=False,
+                                                 timeout=60, success_threshold=0.0)
+            for node in ready:
+                paths, problem = self._changed(links[node])
+                outcome[node] = ([path for path in outcome[node][0] if path not in paths] + paths, problem)
+        return outcome
+
+    def _send(self, node: str, file: install.File) -> str:
+        """Write file on node from ssh's stdin (never on a command line); "" when done, else what went wrong."""
+        self.ctx.changes.record("remote", "file", node, path=file.path, mode=file.mode)
+        argv = self.ctx.remote().ssh_command(node, install.write_program(file))
+        try:
+            done = subprocess.run(argv, input=file.content.encode(), capture_output=True, timeout=SEND_TIMEOUT,
+                                  check=False)
+        except subprocess.TimeoutExpired:
+            return f"no answer within {SEND_TIMEOUT}s"
+        output = done.stdout.decode(errors="replace") + done.stderr.decode(errors="replace")
+        try:
+            install.changed(output)
+        except ValueError:
+            return f"exit code {done.returncode}: {output.strip()[-200:]}"
+        return ""
+
+    @staticmethod
+    def _changed(host: Any) -> tuple[list[str], str]:
+        """The paths a program run on one host reported, and a problem ("" when it ran to its end)."""
+        try:
+            if host.status is not HostStatus.OK:
+                raise ValueError(host.output.strip()[-200:])
+            return install.changed(host.output), ""
+        except ValueError as exc:
+            return [], f"{host.describe()}: {exc}"

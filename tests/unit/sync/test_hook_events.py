@@ -166,3 +166,11 @@ def test_a_read_is_bounded_and_returns_bad_keys_with_why_including_a_value_speak
 
 def _b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
+
+
+@pytest.mark.parametrize("cron_file", ["cron.d/cookbook-event", "/etc/cron.d/cookbook.event"])
+def test_a_cron_file_cron_would_ignore_is_refused_naming_the_key(cron_file: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(f"key 'hooks.cron_file' ({cron_file}) must be an absolute path")):
+        HookSettings.from_config(Section({"hooks": {"etcd_url": "http://a:1", "cron_file": cron_file}}, "", "c.yaml"))
+    assert HookSettings.from_config(Section({"hooks": {"etcd_url": "http://a:1", "cron_file": ""}}, "",
+                                            "c.yaml")).cron_file == ""
