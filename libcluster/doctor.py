@@ -313,15 +313,37 @@ def check_dns(root: config.Section) -> Iterator[Line]:
 # etcd
 
 
+SECURE_ETCD_FIX = ("serve etcd over https with a certificate and turn its authentication on, with users and roles "
+                   "(the runner's may write the locks and hook events, the nodes' only the hooks prefix), then set "
+                   "{keys}")
+
+
+def _insecure(access: Any, keys: str) -> tuple[str, str]:
+    """What makes an etcd access unsafe for locks and hook events ("" when nothing), and the fix."""
+    problems = [problem for bad, problem in ((not access.url.startswith("https://"), "no TLS (http)"),
+                                             (not access.user, "no etcd user")) if bad]
+    if not problems:
+        return "", ""
+    return (f"{access.url}: {' and '.join(problems)}: whoever reaches etcd can delete or plant locks and forge hook "
+            "events", SECURE_ETCD_FIX.format(keys=keys))
+
+
 def check_etcd(root: config.Section) -> Iterator[Line]:
-    """The locks' etcd and the hook events' etcd, read with the credentials the runner and the agent use."""
+    """The locks' etcd and the hook events' etcd: TLS and users (FAIL without), read with the credentials the
+    runner and the agent use; the nodes' user may write the hooks prefix and nothing else."""
     from libcluster import locks
+    from libcluster.etcd import EtcdAccess
 
     if root.section("locks", {}).has("etcd_url"):
         try:
-            backend = locks.from_config(root, owner="cookbook --doctor", dry_run=True).backend
-            backend.holders("cookbook-doctor")  # type: ignore[union-attr]
-            yield Line(True, "etcd locks", f"{root.section('locks').str('etcd_url')} reads the lock prefix")
+            access = EtcdAccess.from_section(root.section("locks"))
+            problem, fix = _insecure(access, "locks.etcd_url (https://), etcd_ca_file, etcd_user and etcd_password")
+            if problem:
+                yield Line(False, "etcd locks", problem, fix)
+            else:
+                backend = locks.from_config(root, owner="cookbook --doctor", dry_run=True).backend
+                backend.holders("cookbook-doctor")  # type: ignore[union-attr]
+                yield Line(True, "etcd locks", f"{access.url} reads the lock prefix over TLS as {access.user}")
         except LibclusterError as exc:
             yield _failure("etcd locks", exc, "check locks.etcd_url (and its CA, user and password) and that etcd "
                            "runs")
@@ -335,16 +357,85 @@ def check_etcd(root: config.Section) -> Iterator[Line]:
             yield _failure("locks", exc, f"remove {file_dir} (it is created 0700 for the user running cookbooks) "
                            "or set locks.file_dir")
     if root.has("hooks"):
-        from libcluster.hooks.events import EventStore, HookSettings
+        yield from _check_hook_events(root)
 
+
+def _check_hook_events(root: config.Section) -> Iterator[Line]:
+    """The agent's access to the hook events, and the nodes' user: TLS, a user, and its rights."""
+    from libcluster.hooks.events import EventStore, HookSettings
+    from libcluster.locks import DEFAULT_ETCD_PREFIX
+
+    try:
+        settings = HookSettings.from_config(root)
+    except LibclusterError as exc:
+        yield _failure("etcd hook events", exc, "check the hooks section")
+        return
+    problem, fix = _insecure(settings.etcd, "hooks.etcd_url (or locks.etcd_url) with its CA, user and password")
+    if problem:
+        yield Line(False, "etcd hook events", problem, fix)
+    else:
         try:
-            settings = HookSettings.from_config(root)
             pending = EventStore(settings.etcd, settings.prefix).pending()
             yield Line(True, "etcd hook events", f"{settings.etcd.url} reads {settings.prefix} ({len(pending)} "
-                       "pending)")
+                       f"pending) over TLS as {settings.etcd.user}")
         except LibclusterError as exc:
             yield _failure("etcd hook events", exc, "check hooks.etcd_url (or locks.etcd_url), its CA, user and "
                            "password, and that etcd runs")
+    what = "etcd hook events nodes' user"
+    problem, fix = _insecure(settings.node_etcd, "hooks.node_etcd_url (https://), node_etcd_ca_file, node_etcd_user "
+                             "and node_etcd_password")
+    if problem:
+        yield Line(False, what, problem, fix)
+        return
+    try:
+        denied = _node_rights(settings.node_etcd, settings.prefix, root.section("locks", {}).str(
+            "etcd_prefix", DEFAULT_ETCD_PREFIX))
+    except LibclusterError as exc:
+        yield _failure(what, exc, "check hooks.node_etcd_url, node_etcd_ca_file, node_etcd_user and "
+                       "node_etcd_password (the nodes' etcd user, its password) and that etcd runs")
+        return
+    user = settings.node_etcd.user
+    if denied:
+        yield Line(False, what, f"{user} at {settings.node_etcd.url} may {' and '.join(denied)}", f"grant {user}'s "
+                   f"role only WRITE on {settings.prefix} (etcdctl role revoke-permission / grant-permission "
+                   "--prefix), never the runner's user")
+    else:
+        yield Line(True, what, f"{user} at {settings.node_etcd.url} may write {settings.prefix} and nothing else "
+                   "tried: reading it and writing the locks are refused (the probes changed nothing)")
+
+
+def _node_rights(access: Any, hooks_prefix: str, locks_prefix: str) -> list[str]:
+    """What the nodes' etcd user may do that it should not ("may ..."); LibclusterError when it cannot write the
+    hooks prefix. Writes are probed in the failure branch of a transaction with no comparison, which etcd checks
+    but never runs."""
+    from libcluster.etcd import Gateway
+    from libcluster.hooks.events import EventError, b64, range_end
+
+    gateway = Gateway(access, 5, EventError)
+    probe = f"_cookbook-doctor-{secrets.token_hex(4)}"
+
+    def allowed(what: str, path: str, payload: dict[str, Any]) -> bool:
+        try:
+            gateway.call(what, path, payload)
+        except EventError as exc:
+            if "permission denied" in str(exc):
+                return False
+            raise
+        return True
+
+    def put(key: str) -> dict[str, Any]:
+        return {"failure": [{"request_put": {"key": b64(key), "value": b64("")}}]}
+
+    if not allowed("probing a write under the hooks prefix", "/kv/txn", put(hooks_prefix + probe)):
+        raise EventError(f"etcd at {access.url}: {access.user} may not write under {hooks_prefix}: hooks on the "
+                         "nodes cannot record events")
+    denied = []
+    if allowed("probing a write under the locks prefix", "/kv/txn", put(locks_prefix.rstrip("/") + "/" + probe)):
+        denied.append(f"write the locks ({locks_prefix})")
+    if allowed("probing a read of the hook events", "/kv/range", {"key": b64(hooks_prefix), "count_only": True,
+                                                                   "range_end": b64(range_end(hooks_prefix))}):
+        denied.append(f"read the hook events ({hooks_prefix})")
+    return denied
 
 
 # IRC

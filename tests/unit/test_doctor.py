@@ -84,3 +84,28 @@ def test_cookbook_directories_others_may_change_fail(tmp_path: Path) -> None:
     assert [line.render() for line in doctor.check_files(root, path) if line.what == "cookbooks_base_dirs"] == [
         f"FAIL  cookbooks_base_dirs: {tree} is not a directory; fix: install the cookbooks there or correct "
         f"cookbooks_base_dirs ({tmp_path})"]
+
+
+def test_etcd_without_tls_or_users_fails_with_the_fix_and_is_not_even_read(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(f"cookbooks_base_dirs: [{tmp_path}]\nlogs_base_dir: {tmp_path}\n"
+                    "locks: {etcd_url: 'http://127.0.0.1:1'}\nhooks: {node_etcd_url: 'http://198.51.100.7:2379'}\n")
+    lines = [line.render() for line in doctor.check_etcd(config.load(path))]
+    risk = "whoever reaches etcd can delete or plant locks and forge hook events; fix: serve etcd over https with a " \
+        "certificate and turn its authentication on, with users and roles (the runner's may write the locks and " \
+        "hook events, the nodes' only the hooks prefix), then set "
+    assert lines == [
+        f"FAIL  etcd locks: http://127.0.0.1:1: no TLS (http) and no etcd user: {risk}locks.etcd_url (https://), "
+        "etcd_ca_file, etcd_user and etcd_password",
+        f"FAIL  etcd hook events: http://127.0.0.1:1: no TLS (http) and no etcd user: {risk}hooks.etcd_url (or "
+        "locks.etcd_url) with its CA, user and password",
+        f"FAIL  etcd hook events nodes' user: http://198.51.100.7:2379: no TLS (http) and no etcd user: {risk}"
+        "hooks.node_etcd_url (https://), node_etcd_ca_file, node_etcd_user and node_etcd_password"]
+
+
+def test_etcd_over_tls_without_a_user_fails_too(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(f"cookbooks_base_dirs: [{tmp_path}]\nlogs_base_dir: {tmp_path}\n"
+                    "locks: {etcd_url: 'https://127.0.0.1:1'}\n")
+    [line] = [line.render() for line in doctor.check_etcd(config.load(path))]
+    assert line.startswith("FAIL  etcd locks: https://127.0.0.1:1: no etcd user: whoever reaches etcd can delete")
