@@ -138,7 +138,8 @@ class SlashServer(ThreadingHTTPServer):
         self.slots = threading.BoundedSemaphore(settings.max_connections)
         super().__init__((settings.listen, settings.port), SlashHandler)
 
-    def process_request(self, request: socket.socket, client_address: tuple[str, int]) -> None:  # type: ignore[override]
+    def process_request(self, request: socket.socket,  # type: ignore[override]
+                        client_address: tuple[str, int]) -> None:
         """Serve the connection in a thread while a slot is free; otherwise answer 503 at once and close it."""
         if not self.slots.acquire(blocking=False):
             logger.warning("Slash command from %s refused: %d connections already served (http.max_connections)",

@@ -25,7 +25,7 @@ WAIT = 60.0
 
 @pytest.fixture
 def full_dir(tmp_path: Path) -> Iterator[Path]:
-    """A 64 KiB tmpfs at a temp path with runs/ in it and no byte left (a filler file took the rest); unmounted after."""
+    """A 64 KiB tmpfs at a temp path with runs/ in it and no byte left (a filler took the rest); unmounted after."""
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root")
     mount = tmp_path / "state"

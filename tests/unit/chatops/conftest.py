@@ -153,10 +153,11 @@ def _forget_cookbooks(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 @pytest.fixture
 def chat(tmp_path: Path) -> Iterator[Chat]:
-    """A core serving the fixture tree, bob also known by Mattermost (opted in); closed (runs interrupted) at the end."""
+    """A core serving the fixture tree, bob known by Mattermost too (opted in); closed (runs interrupted) after."""
     section = chatops_section(tmp_path)
     section["people"]["bob"]["identities"].append("mattermost:mmbob")
-    section["http"] = {"port": 0, "slack_signing_secret": SECRET, "mattermost_token": TOKEN, "mattermost_approvers": True}
+    section["http"] = {"port": 0, "slack_signing_secret": SECRET, "mattermost_token": TOKEN,
+                       "mattermost_approvers": True}
     path = write_config(tmp_path, section)
     settings = chatops_settings.load(config.load(path))
     core = Chatops(settings, path, [FIXTURES])

@@ -16,7 +16,8 @@ VIEWER = Role("viewer", dry_run=("sre.ganeti.resource-report",))
 
 def policy(*people: Person, authentication: str = "none") -> Policy:
     """A policy over people, makevm needing approval, on an IRC network with that authentication."""
-    irc = IrcSettings("irc.test", 6697, "bot", ("#ops",), tls=ssl.create_default_context(), authentication=authentication)
+    irc = IrcSettings("irc.test", 6697, "bot", ("#ops",), tls=ssl.create_default_context(),
+                      authentication=authentication)
     return Policy(ChatopsSettings(state_dir=Path("unused"), people=people, need_approval=("sre.ganeti.makevm",),
                                   irc=irc))
 
