@@ -96,6 +96,7 @@ def test_holders_planted_by_another_user_or_as_links_neither_block_nor_redirect(
     held.append(live_holder(elsewhere, "mallory@host [667]"))
     before = elsewhere.read_text()
     (key_dir / "link.json").symlink_to(elsewhere)
+    os.lchown(key_dir / "link.json", NOBODY, NOBODY)
     victim = tmp_path / "victim"
     try:
         done = host.run("locking.exclusive")
