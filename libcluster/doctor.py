@@ -2,7 +2,8 @@
 
 Every check reads or is refused: RAPI and NetBox rights are probed with requests the server must
 refuse or reject (a read-write NetBox token POSTs an empty VM, which NetBox rejects as invalid),
-the DNS update has a prerequisite that fails (so the zone is unchanged), etcd is read. The clients
+the DNS update has a prerequisite that fails (so the zone is unchanged), etcd is read (the nodes'
+etcd user's writes are probed in a transaction branch etcd checks but never runs). The clients
 are the library's own, so TLS, credentials and timeouts are the ones every cookbook run uses.
 """
 

@@ -7,7 +7,8 @@ to a lease of ``event_ttl`` seconds so that events nobody consumes disappear, wh
      "instance": "vm1.lab.example", "new_name": "", "node": "node1.lab.example", "time": 1795316410}
 
 ``cluster`` is the cluster's name in the framework's configuration (``--cluster``), written into
-the hook's configuration file by install-hooks; ``new_name`` is set by renames only. The hook
+the hook's configuration file by install-hooks, and must be the key's CLUSTER; ``new_name`` is set by
+renames only. Every field is checked for its type (FIELDS): anything else under the prefix is a bad key. The hook
 script writes it with curl through etcd's v3 JSON gateway, as the nodes' etcd user (allowed to write
 under the prefix only); Python reads it with etcd3gw, as the runner's user (see libcluster.etcd).
 """
