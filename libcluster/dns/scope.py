@@ -69,8 +69,10 @@ class Scope:
 
     def name_in(self, name: dns.name.Name) -> bool:
         """Whether a forward owner name is ours."""
+        if not self._names:
+            return True
         text = name.to_text(omit_final_dot=True).lower()
-        return not self._names or any(fnmatch.fnmatchcase(text, pattern) for pattern in self._names)
+        return any(fnmatch.fnmatchcase(text, pattern) for pattern in self._names)
 
     def address_in(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address | None) -> bool:
         """Whether the reverse records of an address are ours."""
@@ -80,7 +82,7 @@ class Scope:
         """Whether the rrset (name, type) is ours to create, change or delete."""
         if rdtype in FORWARD_TYPES:
             return self.name_in(name)
-        return self.address_in(reverse_address(name, self._zones))
+        return not self._networks or self.address_in(reverse_address(name, self._zones))
 
 
 def reverse_address(name: dns.name.Name, zones: Zones) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

@@ -21,12 +21,11 @@ from libcluster.sync.netbox_dns import Accounted
 logger = logging.getLogger(__name__)
 
 
-def publish(dns: DNS, fqdn: str, addresses: Iterable[str], *, owns: Owns | None = None) -> Diff:
+def publish(dns: DNS, fqdn: str, addresses: Iterable[str], *, owns: Owns) -> Diff:
     """Make fqdn's A/AAAA and PTR records match addresses, check the server answers them; return what changed.
 
-    Records on the server that owns() refuses are left as they are (Diff.left); owns None takes every
-    record of fqdn as ours (makevm: the name was checked free before the run created its records). In
-    dry-run the changes are only recorded and nothing is checked.
+    Records on the server that owns() refuses, or outside the dns.netbox scope, are left as they are
+    (Diff.left). In dry-run the changes are only recorded and nothing is checked.
     """
     diff = dns.set_host(fqdn, addresses, owns=owns)
     if not dns.dry_run:
