@@ -134,6 +134,15 @@ def first_ipv4(ips: Sequence[Mapping[str, Any]]) -> str | None:
                  if ipaddress.ip_interface(str(ip["address"])).version == 4), None)
 
 
+def nic_differs(instance: Mapping[str, Any], ips: Sequence[Mapping[str, Any]]) -> str | None:
+    """How the instance's first NIC IP in Ganeti differs from the IPv4 address NetBox gives it (None: the same, or
+    NetBox gives none, or no NIC)."""
+    netbox_ip, ganeti_ip = first_ipv4(ips), nic_ip(instance)
+    if netbox_ip is None or ganeti_ip == netbox_ip or not instance.get("nic.macs"):
+        return None
+    return f"NIC 0 ip is {ganeti_ip or 'unset'} in Ganeti, NetBox gives {netbox_ip}"
+
+
 def uncarried(given: Sequence[Mapping[str, Any]]) -> list[str]:
     """The allocated addresses Ganeti's one-IP NIC does not carry: every IPv6 one (the NIC carries the IPv4)."""
     return [str(ip["address"]) for ip in given if ipaddress.ip_interface(str(ip["address"])).version == 6]

@@ -3,7 +3,10 @@
 - Ganeti has it: it is recorded by :func:`libcluster.sync.vm.record_instance` (the mapping makevm uses) in
   its primary node's group's cluster. A VM NetBox knows no address of gets its Ganeti NIC IP; without
   one it is recorded without address and reported, unless ``sync.allocate_ips`` asks for an address
-  from its group's prefixes, which Ganeti's NIC then carries too (see :mod:`libcluster.sync.addresses`).
+  from its group's prefixes, which Ganeti's NIC then carries too (see :mod:`libcluster.sync.addresses`);
+  an allocated IPv6 address, which the NIC's one IP cannot hold, is reported. A VM NetBox already gives
+  an IPv4 address that Ganeti's NIC does not have: a NIC without IP carries it when ``sync.allocate_ips``,
+  otherwise the difference is reported (never changed).
   Renamed (``renamed_from``): the old name's records go, then the NetBox VM and its addresses take the
   new name, so they keep their ids and addresses; not while Ganeti still has the old name (then nothing of it changes).
 - Ganeti no longer has it: reported; with ``delete`` its DNS records go first (so a failed DNS update
@@ -222,12 +225,11 @@ class Follower:
     def _match_nic(self, instance: dict[str, Any], ours: Sequence[dict[str, Any]], done: Followed) -> None:
         """A VM NetBox already gives an IPv4 address: Ganeti's NIC without IP carries it when sync.allocate_ips (as
         for a new allocation); a NIC IP that differs, or none without allocate_ips, is reported, never changed."""
-        name, netbox_ip, ganeti_ip = str(instance["name"]), addresses.first_ipv4(ours), addresses.nic_ip(instance)
-        if netbox_ip is None or ganeti_ip == netbox_ip or not sync_vm.nics(instance):
+        name, differs = str(instance["name"]), addresses.nic_differs(instance, ours)
+        if differs is None:
             return
-        if ganeti_ip is None and self.sync.allocate_ips:
-            addresses.carry(self.ganeti, name, ours)
-            done.rows.append(Row("update", "ganeti-nic", name, f"NIC 0 ip -> {netbox_ip} (as in NetBox)"))
+        if addresses.nic_ip(instance) is None and self.sync.allocate_ips:
+            carried = addresses.carry(self.ganeti, name, ours)
+            done.rows.append(Row("update", "ganeti-nic", name, f"NIC 0 ip -> {carried} (as in NetBox)"))
             return
-        done.rows.append(Row("differs", "ganeti-nic", name, f"NIC 0 ip is {ganeti_ip or 'unset'} in Ganeti, "
-                             f"NetBox gives {netbox_ip} (left as is)"))
+        done.rows.append(Row("differs", "ganeti-nic", name, f"{differs} (left as is)"))
