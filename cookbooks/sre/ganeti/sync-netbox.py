@@ -25,7 +25,10 @@ name (only when Ganeti no longer has OLD and NetBox has no VM called FQDN yet), 
 went. Only DNS records NetBox accounts for when the run starts (the names and addresses of the
 addresses of the VMs named FQDN or OLD in the cluster group) are replaced or deleted: any other record
 of the name is left as it is and reported ("kept"); zone apexes, name servers and rrsets outside the
-dns.netbox scope (names, networks) are never touched, not even added. A name in neither Ganeti nor the NetBox cluster group changes nothing, and the run says so.
+dns.netbox scope (names, networks) are never touched, not even added. A name in neither Ganeti nor the
+NetBox cluster group changes nothing, and the run says so. An allocated IPv6 address is reported as not
+carried by Ganeti's NIC (one IP); a NetBox IPv4 address the NIC does not have is carried to a NIC without
+IP when sync.allocate_ips, otherwise reported.
 
 Usage:
   cookbook -d sre.ganeti.sync-netbox --cluster prod1
