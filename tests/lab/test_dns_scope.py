@@ -11,10 +11,7 @@ Everything the tests make is removed at the end, pass or fail.
 
 from __future__ import annotations
 
-import json
-import secrets
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,45 +19,19 @@ import dns.name
 import dns.rdatatype
 import dns.reversename
 import pytest
-import yaml
-from tests.lab.cookbook_lab import ganeti, netbox, remove_test_instance, run_cookbook
+from tests.lab import dns_scope_lab
+from tests.lab.cookbook_lab import remove_test_instance, run_cookbook
 
-from libcluster import config as config_module
-from libcluster.changes import ChangeLog
-from libcluster.dns import DNS
 from libcluster.dns.diff import compute
-from libcluster.dns.records import build
-from libcluster.ganeti import GanetiCluster, RapiNotFoundError
+from libcluster.ganeti import RapiNotFoundError
 from libcluster.lab import topology
-from libcluster.netbox import NetBox
 
 NS = "ns1.lab.example"
 """The lab zones' name server (apex NS of every lab zone)."""
 
 
-@dataclass
-class Env:
-    """The test's configuration, clients, names and free addresses."""
-
-    tmp: Path
-    raw: dict[str, Any]
-    token: str
-    ganeti: GanetiCluster
-    netbox: NetBox
-    dns: DNS
-    free: list[str]
-
-    def name(self, role: str) -> str:
-        """FQDN of a role."""
-        return f"{self.token}-{role}.{topology.DOMAIN}"
-
-    def config(self, label: str = "config", **changes: Any) -> Path:
-        """The test's configuration with some top-level sections replaced."""
-        data = {**json.loads(json.dumps(self.raw)), **changes}
-        path = self.tmp / f"{label}.yaml"
-        path.touch(mode=0o600)
-        path.write_text(yaml.safe_dump(data))
-        return path
+class Env(dns_scope_lab.Env):
+    """The scope tests' environment, with the records and states they compare."""
 
     def dns_scoped(self, *names: str) -> Path:
         """A configuration whose sre.dns.netbox owns only the test's names (and names given) and addresses."""
@@ -95,39 +66,21 @@ class Env:
                 found[name] = None
         return found
 
-    def put(self, entries: list[tuple[str, str]]) -> None:
-        """Hand-made A/AAAA and PTR records for (name, address) entries, straight to the server."""
-        wanted = build(entries, self.dns.zones, 300).records
-        self.dns.apply(compute(wanted, self.dns.current(set(wanted)), self.dns.zones, scope=set(wanted)))
-
 
 @pytest.fixture(scope="module")
 def env(lab: dict[str, Any], lab_config: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     """The test's configuration and clients; its names removed from Ganeti, NetBox and DNS at the end."""
-    for part in ("ganeti", "netbox", "dns", "etcd"):
-        if not (isinstance(lab.get(part), dict) and lab[part].get("up")):
-            pytest.skip(f"lab part {part} is not up")
-    tmp = tmp_path_factory.mktemp("scope")
-    raw = yaml.safe_load(lab_config.read_text())
-    raw.update(logs_base_dir=str(tmp / "logs"), audit_log=str(tmp / "audit.jsonl"))
-    token = f"t-{secrets.token_hex(4)}"
-    client = DNS(config_module.load(lab_config).section("dns"), dry_run=False, changes=ChangeLog(dry_run=False))
-    nb = netbox(lab_config)
-    used = {str(ip["address"]).split("/")[0] for ip in nb.objects("ip-address", parent="198.18.16.0/24")}
-    candidates = [f"198.18.16.{n}" for n in range(200, 251) if f"198.18.16.{n}" not in used]
-    secrets.SystemRandom().shuffle(candidates)
-    free = [a for a in candidates if not client.resolve(dns.reversename.from_address(a).to_text(), "PTR")][:3]
-    environment = Env(tmp=tmp, raw=raw, token=token, ganeti=ganeti(lab_config), netbox=nb, dns=client, free=free)
+    base = dns_scope_lab.make_env(lab, lab_config, tmp_path_factory.mktemp("scope"),
+                                  ("ganeti", "netbox", "dns", "etcd"), addresses=3)
+    environment = Env(**vars(base))
     try:
         yield environment
     finally:
         for role in ("handmade", "gone", "owned", "bare", "alloc"):
-            remove_test_instance(environment.ganeti, nb, environment.name(role))
-            client.remove_host(environment.name(role))
-        for address in free:
-            owner = dns.reversename.from_address(address)
-            current = client.current({(owner, dns.rdatatype.PTR)})
-            client.apply(compute({}, current, client.zones, scope=set(current)))
+            remove_test_instance(environment.ganeti, environment.netbox, environment.name(role))
+            environment.dns.remove_host(environment.name(role))
+        for address in environment.free:
+            environment.clear(address=address)
 
 
 def sync(env: Env, *args: str, config: Path | None = None, dry_run: bool = False) -> Any:

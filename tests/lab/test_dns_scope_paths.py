@@ -11,10 +11,7 @@ time. Everything the tests make is removed at the end, pass or fail.
 
 from __future__ import annotations
 
-import json
-import secrets
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,18 +19,12 @@ import dns.name
 import dns.rdatatype
 import dns.reversename
 import pytest
-import yaml
-from tests.lab.cookbook_lab import Run, ganeti, netbox, remove_test_instance, run_cookbook
+from tests.lab import dns_scope_lab
+from tests.lab.cookbook_lab import Run, remove_test_instance, run_cookbook
 
-from libcluster import config as config_module
-from libcluster.changes import ChangeLog
-from libcluster.dns import DNS, DNSPrerequisiteError
-from libcluster.dns.diff import compute
+from libcluster.dns import DNSPrerequisiteError
 from libcluster.dns.protection import owns_nothing
-from libcluster.dns.records import build
-from libcluster.ganeti import GanetiCluster
 from libcluster.lab import topology
-from libcluster.netbox import NetBox
 from libcluster.sync import dns as sync_dns
 
 ROLES = ("scoped", "gone", "mk", "undo", "retry", "retry2", "dep", "loose")
@@ -41,30 +32,8 @@ OUT_OF_SCOPE = {"names": ["*.vm.lab.example"], "networks": ["10.0.0.0/8"]}
 """A dns.netbox scope the test's names and addresses are outside of."""
 
 
-@dataclass
-class Env:
-    """The test's configuration, clients, names and free addresses."""
-
-    tmp: Path
-    raw: dict[str, Any]
-    token: str
-    ganeti: GanetiCluster
-    netbox: NetBox
-    dns: DNS
-    free: list[str]
-
-    def name(self, role: str) -> str:
-        """FQDN of a role."""
-        return f"{self.token}-{role}.{topology.DOMAIN}"
-
-    def config(self, label: str, dns_changes: dict[str, Any] | None = None, **changes: Any) -> Path:
-        """The test's configuration with some top-level sections replaced and some dns keys changed."""
-        data = {**json.loads(json.dumps(self.raw)), **changes}
-        data["dns"] = {**data["dns"], **(dns_changes or {})}
-        path = self.tmp / f"{label}.yaml"
-        path.touch(mode=0o600)
-        path.write_text(yaml.safe_dump(data))
-        return path
+class Env(dns_scope_lab.Env):
+    """The scope-path tests' environment, with the lookups and NetBox objects they make."""
 
     def a(self, name: str) -> list[str]:
         """The A records the server answers for name."""
@@ -73,11 +42,6 @@ class Env:
     def ptr(self, address: str) -> list[str]:
         """The PTR records the server answers for address."""
         return self.dns.resolve(dns.reversename.from_address(address).to_text(), "PTR")
-
-    def put(self, entries: list[tuple[str, str]]) -> None:
-        """Hand-made A and PTR records for (name, address) entries, straight to the server."""
-        wanted = build(entries, self.dns.zones, 300).records
-        self.dns.apply(compute(wanted, self.dns.current(set(wanted)), self.dns.zones, scope=set(wanted)))
 
     def netbox_vm(self, role: str, address: str) -> tuple[dict[str, Any], dict[str, Any]]:
         """A NetBox VM of cluster A called after role, with eth0 and on it the active address named after it."""
@@ -89,34 +53,14 @@ class Env:
             "assigned_object_type": "virtualization.vminterface", "assigned_object_id": iface["id"]}])
         return vm, ip
 
-    def clear(self, name: str | None = None, address: str | None = None) -> None:
-        """Remove name's A/AAAA and address's PTR from the server, whoever made them (cleanup)."""
-        keys = set()
-        if name:
-            keys |= {(dns.name.from_text(name), rdtype) for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA)}
-        if address:
-            keys.add((dns.reversename.from_address(address), dns.rdatatype.PTR))
-        current = self.dns.current(keys)
-        self.dns.apply(compute({}, current, self.dns.zones, scope=set(current)))
-
 
 @pytest.fixture(scope="module")
 def env(lab: dict[str, Any], lab_config: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     """The test's configuration and clients; its names removed from Ganeti, NetBox and DNS at the end."""
-    for part in ("ganeti", "netbox", "dns"):
-        if not (isinstance(lab.get(part), dict) and lab[part].get("up")):
-            pytest.skip(f"lab part {part} is not up")
-    tmp = tmp_path_factory.mktemp("scope-paths")
-    raw = yaml.safe_load(lab_config.read_text())
-    raw.update(logs_base_dir=str(tmp / "logs"), audit_log=str(tmp / "audit.jsonl"))
-    client = DNS(config_module.load(lab_config).section("dns"), dry_run=False, changes=ChangeLog(dry_run=False))
-    nb = netbox(lab_config)
-    used = {str(ip["address"]).split("/")[0] for ip in nb.objects("ip-address", parent="198.18.16.0/24")}
-    candidates = [f"198.18.16.{n}" for n in range(200, 251) if f"198.18.16.{n}" not in used]
-    secrets.SystemRandom().shuffle(candidates)
-    free = [a for a in candidates if not client.resolve(dns.reversename.from_address(a).to_text(), "PTR")][:8]
-    environment = Env(tmp=tmp, raw=raw, token=f"t-{secrets.token_hex(4)}", ganeti=ganeti(lab_config), netbox=nb,
-                      dns=client, free=free)
+    base = dns_scope_lab.make_env(lab, lab_config, tmp_path_factory.mktemp("scope-paths"),
+                                  ("ganeti", "netbox", "dns"), addresses=8)
+    environment = Env(**vars(base))
+    nb = environment.netbox
     try:
         yield environment
     finally:
@@ -125,7 +69,7 @@ def env(lab: dict[str, Any], lab_config: Path, tmp_path_factory: pytest.TempPath
                 environment.clear(address=str(ip["address"]).split("/")[0])
             remove_test_instance(environment.ganeti, nb, environment.name(role))
             environment.clear(environment.name(role))
-        for address in free:
+        for address in environment.free:
             environment.clear(address=address)
 
 
