@@ -42,6 +42,7 @@ from libcluster.ganeti.jobs import timestamp
 from libcluster.lab import topology
 from libcluster.lab.common import Lab
 from libcluster.netbox import NetBox
+from libcluster.dns.protection import owns_everything
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "makevm.txt"
@@ -117,7 +118,7 @@ def remove(cluster: GanetiCluster, netbox: NetBox, dns: DNS, fqdn: str) -> float
     leftover = netbox.objects("ip-address", dns_name=fqdn)
     if leftover:
         netbox.release_ips(leftover)
-    dns.remove_host(fqdn)
+    dns.remove_host(fqdn, owns=owns_everything)
     return time.monotonic() - started
 
 

@@ -99,7 +99,7 @@ class DNS:
     # Differences
 
     def diff(self, wanted: Records, *, zones: Iterable[str | dns.name.Name] | None = None,
-             keep: Keep | None = None, owns: Owns | None = None) -> Diff:
+             keep: Keep | None = None, owns: Owns) -> Diff:
         """What to change so the given zones (default: all configured) hold exactly the wanted managed rrsets.
 
         The zones are read by AXFR. The zone apex, the names of its NS rrsets (delegations and the names
@@ -118,7 +118,7 @@ class DNS:
                        if _among(self.zones.zone_of_folded(key[0]), origins)}
         return compute(want, found, self.zones, keep=keep, guard=guard(protection, self.scope, owns))
 
-    def host_diff(self, fqdn: str, addresses: Iterable[str], *, owns: Owns | None = None) -> Diff:
+    def host_diff(self, fqdn: str, addresses: Iterable[str], *, owns: Owns) -> Diff:
         """What to change so fqdn has exactly these addresses, with PTRs; PTRs of its old addresses go too.
 
         Only this host's rrsets are read (direct queries), so this is cheap for one VM. An old address's
@@ -172,15 +172,15 @@ class DNS:
                     applied += len(batch)
         return sent
 
-    def set_host(self, fqdn: str, addresses: Iterable[str], *, owns: Owns | None = None) -> Diff:
+    def set_host(self, fqdn: str, addresses: Iterable[str], *, owns: Owns) -> Diff:
         """Make fqdn's A/AAAA and PTR records match addresses (see host_diff) and return what changed."""
         diff = self.host_diff(fqdn, addresses, owns=owns)
         self.apply(diff)
         return diff
 
-    def remove_host(self, fqdn: str) -> Diff:
-        """Remove fqdn's A/AAAA records and the PTRs of its addresses (all taken as ours); returns what changed."""
-        return self.set_host(fqdn, [])
+    def remove_host(self, fqdn: str, *, owns: Owns) -> Diff:
+        """Remove fqdn's A/AAAA records and the PTRs of its addresses that owns() accepts; returns what changed."""
+        return self.set_host(fqdn, [], owns=owns)
 
     # Internals
 

@@ -22,6 +22,7 @@ from libcluster.hooks.events import DEFAULT_PREFIX, EventStore, HookSettings
 from libcluster.lab import topology
 from libcluster.netbox import NetBox
 from libcluster.remote import Remote
+from libcluster.dns.protection import owns_everything
 
 
 @dataclass
@@ -80,4 +81,4 @@ def hooks_env(lab: dict[str, Any], lab_config: Path, tmp: Path, token: str, **ho
 def remove_everything(env: Env, name: str) -> None:
     """Whatever exists of name in Ganeti, NetBox and DNS goes (cleanup)."""
     remove_test_instance(env.ganeti, env.netbox, name)
-    env.dns.remove_host(name)
+    env.dns.remove_host(name, owns=owns_everything)

@@ -24,6 +24,7 @@ from libcluster.changes import ChangeLog
 from libcluster.config import Section
 from libcluster.dns import DNS, DNSAuthError, DNSPrerequisiteError
 from libcluster.lab import topology
+from libcluster.dns.protection import owns_everything
 
 FORWARD = topology.DOMAIN
 V4_REVERSE, V6_REVERSE = topology.DNS_ZONES[1], topology.DNS_ZONES[3]
@@ -54,7 +55,7 @@ def hosts(dns_part: dict[str, Any]) -> Iterator[list[str]]:
     yield names
     cleaner = DNS(config(dns_part), dry_run=False, changes=ChangeLog(dry_run=False))
     for name in names:
-        cleaner.remove_host(name)
+        cleaner.remove_host(name, owns=owns_everything)
 
 
 def address(tag: str, index: int, version: int) -> str:
@@ -71,7 +72,7 @@ def test_add_and_remove_a_aaaa_ptr_moves_the_serials(dns_part: dict[str, Any], h
     hosts.append(fqdn)
     v4, v6 = address(tag, 0, 4), address(tag, 0, 6)
     before = {zone: client.serial(zone) for zone in (FORWARD, V4_REVERSE, V6_REVERSE)}
-    diff = client.set_host(fqdn, [v4, v6])
+    diff = client.set_host(fqdn, [v4, v6], owns=owns_everything)
     assert diff.counts() == {"add": 4, "replace": 0, "delete": 0}
     assert client.messages_sent == 3
     after_add = {zone: client.serial(zone) for zone in before}
@@ -80,10 +81,10 @@ def test_add_and_remove_a_aaaa_ptr_moves_the_serials(dns_part: dict[str, Any], h
     assert client.resolve(fqdn, "AAAA") == [v6]
     assert client.resolve(ipaddress.ip_address(v4).reverse_pointer, "PTR") == [f"{fqdn}."]
     assert client.resolve(ipaddress.ip_address(v6).reverse_pointer, "PTR") == [f"{fqdn}."]
-    assert len(client.host_diff(fqdn, [v4, v6])) == 0
+    assert len(client.host_diff(fqdn, [v4, v6], owns=owns_everything)) == 0
     assert [entry.action for entry in changes.changes] == ["record-add"] * 4
 
-    removed = client.remove_host(fqdn)
+    removed = client.remove_host(fqdn, owns=owns_everything)
     assert removed.counts() == {"add": 0, "replace": 0, "delete": 4}
     after_remove = {zone: client.serial(zone) for zone in before}
     assert all(after_remove[zone] > after_add[zone] for zone in before)
@@ -100,10 +101,10 @@ def test_a_zone_diff_applied_converges_in_few_messages(dns_part: dict[str, Any],
         return name not in {key[0] for key in wanted}
 
     zones = [FORWARD, V6_REVERSE]
-    diff = client.diff(wanted, zones=zones, keep=not_ours)
+    diff = client.diff(wanted, zones=zones, keep=not_ours, owns=owns_everything)
     assert diff.counts() == {"add": 120, "replace": 0, "delete": 0}
     assert client.apply(diff) == 2
-    assert len(client.diff(wanted, zones=zones, keep=not_ours)) == 0
+    assert len(client.diff(wanted, zones=zones, keep=not_ours, owns=owns_everything)) == 0
     read = client.zone_records(FORWARD)
     assert all(read[key] == rrset for key, rrset in wanted.items() if key in read)
     # Snippets of what the server holds round-trip through dnspython's parser.
@@ -127,7 +128,7 @@ def test_a_concurrent_change_fails_the_prerequisite_and_is_not_overwritten(
     fqdn = f"race-{tag}.{FORWARD}"
     hosts.append(fqdn)
     mine, theirs = address(tag, 1, 4), address(tag, 2, 4)
-    diff = client.host_diff(fqdn, [mine])
+    diff = client.host_diff(fqdn, [mine], owns=owns_everything)
     _sneak(dns_part, FORWARD, f"{fqdn}.", "A", theirs)
     with pytest.raises(DNSPrerequisiteError, match="YXRRSET") as caught:
         client.apply(diff)
@@ -135,7 +136,7 @@ def test_a_concurrent_change_fails_the_prerequisite_and_is_not_overwritten(
     assert client.resolve(fqdn, "A") == [theirs]
 
     # A replace planned on the old value fails too once the value changed again.
-    diff = client.host_diff(fqdn, [mine])
+    diff = client.host_diff(fqdn, [mine], owns=owns_everything)
     assert diff.counts()["replace"] == 1
     _sneak(dns_part, FORWARD, f"{fqdn}.", "A", address(tag, 3, 4))
     with pytest.raises(DNSPrerequisiteError, match="NXRRSET"):
@@ -155,7 +156,7 @@ def test_a_wrong_tsig_key_is_refused_with_a_clear_error(dns_part: dict[str, Any]
     serial = client.serial(FORWARD)
     expected = "wrong secret" if change == "secret" else "does not know TSIG key"
     with pytest.raises(DNSAuthError, match=expected) as caught:
-        client.set_host(fqdn, [address(tag, 4, 4)])
+        client.set_host(fqdn, [address(tag, 4, 4)], owns=owns_everything)
     with pytest.raises(DNSAuthError, match=expected):
         client.zone_records(FORWARD)
     for secret in (wrong_secret, dns_part["tsig_secret"]):
@@ -170,9 +171,10 @@ def test_dry_run_reads_and_records_but_changes_no_zone(dns_part: dict[str, Any],
     fqdn = f"dryrun-{tag}.{FORWARD}"
     hosts.append(fqdn)
     serials = {zone: client.serial(zone) for zone in dns_part["zones"]}
-    diff = client.set_host(fqdn, [address(tag, 5, 4), address(tag, 5, 6)])
+    diff = client.set_host(fqdn, [address(tag, 5, 4), address(tag, 5, 6)], owns=owns_everything)
     wanted = client.records([(fqdn, address(tag, 6, 4))]).records
-    zone_diff = client.diff(wanted, zones=[FORWARD, V4_REVERSE], keep=lambda name, rdtype: True)
+    zone_diff = client.diff(wanted, zones=[FORWARD, V4_REVERSE], keep=lambda name, rdtype: True,
+                            owns=owns_everything)
     client.apply(zone_diff)
     assert len(diff) == 4 and len(zone_diff) == 2
     assert {zone: client.serial(zone) for zone in serials} == serials

@@ -25,6 +25,7 @@ from tests.lab.cookbook_lab import remove_test_instance, run_cookbook
 from libcluster.dns.diff import compute
 from libcluster.ganeti import RapiNotFoundError
 from libcluster.lab import topology
+from libcluster.dns.protection import owns_everything
 
 NS = "ns1.lab.example"
 """The lab zones' name server (apex NS of every lab zone)."""
@@ -78,7 +79,7 @@ def env(lab: dict[str, Any], lab_config: Path, tmp_path_factory: pytest.TempPath
     finally:
         for role in ("handmade", "gone", "owned", "bare", "alloc"):
             remove_test_instance(environment.ganeti, environment.netbox, environment.name(role))
-            environment.dns.remove_host(environment.name(role))
+            environment.dns.remove_host(environment.name(role), owns=owns_everything)
         for address in environment.free:
             environment.clear(address=address)
 
@@ -231,7 +232,7 @@ def test_a_hand_made_instance_without_nic_ip_gets_no_address_unless_allocation_a
 def test_one_host_changes_never_touch_the_zone_apex_or_its_name_server_on_the_real_server(env: Env) -> None:
     for name, reason in ((NS, "address of a name server of the zone"), (topology.DOMAIN, "zone apex")):
         before = env.records(name)
-        diff = env.dns.set_host(name, [env.free[2]])
+        diff = env.dns.set_host(name, [env.free[2]], owns=owns_everything)
         assert [(item.rrset.name.to_text(), item.reason) for item in diff.left] == [(f"{name}.", reason)]
         assert all(change.name.to_text() != f"{name}." for change in diff)
         assert env.records(name)[f"{name} A"] == before[f"{name} A"]

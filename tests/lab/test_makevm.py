@@ -41,6 +41,7 @@ from libcluster.lab import topology
 from libcluster.lab.clusterfs import ClusterPaths
 from libcluster.lab.common import Lab
 from libcluster.netbox import NetBox
+from libcluster.dns.protection import owns_everything
 
 REPO = Path(__file__).resolve().parents[2]
 COOKBOOK = REPO / ".venv" / "bin" / "cookbook"
@@ -107,7 +108,7 @@ def remove_everything(env: Env, fqdn: str, addresses: list[str]) -> None:
     addresses = addresses + [str(ip["address"]) for ip in ips]
     if ips:
         env.netbox.release_ips(ips)
-    env.dns.remove_host(fqdn)
+    env.dns.remove_host(fqdn, owns=owns_everything)
     stale = {key for key in ptr_keys(addresses) if pointing_to(env, key, fqdn)}
     env.dns.apply(compute({}, env.dns.current(stale), env.dns.zones, scope=stale))
 

@@ -22,7 +22,7 @@ from libcluster.changes import ChangeLog
 from libcluster.config import Section
 from libcluster.dns import DNS, DNSAuthError, DNSPrerequisiteError, DNSUnavailable
 from libcluster.dns.diff import compute
-from libcluster.dns.protection import NOT_OURS
+from libcluster.dns.protection import NOT_OURS, owns_everything
 from libcluster.dns.scope import OUTSIDE
 from libcluster.dns.server import Server, _Frames
 from libcluster.errors import ConfigError
@@ -180,7 +180,7 @@ def test_host_diff_moves_records_leaves_a_reassigned_ptr_alone_and_what_is_not_o
 
     monkeypatch.setattr(Server, "query", query)
     monkeypatch.setattr(Server, "authority", authority)
-    diff = client.host_diff("vm.lab.example", ["198.18.16.7"])
+    diff = client.host_diff("vm.lab.example", ["198.18.16.7"], owns=owns_everything)
     assert diff.lines() == [
         "zone 16.18.198.in-addr.arpa.:",
         "  - 5.16.18.198.in-addr.arpa. 300 PTR vm.lab.example.",
@@ -199,9 +199,11 @@ def test_host_diff_moves_records_leaves_a_reassigned_ptr_alone_and_what_is_not_o
         f"{NOT_OURS}",
     ]
     served[("ns1.lab.example.", "A")] = ["198.18.16.53"]
-    assert [item.reason for item in client.host_diff("ns1.lab.example", ["198.18.16.9"]).left] == [
+    name_server = client.host_diff("ns1.lab.example", ["198.18.16.9"], owns=owns_everything)
+    assert [item.reason for item in name_server.left] == [
         "address of a name server of the zone"]
-    assert [item.reason for item in client.host_diff("lab.example", ["198.18.16.9"]).left] == ["zone apex"]
+    apex = client.host_diff("lab.example", ["198.18.16.9"], owns=owns_everything)
+    assert [item.reason for item in apex.left] == ["zone apex"]
 
 
 def test_nothing_outside_the_dns_netbox_scope_is_added_changed_or_deleted(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -215,12 +217,11 @@ def test_nothing_outside_the_dns_netbox_scope_is_added_changed_or_deleted(monkey
 
     monkeypatch.setattr(Server, "query", query)
     monkeypatch.setattr(Server, "authority", lambda server, name: (set(), set()))
-    everything = lambda name, rdtype, rrset: True  # noqa: E731 - NetBox accounts for all of it
-    outside = client.host_diff("db1.lab.example", ["198.18.16.7"], owns=everything)
+    outside = client.host_diff("db1.lab.example", ["198.18.16.7"], owns=owns_everything)
     assert list(outside) == []
     assert sorted((item.rrset.name.to_text(), item.reason) for item in outside.left) == [
         ("7.16.18.198.in-addr.arpa.", OUTSIDE), ("db1.lab.example.", OUTSIDE)]
-    inside = client.host_diff("db1.vm.lab.example", ["198.18.16.7", "198.18.16.77"], owns=everything)
+    inside = client.host_diff("db1.vm.lab.example", ["198.18.16.7", "198.18.16.77"], owns=owns_everything)
     assert [change.describe() for change in inside] == [
         "+ 77.16.18.198.in-addr.arpa. 300 PTR db1.vm.lab.example.",
         "+ db1.vm.lab.example. 300 A 198.18.16.7 198.18.16.77"]
