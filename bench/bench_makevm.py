@@ -37,12 +37,12 @@ from pathlib import Path
 from libcluster import config as config_module
 from libcluster.changes import ChangeLog
 from libcluster.dns import DNS
+from libcluster.dns.protection import owns_everything
 from libcluster.ganeti import GanetiCluster, RapiNotFoundError, connect
 from libcluster.ganeti.jobs import timestamp
 from libcluster.lab import topology
 from libcluster.lab.common import Lab
 from libcluster.netbox import NetBox
-from libcluster.dns.protection import owns_everything
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "makevm.txt"

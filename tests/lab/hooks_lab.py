@@ -17,12 +17,12 @@ from tests.lab.cookbook_lab import remove_test_instance
 from libcluster import config as config_module
 from libcluster.changes import ChangeLog
 from libcluster.dns import DNS
+from libcluster.dns.protection import owns_everything
 from libcluster.ganeti import GanetiCluster, connect
 from libcluster.hooks.events import DEFAULT_PREFIX, EventStore, HookSettings
 from libcluster.lab import topology
 from libcluster.netbox import NetBox
 from libcluster.remote import Remote
-from libcluster.dns.protection import owns_everything
 
 
 @dataclass

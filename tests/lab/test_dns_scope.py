@@ -23,9 +23,9 @@ from tests.lab import dns_scope_lab
 from tests.lab.cookbook_lab import remove_test_instance, run_cookbook
 
 from libcluster.dns.diff import compute
+from libcluster.dns.protection import owns_everything
 from libcluster.ganeti import RapiNotFoundError
 from libcluster.lab import topology
-from libcluster.dns.protection import owns_everything
 
 NS = "ns1.lab.example"
 """The lab zones' name server (apex NS of every lab zone)."""

@@ -36,12 +36,12 @@ from libcluster import ganeti
 from libcluster.changes import ChangeLog
 from libcluster.dns import DNS
 from libcluster.dns.diff import compute
+from libcluster.dns.protection import owns_everything
 from libcluster.ganeti import GanetiCluster, RapiNotFoundError
 from libcluster.lab import topology
 from libcluster.lab.clusterfs import ClusterPaths
 from libcluster.lab.common import Lab
 from libcluster.netbox import NetBox
-from libcluster.dns.protection import owns_everything
 
 REPO = Path(__file__).resolve().parents[2]
 COOKBOOK = REPO / ".venv" / "bin" / "cookbook"
