@@ -63,6 +63,11 @@ class HookSettings:
     cron_file: str = "/etc/cron.d/cookbook-event"
     """cron.d entry install-hooks writes on each node to send its spool every minute ("" for none)."""
 
+    @staticmethod
+    def configured(config: Section) -> bool:
+        """Whether hook events are configured at all: an etcd URL in the hooks or the locks section."""
+        return config.section("hooks", {}).has("etcd_url") or config.section("locks", {}).has("etcd_url")
+
     @classmethod
     def from_config(cls, config: Section) -> HookSettings:
         """Read the `hooks` section (etcd_* default to locks.etcd_*; a URL is needed in one of them).
@@ -73,7 +78,7 @@ class HookSettings:
         """
         section = config.section("hooks", {})
         locks = config.section("locks", {})
-        if not (section.has("etcd_url") or locks.has("etcd_url")):
+        if not cls.configured(config):
             raise ConfigError(f"{config.source}: hook events need hooks.etcd_url (or locks.etcd_url)")
         agent = EtcdAccess.from_section(section, fallback=EtcdAccess.from_section(locks) if locks.has("etcd_url")
                                         else None)

@@ -123,11 +123,6 @@ def trusted_fingerprint(given: str | None, device: dict[str, Any], fqdn: str) ->
     return TrustedFingerprint(None, "the operator")
 
 
-def hooks_configured(config: Any) -> bool:
-    """Whether hook events are configured at all (an etcd URL in hooks or locks): else addnode skips the hooks."""
-    return config.section("hooks", {}).has("etcd_url") or config.section("locks", {}).has("etcd_url")
-
-
 def new_errors(before: VerifyResult, after: VerifyResult) -> list[VerifyIssue]:
     """Errors of `after` that `before` did not have (same code on the same item), i.e. those the change caused."""
     known = {(issue.code, issue.item) for issue in before.errors}
@@ -183,7 +178,7 @@ class AddNode(CookbookBase):
                                   f"(group {groups.get(node.get('group.uuid'), '?')}): nothing to do")
         target = netbox_target(self.ctx.netbox(), settings, args.group, args.fqdn)
         trusted = trusted_fingerprint(args.ssh_host_key_fingerprint, target.device, args.fqdn)
-        hooks = hooks_configured(self.ctx.config)
+        hooks = HookSettings.configured(self.ctx.config)
         if hooks:
             HookSettings.from_config(self.ctx.config)  # a broken hooks section stops the run before any change
         return AddNodeRunner(self.ctx, cluster, settings, args.group, args.fqdn, target, trusted, hooks=hooks)
