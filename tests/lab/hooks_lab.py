@@ -5,7 +5,11 @@ events under a prefix of its own, its clients and event store) and the removal o
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +54,28 @@ class Env:
         """Audit records written by the agent's runs."""
         path = Path(self.raw["audit_log"])
         return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+AGENT = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "cookbook-hooks-agent"
+
+
+@contextmanager
+def running_agent(config: Path, token: str, log_file: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """cookbook-hooks-agent on config, limited to the token's instances, logging to log_file (emptied first);
+    stopped with SIGTERM (killed after 30 s) at the end, its log printed for the test output."""
+    with log_file.open("w") as log:
+        process = subprocess.Popen([str(AGENT), "-c", str(config), "--instances", f"{token}*"], stdout=log,
+                                   stderr=subprocess.STDOUT)
+    try:
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        print(log_file.read_text())
 
 
 def hooks_env(lab: dict[str, Any], lab_config: Path, tmp: Path, token: str, **hooks: Any) -> Env:

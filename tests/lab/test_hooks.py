@@ -14,9 +14,7 @@ import json
 import os
 import secrets
 import shlex
-import signal
 import socket
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,14 +23,12 @@ from typing import Any
 import dns.reversename
 import pytest
 from tests.lab.cookbook_lab import run_cookbook
-from tests.lab.hooks_lab import Env, hooks_env, remove_everything
+from tests.lab.hooks_lab import Env, hooks_env, remove_everything, running_agent
 
 from libcluster import config as config_module
 from libcluster.lab import topology
 from libcluster.locks import from_config
 
-REPO = Path(__file__).resolve().parents[2]
-AGENT = REPO / ".venv" / "bin" / "cookbook-hooks-agent"
 FOLLOW_TIMEOUT = 60
 """Seconds for a hand-made change to reach NetBox and DNS (hook, etcd, agent, sync): about 3 s when idle."""
 
@@ -68,20 +64,11 @@ def env(lab: dict[str, Any], lab_config: Path, tmp_path_factory: pytest.TempPath
     environment = hooks_env(lab, lab_config, tmp_path_factory.mktemp("hooks"), token, poll=1, spool_dir=spool_dir)
     config, raw, remote = environment.config, environment.raw, environment.remote
     assert run_cookbook(config, "sre.ganeti.install-hooks", "--cluster", topology.CLUSTER).returncode == 0
-    with environment.agent_log.open("w") as log:
-        agent = subprocess.Popen([str(AGENT), "-c", str(config), "--instances", f"{token}*"], stdout=log,
-                                 stderr=subprocess.STDOUT)
     try:
-        wait_for("the agent to watch", lambda: "Watching hook events" in environment.agent_log.read_text(), 30)
-        yield environment
+        with running_agent(config, token, environment.agent_log):
+            wait_for("the agent to watch", lambda: "Watching hook events" in environment.agent_log.read_text(), 30)
+            yield environment
     finally:
-        agent.send_signal(signal.SIGTERM)
-        try:
-            agent.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            agent.kill()
-            agent.wait()
-        print(environment.agent_log.read_text())
         run_cookbook(config, "sre.ganeti.install-hooks", "--cluster", topology.CLUSTER, "--remove")
         nodes = sorted(str(node["name"]) for node in environment.ganeti.nodes(bulk=True))
         remote.hosts(nodes).run_sync(f"rm -rf {shlex.quote(raw['hooks']['spool_dir'])}", timeout=60)

@@ -24,7 +24,6 @@ import json
 import os
 import secrets
 import shlex
-import signal
 import socket
 import subprocess
 import threading
@@ -35,10 +34,10 @@ from pathlib import Path
 import pytest
 import yaml
 from tests.lab.cookbook_lab import run_cookbook
-from tests.lab.hooks_lab import Env
+from tests.lab.hooks_lab import Env, running_agent
 from tests.lab.test_doctor import _copy as doctor_copy
 from tests.lab.test_doctor import _doctor as run_doctor
-from tests.lab.test_hooks import AGENT, hooks_to_ourselves, wait_for  # noqa: F401 - fixture used by name
+from tests.lab.test_hooks import hooks_to_ourselves, wait_for  # noqa: F401 - fixture used by name
 from tests.lab.test_hooks_agent_trust import env, node_etcd, syncs  # noqa: F401 - fixtures used by name
 
 from libcluster import config as config_module
@@ -69,20 +68,8 @@ def event_text(instance: str, **fields: object) -> str:
 @pytest.fixture
 def agent(env: Env) -> Iterator[subprocess.Popen[bytes]]:  # noqa: F811
     """cookbook-hooks-agent running on this module's prefix and instances (stopped by its PID at the end)."""
-    env.agent_log.write_text("")
-    with env.agent_log.open("a") as log:
-        process = subprocess.Popen([str(AGENT), "-c", str(env.config), "--instances", f"{env.token}*"], stdout=log,
-                                   stderr=subprocess.STDOUT)
-    try:
+    with running_agent(env.config, env.token, env.agent_log) as process:
         yield process
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        print(env.agent_log.read_text())
 
 
 def keys(env: Env) -> list[str]:  # noqa: F811
