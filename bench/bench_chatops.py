@@ -32,9 +32,9 @@ from pathlib import Path
 import yaml
 
 from libcluster.chatops.probe import IrcProbe
-from libcluster.lab import tls, topology
-from libcluster.lab.clusterfs import ClusterPaths
-from libcluster.lab.common import Lab
+from cookbook_lab import tls, topology
+from cookbook_lab.clusterfs import ClusterPaths
+from cookbook_lab.common import Lab
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"

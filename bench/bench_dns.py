@@ -26,7 +26,7 @@ from pathlib import Path
 from libcluster import config as config_module
 from libcluster.changes import ChangeLog
 from libcluster.dns import DNS, Records
-from libcluster.lab import topology
+from cookbook_lab import topology
 from libcluster.sync import netbox_dns
 from libcluster.dns.protection import Owns
 from libcluster.sync.netbox_dns import Accounted, DNSSyncSettings, Scope

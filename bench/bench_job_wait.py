@@ -27,7 +27,7 @@ from libcluster import config as config_module
 from libcluster.changes import ChangeLog
 from libcluster.ganeti import GanetiCluster, JobFailedError, connect
 from libcluster.ganeti.jobs import FINALIZED, Job, timestamp
-from libcluster.lab.common import Lab
+from cookbook_lab.common import Lab
 
 RESULTS = Path(__file__).resolve().parent / "results" / "job_wait.txt"
 

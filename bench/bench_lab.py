@@ -20,8 +20,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from libcluster.lab import cli, inventory
-from libcluster.lab.common import Lab
+from cookbook_lab import cli, inventory
+from cookbook_lab.common import Lab
 
 RESULTS = Path(__file__).resolve().parent / "results" / "lab.txt"
 

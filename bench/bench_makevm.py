@@ -40,8 +40,8 @@ from libcluster.dns import DNS
 from libcluster.dns.protection import owns_everything
 from libcluster.ganeti import GanetiCluster, RapiNotFoundError, connect
 from libcluster.ganeti.jobs import timestamp
-from libcluster.lab import topology
-from libcluster.lab.common import Lab
+from cookbook_lab import topology
+from cookbook_lab.common import Lab
 from libcluster.netbox import NetBox
 
 REPO = Path(__file__).resolve().parents[1]

@@ -38,8 +38,8 @@ def lab() -> dict[str, Any]:
         if mode == "require":
             pytest.fail("lab tests need root (COOKBOOK_LAB=require)")
         pytest.skip("lab tests need root")
-    from libcluster.lab import cli, configfile
-    from libcluster.lab.common import Lab
+    from cookbook_lab import cli, configfile
+    from cookbook_lab.common import Lab
 
     lab_ = Lab()
     if mode != "running":

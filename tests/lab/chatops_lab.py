@@ -19,8 +19,8 @@ from libcluster.chatops.argcheck import cookbook_dirs
 from libcluster.chatops.core import Chatops
 from libcluster.chatops.irc_bot import ChatopsBot
 from libcluster.chatops.probe import IrcProbe
-from libcluster.lab import ircd
-from libcluster.lab.common import Lab
+from cookbook_lab import ircd
+from cookbook_lab.common import Lab
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures"

@@ -23,7 +23,7 @@ from libcluster.dns import DNS
 from libcluster.dns.diff import compute
 from libcluster.dns.records import build
 from libcluster.ganeti import GanetiCluster
-from libcluster.lab import topology
+from cookbook_lab import topology
 from libcluster.netbox import NetBox
 
 

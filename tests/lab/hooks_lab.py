@@ -24,7 +24,7 @@ from libcluster.dns import DNS
 from libcluster.dns.protection import owns_everything
 from libcluster.ganeti import GanetiCluster, connect
 from libcluster.hooks.events import DEFAULT_PREFIX, EventStore, HookSettings
-from libcluster.lab import topology
+from cookbook_lab import topology
 from libcluster.netbox import NetBox
 from libcluster.remote import Remote
 

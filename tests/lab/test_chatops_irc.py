@@ -24,7 +24,7 @@ import pytest
 from libcluster.chatops.core import Chatops
 from libcluster.chatops.probe import IrcProbe, Message
 from libcluster.ganeti import RapiNotFoundError
-from libcluster.lab import topology
+from cookbook_lab import topology
 from tests.lab.chatops_lab import REPO, client, irc_part, irc_section, pam_logins, running_bot, write_config
 from tests.lab.test_makevm import Env, assert_nothing_left, env, remove_everything  # noqa: F401 - env is a fixture
 

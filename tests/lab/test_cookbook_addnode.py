@@ -5,7 +5,7 @@ without any (-y) and a spoofed node (other host keys) are refused before anythin
 
 node5's true host key is read from its lab directory (what an operator reads on the node's console).
 The spare is always put back as the lab prepares it: out of the cluster, no Ganeti daemon, the members'
-root keys authorized again (libcluster.lab.cluster.authorize_spares), its NetBox device in no cluster, no
+root keys authorized again (cookbook_lab.cluster.authorize_spares), its NetBox device in no cluster, no
 host key pinned for it and no hooks on it.
 """
 
@@ -34,10 +34,10 @@ from cookbooks.sre.ganeti._hostkeys import GANETI_KNOWN_HOSTS, ROOT_KNOWN_HOSTS,
 from tests.lab.cookbook_interrupt import run_interrupted
 from libcluster.ganeti import GanetiCluster, RapiNotFoundError
 from libcluster.hooks import install
-from libcluster.lab import netns, sshd, topology
-from libcluster.lab import cluster as lab_cluster
-from libcluster.lab.clusterfs import ClusterPaths
-from libcluster.lab.common import Lab
+from cookbook_lab import netns, sshd, topology
+from cookbook_lab import cluster as lab_cluster
+from cookbook_lab.clusterfs import ClusterPaths
+from cookbook_lab.common import Lab
 from libcluster.remote import HostStatus
 
 ADDNODE = "sre.ganeti.addnode"

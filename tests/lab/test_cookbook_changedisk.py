@@ -26,9 +26,9 @@ from libcluster.chatops import settings as chatops_settings
 from libcluster.chatops.argcheck import cookbook_dirs
 from libcluster.chatops.core import Chatops
 from libcluster.ganeti import GanetiCluster
-from libcluster.lab import topology
-from libcluster.lab.clusterfs import FILE_STORAGE_DIR, ClusterPaths
-from libcluster.lab.common import Lab
+from cookbook_lab import topology
+from cookbook_lab.clusterfs import FILE_STORAGE_DIR, ClusterPaths
+from cookbook_lab.common import Lab
 
 CHANGEDISK = "sre.ganeti.changedisk"
 CONVERTING = "Converting disk template from 'file' to 'sharedfile'"

@@ -25,9 +25,9 @@ from tests.lab.cookbook_lab import (  # noqa: F401 - cluster and new_instance ar
     run_cookbook,
 )
 from libcluster.ganeti import GanetiCluster
-from libcluster.lab import topology
-from libcluster.lab.clusterfs import ClusterPaths
-from libcluster.lab.common import Lab
+from cookbook_lab import topology
+from cookbook_lab.clusterfs import ClusterPaths
+from cookbook_lab.common import Lab
 
 REBOOT = "sre.ganeti.reboot-vm"
 

@@ -24,7 +24,7 @@ from libcluster.changes import ChangeLog
 from libcluster.config import Section
 from libcluster.dns import DNS, DNSAuthError, DNSPrerequisiteError
 from libcluster.dns.protection import owns_everything
-from libcluster.lab import topology
+from cookbook_lab import topology
 
 FORWARD = topology.DOMAIN
 V4_REVERSE, V6_REVERSE = topology.DNS_ZONES[1], topology.DNS_ZONES[3]

@@ -32,7 +32,7 @@ from libcluster.changes import ChangeLog
 from libcluster.dns import DNS, Records
 from libcluster.dns.diff import compute
 from libcluster.dns.records import build
-from libcluster.lab import topology
+from cookbook_lab import topology
 from libcluster.netbox import NetBox
 from libcluster.sync.netbox_dns import DNSSyncSettings, Scope
 from tests.lab.cookbook_lab import run_cookbook

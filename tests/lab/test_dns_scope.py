@@ -25,7 +25,7 @@ from tests.lab.cookbook_lab import remove_test_instance, run_cookbook
 from libcluster.dns.diff import compute
 from libcluster.dns.protection import owns_everything
 from libcluster.ganeti import RapiNotFoundError
-from libcluster.lab import topology
+from cookbook_lab import topology
 
 NS = "ns1.lab.example"
 """The lab zones' name server (apex NS of every lab zone)."""

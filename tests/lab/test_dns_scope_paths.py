@@ -24,7 +24,7 @@ from tests.lab.cookbook_lab import Run, remove_test_instance, run_cookbook
 
 from libcluster.dns import DNSPrerequisiteError
 from libcluster.dns.protection import owns_nothing
-from libcluster.lab import topology
+from cookbook_lab import topology
 from libcluster.sync import dns as sync_dns
 
 ROLES = ("scoped", "gone", "mk", "undo", "retry", "retry2", "dep", "loose")

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from libcluster.lab import topology
+from cookbook_lab import topology
 from tests.lab.cookbook_lab import Run, netbox, planned_only, run_cookbook
 
 ZONE = topology.DOMAIN

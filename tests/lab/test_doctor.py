@@ -108,8 +108,8 @@ def test_doctor_names_a_wrong_tsig_secret_and_a_readable_config(lab_config: Path
 
 def test_doctor_names_a_stopped_knot(lab_config: Path) -> None:
     """The lab's own Knot really stopped (for a second, then started again with its zones): one red line, the fix."""
-    from libcluster.lab import knot
-    from libcluster.lab.common import Lab
+    from cookbook_lab import knot
+    from cookbook_lab.common import Lab
 
     data = yaml.safe_load(lab_config.read_text())
     where = f"{data['dns']['server']}@{data['dns']['port']}"

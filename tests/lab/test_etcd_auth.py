@@ -19,7 +19,7 @@ from libcluster import config as config_module
 from libcluster.changes import ChangeLog
 from libcluster.etcd import EtcdAccess, Gateway
 from libcluster.hooks.events import HookSettings
-from libcluster.lab import etcd as lab_etcd
+from cookbook_lab import etcd as lab_etcd
 from libcluster.locks import EtcdBackend, Holder, LockError, from_config
 from libcluster.remote import Remote
 

@@ -26,7 +26,7 @@ from tests.lab.cookbook_lab import run_cookbook
 from tests.lab.hooks_lab import Env, hooks_env, remove_everything, running_agent
 
 from libcluster import config as config_module
-from libcluster.lab import topology
+from cookbook_lab import topology
 from libcluster.locks import from_config
 
 FOLLOW_TIMEOUT = 60

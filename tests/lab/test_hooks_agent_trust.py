@@ -32,7 +32,7 @@ from tests.lab.hooks_lab import Env, hooks_env, remove_everything
 from libcluster import config as config_module
 from libcluster.etcd import Gateway
 from libcluster.hooks.events import HookSettings
-from libcluster.lab import topology
+from cookbook_lab import topology
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -44,8 +44,8 @@ from libcluster import config as config_module
 from libcluster.etcd import Gateway
 from libcluster.hooks import install
 from libcluster.hooks.events import EventStore, HookSettings
-from libcluster.lab import etcd as etcd_lab
-from libcluster.lab import topology
+from cookbook_lab import etcd as etcd_lab
+from cookbook_lab import topology
 
 REPO = Path(__file__).resolve().parents[2]
 

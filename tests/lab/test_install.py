@@ -45,7 +45,7 @@ def _unit(path: Path) -> dict[str, str]:
 def visudo() -> None:
     """sudo (visudo, and sudo itself for the rule's test), installed through the lab's apt when missing."""
     if shutil.which("visudo") is None:
-        from libcluster.lab.common import Lab
+        from cookbook_lab.common import Lab
 
         Lab().apt_install("packaging", ["sudo"])
 

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import requests
 
-from libcluster.lab import cluster, topology
-from libcluster.lab.common import Lab
+from cookbook_lab import cluster, topology
+from cookbook_lab.common import Lab
 
 JOB_TIMEOUT = 60
 

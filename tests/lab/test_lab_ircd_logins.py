@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from libcluster.lab import ircd
-from libcluster.lab.common import Lab, read_pidfile
+from cookbook_lab import ircd
+from cookbook_lab.common import Lab, read_pidfile
 from tests.lab.chatops_lab import irc_part, pam_logins
 from tests.lab.test_lab_ircd import register
 

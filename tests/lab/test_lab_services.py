@@ -21,7 +21,7 @@ import pytest
 import requests
 from etcd3gw.client import Etcd3Client
 
-from libcluster.lab import topology
+from cookbook_lab import topology
 from libcluster.locks import DEFAULT_ETCD_PREFIX
 
 Part = Callable[[str], dict[str, Any]]

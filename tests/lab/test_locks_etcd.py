@@ -26,10 +26,10 @@ import requests
 import yaml
 
 from libcluster.etcd import EtcdAccess, Gateway
-from libcluster.lab import etcd as lab_etcd
-from libcluster.lab import tls
-from libcluster.lab.clusterfs import ClusterPaths
-from libcluster.lab.common import Lab
+from cookbook_lab import etcd as lab_etcd
+from cookbook_lab import tls
+from cookbook_lab.clusterfs import ClusterPaths
+from cookbook_lab.common import Lab
 from libcluster.locks import EtcdBackend, Holder, LockError
 
 ETCD = Path("/usr/bin/etcd")

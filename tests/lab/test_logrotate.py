@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_a_run_after_rotation_writes_a_new_audit_file(lab_config: Path, tmp_path: Path) -> None:
     if shutil.which("logrotate") is None:
-        from libcluster.lab.common import Lab
+        from cookbook_lab.common import Lab
 
         Lab().apt_install("packaging", ["logrotate"])
     logs = tmp_path / "logs"

@@ -38,9 +38,9 @@ from libcluster.dns import DNS
 from libcluster.dns.diff import compute
 from libcluster.dns.protection import owns_everything
 from libcluster.ganeti import GanetiCluster, RapiNotFoundError
-from libcluster.lab import topology
-from libcluster.lab.clusterfs import ClusterPaths
-from libcluster.lab.common import Lab
+from cookbook_lab import topology
+from cookbook_lab.clusterfs import ClusterPaths
+from cookbook_lab.common import Lab
 from libcluster.netbox import NetBox
 
 REPO = Path(__file__).resolve().parents[2]

@@ -16,7 +16,7 @@ import requests
 
 from libcluster.changes import ChangeLog
 from libcluster.config import Section
-from libcluster.lab import topology
+from cookbook_lab import topology
 from libcluster.netbox import (
     NetBox,
     NetBoxAuthError,

@@ -30,7 +30,7 @@ from libcluster.chatops.feed import Pace
 from libcluster.chatops.permissions import Identity
 from libcluster.chatops.probe import IrcProbe
 from libcluster.chatops.runs import Door
-from libcluster.lab import topology
+from cookbook_lab import topology
 from libcluster.sal import CLOSE_TIMEOUT
 from tests.lab.chatops_lab import lab_tls
 

@@ -26,9 +26,9 @@ import pytest
 import requests
 import yaml
 
-from libcluster.lab import topology
-from libcluster.lab.clusterfs import ClusterPaths
-from libcluster.lab.common import Lab
+from cookbook_lab import topology
+from cookbook_lab.clusterfs import ClusterPaths
+from cookbook_lab.common import Lab
 
 COOKBOOK = Path(sys.executable).with_name("cookbook")
 """The installed console script."""

@@ -22,7 +22,7 @@ import yaml
 from tests.lab.cookbook_lab import ganeti, netbox, remove_test_instance, run_cookbook
 
 from libcluster.ganeti import GanetiCluster
-from libcluster.lab import topology
+from cookbook_lab import topology
 from libcluster.netbox import NetBox
 from libcluster.sync import addresses
 

@@ -23,9 +23,9 @@ import pytest
 import yaml
 
 from libcluster.ganeti import GanetiCluster
-from libcluster.lab import cli, tls
-from libcluster.lab.clusterfs import ClusterPaths
-from libcluster.lab.common import Lab
+from cookbook_lab import cli, tls
+from cookbook_lab.clusterfs import ClusterPaths
+from cookbook_lab.common import Lab
 from tests.lab.cookbook_lab import Run, cluster, planned_only, remote, run_cookbook  # noqa: F401 - cluster: fixture
 
 RENEW = "sre.ganeti.renew-crypto"

@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 
-from libcluster.lab.inventory import lab_addresses, lab_links, lab_mounts, lab_namespaces, lab_pids
+from cookbook_lab.inventory import lab_addresses, lab_links, lab_mounts, lab_namespaces, lab_pids
 
 
 @pytest.mark.skipif(os.environ.get("COOKBOOK_LAB") != "require", reason="takes the lab down: COOKBOOK_LAB=require")
 def test_down_leaves_nothing(lab: dict[str, Any]) -> None:
     """After the whole lab was up, down removes every process, namespace, link, mount and address it made."""
-    from libcluster.lab import cli, cluster
-    from libcluster.lab.common import Lab, pids_alive
+    from cookbook_lab import cli, cluster
+    from cookbook_lab.common import Lab, pids_alive
 
     lab_ = Lab()
     before = lab_pids(lab_.state_dir, lab_.cache_dir)

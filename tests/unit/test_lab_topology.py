@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from libcluster.lab import cluster, sshd, tls, topology
-from libcluster.lab.clusterfs import NODE_DIRS, ClusterPaths
-from libcluster.lab.common import Lab
+from cookbook_lab import cluster, sshd, tls, topology
+from cookbook_lab.clusterfs import NODE_DIRS, ClusterPaths
+from cookbook_lab.common import Lab
 
 LAB_NET = ipaddress.ip_network("198.18.0.0/15")
 IFNAMSIZ = 15

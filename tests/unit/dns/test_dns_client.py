@@ -26,7 +26,7 @@ from libcluster.dns.protection import NOT_OURS, owns_everything
 from libcluster.dns.scope import OUTSIDE
 from libcluster.dns.server import Server, _Frames
 from libcluster.errors import ConfigError
-from libcluster.lab import topology
+from cookbook_lab import topology
 
 SECRET = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3I="
 

@@ -9,7 +9,7 @@ import dns.rrset
 from libcluster.dns import Zones
 from libcluster.dns.diff import compute
 from libcluster.dns.records import Records, build
-from libcluster.lab import topology
+from cookbook_lab import topology
 
 ZONES = Zones(topology.DNS_ZONES)
 

@@ -10,7 +10,7 @@ import pytest
 
 from libcluster.dns import DNSZoneError, Zones
 from libcluster.dns.records import build
-from libcluster.lab import topology
+from cookbook_lab import topology
 
 A, AAAA, PTR, CNAME = dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.PTR, dns.rdatatype.CNAME
 

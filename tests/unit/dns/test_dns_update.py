@@ -15,7 +15,7 @@ from libcluster.dns import DNSAuthError, DNSPrerequisiteError, DNSRefused, Zones
 from libcluster.dns.diff import RRsetChange, compute
 from libcluster.dns.records import build
 from libcluster.dns.update import batches, check, message
-from libcluster.lab import topology
+from cookbook_lab import topology
 
 ZONE = dns.name.from_text(topology.DOMAIN)
 ZONES = Zones(topology.DNS_ZONES)

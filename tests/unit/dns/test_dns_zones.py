@@ -9,7 +9,7 @@ import dns.rdatatype
 import pytest
 
 from libcluster.dns import DNSZoneError, Zones
-from libcluster.lab import topology
+from cookbook_lab import topology
 
 CLASSLESS = ["example.org", "sub.example.org", "2.0.192.in-addr.arpa", "0-25.2.0.192.in-addr.arpa",
              "128/26.2.0.192.in-addr.arpa", "8.b.d.0.1.0.0.2.ip6.arpa"]

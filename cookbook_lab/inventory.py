@@ -10,7 +10,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from libcluster.lab import netns, topology
+from cookbook_lab import netns, topology
 
 LAB_NET = ipaddress.ip_network("198.18.0.0/15")
 """Every lab address is in this range."""

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from libcluster.lab import topology
-from libcluster.lab.common import Lab, LabError, read_pidfile
+from cookbook_lab import topology
+from cookbook_lab.common import Lab, LabError, read_pidfile
 
 PACKAGES = ("postgresql-15",)
 BIN = Path("/usr/lib/postgresql/15/bin")

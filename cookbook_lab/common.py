@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from libcluster.lab import topology
+from cookbook_lab import topology
 
 APT_LOCK_TIMEOUT = 300
 """Seconds apt waits for the dpkg lock held by another apt."""

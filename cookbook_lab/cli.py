@@ -10,8 +10,8 @@ import time
 from types import ModuleType
 from typing import Any
 
-from libcluster.lab import cluster, configfile, etcd, ircd, knot, netbox, topology
-from libcluster.lab.common import Lab, LabError, step
+from cookbook_lab import cluster, configfile, etcd, ircd, knot, netbox, topology
+from cookbook_lab.common import Lab, LabError, step
 
 PARTS: tuple[ModuleType, ...] = (cluster, knot, etcd, ircd, netbox)
 """Lab parts in start order; each has NAME, up(lab), down(lab), status(lab)."""

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import yaml
 
-from libcluster.lab import topology
-from libcluster.lab.clusterfs import PART, ClusterPaths, write_if_changed
-from libcluster.lab.common import Lab, wait_for
-from libcluster.lab.netns import node_cmd
+from cookbook_lab import topology
+from cookbook_lab.clusterfs import PART, ClusterPaths, write_if_changed
+from cookbook_lab.common import Lab, wait_for
+from cookbook_lab.netns import node_cmd
 
 HOST_KEY_TYPES = ("rsa", "ecdsa", "ed25519")
 """Host key types; Ganeti distributes rsa and ecdsa, sshd also offers ed25519."""

@@ -10,7 +10,7 @@ from typing import Any
 
 import pynetbox
 
-from libcluster.lab import topology
+from cookbook_lab import topology
 
 CLUSTER_TYPE = "ganeti"
 DEVICE_ROLE = "ganeti-node"

@@ -15,8 +15,8 @@ from typing import Any
 
 import requests
 
-from libcluster.lab import netbox_seed, postgres, topology
-from libcluster.lab.common import Lab, LabError, read_pidfile, step, stop_pidfile, wait_for
+from cookbook_lab import netbox_seed, postgres, topology
+from cookbook_lab.common import Lab, LabError, read_pidfile, step, stop_pidfile, wait_for
 
 NAME = "netbox"
 VERSION = "4.7.3"

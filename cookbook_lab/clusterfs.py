@@ -12,8 +12,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from libcluster.lab import topology
-from libcluster.lab.common import Lab
+from cookbook_lab import topology
+from cookbook_lab.common import Lab
 
 PART = "ganeti"
 """Name of the cluster part: its log file, its status key and its state subdirectory."""

@@ -19,9 +19,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from libcluster.lab import tls, topology
-from libcluster.lab.clusterfs import ClusterPaths
-from libcluster.lab.common import Lab, read_pidfile, start_background, step, stop_pidfile, wait_for
+from cookbook_lab import tls, topology
+from cookbook_lab.clusterfs import ClusterPaths
+from cookbook_lab.common import Lab, read_pidfile, start_background, step, stop_pidfile, wait_for
 
 NAME = "irc"
 PACKAGES = ("ngircd",)

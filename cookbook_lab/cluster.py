@@ -16,11 +16,11 @@ from typing import Any
 
 import requests
 
-from libcluster.lab import netns, sshd, tls, topology
-from libcluster.lab.clusterfs import (
+from cookbook_lab import netns, sshd, tls, topology
+from cookbook_lab.clusterfs import (
     FILE_STORAGE_DIR, PART, SHARED_FILE_STORAGE_DIR, ClusterPaths, seed_node_dirs, write_shared_files,
 )
-from libcluster.lab.common import Lab, LabError, step, wait_for
+from cookbook_lab.common import Lab, LabError, step, wait_for
 
 NAME = PART
 

@@ -10,9 +10,9 @@ import re
 import secrets
 from pathlib import Path
 
-from libcluster.lab import topology
-from libcluster.lab.clusterfs import PART, ClusterPaths
-from libcluster.lab.common import Lab
+from cookbook_lab import topology
+from cookbook_lab.clusterfs import PART, ClusterPaths
+from cookbook_lab.common import Lab
 
 CERT_RE = re.compile(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
 

@@ -12,9 +12,9 @@ import signal
 import time
 from pathlib import Path
 
-from libcluster.lab import topology
-from libcluster.lab.clusterfs import PART, SYSTEM_PATH, ClusterPaths, node_mounts
-from libcluster.lab.common import Lab, pids_alive
+from cookbook_lab import topology
+from cookbook_lab.clusterfs import PART, SYSTEM_PATH, ClusterPaths, node_mounts
+from cookbook_lab.common import Lab, pids_alive
 
 NETNS_DIR = Path("/run/netns")
 """Where `ip netns` keeps its namespace files."""

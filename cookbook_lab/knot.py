@@ -11,8 +11,8 @@ import dns.query
 import dns.rcode
 import dns.rdatatype
 
-from libcluster.lab import topology
-from libcluster.lab.common import Lab, LabError, read_pidfile, step, stop_pidfile, wait_for
+from cookbook_lab import topology
+from cookbook_lab.common import Lab, LabError, read_pidfile, step, stop_pidfile, wait_for
 
 NAME = "dns"
 PACKAGES = ("knot", "knot-dnsutils")

@@ -7,10 +7,10 @@ from typing import Any
 
 import yaml
 
-from libcluster.lab import topology
-from libcluster.lab.common import Lab
+from cookbook_lab import topology
+from cookbook_lab.common import Lab
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 """Checkout holding cookbooks/ (the package is installed in editable mode from it)."""
 
 
