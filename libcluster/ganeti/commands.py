@@ -1,6 +1,6 @@
 """What the RAPI lacks, run as `gnt-*` (and htools) commands on the master over SSH.
 
-Cluster verify and verify-disks, node add, renew-crypto, hbal and instance move. Each command
+Cluster verify and verify-disks, node add and remove, renew-crypto, hbal and instance move. Each command
 is an argv list (every value quoted with shlex), is marked safe or not for dry-run, has a
 timeout, and its exit code and output are parsed into a result; an unexpected exit code, a
 timeout or an unreachable master raise GntCommandError.
@@ -235,6 +235,10 @@ class GntCommands:
             argv.append(f"--vm-capable={'yes' if vm_capable else 'no'}")
         argv.append(validate_host(node))
         return self._plain(argv, is_safe=False, timeout=timeout)
+
+    def node_remove(self, node: str, *, timeout: float | None = None) -> CommandResult:
+        """`gnt-node remove NODE` (the RAPI has no node remove); skipped in dry-run."""
+        return self._plain(["gnt-node", "remove", validate_host(node)], is_safe=False, timeout=timeout)
 
     def renew_crypto(
         self,

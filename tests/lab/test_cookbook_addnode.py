@@ -30,7 +30,7 @@ from tests.lab.cookbook_lab import (  # noqa: F401 - cluster is a fixture
     remote,
     run_cookbook,
 )
-from cookbooks.sre.ganeti._hostkeys import GANETI_KNOWN_HOSTS, ROOT_KNOWN_HOSTS, HostKey, parse_public_keys
+from libcluster.hostkeys import GANETI_KNOWN_HOSTS, ROOT_KNOWN_HOSTS, HostKey, parse_public_keys
 from tests.lab.cookbook_interrupt import run_interrupted
 from libcluster.ganeti import GanetiCluster, RapiNotFoundError
 from libcluster.hooks import install

@@ -116,11 +116,16 @@ class FakeCommands:
             self.cluster.nodes_by_name[node] = {"name": node, "group.uuid": "uuid-" + options.get("group", "A")}
         return CommandResult(rc=None if self.cluster.dry_run else 0, output="", skipped=self.cluster.dry_run)
 
+    def node_remove(self, node: str, **options: Any) -> CommandResult:
+        """Record the removal; in a real run the node leaves the cluster."""
+        self.cluster.calls.append(("node_remove", node))
+        if not self.cluster.dry_run:
+            self.cluster.nodes_by_name.pop(node, None)
+        return CommandResult(rc=None if self.cluster.dry_run else 0, output="", skipped=self.cluster.dry_run)
+
     def run(self, argv: list[str], *, is_safe: bool, **options: Any) -> HostResult:
-        """Record a raw command (node remove; gnt-* reads answered from outputs)."""
+        """Record a raw command (gnt-* reads answered from outputs)."""
         self.cluster.calls.append(("run", command_line(argv), is_safe))
-        if argv[:2] == ["gnt-node", "remove"] and not self.cluster.dry_run:
-            self.cluster.nodes_by_name.pop(argv[2], None)
         status = HostStatus.SKIPPED if self.cluster.dry_run and not is_safe else HostStatus.OK
         line = command_line(argv)
         output = next((text for start, text in self.outputs.items() if line.startswith(start)), "")

@@ -323,7 +323,7 @@ def test_new_verify_errors_offer_to_remove_the_node_again(addnode: Any, tmp_path
     runner, ctx, cluster = _make(addnode, tmp_path)
     cluster.commands.verify_outputs = [(0, ""), (1, f"  - ERROR:ENODESSH:node:{NODE}:ssh problem")]
     assert runner.run() == 1
-    assert cluster.calls[-1] == ("run", f"gnt-node remove {NODE}", False)
+    assert cluster.calls[-1] == ("node_remove", NODE)
     assert NODE not in cluster.nodes_by_name and ctx.netbox().updates == []
     assert "remove node9.example from cluster lab again?" in ctx.confirmations[-1]
 

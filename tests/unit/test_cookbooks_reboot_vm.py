@@ -24,7 +24,7 @@ from tests.unit.cookbook_fakes import (
 )
 from libcluster.cookbook import EXIT_EXCEPTION, EXIT_INTERRUPTED, EXIT_ROLLBACK_FAILED
 from libcluster.errors import LibclusterError
-from libcluster.ganeti import JobFailedError
+from libcluster.ganeti import JobFailedError, waits
 from libcluster.netbox import NetBoxUnavailable
 from libcluster.runner import execute
 
@@ -214,11 +214,10 @@ def test_dry_run_runs_no_command_on_the_vm(reboot: Any, tmp_path: Path) -> None:
 
 
 def test_wait_running_polls_until_running_or_times_out() -> None:
-    common = load_cookbook("sre.ganeti._common")
     states = iter([{"status": "ADMIN_down", "oper_state": False}, {"status": "running", "oper_state": True}])
     cluster = type("C", (), {"instance": lambda self, name: next(states)})()
     clock = iter(range(100))
-    assert common.wait_running(cluster, VM, 10, sleep=lambda s: None, clock=lambda: next(clock))["status"] == "running"
+    assert waits.wait_running(cluster, VM, 10, sleep=lambda s: None, clock=lambda: next(clock))["status"] == "running"
     stuck = type("C", (), {"instance": lambda self, name: {"status": "ERROR_down", "oper_state": False}})()
     with pytest.raises(LibclusterError, match="not running 3s after the job ended .Ganeti status ERROR_down"):
-        common.wait_running(stuck, VM, 3, sleep=lambda s: None, clock=lambda: next(clock))
+        waits.wait_running(stuck, VM, 3, sleep=lambda s: None, clock=lambda: next(clock))

@@ -17,10 +17,11 @@ from tests.unit.cookbook_fakes import FakeCluster, FakeCtx, FakeRemote, load_con
 from libcluster.cookbook import CookbookInitSuccess
 from libcluster.errors import LibclusterError
 from libcluster.ganeti.commands import GntCommands
+from libcluster.ganeti import certificates
 from libcluster.ganeti.errors import RapiConnectionError
 
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
-# Real output of _certs.READ_SCRIPT on a lab node (Ganeti 3.0.2, OpenSSL 3.0), plus a missing file.
+# Real output of certificates.READ_SCRIPT on a lab node (Ganeti 3.0.2, OpenSSL 3.0), plus a missing file.
 READ_OUTPUT = """\
 /var/lib/ganeti/server.pem notAfter=Nov 21 04:04:45 2031 GMT sha256 Fingerprint=65:CD:B5:00 \n\
 /var/lib/ganeti/client.pem notAfter=Nov 21 04:04:46 2031 GMT sha256 Fingerprint=2C:3B:73:6E \n\
@@ -32,8 +33,8 @@ READ_OUTPUT = """\
 
 @pytest.fixture
 def certs() -> Any:
-    """The private certificate module."""
-    return load_cookbook("sre.ganeti._certs")
+    """The certificate module of the library."""
+    return certificates
 
 
 @pytest.fixture
@@ -166,7 +167,7 @@ def _make(renew: Any, tmp_path: Path, monkeypatch: Any, *argv: str, tls: list[An
     ctx = FakeCtx(load_config(tmp_path, **config), clusters={"lab": cluster}, dry_run=dry_run,
                   remote=FakeRemote(_read_all, dry_run=dry_run))
     views = tls if tls is not None else []
-    certs = renew._certs
+    certs = renew.certificates
     default = certs.Cert(certs.TLS_NAME, cluster.rapi.url, datetime(2029, 2, 24, tzinfo=UTC), "3C:01:4F:5D")
     monkeypatch.setattr(certs, "tls_peer", lambda url, ca, timeout=10.0: views.pop(0) if views else default)
     cookbook = renew.RenewCrypto(ctx)
@@ -193,7 +194,7 @@ def test_check_only_exits_zero_when_all_is_fine_and_fails_within_the_warning_day
 
 
 def test_a_rapi_file_our_client_would_not_verify_is_refused(renew: Any, tmp_path: Path, monkeypatch: Any) -> None:
-    monkeypatch.setattr(renew._certs, "verify_pem", lambda pem, ca, url: "self-signed certificate")
+    monkeypatch.setattr(renew.certificates, "verify_pem", lambda pem, ca, url: "self-signed certificate")
     with pytest.raises(LibclusterError, match="would not verify for https://198.51.100.10:5080 against "
                                               "/nonexistent/ca.pem .self-signed certificate."):
         _make(renew, tmp_path, monkeypatch, "--rapi-certificate", "/root/rapi.pem")
@@ -226,14 +227,14 @@ def test_an_interrupt_during_the_renewal_says_what_may_be_left(renew: Any, tmp_p
 
 
 def test_renewal_passes_the_quirk_flags_and_checks_the_result(renew: Any, tmp_path: Path, monkeypatch: Any) -> None:
-    monkeypatch.setattr(renew._certs, "verify_pem", lambda pem, ca, url: "")
+    monkeypatch.setattr(renew.certificates, "verify_pem", lambda pem, ca, url: "")
     runner, ctx, cluster = _make(renew, tmp_path, monkeypatch, "--rapi-certificate", "/root/rapi.pem", "--ssh-keys")
-    after = renew._certs.Cert(renew._certs.TLS_NAME, cluster.rapi.url, datetime(2029, 3, 1, tzinfo=UTC), "33:33")
+    after = renew.certificates.Cert(renew.certificates.TLS_NAME, cluster.rapi.url, datetime(2029, 3, 1, tzinfo=UTC), "33:33")
 
     def renewed() -> None:
         ctx.remote().respond = lambda host, line: ok(READ_OUTPUT.replace("3C:01:4F:5D", "33:33")
                                                      .replace("SHA256:XTea", f"SHA256:{host}"))
-        monkeypatch.setattr(renew._certs, "tls_peer", lambda url, ca, timeout=10.0: after)
+        monkeypatch.setattr(renew.certificates, "tls_peer", lambda url, ca, timeout=10.0: after)
 
     cluster.on_renew = renewed
     assert runner.run() == 0
@@ -246,7 +247,7 @@ def test_renewal_passes_the_quirk_flags_and_checks_the_result(renew: Any, tmp_pa
 
 def test_an_unchanged_certificate_or_an_unverifiable_rapi_fail_the_run(renew: Any, tmp_path: Path, monkeypatch: Any,
                                                                        caplog: Any) -> None:
-    certs = renew._certs
+    certs = renew.certificates
     broken = certs.Cert(certs.TLS_NAME, "https://198.51.100.10:5080", None, "44:44",
                         "TLS verification FAILED against /nonexistent/ca.pem: self-signed certificate")
     runner, ctx, cluster = _make(renew, tmp_path, monkeypatch, "--cluster-certificate", "--new-rapi-certificate",

@@ -1,44 +1,7 @@
 """Ganeti cookbooks: create and change VMs, add nodes, report capacity, renew certificates.
 
-Shared here: the --cluster/--group arguments every Ganeti cookbook takes and their validation
-against the configuration, so a typo fails before anything is read or changed.
+Their shared --cluster/--group arguments are library API: libcluster.arguments.
 """
-
-from __future__ import annotations
-
-import argparse
-
-from libcluster import clusters
-from libcluster.clusters import ClusterSettings
-from libcluster.config import Section
 
 __title__ = "Ganeti cookbooks"
 __owner_team__ = "SRE Infrastructure"
-
-
-def add_location_args(parser: argparse.ArgumentParser, *, group: bool = True, group_required: bool = False) -> None:
-    """Add --cluster (a name under ganeti.clusters of the config) and, if asked, --group."""
-    parser.add_argument("--cluster", required=True, help="Ganeti cluster, as named under ganeti.clusters in the config")
-    if group:
-        parser.add_argument(
-            "--group", required=group_required,
-            help="node group of the cluster (default: the only group configured for the cluster)",
-        )
-
-
-def cluster_settings(config: Section, args: argparse.Namespace) -> ClusterSettings:
-    """The settings of --cluster; with --group, also checks the group is configured (ConfigError otherwise)."""
-    settings = clusters.load(config, args.cluster)
-    if getattr(args, "group", None):
-        settings.group(args.group)
-    return settings
-
-
-def default_group(settings: ClusterSettings, group: str | None) -> str:
-    """The group asked for, or the only configured group; several configured and none asked is an error."""
-    if group:
-        return settings.group(group).name
-    if len(settings.groups) == 1:
-        return next(iter(settings.groups))
-    known = ", ".join(sorted(settings.groups)) or "none"
-    raise ValueError(f"cluster {settings.name} has several node groups ({known}): pass --group")

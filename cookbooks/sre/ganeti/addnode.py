@@ -45,16 +45,16 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from cookbooks.sre.ganeti import _hostkeys, add_location_args, cluster_settings
-from cookbooks.sre.ganeti._common import fqdn_argument, verify_cluster
-from cookbooks.sre.ganeti._hostkeys import HostKey
-from libcluster import interactive
+from libcluster import hostkeys, interactive
+from libcluster.arguments import add_location_args, cluster_settings, fqdn_argument
 from libcluster.clusters import ClusterSettings
 from libcluster.cookbook import ArgparseFormatter, CookbookBase, CookbookRunnerBase, LockArgs
 from libcluster.errors import LibclusterError
 from libcluster.ganeti import RapiNotFoundError
 from libcluster.ganeti.commands import VerifyIssue, VerifyResult
+from libcluster.ganeti.waits import verify_cluster
 from libcluster.hooks.events import HookSettings
+from libcluster.hostkeys import HostKey
 from libcluster.interactive import InteractiveError
 from libcluster.remote import CommandSpec, HostResult, HostStatus
 
@@ -101,25 +101,25 @@ def trusted_fingerprint(given: str | None, device: dict[str, Any], fqdn: str) ->
 
     Without either, the operator must confirm at a terminal: refused here when there is none (-y, chat, cron).
     """
-    stored = ((device.get("custom_fields") or {}).get(_hostkeys.NETBOX_FIELD) or "").strip()
+    stored = ((device.get("custom_fields") or {}).get(hostkeys.NETBOX_FIELD) or "").strip()
     if stored:
         try:
-            stored = _hostkeys.check_fingerprint(stored)
+            stored = hostkeys.check_fingerprint(stored)
         except ValueError as exc:
-            raise LibclusterError(f"NetBox device {fqdn}, custom field {_hostkeys.NETBOX_FIELD}: {exc}") from None
+            raise LibclusterError(f"NetBox device {fqdn}, custom field {hostkeys.NETBOX_FIELD}: {exc}") from None
     if given and stored and given != stored:
         raise LibclusterError(f"--ssh-host-key-fingerprint {given} differs from NetBox device {fqdn}'s "
-                              f"{_hostkeys.NETBOX_FIELD} {stored}: check the node's console and fix the wrong one")
+                              f"{hostkeys.NETBOX_FIELD} {stored}: check the node's console and fix the wrong one")
     if given:
         return TrustedFingerprint(given, "--ssh-host-key-fingerprint")
     if stored:
-        return TrustedFingerprint(stored, f"NetBox custom field {_hostkeys.NETBOX_FIELD}")
+        return TrustedFingerprint(stored, f"NetBox custom field {hostkeys.NETBOX_FIELD}")
     if not interactive.is_terminal():
         raise LibclusterError(
             f"no verified SSH host key for {fqdn}, and no terminal to confirm one (-y never accepts an unverified "
             f"key): give --ssh-host-key-fingerprint SHA256:... as read on the node's console (`ssh-keygen -lf "
             f"/etc/ssh/ssh_host_ed25519_key.pub`), or set it in the NetBox device's custom field "
-            f"{_hostkeys.NETBOX_FIELD}")
+            f"{hostkeys.NETBOX_FIELD}")
     return TrustedFingerprint(None, "the operator")
 
 
@@ -154,7 +154,7 @@ class AddNode(CookbookBase):
         """--cluster, --group and the node's FQDN."""
         parser = argparse.ArgumentParser(description=__doc__, formatter_class=ArgparseFormatter)
         add_location_args(parser, group_required=True)
-        parser.add_argument("--ssh-host-key-fingerprint", type=_hostkeys.fingerprint_argument, metavar="SHA256:...",
+        parser.add_argument("--ssh-host-key-fingerprint", type=hostkeys.fingerprint_argument, metavar="SHA256:...",
                             help="SHA256 fingerprint of one of the node's SSH host keys, read on its console "
                             "(default: the NetBox device's custom field ssh_host_key_fingerprint, else the "
                             "operator confirms at a terminal)")
@@ -293,7 +293,7 @@ class AddNodeRunner(CookbookRunnerBase):
         """The node's host key as the master sees it, matched against the trusted fingerprint (or the operator)."""
         name, fqdn = "SSH host key", self.fqdn
         scan = self._on(master, ["ssh-keyscan", "-T", "10", fqdn])
-        seen = _hostkeys.parse_keyscan(scan.output, fqdn)
+        seen = hostkeys.parse_keyscan(scan.output, fqdn)
         if not seen:
             return Check(name, False, f"{master} read no SSH host key from {fqdn}: {scan.output.strip()[-300:]}",
                          f"check that sshd runs on {fqdn} and that the master reaches it on port 22")
@@ -316,7 +316,7 @@ class AddNodeRunner(CookbookRunnerBase):
 
     def _ssh_from_master(self, master: str) -> Check:
         assert self.host_key is not None
-        result = self._on(master, _hostkeys.strict_probe(self.fqdn, self.host_key))
+        result = self._on(master, hostkeys.strict_probe(self.fqdn, self.host_key))
         if result.status is HostStatus.OK:
             return Check("SSH from the master", True, f"{master} -> {self.fqdn} as root, host key "
                          f"{self.host_key.fingerprint} proven")
@@ -372,11 +372,11 @@ class AddNodeRunner(CookbookRunnerBase):
     def _pin(self, master: str) -> None:
         """Append the verified key and the cluster's host keys for the node to the master's known_hosts files."""
         assert self.host_key is not None
-        cluster_keys = _hostkeys.parse_public_keys(self._on(master, [
+        cluster_keys = hostkeys.parse_public_keys(self._on(master, [
             "sh", "-c", 'for f in "$@"; do [ -f "$f" ] && cat "$f"; done; true', "-",
-            *_hostkeys.CLUSTER_HOST_KEYS]).output)
+            *hostkeys.CLUSTER_HOST_KEYS]).output)
         lines = [key.line(self.fqdn) for key in dict.fromkeys([self.host_key, *cluster_keys])]
-        for path in _hostkeys.KNOWN_HOSTS_FILES:
+        for path in hostkeys.KNOWN_HOSTS_FILES:
             present = self._on(master, ["sh", "-c", 'cat "$1" 2>/dev/null; true', "-", path]).output.splitlines()
             self.pins[path] = [line for line in lines if line not in present]
         if not any(self.pins.values()):
@@ -384,14 +384,14 @@ class AddNodeRunner(CookbookRunnerBase):
             return
         logger.info("Pinning %s for %s in %s on %s", ", ".join(key.split()[1] for key in lines), self.fqdn,
                     " and ".join(path for path, new in self.pins.items() if new), master)
-        self.ctx.remote().hosts([master]).run_sync(_hostkeys.pin_program(self.pins), is_safe=False,
+        self.ctx.remote().hosts([master]).run_sync(hostkeys.pin_program(self.pins), is_safe=False,
                                                    timeout=CHECK_TIMEOUT)
 
     def _unpin(self, master: str) -> None:
         """After a failed add of a node that is not in the cluster: remove the lines pinned by this run."""
         if not any(self.pins.values()):
             return
-        self.ctx.remote().hosts([master]).run_sync(_hostkeys.unpin_program(self.pins), is_safe=False,
+        self.ctx.remote().hosts([master]).run_sync(hostkeys.unpin_program(self.pins), is_safe=False,
                                                    timeout=CHECK_TIMEOUT)
         logger.info("Removed the host keys pinned for %s from %s again", self.fqdn, master)
 
@@ -422,7 +422,7 @@ class AddNodeRunner(CookbookRunnerBase):
         except InteractiveError as exc:
             logger.error("%s: %s is left in the cluster, NetBox unchanged", exc, self.fqdn)
             return 1
-        self.cluster.commands.run(["gnt-node", "remove", self.fqdn], is_safe=False)
+        self.cluster.commands.node_remove(self.fqdn)
         logger.info("Removed %s from cluster %s again; NetBox unchanged", self.fqdn, self.cluster.name)
         return 1
 

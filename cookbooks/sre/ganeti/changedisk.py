@@ -29,12 +29,13 @@ import logging
 import time
 from typing import Any
 
-from cookbooks.sre.ganeti import add_location_args, cluster_settings
+from cookbooks.sre.ganeti._common import HeldLock, instance_lock
+from libcluster.arguments import add_location_args, cluster_settings, fqdn_argument
 from libcluster.cookbook import ArgparseFormatter, CookbookBase, CookbookRunnerBase
 from libcluster.errors import LibclusterError
-from cookbooks.sre.ganeti._common import POLL_INTERVAL, HeldLock, fqdn_argument, instance_lock, wait_running
 from libcluster.ganeti import GanetiError, JobFailedError, JobHandle, LogEntry, RapiNotFoundError
 from libcluster.ganeti.jobs import FINALIZED, log_progress
+from libcluster.ganeti.waits import POLL_INTERVAL, wait_running
 
 logger = logging.getLogger(__name__)
 

@@ -38,7 +38,7 @@ from typing import Any
 
 from tabulate import tabulate
 
-from cookbooks.sre.ganeti import add_location_args, cluster_settings
+from libcluster.arguments import add_location_args, cluster_settings
 from libcluster.context import Context
 from libcluster.cookbook import ArgparseFormatter, CookbookBase, CookbookRunnerBase, LockArgs
 from libcluster.hooks import install

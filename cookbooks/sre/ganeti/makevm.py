@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from cookbooks.sre.ganeti import add_location_args, cluster_settings, default_group
+from libcluster.arguments import add_location_args, cluster_settings, default_group
 from libcluster.capacity import format_mib
 from libcluster.changes import ChangeLog
 from libcluster.clusters import ClusterSettings, GroupSettings

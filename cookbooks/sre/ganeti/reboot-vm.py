@@ -29,13 +29,15 @@ import argparse
 import logging
 from typing import Any
 
-from cookbooks.sre.ganeti._common import HeldLock, fqdn_argument, instance_lock, wait_running
+from cookbooks.sre.ganeti._common import HeldLock, instance_lock
 from libcluster import clusters
+from libcluster.arguments import fqdn_argument
 from libcluster.clusters import ClusterSettings
 from libcluster.cookbook import ArgparseFormatter, CookbookBase, CookbookRunnerBase
 from libcluster.errors import LibclusterError
 from libcluster.ganeti import JobHandle, RapiNotFoundError
 from libcluster.ganeti.cluster import REBOOT_TYPES
+from libcluster.ganeti.waits import wait_running
 
 logger = logging.getLogger(__name__)
 

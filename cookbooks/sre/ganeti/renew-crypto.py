@@ -45,14 +45,14 @@ from typing import Any
 
 from tabulate import tabulate
 
-from cookbooks.sre.ganeti import _certs, add_location_args, cluster_settings
-from cookbooks.sre.ganeti._certs import Cert
-from cookbooks.sre.ganeti._common import fqdn_argument, verify_cluster
+from libcluster.arguments import add_location_args, cluster_settings, fqdn_argument
 from libcluster.clusters import ClusterSettings
 from libcluster.cookbook import ArgparseFormatter, CookbookBase, CookbookInitSuccess, CookbookRunnerBase, LockArgs
 from libcluster.errors import LibclusterError
-from libcluster.ganeti import RapiConnectionError
+from libcluster.ganeti import RapiConnectionError, certificates
+from libcluster.ganeti.certificates import Cert
 from libcluster.ganeti.commands import GntCommands
+from libcluster.ganeti.waits import verify_cluster
 from libcluster.remote import HostStatus
 
 logger = logging.getLogger(__name__)
@@ -139,13 +139,13 @@ def survey(ctx: Any, master: str, nodes: list[str], rapi_url: str, ca_file: str 
 
     Needs no RAPI call, so that it also works while RAPI serves a certificate our client refuses.
     """
-    result = ctx.remote().hosts(nodes).run_sync(_certs.read_command(), is_safe=True, timeout=60)
-    per_node = {name: _certs.parse_read(host.output) for name, host in result.hosts.items()
+    result = ctx.remote().hosts(nodes).run_sync(certificates.read_command(), is_safe=True, timeout=60)
+    per_node = {name: certificates.parse_read(host.output) for name, host in result.hosts.items()
                 if host.status is HostStatus.OK}
     for name, host in result.hosts.items():
         if host.status is not HostStatus.OK:
             logger.warning("Cannot read the certificates of %s: %s", name, host.describe())
-    return [*_certs.file_certs(master, per_node), _certs.tls_peer(rapi_url, ca_file)]
+    return [*certificates.file_certs(master, per_node), certificates.tls_peer(rapi_url, ca_file)]
 
 
 def rapi_ca_file(ctx: Any, cluster: str) -> str | None:
@@ -213,7 +213,7 @@ class RenewCrypto(CookbookBase):
         if result.status is not HostStatus.OK or "BEGIN CERTIFICATE" not in result.output:
             raise LibclusterError(f"{master}:{path} holds no readable certificate: {result.output.strip()[-300:]}")
         if ca_file:
-            refused = _certs.verify_pem(result.output, ca_file, cluster.rapi.url)
+            refused = certificates.verify_pem(result.output, ca_file, cluster.rapi.url)
             if refused:
                 raise LibclusterError(f"{master}:{path} would not verify for {cluster.rapi.url} against {ca_file} "
                                       f"({refused}): every RAPI client pinning that CA would break")
@@ -290,7 +290,7 @@ class RenewCryptoRunner(CookbookRunnerBase):
         failures = self._compare(before, after)
         if not verify.ok:
             failures.append(f"gnt-cluster verify failed (exit code {verify.rc})")
-        tls = next(cert for cert in after if cert.name == _certs.TLS_NAME)
+        tls = next(cert for cert in after if cert.name == certificates.TLS_NAME)
         if tls.problem:
             failures.append(f"OUR RAPI CLIENT NO LONGER VERIFIES {self.cluster.rapi.url}: {tls.problem}. Every "
                             "client pinning that CA is broken: install a CA-signed certificate with "
@@ -315,7 +315,7 @@ class RenewCryptoRunner(CookbookRunnerBase):
         """Wait until RAPI completes a TLS handshake again (verified or not: that is checked afterwards)."""
         deadline = time.monotonic() + RAPI_WAIT
         while True:
-            seen = _certs.tls_peer(self.cluster.rapi.url, self.ca_file)
+            seen = certificates.tls_peer(self.cluster.rapi.url, self.ca_file)
             if not seen.problem.startswith("unreachable"):
                 return
             if time.monotonic() >= deadline:
@@ -331,11 +331,11 @@ class RenewCryptoRunner(CookbookRunnerBase):
         if self.args.node_certificates:
             renewed.add("node certificate")
         if self.args.rapi_certificate or self.args.new_rapi_certificate:
-            renewed |= {"RAPI certificate", _certs.TLS_NAME}
+            renewed |= {"RAPI certificate", certificates.TLS_NAME}
         if self.args.spice_certificate:
             renewed.add("SPICE certificate")
         if self.args.ssh_keys:
-            renewed.add(_certs.SSH_KEY_NAME)
+            renewed.add(certificates.SSH_KEY_NAME)
         old = {(cert.name, cert.where): cert.fingerprint for cert in before}
         return [f"{cert.name} at {cert.where} was not renewed (same fingerprint as before)"
                 for cert in after if cert.name in renewed and cert.fingerprint

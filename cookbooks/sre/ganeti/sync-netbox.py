@@ -43,8 +43,8 @@ import argparse
 import logging
 import time
 
-from cookbooks.sre.ganeti import add_location_args, cluster_settings
 from libcluster import locks
+from libcluster.arguments import add_location_args, cluster_settings
 from libcluster.clusters import ClusterSettings
 from libcluster.context import Context
 from libcluster.cookbook import ArgparseFormatter, CookbookBase, CookbookRunnerBase, LockArgs

@@ -1,9 +1,9 @@
-"""Certificates of a Ganeti cluster as renew-crypto reports them: files on the nodes and RAPI as a TLS client sees it.
+"""Certificates of a Ganeti cluster: the files on the nodes and RAPI as a TLS client sees it.
 
-Files are read with `openssl x509 -enddate -fingerprint` over SSH (a read-only command; private keys
-never leave the node), the nodes' root SSH keys with `ssh-keygen -l` on their public halves. RAPI is
-checked with a real TLS handshake, verified against the CA the cookbooks' own RAPI client uses, so the
-report says what clients will see.
+Library API (renew-crypto reports and checks with it). Files are read with `openssl x509 -enddate
+-fingerprint` over SSH (a read-only command; private keys never leave the node), the nodes' root SSH
+keys with `ssh-keygen -l` on their public halves. RAPI is checked with a real TLS handshake, verified
+against the CA the cookbooks' own RAPI client uses, so the report says what clients will see.
 """
 
 from __future__ import annotations
@@ -137,10 +137,10 @@ def tls_peer(url: str, ca_file: str | None, timeout: float = 10.0) -> Cert:
     host, port = _address(url)
     context = ssl.create_default_context(cafile=ca_file)
     try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
-            with context.wrap_socket(sock, server_hostname=host) as tls:
-                peer = tls.getpeercert()
-                der = tls.getpeercert(binary_form=True) or b""
+        with (socket.create_connection((host, port), timeout=timeout) as sock,
+              context.wrap_socket(sock, server_hostname=host) as tls):
+            peer = tls.getpeercert() or {}
+            der = tls.getpeercert(binary_form=True) or b""
     except ssl.SSLCertVerificationError as exc:
         return Cert(TLS_NAME, url, None, _unverified_fingerprint(host, port, timeout),
                     f"TLS verification FAILED against {ca_file or 'the system CAs'}: {exc.verify_message}")
@@ -156,9 +156,9 @@ def _unverified_fingerprint(host: str, port: int, timeout: float) -> str | None:
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
-            with context.wrap_socket(sock, server_hostname=host) as tls:
-                der = tls.getpeercert(binary_form=True)
+        with (socket.create_connection((host, port), timeout=timeout) as sock,
+              context.wrap_socket(sock, server_hostname=host) as tls):
+            der = tls.getpeercert(binary_form=True)
     except (OSError, ssl.SSLError):
         return None
     return der_fingerprint(der) if der else None

@@ -1,10 +1,10 @@
-"""SSH host keys of a node addnode is about to trust: fingerprints, ssh-keyscan output, a strict probe, pinning.
+"""SSH host keys of a host about to be trusted: fingerprints, ssh-keyscan output, a strict probe, pinning.
 
-Ganeti's `gnt-node add` sends the cluster's SSH host keys to the new node over SSH, checking the
-node's host key against /var/lib/ganeti/known_hosts (its GlobalKnownHostsFile; its
-UserKnownHostsFile is /dev/null). addnode therefore verifies the key the master sees against a
-trusted fingerprint, proves the node holds it (a strict SSH login with only that key known) and pins
-it in that file (and in root's known_hosts on the master) before the add.
+Library API (addnode uses it before `gnt-node add`). Ganeti's `gnt-node add` sends the cluster's SSH
+host keys to the new node over SSH, checking the node's host key against /var/lib/ganeti/known_hosts
+(its GlobalKnownHostsFile; its UserKnownHostsFile is /dev/null). A caller therefore verifies the key
+the master sees against a trusted fingerprint, proves the node holds it (a strict SSH login with only
+that key known) and pins it in that file (and in root's known_hosts on the master) before the add.
 """
 
 from __future__ import annotations
