@@ -114,7 +114,10 @@ do_install() {
     fi
     # Build from a copy of what the package needs, so that the checkout gets no build/ or egg-info.
     BUILD="$(mktemp -d)"
+    # The lab (package cookbook_lab, command cookbook-lab) is a development tool: not copied, and its
+    # package and entry point lines are dropped from the copy's setup.cfg, so the venv has neither.
     cp -r "$SRC/setup.cfg" "$SRC/pyproject.toml" "$SRC/README.md" "$SRC/libcluster" "$BUILD/"
+    sed -i -e '/^ *cookbook_lab/d' -e '/^ *cookbook-lab = /d' "$BUILD/setup.cfg"
     find "$BUILD" -name __pycache__ -prune -exec rm -rf {} +
     "$OPT/bin/pip" install --quiet --disable-pip-version-check --no-warn-script-location "$BUILD"
 

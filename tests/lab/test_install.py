@@ -177,6 +177,9 @@ def test_install_into_a_root_keeps_an_existing_configuration_and_uninstall_remov
     site = next((root / "opt/ganeti-cookbooks/lib").glob("python3*/site-packages"))
     assert (site / "libcluster" / "runner" / "cli.py").is_file()
     assert not list(site.glob("__editable__*")) and not list(site.glob("*.egg-link"))
+    # The lab is a development tool: neither its package nor its command is in the production venv.
+    assert not (site / "cookbook_lab").exists() and not (site / "libcluster" / "lab").exists()
+    assert not (root / "opt/ganeti-cookbooks/bin/cookbook-lab").exists()
     listed = _sh(f"env -i HOME={tmp_path} PATH={root}/usr/local/bin:{SECURE_PATH} cookbook -c {config} -l")
     assert listed.returncode == 0 and "sre.dns.netbox" in listed.stdout
 
