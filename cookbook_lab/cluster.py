@@ -18,7 +18,12 @@ import requests
 
 from cookbook_lab import netns, sshd, tls, topology
 from cookbook_lab.clusterfs import (
-    FILE_STORAGE_DIR, PART, SHARED_FILE_STORAGE_DIR, ClusterPaths, seed_node_dirs, write_shared_files,
+    FILE_STORAGE_DIR,
+    PART,
+    SHARED_FILE_STORAGE_DIR,
+    ClusterPaths,
+    seed_node_dirs,
+    write_shared_files,
 )
 from cookbook_lab.common import Lab, LabError, step, wait_for
 

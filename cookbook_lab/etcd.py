@@ -21,10 +21,10 @@ from typing import Any
 
 import requests
 
-from libcluster.hooks.events import DEFAULT_PREFIX as HOOKS_PREFIX
 from cookbook_lab import tls, topology
 from cookbook_lab.clusterfs import ClusterPaths
 from cookbook_lab.common import Lab, LabError, read_pidfile, start_background, step, stop_pidfile, wait_for
+from libcluster.hooks.events import DEFAULT_PREFIX as HOOKS_PREFIX
 from libcluster.locks import DEFAULT_ETCD_PREFIX as LOCKS_PREFIX
 
 NAME = "etcd"
