@@ -96,9 +96,19 @@ class Context:
         """Ask the operator for an answer (one of choices, accepted by validator); never answered by ``-y``."""
         return self._session.prompter.ask_input(message, choices, validator)
 
+    @property
+    def locks(self) -> Locks:
+        """The invocation's lock service; resource locks are taken with libcluster.resources.acquire(ctx, ...)."""
+        return self._session.locks
+
     def lock(self, name: str, concurrency: int = 1, ttl: int | None = None) -> AbstractContextManager[None]:
-        """A custom lock, e.g. ``with ctx.lock(f"ganeti-instance:{fqdn}"): ...``; ttl defaults to the config's."""
-        return self._session.locks.acquired(f"custom/{name}", concurrency=concurrency, ttl=ttl)
+        """A lock named by the cookbook (key ``custom/NAME``); ttl defaults to the config's ``locks.ttl``.
+
+        Ganeti objects have their own keys: take those with libcluster.resources.acquire(ctx, cluster, ...).
+        """
+        from libcluster.resources import custom_lock
+
+        return self._session.locks.acquired(custom_lock(name), concurrency=concurrency, ttl=ttl)
 
     def notify(self, message: str) -> None:
         """Log message and, in a real run, announce it on the server admin log."""

@@ -224,9 +224,8 @@ class FileBackend:
         try:
             with self._key_dir(key, create=False) as lock_dir:
                 if lock_dir is not None:
-                    with self._mutex(lock_dir):
-                        with suppress(FileNotFoundError):
-                            os.unlink(f"{holder.id}.json", dir_fd=lock_dir)
+                    with self._mutex(lock_dir), suppress(FileNotFoundError):
+                        os.unlink(f"{holder.id}.json", dir_fd=lock_dir)
         finally:
             os.close(fd)
 
@@ -409,6 +408,11 @@ class Locks:
         self.tries = max(tries, 1)
         self.sleep = sleep
         self._sleeper = sleeper
+        self._entered: list[str] = []
+
+    def held_keys(self) -> list[str]:
+        """Keys inside an acquired() block of this process, in the order entered (checked-only ones in dry-run too)."""
+        return list(self._entered)
 
     @contextmanager
     def acquired(self, key: str, *, concurrency: int, ttl: int | None = None) -> Iterator[None]:
@@ -417,22 +421,33 @@ class Locks:
             raise ValueError(f"lock concurrency must be >= 0, got {concurrency}")
         if self.backend is None:
             logger.debug("Locks disabled: not taking %s", key)
-            yield
+            with self._entering(key):
+                yield
             return
         holder = Holder(uuid.uuid4().hex, self.owner, concurrency, ttl or self.default_ttl, time.time())
         if self.dry_run:
             self._check(self.backend, key, holder)
-            yield
+            with self._entering(key):
+                yield
             return
         self._acquire(self.backend, key, holder)
         try:
-            yield
+            with self._entering(key):
+                yield
         finally:
             try:
                 self.backend.release(key, holder)
                 logger.debug("Released lock %s", key)
             except (LockError, OSError) as exc:
                 logger.warning("Lock %s not released cleanly (it frees itself when its TTL expires): %s", key, exc)
+
+    @contextmanager
+    def _entering(self, key: str) -> Iterator[None]:
+        self._entered.append(key)
+        try:
+            yield
+        finally:
+            self._entered.remove(key)
 
     def _check(self, backend: Backend, key: str, holder: Holder) -> None:
         try:
