@@ -239,8 +239,23 @@ class GanetiCluster:
         detail: dict[str, Any] = {key: body[key] for key in ("disk_template", "pnode", "iallocator") if key in body}
         return self._write(
             "instance-create", name, "POST", "/2/instances", body=body, via=DryRunVia.QUERY, detail=detail,
-            parse=lambda opresult: self.node_names(list(opresult[0] or [])) if opresult else [],
+            parse=self._placed_nodes,
         )
+
+    def check_create(self, name: str, **spec: Any) -> Job:
+        """Ask Ganeti to check a create (spec as create_instance()) without making it, in a real run too.
+
+        The create sent in dry-run mode: nothing changes, so it is recorded in no change log or journal.
+        The job's result value is the nodes the instance would be on (pnode/snode, or the iallocator's choice).
+        """
+        job_id = self.rapi.submit("POST", "/2/instances", params={"dry-run": True},
+                                  body=instance_create_body(name, **spec))
+        return Job(self.rapi, job_id, description=f"check of instance-create {name}",
+                   default_timeout=self.job_timeout, parse=self._placed_nodes)
+
+    def _placed_nodes(self, opresult: list[Any]) -> list[str]:
+        """The node names a create job's opresult lists (the nodes the instance is, or would be, on)."""
+        return self.node_names(list(opresult[0] or [])) if opresult else []
 
     def remove_instance(self, name: str, *, shutdown_timeout: int | None = None) -> JobHandle:
         """Remove an instance (shut down first, then its disks are deleted)."""
