@@ -9,6 +9,7 @@ are the library's own, so TLS, credentials and timeouts are the ones every cookb
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import socket
@@ -481,7 +482,8 @@ def run(path: str | Path, out: TextIO = sys.stdout) -> int:
     path = Path(path)
     try:
         root = config.load(path)
-        checks = [lambda: check_files(root, path), *[(lambda check=check: check(root)) for check in CHECKS]]
+        checks: list[Callable[[], Iterator[Line]]] = [
+            lambda: check_files(root, path), *[functools.partial(check, root) for check in CHECKS]]
     except ConfigError as exc:
         print(Line(False, "config", str(exc), "see config/config.example.yaml").render(), file=out)
         return 1

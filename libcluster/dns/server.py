@@ -122,7 +122,7 @@ class Server:
             tsig_ctx, soa = None, None
             while True:
                 reader = _AnswerReader(frames.next(), query, tsig_ctx)
-                response = reader.read()
+                response = reader.read()  # type: ignore[no-untyped-call]  # dnspython's _WireReader
                 if not query.is_response(response, xfr_continuation=soa is not None):
                     raise dns.query.BadResponse
                 if response.rcode() != dns.rcode.NOERROR:
@@ -187,7 +187,7 @@ Record = tuple[dns.name.Name, dns.rdatatype.RdataType, int, dns.rdata.Rdata]
 """One record of a transfer: owner, type, TTL, rdata."""
 
 
-class _AnswerReader(dns.message._WireReader):  # type: ignore[misc]  # pylint: disable=protected-access
+class _AnswerReader(dns.message._WireReader):  # pylint: disable=protected-access
     """dnspython's reader of one AXFR message (header, question, TSIG verification: all its own), except that the
     answer records go to a plain list instead of being merged into rrsets: that merge hashes every name and
     record, and cost more than the rest of a 20,000-record transfer. Relies on dnspython's _WireReader
@@ -197,12 +197,13 @@ class _AnswerReader(dns.message._WireReader):  # type: ignore[misc]  # pylint: d
         """Read wire as dns.message.from_wire(wire, keyring=query.keyring, request_mac=query.mac, xfr=True,
         tsig_ctx=tsig_ctx, multi=True) does."""
         def initialize(message: dns.message.Message) -> None:
-            message.request_mac = query.mac
+            message.request_mac = query.mac or b""  # from_wire's default when the query has no MAC
             message.xfr = True
             message.origin = None
             message.tsig_ctx = tsig_ctx
 
-        super().__init__(wire, initialize, False, True, False, query.keyring, True, False)
+        super().__init__(  # type: ignore[no-untyped-call]
+            wire, initialize, False, True, False, query.keyring, True, False)
         self.records: list[Record] = []
         self._names: dict[int, tuple[dns.name.Name, int]] = {}
 
@@ -246,7 +247,9 @@ class _AnswerReader(dns.message._WireReader):  # type: ignore[misc]  # pylint: d
     def _known(self, start: int) -> tuple[dns.name.Name, list[int], int] | None:
         """The name at start, its labels' offsets and where it ends, when it is labels then the root or a pointer
         back to a name kept; None otherwise."""
-        wire, end, position, labels, offsets = self.parser.wire, self.parser.end, start, [], []
+        wire, end, position = self.parser.wire, self.parser.end, start
+        labels: list[bytes] = []
+        offsets: list[int] = []
         while position < end:
             count = wire[position]
             if count == 0:
@@ -266,13 +269,13 @@ class _AnswerReader(dns.message._WireReader):  # type: ignore[misc]  # pylint: d
 
     def _get_question(self, section_number: int, qcount: int) -> None:
         start = self.parser.current
-        super()._get_question(section_number, qcount)
+        super()._get_question(section_number, qcount)  # type: ignore[no-untyped-call]
         if qcount == 1 and self.message is not None:
             self._keep(start, self.message.question[0].name)
 
     def _get_section(self, section_number: int, count: int) -> None:
         if section_number != dns.message.MessageSection.ANSWER:
-            super()._get_section(section_number, count)
+            super()._get_section(section_number, count)  # type: ignore[no-untyped-call]
             return
         parser = self.parser
         for _ in range(count):

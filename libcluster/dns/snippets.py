@@ -106,7 +106,9 @@ class _Planned:
 
 
 def write(directory: Path, texts: Mapping[dns.name.Name, str], *, dry_run: bool, changes: ChangeLog) -> list[Path]:
-    """Make directory/<zone> hold each zone's snippet (in dry-run only show the diffs); return the files (to be) changed.
+    """Make directory/<zone> hold each zone's snippet (in dry-run only show the diffs).
+
+    Returns the files changed (in dry-run: to be changed).
 
     Files already holding their text are left alone. A symbolic link at the directory or at a snippet
     path is refused before anything is written: a link we did not make must not redirect a write.
@@ -119,7 +121,7 @@ def write(directory: Path, texts: Mapping[dns.name.Name, str], *, dry_run: bool,
         for planned in changed:
             path = directory / planned.name
             _show(path, planned)
-            if not dry_run:
+            if dir_fd is not None and not dry_run:  # opened (created if missing) when not in dry-run
                 _replace(directory, dir_fd, planned)
             changes.record("dns", "snippet-write", str(path), zone=planned.name, bytes=len(planned.new),
                            created=planned.old is None)

@@ -4,9 +4,9 @@ Events are untrusted input (whoever can write under the prefix, e.g. any node, c
 checked first. A key whose value is not a well-formed event (every field of the right type, see
 libcluster.hooks.events) or whose value names another cluster than its key's path is logged and deleted
 (unless it lies under a configured cluster another agent handles). Each cycle reads at most
-READ_LIMIT keys and goes on after the last one in the next cycle. Then an event's instance names must be FQDNs in the cluster's domain (``domain`` of the cluster's
-settings), and a rename is believed only when Ganeti no longer has the old name and has the new
-one. A bad event is logged and deleted, nothing else is done for it.
+READ_LIMIT keys and goes on after the last one in the next cycle. Then an event's instance names must be
+FQDNs in the cluster's domain (``domain`` of the cluster's settings), and a rename is believed only when
+Ganeti no longer has the old name and has the new one. A bad event is logged and deleted, nothing else is done for it.
 
 For each changed instance the agent then runs ``sre.ganeti.sync-netbox --cluster C --vm NAME
 [--delete] [--renamed-from OLD]`` through the cookbook runner (its lock, logs and audit record, with
@@ -216,7 +216,7 @@ class Agent:
                     self.cycle()
                 except EventError as exc:
                     logger.error("%s (retrying in %ss)", exc, self.settings.poll)
-                except Exception:  # noqa: BLE001 - one bad cycle must not stop the handling of all later events
+                except Exception:  # one bad cycle must not stop the handling of all later events
                     logger.exception("Unexpected error in a cycle (retrying in %ss)", self.settings.poll)
                 if self._cursor is None and not stop.is_set():
                     self.store.wait(self.settings.poll)

@@ -65,9 +65,10 @@ def _options(node: ast.AST) -> list[str]:
 def _helper(function: ast.FunctionDef) -> dict[str, Any]:
     """A group helper's options: those always added, those added under ``if PARAM:``, and the parameters' defaults."""
     params = [arg.arg for arg in (*function.args.args, *function.args.kwonlyargs)]
-    defaults = dict(zip([arg.arg for arg in function.args.args][::-1], function.args.defaults[::-1]))
-    defaults.update((arg.arg, value) for arg, value in zip(function.args.kwonlyargs, function.args.kw_defaults)
-                    if value is not None)
+    # the last len(defaults) positional parameters have one
+    defaults = dict(zip([arg.arg for arg in function.args.args][::-1], function.args.defaults[::-1], strict=False))
+    keyword_defaults = zip(function.args.kwonlyargs, function.args.kw_defaults, strict=True)
+    defaults.update((arg.arg, value) for arg, value in keyword_defaults if value is not None)
     when: dict[str, list[str]] = {}
     always: list[str] = []
     for stmt in function.body:

@@ -181,7 +181,8 @@ class ModuleCookbook(CookbookBase):
     def argument_parser(self) -> argparse.ArgumentParser:
         """The module's ``argument_parser()``, or the default parser."""
         if hasattr(self.module, "argument_parser"):
-            return self.module.argument_parser()
+            parser: argparse.ArgumentParser = self.module.argument_parser()
+            return parser
         return super().argument_parser()
 
     def get_runner(self, args: argparse.Namespace) -> CookbookRunnerBase:

@@ -63,7 +63,8 @@ def check_elevated_run(config_path: Path, base_dirs: list[Path]) -> None:
     """Under sudo: ConfigError naming the first configuration or cookbook path not changed by root only."""
     if not elevated():
         return
-    checks = [(config_path, "configuration"), *((parent, "configuration's folder") for parent in _ancestors(config_path))]
+    checks = [(config_path, "configuration"),
+              *((parent, "configuration's folder") for parent in _ancestors(config_path))]
     for base in base_dirs:
         if base.is_dir():  # a missing one is reported when the cookbook is looked up
             checks += [(parent, "cookbooks_base_dirs folder") for parent in _ancestors(base)]

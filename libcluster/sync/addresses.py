@@ -6,9 +6,9 @@ Without one, it gets addresses only when ``sync.allocate_ips`` is true (default 
 of its group's first IPv4 prefix with room, and of the first IPv6 prefix when the group has one, and the sync
 then sets the IPv4 one as the NIC's IP in Ganeti (:func:`carry`), so that NetBox never names an address the
 instance does not have; the IPv6 one, which Ganeti's single NIC IP cannot hold, is reported as not carried.
-Either way the address carries the VM's FQDN as dns_name, like the addresses makevm allocates. When a VM is removed its addresses are released (deleted) or, with ``sync.release_ips: false``,
-kept: unassigned, status reserved, dns_name cleared (so no DNS record stays) and the old name in the
-description.
+Either way the address carries the VM's FQDN as dns_name, like the addresses makevm allocates. When a VM
+is removed its addresses are released (deleted) or, with ``sync.release_ips: false``, kept: unassigned,
+status reserved, dns_name cleared (so no DNS record stays) and the old name in the description.
 """
 
 from __future__ import annotations

@@ -102,7 +102,7 @@ def _same(current: Any, wanted: Any) -> bool:
             return float(current) == float(wanted)
         except (TypeError, ValueError):
             return False
-    return current == wanted
+    return bool(current == wanted)
 
 
 def changed_fields(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> dict[str, Any]:

@@ -146,8 +146,9 @@ class DnsNetboxRunner(CookbookRunnerBase):
         counts = ", ".join(f"{count} {action}" for action, count in diff.counts().items() if count)
         logger.info("Difference (%d rrsets: %s):\n%s", len(diff), counts,
                     tabulate(netbox_dns.rows(diff), headers=("Zone", "Action", "Name", "Type", "Records")))
-        wanted = sum(1 for key in records if self.zones is None or
-                     self.dns.zones.zone_of(key[0]).to_text(omit_final_dot=True) in self.zones)
+        wanted = len(records) if self.zones is None else sum(
+            1 for key in records if (zone := self.dns.zones.zone_of(key[0])) is not None
+            and zone.to_text(omit_final_dot=True) in self.zones)
         netbox_dns.check_threshold(diff, wanted, self.settings, force=self.args.force)
         sent = self.dns.apply(diff)
         planned = sum(len(list(update.batches(changes, self.dns.batch))) for changes in diff.by_zone().values())

@@ -113,7 +113,7 @@ class ResourceReport(CookbookBase):
             futures = [pool.submit(collect, cluster) for cluster in targets]
         rows: list[GroupCapacity] = []
         failed: list[str] = []
-        for name, future in zip(names, futures):
+        for name, future in zip(names, futures, strict=True):
             try:
                 rows.extend(future.result())
             except LibclusterError as exc:
