@@ -1,10 +1,12 @@
-"""The audit trail: one JSON line per run, appended to the configured ``audit_log``.
+"""The audit trail: JSON lines appended to the configured ``audit_log``; a run's record is its ``end`` line.
 
-A line says who ran what (and, for chat runs, who asked and who approved), with which
-arguments (secrets masked), in dry-run or not, when, with which exit code, and every change
-the run made or planned. Each line is written with one ``write()`` on an ``O_APPEND`` file, so
-concurrent runs never interleave their lines, and the file is reopened for every line, so a
-rotated file is never written to. Secrets are masked before the record is serialised.
+A run's lines are its journal (:mod:`libcluster.journal`: start, lock, intent, result, undo, end),
+each with the run's ``id`` and an ``event``. The record says who ran what (and, for chat runs, who
+asked and who approved), with which arguments (secrets masked), in dry-run or not, when, with which
+exit code, and every change the run made or planned. Each line is written with one ``write()`` on
+an ``O_APPEND`` file and fsynced, so concurrent runs never interleave their lines and a crash loses
+none, and the file is reopened for every line, so a rotated file is never written to. Secrets are
+masked before a line is serialised.
 """
 
 from __future__ import annotations
@@ -95,6 +97,39 @@ def iso(moment: datetime) -> str:
     return moment.isoformat(timespec="milliseconds")
 
 
+def start_record(
+    *,
+    run_id: str,
+    cookbook: str,
+    argv: Sequence[str],
+    user: str,
+    origin: Mapping[str, str],
+    dry_run: bool,
+    start: datetime,
+    parent: str | None = None,
+) -> dict[str, Any]:
+    """Who runs what, from where, since when: the fields of the ``start`` line, and the first of the record.
+
+    parent is the id of the run that called this one with run_cookbook().
+    """
+    import socket  # not needed by listings, which import this module for the help text
+
+    fields: dict[str, Any] = {
+        "id": run_id,
+        "cookbook": cookbook,
+        "argv": redact_argv(argv),
+        "user": user,
+        **origin,
+        "dry_run": dry_run,
+        "start": iso(start),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+    }
+    if parent:
+        fields["parent"] = parent
+    return fields
+
+
 def record(
     *,
     run_id: str,
@@ -109,27 +144,29 @@ def record(
     changes: list[dict[str, Any]],
     parent: str | None = None,
 ) -> dict[str, Any]:
-    """The audit record of one run; parent is the id of the run that called this one with run_cookbook()."""
-    import socket  # not needed by listings, which import this module for the help text
-
-    fields: dict[str, Any] = {
-        "id": run_id,
-        "cookbook": cookbook,
-        "argv": redact_argv(argv),
-        "user": user,
-        **origin,
-        "dry_run": dry_run,
-        "start": iso(start),
-        "end": iso(end),
-        "duration": round((end - start).total_seconds(), 3),
-        "exit_code": exit_code,
-        "changes": changes,
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-    }
-    if parent:
-        fields["parent"] = parent
+    """The audit record of one run (the ``end`` line): the start fields, end, duration, exit code, changes."""
+    fields = start_record(run_id=run_id, cookbook=cookbook, argv=argv, user=user, origin=origin, dry_run=dry_run,
+                          start=start, parent=parent)
+    fields.update({"end": iso(end), "duration": round((end - start).total_seconds(), 3), "exit_code": exit_code,
+                   "changes": changes})
     return fields
+
+
+def read_records(path: str | Path) -> list[dict[str, Any]]:
+    """The record of each finished run in the audit file: its ``end`` line (lines without event predate the journal).
+
+    Other journal lines (start, intent, result...) are skipped; a missing file has no records.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    records = []
+    for line in text.splitlines():
+        data = json.loads(line)
+        if isinstance(data, dict) and data.get("event", "end") == "end":
+            records.append(data)
+    return records
 
 
 class AuditLog:
@@ -150,16 +187,17 @@ class AuditLog:
         except OSError as exc:
             raise AuditError(f"cannot open the audit log {self.path}: {exc.strerror}") from None
 
-    def write(self, record: Mapping[str, Any]) -> None:
-        """Append one record as a JSON line, secrets masked before serialising, in one write() of the whole line.
+    def write_line(self, text: str) -> None:
+        """Append one serialised line in one write() and fsync it, so it survives a crash of the host.
 
-        The file is opened at the configured path for each record: after logrotate moved it away, the
-        next record starts a new file there.
+        The file is opened at the configured path for each line: after logrotate moved it away, the
+        next line starts a new file there.
         """
-        line = (json.dumps(redact.redact_data(record), sort_keys=True) + "\n").encode("utf-8")
+        line = (text + "\n").encode("utf-8")
         fd = self._open()
         try:
             written = os.write(fd, line)
+            os.fsync(fd)
         except OSError as exc:
             raise AuditError(f"cannot write the audit log {self.path}: {exc.strerror}") from None
         finally:

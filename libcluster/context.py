@@ -8,18 +8,21 @@ the run's dry-run flag and ChangeLog, so the audit record lists every write.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from libcluster.changes import ChangeLog
+from libcluster.changes import ChangeLog, no_fence
+from libcluster.journal import Journal
+from libcluster.undo import UndoStack
 
 if TYPE_CHECKING:
     from libcluster.audit import AuditLog
     from libcluster.config import Section
     from libcluster.interactive import Prompter
+    from libcluster.journal import EtcdMirror
     from libcluster.locks import Locks
     from libcluster.runner.logs import RunLogFiles
     from libcluster.sal import SAL
@@ -46,6 +49,12 @@ class Session:
     """The files of the top-level run in progress; nested runs write into them too."""
     results: dict[str, int] = field(default_factory=dict)
     """Exit code of each cookbook run so far (shown by the menu)."""
+    mirror: EtcdMirror | None = None
+    """The etcd copy of the journals (when locks are in etcd), for ``--recover`` from another host."""
+    fence: Callable[[], None] = no_fence
+    """Raises when the run's locks are lost; checked before each journaled write."""
+    run_nested: Callable[[Session, str, list[str], Context], int] | None = None
+    """Runs a cookbook from another one (set by the runner: this module does not import it)."""
 
 
 class Context:
@@ -59,8 +68,14 @@ class Context:
         self.run_id = run_id
         """Id of this run in the audit log."""
         self.parent = parent
-        self.changes = ChangeLog(dry_run=session.dry_run)
+        self.journal = Journal(run_id, session.audit, session.mirror, dry_run=session.dry_run)
+        """The run's lines in the audit file (and etcd): start, intents, results, undo steps, end."""
+        self.changes = ChangeLog(dry_run=session.dry_run, journal=self.journal, fence=session.fence)
         """Every write the run made (or would make in dry-run); clients record into it."""
+        self.undo = UndoStack(self, recorder=lambda seq, status, error: self.journal.undo(seq, status, error, run_id),
+                              registrar=self.changes.register_undo, enabled=not session.dry_run)
+        """The undo steps of the run's changes, run in reverse by rollback (``ctx.undo.push`` adds one)."""
+        self.changes.undo = self.undo
         self._clients: dict[tuple[Any, ...], Any] = {}
 
     @property
@@ -108,7 +123,14 @@ class Context:
         """
         from libcluster.resources import custom_lock
 
-        return self._session.locks.acquired(custom_lock(name), concurrency=concurrency, ttl=ttl)
+        return self.hold_lock(custom_lock(name), concurrency=concurrency, ttl=ttl)
+
+    @contextmanager
+    def hold_lock(self, key: str, *, concurrency: int, ttl: int | None = None) -> Iterator[None]:
+        """Hold lock key and journal it (a ``lock`` line) once taken, so that ``--recover`` takes it too."""
+        with self._session.locks.acquired(key, concurrency=concurrency, ttl=ttl):
+            self.journal.lock(key, concurrency)
+            yield
 
     def notify(self, message: str) -> None:
         """Log message and, in a real run, announce it on the server admin log."""
@@ -122,9 +144,10 @@ class Context:
         With raises=True a non-zero exit code raises CookbookFailed.
         """
         from libcluster.cookbook import CookbookFailed
-        from libcluster.runner import execute
 
-        exit_code = execute.run(self._session, name, list(args), parent=self)
+        if self._session.run_nested is None:
+            raise RuntimeError("run_cookbook() outside the runner: the session has no run_nested")
+        exit_code = self._session.run_nested(self._session, name, list(args), self)
         if exit_code and raises:
             raise CookbookFailed(name, exit_code)
         return exit_code

@@ -137,7 +137,7 @@ def _session(root: config.Section, args: argparse.Namespace, base_dirs: list[Pat
     """Everything a run needs; imported here so that listing does not pay for it."""
     import socket
 
-    from libcluster import interactive, locks
+    from libcluster import interactive, journal, locks
     from libcluster.context import Session
     from libcluster.sal import SAL
 
@@ -151,9 +151,10 @@ def _session(root: config.Section, args: argparse.Namespace, base_dirs: list[Pat
         logger.warning("Locks disabled with --no-locks: concurrent runs are not kept apart")
     sal = None if args.dry_run else SAL.from_config(root, prefix=f"{user}@{host}")
     audit_log = audit.AuditLog(audit.path_from_config(root))
+    mirror = None if args.no_locks or args.dry_run else journal.mirror_from_config(root)
     return Session(config=root, base_dirs=base_dirs, logs_dir=logs_dir, dry_run=args.dry_run, verbose=args.verbose,
                    user=user, origin=origin, prompter=interactive.Prompter(assume_yes=args.yes), locks=lock_service,
-                   audit=audit_log, sal=sal)
+                   audit=audit_log, sal=sal, mirror=mirror)
 
 
 def _not_found(base_dirs: list[Path], name: str, error: discovery.CookbookNotFound) -> int:

@@ -1,8 +1,11 @@
-"""One run of one cookbook: arguments, runner, lock, START, run, rollback, END, SAL and the audit record.
+"""One run of one cookbook: arguments, runner, lock, START, run, rollback, END, SAL and the audit journal.
 
-Exit codes follow :mod:`libcluster.cookbook`: 95/96 for argument errors, 94 when ``get_runner()``
-fails (CookbookInitSuccess exits 0 before any lock or START line), 97 on Ctrl+C, 99 on an
-exception, 93 when rollback fails, otherwise what ``run()`` returned. Nested runs
+Right after the lock the journal's ``start`` line is written (fsynced) and the START announced; when
+``run()`` fails, the cookbook's ``rollback()`` runs, then the run's undo stack (``ctx.undo``); the
+``end`` line is the run's record. Exit codes follow :mod:`libcluster.cookbook`: 95/96 for argument
+errors, 94 when ``get_runner()`` fails (CookbookInitSuccess exits 0 before any lock or START line), 97
+on Ctrl+C, 99 on an exception, 93 when rollback fails or leaves something behind (one ERROR line
+"left behind: KIND NAME (id ID): ERROR" per object), otherwise what ``run()`` returned. Nested runs
 (``ctx.run_cookbook``) go through the same path, share the caller's log files and take their own lock.
 """
 
@@ -18,6 +21,7 @@ import uuid
 from dataclasses import dataclass
 
 from libcluster import audit, redact
+from libcluster.context import Context, Session
 from libcluster.cookbook import (
     EXIT_ARGPARSER_FAILED,
     EXIT_ARGS_FAILED,
@@ -33,7 +37,8 @@ from libcluster.cookbook import (
     reason,
     task_id,
 )
-from libcluster.context import Context, Session
+from libcluster.journal import JournalError
+from libcluster.resources import runner_lock
 from libcluster.runner import discovery
 from libcluster.runner.logs import RunLogFiles
 
@@ -70,7 +75,8 @@ def register_secret_args(argv: list[str], args: argparse.Namespace) -> None:
             redact.register(value)
 
 
-def _run_runner(runner: CookbookRunnerBase, name: str) -> Outcome:
+def _run_runner(runner: CookbookRunnerBase, ctx: Context) -> Outcome:
+    name = ctx.name
     value: object
     try:
         try:
@@ -94,11 +100,13 @@ def _run_runner(runner: CookbookRunnerBase, name: str) -> Outcome:
         logger.error("Cookbook %s %s %r instead of an exit code", name, how, value)
         outcome.raised = True
     if outcome.exit_code:
-        _rollback(runner, name, outcome)
+        _rollback(runner, ctx, outcome)
     return outcome
 
 
-def _rollback(runner: CookbookRunnerBase, name: str, outcome: Outcome) -> None:
+def _rollback(runner: CookbookRunnerBase, ctx: Context, outcome: Outcome) -> None:
+    """The cookbook's rollback(), then the undo stack in reverse; exit 93 names what is left behind."""
+    name = ctx.name
     logger.info("Running rollback of cookbook %s (exit_code=%d)", name, outcome.exit_code)
     try:
         runner.rollback()
@@ -110,6 +118,19 @@ def _rollback(runner: CookbookRunnerBase, name: str, outcome: Outcome) -> None:
                      type(exc).__name__, exc)
         logger.debug("Traceback of the rollback failure in %s", name, exc_info=True)
         outcome.exit_code = EXIT_ROLLBACK_FAILED
+    try:
+        failures = ctx.undo.rollback()
+    except KeyboardInterrupt:
+        logger.error("Undo of the changes of %s interrupted: `cookbook --recover %s` undoes the rest", name,
+                     ctx.run_id)
+        outcome.exit_code = EXIT_ROLLBACK_FAILED
+        return
+    for failure in failures:
+        logger.error("%s", failure.describe())
+    if failures:
+        logger.error("Rollback of cookbook %s left %d object(s) behind: `cookbook --recover %s` retries", name,
+                     len(failures), ctx.run_id)
+        outcome.exit_code = EXIT_ROLLBACK_FAILED
 
 
 def _status(outcome: Outcome) -> str:
@@ -120,6 +141,7 @@ def _status(outcome: Outcome) -> str:
 
 def run(session: Session, name: str, argv: list[str], parent: Context | None = None) -> int:
     """Run cookbook name with its arguments argv; return the exit code (never raises but KeyboardInterrupt)."""
+    session.run_nested = run
     try:
         loaded = discovery.load(session.base_dirs, name)
     except (discovery.CookbookNotFound, discovery.CookbookLoadError) as exc:
@@ -164,16 +186,16 @@ def run(session: Session, name: str, argv: list[str], parent: Context | None = N
 def _run_logged(session: Session, ctx: Context, cookbook: CookbookBase, args: argparse.Namespace,
                 argv: list[str]) -> int:
     start, started = audit.utc_now(), time.monotonic()
+    parent = ctx.parent.run_id if ctx.parent else None
 
     def finish(exit_code: int) -> int:
         session.results[ctx.name] = exit_code
         record = audit.record(run_id=ctx.run_id, cookbook=ctx.name, argv=argv, user=session.user,
                               origin=session.origin, dry_run=session.dry_run, start=start, end=audit.utc_now(),
-                              exit_code=exit_code, changes=ctx.changes.as_list(),
-                              parent=ctx.parent.run_id if ctx.parent else None)
+                              exit_code=exit_code, changes=ctx.changes.as_list(), parent=parent)
         try:
-            session.audit.write(record)
-        except audit.AuditError as exc:
+            ctx.journal.end(record, keep_mirror=exit_code == EXIT_ROLLBACK_FAILED)
+        except JournalError as exc:
             logger.error("%s", exc)
         logger.debug("__COOKBOOK_STATS__:name=%s,exit_code=%d,duration=%.3f", ctx.name, exit_code,
                      time.monotonic() - started)
@@ -198,10 +220,14 @@ def _run_logged(session: Session, ctx: Context, cookbook: CookbookBase, args: ar
     suffix = f" {description}" if description else ""
     try:
         lock_args = runner.lock_args
-        lock_key = f"cookbooks/{ctx.name}" + (f":{lock_args.suffix}" if lock_args.suffix else "")
+        lock_key = runner_lock(ctx.name, lock_args.suffix)
         with session.locks.acquired(lock_key, concurrency=lock_args.concurrency, ttl=lock_args.ttl):
+            held = [] if session.dry_run or session.locks.backend is None else [lock_key]
+            ctx.journal.start({**audit.start_record(run_id=ctx.run_id, cookbook=ctx.name, argv=argv, user=session.user,
+                                                    origin=session.origin, dry_run=session.dry_run, start=start,
+                                                    parent=parent), "locks": held})
             _announce(session, ctx, f"START - Cookbook {ctx.name}{suffix}")
-            outcome = _run_runner(runner, ctx.name)
+            outcome = _run_runner(runner, ctx)
     except KeyboardInterrupt:
         logger.error("Ctrl+C pressed while waiting for the lock of cookbook %s", ctx.name)
         return _interrupted(ctx, finish(EXIT_INTERRUPTED))

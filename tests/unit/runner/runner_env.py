@@ -9,6 +9,8 @@ from typing import Any
 
 import yaml
 
+from libcluster import audit
+
 
 @dataclass
 class Env:
@@ -32,7 +34,11 @@ class Env:
         return self.config
 
     def records(self) -> list[dict[str, Any]]:
-        """The audit records written so far."""
+        """The audit records (end lines) written so far."""
+        return audit.read_records(self.audit)
+
+    def lines(self) -> list[dict[str, Any]]:
+        """Every journal line written so far (start, intent, result, undo, end...)."""
         if not self.audit.exists():
             return []
         return [json.loads(line) for line in self.audit.read_text().splitlines()]

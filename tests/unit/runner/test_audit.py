@@ -13,6 +13,7 @@ import pytest
 from libcluster import redact
 from libcluster.audit import AuditError, AuditLog, origin_from_env, redact_argv
 from libcluster.errors import ConfigError
+from libcluster.journal import Journal
 
 
 def test_origin_defaults_to_terminal() -> None:
@@ -38,7 +39,7 @@ def test_redact_argv_masks_secret_options_and_registered_secrets() -> None:
 def _append(path: str, writer: int, count: int) -> None:
     log = AuditLog(path)
     for number in range(count):
-        log.write({"writer": writer, "number": number, "padding": "x" * 300_000})
+        log.write_line(json.dumps({"writer": writer, "number": number, "padding": "x" * 300_000}))
 
 
 def test_concurrent_appends_never_interleave(tmp_path: Path) -> None:
@@ -64,9 +65,9 @@ def test_unopenable_audit_log_is_an_error_naming_it(tmp_path: Path) -> None:
 def test_a_record_after_rotation_goes_to_a_new_file_at_the_path(tmp_path: Path) -> None:
     path = tmp_path / "audit.jsonl"
     log = AuditLog(path)
-    log.write({"id": "before"})
+    log.write_line('{"id": "before"}')
     path.rename(tmp_path / "audit.jsonl.1")  # logrotate without copytruncate
-    log.write({"id": "after"})
+    log.write_line('{"id": "after"}')
     assert [json.loads(line)["id"] for line in (tmp_path / "audit.jsonl.1").read_text().splitlines()] == ["before"]
     assert [json.loads(line)["id"] for line in path.read_text().splitlines()] == ["after"]
     assert path.stat().st_mode & 0o777 == 0o640
@@ -77,8 +78,9 @@ def test_a_record_after_rotation_goes_to_a_new_file_at_the_path(tmp_path: Path) 
 def test_escaped_secrets_are_masked_in_the_line(tmp_path: Path, secret: str) -> None:
     redact.register(secret)
     path = tmp_path / "audit.jsonl"
-    AuditLog(path).write({"argv": ["--name", f"x{secret}y"], "changes": [{"detail": {"key": secret, secret: 1}}],
-                          "path": Path(f"/tmp/{secret}")})
+    Journal("run1", AuditLog(path), None, dry_run=False).end(
+        {"argv": ["--name", f"x{secret}y"], "changes": [{"detail": {"key": secret, secret: 1}}],
+         "path": Path(f"/tmp/{secret}")})
     line = path.read_bytes().decode("utf-8")
     forms = {secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1],
              secret.encode("unicode_escape").decode("ascii"), repr(secret)[1:-1]}

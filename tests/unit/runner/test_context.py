@@ -36,7 +36,7 @@ def ctx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Context:
 
     monkeypatch.setattr(libcluster, "ganeti", sys.modules["libcluster.ganeti"], raising=False)
     session = Session(config=root, base_dirs=[], logs_dir=tmp_path, dry_run=True, verbose=False, user="alice",
-                      origin={"origin": "terminal"}, prompter=mock.Mock(), locks=mock.Mock(), audit=mock.Mock())
+                      origin={"origin": "terminal"}, prompter=mock.Mock(), locks=mock.MagicMock(), audit=mock.Mock())
     return Context(session, "sre.x", "run1")
 
 
@@ -61,7 +61,8 @@ def test_prompts_and_locks_go_to_the_session_services(ctx: Context) -> None:
     ctx._session.prompter.confirm.assert_called_once_with("Go?")  # type: ignore[attr-defined]
     ctx.ask_input("Which?", choices=["a"])
     ctx._session.prompter.ask_input.assert_called_once_with("Which?", ["a"], None)  # type: ignore[attr-defined]
-    ctx.lock("instance:vm1", concurrency=2, ttl=30)
+    with ctx.lock("instance:vm1", concurrency=2, ttl=30):
+        pass
     ctx._session.locks.acquired.assert_called_once_with(  # type: ignore[attr-defined]
         "custom/instance:vm1", concurrency=2, ttl=30)
 

@@ -1,0 +1,174 @@
+"""The journal of a run: its audit lines (start, lock, intent, result, undo, end, recovered), written as they happen.
+
+Each line is one JSON object with the run's ``id`` and an ``event``, appended to the audit file with one
+``write()`` and fsynced before the change it announces is made, so a killed run leaves an exact list of
+what it did. When locks live in etcd, each line is also put under ``{locks prefix}journal/{RUN_ID}/{NNNNNN}``
+(start is 000000) so that ``cookbook --recover`` on another host finds it; a clean END deletes that copy.
+In dry-run only the start and end lines are written, to the audit file only.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import threading
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from libcluster import audit, redact
+from libcluster.errors import LibclusterError
+
+if TYPE_CHECKING:
+    from libcluster.config import Section
+    from libcluster.etcd import Gateway
+
+logger = logging.getLogger(__name__)
+
+EVENTS = ("start", "lock", "intent", "result", "undo", "end", "recovered")
+"""The events of journal lines, in the order a run writes them."""
+RESULTS = ("done", "failed", "maybe")
+"""Status of a ``result`` line: made, not made, or unknown (the answer was lost)."""
+UNDO_STATUSES = ("undone", "absent", "failed")
+"""Status of an ``undo`` line."""
+ETCD_TIMEOUT = 5
+"""Seconds per etcd request of the mirror."""
+
+
+class JournalError(LibclusterError):
+    """A journal line could not be written: the change it announces must not be made."""
+
+
+class EtcdMirror:
+    """The journals of running runs in etcd, one key per line, written as the runner's etcd user."""
+
+    def __init__(self, gateway: Gateway, prefix: str) -> None:
+        """gateway: etcd access (JournalError on failure); prefix: the locks prefix, journals go under it."""
+        self.gateway = gateway
+        self.prefix = prefix.rstrip("/") + "/journal/"
+
+    def key(self, run_id: str, number: int) -> str:
+        """The etcd key of line number of run_id."""
+        return f"{self.prefix}{run_id}/{number:06d}"
+
+    def put(self, run_id: str, number: int, line: str) -> None:
+        """Store one serialised line (no lease: it outlives the run until END or --recover deletes it)."""
+        self.gateway.call("writing the journal", "/kv/put",
+                          {"key": _b64(self.key(run_id, number)), "value": _b64(line)})
+
+    def _range(self, prefix: str) -> dict[str, str]:
+        answer = self.gateway.call("reading journals", "/kv/range", {"key": _b64(prefix),
+                                                                     "range_end": _b64(_prefix_end(prefix))})
+        return {_unb64(item["key"]): _unb64(item.get("value", "")) for item in answer.get("kvs", [])}
+
+    def runs(self, run_id: str | None = None) -> dict[str, list[str]]:
+        """Serialised lines per run id (of one run with run_id), in line order."""
+        found: dict[str, list[str]] = {}
+        for key, value in sorted(self._range(self.prefix + (f"{run_id}/" if run_id else "")).items()):
+            run, _, _ = key[len(self.prefix):].partition("/")
+            found.setdefault(run, []).append(value)
+        return found
+
+    def delete(self, run_id: str) -> None:
+        """Remove every line of run_id."""
+        prefix = f"{self.prefix}{run_id}/"
+        self.gateway.call("deleting a journal", "/kv/deleterange", {"key": _b64(prefix),
+                                                                    "range_end": _b64(_prefix_end(prefix))})
+
+
+def mirror_from_config(root: Section) -> EtcdMirror | None:
+    """The etcd mirror when the locks are in etcd (``locks.etcd_url``), with the locks' access; else None."""
+    from libcluster.etcd import EtcdAccess, Gateway
+    from libcluster.locks import DEFAULT_ETCD_PREFIX
+
+    section = root.section("locks", {})
+    if not section.has("etcd_url"):
+        return None
+    access = EtcdAccess.from_section(section)
+    return EtcdMirror(Gateway(access, ETCD_TIMEOUT, JournalError), section.str("etcd_prefix", DEFAULT_ETCD_PREFIX))
+
+
+class Journal:
+    """The lines of one run, numbered in the order written; thread-safe (a pool of writers shares it)."""
+
+    def __init__(self, run_id: str, audit_log: audit.AuditLog, mirror: EtcdMirror | None, *, dry_run: bool,
+                 next_number: int = 0) -> None:
+        """Lines of run_id go to audit_log and (not in dry-run) mirror; next_number continues a dead run's lines."""
+        self.run_id = run_id
+        self.audit = audit_log
+        self.mirror = None if dry_run else mirror
+        self.dry_run = dry_run
+        self._number = next_number
+        self._mirrored = False
+        self._lock = threading.Lock()
+
+    def write(self, event: str, fields: Mapping[str, Any], *, mirrored: bool = True) -> None:
+        """Append one line (secrets masked) to the audit file (fsynced) and the mirror; JournalError if either fails."""
+        line = {**redact.redact_data(dict(fields)), "id": self.run_id, "event": event}
+        if event not in ("start", "end"):
+            line.setdefault("time", audit.iso(audit.utc_now()))
+        text = json.dumps(line, sort_keys=True)
+        with self._lock:
+            try:
+                self.audit.write_line(text)
+                if self.mirror is not None and mirrored:
+                    self.mirror.put(self.run_id, self._number, text)
+                    self._mirrored = True
+            except LibclusterError as exc:
+                raise JournalError(f"journal of run {self.run_id}: {event} line not written: {exc}") from None
+            self._number += 1
+
+    def start(self, fields: Mapping[str, Any]) -> None:
+        """The run's start: who, what, origin, its locks (written right after the runner's lock)."""
+        self.write("start", fields)
+
+    def lock(self, key: str, concurrency: int) -> None:
+        """A lock taken by cookbook code after the start (``--recover`` takes it too)."""
+        if not self.dry_run:
+            self.write("lock", {"key": key, "concurrency": concurrency})
+
+    def intent(self, seq: int, system: str, action: str, target: str, detail: Mapping[str, Any],
+               undo: Mapping[str, Any] | None) -> None:
+        """Before a write: what is about to change and how to take it back."""
+        self.write("intent", {"seq": seq, "system": system, "action": action, "target": target,
+                              "detail": dict(detail), "undo": undo})
+
+    def result(self, seq: int, status: str, detail: Mapping[str, Any]) -> None:
+        """After a write: done, failed or maybe, with the ids learnt."""
+        self.write("result", {"seq": seq, "status": status, "detail": dict(detail)})
+
+    def undo(self, seq: int, status: str, error: str, by: str) -> None:
+        """A rollback or recovery step of change seq, run by run by."""
+        self.write("undo", {"seq": seq, "status": status, "error": error, "by": by})
+
+    def end(self, record: Mapping[str, Any], *, keep_mirror: bool = False) -> None:
+        """The complete record; the etcd copy is deleted unless keep_mirror (something was left behind)."""
+        self.write("end", record, mirrored=keep_mirror)
+        if not keep_mirror:
+            self.forget()
+
+    def recovered(self, by: str, status: str) -> None:
+        """Written on a dead run's id by the run that recovered it."""
+        self.write("recovered", {"by": by, "status": status}, mirrored=status != "done")
+
+    def forget(self) -> None:
+        """Delete the etcd copy (the audit file keeps the record); a failure is only logged."""
+        if self.mirror is None or not self._mirrored:
+            return
+        try:
+            self.mirror.delete(self.run_id)
+        except LibclusterError as exc:
+            logger.warning("etcd journal of run %s not deleted: %s", self.run_id, exc)
+
+
+def _b64(value: str) -> str:
+    return base64.b64encode(value.encode()).decode()
+
+
+def _unb64(value: str) -> str:
+    return base64.b64decode(value).decode()
+
+
+def _prefix_end(prefix: str) -> str:
+    """The first key after every key starting with prefix (which ends with '/')."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
