@@ -9,7 +9,6 @@ never cluster-wide counts.
 
 from __future__ import annotations
 
-import json
 import secrets
 import subprocess
 from collections.abc import Callable, Iterator
@@ -19,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from libcluster import audit
 from libcluster import config as config_module
 from libcluster.changes import ChangeLog
 from libcluster.ganeti import GanetiCluster, RapiNotFoundError, connect
@@ -45,7 +45,7 @@ def run_cookbook(config: Path, *args: str, dry_run: bool = False, timeout: float
         stdout, stderr = process.communicate(timeout=timeout)
     print(f"$ {' '.join(argv[3:])}\n[exit {process.returncode}]\n{stdout}{stderr}")
     audit_log = Path(config_module.load(config).str("audit_log"))
-    records = [json.loads(line) for line in audit_log.read_text().splitlines()] if audit_log.exists() else []
+    records = audit.read_records(audit_log)
     mine = [record for record in records if record.get("pid") == process.pid and record.get("cookbook") == args[0]
             and record.get("argv") == list(args[1:])]
     return Run(process.returncode, stdout, stderr, mine[-1] if mine else None)

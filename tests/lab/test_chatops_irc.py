@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from libcluster import audit
 from libcluster.chatops.core import Chatops
 from libcluster.chatops.probe import IrcProbe, Message
 from libcluster.ganeti import RapiNotFoundError
@@ -70,8 +71,7 @@ class Service:
 
     def records(self) -> list[dict[str, Any]]:
         """Audit records of the runs so far."""
-        path = self.tmp / "logs" / "audit.jsonl"
-        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+        return audit.read_records(self.tmp / "logs" / "audit.jsonl")
 
 
 def chatops_section(tmp: Path, irc: dict[str, Any]) -> dict[str, Any]:

@@ -5,12 +5,12 @@ A dry-run sync reads the lab's Ganeti and NetBox, changes nothing, and writes it
 
 from __future__ import annotations
 
-import json
 import subprocess
 from pathlib import Path
 
 import yaml
 
+from libcluster import audit
 from tests.lab.cookbook_lab import COOKBOOK
 
 
@@ -26,6 +26,6 @@ def test_audit_log_defaults_to_audit_jsonl_under_logs_base_dir(lab_config: Path,
     result = subprocess.run(argv, capture_output=True, text=True, timeout=300)
     print(result.stdout, result.stderr)
     assert result.returncode == 0, result.stderr
-    records = [json.loads(line) for line in (tmp_path / "logs" / "audit.jsonl").read_text().splitlines()]
+    records = audit.read_records(tmp_path / "logs" / "audit.jsonl")
     assert [(r["cookbook"], r["argv"], r["dry_run"], r["exit_code"]) for r in records] == [
         ("sre.ganeti.sync-netbox", ["--cluster", "lab"], True, 0)]

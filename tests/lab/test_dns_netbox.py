@@ -27,7 +27,7 @@ import dns.zone
 import pytest
 import yaml
 
-from libcluster import config as config_module
+from libcluster import audit, config as config_module
 from libcluster.changes import ChangeLog
 from libcluster.dns import DNS, Records
 from libcluster.dns.diff import compute
@@ -87,8 +87,8 @@ class Env:
 
     def audit(self) -> dict[str, Any]:
         """The newest audit record of sre.dns.netbox."""
-        lines = Path(self.raw["audit_log"]).read_text().splitlines()
-        return [json.loads(line) for line in lines if '"sre.dns.netbox"' in line][-1]
+        return [record for record in audit.read_records(self.raw["audit_log"])
+                if record["cookbook"] == "sre.dns.netbox"][-1]
 
 
 def free_addresses(netbox: NetBox, client: DNS) -> tuple[list[str], list[str]]:

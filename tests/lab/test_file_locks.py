@@ -7,7 +7,6 @@ exclude each other."""
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import re
 import subprocess
@@ -20,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from libcluster import audit
 from libcluster.locks import Holder
 
 COOKBOOK = Path(sys.executable).with_name("cookbook")
@@ -52,8 +52,7 @@ class Host:
 
     def records(self) -> list[dict[str, object]]:
         """The audit records written so far."""
-        audit = self.logs / "audit.jsonl"
-        return [json.loads(line) for line in audit.read_text().splitlines()] if audit.exists() else []
+        return audit.read_records(self.logs / "audit.jsonl")
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ import requests
 import yaml
 from tests.lab.cookbook_lab import ganeti, netbox, remove_test_instance, run_cookbook
 
+from libcluster import audit
 from libcluster.ganeti import GanetiCluster
 from cookbook_lab import topology
 from libcluster.netbox import NetBox
@@ -70,7 +71,7 @@ class Env:
 
     def audit(self, dry_run: bool) -> dict[str, Any]:
         """The newest audit record of a sync-netbox run of this test."""
-        records = [json.loads(line) for line in Path(self.raw["audit_log"]).read_text().splitlines()]
+        records = audit.read_records(self.raw["audit_log"])
         mine = [r for r in records if r["cookbook"] == "sre.ganeti.sync-netbox" and r["dry_run"] == dry_run
                 and f"{self.token}-*" in r["argv"]]
         return mine[-1]

@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 import pytest
 import yaml
 
-from libcluster import config
+from libcluster import audit, config
 from libcluster.chatops import settings as chatops_settings
 from libcluster.chatops.core import Chatops, Reply
 from libcluster.chatops.feed import Pace
@@ -97,8 +97,7 @@ class Chat:
 
     def records(self) -> list[dict[str, Any]]:
         """Audit records written by the runs so far."""
-        path = self.tmp / "logs" / "audit.jsonl"
-        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+        return audit.read_records(self.tmp / "logs" / "audit.jsonl")
 
 
 def chatops_section(tmp: Path) -> dict[str, Any]:
@@ -132,7 +131,7 @@ def write_config(tmp: Path, chatops: dict[str, Any]) -> Path:
         "cookbooks_base_dirs": [str(FIXTURES)],
         "logs_base_dir": str(tmp / "logs"),
         "audit_log": str(tmp / "logs" / "audit.jsonl"),
-        "locks": {"file_dir": str(tmp / "locks"), "default_ttl": 60, "wait_tries": 3, "wait_sleep": 0.05},
+        "locks": {"file_dir": str(tmp / "locks"), "ttl": 30, "wait_tries": 3, "wait_sleep": 0.05},
         "chatops": chatops,
     }
     path.write_text(yaml.safe_dump(data))
