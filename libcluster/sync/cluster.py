@@ -119,26 +119,13 @@ class NetBoxState:
         group = netbox.get("cluster-group", name=group_name)
         clusters = {str(c["name"]): c for c in netbox.objects("cluster", fields=CLUSTER_FIELDS, group_id=group["id"])}
         cluster_ids = [int(c["id"]) for c in clusters.values()]
-        nodes = sorted(node for members in ganeti.groups.values() for node in members)
-        devices = {str(d["name"]): d for d in netbox.objects("device", fields=DEVICE_FIELDS, name=nodes)}
-        if cluster_ids:
-            devices.update({str(d["name"]): d for d in netbox.objects("device", fields=DEVICE_FIELDS,
-                                                                       cluster_id=cluster_ids)})
-        vms: list[dict[str, Any]] = []
-        interfaces: dict[int, list[dict[str, Any]]] = {}
-        if cluster_ids:  # the two big reads at once: NetBox serves them from two workers
-            with ThreadPoolExecutor(max_workers=1) as pool:
-                pending = pool.submit(read_interfaces, netbox, cluster_ids)
-                vms = netbox.objects("vm", fields=VM_FIELDS, cluster_id=cluster_ids)
-                interfaces = pending.result()
+        devices = _read_devices(netbox, sorted(node for members in ganeti.groups.values() for node in members),
+                                cluster_ids)
+        vms, interfaces = _read_vms(netbox, cluster_ids)
         state = cls(group=group, clusters=clusters, devices=devices, vms=vms, interfaces=interfaces, ips=[])
-        bare = [int(vm["id"]) for vm in vms if not vm.get("primary_ip4") and not vm.get("primary_ip6")]
-        new = {str(i["name"]) for i in ganeti.instances} - {str(vm["name"]) for vm in vms}
+        bare, new = addressless(vms, ganeti)
         if prefixes and (bare or new):
-            state.ips = netbox.objects("ip-address", fields=IP_FIELDS, parent=list(prefixes))
-            seen = {state.vm_of(ip) for ip in state.ips}
-            if unseen := [vm_id for vm_id in bare if vm_id not in seen]:
-                state.ips += netbox.objects("ip-address", fields=IP_FIELDS, virtual_machine_id=unseen)
+            state.ips = _read_addresses(netbox, state, prefixes, bare)
         return state
 
     def vm_of(self, ip: Mapping[str, Any]) -> int | None:
@@ -163,6 +150,44 @@ def read_interfaces(netbox: NetBox, cluster_ids: Sequence[int]) -> dict[int, lis
         found.setdefault(vm, []).append({"id": int(row["id"]), "name": row["name"], "virtual_machine": {"id": vm},
                                          "primary_mac_address": row["primary_mac_address"]})
     return found
+
+
+def _read_devices(netbox: NetBox, nodes: Sequence[str], cluster_ids: Sequence[int]) -> dict[str, dict[str, Any]]:
+    """The devices of the nodes, and those in the group's clusters (nodes that left), by name."""
+    devices = {str(d["name"]): d for d in netbox.objects("device", fields=DEVICE_FIELDS, name=list(nodes))}
+    if cluster_ids:
+        devices.update({str(d["name"]): d for d in netbox.objects("device", fields=DEVICE_FIELDS,
+                                                                   cluster_id=list(cluster_ids))})
+    return devices
+
+
+def _read_vms(netbox: NetBox, cluster_ids: Sequence[int]
+              ) -> tuple[list[dict[str, Any]], dict[int, list[dict[str, Any]]]]:
+    """The clusters' VMs and their interfaces by VM id: the two big reads at once (NetBox serves them from two
+    workers); none without a cluster."""
+    if not cluster_ids:
+        return [], {}
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(read_interfaces, netbox, cluster_ids)
+        vms = netbox.objects("vm", fields=VM_FIELDS, cluster_id=list(cluster_ids))
+        return vms, pending.result()
+
+
+def addressless(vms: Sequence[Mapping[str, Any]], ganeti: GanetiState) -> tuple[list[int], set[str]]:
+    """Why addresses must be read: ids of VMs without a primary address, names of instances without a VM."""
+    bare = [int(vm["id"]) for vm in vms if not vm.get("primary_ip4") and not vm.get("primary_ip6")]
+    new = {str(i["name"]) for i in ganeti.instances} - {str(vm["name"]) for vm in vms}
+    return bare, new
+
+
+def _read_addresses(netbox: NetBox, state: NetBoxState, prefixes: Sequence[str], bare: Sequence[int]
+                    ) -> list[dict[str, Any]]:
+    """The addresses inside prefixes, plus those of the bare VMs (no primary) that have none there."""
+    ips = netbox.objects("ip-address", fields=IP_FIELDS, parent=list(prefixes))
+    seen = {state.vm_of(ip) for ip in ips}
+    if unseen := [vm_id for vm_id in bare if vm_id not in seen]:
+        ips += netbox.objects("ip-address", fields=IP_FIELDS, virtual_machine_id=unseen)
+    return ips
 
 
 def being_created(backend: Backend | None, names: Iterable[str]) -> set[str]:
@@ -265,6 +290,31 @@ def _shown(value: Any) -> str:
     return "-" if value in (None, "") else str(value)
 
 
+@dataclass(frozen=True)
+class AddressIndex:
+    """The NetBox addresses read, indexed the three ways the plan looks them up."""
+
+    owned: dict[int, list[dict[str, Any]]]
+    """Addresses assigned to a VM's interface, by VM id."""
+    loose: dict[str, list[dict[str, Any]]]
+    """Unassigned addresses with a DNS name, by that name."""
+    taken: dict[str, dict[str, Any]]
+    """Every address, by its IP (without the prefix length)."""
+
+
+def index_addresses(state: NetBoxState) -> AddressIndex:
+    """The addresses of state indexed by owning VM, by DNS name when unassigned, and by IP."""
+    index = AddressIndex(owned={}, loose={}, taken={})
+    for ip in state.ips:
+        index.taken[str(ip["address"]).split("/")[0]] = ip
+        vm_id = state.vm_of(ip)
+        if vm_id is not None:
+            index.owned.setdefault(vm_id, []).append(ip)
+        elif not ip.get("assigned_object_id") and ip.get("dns_name"):
+            index.loose.setdefault(str(ip["dns_name"]), []).append(ip)
+    return index
+
+
 def compute(ganeti: GanetiState, state: NetBoxState, settings: ClusterSettings, sync: SyncSettings, *,
             delete: bool = False, busy: Iterable[str] = ()) -> Plan:
     """The difference between what Ganeti runs and what NetBox holds (pure: no request).
@@ -273,52 +323,69 @@ def compute(ganeti: GanetiState, state: NetBoxState, settings: ClusterSettings, 
     """
     busy = set(busy)
     plan = Plan(state=state)
-    wanted = {group: settings.groups[group].netbox_cluster if group in settings.groups else group
-              for group in ganeti.groups}
-    for group, cluster in sorted(wanted.items()):
-        if cluster not in state.clusters:
-            plan.new_clusters[cluster] = group
-            plan.rows.append(Row("create", "cluster", cluster, f"node group {group}"))
-    for cluster in sorted(set(state.clusters) - set(wanted.values())):
-        plan.rows.append(Row("extra", "cluster", cluster, "no node group maps to it (left as is)"))
+    wanted = wanted_clusters(ganeti, settings)
+    plan.new_clusters, plan.rows = cluster_rows(wanted, state.clusters)
     _plan_devices(plan, ganeti, wanted)
     by_name: dict[str, list[dict[str, Any]]] = {}
     for vm in state.vms:
         by_name.setdefault(str(vm["name"]), []).append(vm)
-    owned: dict[int, list[dict[str, Any]]] = {}
-    loose: dict[str, list[dict[str, Any]]] = {}
-    taken: dict[str, dict[str, Any]] = {}
-    for ip in state.ips:
-        taken[str(ip["address"]).split("/")[0]] = ip
-        vm_id = state.vm_of(ip)
-        if vm_id is not None:
-            owned.setdefault(vm_id, []).append(ip)
-        elif not ip.get("assigned_object_id") and ip.get("dns_name"):
-            loose.setdefault(str(ip["dns_name"]), []).append(ip)
+    index = index_addresses(state)
     for instance in sorted(ganeti.instances, key=lambda item: str(item["name"])):
         group = ganeti.group_of(str(instance.get("pnode")))
         candidates = by_name.pop(str(instance["name"]), [])
-        if group is None:
-            plan.rows.append(Row("missing", "vm", str(instance["name"]), f"primary node {instance.get('pnode')} "
-                                 "is in no node group (skipped)"))
+        if group is None or instance["name"] in busy:
+            plan.rows.append(skipped_row(instance, group))
             continue
-        if instance["name"] in busy:
-            plan.rows.append(Row("busy", "vm", str(instance["name"]), "a cookbook is creating it (left alone)"))
-            continue
-        vm = next((c for c in candidates if c["cluster"]["name"] == wanted[group]), None) or \
-            (candidates[0] if candidates else None)
-        plan.extra += [c for c in candidates if c is not vm]
-        item = VMPlan(instance=instance, group=group, cluster=wanted[group], vm=vm)
-        _plan_vm(plan, item, state, settings, sync, owned, loose, taken)
+        chosen, others = pick_vm(candidates, wanted[group])
+        plan.extra += others
+        item = VMPlan(instance=instance, group=group, cluster=wanted[group], vm=chosen)
+        plan.rows += _plan_vm(item, state, settings, sync, index)
         plan.vms.append(item)
     plan.extra += [vm for vms in by_name.values() for vm in vms]
-    for vm in sorted(plan.extra, key=lambda vm: str(vm["name"])):
-        if delete:
-            plan.rows.append(Row("delete", "vm", str(vm["name"]), f"in cluster {vm['cluster']['name']}, not in Ganeti"))
-        else:
-            plan.rows.append(Row("extra", "vm", str(vm["name"]),
-                                 f"in cluster {vm['cluster']['name']}, not in Ganeti (--delete removes it)"))
+    plan.rows += extra_rows(plan.extra, delete=delete)
     return plan
+
+
+def wanted_clusters(ganeti: GanetiState, settings: ClusterSettings) -> dict[str, str]:
+    """Node group -> the NetBox cluster it maps to (groups.<g>.netbox_cluster, default the group's name)."""
+    return {group: settings.groups[group].netbox_cluster if group in settings.groups else group
+            for group in ganeti.groups}
+
+
+def cluster_rows(wanted: Mapping[str, str], existing: Iterable[str]) -> tuple[dict[str, str], list[Row]]:
+    """The clusters to create (NetBox name -> node group) and the rows: creations, then the existing clusters no
+    node group maps to (reported, left as they are)."""
+    existing = set(existing)
+    new = {cluster: group for group, cluster in sorted(wanted.items()) if cluster not in existing}
+    rows = [Row("create", "cluster", cluster, f"node group {group}") for cluster, group in new.items()]
+    rows += [Row("extra", "cluster", cluster, "no node group maps to it (left as is)")
+             for cluster in sorted(existing - set(wanted.values()))]
+    return new, rows
+
+
+def skipped_row(instance: Mapping[str, Any], group: str | None) -> Row:
+    """The row of an instance the sync leaves alone: its primary node is in no group (group None), or a cookbook
+    is creating it."""
+    name = str(instance["name"])
+    if group is None:
+        return Row("missing", "vm", name, f"primary node {instance.get('pnode')} is in no node group (skipped)")
+    return Row("busy", "vm", name, "a cookbook is creating it (left alone)")
+
+
+def pick_vm(candidates: Sequence[dict[str, Any]], cluster: str
+            ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """Of the NetBox VMs named after an instance, the one in its cluster (else the first), and the others (extra)."""
+    vm = next((c for c in candidates if c["cluster"]["name"] == cluster), None) or \
+        (candidates[0] if candidates else None)
+    return vm, [c for c in candidates if c is not vm]
+
+
+def extra_rows(extra: Iterable[Mapping[str, Any]], *, delete: bool) -> list[Row]:
+    """The rows of NetBox VMs Ganeti does not have, by name: deletions when delete, else reported."""
+    return [Row("delete", "vm", str(vm["name"]), f"in cluster {vm['cluster']['name']}, not in Ganeti") if delete
+            else Row("extra", "vm", str(vm["name"]),
+                     f"in cluster {vm['cluster']['name']}, not in Ganeti (--delete removes it)")
+            for vm in sorted(extra, key=lambda vm: str(vm["name"]))]
 
 
 def _plan_devices(plan: Plan, ganeti: GanetiState, wanted: Mapping[str, str]) -> None:
@@ -339,61 +406,104 @@ def _plan_devices(plan: Plan, ganeti: GanetiState, wanted: Mapping[str, str]) ->
             plan.rows.append(Row("update", "device", name, f"cluster {have or '-'} -> {target or '-'}{why}"))
 
 
-def _plan_vm(plan: Plan, item: VMPlan, state: NetBoxState, settings: ClusterSettings, sync: SyncSettings,
-             owned: Mapping[int, list[dict[str, Any]]], loose: Mapping[str, list[dict[str, Any]]],
-             taken: Mapping[str, dict[str, Any]]) -> None:
-    name, vm = item.name, item.vm
+def _plan_vm(item: VMPlan, state: NetBoxState, settings: ClusterSettings, sync: SyncSettings,
+             index: AddressIndex) -> list[Row]:
+    """Fill item with what one instance needs in NetBox; returns its rows (record, interfaces, addresses)."""
+    rows = record_rows(item, state)
+    rows += nic_rows(item)
+    item.owned = _ordered(index.owned.get(int(item.vm["id"]), []) if item.vm else [], item.vm)
+    item.assign = list(index.loose.get(item.name, []))
+    if not (item.owned or item.assign or has_primary(item.vm)) and sync_vm.nics(item.instance):
+        wanted = addresses.requests_for(item.instance, settings.groups.get(item.group), allocate=sync.allocate_ips)
+        rows += address_rows(item, wanted, index.taken)
+    return rows + allocation_rows(item) + primary_rows(item)
+
+
+def has_primary(vm: Mapping[str, Any] | None) -> bool:
+    """Whether a NetBox VM has a primary address (IPv4 or IPv6)."""
+    return bool(vm and (vm.get("primary_ip4") or vm.get("primary_ip6")))
+
+
+def record_rows(item: VMPlan, state: NetBoxState) -> list[Row]:
+    """The VM's own row: its creation, or the update of the fields that differ (kept in item.changes); an existing
+    VM's interfaces go into item.interfaces."""
     cluster_id = int(state.clusters[item.cluster]["id"]) if item.cluster in state.clusters else 0
     fields = sync_vm.vm_fields(item.instance, cluster_id)
+    vm = item.vm
     if vm is None:
-        plan.rows.append(Row("create", "vm", name, f"cluster {item.cluster}, {fields['vcpus']} vCPU, memory "
-                             f"{fields['memory']} MB, disk {fields['disk']} MB, {fields['status']}"))
-    else:
-        item.changes = sync_vm.changed_fields(vm, fields)
-        if item.changes:
-            after = {**item.changes, "cluster": item.cluster}
-            plan.rows.append(Row("update", "vm", name, ", ".join(
-                f"{key} {_shown(vm.get(key))} -> {after[key]}" for key in sorted(item.changes))))
-        item.interfaces = {str(i["name"]): i for i in state.interfaces.get(int(vm["id"]), [])}
+        return [Row("create", "vm", item.name, f"cluster {item.cluster}, {fields['vcpus']} vCPU, memory "
+                    f"{fields['memory']} MB, disk {fields['disk']} MB, {fields['status']}")]
+    item.interfaces = {str(i["name"]): i for i in state.interfaces.get(int(vm["id"]), [])}
+    item.changes = sync_vm.changed_fields(vm, fields)
+    if not item.changes:
+        return []
+    after = {**item.changes, "cluster": item.cluster}
+    return [Row("update", "vm", item.name, ", ".join(
+        f"{key} {_shown(vm.get(key))} -> {after[key]}" for key in sorted(item.changes)))]
+
+
+def mac_differs(iface: Mapping[str, Any], mac: str) -> bool:
+    """Whether a NetBox interface's MAC is not mac (case aside)."""
+    return (sync_vm.interface_mac(iface) or "").lower() != mac.lower()
+
+
+def nic_rows(item: VMPlan) -> list[Row]:
+    """Rows of the instance's NICs: interfaces to create (item.new_interfaces), MACs to set (item.macs)."""
+    rows = []
     for nic in sync_vm.nics(item.instance):
         iface = item.interfaces.get(nic.name)
         if iface is None:
             item.new_interfaces.append(nic.name)
-            plan.rows.append(Row("create", "interface", f"{name} {nic.name}", f"MAC {nic.mac or '-'}"))
-        elif nic.mac and (sync_vm.interface_mac(iface) or "").lower() != nic.mac.lower():
-            plan.rows.append(Row("update", "interface", f"{name} {nic.name}",
-                                 f"MAC {sync_vm.interface_mac(iface) or '-'} -> {nic.mac}"))
-        if nic.mac and (iface is None or (sync_vm.interface_mac(iface) or "").lower() != nic.mac.lower()):
+            rows.append(Row("create", "interface", f"{item.name} {nic.name}", f"MAC {nic.mac or '-'}"))
+        elif nic.mac and mac_differs(iface, nic.mac):
+            rows.append(Row("update", "interface", f"{item.name} {nic.name}",
+                            f"MAC {sync_vm.interface_mac(iface) or '-'} -> {nic.mac}"))
+        if nic.mac and (iface is None or mac_differs(iface, nic.mac)):
             item.macs[nic.name] = nic.mac
-    item.owned = _ordered(owned.get(int(vm["id"]), []) if vm else [], vm)
-    item.assign = list(loose.get(name, []))
-    has_primary = bool(vm and (vm.get("primary_ip4") or vm.get("primary_ip6")))
-    if not (item.owned or item.assign or has_primary) and sync_vm.nics(item.instance):
-        wanted = addresses.requests_for(item.instance, settings.groups.get(item.group), allocate=sync.allocate_ips)
-        if not wanted:
-            plan.rows.append(Row("missing", "ip-address", name, addresses.NO_ADDRESS))
-        for request in wanted:
-            ip = taken.get(request.address.split("/")[0]) if request.address else None
-            if ip is not None and (ip.get("assigned_object_id") or ip.get("dns_name") not in ("", None, name)):
-                plan.rows.append(Row("conflict", "ip-address", name, f"Ganeti NIC IP {request.address} is already "
-                                     f"{ip.get('dns_name') or 'assigned'} in NetBox (not taken)"))
-            elif ip is not None:
-                item.assign.append(ip)
-            else:
-                item.requests.append(request)
-    for ip in item.assign:
-        plan.rows.append(Row("update", "ip-address", str(ip["address"]), f"assign to {name}"))
-    for request in item.requests:
-        plan.rows.append(Row("create", "ip-address", name, request.describe()))
-    if any(request.address is None for request in item.requests):
-        plan.rows.append(Row("update", "ganeti-nic", name, "NIC 0 ip -> the IPv4 address allocated"))
-        plan.rows += [Row("uncarried", "ganeti-nic", name, f"the IPv6 address of {request.describe()} "
-                          f"{addresses.NOT_CARRIED}") for request in item.requests
-                      if request.address is None and ipaddress.ip_network(request.prefixes[0]).version == 6]
-    if vm is not None and item.owned:
-        for key, value in sync_vm.primary_fields(vm, item.owned).items():
-            address = next(ip["address"] for ip in item.owned if ip["id"] == value)
-            plan.rows.append(Row("update", "vm", name, f"{key} {_shown(vm.get(key))} -> {address}"))
+    return rows
+
+
+def address_rows(item: VMPlan, wanted: Sequence[addresses.AddressRequest], taken: Mapping[str, dict[str, Any]]
+                 ) -> list[Row]:
+    """Sort the addresses an instance without any should get: a free NetBox address named after it is assigned
+    (item.assign), one held by something else is a conflict (not taken), the rest are created (item.requests)."""
+    if not wanted:
+        return [Row("missing", "ip-address", item.name, addresses.NO_ADDRESS)]
+    rows = []
+    for request in wanted:
+        ip = taken.get(request.address.split("/")[0]) if request.address else None
+        if ip is not None and (ip.get("assigned_object_id") or ip.get("dns_name") not in ("", None, item.name)):
+            rows.append(Row("conflict", "ip-address", item.name, f"Ganeti NIC IP {request.address} is already "
+                            f"{ip.get('dns_name') or 'assigned'} in NetBox (not taken)"))
+        elif ip is not None:
+            item.assign.append(ip)
+        else:
+            item.requests.append(request)
+    return rows
+
+
+def allocation_rows(item: VMPlan) -> list[Row]:
+    """Rows of the addresses to assign and create, and of the NIC IP set to an allocated IPv4 (an allocated IPv6
+    is not carried by the NIC: said in its own row)."""
+    rows = [Row("update", "ip-address", str(ip["address"]), f"assign to {item.name}") for ip in item.assign]
+    rows += [Row("create", "ip-address", item.name, request.describe()) for request in item.requests]
+    allocated = [request for request in item.requests if request.address is None]
+    if allocated:
+        rows.append(Row("update", "ganeti-nic", item.name, "NIC 0 ip -> the IPv4 address allocated"))
+        rows += [Row("uncarried", "ganeti-nic", item.name, f"the IPv6 address of {request.describe()} "
+                     f"{addresses.NOT_CARRIED}") for request in allocated
+                 if ipaddress.ip_network(request.prefixes[0]).version == 6]
+    return rows
+
+
+def primary_rows(item: VMPlan) -> list[Row]:
+    """Rows of the primary addresses an existing VM gets from the addresses it owns (kept when they are its own)."""
+    if item.vm is None or not item.owned:
+        return []
+    vm = item.vm
+    return [Row("update", "vm", item.name,
+                f"{key} {_shown(vm.get(key))} -> {next(ip['address'] for ip in item.owned if ip['id'] == value)}")
+            for key, value in sync_vm.primary_fields(vm, item.owned).items()]
 
 
 @dataclass
@@ -423,38 +533,72 @@ def apply(netbox: NetBox, plan: Plan, sync: SyncSettings, *, delete: bool, ganet
         clusters.update(_create_clusters(netbox, plan, sync))
         done.add("cluster create", len(plan.new_clusters))
     if plan.devices:
-        netbox.update("device", [{"id": d["id"], "cluster": _id(clusters.get(c)) if c else None}
-                                 for d, c in plan.devices])
+        netbox.update("device", device_updates(plan.devices, clusters))
         done.add("device update", len(plan.devices))
+    _apply_vms(netbox, plan, clusters, done)
+    _apply_interfaces(netbox, plan, done)
+    given = _apply_addresses(netbox, plan, done)
+    if ganeti is not None:
+        _carry_allocated(ganeti, plan, given, done)
+    if delete and plan.extra:
+        _delete_extra(netbox, plan, sync, done)
+    return done
+
+
+def device_updates(devices: Iterable[tuple[Mapping[str, Any], str | None]], clusters: Mapping[str, Mapping[str, Any]]
+                   ) -> list[dict[str, Any]]:
+    """The bulk update moving each device to its cluster (by the cluster's id; None: out of any cluster)."""
+    return [{"id": device["id"], "cluster": _id(clusters.get(cluster)) if cluster else None}
+            for device, cluster in devices]
+
+
+def _apply_vms(netbox: NetBox, plan: Plan, clusters: Mapping[str, Mapping[str, Any]], done: Applied) -> None:
+    """Create the missing VMs, then update those whose fields differ (one bulk call each)."""
     wanted = [sync_vm.vm_fields(i.instance, _id(clusters[i.cluster])) for i in plan.vms if i.vm is None]
     created = netbox.create("vm", wanted) if wanted else []
     done.add("vm create", len(created))
+    updates = vm_updates(plan.vms, created, clusters)
+    if updates:
+        netbox.update("vm", updates)
+        done.add("vm update", len(updates))
+
+
+def vm_updates(items: Sequence[VMPlan], created: Sequence[dict[str, Any]],
+               clusters: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Give each VM-less item its created VM (in order), compute the changes of the others again with the cluster
+    ids known now (a cluster created by this run had none at plan time); returns the bulk update."""
     news = iter(created)
-    for item in plan.vms:
+    for item in items:
         if item.vm is None:
             item.vm = next(news)
         elif item.changes:
             item.changes = sync_vm.changed_fields(item.vm, sync_vm.vm_fields(item.instance,
                                                                                _id(clusters[item.cluster])))
-    updates = [{"id": i.vm["id"], **i.changes} for i in plan.vms if i.changes and i.vm]
-    if updates:
-        netbox.update("vm", updates)
-        done.add("vm update", len(updates))
-    _apply_interfaces(netbox, plan, done)
-    given = _apply_addresses(netbox, plan, done)
-    if ganeti is not None:
-        for item in plan.vms:
-            if any(request.address is None for request in item.requests) and \
-                    addresses.carry(ganeti, item.name, given.get(item.name, [])):
-                done.add("ganeti nic ip", 1)
-    if delete and plan.extra:
-        extra_ids = {int(vm["id"]) for vm in plan.extra}
-        ips = [ip for ip in plan.state.ips if plan.state.vm_of(ip) in extra_ids]
-        addresses.retire(netbox, ips, release=sync.release_ips)
-        done.add("ip-address " + ("release" if sync.release_ips else "keep"), len(ips))
-        netbox.delete("vm", plan.extra)
-        done.add("vm delete", len(plan.extra))
-    return done
+    return [{"id": i.vm["id"], **i.changes} for i in items if i.changes and i.vm]
+
+
+def _carry_allocated(ganeti: GanetiCluster, plan: Plan, given: Mapping[str, list[dict[str, Any]]],
+                     done: Applied) -> None:
+    """Set the IPv4 address allocated for an instance as its NIC IP (addresses.carry)."""
+    for item in plan.vms:
+        if any(request.address is None for request in item.requests) and \
+                addresses.carry(ganeti, item.name, given.get(item.name, [])):
+            done.add("ganeti nic ip", 1)
+
+
+def extra_addresses(plan: Plan) -> list[dict[str, Any]]:
+    """The addresses assigned to the extra VMs (those Ganeti does not have)."""
+    extra_ids = {int(vm["id"]) for vm in plan.extra}
+    return [ip for ip in plan.state.ips if plan.state.vm_of(ip) in extra_ids]
+
+
+def _delete_extra(netbox: NetBox, plan: Plan, sync: SyncSettings, done: Applied) -> None:
+    """Retire the extra VMs' addresses (released or kept, sync.release_ips), then delete the VMs."""
+    ips = extra_addresses(plan)
+    addresses.retire(netbox, ips, release=sync.release_ips)
+    done.add("ip-address " + ("release" if sync.release_ips else "keep"), len(ips))
+    netbox.delete("vm", plan.extra)
+    done.add("vm delete", len(plan.extra))
 
 
 def _id(obj: Mapping[str, Any] | None) -> int | None:
@@ -481,25 +625,45 @@ def _apply_interfaces(netbox: NetBox, plan: Plan, done: Applied) -> None:
          **({"mac_address": item.macs[name]} if mac_on_create and name in item.macs else {})}
         for item, name in missing]) if missing else []
     done.add("interface create", len(made))
-    for (item, name), iface in zip(missing, made):
+    for (item, name), iface in zip(missing, made, strict=True):
         item.interfaces[name] = iface
+    macs = mac_updates(plan.vms)
+    netbox.set_macs(macs)
+    done.add("mac set", len(macs))
+
+
+def mac_updates(items: Iterable[VMPlan]) -> dict[int, str]:
+    """The MACs to set, by interface id: those still differing once the interfaces exist (an interface without an
+    id, planned in a dry-run, is only logged)."""
     macs: dict[int, str] = {}
-    for item in plan.vms:
+    for item in items:
         for name, mac in item.macs.items():
             iface_id = item.interfaces[name].get("id")
-            if (sync_vm.interface_mac(item.interfaces[name]) or "").lower() == mac.lower():
+            if not mac_differs(item.interfaces[name], mac):
                 continue
             if iface_id is None:
                 logger.info("Would set MAC %s on %s of %s once it exists", mac, name, item.name)
             else:
                 macs[int(iface_id)] = mac
-    netbox.set_macs(macs)
-    done.add("mac set", len(macs))
+    return macs
 
 
 def _first_interface(item: VMPlan) -> int | None:
     nics = sync_vm.nics(item.instance)
     return _id(item.interfaces.get(nics[0].name)) if nics else None
+
+
+def primary_updates(items: Iterable[VMPlan], given: Mapping[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The bulk update setting missing primaries of existing VMs from the addresses they own, were assigned, or
+    were given (by VM name); addresses without an id (dry-run) are not used."""
+    primaries = []
+    for item in items:
+        ips = [ip for ip in item.owned + item.assign + given.get(item.name, []) if ip.get("id") is not None]
+        if item.vm is not None and item.vm.get("id") is not None and ips:
+            changes = sync_vm.primary_fields(item.vm, _ordered(ips, item.vm))
+            if changes:
+                primaries.append({"id": item.vm["id"], **changes})
+    return primaries
 
 
 def _apply_addresses(netbox: NetBox, plan: Plan, done: Applied) -> dict[str, list[dict[str, Any]]]:
@@ -517,13 +681,7 @@ def _apply_addresses(netbox: NetBox, plan: Plan, done: Applied) -> dict[str, lis
     by_vm: dict[str, list[dict[str, Any]]] = {}
     for ip in given:
         by_vm.setdefault(str(ip.get("dns_name")), []).append(ip)
-    primaries = []
-    for item in plan.vms:
-        ips = [ip for ip in item.owned + item.assign + by_vm.get(item.name, []) if ip.get("id") is not None]
-        if item.vm is not None and item.vm.get("id") is not None and ips:
-            changes = sync_vm.primary_fields(item.vm, _ordered(ips, item.vm))
-            if changes:
-                primaries.append({"id": item.vm["id"], **changes})
+    primaries = primary_updates(plan.vms, by_vm)
     if primaries:
         netbox.update("vm", primaries)
         done.add("vm primary", len(primaries))

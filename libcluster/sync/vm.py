@@ -66,8 +66,8 @@ def vm_status(instance: Mapping[str, Any]) -> str:
     return STATUS_BY_ADMIN_STATE.get(str(instance.get("admin_state")), "active")
 
 
-def vm_fields(instance: Mapping[str, Any], cluster_id: int) -> dict[str, Any]:
-    """The VM fields NetBox should hold for the instance in cluster cluster_id."""
+def vm_fields(instance: Mapping[str, Any], cluster_id: int | None) -> dict[str, Any]:
+    """The VM fields NetBox should hold for the instance in cluster cluster_id (None: a cluster a dry-run plans)."""
     return {
         "name": instance["name"],
         "cluster": cluster_id,
