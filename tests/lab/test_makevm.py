@@ -154,10 +154,11 @@ def assert_nothing_left(env: Env, fqdn: str, addresses: list[str]) -> None:
 
 
 def audit_record(env: Env, hostname: str) -> dict[str, Any]:
-    """The newest audit record of a makevm run for hostname."""
+    """The newest audit record (the journal's end line) of a makevm run for hostname."""
     lines = Path(env.raw["audit_log"]).read_text().splitlines()
     records = [json.loads(line) for line in lines if hostname in line]
-    found = [record for record in records if record["cookbook"] == "sre.ganeti.makevm" and hostname in record["argv"]]
+    found = [record for record in records if record.get("event", "end") == "end"
+             and record.get("cookbook") == "sre.ganeti.makevm" and hostname in record.get("argv", [])]
     assert found, f"no audit record of makevm for {hostname}"
     return found[-1]
 

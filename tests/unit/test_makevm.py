@@ -191,7 +191,8 @@ def test_plan_renders_node_ips_netbox_objects_and_dns(settings: clusters.Cluster
     addresses = ["198.18.0.7/24", "2001:2:0:a::7/64"]
     zones = Zones(["lab.example", "0.18.198.in-addr.arpa", "0.0.0.0.2.0.0.0.1.0.0.2.ip6.arpa"])
     diff = compute(build([(spec.fqdn, address) for address in addresses], zones, 300).records, {}, zones)
-    plan = makevm.Plan(spec, ["node2.lab.example"], "hail", cluster, [prefix_v4, prefix_v6], addresses, diff)
+    plan = makevm.Plan(spec, makevm.Placement(["node2.lab.example"], "hail", job_id=7),
+                       makevm.NetBoxPlan(cluster, [prefix_v4, prefix_v6], addresses), diff)
     text = plan.render()
     assert "create on node2.lab.example (chosen by hail): 2 vCPU, 1.0 GiB memory, 1.0 GiB disk (file)" in text
     assert "OS noop installed and started, NIC link gnt-br0" in text
@@ -227,3 +228,20 @@ def test_the_rollback_releases_only_the_addresses_the_run_allocated(settings: cl
                                 spec=argparse.Namespace(fqdn=fqdn))
     makevm.MakeVMRunner._undo_ips(runner)  # type: ignore[arg-type]
     assert netbox.released == [1]
+
+
+def test_precheck_failure_lists_every_problem_of_the_checks_made_together() -> None:
+    group = ExceptionGroup("checks", [makevm.NoCapacityError("short of memory on 2 nodes in group A"),
+                                      makevm.PrecheckError("  - DNS: vm1.lab.example already has A 198.18.0.7")])
+    error = makevm.precheck_failure("vm1.lab.example", group)
+    assert type(error) is makevm.PrecheckError
+    assert str(error).splitlines() == [
+        "  - Ganeti: vm1.lab.example does not fit: short of memory on 2 nodes in group A",
+        "  - DNS: vm1.lab.example already has A 198.18.0.7"]
+
+
+def test_precheck_failure_keeps_a_lone_capacity_verdict_and_passes_on_a_system_failure() -> None:
+    capacity = makevm.NoCapacityError("short of memory on 2 nodes in group A")
+    assert makevm.precheck_failure("vm1", ExceptionGroup("checks", [capacity])) is capacity
+    unreachable = ConnectionError("NetBox unreachable")
+    assert makevm.precheck_failure("vm1", ExceptionGroup("checks", [capacity, unreachable])) is unreachable

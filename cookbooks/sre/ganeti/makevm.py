@@ -5,15 +5,13 @@ from __future__ import annotations
 import argparse
 import logging
 import re
-import time
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from libcluster import parallel
 from libcluster.arguments import add_location_args, cluster_settings, default_group
 from libcluster.capacity import format_mib
-from libcluster.changes import ChangeLog
 from libcluster.clusters import ClusterSettings, GroupSettings
 from libcluster.context import Context
 from libcluster.cookbook import CookbookBase, CookbookRunnerBase, LockArgs
@@ -192,44 +190,88 @@ def shortage(message: str) -> str:
     return ", ".join(f"{what} on {count} node{'s' if count != 1 else ''}" for what, count in found if count)
 
 
-@dataclass
-class Plan:
-    """What the run will do, from reads only: nodes, next free IPs, DNS changes, NetBox objects."""
+def precheck_failure(fqdn: str, group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one error the pre-checks raise: every problem found, or only the capacity one, or a failure to ask."""
+    other = [error for error in group.exceptions if not isinstance(error, PrecheckError)]
+    if other:
+        return other[0]  # a system could not be asked (unreachable, refused): not a pre-check verdict
+    problems = [error for error in group.exceptions if isinstance(error, PrecheckError)]
+    if all(isinstance(error, NoCapacityError) for error in problems):
+        return problems[0]
+    return PrecheckError("\n".join(f"  - Ganeti: {fqdn} does not fit: {error}" if isinstance(error, NoCapacityError)
+                                   else str(error) for error in problems))
 
-    spec: VMSpec
+
+@dataclass(frozen=True)
+class Placement:
+    """Step 2's answer: the nodes Ganeti's allocator chose, by which allocator, in which (dry-run) job."""
+
     nodes: list[str]
     iallocator: str
-    netbox_cluster: dict[str, Any]
+    job_id: int
+
+
+@dataclass(frozen=True)
+class NetBoxPlan:
+    """Step 1's answer from NetBox: the group's NetBox cluster, and per IP version a prefix and its next free IP."""
+
+    cluster: dict[str, Any]
     prefixes: list[dict[str, Any]]
     """The NetBox prefix chosen per IP version, in allocation order."""
     addresses: list[str]
     """The next free address of each chosen prefix (read, not allocated)."""
+
+
+@dataclass(frozen=True)
+class Checked:
+    """What the pre-checks, made at the same time, found: where the VM goes, its NetBox objects, its DNS zone."""
+
+    placement: Placement
+    netbox: NetBoxPlan
+    zone: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the run will do, from reads only: nodes, next free IPs, DNS changes, NetBox objects."""
+
+    spec: VMSpec
+    placement: Placement
+    netbox: NetBoxPlan
     dns: Diff
 
     def render(self) -> str:
         """The plan as printed before the confirmation."""
         spec = self.spec
         install = "installed and started" if spec.install else "not installed, not started (--os none)"
-        node = " + ".join(self.nodes)
+        node = " + ".join(self.placement.nodes)
         link = f", NIC link {spec.group.nic_link}" if spec.group.nic_link else ""
         lines = [
             f"Plan for new VM {spec.fqdn} (cluster {spec.cluster}, group {spec.group.name}):",
-            f"  Ganeti: create on {node} (chosen by {self.iallocator}): {spec.vcpus} vCPU, "
+            f"  Ganeti: create on {node} (chosen by {self.placement.iallocator}): {spec.vcpus} vCPU, "
             f"{format_mib(spec.memory)} memory, {format_mib(spec.disk)} disk ({spec.disk_template}), "
             f"OS {spec.os_type} {install}{link}",
         ]
         ips = ", ".join(f"{address} (from {prefix['prefix']})"
-                        for address, prefix in zip(self.addresses, self.prefixes, strict=True))
-        vm = sync_vm.vm_fields(spec.planned_instance(), self.netbox_cluster["id"])
+                        for address, prefix in zip(self.netbox.addresses, self.netbox.prefixes, strict=True))
+        vm = sync_vm.vm_fields(spec.planned_instance(), self.netbox.cluster["id"])
         lines += [
             f"  NetBox: allocate {ips} with dns_name {spec.fqdn}",
-            f"          VM {spec.fqdn} in cluster {self.netbox_cluster['name']}: status {vm['status']}, "
+            f"          VM {spec.fqdn} in cluster {self.netbox.cluster['name']}: status {vm['status']}, "
             f"vcpus {vm['vcpus']}, memory {vm['memory']} MB, disk {vm['disk']} MB",
             "          interface eth0 with the MAC Ganeti assigns; the IPs on it, primary",
             "  DNS:" + ("" if self.dns else " no change"),
         ]
         lines += [f"    {line}" for line in self.dns.lines()]
         return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class NewInstance:
+    """Step 5's answer: the instance's RAPI fields (planned ones in dry-run) and the id of its create job."""
+
+    fields: dict[str, Any]
+    job_id: int | None
 
 
 @dataclass
@@ -326,9 +368,6 @@ class MakeVMRunner(CookbookRunnerBase):
         self.dns = ctx.dns()
         self.created = Created()
         self.plan: Plan | None = None
-        self.jobs: list[tuple[int | None, str, float]] = []
-        """Ganeti jobs of the run: id, what it did, seconds spent submitting and waiting for it."""
-        self.started = time.monotonic()
 
     @property
     def runtime_description(self) -> str:
@@ -342,53 +381,47 @@ class MakeVMRunner(CookbookRunnerBase):
         return LockArgs(suffix=self.spec.fqdn, concurrency=1, ttl=None)
 
     def run(self) -> int:
-        """Steps 1-2 (read only), the plan and the confirmation, then steps 3-7."""
-        self.started = time.monotonic()
+        """The runbook: steps 1-2 (read only), the plan and the confirmation, then steps 3-7."""
         try:
-            self.plan = self._prepare()
+            plan = self.plan = self.check_and_plan()  # steps 1 and 2
         except NoCapacityError as exc:
             logger.error("%s does not fit: %s. Nothing was changed.", self.spec.fqdn, exc)
             return EXIT_DOES_NOT_FIT
         except PrecheckError as exc:
             logger.error("Pre-check failed, nothing was changed:\n%s", exc)
             return EXIT_PRECHECK_FAILED
-        logger.info("%s", self.plan.render())
+        logger.info("%s", plan.render())
         self.ctx.confirm(f"Create {self.spec.fqdn} as planned?")
         try:
-            return self._execute(self.plan)
+            ips = self.allocate_addresses(plan)  # step 3
+            self.publish_dns(plan, ips)  # step 4
+            instance = self.create_instance(plan)  # step 5
+            vm = self.record_in_netbox(plan, instance, ips)  # step 6
         except LibclusterError as exc:
             logger.error("Creating %s failed: %s: %s", self.spec.fqdn, type(exc).__name__, exc)
             return EXIT_STEP_FAILED
+        self.print_summary(plan, instance, ips, vm)  # step 7
+        return 0
 
-    # Steps 1 and 2: read only, Ganeti, NetBox and DNS asked at the same time
+    # Steps 1 and 2: read only
 
-    def _prepare(self) -> Plan:
-        """Steps 1 and 2 and the reads of the plan; every problem found is reported, nothing is changed."""
-        pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="makevm-check")
+    def check_and_plan(self) -> Plan:
+        """Steps 1 and 2, Ganeti, NetBox and DNS asked at the same time, then the DNS changes of the plan.
+
+        Every problem found is reported (PrecheckError), nothing is changed.
+        """
         try:
-            futures = [pool.submit(side) for side in (self._ganeti_side, self._netbox_side, self._dns_side)]
-            results: list[Any] = []
-            errors: list[PrecheckError] = []
-            for future in futures:
-                try:
-                    results.append(future.result())
-                except PrecheckError as exc:
-                    errors.append(exc)
-        finally:
-            pool.shutdown(wait=False, cancel_futures=True)
-        if errors and all(isinstance(error, NoCapacityError) for error in errors):
-            raise errors[0]
-        if errors:
-            raise PrecheckError("\n".join(f"  - Ganeti: {self.spec.fqdn} does not fit: {error}"
-                                          if isinstance(error, NoCapacityError) else str(error) for error in errors))
-        (nodes, iallocator), (cluster, prefixes, addresses), _ = results
-        diff = self.dns.host_diff(self.spec.fqdn, addresses, owns=owns_nothing)
+            checked = parallel.gather(Checked, placement=self._check_ganeti, netbox=self._check_netbox,
+                                      zone=self._check_dns)
+        except ExceptionGroup as group:
+            raise precheck_failure(self.spec.fqdn, group) from None
+        diff = self.dns.host_diff(self.spec.fqdn, checked.netbox.addresses, owns=owns_nothing)
         outside = [item.describe() for item in diff.left if item.reason == OUTSIDE]
         if outside:
             raise _problems([f"DNS: {line}" for line in outside])
-        return Plan(self.spec, nodes, iallocator, cluster, prefixes, addresses, diff)
+        return Plan(self.spec, checked.placement, checked.netbox, diff)
 
-    def _ganeti_side(self) -> tuple[list[str], str]:
+    def _check_ganeti(self) -> Placement:
         """Step 1 in Ganeti (name free, template enabled, instance policy), then step 2."""
         spec, problems = self.spec, []
         try:
@@ -410,15 +443,11 @@ class MakeVMRunner(CookbookRunnerBase):
             raise _problems(problems)
         return self._capacity(str(info.get("default_iallocator") or "hail"))
 
-    def _capacity(self, iallocator: str) -> tuple[list[str], str]:
-        """Step 2: Ganeti's dry-run create with the iallocator in the group; the nodes it chose."""
+    def _capacity(self, iallocator: str) -> Placement:
+        """Step 2: Ganeti checks the create (dry-run job) with the iallocator in the group; the nodes it chose."""
         logger.info("Asking Ganeti where %s fits: create in dry-run mode with %s in group %s", self.spec.fqdn,
                     iallocator, self.spec.group.name)
-        checker = self.ganeti if self.ctx.dry_run else GanetiCluster(
-            self.ganeti.name, self.ganeti.rapi, dry_run=True, changes=ChangeLog(dry_run=True),
-            job_timeout=self.ganeti.job_timeout, remote=None)
-        started = time.monotonic()
-        job = checker.create_instance(self.spec.fqdn, **self.spec.create_params(
+        job = self.ganeti.check_create(self.spec.fqdn, **self.spec.create_params(
             iallocator=iallocator, group_name=self.spec.group.name))
         try:
             result = job.wait()
@@ -428,11 +457,9 @@ class MakeVMRunner(CookbookRunnerBase):
                 group = self.spec.group.name
                 raise NoCapacityError(f"short of {short} in group {group}" if short else exc.message) from None
             raise _problems([f"Ganeti refuses the create: {exc.message}"]) from None
-        finally:
-            self.jobs.append((job.id, "capacity check, dry-run", time.monotonic() - started))
-        return list(result.value or []), iallocator
+        return Placement(list(result.value or []), iallocator, job.id)
 
-    def _netbox_side(self) -> tuple[dict[str, Any], list[dict[str, Any]], list[str]]:
+    def _check_netbox(self) -> NetBoxPlan:
         """Step 1 in NetBox (no VM or IP named after the FQDN, the group's cluster exists), then the next free IPs."""
         spec, netbox, problems = self.spec, self.netbox, []
         for vm in netbox.objects("vm", name=spec.fqdn):
@@ -450,107 +477,108 @@ class MakeVMRunner(CookbookRunnerBase):
         if problems or cluster is None:
             raise _problems(problems)
         netbox.version  # noqa: B018 - read now, while Ganeti checks capacity: step 6 needs it
-        return (cluster, *self._next_addresses())
+        prefixes = [self._free_prefix(candidates) for candidates in self._prefix_families()]
+        return NetBoxPlan(cluster, [prefix for prefix, _ in prefixes], [address for _, address in prefixes])
 
-    def _dns_side(self) -> None:
-        """Step 1 in DNS: the FQDN is in a configured zone and has no A/AAAA yet."""
+    def _prefix_families(self) -> list[tuple[str, ...]]:
+        """The group's configured prefixes, IPv4 then IPv6 (unless --skip-v6 or none configured)."""
+        return [self.spec.group.prefixes_v4] + ([] if self.spec.skip_v6 else [self.spec.group.prefixes_v6])
+
+    def _free_prefix(self, candidates: tuple[str, ...]) -> tuple[dict[str, Any], str]:
+        """The first of the candidate prefixes with a free address, and that address (read only)."""
+        for text in candidates:
+            prefix = self.netbox.find("prefix", prefix=text)
+            if prefix is None:
+                raise _problems([f"NetBox: prefix {text} of group {self.spec.group.name} does not exist"])
+            free = self.netbox.available_ips(prefix, 1)
+            if free:
+                return prefix, free[0]
+        raise _problems([f"NetBox: no free address in {', '.join(candidates)}"])
+
+    def _check_dns(self) -> str:
+        """Step 1 in DNS: the FQDN is in a configured zone and has no A/AAAA yet; returns its zone."""
         spec, problems = self.spec, []
-        if self.dns.zones.zone_of(spec.fqdn) is None:
+        zone = self.dns.zones.zone_of(spec.fqdn)
+        if zone is None:
             problems.append(f"DNS: {spec.fqdn} is in none of the configured zones")
         for rdtype in ("A", "AAAA"):
             if answer := self.dns.resolve(spec.fqdn, rdtype):
                 problems.append(f"DNS: {spec.fqdn} already has {rdtype} {', '.join(answer)}")
-        if problems:
+        if problems or zone is None:
             raise _problems(problems)
-
-    def _next_addresses(self) -> tuple[list[dict[str, Any]], list[str]]:
-        """The first configured prefix of each IP version with a free address, and that address (read only)."""
-        families = [self.spec.group.prefixes_v4] + ([] if self.spec.skip_v6 else [self.spec.group.prefixes_v6])
-        prefixes, addresses = [], []
-        for candidates in families:
-            for text in candidates:
-                prefix = self.netbox.find("prefix", prefix=text)
-                if prefix is None:
-                    raise _problems([f"NetBox: prefix {text} of group {self.spec.group.name} does not exist"])
-                free = self.netbox.available_ips(prefix, 1)
-                if free:
-                    prefixes.append(prefix)
-                    addresses.append(free[0])
-                    break
-            else:
-                raise _problems([f"NetBox: no free address in {', '.join(candidates)}"])
-        return prefixes, addresses
+        return str(zone)
 
     # Steps 3-7: changes
 
-    def _execute(self, plan: Plan) -> int:
-        spec, created = self.spec, self.created
-        self._allocate(plan)
-        addresses = [str(ip["address"]) for ip in created.ips]
-        # The plan's diff still holds when the planned addresses were allocated (its prerequisites guard the rest).
-        created.dns = plan.dns if addresses == plan.addresses else self.dns.host_diff(spec.fqdn, addresses,
-                                                                                    owns=owns_nothing)
-        self.dns.apply(created.dns)
-        if not self.ctx.dry_run:
-            sync_dns.verify(self.dns, created.dns)
-            logger.info("DNS: the server answers the %d new rrsets of %s", len(created.dns), spec.fqdn)
-        instance = self._create(plan)
-        created.netbox_vm_attempted = True
-        recorded = sync_vm.record_instance(self.netbox, instance, cluster_id=plan.netbox_cluster["id"],
-                                           addresses=created.ips, current=sync_vm.Current(vm=None))
-        self._summary(plan, instance, addresses, recorded.vm)
-        return 0
-
-    def _allocate(self, plan: Plan) -> None:
-        """Step 3: one address per planned prefix, allocated at the same time; each one made is kept for rollback."""
+    def allocate_addresses(self, plan: Plan) -> list[dict[str, Any]]:
+        """Step 3: one address per planned prefix, allocated at the same time, with the FQDN as dns_name."""
         self.created.allocating = True
-        with ThreadPoolExecutor(max_workers=len(plan.prefixes), thread_name_prefix="makevm-ip") as pool:
-            futures = [pool.submit(self.netbox.allocate_ip, prefix, dns_name=self.spec.fqdn)
-                       for prefix in plan.prefixes]
-        failures = []
-        for future, address in zip(futures, plan.addresses, strict=True):
-            try:
-                ip = future.result()
-            except LibclusterError as exc:
-                failures.append(exc)
-                continue
-            self.created.ips.append(ip)
-            if not self.ctx.dry_run:
+        try:
+            ips = parallel.map_all(self._allocate, plan.netbox.prefixes)
+        except ExceptionGroup as group:
+            raise group.exceptions[0] from None  # each allocation that was made is kept for the rollback
+        if not self.ctx.dry_run:
+            for ip, address in zip(ips, plan.netbox.addresses, strict=True):
                 moved = f" (planned {address}, taken meanwhile)" if ip["address"] != address else ""
                 logger.info("Allocated %s in NetBox for %s%s", ip["address"], self.spec.fqdn, moved)
-        if failures:
-            raise failures[0]
+        return ips
 
-    def _create(self, plan: Plan) -> dict[str, Any]:
-        """Step 5: the create job on the planned nodes (in dry-run, step 2's check stands for it)."""
+    def _allocate(self, prefix: dict[str, Any]) -> dict[str, Any]:
+        ip: dict[str, Any] = self.netbox.allocate_ip(prefix, dns_name=self.spec.fqdn)
+        self.created.ips.append(ip)
+        return ip
+
+    def publish_dns(self, plan: Plan, ips: list[dict[str, Any]]) -> None:
+        """Step 4: the A/AAAA and PTR records of the allocated addresses, checked on the server."""
+        addresses = [str(ip["address"]) for ip in ips]
+        # The plan's diff still holds when the planned addresses were allocated (its prerequisites guard the rest).
+        diff = self.created.dns = (plan.dns if addresses == plan.netbox.addresses
+                                   else self.dns.host_diff(self.spec.fqdn, addresses, owns=owns_nothing))
+        self.dns.apply(diff)
+        if not self.ctx.dry_run:
+            sync_dns.verify(self.dns, diff)
+            logger.info("DNS: the server answers the %d new rrsets of %s", len(diff), self.spec.fqdn)
+
+    def create_instance(self, plan: Plan) -> NewInstance:
+        """Step 5: the create job on the planned nodes; the instance's fields and the job's id.
+
+        In dry-run step 2's check stands for it: the instance is the planned one.
+        """
+        nodes = plan.placement.nodes
         if self.ctx.dry_run:
-            return self.spec.planned_instance()
-        placement = {"pnode": plan.nodes[0], "snode": plan.nodes[1] if len(plan.nodes) > 1 else None}
+            self.ctx.changes.record("ganeti", "instance-create", self.spec.fqdn, cluster=self.spec.cluster,
+                                    checked=True, job_id=plan.placement.job_id, pnode=nodes[0])
+            return NewInstance(self.spec.planned_instance(), job_id=None)
         self.created.create_attempted = True
-        started = time.monotonic()
-        job = self.created.create_job = self.ganeti.create_instance(self.spec.fqdn,
-                                                                    **self.spec.create_params(**placement))
-        logger.info("Ganeti job %s creates %s on %s", job.id, self.spec.fqdn, " + ".join(plan.nodes))
+        job = self.created.create_job = self.ganeti.create_instance(
+            self.spec.fqdn, **self.spec.create_params(pnode=nodes[0], snode=nodes[1] if len(nodes) > 1 else None))
+        logger.info("Ganeti job %s creates %s on %s", job.id, self.spec.fqdn, " + ".join(nodes))
         try:
             job.wait()
         except JobFailedError as exc:
             self.created.create_error = exc
             raise
-        finally:
-            self.jobs.append((job.id, "create", time.monotonic() - started))
-        return self.ganeti.instance(self.spec.fqdn)
+        return NewInstance(self.ganeti.instance(self.spec.fqdn), job_id=job.id)
 
-    def _summary(self, plan: Plan, instance: Mapping[str, Any], addresses: list[str], vm: Mapping[str, Any]) -> None:
-        node = " + ".join([str(instance.get("pnode") or plan.nodes[0]), *map(str, instance.get("snodes") or [])])
+    def record_in_netbox(self, plan: Plan, instance: NewInstance, ips: list[dict[str, Any]]) -> dict[str, Any]:
+        """Step 6: the VM in the group's NetBox cluster, its interface with Ganeti's MAC, the IPs on it, primary."""
+        self.created.netbox_vm_attempted = True
+        recorded = sync_vm.record_instance(self.netbox, instance.fields, cluster_id=plan.netbox.cluster["id"],
+                                           addresses=ips, current=sync_vm.Current(vm=None))
+        return recorded.vm
+
+    def print_summary(self, plan: Plan, instance: NewInstance, ips: list[dict[str, Any]],
+                      vm: Mapping[str, Any]) -> None:
+        """Step 7: FQDN, node, IPs, MAC, the NetBox URL of the VM and the Ganeti job ids."""
+        fields = instance.fields
+        node = " + ".join([str(fields.get("pnode") or plan.placement.nodes[0]), *map(str, fields.get("snodes") or [])])
         url = vm.get("display_url") or vm.get("url") or "(not created: dry-run)"
-        jobs = ", ".join(f"{job} ({what}; {seconds:.2f} s)" for job, what, seconds in self.jobs)
-        macs = ", ".join(str(mac) for mac in instance.get("nic.macs") or [] if mac) or "assigned at creation"
+        jobs = [f"{plan.placement.job_id} (capacity check, dry-run)"]
+        jobs += [f"{instance.job_id} (create)"] if instance.job_id is not None else []
+        macs = ", ".join(str(mac) for mac in fields.get("nic.macs") or [] if mac) or "assigned at creation"
         status = "planned (dry-run: nothing was changed)" if self.ctx.dry_run else "created"
-        total = time.monotonic() - self.started
-        waited = sum(seconds for _, _, seconds in self.jobs)
-        logger.info("VM %s %s:\n  node: %s\n  IPs: %s\n  MAC: %s\n  NetBox: %s\n  Ganeti jobs: %s\n"
-                    "  time: %.1f s, %.1f s of it waiting for Ganeti jobs", self.spec.fqdn, status, node,
-                    ", ".join(addresses), macs, url, jobs or "none", total, waited)
+        logger.info("VM %s %s:\n  node: %s\n  IPs: %s\n  MAC: %s\n  NetBox: %s\n  Ganeti jobs: %s", self.spec.fqdn,
+                    status, node, ", ".join(str(ip["address"]) for ip in ips), macs, url, ", ".join(jobs))
 
     # Rollback
 
@@ -595,7 +623,7 @@ class MakeVMRunner(CookbookRunnerBase):
     def _undo_netbox_vm(self) -> None:
         if not self.created.netbox_vm_attempted or self.plan is None:
             return
-        vm = self.netbox.find("vm", name=self.spec.fqdn, cluster_id=self.plan.netbox_cluster["id"])
+        vm = self.netbox.find("vm", name=self.spec.fqdn, cluster_id=self.plan.netbox.cluster["id"])
         if vm is None:
             logger.info("Rollback: no NetBox VM %s to delete", self.spec.fqdn)
             return
