@@ -122,19 +122,26 @@ def _fits_after_loss(lost: str, nodes: Sequence[Mapping[str, Any]], instances: S
         reverse=True,
     )
     for inst in displaced:
-        need = instance_memory(inst)
-        template = inst.get("disk_template")
-        if template == "drbd":
-            candidates = [name for name in inst.get("snodes") or [] if name in free]
-        elif template in MOVABLE_ANYWHERE:
-            candidates = sorted(free, key=free.__getitem__, reverse=True)
-        else:
+        candidates = failover_candidates(inst, free)
+        if candidates is None:
             continue  # local storage (file, plain): cannot move, a node loss takes it down whatever the capacity
+        need = instance_memory(inst)
         target = next((name for name in candidates if free[name] >= need), None)
         if target is None:
             return False
         free[target] -= need
     return True
+
+
+def failover_candidates(instance: Mapping[str, Any], free: Mapping[str, int]) -> list[str] | None:
+    """The nodes (of those in free: name -> free memory) an instance can restart on, in the order to try: its
+    DRBD secondaries, or any node by free memory for a template movable anywhere; None when it cannot move."""
+    template = instance.get("disk_template")
+    if template == "drbd":
+        return [name for name in instance.get("snodes") or [] if name in free]
+    if template in MOVABLE_ANYWHERE:
+        return sorted(free, key=free.__getitem__, reverse=True)
+    return None
 
 
 def _policy_max(group: Mapping[str, Any], key: str) -> int | None:
@@ -150,30 +157,57 @@ def group_capacity(
     """Per-group capacity of one cluster, groups in name order."""
     nodes, instances = list(nodes), list(instances)
     group_of_node = {node["name"]: node.get("group.uuid") for node in nodes}
-    result = []
-    for group in sorted(groups, key=lambda g: g["name"]):
-        members = [node for node in nodes if node.get("group.uuid") == group["uuid"]]
-        usable = [node for node in members if _usable(node)]
-        hosted = [inst for inst in instances if group_of_node.get(inst.get("pnode")) == group["uuid"]]
-        cap = GroupCapacity(cluster=cluster, group=group["name"], nodes=len(members), instances=len(hosted))
-        cap.memory_total = sum(int(node.get("mtotal") or 0) for node in members)
-        cap.memory_free = sum(int(node.get("mfree") or 0) for node in usable)
-        cap.disk_total = sum(int(node.get("dtotal") or 0) for node in members)
-        cap.disk_free = sum(int(node.get("dfree") or 0) for node in usable)
-        cap.cores = sum(int(node.get("ctotal") or 0) for node in members)
-        cap.memory_allocated = sum(instance_memory(inst) for inst in hosted)
-        cap.vcpus_allocated = sum(instance_vcpus(inst) for inst in hosted)
-        ratio = (group.get("ipolicy") or {}).get("vcpu-ratio")
-        cap.vcpu_ratio_limit = float(ratio) if ratio is not None else None
-        cap.node_loss_failures = [node["name"] for node in members if not _fits_after_loss(node["name"], members, hosted)]
-        cap.survives_node_loss = not cap.node_loss_failures and len(usable) > 1
-        if usable:
-            best = max(usable, key=lambda node: (int(node.get("mfree") or 0), int(node.get("dfree") or 0)))
-            mem_cap, disk_cap = _policy_max(group, "memory-size"), _policy_max(group, "disk-size")
-            cap.largest_vm_memory = min(int(best.get("mfree") or 0), mem_cap if mem_cap is not None else 1 << 62)
-            cap.largest_vm_disk = min(int(best.get("dfree") or 0), disk_cap if disk_cap is not None else 1 << 62)
-        result.append(cap)
-    return result
+    return [one_group(cluster, group, [node for node in nodes if node.get("group.uuid") == group["uuid"]],
+                      [inst for inst in instances if group_of_node.get(inst.get("pnode")) == group["uuid"]])
+            for group in sorted(groups, key=lambda g: g["name"])]
+
+
+def one_group(cluster: str, group: Mapping[str, Any], members: Sequence[Mapping[str, Any]],
+              hosted: Sequence[Mapping[str, Any]]) -> GroupCapacity:
+    """Capacity of one node group from its member nodes and the instances whose primary is one of them."""
+    usable = [node for node in members if _usable(node)]
+    failures = node_loss_failures(members, hosted)
+    largest_memory, largest_disk = largest_vm(usable, group)
+    return GroupCapacity(
+        cluster=cluster, group=group["name"], nodes=len(members), instances=len(hosted),
+        memory_total=node_total(members, "mtotal"), memory_free=node_total(usable, "mfree"),
+        memory_allocated=sum(instance_memory(inst) for inst in hosted),
+        disk_total=node_total(members, "dtotal"), disk_free=node_total(usable, "dfree"),
+        cores=node_total(members, "ctotal"), vcpus_allocated=sum(instance_vcpus(inst) for inst in hosted),
+        vcpu_ratio_limit=vcpu_ratio_limit(group),
+        survives_node_loss=not failures and len(usable) > 1, node_loss_failures=failures,
+        largest_vm_memory=largest_memory, largest_vm_disk=largest_disk,
+    )
+
+
+def node_total(nodes: Iterable[Mapping[str, Any]], key: str) -> int:
+    """The sum of one RAPI node field (mtotal, mfree, dtotal, dfree, ctotal) over nodes, a missing one as 0."""
+    return sum(int(node.get(key) or 0) for node in nodes)
+
+
+def vcpu_ratio_limit(group: Mapping[str, Any]) -> float | None:
+    """The group's instance policy limit of vCPUs per physical core, None when it has none."""
+    ratio = (group.get("ipolicy") or {}).get("vcpu-ratio")
+    return float(ratio) if ratio is not None else None
+
+
+def node_loss_failures(members: Sequence[Mapping[str, Any]], hosted: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The member nodes whose loss the group cannot absorb: their running instances do not all fit elsewhere."""
+    return [node["name"] for node in members if not _fits_after_loss(node["name"], members, hosted)]
+
+
+def largest_vm(usable: Sequence[Mapping[str, Any]], group: Mapping[str, Any]) -> tuple[int, int]:
+    """Memory and disk (MiB) of the largest VM one node still takes: the usable node with the most free memory
+    (then disk), capped by the group's instance policy; (0, 0) without a usable node."""
+    if not usable:
+        return 0, 0
+    best = max(usable, key=lambda node: (int(node.get("mfree") or 0), int(node.get("dfree") or 0)))
+    return (_capped(int(best.get("mfree") or 0), _policy_max(group, "memory-size")),
+            _capped(int(best.get("dfree") or 0), _policy_max(group, "disk-size")))
+
+
+def _capped(value: int, limit: int | None) -> int:
+    return value if limit is None else min(value, limit)
 
 
 def cluster_totals(cluster: str, groups: Sequence[GroupCapacity]) -> GroupCapacity:
