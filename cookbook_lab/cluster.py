@@ -307,29 +307,9 @@ def status(lab: Lab) -> dict[str, Any]:
     paths = ClusterPaths.of(lab)
     have_secrets = lab.secrets_file.exists()
     config = _read_config(paths)
-    if config is not None:
-        master, members = _layout(config)
-    else:
-        master = None
-        members = {node.fqdn: str(node.group) for node in topology.cluster_nodes()}
-    groups: dict[str, list[str]] = {group: [] for group in topology.GROUPS}
-    for fqdn, group in sorted(members.items()):
-        groups.setdefault(group, []).append(fqdn)
-
-    mounts = netns.mount_points()
-    bridge = netns.bridge_exists()
-    intact = {node.fqdn: bridge and netns.node_intact(paths, node, mounts) for node in topology.NODES}
-    probes: dict[str, Callable[[], bool]] = {
-        f"ssh {node.fqdn}": (lambda node=node: intact[node.fqdn] and sshd.port_open(node.ip, sshd.SSH_PORT))
-        for node in topology.NODES
-    }
-    probes.update({
-        f"noded {fqdn}": (lambda fqdn=fqdn: intact.get(fqdn, False) and sshd.port_open(
-            _by_fqdn(fqdn).ip, NODED_PORT)) for fqdn in members
-    })
-    if bridge and have_secrets and master is not None and intact.get(master, False):
-        probes["rapi"] = lambda: _rapi_answers(lab, paths)
-    results = _probe_all(probes)
+    master, members = _layout(config) if config is not None else (
+        None, {node.fqdn: str(node.group) for node in topology.cluster_nodes()})
+    results = _probe_all(_status_probes(lab, paths, master, members, have_secrets=have_secrets))
     ganeti_up = config is not None and results.get("rapi", False) and all(
         results[f"noded {fqdn}"] for fqdn in members)
     ssh_files = (sshd.ssh_config_file(paths), paths.cumin_config, sshd.known_hosts_file(paths))
@@ -347,7 +327,7 @@ def status(lab: Lab) -> dict[str, Any]:
             "master": master,
             "nodes": sorted(members),
             "spare_nodes": [node.fqdn for node in topology.NODES if node.fqdn not in members],
-            "groups": groups,
+            "groups": groups_of(members),
             "up": bool(ganeti_up),
         },
         "ssh": {
@@ -356,3 +336,30 @@ def status(lab: Lab) -> dict[str, Any]:
             "up": bool(ssh_up),
         },
     }
+
+
+def groups_of(members: dict[str, str]) -> dict[str, list[str]]:
+    """Node group -> its member nodes (fqdn -> group) in name order; every planned group, also an empty one."""
+    groups: dict[str, list[str]] = {group: [] for group in topology.GROUPS}
+    for fqdn, group in sorted(members.items()):
+        groups.setdefault(group, []).append(fqdn)
+    return groups
+
+
+def _status_probes(lab: Lab, paths: ClusterPaths, master: str | None, members: dict[str, str], *,
+                   have_secrets: bool) -> dict[str, Callable[[], bool]]:
+    """The probes status runs: each node's sshd, each member's noded, and RAPI when its master can answer."""
+    mounts = netns.mount_points()
+    bridge = netns.bridge_exists()
+    intact = {node.fqdn: bridge and netns.node_intact(paths, node, mounts) for node in topology.NODES}
+    probes: dict[str, Callable[[], bool]] = {
+        f"ssh {node.fqdn}": (lambda node=node: intact[node.fqdn] and sshd.port_open(node.ip, sshd.SSH_PORT))
+        for node in topology.NODES
+    }
+    probes.update({
+        f"noded {fqdn}": (lambda fqdn=fqdn: intact.get(fqdn, False) and sshd.port_open(
+            _by_fqdn(fqdn).ip, NODED_PORT)) for fqdn in members
+    })
+    if bridge and have_secrets and master is not None and intact.get(master, False):
+        probes["rapi"] = lambda: _rapi_answers(lab, paths)
+    return probes
