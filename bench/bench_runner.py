@@ -6,7 +6,13 @@ catalog cache, then warm), and the start-up overhead of running a trivial cookbo
 (as after a normal install), after one unmeasured warm-up run each; the load average is recorded
 because other work on the machine inflates every figure.
 
-Usage: .venv/bin/python bench/bench_runner.py [--runs N]
+With --spicerack the same tree (importing spicerack.cookbook) is listed and run by Spicerack's own
+`cookbook`, timed in the same run, and both figures are printed side by side with their ratio. Goals
+then: a trivial run and the listing (warm cache; Spicerack has no cache) in at most 1/10 of Spicerack's
+time. Spicerack is installed from PyPI, at the pinned version, into its own venv (its `cookbook`
+command would clash with ours): --spicerack-venv, created on first use.
+
+Usage: .venv/bin/python bench/bench_runner.py [--runs N] [--spicerack [--spicerack-venv DIR]]
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import yaml
@@ -36,6 +42,10 @@ LISTING_GOAL = 0.5
 """Seconds allowed for `cookbook -l`."""
 OVERHEAD_GOAL = 0.3
 """Seconds allowed over `python -c pass` to run a trivial cookbook."""
+RATIO_GOAL = 10
+"""With --spicerack: our trivial run and listing take at most 1/RATIO_GOAL of Spicerack's time."""
+SPICERACK = "wikimedia-spicerack==14.0.0"
+"""The Spicerack compared with (PyPI requirement)."""
 RESULTS = Path(__file__).resolve().parent / "results" / "runner.txt"
 """Where the figures are written."""
 
@@ -46,7 +56,7 @@ Generated for the runner benchmark.
 
 import argparse
 
-from libcluster.cookbook import CookbookBase, CookbookRunnerBase
+from {api} import CookbookBase, CookbookRunnerBase
 
 
 class Bench{index}(CookbookBase):
@@ -87,8 +97,8 @@ def run(args, ctx) -> int:
 '''
 
 
-def generate(base: Path) -> list[str]:
-    """Write the tree under base/cookbooks and return the cookbook names."""
+def generate(base: Path, api: str = "libcluster.cookbook") -> list[str]:
+    """Write the tree under base/cookbooks, class API cookbooks importing api, and return the cookbook names."""
     names: list[str] = []
     for group in range(GROUPS):
         group_dir = base / "cookbooks" / f"grp{group:02d}"
@@ -103,7 +113,7 @@ def generate(base: Path) -> list[str]:
                 leaf = f"cb-{index:04d}"
                 name = f"grp{group:02d}.sub{sub}.{leaf}"
                 template = CLASS_API if index % 2 else MODULE_API
-                (sub_dir / f"{leaf}.py").write_text(template.format(name=name, index=index))
+                (sub_dir / f"{leaf}.py").write_text(template.format(name=name, index=index, api=api))
                 names.append(name)
     return names
 
@@ -115,45 +125,95 @@ def timed(command: Sequence[str], env: dict[str, str]) -> float:
     return time.perf_counter() - start
 
 
-def median(command: Sequence[str], env: dict[str, str], runs: int) -> float:
-    """Median wall time of runs runs of command."""
-    return statistics.median(timed(command, env) for _ in range(runs))
+def medians(commands: dict[str, tuple[Sequence[str], Callable[[], object] | None]], env: dict[str, str],
+            runs: int) -> dict[str, float]:
+    """Median wall time of each command over runs rounds, the commands taking turns in each round (so that
+    load from other work falls on all of them alike); the callable, if any, runs untimed before each run."""
+    times: dict[str, list[float]] = {label: [] for label in commands}
+    for _ in range(runs):
+        for label, (command, before) in commands.items():
+            if before is not None:
+                before()
+            times[label].append(timed(command, env))
+    return {label: statistics.median(values) for label, values in times.items()}
+
+
+def spicerack_cookbook(venv: Path) -> Path:
+    """Spicerack's `cookbook` command in venv, installing SPICERACK there first when it is not."""
+    command, marker = venv / "bin" / "cookbook", venv / "bench-requirement.txt"
+    if not command.exists() or not marker.exists() or marker.read_text().strip() != SPICERACK:
+        print(f"Installing {SPICERACK} into {venv}", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check", SPICERACK],
+                       check=True)
+        marker.write_text(SPICERACK + "\n")
+    return command
+
+
+def write_configs(tmp: Path) -> tuple[Path, Path]:
+    """Our configuration and Spicerack's, for the trees under tmp/tree and tmp/spicerack-tree."""
+    ours, theirs = tmp / "config.yaml", tmp / "spicerack-config.yaml"
+    ours.write_text(yaml.safe_dump({
+        "cookbooks_base_dirs": [str(tmp / "tree")],
+        "logs_base_dir": str(tmp / "logs"),
+        "audit_log": str(tmp / "logs" / "audit.jsonl"),
+        "locks": {"file_dir": str(tmp / "locks")},
+    }))
+    (tmp / "spicerack-etc").mkdir()
+    theirs.write_text(yaml.safe_dump({
+        "cookbooks_base_dirs": [str(tmp / "spicerack-tree")],
+        "logs_base_dir": str(tmp / "spicerack-logs"),
+        "instance_params": {"spicerack_config_dir": str(tmp / "spicerack-etc")},
+    }))
+    return ours, theirs
+
+
+def ratio_line(what: str, ours: float, theirs: float) -> str:
+    """One side-by-side line: our time, Spicerack's, and the fraction ours is of theirs."""
+    return (f"{what}: ours {ours:.3f} s, Spicerack {theirs:.3f} s: 1/{theirs / ours:.1f}"
+            f"  (goal 1/{RATIO_GOAL} or better)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Generate the tree, time listing and start-up, print and write the figures; 1 if a goal is missed."""
+    """Generate the tree(s), time listing and start-up, print and write the figures; 1 if a goal is missed."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=9, help="runs per measured command (median)")
+    parser.add_argument("--spicerack", action="store_true",
+                        help=f"also time Spicerack ({SPICERACK}) on the same tree, side by side")
+    parser.add_argument("--spicerack-venv", type=Path,
+                        default=Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+                        / "ganeti-cookbooks" / f"bench-{SPICERACK.replace('==', '-')}",
+                        help="venv holding Spicerack, created on first use (default: %(default)s)")
     args = parser.parse_args(argv)
     cookbook = str(Path(sys.executable).with_name("cookbook"))
+    theirs = str(spicerack_cookbook(args.spicerack_venv)) if args.spicerack else None
     with tempfile.TemporaryDirectory(prefix="bench-runner-") as tmp_name:
         tmp = Path(tmp_name)
         names = generate(tmp / "tree")
-        config = tmp / "config.yaml"
-        config.write_text(yaml.safe_dump({
-            "cookbooks_base_dirs": [str(tmp / "tree")],
-            "logs_base_dir": str(tmp / "logs"),
-            "audit_log": str(tmp / "logs" / "audit.jsonl"),
-            "locks": {"file_dir": str(tmp / "locks")},
-        }))
+        generate(tmp / "spicerack-tree", api="spicerack.cookbook")
+        config, spicerack_config = write_configs(tmp)
         # As installed for real: bytecode caching on (the environment may turn it off for development).
         env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
         env["XDG_CACHE_HOME"] = str(tmp / "cache")
-        listing = [cookbook, "-c", str(config), "-l"]
-        trivial = [cookbook, "-c", str(config), names[0]]
-        bare = [sys.executable, "-c", "pass"]
-        for warm_up in (listing, trivial, bare):  # writes the bytecode caches of runner and tree
-            timed(warm_up, env)
-        cold = []
-        for _ in range(args.runs):
+
+        def clear_cache() -> None:
             shutil.rmtree(tmp / "cache", ignore_errors=True)
-            cold.append(timed(listing, env))
-        list_cold = statistics.median(cold)
-        list_warm = median(listing, env, args.runs)
-        listed = subprocess.run(listing, check=True, env=env, capture_output=True, text=True).stdout
-        run_time = median(trivial, env, args.runs)
-        bare_time = median(bare, env, args.runs)
-    overhead = run_time - bare_time
+
+        commands: dict[str, tuple[Sequence[str], Callable[[], object] | None]] = {
+            "list cold": ([cookbook, "-c", str(config), "-l"], clear_cache),
+            "list warm": ([cookbook, "-c", str(config), "-l"], None),
+            "run": ([cookbook, "-c", str(config), names[0]], None),
+            "bare": ([sys.executable, "-c", "pass"], None),
+        }
+        if theirs is not None:
+            commands["spicerack list"] = ([theirs, "-c", str(spicerack_config), "-l"], None)
+            commands["spicerack run"] = ([theirs, "-c", str(spicerack_config), names[0]], None)
+        for command, _ in commands.values():  # writes the bytecode caches of runners and trees
+            timed(command, env)
+        listed = subprocess.run(commands["list warm"][0], check=True, env=env, capture_output=True, text=True).stdout
+        figures = medians(commands, env, args.runs)
+    overhead = figures["run"] - figures["bare"]
+    runs = f"median of {args.runs}"
     lines = [
         f"# {time.strftime('%Y-%m-%d %H:%M:%S %Z')} on {platform.node()} ({platform.processor() or platform.machine()},"
         f" {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}), Python {platform.python_version()}",
@@ -161,17 +221,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"tree: {len(names)} cookbooks ({GROUPS} groups x {SUBGROUPS} subgroups x {PER_SUBGROUP}; "
         "class and module API alternating)",
         f"listed lines: {len(listed.splitlines())}",
-        f"cookbook -l, cold cache (median of {args.runs}): {list_cold:.3f} s  (goal < {LISTING_GOAL} s)",
-        f"cookbook -l, warm cache (median of {args.runs}): {list_warm:.3f} s  (goal < {LISTING_GOAL} s)",
-        f"cookbook {names[0]} (median of {args.runs}): {run_time:.3f} s",
-        f"python -c pass (median of {args.runs}): {bare_time:.3f} s",
+        f"cookbook -l, cold cache ({runs}): {figures['list cold']:.3f} s  (goal < {LISTING_GOAL} s)",
+        f"cookbook -l, warm cache ({runs}): {figures['list warm']:.3f} s  (goal < {LISTING_GOAL} s)",
+        f"cookbook {names[0]} ({runs}): {figures['run']:.3f} s",
+        f"python -c pass ({runs}): {figures['bare']:.3f} s",
         f"start-up overhead: {overhead:.3f} s  (goal < {OVERHEAD_GOAL} s)",
     ]
+    met = max(figures["list cold"], figures["list warm"]) < LISTING_GOAL and overhead < OVERHEAD_GOAL
+    if theirs is not None:
+        lines += [
+            f"Spicerack: {SPICERACK} in {args.spicerack_venv}, same tree importing spicerack.cookbook",
+            f"spicerack cookbook -l ({runs}): {figures['spicerack list']:.3f} s",
+            f"spicerack cookbook {names[0]} ({runs}): {figures['spicerack run']:.3f} s",
+            ratio_line("trivial run", figures["run"], figures["spicerack run"]),
+            ratio_line("listing, warm cache", figures["list warm"], figures["spicerack list"]),
+            ratio_line("listing, cold cache", figures["list cold"], figures["spicerack list"]),
+        ]
+        met = met and all(RATIO_GOAL * figures[ours] <= figures[f"spicerack {what}"]
+                          for ours, what in (("run", "run"), ("list warm", "list")))
     text = "\n".join(lines) + "\n"
     print(text, end="")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(text)
-    met = max(list_cold, list_warm) < LISTING_GOAL and overhead < OVERHEAD_GOAL
     return 0 if met else 1
 
 
