@@ -26,7 +26,8 @@ alone; a symbolic link at DIR or at a snippet file is refused and nothing is wri
 only the diffs are shown: nothing is created or written. Files written are in the audit record.
 
 Exit codes: 0 done (or nothing to do), 1 threshold exceeded, 2 DNS error (TSIG refused, server down)
-or snippets that cannot be written.
+or snippets that cannot be written. A failed run is not rolled back (running it again completes the
+work); its updates are in the audit journal, and `cookbook --recover` of it undoes nothing.
 
 Usage:
   cookbook -d sre.dns.netbox
@@ -90,6 +91,7 @@ class DnsNetboxRunner(CookbookRunnerBase):
     def __init__(self, ctx: Context, args: argparse.Namespace, client: DNS) -> None:
         """Keep the context, the arguments and the DNS client; read the dns.netbox settings."""
         self.ctx = ctx
+        ctx.undo.enabled = False  # converging: a failed run is finished by the next one, its updates are not undone
         self.args = args
         self.dns = client
         self.settings = DNSSyncSettings.from_config(ctx.config)

@@ -30,6 +30,9 @@ NetBox cluster group changes nothing, and the run says so. An allocated IPv6 add
 carried by Ganeti's NIC (one IP); a NetBox IPv4 address the NIC does not have is carried to a NIC without
 IP when sync.allocate_ips, otherwise reported.
 
+A failed or interrupted run is not rolled back (it converges: running it again completes the work);
+its writes are in the audit journal, and `cookbook --recover` of it undoes nothing.
+
 Usage:
   cookbook -d sre.ganeti.sync-netbox --cluster prod1
   cookbook sre.ganeti.sync-netbox --cluster prod1 --delete
@@ -88,6 +91,7 @@ class SyncNetboxRunner(CookbookRunnerBase):
     def __init__(self, ctx: Context, args: argparse.Namespace, settings: ClusterSettings) -> None:
         """Keep the context, the arguments and the cluster's settings; open the clients (no request yet)."""
         self.ctx = ctx
+        ctx.undo.enabled = False  # converging: a failed sync is finished by the next one, its writes are not undone
         self.args = args
         self.settings = settings
         self.sync = sync_cluster.SyncSettings.from_config(ctx.config)
