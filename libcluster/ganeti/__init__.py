@@ -1,7 +1,8 @@
 """Ganeti for cookbooks: connect() to a configured cluster, then read, write and follow jobs.
 
-Writes go through the RAPI and return job handles waited on with the long-poll; what the
-RAPI lacks runs as gnt-* commands on the master over SSH (``cluster.commands``).
+Reads return typed models (Instance, Node, Group, JobInfo; the RAPI answer in ``.raw``). Writes go through
+the RAPI and return job handles waited on with the long-poll; what the RAPI lacks runs as gnt-* commands
+on the master over SSH (``cluster.commands``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from libcluster.ganeti.errors import (
     UnknownClusterError,
 )
 from libcluster.ganeti.jobs import Job, JobHandle, JobResult, LogEntry, SkippedJob
+from libcluster.ganeti.models import Group, Instance, JobInfo, Node
 from libcluster.ganeti.rapi import Credentials, RapiClient
 
 if TYPE_CHECKING:
@@ -37,13 +39,17 @@ __all__ = [
     "GanetiCluster",
     "GanetiError",
     "GntCommandError",
+    "Group",
+    "Instance",
     "Job",
     "JobFailedError",
     "JobHandle",
+    "JobInfo",
     "JobNotFoundError",
     "JobResult",
     "JobTimeoutError",
     "LogEntry",
+    "Node",
     "RapiAuthError",
     "RapiBadRequestError",
     "RapiConnectionError",

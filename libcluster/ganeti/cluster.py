@@ -20,6 +20,7 @@ from libcluster.changes import ChangeLog
 from libcluster.ganeti.commands import GntCommands
 from libcluster.ganeti.errors import GanetiError
 from libcluster.ganeti.jobs import Job, JobHandle, SkippedJob
+from libcluster.ganeti.models import Group, Instance, JobInfo, Node
 from libcluster.ganeti.rapi import RapiClient
 
 if TYPE_CHECKING:
@@ -180,33 +181,37 @@ class GanetiCluster:
         """Operating system definitions valid on all nodes, e.g. ["noop"]."""
         return list(self.rapi.get("/2/os"))
 
-    def nodes(self, *, bulk: bool = True) -> list[dict[str, Any]]:
-        """All nodes, with their fields when bulk (otherwise only id and uri)."""
-        return list(self.rapi.get("/2/nodes", {"bulk": bulk}))
+    def nodes(self) -> list[Node]:
+        """All nodes with their fields (one bulk request)."""
+        return [Node.from_rapi(raw) for raw in self.rapi.get("/2/nodes", {"bulk": True})]
 
-    def node(self, name: str) -> dict[str, Any]:
-        """One node's fields; RapiNotFoundError if unknown."""
-        return self.rapi.get(f"/2/nodes/{_name(name)}")
+    def node(self, name: str) -> Node:
+        """One node; RapiNotFoundError if unknown."""
+        return Node.from_rapi(self.rapi.get(f"/2/nodes/{_name(name)}"))
 
     def node_role(self, name: str) -> str:
         """A node's role: regular, master, master-candidate, drained or offline."""
         return str(self.rapi.get(f"/2/nodes/{_name(name)}/role"))
 
-    def groups(self, *, bulk: bool = True) -> list[dict[str, Any]]:
-        """All node groups, with their fields when bulk."""
-        return list(self.rapi.get("/2/groups", {"bulk": bulk}))
+    def groups(self) -> list[Group]:
+        """All node groups with their fields (one bulk request)."""
+        return [Group.from_rapi(raw) for raw in self.rapi.get("/2/groups", {"bulk": True})]
 
-    def group(self, name: str) -> dict[str, Any]:
-        """One node group's fields (node list, ipolicy, alloc policy)."""
-        return self.rapi.get(f"/2/groups/{_name(name)}")
+    def group(self, name: str) -> Group:
+        """One node group (node list, ipolicy, alloc policy); RapiNotFoundError if unknown."""
+        return Group.from_rapi(self.rapi.get(f"/2/groups/{_name(name)}"))
 
-    def instances(self, *, bulk: bool = True) -> list[dict[str, Any]]:
-        """All instances, with their fields when bulk."""
-        return list(self.rapi.get("/2/instances", {"bulk": bulk}))
+    def instances(self) -> list[Instance]:
+        """All instances with their fields (one bulk request)."""
+        return [Instance.from_rapi(raw) for raw in self.rapi.get("/2/instances", {"bulk": True})]
 
-    def instance(self, name: str) -> dict[str, Any]:
-        """One instance's fields; RapiNotFoundError if unknown."""
-        return self.rapi.get(f"/2/instances/{_name(name)}")
+    def instance_names(self) -> list[str]:
+        """The names of all instances (no fields: cheaper than instances())."""
+        return [str(entry["id"]) for entry in self.rapi.get("/2/instances", {"bulk": False})]
+
+    def instance(self, name: str) -> Instance:
+        """One instance; RapiNotFoundError if unknown."""
+        return Instance.from_rapi(self.rapi.get(f"/2/instances/{_name(name)}"))
 
     def tags(self, kind: str, name: str | None = None) -> list[str]:
         """Tags of an instance, node or group (name given) or of the cluster."""
@@ -216,9 +221,9 @@ class GanetiCluster:
         """The job queue: ids and uris, or every job's fields when bulk."""
         return list(self.rapi.get("/2/jobs", {"bulk": bulk}))
 
-    def job(self, job_id: int) -> dict[str, Any]:
-        """One job's fields (status, ops, opstatus, opresult, timestamps, oplog)."""
-        return self.rapi.get(f"/2/jobs/{int(job_id)}")
+    def job(self, job_id: int) -> JobInfo:
+        """One job's fields (status, opstatus, opresult, times, log; ops in .raw); status None for an unknown id."""
+        return JobInfo.from_rapi(self.rapi.get(f"/2/jobs/{int(job_id)}"))
 
     def node_names(self, values: Sequence[str]) -> list[str]:
         """Node names for values that are node names or node UUIDs (dry-run creates answer with UUIDs)."""

@@ -87,9 +87,8 @@ class GanetiState:
     @classmethod
     def read(cls, ganeti: Any) -> GanetiState:
         """Two bulk RAPI reads of a GanetiCluster (groups, instances)."""
-        groups = {str(group["name"]): [str(node) for node in group.get("node_list") or []]
-                  for group in ganeti.groups(bulk=True)}
-        return cls(groups=groups, instances=ganeti.instances(bulk=True))
+        groups = {group.name: list(group.nodes) for group in ganeti.groups()}
+        return cls(groups=groups, instances=[instance.raw for instance in ganeti.instances()])
 
     def group_of(self, node: str) -> str | None:
         """The node group holding node, None if none does."""

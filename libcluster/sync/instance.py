@@ -68,7 +68,7 @@ class Follower:
         group = self.netbox.get("cluster-group", name=self.settings.netbox_cluster_group)
         clusters = {str(c["name"]): c for c in self.netbox.objects("cluster", group_id=group["id"])}
         try:
-            instance: dict[str, Any] | None = self.ganeti.instance(name)
+            instance: dict[str, Any] | None = self.ganeti.instance(name).raw
         except RapiNotFoundError:
             instance = None
         accounted = self._accounted([name, *([renamed_from] if renamed_from else [])], clusters)
@@ -167,8 +167,7 @@ class Follower:
     def _record(self, instance: dict[str, Any], clusters: dict[str, dict[str, Any]], done: Followed,
                 accounted: Accounted) -> None:
         name = str(instance["name"])
-        group = next((str(g["name"]) for g in self.ganeti.groups(bulk=True)
-                      if instance.get("pnode") in (g.get("node_list") or [])), None)
+        group = next((g.name for g in self.ganeti.groups() if instance.get("pnode") in g.nodes), None)
         wanted = self.settings.groups[group].netbox_cluster if group in self.settings.groups else group
         if wanted not in clusters:
             raise NetBoxError(f"{name}: node group {group} has no NetBox cluster {wanted} in cluster group "

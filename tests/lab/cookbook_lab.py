@@ -120,7 +120,7 @@ def new_instance(cluster: GanetiCluster) -> Iterator[Callable[..., str]]:
         return name
 
     yield create
-    existing = {entry["id"] for entry in cluster.instances(bulk=False)}
+    existing = set(cluster.instance_names())
     for name in names:
         if name in existing:
             cluster.remove_instance(name, shutdown_timeout=0).wait(timeout=300)

@@ -63,7 +63,7 @@ def instances(cluster: GanetiCluster) -> Iterator[Callable[[], str]]:
         return names[-1]
 
     yield new_name
-    existing = {entry["id"] for entry in cluster.instances(bulk=False)}
+    existing = set(cluster.instance_names())
     for name in names:
         if name in existing:
             cluster.remove_instance(name, shutdown_timeout=0).wait(timeout=300)

@@ -70,7 +70,7 @@ def env(lab: dict[str, Any], lab_config: Path, tmp_path_factory: pytest.TempPath
             yield environment
     finally:
         run_cookbook(config, "sre.ganeti.install-hooks", "--cluster", topology.CLUSTER, "--remove")
-        nodes = sorted(str(node["name"]) for node in environment.ganeti.nodes(bulk=True))
+        nodes = sorted(node.name for node in environment.ganeti.nodes())
         remote.hosts(nodes).run_sync(f"rm -rf {shlex.quote(raw['hooks']['spool_dir'])}", timeout=60)
         for event in environment.store.pending():
             environment.store.delete(event.key)
@@ -226,7 +226,7 @@ def test_a_spool_left_on_a_node_that_is_not_the_master_is_sent_by_its_next_hook_
 
 
 def test_the_node_credentials_are_root_only_on_every_node_and_never_shown(env: Env) -> None:
-    nodes = sorted(str(node["name"]) for node in env.ganeti.nodes(bulk=True) if not node.get("offline"))
+    nodes = sorted(node.name for node in env.ganeti.nodes() if not node.offline)
     files = "/etc/ganeti/hooks/cookbook-event.conf /etc/ganeti/hooks/cookbook-event-ca.crt"
     result = env.remote.hosts(nodes).run_sync(f"stat -c '%a %U' {files}", timeout=30)
     for node in nodes:

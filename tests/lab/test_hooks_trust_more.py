@@ -125,7 +125,7 @@ def installing(env: Env, hooks_to_ourselves: None) -> Iterator[Env]:  # noqa: F8
         yield env
     finally:
         run_cookbook(env.config, "sre.ganeti.install-hooks", "--cluster", topology.CLUSTER, "--remove")
-        nodes = sorted(str(node["name"]) for node in env.ganeti.nodes(bulk=True) if not node.get("offline"))
+        nodes = sorted(node.name for node in env.ganeti.nodes() if not node.offline)
         env.remote.hosts(nodes).run_sync(f"rm -rf {shlex.quote(env.raw['hooks']['spool_dir'])}", timeout=60)
 
 

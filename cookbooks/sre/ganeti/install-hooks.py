@@ -113,12 +113,12 @@ class InstallHooksRunner(CookbookRunnerBase):
     def _nodes(self) -> list[str]:
         if self.args.node:
             return list(dict.fromkeys(self.args.node))
-        nodes = self.ctx.ganeti(self.args.cluster).nodes(bulk=True)
-        offline = sorted(str(node["name"]) for node in nodes if node.get("offline"))
+        nodes = self.ctx.ganeti(self.args.cluster).nodes()
+        offline = sorted(node.name for node in nodes if node.offline)
         if offline:
             logger.warning("Skipping offline node(s): %s (run again with --node once they are back)",
                            ", ".join(offline))
-        return sorted(str(node["name"]) for node in nodes if not node.get("offline"))
+        return sorted(node.name for node in nodes if not node.offline)
 
     def run(self) -> int:
         """Install (or, in dry-run, check) on every node; 1 if any node failed."""

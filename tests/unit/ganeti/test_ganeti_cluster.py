@@ -208,9 +208,9 @@ def test_reads_run_in_dry_run_as_read_only_user(make_cluster: Any, transcript: l
              ("/2/features", "/2/os", "/2/nodes", "/2/groups", "/2/instances")][:5]
     cluster, adapter, changes = make_cluster(reads, dry_run=True)
     assert cluster.features() == reads[0]["response"]
-    assert cluster.nodes() == reads[1]["response"]
-    assert cluster.groups() == reads[2]["response"]
-    assert cluster.instances() == reads[3]["response"]
+    assert [node.raw for node in cluster.nodes()] == reads[1]["response"]
+    assert [group.raw for group in cluster.groups()] == reads[2]["response"]
+    assert [instance.raw for instance in cluster.instances()] == reads[3]["response"]
     assert cluster.os_list() == reads[4]["response"]
     assert {seen.user for seen in adapter.seen} == {"cookbooks-ro"}
     assert changes.changes == []

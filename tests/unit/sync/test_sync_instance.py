@@ -14,7 +14,7 @@ import pytest
 from tests.unit.sync.sync_fakes import StoredNetBox, iface, instance, ip, settings, vm
 
 from libcluster.dns import Diff, DNSError, Zones
-from libcluster.ganeti import RapiNotFoundError
+from libcluster.ganeti import Group, Instance, RapiNotFoundError
 from libcluster.netbox import NetBoxError
 from libcluster.sync import addresses
 from libcluster.sync import instance as sync_instance
@@ -22,8 +22,9 @@ from libcluster.sync.cluster import SyncSettings
 from libcluster.sync.instance import Follower
 from libcluster.sync.netbox_dns import DNSSyncSettings
 
-GROUPS = [{"name": "A", "node_list": ["node1.lab.example", "node2.lab.example"]},
-          {"name": "B", "node_list": ["node3.lab.example"]}, {"name": "C", "node_list": ["node4.lab.example"]}]
+GROUPS = [Group.from_rapi({"name": "A", "uuid": "uuid-a", "node_list": ["node1.lab.example", "node2.lab.example"]}),
+          Group.from_rapi({"name": "B", "uuid": "uuid-b", "node_list": ["node3.lab.example"]}),
+          Group.from_rapi({"name": "C", "uuid": "uuid-c", "node_list": ["node4.lab.example"]})]
 
 
 class Ganeti:
@@ -37,12 +38,12 @@ class Ganeti:
         self.modified.append((name, nics))
         return type("Done", (), {"wait": lambda self: None})()
 
-    def instance(self, name: str) -> dict[str, Any]:
+    def instance(self, name: str) -> Instance:
         if name not in self.instances:
             raise RapiNotFoundError("GET", f"/2/instances/{name}", 404, "not found")
-        return self.instances[name]
+        return Instance.from_rapi(self.instances[name])
 
-    def groups(self, bulk: bool = True) -> list[dict[str, Any]]:
+    def groups(self) -> list[Group]:
         return GROUPS
 
 
