@@ -34,7 +34,7 @@ def build(lab: Lab, state: dict[str, Any]) -> dict[str, Any]:
             "etcd_ca_file": etcd["ca_file"],
             "etcd_user": etcd["runner_user"],
             "etcd_password": etcd["runner_password"],
-            "default_ttl": 1800,
+            "ttl": 30,
             "wait_tries": 27,
             "wait_sleep": 5,
         },

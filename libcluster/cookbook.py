@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from libcluster.errors import LibclusterError
+from libcluster.locks import check_ttl
 
 if TYPE_CHECKING:
     from libcluster.context import Context
@@ -72,14 +73,14 @@ class LockArgs:
     concurrency: int
     """Holders allowed at once on the key (1 = exclusive, 0 = unlimited but tracked)."""
     ttl: int | None
-    """Seconds the lock outlives a dead holder; None takes ``locks.default_ttl`` of the config."""
+    """Lease of the lock in seconds (1..60: how long it outlives a killed run); None takes ``locks.ttl`` (30)."""
 
     def __post_init__(self) -> None:
         """Refuse values that cannot describe a lock."""
         if self.concurrency < 0:
             raise ValueError(f"LockArgs.concurrency must be >= 0, got {self.concurrency}")
-        if self.ttl is not None and self.ttl <= 0:
-            raise ValueError(f"LockArgs.ttl must be > 0 seconds, got {self.ttl}")
+        if self.ttl is not None:
+            check_ttl(self.ttl, "LockArgs.ttl")
 
 
 class ArgparseFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -114,7 +115,7 @@ class CookbookRunnerBase(ABC):
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
     """Concurrent runs allowed of this cookbook (the automatic lock), unless ``lock_args`` says otherwise."""
     lock_ttl: int | None = None
-    """Lease TTL of the automatic lock in seconds; None takes ``locks.default_ttl`` of the config."""
+    """Lease of the automatic lock in seconds (1..60); None takes ``locks.ttl`` of the config (30)."""
 
     @property
     def runtime_description(self) -> str:

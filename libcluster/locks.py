@@ -1,15 +1,19 @@
 """Locks that keep concurrent runs apart: in etcd (leases) across hosts, or with file locks on one host.
 
-A lock is a key (``cookbooks/NAME[:suffix]`` for the automatic per-run lock, ``custom/NAME`` for
-locks taken by cookbook code) with a set of holders. Each holder declares a concurrency; a new
+A lock is a key (named by :mod:`libcluster.resources`: ``cookbooks/NAME[:suffix]`` for the automatic
+per-run lock, ``custom/NAME`` for locks taken by name in cookbook code, ``ganeti/...`` for clusters,
+groups, nodes and instances) with a set of holders. Each holder declares a concurrency; a new
 holder gets in only while the number of holders is below both its own concurrency and the lowest
 concurrency of the current holders (the strictest holder wins; 0 means unlimited but tracked).
 
 etcd layout: one key per holder, ``{prefix}{quoted lock key}/{holder id}``, attached to a lease of
-the holder's TTL that a live holder keeps alive; a SIGKILLed holder's key disappears when its lease
-expires. Acquiring reads the holders under the lock's prefix at revision R and writes the new
-holder in a transaction that succeeds only if no key under that prefix was modified after R, so
-two racing holders cannot both count themselves in.
+the holder's TTL (``locks.ttl``, 30 s unless configured, at most 60) that a live holder renews every
+TTL/3; a SIGKILLed holder's key disappears when its lease expires, within the TTL. A holder whose
+renewals failed for a whole TTL (etcd unreachable) or whose lease etcd no longer knows has lost its
+lock: :meth:`Locks.check_held` raises :class:`LockLostError`, and the runner calls it before every
+change (the run stops and rolls back). Acquiring reads the holders under the lock's prefix at
+revision R and writes the new holder in a transaction that succeeds only if no key under that prefix
+was modified after R, so two racing holders cannot both count themselves in.
 
 File layout: ``{file_dir}/{quoted lock key}/{holder id}.json``, each held with ``flock`` by its
 owner, so a killed owner's file is recognisably stale; checks and writes happen under a short
@@ -33,7 +37,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
@@ -50,10 +54,28 @@ ETCD_TIMEOUT = 5
 """Seconds per etcd request."""
 RACE_RETRIES = 10
 """Immediate retries when another holder changed the lock between our read and our write."""
+DEFAULT_TTL = 30
+"""Seconds a lock outlives its holder's last lease renewal unless ``locks.ttl`` says otherwise."""
+MAX_TTL = 60
+"""Longest lease allowed: a killed runner's locks must be free within a minute."""
+RENEW_RETRY = 1.0
+"""Seconds between lease renewals after one failed (instead of TTL/3)."""
 
 
 class LockError(LibclusterError):
     """A lock could not be acquired in time, or the lock backend failed."""
+
+
+class LockLostError(LockError):
+    """A held lock may have been lost (its lease not renewed for a whole TTL, or gone in etcd): stop changing."""
+
+
+def check_ttl(ttl: int, what: str) -> int:
+    """ttl if it is a lease we allow (1..MAX_TTL seconds); ValueError naming what otherwise."""
+    if not 0 < ttl <= MAX_TTL:
+        raise ValueError(f"{what} must be between 1 and {MAX_TTL} seconds (a killed runner's locks must be free "
+                         f"within {MAX_TTL} s), got {ttl}")
+    return ttl
 
 
 @dataclass(frozen=True)
@@ -108,6 +130,9 @@ class Backend(Protocol):
 
     def release(self, key: str, holder: Holder) -> None:
         """Remove holder from key."""
+
+    def check(self, key: str, holder: Holder) -> None:
+        """Raise LockLostError if holder may no longer hold key."""
 
 
 class FileBackend:
@@ -218,6 +243,9 @@ class FileBackend:
                 self._held[holder.id] = fd
         return None
 
+    def check(self, key: str, holder: Holder) -> None:
+        """Nothing to check: our flock lasts as long as this process."""
+
     def release(self, key: str, holder: Holder) -> None:
         """Delete our file and drop its flock."""
         fd = self._held.pop(holder.id)
@@ -287,6 +315,21 @@ def _flock(fd: int, *, blocking: bool) -> bool:
     return True
 
 
+@dataclass
+class _Lease:
+    """An etcd lease we keep alive, and what we know of its health."""
+
+    id: int
+    ttl: int
+    renewed: float
+    """time.monotonic() when the last successful grant or renewal was sent (etcd counts the TTL from later)."""
+    stop: threading.Event = field(default_factory=threading.Event)
+    failure: str = ""
+    """The last renewal error, until a renewal succeeds."""
+    gone: bool = False
+    """etcd answered that the lease no longer exists."""
+
+
 class EtcdBackend:
     """Holders as leased keys in etcd, through its v3 JSON gateway (etcd3gw), as the runner's etcd user."""
 
@@ -296,7 +339,7 @@ class EtcdBackend:
         self.url = access.url
         self.prefix = prefix.rstrip("/") + "/"
         self._gateway = Gateway(self.access, ETCD_TIMEOUT, LockError)
-        self._leases: dict[str, tuple[int, threading.Event]] = {}
+        self._leases: dict[str, _Lease] = {}
 
     def key_prefix(self, key: str) -> str:
         """The etcd prefix under which the holders of a lock key live."""
@@ -323,12 +366,13 @@ class EtcdBackend:
         """Write our leased key only if nobody wrote under the lock's prefix since we counted."""
         prefix = self.key_prefix(key)
         holders: list[Holder] = []
-        lease_id = 0
+        lease_id, granted = 0, 0.0
         for _ in range(RACE_RETRIES):
             revision, holders = self._read(prefix)
             if not is_free(holders, holder.concurrency):
                 break
             if not lease_id:
+                granted = time.monotonic()
                 lease_id = int(self._call("granting a lease", "/lease/grant", {"TTL": holder.ttl, "ID": 0})["ID"])
             txn = {
                 "compare": [{"key": _b64(prefix), "range_end": _b64(_prefix_end(prefix)), "target": "MOD",
@@ -338,39 +382,55 @@ class EtcdBackend:
                 "failure": [],
             }
             if self._call("writing a lock", "/kv/txn", txn).get("succeeded"):
-                self._keep_alive(holder, lease_id)
+                self._keep_alive(holder, _Lease(lease_id, holder.ttl, granted))
                 return None
         if lease_id:
             self._revoke(lease_id)
         return holders
 
-    def _keep_alive(self, holder: Holder, lease_id: int) -> None:
-        stop = threading.Event()
-        self._leases[holder.id] = (lease_id, stop)
-        interval = max(holder.ttl / 3, 0.5)
+    def _keep_alive(self, holder: Holder, lease: _Lease) -> None:
+        """Renew the lease every TTL/3 (every RENEW_RETRY seconds after a failure) until released or gone."""
+        self._leases[holder.id] = lease
+        interval = max(lease.ttl / 3, 0.5)
 
         def refresh() -> None:
-            while not stop.wait(interval):
+            while not lease.stop.wait(min(interval, RENEW_RETRY) if lease.failure else interval):
+                sent = time.monotonic()
                 try:
-                    ttl = int(self._call("refreshing a lease", "/lease/keepalive", {"ID": lease_id})
+                    ttl = int(self._call("refreshing a lease", "/lease/keepalive", {"ID": lease.id})
                               .get("result", {}).get("TTL", -1))
                 except LockError as exc:
-                    logger.warning("Lock lease %s not refreshed: %s", lease_id, exc)
+                    lease.failure = str(exc)
+                    logger.warning("Lock lease %s not refreshed: %s", lease.id, exc)
                     continue
                 if ttl <= 0:
-                    logger.error("Lock lease %s expired: the lock of %s is lost", lease_id, holder.owner)
+                    lease.gone = True
+                    logger.error("Lock lease %s expired: the lock of %s is lost", lease.id, holder.owner)
                     return
+                lease.renewed, lease.failure = sent, ""
 
-        threading.Thread(target=refresh, name=f"lock-lease-{lease_id}", daemon=True).start()
+        threading.Thread(target=refresh, name=f"lock-lease-{lease.id}", daemon=True).start()
+
+    def check(self, key: str, holder: Holder) -> None:
+        """LockLostError if etcd said our lease is gone, or no renewal succeeded for a whole TTL (it may be)."""
+        lease = self._leases.get(holder.id)
+        if lease is None:
+            return
+        if lease.gone:
+            raise LockLostError(f"lock {key} is lost: etcd at {self.url} says its lease expired")
+        silent = time.monotonic() - lease.renewed
+        if silent >= lease.ttl:
+            raise LockLostError(f"lock {key} may be lost: its lease ({lease.ttl}s) was not renewed for {silent:.0f}s "
+                                f"({lease.failure or 'no answer from etcd'})")
 
     def _revoke(self, lease_id: int) -> None:
         self._call("revoking a lease", "/kv/lease/revoke", {"ID": lease_id})
 
     def release(self, key: str, holder: Holder) -> None:
         """Stop refreshing and revoke the lease, which deletes our key."""
-        lease_id, stop = self._leases.pop(holder.id)
-        stop.set()
-        self._revoke(lease_id)
+        lease = self._leases.pop(holder.id)
+        lease.stop.set()
+        self._revoke(lease.id)
 
 
 def _b64(value: str) -> str:
@@ -395,20 +455,22 @@ class Locks:
         *,
         owner: str,
         dry_run: bool,
-        default_ttl: int,
+        ttl: int,
         tries: int,
         sleep: float,
         sleeper: Callable[[float], None] = time.sleep,
     ) -> None:
-        """Lock through backend (None disables locking: ``--no-locks``); tries/sleep bound the wait (linear backoff)."""
+        """Lock through backend (None disables locking: ``--no-locks``) with leases of ttl seconds unless a lock
+        says otherwise; tries/sleep bound the wait (linear backoff)."""
         self.backend = backend
         self.owner = owner
         self.dry_run = dry_run
-        self.default_ttl = default_ttl
+        self.ttl = check_ttl(ttl, "the lock TTL")
         self.tries = max(tries, 1)
         self.sleep = sleep
         self._sleeper = sleeper
         self._entered: list[str] = []
+        self._held: list[tuple[str, Holder]] = []
 
     def held_keys(self) -> list[str]:
         """Keys inside an acquired() block of this process, in the order entered (checked-only ones in dry-run too)."""
@@ -419,27 +481,37 @@ class Locks:
         """Hold lock key for the body of the with-statement; raise LockError if it stays busy."""
         if concurrency < 0:
             raise ValueError(f"lock concurrency must be >= 0, got {concurrency}")
+        ttl = check_ttl(ttl, f"the TTL of lock {key}") if ttl is not None else self.ttl
         if self.backend is None:
             logger.debug("Locks disabled: not taking %s", key)
             with self._entering(key):
                 yield
             return
-        holder = Holder(uuid.uuid4().hex, self.owner, concurrency, ttl or self.default_ttl, time.time())
+        holder = Holder(uuid.uuid4().hex, self.owner, concurrency, ttl, time.time())
         if self.dry_run:
             self._check(self.backend, key, holder)
             with self._entering(key):
                 yield
             return
         self._acquire(self.backend, key, holder)
+        self._held.append((key, holder))
         try:
             with self._entering(key):
                 yield
         finally:
+            self._held.remove((key, holder))
             try:
                 self.backend.release(key, holder)
                 logger.debug("Released lock %s", key)
             except (LockError, OSError) as exc:
                 logger.warning("Lock %s not released cleanly (it frees itself when its TTL expires): %s", key, exc)
+
+    def check_held(self) -> None:
+        """Raise LockLostError if a lock this process holds may have been lost; called before every change."""
+        if self.backend is None:
+            return
+        for key, holder in list(self._held):
+            self.backend.check(key, holder)
 
     @contextmanager
     def _entering(self, key: str) -> Iterator[None]:
@@ -494,11 +566,18 @@ DEFAULT_ETCD_PREFIX = "/ganeti-cookbooks/locks/"
 def from_config(config: Section, *, owner: str, dry_run: bool, enabled: bool = True) -> Locks:
     """Locks as configured in the ``locks`` section: etcd when etcd_url is set, else file locks on this host."""
     section = config.section("locks", {})
+    if section.has("default_ttl"):
+        raise ConfigError(f"{section.source}: key '{section.key('default_ttl')}' is replaced by "
+                          f"'{section.key('ttl')}' (seconds, at most {MAX_TTL}; default {DEFAULT_TTL})")
+    try:
+        ttl = check_ttl(section.int("ttl", DEFAULT_TTL), f"key '{section.key('ttl')}'")
+    except ValueError as exc:
+        raise ConfigError(f"{section.source}: {exc}") from None
     backend: Backend | None = None
     if enabled:
         if section.has("etcd_url"):
             backend = EtcdBackend(EtcdAccess.from_section(section), section.str("etcd_prefix", DEFAULT_ETCD_PREFIX))
         else:
             backend = FileBackend(section.str("file_dir", DEFAULT_FILE_DIR))
-    return Locks(backend, owner=owner, dry_run=dry_run, default_ttl=section.int("default_ttl", 1800),
-                 tries=section.int("wait_tries", 27), sleep=section.float("wait_sleep", 5.0))
+    return Locks(backend, owner=owner, dry_run=dry_run, ttl=ttl, tries=section.int("wait_tries", 27),
+                 sleep=section.float("wait_sleep", 5.0))

@@ -264,12 +264,12 @@ def session_for(root: config.Section, *, dry_run: bool, verbose: bool) -> Sessio
     """A runner session for the agent: locks and audit log as configured, confirmations answered, no SAL."""
     user = os.environ.get("SUDO_USER") or "hooks-agent"
     owner = f"{user}@{socket.gethostname()} [{os.getpid()}]"
+    lock_service = locks.from_config(root, owner=owner, dry_run=dry_run)
     return Session(
         config=root, base_dirs=[Path(str(item)) for item in root.list("cookbooks_base_dirs")],
         logs_dir=Path(root.str("logs_base_dir")), dry_run=dry_run, verbose=verbose, user=user,
-        origin={"origin": "hook"}, prompter=interactive.Prompter(assume_yes=True),
-        locks=locks.from_config(root, owner=owner, dry_run=dry_run),
-        audit=audit.AuditLog(audit.path_from_config(root)),
+        origin={"origin": "hook"}, prompter=interactive.Prompter(assume_yes=True), locks=lock_service,
+        audit=audit.AuditLog(audit.path_from_config(root)), fence=lock_service.check_held,
     )
 
 

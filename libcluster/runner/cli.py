@@ -154,7 +154,7 @@ def _session(root: config.Section, args: argparse.Namespace, base_dirs: list[Pat
     mirror = None if args.no_locks or args.dry_run else journal.mirror_from_config(root)
     return Session(config=root, base_dirs=base_dirs, logs_dir=logs_dir, dry_run=args.dry_run, verbose=args.verbose,
                    user=user, origin=origin, prompter=interactive.Prompter(assume_yes=args.yes), locks=lock_service,
-                   audit=audit_log, sal=sal, mirror=mirror)
+                   audit=audit_log, sal=sal, mirror=mirror, fence=lock_service.check_held)
 
 
 def _not_found(base_dirs: list[Path], name: str, error: discovery.CookbookNotFound) -> int:

@@ -21,6 +21,7 @@ import uuid
 from dataclasses import dataclass
 
 from libcluster import audit, redact
+from libcluster.changes import no_fence
 from libcluster.context import Context, Session
 from libcluster.cookbook import (
     EXIT_ARGPARSER_FAILED,
@@ -108,6 +109,7 @@ def _rollback(runner: CookbookRunnerBase, ctx: Context, outcome: Outcome) -> Non
     """The cookbook's rollback(), then the undo stack in reverse; exit 93 names what is left behind."""
     name = ctx.name
     logger.info("Running rollback of cookbook %s (exit_code=%d)", name, outcome.exit_code)
+    ctx.changes.fence = no_fence  # putting things back is not fenced: a run whose lock is lost still rolls back
     try:
         runner.rollback()
     except KeyboardInterrupt:

@@ -113,7 +113,7 @@ def config(etcd: SecuredEtcd, tmp_path: Path) -> Path:
         "logs_base_dir": str(tmp_path / "logs"),
         "audit_log": str(tmp_path / "logs" / "audit.jsonl"),
         "locks": {"etcd_url": etcd.url, "etcd_ca_file": etcd.ca_file, "etcd_user": lab_etcd.RUNNER_USER,
-                  "etcd_password": etcd.passwords[lab_etcd.RUNNER_USER], "etcd_prefix": PREFIX, "default_ttl": 30,
+                  "etcd_password": etcd.passwords[lab_etcd.RUNNER_USER], "etcd_prefix": PREFIX, "ttl": 30,
                   "wait_tries": 60, "wait_sleep": 0.05},
     }))
     return path

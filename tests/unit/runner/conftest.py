@@ -47,7 +47,7 @@ def env(tmp_path: Path) -> Env:
         "cookbooks_base_dirs": [str(FIXTURES)],
         "logs_base_dir": str(logs),
         "audit_log": str(logs / "audit.jsonl"),
-        "locks": {"file_dir": str(tmp_path / "locks"), "default_ttl": 60, "wait_tries": 3, "wait_sleep": 0.05},
+        "locks": {"file_dir": str(tmp_path / "locks"), "ttl": 30, "wait_tries": 3, "wait_sleep": 0.05},
         "netbox": {"url": "https://netbox.invalid", "token": "nbt_fixture_secret_token_value"},
     }
     config.write_text(yaml.safe_dump(data))

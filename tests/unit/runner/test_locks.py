@@ -80,7 +80,7 @@ def test_a_killed_holder_frees_its_file_lock(tmp_path: Path) -> None:
 
 
 def _locks(backend: FileBackend | None, sleeps: list[float], *, dry_run: bool = False) -> Locks:
-    return Locks(backend, owner="me@host [2]", dry_run=dry_run, default_ttl=60, tries=3, sleep=0.5,
+    return Locks(backend, owner="me@host [2]", dry_run=dry_run, ttl=60, tries=3, sleep=0.5,
                  sleeper=sleeps.append)
 
 
