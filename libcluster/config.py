@@ -10,7 +10,7 @@ import builtins
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import yaml
 
@@ -64,28 +64,60 @@ class Section(Mapping[str, Any]):
             raise ConfigError(f"{self.source}: key '{self.key(key)}' must be {name}, got {shown}")
         return value
 
+    # Each getter: the value, of its type, or (key absent or null) default when given, else a ConfigError.
+
+    @overload
+    def str(self, key: builtins.str) -> builtins.str: ...
+    @overload
+    def str(self, key: builtins.str, default: None) -> builtins.str | None: ...
+    @overload
+    def str(self, key: builtins.str, default: T) -> builtins.str | T: ...
     def str(self, key: builtins.str, default: Any = _MISSING) -> Any:
         """A string value."""
         return self._typed(key, str, "a string", default)
 
+    @overload
+    def int(self, key: builtins.str) -> builtins.int: ...
+    @overload
+    def int(self, key: builtins.str, default: None) -> builtins.int | None: ...
+    @overload
+    def int(self, key: builtins.str, default: T) -> builtins.int | T: ...
     def int(self, key: builtins.str, default: Any = _MISSING) -> Any:
         """An integer value."""
         return self._typed(key, int, "an integer", default)
 
+    @overload
+    def float(self, key: builtins.str) -> builtins.float: ...
+    @overload
+    def float(self, key: builtins.str, default: None) -> builtins.float | None: ...
+    @overload
+    def float(self, key: builtins.str, default: T) -> builtins.float | T: ...
     def float(self, key: builtins.str, default: Any = _MISSING) -> Any:
         """A number, integers accepted."""
         value = self._typed(key, (int, float), "a number", default)
         return float(value) if value is not None and value is not default else value
 
+    @overload
+    def bool(self, key: builtins.str) -> builtins.bool: ...
+    @overload
+    def bool(self, key: builtins.str, default: None) -> builtins.bool | None: ...
+    @overload
+    def bool(self, key: builtins.str, default: T) -> builtins.bool | T: ...
     def bool(self, key: builtins.str, default: Any = _MISSING) -> Any:
         """A boolean value."""
         return self._typed(key, bool, "true or false", default)
 
+    @overload
+    def list(self, key: builtins.str) -> builtins.list[Any]: ...
+    @overload
+    def list(self, key: builtins.str, default: None) -> builtins.list[Any] | None: ...
+    @overload
+    def list(self, key: builtins.str, default: T) -> builtins.list[Any] | T: ...
     def list(self, key: builtins.str, default: Any = _MISSING) -> Any:
-        """A list value."""
+        """A list value (items unchecked: the caller checks them)."""
         return self._typed(key, list, "a list", default)
 
-    def section(self, key: builtins.str, default: Any = _MISSING) -> Section:
+    def section(self, key: builtins.str, default: Mapping[builtins.str, Any] | None = _MISSING) -> Section:
         """A nested mapping as a Section; an absent key with default={} gives an empty one."""
         value = self._typed(key, dict, "a mapping", default)
         return Section(value or {}, self.key(key), self.source)

@@ -59,10 +59,11 @@ class EtcdAccess:
             for name in inherit:
                 if values[name] is None and (name != "ca_file" or urlsplit(values["url"]).scheme == "https"):
                     values[name] = getattr(fallback, name)
-        if not values["url"]:
+        url = values.pop("url")
+        if not url:
             raise ConfigError(f"{section.source}: missing key '{section.key(keys['url'])}'")
         try:
-            return cls(**values)
+            return cls(url, **values)
         except ValueError as exc:
             raise ConfigError(f"{section.source}: key '{section.key(keys['url'])}': {exc}") from None
 
@@ -111,8 +112,8 @@ class Gateway:
             if self.access.ca_file and not Path(self.access.ca_file).is_file():
                 raise self.error(f"etcd at {self.access.url}: CA file {self.access.ca_file} not found")
             parts = urlsplit(self.access.url)
-            self._client = Etcd3Client(host=parts.hostname, port=self.access.port, protocol=parts.scheme,
-                                       timeout=self.timeout, session=session)
+            self._client = Etcd3Client(host=str(parts.hostname), port=self.access.port,  # hostname: EtcdAccess checks
+                                       protocol=parts.scheme, timeout=self.timeout, session=session)
         return self._client
 
     def login(self, *, renew: bool = False) -> None:
@@ -138,13 +139,14 @@ class Gateway:
         from requests import RequestException
 
         try:
-            return self.client.post(self.client.get_url(path), json=payload)
+            answer: dict[str, Any] = self.client.post(self.client.get_url(path), json=payload)
         except Etcd3Exception as exc:
             if renewable and _invalid_token(exc):
                 raise _TokenExpired from None
             raise self.error(f"etcd at {self.access.url}: {what} failed: {error_text(exc)}") from None
         except RequestException as exc:
             raise self.error(f"etcd at {self.access.url}: {what} failed: {error_text(exc)}") from None
+        return answer
 
     def call(self, what: str, path: str, payload: dict[str, Any]) -> dict[str, Any]:
         """POST payload to the gateway path (``/kv/range``...); a token etcd no longer knows is renewed once."""
