@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from libcluster.changes import ChangeLog, no_fence
 from libcluster.journal import Journal
@@ -21,13 +21,19 @@ from libcluster.undo import UndoStack
 if TYPE_CHECKING:
     from libcluster.audit import AuditLog
     from libcluster.config import Section
+    from libcluster.dns import DNS
+    from libcluster.ganeti import GanetiCluster
     from libcluster.interactive import Prompter
     from libcluster.journal import EtcdMirror
     from libcluster.locks import Locks
+    from libcluster.netbox import NetBox
+    from libcluster.remote import Remote
     from libcluster.runner.logs import RunLogFiles
     from libcluster.sal import SAL
 
 logger = logging.getLogger(__name__)
+
+_Client = TypeVar("_Client")
 
 
 @dataclass
@@ -76,7 +82,7 @@ class Context:
                               registrar=self.changes.register_undo, enabled=not session.dry_run)
         """The undo steps of the run's changes, run in reverse by rollback (``ctx.undo.push`` adds one)."""
         self.changes.undo = self.undo
-        self._clients: dict[tuple[Any, ...], Any] = {}
+        self._clients: dict[tuple[str | bool, ...], object] = {}
 
     @property
     def dry_run(self) -> bool:
@@ -152,33 +158,34 @@ class Context:
             raise CookbookFailed(name, exit_code)
         return exit_code
 
-    def _cached(self, key: tuple[Any, ...], build: Callable[[], Any]) -> Any:
+    def _cached(self, key: tuple[str | bool, ...], build: Callable[[], _Client]) -> _Client:
+        """The client stored under key, built on first use (each key always holds the same client class)."""
         if key not in self._clients:
             self._clients[key] = build()
-        return self._clients[key]
+        return cast(_Client, self._clients[key])
 
-    def remote(self) -> Any:
+    def remote(self) -> Remote:
         """Commands on hosts (libcluster.remote.Remote), from the ``remote`` section."""
         from libcluster.remote import Remote
 
         return self._cached(("remote",), lambda: Remote(self.config.section("remote"), dry_run=self.dry_run,
                                                         changes=self.changes))
 
-    def ganeti(self, cluster: str) -> Any:
+    def ganeti(self, cluster: str) -> GanetiCluster:
         """A Ganeti cluster client (libcluster.ganeti.connect) for a cluster of ``ganeti.clusters``."""
         from libcluster import ganeti
 
         return self._cached(("ganeti", cluster), lambda: ganeti.connect(
             self.config, cluster, dry_run=self.dry_run, changes=self.changes, remote=self.remote))
 
-    def netbox(self, read_write: bool = False) -> Any:
+    def netbox(self, read_write: bool = False) -> NetBox:
         """A NetBox client (libcluster.netbox.NetBox); read_write picks the read-write token."""
         from libcluster.netbox import NetBox
 
         return self._cached(("netbox", read_write), lambda: NetBox(
             self.config.section("netbox"), read_write=read_write, dry_run=self.dry_run, changes=self.changes))
 
-    def dns(self) -> Any:
+    def dns(self) -> DNS:
         """A DNS client (libcluster.dns.DNS) for the zones of the ``dns`` section."""
         from libcluster.dns import DNS
 
