@@ -40,7 +40,7 @@ def _optional_int(value: Any) -> int | None:
 class _RapiRecord(Mapping[str, Any]):
     """The RAPI answer a model was built from, also readable as a read-only mapping (``rec["pnode"]``)."""
 
-    raw: Mapping[str, Any] = field(repr=False, compare=False)
+    raw: dict[str, Any] = field(repr=False, compare=False)
     """The RAPI answer as received."""
 
     def __getitem__(self, key: str) -> Any:
@@ -65,6 +65,8 @@ class Instance(_RapiRecord):
     """Ganeti's combined state: running, ADMIN_down, ERROR_down, ERROR_nodedown, ERROR_wrongnode..."""
     admin_state: str
     """What Ganeti is asked to keep it in: up, down or offline."""
+    oper_state: bool | None
+    """Whether the hypervisor runs it (None when its node did not answer)."""
     primary_node: str
     secondary_nodes: tuple[str, ...] = ()
     disk_template: str | None = None
@@ -80,7 +82,7 @@ class Instance(_RapiRecord):
     uuid: str | None = None
 
     @classmethod
-    def from_rapi(cls, raw: Mapping[str, Any]) -> Self:
+    def from_rapi(cls, raw: dict[str, Any]) -> Self:
         """An Instance from a RAPI instance record; GanetiError when name, status, admin_state or pnode is missing."""
         beparams = raw.get("beparams") or {}
         return cls(
@@ -88,6 +90,7 @@ class Instance(_RapiRecord):
             name=str(_required(raw, "instance", "name")),
             status=str(_required(raw, "instance", "status")),
             admin_state=str(_required(raw, "instance", "admin_state")),
+            oper_state=raw.get("oper_state"),
             primary_node=str(_required(raw, "instance", "pnode")),
             secondary_nodes=_strings(raw.get("snodes")),
             disk_template=raw.get("disk_template"),
@@ -140,7 +143,7 @@ class Node(_RapiRecord):
     uuid: str | None = None
 
     @classmethod
-    def from_rapi(cls, raw: Mapping[str, Any]) -> Self:
+    def from_rapi(cls, raw: dict[str, Any]) -> Self:
         """A Node from a RAPI node record; GanetiError when name, role or group.uuid is missing."""
         return cls(
             raw=raw,
@@ -189,7 +192,7 @@ class Group(_RapiRecord):
     tags: tuple[str, ...] = ()
 
     @classmethod
-    def from_rapi(cls, raw: Mapping[str, Any]) -> Self:
+    def from_rapi(cls, raw: dict[str, Any]) -> Self:
         """A Group from a RAPI group record; GanetiError when name or uuid is missing."""
         return cls(
             raw=raw,
@@ -219,7 +222,7 @@ class JobInfo(_RapiRecord):
     log: tuple[LogEntry, ...] = ()
 
     @classmethod
-    def from_rapi(cls, raw: Mapping[str, Any]) -> Self:
+    def from_rapi(cls, raw: dict[str, Any]) -> Self:
         """A JobInfo from a RAPI job record; GanetiError when id is missing."""
         job_id = int(_required(raw, "job", "id"))
         return cls(

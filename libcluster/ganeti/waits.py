@@ -10,11 +10,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
 
 from libcluster.errors import LibclusterError
 from libcluster.ganeti.cluster import GanetiCluster
 from libcluster.ganeti.commands import GntCommands, VerifyResult
+from libcluster.ganeti.models import Instance
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +34,8 @@ def wait_running(
     *,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
-) -> dict[str, Any]:
-    """Poll the RAPI until Ganeti reports the instance running; return its fields.
+) -> Instance:
+    """Poll the RAPI until Ganeti reports the instance running; return it.
 
     Raises LibclusterError naming the last status seen when `timeout` seconds pass first.
     """
