@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -82,6 +82,9 @@ class Context:
                               registrar=self.changes.register_undo, enabled=not session.dry_run)
         """The undo steps of the run's changes, run in reverse by rollback (``ctx.undo.push`` adds one)."""
         self.changes.undo = self.undo
+        self.until_end = ExitStack()
+        """What the run holds until it ends (e.g. resources.hold's locks): closed by the runner after rollback and
+        undo."""
         self._clients: dict[tuple[str | bool, ...], object] = {}
 
     @property

@@ -157,7 +157,8 @@ def acquire(
     instances: Iterable[str] = (),
     concurrency: int = 1,
 ) -> Iterator[list[str]]:
-    """Hold the named resource locks of cluster (taken in the global order) for the with-block; yields their keys.
+    """Hold the named resource locks of cluster (taken in the global order, each journaled as a ``lock`` line)
+    for the with-block; yields their keys.
 
     E.g. a drain: ``with resources.acquire(ctx, cluster, node=node, instances=names): ...``. Raises LockError
     when one stays busy (those already taken are released) or the order would be broken; in dry-run the
@@ -167,5 +168,22 @@ def acquire(
                        instances=instances)
     with ExitStack() as stack:
         for resource in not_held(ctx.locks, wanted):
-            stack.enter_context(ctx.locks.acquired(resource.key, concurrency=concurrency))
+            stack.enter_context(ctx.hold_lock(resource.key, concurrency=concurrency))
         yield [resource.key for resource in wanted]
+
+
+def hold(
+    ctx: Context,
+    cluster: str,
+    *,
+    whole_cluster: bool = False,
+    groups: Iterable[str] = (),
+    node: str | None = None,
+    nodes: Iterable[str] = (),
+    instances: Iterable[str] = (),
+    concurrency: int = 1,
+) -> list[str]:
+    """Take the resource locks as acquire() does and keep them until the run ends: the runner releases them after
+    rollback and undo, so no other run touches the objects while they are half-way. Returns their keys."""
+    return ctx.until_end.enter_context(acquire(ctx, cluster, whole_cluster=whole_cluster, groups=groups, node=node,
+                                               nodes=nodes, instances=instances, concurrency=concurrency))
