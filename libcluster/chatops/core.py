@@ -27,7 +27,7 @@ from libcluster import audit, redact
 from libcluster.chatops import runs
 from libcluster.chatops.feed import Feed, Sink
 from libcluster.chatops.permissions import Identity, Policy
-from libcluster.chatops.runs import Door, Run
+from libcluster.chatops.runs import Door, Run, RunState
 from libcluster.chatops.settings import ChatopsSettings, Person
 from libcluster.runner import catalog
 
@@ -150,15 +150,15 @@ class Chatops:
                 visible = run is not None and self._may_see(run, person, channel)
                 return Reply([self._describe(run) if run and visible else f"no run {words[0]} you may see"])
             active = [run for run in self.runs.values()
-                      if run.state in runs.ACTIVE and self._may_see(run, person, channel)]
+                      if run.state.active and self._may_see(run, person, channel)]
             return Reply([self._describe(run) for run in active] or ["no active runs you may see"])
 
     @staticmethod
     def _describe(run: Run) -> str:
         approved = f", approved by {run.approver}" if run.approver else ""
         who = f"requested by {run.requester} in {run.channel}{approved}"
-        since = f", {time.time() - (run.started or run.created):.0f}s" if run.state in runs.ACTIVE else ""
-        state = run.outcome() if run.exit_code is not None else run.state + (f" ({run.note})" if run.note else "")
+        since = f", {time.time() - (run.started or run.created):.0f}s" if run.state.active else ""
+        state = run.outcome() if run.exit_code is not None else f"{run.state}" + (f" ({run.note})" if run.note else "")
         return f"[{run.id}] {state}{since}: {run.command}, {who}"
 
     def _log(self, run: Run, person: Person) -> Reply:
@@ -175,23 +175,24 @@ class Chatops:
     def _cancel(self, run: Run, person: Person) -> Reply:
         if not self._may_act_on(run, person):
             return Reply([f"refused: only {run.requester} or someone who may approve {run.cookbook} can cancel it"])
-        if run.state == "running" and run.process is not None:
+        if run.state == RunState.RUNNING and run.process is not None:
             if not run.process.interrupt():
                 return Reply([f"[{run.id}] is ending already"])
-            run.state, run.cancelled_by = "cancelling", person.name
+            run.move(RunState.CANCELLING)
+            run.cancelled_by = person.name
             logger.info("Run %s interrupted by %s", run.id, person.name)
             run.feed.add(f"[{run.id}] interrupted by {person.name}: the cookbook rolls back", important=True)
             return Reply([f"[{run.id}] interrupt sent (SIGINT): it rolls back, its result follows"], public=True)
-        if run.state == "cancelling":
+        if run.state == RunState.CANCELLING:
             return Reply([f"[{run.id}] is already being interrupted by {run.cancelled_by}: wait for its rollback"])
-        if run.state not in runs.ACTIVE:
+        if not run.state.active:
             return Reply([f"[{run.id}] already ended: {run.outcome()}"])
         run.cancelled_by = person.name
-        self._end(run, "cancelled", f"cancelled by {person.name} before it ran")
+        self._end(run, RunState.CANCELLED, f"cancelled by {person.name} before it ran")
         return Reply([f"[{run.id}] cancelled: not run"], public=True)
 
     def _approve(self, run: Run, person: Person, identity: Identity) -> Reply:
-        if run.state != "awaiting-approval":
+        if run.state != RunState.AWAITING_APPROVAL:
             return Reply([f"[{run.id}] is not waiting for an approval ({run.state})"])
         if person.name == run.requester:
             return Reply([f"refused: {person.name} asked for [{run.id}]; someone else with the approve right must "
@@ -211,11 +212,11 @@ class Chatops:
         return Reply([f"[{run.id}] approved: {run.command} ({run.state})"], public=True)
 
     def _deny(self, run: Run, person: Person) -> Reply:
-        if run.state != "awaiting-approval":
+        if run.state != RunState.AWAITING_APPROVAL:
             return Reply([f"[{run.id}] is not waiting for an approval ({run.state})"])
         if not self._may_act_on(run, person):
             return Reply([f"refused: {person.name} may not approve or deny {run.cookbook}"])
-        self._end(run, "denied", f"denied by {person.name}")
+        self._end(run, RunState.DENIED, f"denied by {person.name}")
         return Reply([f"[{run.id}] denied: not run"], public=True)
 
     # --- run requests -----------------------------------------------------------------------------------------
@@ -259,10 +260,10 @@ class Chatops:
     def _over_limit(self, person: Person) -> str:
         if self._closing:
             return "the chatops service is stopping"
-        mine = sum(1 for run in self.runs.values() if run.requester == person.name and run.state in runs.ACTIVE)
+        mine = sum(1 for run in self.runs.values() if run.requester == person.name and run.state.active)
         if mine >= self.settings.max_per_user:
             return f"{person.name} has {mine} runs not finished yet (limit {self.settings.max_per_user})"
-        waiting = sum(1 for run in self.runs.values() if run.state in ("checking", "awaiting-approval", "queued"))
+        waiting = sum(1 for run in self.runs.values() if run.state.waiting)
         if waiting >= self.settings.max_queued:
             return f"{waiting} runs are waiting already (limit {self.settings.max_queued}): try again later"
         return ""
@@ -273,7 +274,7 @@ class Chatops:
         return run_id
 
     def _prune(self) -> None:
-        finished = [run_id for run_id, run in self.runs.items() if run.state not in runs.ACTIVE]
+        finished = [run_id for run_id, run in self.runs.items() if not run.state.active]
         for run_id in finished[:max(0, len(finished) - KEEP_FINISHED)]:
             del self.runs[run_id]
 
@@ -287,7 +288,7 @@ class Chatops:
         needs_approval = self.policy.needs_approval(run.cookbook, dry_run=run.dry_run)
         if not needs_approval and not {"-h", "--help"} & set(run.args):
             with self._lock:
-                if run.state == "checking":
+                if run.state == RunState.CHECKING:
                     self._enqueue(run)
             return
         started = time.monotonic()
@@ -295,17 +296,17 @@ class Chatops:
         logger.debug("Run %s: arguments checked in %.3fs: exit_code=%d", run.id, time.monotonic() - started,
                      result.exit_code)
         with self._lock:
-            if run.state != "checking":
+            if run.state != RunState.CHECKING:
                 return
             if result.help:
                 lines = result.message.splitlines()
                 shown = [f"[{run.id}] {line}" for line in lines[:run.door.max_lines] if line.strip()]
-                self._end(run, "help", "help shown, nothing run", shown)
+                self._end(run, RunState.HELP, "help shown, nothing run", shown)
             elif result.exit_code:
                 shown = [f"[{run.id}] {line}" for line in result.message.splitlines()[-2:] if line.strip()]
-                self._end(run, "rejected", f"not run (exit_code={result.exit_code})", shown)
+                self._end(run, RunState.REJECTED, f"not run (exit_code={result.exit_code})", shown)
             elif needs_approval:
-                run.state = "awaiting-approval"
+                run.move(RunState.AWAITING_APPROVAL)
                 timer = threading.Timer(self.settings.approval_timeout, self._expire, args=(run,))
                 timer.daemon = True
                 self._timers[run.id] = timer
@@ -317,8 +318,8 @@ class Chatops:
 
     def _expire(self, run: Run) -> None:
         with self._lock:
-            if run.state == "awaiting-approval":
-                self._end(run, "expired", f"no approval within {self.settings.approval_timeout:.0f}s, not run")
+            if run.state == RunState.AWAITING_APPROVAL:
+                self._end(run, RunState.EXPIRED, f"no approval within {self.settings.approval_timeout:.0f}s, not run")
 
     def _stop_timer(self, run: Run) -> None:
         timer = self._timers.pop(run.id, None)
@@ -326,20 +327,21 @@ class Chatops:
             timer.cancel()
 
     def _enqueue(self, run: Run) -> None:
-        run.state = "queued"
+        run.move(RunState.QUEUED)
         self._queue.append(run)
         self._schedule()
 
     def _schedule(self) -> None:
-        running = sum(1 for run in self.runs.values() if run.state in ("running", "cancelling"))
+        running = sum(1 for run in self.runs.values() if run.state.started)
         while self._queue and running < self.settings.max_running and not self._closing:
             run = self._queue.popleft()
-            if run.state == "queued":
+            if run.state == RunState.QUEUED:
                 self._start(run)
                 running += 1
 
     def _start(self, run: Run) -> None:
-        run.state, run.started = "running", time.time()
+        run.move(RunState.RUNNING)
+        run.started = time.time()
         run.log_path = self.settings.state_dir / "runs" / f"{run.id}.log"
         argv = [*self.command, "-c", str(self.config_path), "-y", *(["-d"] if run.dry_run else []), "--",
                 run.cookbook, *run.args]
@@ -349,7 +351,7 @@ class Chatops:
                                           on_exit=lambda code: self._exited(run, code))
         except OSError as exc:
             logger.error("Run %s: cannot start %s: %s", run.id, argv[0], exc)
-            self._end(run, "failed", f"cannot start the cookbook runner: {exc.strerror}")
+            self._end(run, RunState.FAILED, f"cannot start the cookbook runner: {exc.strerror}")
             return
         logger.info("Run %s started (pid %d): %s", run.id, run.process.popen.pid, shlex.join(audit.redact_argv(argv)))
 
@@ -361,7 +363,8 @@ class Chatops:
     def _exited(self, run: Run, exit_code: int) -> None:
         with self._lock:
             run.exit_code, run.ended = exit_code, time.time()
-            run.state = "passed" if exit_code == 0 else ("cancelled" if run.cancelled_by else "failed")
+            run.move(RunState.PASSED if exit_code == 0 else RunState.CANCELLED if run.cancelled_by
+                     else RunState.FAILED)
             logger.info("Run %s ended: %s", run.id, run.outcome())
             run.feed.close([self._summary(run)])
             self._schedule()
@@ -376,9 +379,10 @@ class Chatops:
         return (f"[{run.id}] {run.outcome()}: {run.command}{took}, requested by {run.requester}{approved}"
                 f"{cancelled}{log}")
 
-    def _end(self, run: Run, state: str, note: str, lines: list[str] | None = None) -> None:
+    def _end(self, run: Run, state: RunState, note: str, lines: list[str] | None = None) -> None:
         """End a run that did not (or could not) run the cookbook."""
-        run.state, run.note, run.ended = state, note, time.time()
+        run.move(state)
+        run.note, run.ended = note, time.time()
         self._stop_timer(run)
         logger.info("Run %s ended without running: %s (%s)", run.id, state, note)
         run.feed.close([*(lines or []), f"[{run.id}] {state}: {run.command}: {note}"])
@@ -390,9 +394,9 @@ class Chatops:
         with self._lock:
             self._closing = True
             for run in list(self.runs.values()):
-                if run.state in ("checking", "awaiting-approval", "queued"):
-                    self._end(run, "cancelled", "the chatops service is stopping")
-                elif run.state == "running" and run.process is not None:
+                if run.state.waiting:
+                    self._end(run, RunState.CANCELLED, "the chatops service is stopping")
+                elif run.state == RunState.RUNNING and run.process is not None:
                     run.cancelled_by = "the chatops service (stopping)"
                     run.process.interrupt()
             running = [run.process for run in self.runs.values() if run.process is not None and run.ended is None]

@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -34,6 +35,7 @@ from libcluster.cookbook import (
     EXIT_NOT_FOUND,
     EXIT_ROLLBACK_FAILED,
 )
+from libcluster.errors import LibclusterError
 
 if TYPE_CHECKING:
     from libcluster.chatops.feed import Feed
@@ -42,8 +44,60 @@ logger = logging.getLogger(__name__)
 
 CHECK_TIMEOUT = 30.0
 """Seconds the argument check may take (it imports the cookbook module)."""
-ACTIVE = ("checking", "awaiting-approval", "queued", "running", "cancelling")
-"""States of a run not finished yet."""
+
+
+class RunState(StrEnum):
+    """Where a chat run is. The value is what chat shows (``[id] denied: ...``, ``(awaiting-approval)``)."""
+
+    CHECKING = "checking"
+    AWAITING_APPROVAL = "awaiting-approval"
+    QUEUED = "queued"
+    RUNNING = "running"
+    CANCELLING = "cancelling"
+    """Interrupted (SIGINT) by a person: the cookbook rolls back."""
+    PASSED = "passed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    DENIED = "denied"
+    EXPIRED = "expired"
+    HELP = "help"
+    """The request asked for the cookbook's help: shown, nothing run."""
+    REJECTED = "rejected"
+    """The cookbook's parser refused the arguments: nothing run."""
+
+    @property
+    def active(self) -> bool:
+        """Whether a run in this state has not finished yet (it may still change state)."""
+        return bool(TRANSITIONS[self])
+
+    @property
+    def waiting(self) -> bool:
+        """Whether a run in this state waits for its cookbook to start (checking, awaiting approval, queued)."""
+        return self in (RunState.CHECKING, RunState.AWAITING_APPROVAL, RunState.QUEUED)
+
+    @property
+    def started(self) -> bool:
+        """Whether a run in this state has its cookbook process (running, or being interrupted)."""
+        return self in (RunState.RUNNING, RunState.CANCELLING)
+
+
+TRANSITIONS: dict[RunState, frozenset[RunState]] = {
+    RunState.CHECKING: frozenset({RunState.AWAITING_APPROVAL, RunState.QUEUED, RunState.HELP, RunState.REJECTED,
+                                  RunState.CANCELLED}),
+    RunState.AWAITING_APPROVAL: frozenset({RunState.QUEUED, RunState.DENIED, RunState.EXPIRED, RunState.CANCELLED}),
+    RunState.QUEUED: frozenset({RunState.RUNNING, RunState.CANCELLED}),
+    RunState.RUNNING: frozenset({RunState.CANCELLING, RunState.PASSED, RunState.FAILED, RunState.CANCELLED}),
+    RunState.CANCELLING: frozenset({RunState.PASSED, RunState.CANCELLED}),
+    **{end: frozenset() for end in (RunState.PASSED, RunState.FAILED, RunState.CANCELLED, RunState.DENIED,
+                                    RunState.EXPIRED, RunState.HELP, RunState.REJECTED)},
+}
+"""The states a run may go to from each state; a finished run goes nowhere. A cancel of a running run
+interrupts it (cancelling); a run the service stops while it runs is cancelled from running directly;
+a run whose runner cannot start fails from running."""
+
+
+class TransitionError(LibclusterError):
+    """A run was asked to go to a state TRANSITIONS does not allow from its current one."""
 OUTCOMES = {0: "PASS", EXIT_INTERRUPTED: "INTERRUPTED (rollback run)", EXIT_ROLLBACK_FAILED:
             "FAIL, ROLLBACK FAILED: clean up by hand", EXIT_INIT_FAILED: "REFUSED by the cookbook's checks",
             EXIT_ARGS_FAILED: "INVALID ARGUMENTS", EXIT_NOT_FOUND: "NOT FOUND", EXIT_EXCEPTION: "ERROR"}
@@ -81,7 +135,6 @@ class Run:
     """Where the run's progress and result go."""
     door: Door
     """The front door the request came through (hints in messages use its syntax)."""
-    state: str = "checking"
     approver: str = ""
     cancelled_by: str = ""
     exit_code: int | None = None
@@ -92,6 +145,19 @@ class Run:
     ended: float | None = None
     log_path: Path | None = None
     process: RunProcess | None = None
+    _state: RunState = field(default=RunState.CHECKING, init=False, repr=False)
+
+    @property
+    def state(self) -> RunState:
+        """Where the run is: set only through move, which checks the transition."""
+        return self._state
+
+    def move(self, state: RunState) -> None:
+        """Go to state; one TRANSITIONS does not allow from the current state raises TransitionError (unchanged)."""
+        if state not in TRANSITIONS[self._state]:
+            allowed = ", ".join(sorted(TRANSITIONS[self._state])) or "none: the run has ended"
+            raise TransitionError(f"run {self.id}: state {self._state} cannot become {state} (allowed: {allowed})")
+        self._state = state
 
     @property
     def command(self) -> str:
@@ -102,7 +168,7 @@ class Run:
     def outcome(self) -> str:
         """PASS, FAIL (exit_code=N), INTERRUPTED... of a finished run."""
         if self.exit_code is None:
-            return self.state
+            return str(self.state)
         return OUTCOMES.get(self.exit_code, f"FAIL (exit_code={self.exit_code})")
 
 
