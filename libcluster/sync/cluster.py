@@ -85,7 +85,7 @@ class GanetiState:
     instances: list[dict[str, Any]]
 
     @classmethod
-    def read(cls, ganeti: Any) -> GanetiState:
+    def read(cls, ganeti: GanetiCluster) -> GanetiState:
         """Two bulk RAPI reads of a GanetiCluster (groups, instances)."""
         groups = {group.name: list(group.nodes) for group in ganeti.groups()}
         return cls(groups=groups, instances=[instance.raw for instance in ganeti.instances()])

@@ -48,14 +48,16 @@ from typing import Any
 from libcluster import hostkeys, interactive
 from libcluster.arguments import add_location_args, cluster_settings, fqdn_argument
 from libcluster.clusters import ClusterSettings
+from libcluster.context import Context
 from libcluster.cookbook import ArgparseFormatter, CookbookBase, CookbookRunnerBase, LockArgs
 from libcluster.errors import LibclusterError
-from libcluster.ganeti import RapiNotFoundError
+from libcluster.ganeti import GanetiCluster, RapiNotFoundError
 from libcluster.ganeti.commands import VerifyIssue, VerifyResult
 from libcluster.ganeti.waits import verify_cluster
 from libcluster.hooks.events import HookSettings
 from libcluster.hostkeys import HostKey
 from libcluster.interactive import InteractiveError
+from libcluster.netbox import NetBox
 from libcluster.remote import CommandSpec, HostResult, HostStatus
 
 logger = logging.getLogger(__name__)
@@ -129,7 +131,7 @@ def new_errors(before: VerifyResult, after: VerifyResult) -> list[VerifyIssue]:
     return [issue for issue in after.errors if (issue.code, issue.item) not in known]
 
 
-def netbox_target(netbox: Any, settings: ClusterSettings, group: str, fqdn: str) -> NetBoxTarget:
+def netbox_target(netbox: NetBox, settings: ClusterSettings, group: str, fqdn: str) -> NetBoxTarget:
     """The device named fqdn and the NetBox cluster of the group; LibclusterError says which one is missing."""
     device = netbox.find("device", name=fqdn)
     if device is None:
@@ -187,7 +189,7 @@ class AddNode(CookbookBase):
 class AddNodeRunner(CookbookRunnerBase):
     """Pre-checks, `gnt-node add`, verify (offering removal), NetBox."""
 
-    def __init__(self, ctx: Any, cluster: Any, settings: ClusterSettings, group: str, fqdn: str,
+    def __init__(self, ctx: Context, cluster: GanetiCluster, settings: ClusterSettings, group: str, fqdn: str,
                  target: NetBoxTarget, trusted: TrustedFingerprint, *, hooks: bool) -> None:
         """Keep what get_runner found; hooks: whether hook events are configured (install-hooks can run)."""
         self.ctx = ctx

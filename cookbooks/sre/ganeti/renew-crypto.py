@@ -41,15 +41,15 @@ import argparse
 import logging
 import time
 from datetime import UTC, datetime
-from typing import Any
 
 from tabulate import tabulate
 
 from libcluster.arguments import add_location_args, cluster_settings, fqdn_argument
 from libcluster.clusters import ClusterSettings
+from libcluster.context import Context
 from libcluster.cookbook import ArgparseFormatter, CookbookBase, CookbookInitSuccess, CookbookRunnerBase, LockArgs
 from libcluster.errors import LibclusterError
-from libcluster.ganeti import RapiConnectionError, certificates
+from libcluster.ganeti import GanetiCluster, RapiConnectionError, certificates
 from libcluster.ganeti.certificates import Cert
 from libcluster.ganeti.commands import GntCommands
 from libcluster.ganeti.waits import verify_cluster
@@ -105,7 +105,7 @@ def problems(certs: list[Cert], now: datetime, warning_days: int) -> list[Cert]:
     return [cert for cert in certs if status(cert, now, warning_days) != "OK"]
 
 
-def members(cluster: Any, master: str | None) -> tuple[str, list[str]]:
+def members(cluster: GanetiCluster, master: str | None) -> tuple[str, list[str]]:
     """The master and the online nodes: from the RAPI, or over SSH on `master` when given (checked to be it)."""
     if master is None:
         try:
@@ -120,7 +120,7 @@ def members(cluster: Any, master: str | None) -> tuple[str, list[str]]:
                           if offline != "Y")
 
 
-def active_jobs(cluster: Any, master: str | None) -> list[str]:
+def active_jobs(cluster: GanetiCluster, master: str | None) -> list[str]:
     """Ids of the jobs queued, waiting, running or canceling: from the RAPI, or over SSH on `master` when given."""
     if master is None:
         return [str(job["id"]) for job in cluster.jobs(bulk=True) if job.get("status") in ACTIVE_JOB_STATUSES]
@@ -134,7 +134,7 @@ def _listing(commands: GntCommands, argv: list[str], fields: str) -> list[list[s
     return [line.split("|") for line in output.splitlines() if line.strip()]
 
 
-def survey(ctx: Any, master: str, nodes: list[str], rapi_url: str, ca_file: str | None) -> list[Cert]:
+def survey(ctx: Context, master: str, nodes: list[str], rapi_url: str, ca_file: str | None) -> list[Cert]:
     """Every certificate and SSH key of the cluster: files on the nodes (one SSH run), then RAPI over TLS.
 
     Needs no RAPI call, so that it also works while RAPI serves a certificate our client refuses.
@@ -148,7 +148,7 @@ def survey(ctx: Any, master: str, nodes: list[str], rapi_url: str, ca_file: str 
     return [*certificates.file_certs(master, per_node), certificates.tls_peer(rapi_url, ca_file)]
 
 
-def rapi_ca_file(ctx: Any, cluster: str) -> str | None:
+def rapi_ca_file(ctx: Context, cluster: str) -> str | None:
     """The CA bundle our RAPI client verifies the cluster against (None: the system CAs)."""
     return ctx.config.section("ganeti").section("clusters").section(cluster).str("ca_file", None)
 
@@ -194,7 +194,7 @@ class RenewCrypto(CookbookBase):
             self._check_rapi_file(cluster, master, args.rapi_certificate, ca_file)
         return RenewCryptoRunner(self.ctx, cluster, settings, args, parts, ca_file, (master, nodes))
 
-    def _check_only(self, cluster: Any, settings: ClusterSettings, ca_file: str | None, master: str,
+    def _check_only(self, cluster: GanetiCluster, settings: ClusterSettings, ca_file: str | None, master: str,
                     nodes: list[str]) -> None:
         now = datetime.now(UTC)
         certs = survey(self.ctx, master, nodes, cluster.rapi.url, ca_file)
@@ -206,7 +206,7 @@ class RenewCrypto(CookbookBase):
                                               for cert in bad))
         raise CookbookInitSuccess()
 
-    def _check_rapi_file(self, cluster: Any, master: str, path: str, ca_file: str | None) -> None:
+    def _check_rapi_file(self, cluster: GanetiCluster, master: str, path: str, ca_file: str | None) -> None:
         """Refuse a RAPI certificate file that is unreadable on the master or that our client would not verify."""
         result = self.ctx.remote().hosts([master]).run_sync(["openssl", "x509", "-in", path], is_safe=True,
                                                              timeout=30)[master]
@@ -222,7 +222,7 @@ class RenewCrypto(CookbookBase):
 class RenewCryptoRunner(CookbookRunnerBase):
     """Report, renew on the master, wait for RAPI, verify, report and compare."""
 
-    def __init__(self, ctx: Any, cluster: Any, settings: ClusterSettings, args: argparse.Namespace,
+    def __init__(self, ctx: Context, cluster: GanetiCluster, settings: ClusterSettings, args: argparse.Namespace,
                  parts: list[str], ca_file: str | None, members: tuple[str, list[str]]) -> None:
         """Keep the validated options, the master and the online nodes."""
         self.ctx = ctx

@@ -27,7 +27,6 @@ import io
 import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 from tabulate import tabulate
 
@@ -35,6 +34,7 @@ from libcluster import capacity, clusters
 from libcluster.capacity import GroupCapacity, format_mib
 from libcluster.cookbook import ArgparseFormatter, CookbookBase, CookbookInitSuccess, CookbookRunnerBase
 from libcluster.errors import LibclusterError
+from libcluster.ganeti import GanetiCluster
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ TABLE_HEADERS = ("Cluster", "Group", "Nodes", "Inst", "Mem free (per node)", "Di
                  "Mem alloc", "N+1", "Largest VM mem / disk")
 
 
-def collect(cluster: Any) -> list[GroupCapacity]:
+def collect(cluster: GanetiCluster) -> list[GroupCapacity]:
     """Per-group rows and the totals row of one cluster, from its bulk RAPI reads."""
     groups = capacity.group_capacity(cluster.name, cluster.nodes(), cluster.groups(), cluster.instances())
     return [*groups, capacity.cluster_totals(cluster.name, groups)]
