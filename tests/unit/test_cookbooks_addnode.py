@@ -11,7 +11,13 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.unit.cookbook_fakes import (
+from libcluster import config as config_module
+from libcluster import interactive
+from libcluster.errors import ConfigError, LibclusterError
+from libcluster.ganeti.errors import GntCommandError
+from libcluster.interactive import AbortError
+from libcluster.remote import HostStatus
+from libcluster.testing import (
     FakeCluster,
     FakeCtx,
     FakeNetBox,
@@ -21,12 +27,9 @@ from tests.unit.cookbook_fakes import (
     load_cookbook,
     ok,
 )
-from libcluster import config as config_module
-from libcluster import interactive
-from libcluster.errors import ConfigError, LibclusterError
-from libcluster.ganeti.errors import GntCommandError
-from libcluster.interactive import AbortError
-from libcluster.remote import HostStatus
+
+TREE = Path(__file__).resolve().parents[2]
+"""This checkout: the folder holding cookbooks/."""
 
 NODE = "node9.example"
 MASTER = "node1.example"
@@ -45,7 +48,7 @@ ROOT_KNOWN = "/root/.ssh/known_hosts"
 @pytest.fixture
 def addnode() -> Any:
     """The cookbook module."""
-    return load_cookbook("sre.ganeti.addnode")
+    return load_cookbook(TREE, "sre.ganeti.addnode")
 
 
 def healthy(host: str, line: str) -> tuple[HostStatus, int, str]:

@@ -6,18 +6,19 @@ from __future__ import annotations
 import argparse
 import logging
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.unit.cookbook_fakes import FakeCluster, FakeCtx, interrupt_the_wait_for, load_config, load_cookbook
 from libcluster.cookbook import EXIT_INTERRUPTED, EXIT_ROLLBACK_FAILED
 from libcluster.errors import LibclusterError
 from libcluster.ganeti import JobFailedError
-from libcluster.runner import execute
+from libcluster.resources import instance_lock
+from libcluster.testing import FakeCluster, FakeCtx, interrupt_the_wait_for, load_config, load_cookbook, run_runner
+
+TREE = Path(__file__).resolve().parents[2]
+"""This checkout: the folder holding cookbooks/."""
 
 NAME = "vm1.lab.example"
 CHANGEDISK = "sre.ganeti.changedisk"
@@ -32,7 +33,7 @@ def _info_logs(caplog: pytest.LogCaptureFixture) -> None:
 @pytest.fixture
 def changedisk() -> Any:
     """The cookbook module."""
-    return load_cookbook("sre.ganeti.changedisk")
+    return load_cookbook(TREE, "sre.ganeti.changedisk")
 
 
 def _args(changedisk: Any, *argv: str) -> argparse.Namespace:
@@ -84,7 +85,7 @@ def test_conversion_shuts_down_converts_starts_and_checks(changedisk: Any, tmp_p
     assert cluster.calls[0][2] == {"timeout": 30}
     assert cluster.calls[1][2] == {"disk_template": "drbd", "remote_node": "node2.example"}
     assert cluster.instance(NAME)["disk_template"] == "drbd" and cluster.instance(NAME)["status"] == "running"
-    assert ctx.locks == [f"ganeti-instance:{NAME}"] and len(ctx.confirmations) == 1
+    assert ctx.locks.taken == [instance_lock("lab", NAME)] and len(ctx.confirmations) == 1
     assert "plain -> drbd" in runner.runtime_description
 
 
@@ -95,7 +96,7 @@ def test_a_failed_conversion_restarts_the_instance_on_its_old_template(changedis
     cluster.errors["modify"] = JobFailedError(7, status="error", error_type="OpExecError", message="disk copy failed",
                                               classification=None, summary="INSTANCE_SET_PARAMS")
     runner, _ = _runner(changedisk, tmp_path, cluster, "--disk-template", "sharedfile")
-    assert execute._run_runner(runner, CHANGEDISK).exit_code == 1
+    assert run_runner(runner, runner.ctx).exit_code == 1
     assert [call[0] for call in cluster.calls] == ["shutdown", "modify", "startup"]
     state = cluster.instance(NAME)
     assert (state["disk_template"], state["status"]) == ("file", "running")
@@ -115,7 +116,7 @@ def test_an_interrupt_between_shutdown_and_start_starts_the_instance_again(
     cluster.add_instance(NAME, "file")
     interrupt_the_wait_for(cluster, write)
     runner, _ = _runner(changedisk, tmp_path, cluster, "--disk-template", "sharedfile")
-    outcome = execute._run_runner(runner, CHANGEDISK)
+    outcome = run_runner(runner, runner.ctx)
     assert (outcome.exit_code, outcome.interrupted) == (EXIT_INTERRUPTED, True)
     assert [call[0] for call in cluster.calls] == calls
     state = cluster.instance(NAME)
@@ -166,7 +167,7 @@ def test_an_interrupt_before_the_shutdown_job_is_known_still_starts_the_instance
     cluster.job_list.append({"id": 7, "status": "success", "summary": [f"INSTANCE_SHUTDOWN({NAME})"]})  # older
     queued = QueuedShutdown(cluster)
     runner, _ = _runner(changedisk, tmp_path, cluster, "--disk-template", "sharedfile")
-    outcome = execute._run_runner(runner, CHANGEDISK)
+    outcome = run_runner(runner, runner.ctx)
     assert (outcome.exit_code, outcome.interrupted) == (EXIT_INTERRUPTED, True)
     queued.finish()
     assert [call[0] for call in cluster.calls] == ["shutdown", "startup"], "the shutdown ran, then the start"
@@ -181,7 +182,7 @@ def test_an_interrupted_conversion_of_a_stopped_instance_leaves_it_stopped(chang
     cluster.add_instance(NAME, "file", up=False)
     interrupt_the_wait_for(cluster, "modify")
     runner, _ = _runner(changedisk, tmp_path, cluster, "--disk-template", "sharedfile")
-    assert execute._run_runner(runner, CHANGEDISK).exit_code == EXIT_INTERRUPTED
+    assert run_runner(runner, runner.ctx).exit_code == EXIT_INTERRUPTED
     assert [call[0] for call in cluster.calls] == ["modify"]
     assert cluster.instance(NAME)["status"] == "ADMIN_down"
     assert f"nothing to start, this run did not leave {NAME} shut down" in caplog.text
@@ -192,19 +193,12 @@ def test_the_instance_lock_is_held_until_the_rollback_ends(changedisk: Any, tmp_
     cluster.add_instance(NAME, "file")
     interrupt_the_wait_for(cluster, "modify")
     runner, ctx = _runner(changedisk, tmp_path, cluster, "--disk-template", "sharedfile")
-    events: list[str] = []
-
-    @contextmanager
-    def lock(name: str, concurrency: int = 1, ttl: int | None = None) -> Iterator[None]:
-        events.append(f"take {name}")
-        yield
-        events.append(f"release {name}")
-
-    ctx.lock = lock
+    events = ctx.locks.events
     startup = cluster.startup_instance
-    cluster.startup_instance = lambda name, **details: (events.append("startup"), startup(name, **details))[1]
-    assert execute._run_runner(runner, CHANGEDISK).exit_code == EXIT_INTERRUPTED
-    assert events == [f"take ganeti-instance:{NAME}", "startup", f"release ganeti-instance:{NAME}"]
+    cluster.startup_instance = lambda name, **details: (events.append(("startup", name)), startup(name, **details))[1]
+    assert run_runner(runner, ctx).exit_code == EXIT_INTERRUPTED
+    key = instance_lock("lab", NAME)
+    assert events == [("take", key), ("startup", NAME), ("release", key)]
 
 
 def test_a_start_that_fails_in_the_rollback_says_the_instance_is_left_down(changedisk: Any, tmp_path: Path,
@@ -215,7 +209,7 @@ def test_a_start_that_fails_in_the_rollback_says_the_instance_is_left_down(chang
     cluster.errors["startup"] = JobFailedError(8, status="error", error_type="OpExecError", message="no memory",
                                                classification=None, summary="INSTANCE_STARTUP")
     runner, _ = _runner(changedisk, tmp_path, cluster, "--disk-template", "sharedfile")
-    assert execute._run_runner(runner, CHANGEDISK).exit_code == EXIT_ROLLBACK_FAILED
+    assert run_runner(runner, runner.ctx).exit_code == EXIT_ROLLBACK_FAILED
     assert f"{NAME} may be left SHUT DOWN (start it by hand: gnt-instance startup {NAME})" in caplog.text
 
 

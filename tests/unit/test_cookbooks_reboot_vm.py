@@ -4,14 +4,17 @@ rollback after a failure or an interrupt (through the runner's own run-then-roll
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.unit.cookbook_fakes import (
+from libcluster.cookbook import EXIT_EXCEPTION, EXIT_INTERRUPTED, EXIT_ROLLBACK_FAILED
+from libcluster.errors import LibclusterError
+from libcluster.ganeti import JobFailedError, waits
+from libcluster.netbox import NetBoxUnavailable
+from libcluster.resources import instance_lock
+from libcluster.testing import (
     FakeCluster,
     FakeCtx,
     FakeNetBox,
@@ -21,12 +24,11 @@ from tests.unit.cookbook_fakes import (
     load_config,
     load_cookbook,
     ok,
+    run_runner,
 )
-from libcluster.cookbook import EXIT_EXCEPTION, EXIT_INTERRUPTED, EXIT_ROLLBACK_FAILED
-from libcluster.errors import LibclusterError
-from libcluster.ganeti import JobFailedError, waits
-from libcluster.netbox import NetBoxUnavailable
-from libcluster.runner import execute
+
+TREE = Path(__file__).resolve().parents[2]
+"""This checkout: the folder holding cookbooks/."""
 
 VM = "vm1.example.org"
 REBOOT = "sre.ganeti.reboot-vm"
@@ -36,7 +38,7 @@ CLUSTER_GROUPS = [{"id": 1, "name": "lab", "slug": "lab"}, {"id": 2, "name": "Pr
 @pytest.fixture
 def reboot() -> Any:
     """The cookbook module."""
-    return load_cookbook("sre.ganeti.reboot-vm")
+    return load_cookbook(TREE, "sre.ganeti.reboot-vm")
 
 
 def _netbox(vm_cluster_group: int | None) -> FakeNetBox:
@@ -96,7 +98,7 @@ def test_depool_reboot_wait_pool_in_that_order(reboot: Any, tmp_path: Path) -> N
     assert all(is_safe is False for _, _, is_safe in ctx.remote().calls)
     assert clusters["lab"].calls == [("reboot", VM, {"reboot_type": "full", "shutdown_timeout": 45,
                                                      "reason": "kernel upgrade"})]
-    assert ctx.locks == [f"ganeti-instance:{VM}"]
+    assert ctx.locks.taken == [instance_lock("lab", VM)]
     assert runner.runtime_description == f"for {VM} on cluster lab (full reboot): kernel upgrade"
 
 
@@ -113,7 +115,7 @@ def test_failed_reboot_leaves_the_vm_depooled_and_says_so(reboot: Any, tmp_path:
     clusters["lab"].errors["reboot"] = JobFailedError(3, status="error", error_type="OpExecError",
                                                       message="hypervisor error", classification=None, summary=None)
     ctx = _ctx(tmp_path, _netbox(1), clusters, depool_command="depool", pool_command="pool")
-    assert execute._run_runner(_runner(reboot, ctx), REBOOT).exit_code == EXIT_ROLLBACK_FAILED
+    assert run_runner(_runner(reboot, ctx), ctx).exit_code == EXIT_ROLLBACK_FAILED
     assert [call[1] for call in ctx.remote().calls] == ["depool"]
     assert f"{VM} is left DEPOOLED (its reboot failed): pool it by hand (pool) once it is healthy" in caplog.text
 
@@ -122,7 +124,7 @@ def test_failed_depool_stops_before_the_reboot_and_pools_again(reboot: Any, tmp_
     clusters = _clusters("lab")
     ctx = _ctx(tmp_path, _netbox(1), clusters, depool_command="depool", pool_command="pool")
     ctx._remote = FakeRemote(lambda host, line: failed(2, "not pooled here") if line == "depool" else ok())
-    outcome = execute._run_runner(_runner(reboot, ctx), REBOOT)
+    outcome = run_runner(_runner(reboot, ctx), ctx)
     assert (outcome.exit_code, outcome.raised) == (EXIT_EXCEPTION, True)
     assert clusters["lab"].calls == []
     assert [call[1] for call in ctx.remote().calls] == ["depool", "pool"], "the VM was not rebooted: pooled again"
@@ -134,7 +136,7 @@ def test_an_interrupt_during_the_reboot_waits_for_it_and_pools_again(reboot: Any
     clusters = _clusters("lab")
     interrupt_the_wait_for(clusters["lab"], "reboot", "instance-reboot vm1")
     ctx = _ctx(tmp_path, _netbox(1), clusters, depool_command="depool", pool_command="pool")
-    outcome = execute._run_runner(_runner(reboot, ctx), REBOOT)
+    outcome = run_runner(_runner(reboot, ctx), ctx)
     assert (outcome.exit_code, outcome.interrupted) == (EXIT_INTERRUPTED, True)
     assert [call[1] for call in ctx.remote().calls] == ["depool", "pool"]
     assert "Rollback: waiting for Ganeti job 42 (instance-reboot vm1) to end" in caplog.text
@@ -151,7 +153,7 @@ def test_an_interrupt_during_the_depool_pools_again_without_rebooting(reboot: An
         return ok()
 
     ctx._remote = FakeRemote(respond)
-    assert execute._run_runner(_runner(reboot, ctx), REBOOT).exit_code == EXIT_INTERRUPTED
+    assert run_runner(_runner(reboot, ctx), ctx).exit_code == EXIT_INTERRUPTED
     assert clusters["lab"].calls == []
     assert [call[1] for call in ctx.remote().calls] == ["depool", "pool"]
 
@@ -163,7 +165,7 @@ def test_an_interrupted_reboot_that_then_fails_leaves_the_vm_depooled(reboot: An
                                                       message="hypervisor error", classification=None, summary=None)
     interrupt_the_wait_for(clusters["lab"], "reboot", "instance-reboot vm1")
     ctx = _ctx(tmp_path, _netbox(1), clusters, depool_command="depool", pool_command="pool")
-    assert execute._run_runner(_runner(reboot, ctx), REBOOT).exit_code == EXIT_ROLLBACK_FAILED
+    assert run_runner(_runner(reboot, ctx), ctx).exit_code == EXIT_ROLLBACK_FAILED
     assert [call[1] for call in ctx.remote().calls] == ["depool"]
     assert f"{VM} is left DEPOOLED (Ganeti job 3 error: OpExecError: hypervisor error): pool it by hand" in caplog.text
 
@@ -173,26 +175,20 @@ def test_a_pool_that_fails_in_the_rollback_says_the_vm_is_left_depooled(reboot: 
     clusters = _clusters("lab")
     ctx = _ctx(tmp_path, _netbox(1), clusters, depool_command="depool", pool_command="pool")
     ctx._remote = FakeRemote(lambda host, line: failed(5, "balancer down") if line == "pool" else ok())
-    assert execute._run_runner(_runner(reboot, ctx), REBOOT).exit_code == EXIT_ROLLBACK_FAILED
+    assert run_runner(_runner(reboot, ctx), ctx).exit_code == EXIT_ROLLBACK_FAILED
     assert [call[1] for call in ctx.remote().calls] == ["depool", "pool", "pool"]
     assert f"{VM} is left DEPOOLED, the pool command failed: pool it by hand (pool)" in caplog.text
 
 
 def test_the_instance_lock_is_held_until_the_rollback_ends(reboot: Any, tmp_path: Path) -> None:
     clusters = _clusters("lab")
-    events: list[str] = []
     ctx = _ctx(tmp_path, _netbox(1), clusters, depool_command="depool", pool_command="pool")
-    ctx._remote = FakeRemote(lambda host, line: (events.append(line), failed(1) if line == "depool" else ok())[1])
-
-    @contextmanager
-    def lock(name: str, concurrency: int = 1, ttl: int | None = None) -> Iterator[None]:
-        events.append("take")
-        yield
-        events.append("release")
-
-    ctx.lock = lock  # type: ignore[method-assign]
-    assert execute._run_runner(_runner(reboot, ctx), REBOOT).exit_code == EXIT_EXCEPTION
-    assert events == ["take", "depool", "pool", "release"]
+    events = ctx.locks.events
+    ctx._remote = FakeRemote(lambda host, line: (events.append(("run", line)), failed(1) if line == "depool"
+                                                 else ok())[1])
+    assert run_runner(_runner(reboot, ctx), ctx).exit_code == EXIT_EXCEPTION
+    key = instance_lock("lab", VM)
+    assert events == [("take", key), ("run", "depool"), ("run", "pool"), ("release", key)]
 
 
 def test_a_stopped_instance_is_refused(reboot: Any, tmp_path: Path) -> None:

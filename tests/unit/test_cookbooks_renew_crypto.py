@@ -13,12 +13,15 @@ from typing import Any
 
 import pytest
 
-from tests.unit.cookbook_fakes import FakeCluster, FakeCtx, FakeRemote, load_config, load_cookbook, ok
 from libcluster.cookbook import CookbookInitSuccess
 from libcluster.errors import LibclusterError
-from libcluster.ganeti.commands import GntCommands
 from libcluster.ganeti import certificates
+from libcluster.ganeti.commands import GntCommands
 from libcluster.ganeti.errors import RapiConnectionError
+from libcluster.testing import FakeCluster, FakeCtx, FakeRemote, load_config, load_cookbook, ok, run_runner
+
+TREE = Path(__file__).resolve().parents[2]
+"""This checkout: the folder holding cookbooks/."""
 
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
 # Real output of certificates.READ_SCRIPT on a lab node (Ganeti 3.0.2, OpenSSL 3.0), plus a missing file.
@@ -40,7 +43,7 @@ def certs() -> Any:
 @pytest.fixture
 def renew() -> Any:
     """The cookbook module."""
-    return load_cookbook("sre.ganeti.renew-crypto")
+    return load_cookbook(TREE, "sre.ganeti.renew-crypto")
 
 
 def test_read_output_is_parsed_into_dates_and_fingerprints(certs: Any) -> None:
@@ -210,7 +213,6 @@ def test_running_jobs_stop_the_renewal(renew: Any, tmp_path: Path, monkeypatch: 
 def test_an_interrupt_during_the_renewal_says_what_may_be_left(renew: Any, tmp_path: Path, monkeypatch: Any,
                                                                caplog: Any) -> None:
     from libcluster.cookbook import EXIT_ROLLBACK_FAILED
-    from libcluster.runner import execute
 
     runner, _, cluster = _make(renew, tmp_path, monkeypatch, "--cluster-certificate")
 
@@ -218,12 +220,12 @@ def test_an_interrupt_during_the_renewal_says_what_may_be_left(renew: Any, tmp_p
         raise KeyboardInterrupt
 
     cluster.on_renew = interrupted
-    assert execute._run_runner(runner, "sre.ganeti.renew-crypto").exit_code == EXIT_ROLLBACK_FAILED
+    assert run_runner(runner, runner.ctx).exit_code == EXIT_ROLLBACK_FAILED
     assert "gnt-cluster renew-crypto on node1.example did not report its end" in caplog.text
     assert "`/usr/lib/ganeti/daemon-util start-all` on every node (the master last)" in caplog.text
     runner, _, cluster = _make(renew, tmp_path, monkeypatch, "--cluster-certificate")
     cluster.job_list = [{"id": 42, "status": "running"}]
-    assert execute._run_runner(runner, "sre.ganeti.renew-crypto").exit_code == 1, "nothing renewed: nothing left"
+    assert run_runner(runner, runner.ctx).exit_code == 1, "nothing renewed: nothing left"
 
 
 def test_renewal_passes_the_quirk_flags_and_checks_the_result(renew: Any, tmp_path: Path, monkeypatch: Any) -> None:

@@ -11,11 +11,14 @@ from typing import Any
 
 import pytest
 
-from tests.unit.cookbook_fakes import FakeCtx, load_config, load_cookbook
 from libcluster import capacity
 from libcluster.cookbook import CookbookInitSuccess
 from libcluster.errors import ConfigError, LibclusterError
 from libcluster.ganeti import RapiConnectionError
+from libcluster.testing import FakeCtx, load_config, load_cookbook
+
+TREE = Path(__file__).resolve().parents[2]
+"""This checkout: the folder holding cookbooks/."""
 
 
 class Recorded:
@@ -65,7 +68,7 @@ def recorded(recorded_dir: Path) -> tuple[list[dict], list[dict], list[dict]]:
 @pytest.fixture
 def report() -> Any:
     """The cookbook module."""
-    return load_cookbook("sre.ganeti.resource-report")
+    return load_cookbook(TREE, "sre.ganeti.resource-report")
 
 
 def _run(report: Any, tmp_path: Path, clusters: dict[str, Recorded], *argv: str) -> None:

@@ -27,9 +27,10 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from contextlib import ExitStack
 from typing import Any
 
-from cookbooks.sre.ganeti._common import HeldLock, instance_lock
+from libcluster import resources
 from libcluster.arguments import add_location_args, cluster_settings, fqdn_argument
 from libcluster.cookbook import ArgparseFormatter, CookbookBase, CookbookRunnerBase
 from libcluster.errors import LibclusterError
@@ -115,7 +116,7 @@ class ChangeDiskRunner(CookbookRunnerBase):
         self.shutdown_timeout = args.shutdown_timeout
         self.old = instance["disk_template"]
         self.primary = instance["pnode"]
-        self.lock = HeldLock()
+        self.lock = ExitStack()
         self.stopped = False
         """This run sent the shutdown and the instance is not known to run again: rollback starts it."""
         self.shutdown_pending = False
@@ -137,10 +138,10 @@ class ChangeDiskRunner(CookbookRunnerBase):
               f"{self.target}.\nIt is shut down (forced off after {self.shutdown_timeout}s), converted and "
               "started again: expect downtime while its disks are copied.", flush=True)
         self.ctx.confirm(f"Convert {self.fqdn} to {self.target}?")
-        self.lock.take(self.ctx.lock(instance_lock(self.fqdn)))
+        self.lock.enter_context(resources.acquire(self.ctx, self.cluster.name, instances=[self.fqdn]))
         exit_code = self._convert()
         if exit_code == 0:
-            self.lock.release()
+            self.lock.close()
         return exit_code
 
     def _convert(self) -> int:
@@ -226,7 +227,7 @@ class ChangeDiskRunner(CookbookRunnerBase):
             logger.info("%s is %s on disk template %s: %s", self.fqdn, state["status"], state["disk_template"],
                         converted)
         finally:
-            self.lock.release()
+            self.lock.close()
 
     def _settle_shutdown(self) -> None:
         """Wait for the newest shutdown job of the instance in Ganeti's queue: the interrupt came before its id.

@@ -27,10 +27,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+from contextlib import ExitStack
 from typing import Any
 
-from cookbooks.sre.ganeti._common import HeldLock, instance_lock
-from libcluster import clusters
+from libcluster import clusters, resources
 from libcluster.arguments import fqdn_argument
 from libcluster.clusters import ClusterSettings
 from libcluster.cookbook import ArgparseFormatter, CookbookBase, CookbookRunnerBase
@@ -141,7 +141,7 @@ class RebootVMRunner(CookbookRunnerBase):
         self.type = args.type
         self.shutdown_timeout = args.shutdown_timeout
         self.reason = args.reason
-        self.lock = HeldLock()
+        self.lock = ExitStack()
         self.depooled = False
         """The depool command was started: from then on the VM may be out of its pool until pooled again."""
         self.pooled = False
@@ -166,7 +166,7 @@ class RebootVMRunner(CookbookRunnerBase):
               f"{f' because: {self.reason}' if self.reason else ''}:\n"
               + "\n".join(f"  {number}. {step}" for number, step in enumerate(steps, 1)), flush=True)
         self.ctx.confirm(f"Reboot {self.fqdn}?")
-        self.lock.take(self.ctx.lock(instance_lock(self.fqdn)))
+        self.lock.enter_context(resources.acquire(self.ctx, self.cluster.name, instances=[self.fqdn]))
         self.depooled = bool(self.settings.depool_command) and not self.ctx.dry_run
         self._on_vm("depool", self.settings.depool_command)
         self.job = self.cluster.reboot_instance(self.fqdn, reboot_type=self.type,
@@ -182,7 +182,7 @@ class RebootVMRunner(CookbookRunnerBase):
             logger.info("%s is running on %s after the %s reboot", self.fqdn, state["pnode"], self.type)
         self._on_vm("pool", self.settings.pool_command)
         self.pooled = True
-        self.lock.release()
+        self.lock.close()
         return 0
 
     def rollback(self) -> None:
@@ -208,7 +208,7 @@ class RebootVMRunner(CookbookRunnerBase):
                                       f"({pool}): {exc}") from exc
             self.pooled = True
         finally:
-            self.lock.release()
+            self.lock.close()
 
     def _why_not_running(self) -> str:
         """After the reboot job in flight (if any) ended: why the VM must stay depooled, "" if it runs."""

@@ -1,0 +1,445 @@
+"""A Ganeti cluster in memory: instances, nodes, groups and jobs; writes change them unless dry-run.
+
+:class:`FakeCluster` stands for :class:`libcluster.ganeti.GanetiCluster` and :class:`FakeCommands` for its
+``commands`` (:class:`libcluster.ganeti.commands.GntCommands`), with the same method signatures (checked
+by :func:`libcluster.testing.conformance.problems`). Every call is recorded in ``cluster.calls`` as
+``(action, *positional arguments, {keyword arguments})``; a write whose action is in ``cluster.errors``
+fails when waited on, like a Ganeti job that failed.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from types import SimpleNamespace
+from typing import Any, TypeVar, cast
+
+from libcluster.changes import ChangeLog
+from libcluster.ganeti import GanetiCluster, Job, JobHandle, JobResult, RapiNotFoundError, SkippedJob
+from libcluster.ganeti.commands import CommandResult, GntCommands, VerifyResult, parse_verify
+from libcluster.ganeti.jobs import Progress
+from libcluster.ganeti.models import Group, Instance, JobInfo, Node
+from libcluster.remote_results import HostResult, HostStatus, command_line
+
+Method = TypeVar("Method", bound=Callable[..., Any])
+
+MIRRORED = ("drbd",)
+"""Disk templates whose instances have a secondary node to migrate or fail over to."""
+ROLE_FLAGS = {"master-candidate": "master_candidate", "drained": "drained", "offline": "offline"}
+"""Node role -> the RAPI field that is true for it (regular: none)."""
+
+
+def not_found(path: str) -> RapiNotFoundError:
+    """The error the RAPI client raises for an unknown object."""
+    return RapiNotFoundError("GET", path, 404, "not found")
+
+
+def recorded(action: str, *, options: bool = True) -> Callable[[Method], Method]:
+    """Record each call as (action, *args, kwargs) in the object's ``calls`` (kwargs left out when empty and
+    options is False); the wrapped method keeps its signature."""
+    def decorate(method: Method) -> Method:
+        @functools.wraps(method)
+        def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            self.calls.append((action, *args, *((kwargs,) if options or kwargs else ())))
+            return method(self, *args, **kwargs)
+        return cast(Method, wrapper)
+    return decorate
+
+
+class FakeJob(Job):
+    """A job of the fake cluster: already ended; wait() returns its result or raises its error."""
+
+    REAL = Job
+    HELPERS = ("cluster", "error")
+
+    def __init__(self, cluster: FakeCluster, job_id: int, description: str, error: Exception | None = None) -> None:
+        """Job job_id of cluster; error: what wait() raises (a failed job)."""
+        self.id = job_id
+        self.description = description
+        self.cluster = cluster
+        self.error = error
+
+    def status(self) -> dict[str, Any]:
+        """The job's fields in the cluster's queue."""
+        return dict(self.cluster.job(self.id).raw)
+
+    def wait(self, progress: Progress | None = None, timeout: float | None = None) -> JobResult:
+        """The result, or the error."""
+        if self.error is not None:
+            raise self.error
+        return JobResult(job_id=self.id, status="success", summary=(self.description,))
+
+
+class FakeCommands:
+    """``cluster.commands``: verify, node add/remove, renew-crypto and raw commands, recorded on the cluster."""
+
+    REAL = GntCommands
+    HELPERS = ("cluster", "calls", "verify_outputs", "renew_output", "outputs")
+
+    def __init__(self, cluster: FakeCluster) -> None:
+        """Belong to cluster (its dry-run flag, nodes and call log)."""
+        self.cluster = cluster
+        self.calls = cluster.calls
+        self.verify_ignore: tuple[str, ...] = ("ENODESETUP",)
+        self.verify_outputs: list[tuple[int, str]] = []
+        """(rc, output) of each cluster_verify() call in turn; the last one repeats; clean when empty."""
+        self.renew_output = "All requested certificates and keys have been replaced."
+        self.outputs: dict[str, str] = {}
+        """Output of run() per start of the command line (e.g. "gnt-cluster getmaster"); "" otherwise."""
+
+    def _done(self) -> CommandResult:
+        skipped = self.cluster.dry_run
+        return CommandResult(rc=None if skipped else 0, output="skipped (dry-run)" if skipped else "", skipped=skipped)
+
+    def on(self, master: str) -> GntCommands:
+        """The same commands, the master pinned (recorded as ("commands_on", master))."""
+        self.calls.append(("commands_on", master))
+        return cast(GntCommands, self)
+
+    def run(
+        self, argv: Sequence[str], *, is_safe: bool, timeout: float | None = None, ok_codes: Sequence[int] = (0,)
+    ) -> HostResult:
+        """Record ("run", command line, is_safe); the output is the first of outputs the line starts with."""
+        line = command_line(list(argv))
+        self.calls.append(("run", line, is_safe))
+        status = HostStatus.SKIPPED if self.cluster.dry_run and not is_safe else HostStatus.OK
+        output = next((text for start, text in self.outputs.items() if line.startswith(start)), "")
+        return HostResult(host="master", status=status, return_codes=(0,), outputs=(output,))
+
+    @recorded("verify", options=False)
+    def cluster_verify(
+        self, *, ignore: Sequence[str] | None = None, group: str | None = None, timeout: float | None = None
+    ) -> VerifyResult:
+        """The next outcome of verify_outputs (clean by default)."""
+        outputs = self.verify_outputs
+        rc, output = outputs.pop(0) if len(outputs) > 1 else (outputs[0] if outputs else (0, ""))
+        return VerifyResult(rc=rc, issues=tuple(parse_verify(output)), output=output)
+
+    @recorded("node_add")
+    def node_add(
+        self,
+        node: str,
+        *,
+        group: str | None = None,
+        secondary_ip: str | None = None,
+        readd: bool = False,
+        ssh_key_check: bool = True,
+        master_capable: bool | None = None,
+        vm_capable: bool | None = None,
+        timeout: float | None = None,
+    ) -> CommandResult:
+        """In a real run the node joins group (default: the cluster's first group)."""
+        if not self.cluster.dry_run:
+            self.cluster.add_node(node, group or self.cluster.group_list[0]["name"])
+        return self._done()
+
+    @recorded("node_remove", options=False)
+    def node_remove(self, node: str, *, timeout: float | None = None) -> CommandResult:
+        """In a real run the node leaves the cluster."""
+        if not self.cluster.dry_run:
+            self.cluster.nodes_by_name.pop(node, None)
+        return self._done()
+
+    @recorded("renew_crypto", options=True)
+    def renew_crypto(
+        self,
+        *,
+        cluster_certificate: bool = False,
+        node_certificates: bool = False,
+        rapi_certificate: str | None = None,
+        new_rapi_certificate: bool = False,
+        spice_certificate: bool = False,
+        confd_hmac_key: bool = False,
+        ssh_keys: bool = False,
+        ssh_key_check: bool = True,
+        timeout: float | None = None,
+    ) -> CommandResult:
+        """In a real run: cluster.on_renew() (a test hook), then renew_output."""
+        if self.cluster.dry_run:
+            return self._done()
+        self.cluster.on_renew()
+        return CommandResult(rc=0, output=self.renew_output)
+
+
+class FakeCluster:
+    """A Ganeti cluster in memory: instances, nodes (node1/node2.example in group A), groups A and B, jobs."""
+
+    REAL = GanetiCluster
+    HELPERS = ("add_instance", "add_node", "calls", "errors", "on_renew", "instances_by_name", "nodes_by_name",
+               "group_list", "job_list", "templates")
+
+    def __init__(self, name: str = "lab", *, dry_run: bool = False, changes: ChangeLog | None = None,
+                 templates: Sequence[str] = ("file", "sharedfile", "plain", "drbd", "diskless")) -> None:
+        """An empty cluster whose master is node1.example."""
+        self.name = name
+        self.dry_run = dry_run
+        self.changes = changes or ChangeLog(dry_run=dry_run)
+        self.rapi = SimpleNamespace(url="https://198.51.100.10:5080")
+        self.templates = list(templates)
+        self.calls: list[tuple[Any, ...]] = []
+        self.errors: dict[str, Exception] = {}
+        """Action (shutdown, startup, modify, reboot, remove, create, node_role, ...) -> error its job fails with."""
+        self.on_renew: Callable[[], None] = lambda: None
+        self.instances_by_name: dict[str, dict[str, Any]] = {}
+        self.nodes_by_name: dict[str, dict[str, Any]] = {}
+        self.group_list = [{"name": "A", "uuid": "uuid-A"}, {"name": "B", "uuid": "uuid-B"}]
+        self.job_list: list[dict[str, Any]] = []
+        for node in ("node1.example", "node2.example"):
+            self.add_node(node, "A")
+        self._commands = FakeCommands(self)
+
+    # Test helpers
+
+    def add_node(self, name: str, group: str = "A", **fields: Any) -> None:
+        """A node of group, online, vm-capable, with the given RAPI fields on top."""
+        self.nodes_by_name[name] = {"name": name, "group.uuid": f"uuid-{group}", "offline": False, "drained": False,
+                                    "master_candidate": name == self.master(), "vm_capable": True, **fields}
+
+    def add_instance(self, name: str, template: str = "file", up: bool = True, pnode: str = "node1.example",
+                     snodes: Sequence[str] = ()) -> None:
+        """An instance in the given state on pnode (and snodes for drbd)."""
+        self.instances_by_name[name] = {"name": name, "disk_template": template, "pnode": pnode,
+                                        "snodes": list(snodes), "admin_state": "up" if up else "down",
+                                        "status": "running" if up else "ADMIN_down", "oper_state": up}
+
+    # Reads
+
+    @property
+    def commands(self) -> GntCommands:
+        """The fake gnt-* commands."""
+        return cast(GntCommands, self._commands)
+
+    def info(self) -> dict[str, Any]:
+        """Name, master and enabled templates."""
+        return {"name": self.name, "master": self.master(), "enabled_disk_templates": self.templates}
+
+    def master(self) -> str:
+        """The master node."""
+        return "node1.example"
+
+    def nodes(self) -> list[Node]:
+        """All nodes, with their instance lists."""
+        return [self.node(name) for name in self.nodes_by_name]
+
+    def node(self, name: str) -> Node:
+        """A node with its role and pinst_list/sinst_list computed from the instances, or the RAPI's 404."""
+        if name not in self.nodes_by_name:
+            raise not_found(f"/2/nodes/{name}")
+        fields = self.nodes_by_name[name]
+        primaries = sorted(i["name"] for i in self.instances_by_name.values() if i["pnode"] == name)
+        secondaries = sorted(i["name"] for i in self.instances_by_name.values() if name in i.get("snodes", ()))
+        role = ("M" if name == self.master() else "O" if fields.get("offline") else "D" if fields.get("drained")
+                else "C" if fields.get("master_candidate") else "R")
+        return Node.from_rapi({"role": role, **fields, "pinst_list": primaries, "sinst_list": secondaries,
+                               "pinst_cnt": len(primaries), "sinst_cnt": len(secondaries)})
+
+    def node_role(self, name: str) -> str:
+        """master, offline, drained, master-candidate or regular, from the node's flags."""
+        node = self.node(name)
+        if name == self.master():
+            return "master"
+        return next((role for role, flag in ROLE_FLAGS.items() if flag != "master_candidate" and node.get(flag)),
+                    "master-candidate" if node.get("master_candidate") else "regular")
+
+    def groups(self) -> list[Group]:
+        """All node groups."""
+        return [self.group(group["name"]) for group in self.group_list]
+
+    def group(self, name: str) -> Group:
+        """One node group with its node names, or the RAPI's 404."""
+        found = next((dict(group) for group in self.group_list if group["name"] == name), None)
+        if found is None:
+            raise not_found(f"/2/groups/{name}")
+        return Group.from_rapi({**found, "node_list": sorted(n for n, node in self.nodes_by_name.items()
+                                                             if node["group.uuid"] == found["uuid"])})
+
+    def instances(self) -> list[Instance]:
+        """All instances."""
+        return [self.instance(name) for name in self.instances_by_name]
+
+    def instance_names(self) -> list[str]:
+        """The names of all instances."""
+        return list(self.instances_by_name)
+
+    def instance(self, name: str) -> Instance:
+        """The instance (a copy of its fields), or the RAPI's 404."""
+        if name not in self.instances_by_name:
+            raise not_found(f"/2/instances/{name}")
+        return Instance.from_rapi(dict(self.instances_by_name[name]))
+
+    def jobs(self, *, bulk: bool = False) -> list[dict[str, Any]]:
+        """The job queue: one job per write made so far."""
+        return [dict(job) for job in self.job_list]
+
+    def job(self, job_id: int) -> JobInfo:
+        """One job; an unknown id answers a job without status, as Ganeti does."""
+        found = next((dict(job) for job in self.job_list if job["id"] == job_id), {"id": job_id})
+        return JobInfo.from_rapi(found)
+
+    # Writes
+
+    def _write(self, action: str, target: str, change: Callable[[], None]) -> JobHandle:
+        """A skipped job in dry-run; else the change (unless errors has the action) and a job in the queue."""
+        if self.dry_run:
+            self.changes.record("ganeti", action, target, cluster=self.name, checked=False)
+            return SkippedJob(f"{action} {target}")
+        error = self.errors.get(action)
+        if error is None:
+            change()
+        job_id = len(self.job_list) + 1
+        status = "error" if error else "success"
+        self.job_list.append({"id": job_id, "status": status, "summary": [f"{action} {target}"]})
+        self.changes.record("ganeti", action, target, cluster=self.name, job_id=job_id)
+        return FakeJob(self, job_id, f"{action} {target}", error)
+
+    def _state(self, name: str, **fields: Any) -> Callable[[], None]:
+        def change() -> None:
+            if name not in self.instances_by_name:
+                raise not_found(f"/2/instances/{name}")
+            self.instances_by_name[name].update(fields)
+        return change
+
+    @recorded("create")
+    def create_instance(self, name: str, **spec: Any) -> JobHandle:
+        """Create an instance on spec's pnode (default: the master), running unless spec says start=False."""
+        return self._write("create", name, lambda: self.add_instance(
+            name, spec.get("disk_template", "file"), spec.get("start", True), spec.get("pnode", self.master()),
+            [spec["snode"]] if spec.get("snode") else []))
+
+    @recorded("remove")
+    def remove_instance(self, name: str, *, shutdown_timeout: int | None = None) -> JobHandle:
+        """Remove the instance."""
+        return self._write("remove", name, lambda: self._forget(name))
+
+    @recorded("startup")
+    def startup_instance(self, name: str, *, force: bool = False, no_remember: bool = False) -> JobHandle:
+        """Start the instance."""
+        return self._write("startup", name, self._state(name, admin_state="up", status="running", oper_state=True))
+
+    @recorded("shutdown")
+    def shutdown_instance(self, name: str, *, timeout: int | None = None, no_remember: bool = False) -> JobHandle:
+        """Stop the instance."""
+        return self._write("shutdown", name, self._state(name, admin_state="down", status="ADMIN_down",
+                                                         oper_state=False))
+
+    @recorded("reboot")
+    def reboot_instance(
+        self, name: str, *, reboot_type: str = "hard", shutdown_timeout: int | None = None, reason: str | None = None
+    ) -> JobHandle:
+        """Reboot: the instance stays running."""
+        return self._write("reboot", name, self._state(name))
+
+    @recorded("modify")
+    def modify_instance(
+        self,
+        name: str,
+        *,
+        beparams: Mapping[str, Any] | None = None,
+        hvparams: Mapping[str, Any] | None = None,
+        nics: Sequence[Sequence[Any]] | None = None,
+        disks: Sequence[Sequence[Any]] | None = None,
+        disk_template: str | None = None,
+        remote_node: str | None = None,
+        osparams: Mapping[str, Any] | None = None,
+        os_name: str | None = None,
+    ) -> JobHandle:
+        """Change the disk template (and secondary node); other changes are only recorded."""
+        fields: dict[str, Any] = {}
+        if disk_template:
+            fields.update(disk_template=disk_template, snodes=[remote_node] if remote_node else [])
+        return self._write("modify", name, self._state(name, **fields))
+
+    @recorded("migrate")
+    def migrate_instance(
+        self,
+        name: str,
+        *,
+        mode: str | None = None,
+        target_node: str | None = None,
+        iallocator: str | None = None,
+        cleanup: bool | None = None,
+        allow_failover: bool | None = None,
+    ) -> JobHandle:
+        """Move the instance to target_node, or swap primary and secondary (drbd)."""
+        return self._write("migrate", name, lambda: self._move(name, target_node))
+
+    @recorded("node_role")
+    def set_node_role(self, node: str, role: str, *, force: bool = False, auto_promote: bool = False) -> JobHandle:
+        """Set the node's flags for role (regular clears them)."""
+        flags = {flag: role == name for name, flag in ROLE_FLAGS.items()}
+        return self._write("node_role", node, lambda: self.nodes_by_name[node].update(flags))
+
+    @recorded("migrate_node")
+    def migrate_node(
+        self, node: str, *, mode: str | None = None, iallocator: str | None = None, target_node: str | None = None
+    ) -> JobHandle:
+        """Move every primary instance off node (to target_node, its secondary, or another node of the group)."""
+        return self._write("migrate_node", node, lambda: self._evacuate(node, target_node, primaries=True))
+
+    @recorded("evacuate_node")
+    def evacuate_node(
+        self,
+        node: str,
+        *,
+        mode: str = "all",
+        iallocator: str | None = None,
+        remote_node: str | None = None,
+        early_release: bool | None = None,
+    ) -> JobHandle:
+        """Move primary and/or secondary instances off node (mode all, primary-only, secondary-only)."""
+        return self._write("evacuate_node", node, lambda: self._evacuate(
+            node, remote_node, primaries=mode != "secondary-only", secondaries=mode != "primary-only"))
+
+    # Internals
+
+    def _forget(self, name: str) -> None:
+        if self.instances_by_name.pop(name, None) is None:
+            raise not_found(f"/2/instances/{name}")
+
+    def _other_node(self, node: str, avoid: Sequence[str] = ()) -> str:
+        group = self.nodes_by_name[node]["group.uuid"]
+        for name, fields in self.nodes_by_name.items():
+            if (name != node and name not in avoid and fields["group.uuid"] == group
+                    and not fields.get("offline") and not fields.get("drained")):
+                return name
+        raise not_found(f"/2/nodes: no other usable node in the group of {node}")
+
+    def _move(self, name: str, target: str | None) -> None:
+        instance = self.instances_by_name[name]
+        old = instance["pnode"]
+        if target is None and instance["disk_template"] in MIRRORED and instance.get("snodes"):
+            instance["pnode"], instance["snodes"] = instance["snodes"][0], [old]
+            return
+        instance["pnode"] = target or self._other_node(old, instance.get("snodes", ()))
+
+    def _evacuate(self, node: str, target: str | None, *, primaries: bool, secondaries: bool = False) -> None:
+        for instance in list(self.instances_by_name.values()):
+            if primaries and instance["pnode"] == node:
+                self._move(instance["name"], target)
+            if secondaries and node in instance.get("snodes", ()):
+                instance["snodes"] = [target or self._other_node(node, [instance["pnode"]])]
+
+
+class InterruptedWait(Job):
+    """A job whose first wait is interrupted (Ctrl-C, chat cancel) while Ganeti goes on; later waits see its end."""
+
+    def __init__(self, job: JobHandle, description: str) -> None:
+        """Wrap the job Ganeti runs; description: how the rollback's log names it."""
+        self.id = 42
+        self.job = job
+        self.description = description
+        self.waits = 0
+
+    def wait(self, progress: Progress | None = None, timeout: float | None = None) -> JobResult:
+        """Raise KeyboardInterrupt the first time, then the job's own result."""
+        self.waits += 1
+        if self.waits == 1:
+            raise KeyboardInterrupt
+        return self.job.wait()
+
+
+def interrupt_the_wait_for(cluster: FakeCluster, write: str, description: str = "a job") -> None:
+    """Ctrl-C lands while the cookbook waits for the job of this write (shutdown, modify, startup, reboot)."""
+    method = getattr(cluster, f"{write}_instance")
+    setattr(cluster, f"{write}_instance",
+            lambda name, **details: InterruptedWait(method(name, **details), description))
