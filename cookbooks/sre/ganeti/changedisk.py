@@ -28,13 +28,21 @@ import argparse
 import logging
 import time
 from contextlib import ExitStack
-from typing import Any
 
 from libcluster import resources
 from libcluster.arguments import add_location_args, cluster_settings, fqdn_argument
+from libcluster.context import Context
 from libcluster.cookbook import ArgparseFormatter, CookbookBase, CookbookRunnerBase
 from libcluster.errors import LibclusterError
-from libcluster.ganeti import GanetiError, JobFailedError, JobHandle, LogEntry, RapiNotFoundError
+from libcluster.ganeti import (
+    GanetiCluster,
+    GanetiError,
+    Instance,
+    JobFailedError,
+    JobHandle,
+    LogEntry,
+    RapiNotFoundError,
+)
 from libcluster.ganeti.jobs import FINALIZED, log_progress
 from libcluster.ganeti.waits import POLL_INTERVAL, wait_running
 
@@ -106,7 +114,7 @@ class ChangeDisk(CookbookBase):
 class ChangeDiskRunner(CookbookRunnerBase):
     """Shut down, convert, start, verify; the rollback starts again an instance this run shut down."""
 
-    def __init__(self, ctx: Any, cluster: Any, args: argparse.Namespace, instance: dict[str, Any]) -> None:
+    def __init__(self, ctx: Context, cluster: GanetiCluster, args: argparse.Namespace, instance: Instance) -> None:
         """Keep what get_runner checked."""
         self.ctx = ctx
         self.cluster = cluster
@@ -253,7 +261,7 @@ class ChangeDiskRunner(CookbookRunnerBase):
             time.sleep(POLL_INTERVAL)
             status = self.cluster.job(job_id).get("status")
 
-    def _start_again(self) -> dict[str, Any]:
+    def _start_again(self) -> Instance:
         """Start the instance unless it runs, wait until Ganeti reports it running; its fields."""
         state = self.cluster.instance(self.fqdn)
         if state["status"] != "running":

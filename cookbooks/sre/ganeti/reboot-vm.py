@@ -28,14 +28,14 @@ from __future__ import annotations
 import argparse
 import logging
 from contextlib import ExitStack
-from typing import Any
 
 from libcluster import clusters, resources
 from libcluster.arguments import fqdn_argument
 from libcluster.clusters import ClusterSettings
+from libcluster.context import Context
 from libcluster.cookbook import ArgparseFormatter, CookbookBase, CookbookRunnerBase
 from libcluster.errors import LibclusterError
-from libcluster.ganeti import JobHandle, RapiNotFoundError
+from libcluster.ganeti import GanetiCluster, JobHandle, RapiNotFoundError
 from libcluster.ganeti.cluster import REBOOT_TYPES
 from libcluster.ganeti.waits import wait_running
 
@@ -46,7 +46,7 @@ POOL_TIMEOUT = 300
 """Seconds the depool and pool commands may take on the VM."""
 
 
-def _from_netbox(ctx: Any, fqdn: str, settings: list[ClusterSettings]) -> set[str]:
+def _from_netbox(ctx: Context, fqdn: str, settings: list[ClusterSettings]) -> set[str]:
     """Configured clusters NetBox places the VM in (through its cluster's group); empty if NetBox cannot tell."""
     try:
         netbox = ctx.netbox()
@@ -58,7 +58,7 @@ def _from_netbox(ctx: Any, fqdn: str, settings: list[ClusterSettings]) -> set[st
     by_group = {cluster.netbox_cluster_group: cluster.name for cluster in settings}
     found = set()
     for group in groups:
-        name = by_group.get(group.get("name")) or by_group.get(group.get("slug"))
+        name = by_group.get(str(group.get("name"))) or by_group.get(str(group.get("slug")))
         if name:
             found.add(name)
     if vms and not found:
@@ -66,7 +66,7 @@ def _from_netbox(ctx: Any, fqdn: str, settings: list[ClusterSettings]) -> set[st
     return found
 
 
-def _from_rapi(ctx: Any, fqdn: str, settings: list[ClusterSettings]) -> set[str]:
+def _from_rapi(ctx: Context, fqdn: str, settings: list[ClusterSettings]) -> set[str]:
     """Configured clusters whose RAPI knows the instance."""
     found = set()
     for cluster in settings:
@@ -81,7 +81,7 @@ def _from_rapi(ctx: Any, fqdn: str, settings: list[ClusterSettings]) -> set[str]
     return found
 
 
-def find_cluster(ctx: Any, fqdn: str) -> str:
+def find_cluster(ctx: Context, fqdn: str) -> str:
     """The configured cluster running instance fqdn: from NetBox, else from the clusters' RAPIs."""
     settings = [clusters.load(ctx.config, name) for name in clusters.names(ctx.config)]
     found = _from_netbox(ctx, fqdn, settings)
@@ -132,7 +132,8 @@ class RebootVM(CookbookBase):
 class RebootVMRunner(CookbookRunnerBase):
     """Depool, reboot, wait for running, pool; the rollback pools again a VM this run depooled, if it runs."""
 
-    def __init__(self, ctx: Any, cluster: Any, settings: ClusterSettings, args: argparse.Namespace) -> None:
+    def __init__(self, ctx: Context, cluster: GanetiCluster, settings: ClusterSettings,
+                 args: argparse.Namespace) -> None:
         """Keep the cluster, its settings and the options."""
         self.ctx = ctx
         self.cluster = cluster
