@@ -558,7 +558,7 @@ class MakeVMRunner(CookbookRunnerBase):
         except JobFailedError as exc:
             self.created.create_error = exc
             raise
-        return NewInstance(self.ganeti.instance(self.spec.fqdn), job_id=job.id)
+        return NewInstance(self.ganeti.instance(self.spec.fqdn).raw, job_id=job.id)
 
     def record_in_netbox(self, plan: Plan, instance: NewInstance, ips: list[dict[str, Any]]) -> dict[str, Any]:
         """Step 6: the VM in the group's NetBox cluster, its interface with Ganeti's MAC, the IPs on it, primary."""
