@@ -85,10 +85,11 @@ def load(config: Section, name: str) -> ClusterSettings:
     clusters = config.section("ganeti").section("clusters")
     if name not in set(clusters):
         known = ", ".join(sorted(clusters)) or "none"
-        raise ConfigError(f"{config.source}: unknown Ganeti cluster '{name}' (configured under ganeti.clusters: {known})")
+        raise ConfigError(f"{config.source}: unknown Ganeti cluster '{name}' "
+                          f"(configured under ganeti.clusters: {known})")
     section = clusters.section(name)
     groups_section = section.section("groups", {})
-    groups = {}
+    groups: dict[str, GroupSettings] = {}
     for group in groups_section:
         sub = groups_section.section(group)
         v4, v6 = _prefixes(sub, group)
