@@ -1,7 +1,8 @@
 """One Ganeti cluster for cookbooks: reads, writes that return job handles, and gnt-* commands.
 
 Reads use the read-only RAPI user and always run. Every write returns a job handle and is
-recorded in the run's change log. In dry-run, a write whose RAPI resource takes Ganeti's
+journaled in the run's change log (intent before, result with the job id after), with its undo
+when it has one (libcluster.ganeti.inverse). In dry-run, a write whose RAPI resource takes Ganeti's
 dry-run flag is still sent, flagged, so that Ganeti checks it (and, for a create, says which
 nodes it would use); the job that check makes changes nothing. The other writes are not
 sent: they are recorded as planned and return a SkippedJob.
@@ -14,14 +15,16 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from enum import Enum
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 from libcluster.changes import ChangeLog
+from libcluster.ganeti import inverse
 from libcluster.ganeti.commands import GntCommands
 from libcluster.ganeti.errors import GanetiError
 from libcluster.ganeti.jobs import Job, JobHandle, SkippedJob
 from libcluster.ganeti.models import Group, Instance, JobInfo, Node
-from libcluster.ganeti.rapi import RapiClient
+from libcluster.ganeti.rapi import RapiClient, path_segment
+from libcluster.undo import Undo
+from libcluster.writes import undoing
 
 if TYPE_CHECKING:
     from libcluster.remote import Remote
@@ -46,11 +49,6 @@ class DryRunVia(Enum):
     """`"dry_run": true` in the JSON body: these resources ignore the query flag (modify, migrate...)."""
     NONE = "none"
     """No way to ask for a check only (node role): not sent in dry-run."""
-
-
-def _name(value: str) -> str:
-    """A name as one URL path segment."""
-    return quote(value, safe="")
 
 
 def _choice(value: str, allowed: Sequence[str], what: str) -> str:
@@ -167,7 +165,8 @@ class GanetiCluster:
 
     def info(self) -> dict[str, Any]:
         """Cluster information (`GET /2/info`): name, master, versions, enabled templates, parameters."""
-        return self.rapi.get("/2/info")
+        info: dict[str, Any] = self.rapi.get("/2/info")
+        return info
 
     def master(self) -> str:
         """The current master node's name."""
@@ -187,11 +186,11 @@ class GanetiCluster:
 
     def node(self, name: str) -> Node:
         """One node; RapiNotFoundError if unknown."""
-        return Node.from_rapi(self.rapi.get(f"/2/nodes/{_name(name)}"))
+        return Node.from_rapi(self.rapi.get(f"/2/nodes/{path_segment(name)}"))
 
     def node_role(self, name: str) -> str:
         """A node's role: regular, master, master-candidate, drained or offline."""
-        return str(self.rapi.get(f"/2/nodes/{_name(name)}/role"))
+        return str(self.rapi.get(f"/2/nodes/{path_segment(name)}/role"))
 
     def groups(self) -> list[Group]:
         """All node groups with their fields (one bulk request)."""
@@ -199,7 +198,7 @@ class GanetiCluster:
 
     def group(self, name: str) -> Group:
         """One node group (node list, ipolicy, alloc policy); RapiNotFoundError if unknown."""
-        return Group.from_rapi(self.rapi.get(f"/2/groups/{_name(name)}"))
+        return Group.from_rapi(self.rapi.get(f"/2/groups/{path_segment(name)}"))
 
     def instances(self) -> list[Instance]:
         """All instances with their fields (one bulk request)."""
@@ -211,11 +210,11 @@ class GanetiCluster:
 
     def instance(self, name: str) -> Instance:
         """One instance; RapiNotFoundError if unknown."""
-        return Instance.from_rapi(self.rapi.get(f"/2/instances/{_name(name)}"))
+        return Instance.from_rapi(self.rapi.get(f"/2/instances/{path_segment(name)}"))
 
     def tags(self, kind: str, name: str | None = None) -> list[str]:
         """Tags of an instance, node or group (name given) or of the cluster."""
-        return list(self.rapi.get(self._tags_path(kind, name)))
+        return list(self.rapi.get(self.tags_path(kind, name)))
 
     def jobs(self, *, bulk: bool = False) -> list[dict[str, Any]]:
         """The job queue: ids and uris, or every job's fields when bulk."""
@@ -244,7 +243,7 @@ class GanetiCluster:
         detail: dict[str, Any] = {key: body[key] for key in ("disk_template", "pnode", "iallocator") if key in body}
         return self._write(
             "instance-create", name, "POST", "/2/instances", body=body, via=DryRunVia.QUERY, detail=detail,
-            parse=self._placed_nodes,
+            parse=self._placed_nodes, undo=self._undo("instance-remove", name, name=name),
         )
 
     def check_create(self, name: str, **spec: Any) -> Job:
@@ -265,20 +264,23 @@ class GanetiCluster:
     def remove_instance(self, name: str, *, shutdown_timeout: int | None = None) -> JobHandle:
         """Remove an instance (shut down first, then its disks are deleted)."""
         body = _without_none({"shutdown_timeout": shutdown_timeout}) or None
-        return self._write("instance-remove", name, "DELETE", f"/2/instances/{_name(name)}", body=body,
+        return self._write("instance-remove", name, "DELETE", f"/2/instances/{path_segment(name)}", body=body,
                            via=DryRunVia.QUERY)
 
     def startup_instance(self, name: str, *, force: bool = False, no_remember: bool = False) -> JobHandle:
         """Start an instance."""
-        return self._write("instance-startup", name, "PUT", f"/2/instances/{_name(name)}/startup",
-                           params={"force": force or None, "no_remember": no_remember or None}, via=DryRunVia.QUERY)
+        undo = self._undo("instance-shutdown", name, name=name) if self._admin_state(name) == "down" else None
+        return self._write("instance-startup", name, "PUT", f"/2/instances/{path_segment(name)}/startup",
+                           params={"force": force or None, "no_remember": no_remember or None}, via=DryRunVia.QUERY,
+                           undo=undo)
 
     def shutdown_instance(self, name: str, *, timeout: int | None = None, no_remember: bool = False) -> JobHandle:
         """Shut an instance down, forcing it off after `timeout` seconds."""
         body = _without_none({"timeout": timeout})
-        return self._write("instance-shutdown", name, "PUT", f"/2/instances/{_name(name)}/shutdown",
+        undo = self._undo("instance-startup", name, name=name) if self._admin_state(name) == "up" else None
+        return self._write("instance-shutdown", name, "PUT", f"/2/instances/{path_segment(name)}/shutdown",
                            params={"no_remember": no_remember or None}, body=body, via=DryRunVia.QUERY,
-                           detail=body)
+                           detail=body, undo=undo)
 
     def reboot_instance(
         self, name: str, *, reboot_type: str = "hard", shutdown_timeout: int | None = None, reason: str | None = None
@@ -289,7 +291,7 @@ class GanetiCluster:
         """
         _choice(reboot_type, REBOOT_TYPES, "reboot_type")
         body = _without_none({"shutdown_timeout": shutdown_timeout}) or None
-        return self._write("instance-reboot", name, "POST", f"/2/instances/{_name(name)}/reboot",
+        return self._write("instance-reboot", name, "POST", f"/2/instances/{path_segment(name)}/reboot",
                            params={"type": reboot_type, "reason": reason or None}, body=body, via=DryRunVia.QUERY,
                            detail={"type": reboot_type})
 
@@ -323,24 +325,26 @@ class GanetiCluster:
         })
         if not body:
             raise ValueError("modify_instance: nothing to change")
-        return self._write("instance-modify", name, "PUT", f"/2/instances/{_name(name)}/modify", body=body,
-                           via=DryRunVia.BODY, detail={"changes": sorted(body)})
+        return self._write("instance-modify", name, "PUT", f"/2/instances/{path_segment(name)}/modify", body=body,
+                           via=DryRunVia.BODY, detail={"changes": sorted(body)}, undo=self._modify_undo(name, body))
 
     def grow_disk(
         self, name: str, disk: int, amount: int, *, absolute: bool = False, wait_for_sync: bool | None = None
     ) -> JobHandle:
         """Grow disk number `disk` by `amount` MiB (to `amount` MiB if absolute)."""
         body = _without_none({"amount": int(amount), "absolute": absolute or None, "wait_for_sync": wait_for_sync})
-        return self._write("instance-grow-disk", name, "POST", f"/2/instances/{_name(name)}/disk/{int(disk)}/grow",
-                           body=body, via=DryRunVia.BODY, detail={"disk": disk, "amount": amount})
+        path = f"/2/instances/{path_segment(name)}/disk/{int(disk)}/grow"
+        return self._write("instance-grow-disk", name, "POST", path, body=body, via=DryRunVia.BODY,
+                           detail={"disk": disk, "amount": amount})
 
     def rename_instance(
         self, name: str, new_name: str, *, ip_check: bool = False, name_check: bool | None = None
     ) -> JobHandle:
         """Rename an instance (it must be stopped); name_check None leaves Ganeti's default (check)."""
         body = _without_none({"new_name": new_name, "ip_check": ip_check, "name_check": name_check})
-        return self._write("instance-rename", name, "PUT", f"/2/instances/{_name(name)}/rename", body=body,
-                           via=DryRunVia.BODY, detail={"new_name": new_name})
+        return self._write("instance-rename", name, "PUT", f"/2/instances/{path_segment(name)}/rename", body=body,
+                           via=DryRunVia.BODY, detail={"new_name": new_name},
+                           undo=self._undo("instance-rename", name, name=name, new_name=new_name))
 
     def migrate_instance(
         self,
@@ -357,7 +361,7 @@ class GanetiCluster:
             _choice(mode, MIGRATION_MODES, "mode")
         body = _without_none({"mode": mode, "target_node": target_node, "iallocator": iallocator,
                               "cleanup": cleanup, "allow_failover": allow_failover})
-        return self._write("instance-migrate", name, "PUT", f"/2/instances/{_name(name)}/migrate", body=body,
+        return self._write("instance-migrate", name, "PUT", f"/2/instances/{path_segment(name)}/migrate", body=body,
                            via=DryRunVia.BODY, detail=_without_none({"target_node": target_node, "mode": mode}))
 
     def failover_instance(
@@ -372,7 +376,7 @@ class GanetiCluster:
         """Fail an instance over (stop, start on the other node)."""
         body = _without_none({"target_node": target_node, "iallocator": iallocator,
                               "shutdown_timeout": shutdown_timeout, "ignore_consistency": ignore_consistency})
-        return self._write("instance-failover", name, "PUT", f"/2/instances/{_name(name)}/failover", body=body,
+        return self._write("instance-failover", name, "PUT", f"/2/instances/{path_segment(name)}/failover", body=body,
                            via=DryRunVia.BODY, detail=_without_none({"target_node": target_node}))
 
     def move_instance(
@@ -386,27 +390,48 @@ class GanetiCluster:
         job_id = self.commands.submit_instance_move(
             name, node, shutdown_timeout=shutdown_timeout, ignore_consistency=ignore_consistency, dry_run=self.dry_run
         )
-        checked = {"checked": True} if self.dry_run else {}
-        self.changes.record("ganeti", "instance-move", name, cluster=self.name, job_id=job_id, node=node, **checked)
+        if self.dry_run:
+            self.changes.record("ganeti", "instance-move", name, cluster=self.name, job_id=job_id, node=node,
+                                checked=True)
+        else:
+            with self.changes.writing("ganeti", "instance-move", name, cluster=self.name, node=node) as pending:
+                pending.learn(job_id=job_id)
         return Job(self.rapi, job_id, description=f"instance-move {name}", default_timeout=self.job_timeout)
 
     def add_tags(self, kind: str, name: str | None, tags: Sequence[str]) -> JobHandle:
-        """Add tags to an instance, node or group (name given) or to the cluster (name None)."""
-        return self._write("tags-add", self._tag_target(kind, name), "PUT", self._tags_path(kind, name),
-                           params={"tag": list(tags)}, via=DryRunVia.QUERY, detail={"tags": list(tags)})
+        """Add tags to an instance, node or group (name given) or to the cluster (name None).
+
+        Its undo removes the tags that were not there before.
+        """
+        target, path = self._tag_target(kind, name), self.tags_path(kind, name)
+        undo = None
+        if undoing(self.changes):
+            added = inverse.added_tags(self.tags(kind, name), tags)
+            undo = self._undo("tags-remove", target, tag_kind=kind, name=name, tags=added) if added else None
+        return self._write("tags-add", target, "PUT", path, params={"tag": list(tags)}, via=DryRunVia.QUERY,
+                           detail={"tags": list(tags)}, undo=undo)
 
     def remove_tags(self, kind: str, name: str | None, tags: Sequence[str]) -> JobHandle:
-        """Remove tags from an instance, node, group or the cluster."""
-        return self._write("tags-remove", self._tag_target(kind, name), "DELETE", self._tags_path(kind, name),
-                           params={"tag": list(tags)}, via=DryRunVia.QUERY, detail={"tags": list(tags)})
+        """Remove tags from an instance, node, group or the cluster; its undo puts back those that were there."""
+        target, path = self._tag_target(kind, name), self.tags_path(kind, name)
+        undo = None
+        if undoing(self.changes):
+            existing = set(self.tags(kind, name))
+            removed = [tag for tag in dict.fromkeys(tags) if tag in existing]
+            undo = self._undo("tags-add", target, tag_kind=kind, name=name, tags=removed) if removed else None
+        return self._write("tags-remove", target, "DELETE", path, params={"tag": list(tags)}, via=DryRunVia.QUERY,
+                           detail={"tags": list(tags)}, undo=undo)
 
     def set_node_role(self, node: str, role: str, *, force: bool = False, auto_promote: bool = False) -> JobHandle:
         """Set a node's role (regular, master-candidate, drained, offline); only described in dry-run."""
         _choice(role, NODE_ROLES, "role")
-        return self._write("node-role", node, "PUT", f"/2/nodes/{_name(node)}/role",
+        undo = None
+        if undoing(self.changes):
+            old = self.node_role(node)
+            undo = self._undo("node-role", node, node=node, old_role=old, new_role=role) if old in NODE_ROLES else None
+        return self._write("node-role", node, "PUT", f"/2/nodes/{path_segment(node)}/role",
                            params={"force": force or None, "auto-promote": auto_promote or None}, body=role,
-                           via=DryRunVia.NONE,
-                           detail={"role": role})
+                           via=DryRunVia.NONE, detail={"role": role}, undo=undo)
 
     def migrate_node(
         self, node: str, *, mode: str | None = None, iallocator: str | None = None, target_node: str | None = None
@@ -415,7 +440,7 @@ class GanetiCluster:
         if mode is not None:
             _choice(mode, MIGRATION_MODES, "mode")
         body = _without_none({"mode": mode, "iallocator": iallocator, "target_node": target_node})
-        return self._write("node-migrate", node, "POST", f"/2/nodes/{_name(node)}/migrate", body=body,
+        return self._write("node-migrate", node, "POST", f"/2/nodes/{path_segment(node)}/migrate", body=body,
                            via=DryRunVia.BODY, detail=body)
 
     def evacuate_node(
@@ -431,25 +456,55 @@ class GanetiCluster:
         _choice(mode, EVACUATE_MODES, "mode")
         body = _without_none({"mode": mode, "iallocator": iallocator, "remote_node": remote_node,
                               "early_release": early_release})
-        return self._write("node-evacuate", node, "POST", f"/2/nodes/{_name(node)}/evacuate", body=body,
+        return self._write("node-evacuate", node, "POST", f"/2/nodes/{path_segment(node)}/evacuate", body=body,
                            via=DryRunVia.QUERY, detail=_without_none({"mode": mode, "remote_node": remote_node}))
 
     def assign_nodes(self, group: str, nodes: Sequence[str], *, force: bool = False) -> JobHandle:
         """Move nodes into a node group."""
-        return self._write("group-assign-nodes", group, "PUT", f"/2/groups/{_name(group)}/assign-nodes",
+        return self._write("group-assign-nodes", group, "PUT", f"/2/groups/{path_segment(group)}/assign-nodes",
                            params={"force": force or None}, body={"nodes": list(nodes)}, via=DryRunVia.QUERY,
                            detail={"nodes": list(nodes)})
+
+    # Undo ------------------------------------------------------------------------------
+
+    def undo(self, action: str, args: Mapping[str, Any]) -> str:
+        """Take back one write of this cluster (see libcluster.ganeti.inverse): "undone" or "absent".
+
+        Idempotent; the job is found by its marker when its id was lost, canceled if still queued and
+        waited for if running. An object the write did not make (or changed since) raises NotOursError.
+        """
+        return inverse.Inverses(self).run(action, args)
 
     # Internals ------------------------------------------------------------------------
 
     @staticmethod
-    def _tags_path(kind: str, name: str | None) -> str:
+    def tags_path(kind: str, name: str | None) -> str:
+        """The RAPI path of the tags of an instance, node or group (name given) or of the cluster."""
         _choice(kind, TAG_KINDS, "tag kind")
         if kind == "cluster":
             return "/2/tags"
         if not name:
             raise ValueError(f"{kind} tags need a name")
-        return f"/2/{kind}s/{_name(name)}/tags"
+        return f"/2/{kind}s/{path_segment(name)}/tags"
+
+    def _undo(self, action: str, target: str, **args: Any) -> Undo | None:
+        """The undo of a write about to be sent, None when no undo is kept (dry-run, no undo stack)."""
+        return inverse.declare(self, action, target, **args) if undoing(self.changes) else None
+
+    def _admin_state(self, name: str) -> str | None:
+        """An instance's admin state (up, down), read only when an undo is kept."""
+        return str(self.instance(name).get("admin_state")) if undoing(self.changes) else None
+
+    def _modify_undo(self, name: str, changes: Mapping[str, Any]) -> Undo | None:
+        """The undo of a modify: the old values of its parameters (read now); None for disks, NICs, templates."""
+        if not undoing(self.changes):
+            return None
+        try:
+            old, new = inverse.modify_values(self.instance(name), changes)
+        except ValueError as exc:
+            logger.info("instance-modify %s: %s", name, exc)
+            return None
+        return self._undo("instance-modify", name, name=name, old=old, new=new)
 
     def _tag_target(self, kind: str, name: str | None) -> str:
         return f"{kind} {name}" if kind != "cluster" else f"cluster {self.name}"
@@ -466,8 +521,13 @@ class GanetiCluster:
         body: Any = None,
         detail: Mapping[str, Any] | None = None,
         parse: Any = None,
+        undo: Undo | None = None,
     ) -> JobHandle:
-        """Send (or in dry-run check or only describe) one write and record it in the change log."""
+        """Send (or in dry-run check or only describe) one write and record it in the change log.
+
+        A real write is journaled (intent, then result with the job id); its undo, if any, marks the job
+        (`?reason=`) so that the undo finds it even when the answer with the job id was lost.
+        """
         description = f"{action} {target}"
         extra = dict(detail or {})
         if self.dry_run:
@@ -478,8 +538,13 @@ class GanetiCluster:
                 params = {**(params or {}), "dry-run": True}
             else:
                 body = {**(body or {}), "dry_run": True}
-        job_id = self.rapi.submit(method, path, params=params, body=body)
         if self.dry_run:
-            extra["checked"] = True
-        self.changes.record("ganeti", action, target, cluster=self.name, job_id=job_id, **extra)
+            job_id = self.rapi.submit(method, path, params=params, body=body)
+            self.changes.record("ganeti", action, target, cluster=self.name, job_id=job_id, checked=True, **extra)
+        else:
+            if undo is not None:
+                params = {**(params or {}), "reason": undo.args["marker"]}
+            with self.changes.writing("ganeti", action, target, undo=undo, cluster=self.name, **extra) as pending:
+                job_id = self.rapi.submit(method, path, params=params, body=body)
+                pending.learn(job_id=job_id)
         return Job(self.rapi, job_id, description=description, default_timeout=self.job_timeout, parse=parse)

@@ -196,7 +196,7 @@ class Job:
 
     def status(self) -> dict[str, Any]:
         """The job's current fields from `GET /2/jobs/ID` (one request, no waiting)."""
-        info = self._rapi.get(f"/2/jobs/{self.id}")
+        info: dict[str, Any] = self._rapi.get(f"/2/jobs/{self.id}")
         if info.get("status") is None:
             raise JobNotFoundError(self.id, f"Ganeti job {self.id} not found")
         return info

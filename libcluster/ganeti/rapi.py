@@ -16,13 +16,15 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import requests
-import requests.certs
 import urllib3.exceptions
 from requests.adapters import BaseAdapter
+from requests.utils import DEFAULT_CA_BUNDLE_PATH
 
 from libcluster import redact
+from libcluster.errors import AnswerLostError
 from libcluster.ganeti.errors import (
     CLASSIFICATIONS,
     RapiAuthError,
@@ -58,6 +60,10 @@ class RapiTimeoutError(RapiConnectionError):
     """The RAPI did not answer in time (connect or read timeout), after the retries allowed."""
 
 
+class RapiAnswerLostError(RapiConnectionError, AnswerLostError):
+    """A write was sent and its answer lost (read timeout, connection reset): Ganeti may have made the job."""
+
+
 @dataclass(frozen=True)
 class Credentials:
     """A RAPI user and password; the password never appears in repr()."""
@@ -68,6 +74,11 @@ class Credentials:
     def __post_init__(self) -> None:
         """Register the password for redaction, so no log line or message can show it."""
         redact.register(self.password)
+
+
+def path_segment(value: str) -> str:
+    """A name (instance, node, group) as one URL path segment."""
+    return quote(value, safe="")
 
 
 def _boolean_params(params: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -119,7 +130,7 @@ class RapiClient:
         """
         self.url = url.rstrip("/")
         self.timeout = timeout
-        self._verify: str = ca_file or requests.certs.where()
+        self._verify: str = ca_file or DEFAULT_CA_BUNDLE_PATH
         self._sleep = sleep
         self._sessions = {False: self._session(read_only, adapter), True: self._session(read_write, adapter)}
 
@@ -151,9 +162,16 @@ class RapiClient:
             for row in answer["data"]
         ]
 
+    def write(self, method: str, path: str, *, params: Mapping[str, Any] | None = None, body: Any = None) -> Any:
+        """Send a write as the read-write user and return Ganeti's answer; never retried once sent.
+
+        A write whose answer was lost raises RapiAnswerLostError (it may have been made).
+        """
+        return self._request(method, path, params=params, body=body, write=True, idempotent=False)
+
     def submit(self, method: str, path: str, *, params: Mapping[str, Any] | None = None, body: Any = None) -> int:
         """Send a write as the read-write user and return the id of the job Ganeti created."""
-        answer = self._request(method, path, params=params, body=body, write=True, idempotent=False)
+        answer = self.write(method, path, params=params, body=body)
         try:
             return int(answer)
         except (TypeError, ValueError):
@@ -167,9 +185,10 @@ class RapiClient:
         Ganeti holds the request up to 10 s and answers as soon as the job changes. This resource
         needs the read-write user. `deadline` (time.monotonic()) caps the read timeout and retries.
         """
-        return self._request(
+        answer: dict[str, Any] | None = self._request(
             "GET", f"/2/jobs/{int(job_id)}/wait", body=body, write=True, idempotent=True, deadline=deadline
         )
+        return answer
 
     def _request(
         self,
@@ -209,6 +228,8 @@ class RapiClient:
                     self._backoff(attempt)
                     continue
                 error = RapiTimeoutError if isinstance(exc, requests.Timeout) else RapiConnectionError
+                if not idempotent and not _not_sent(exc):
+                    error = RapiAnswerLostError
                 raise error(redact.redact(f"RAPI {method} {self.url}{path}: {type(exc).__name__}: {exc}")) from None
             logger.debug(
                 "RAPI %s %s -> %d in %.3fs", method, path, response.status_code, time.monotonic() - started
