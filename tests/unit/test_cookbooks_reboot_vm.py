@@ -11,7 +11,7 @@ import pytest
 
 from libcluster.cookbook import EXIT_EXCEPTION, EXIT_INTERRUPTED, EXIT_ROLLBACK_FAILED
 from libcluster.errors import LibclusterError
-from libcluster.ganeti import JobFailedError, waits
+from libcluster.ganeti import JobFailedError
 from libcluster.netbox import NetBoxUnavailable
 from libcluster.resources import instance_lock
 from libcluster.testing import (
@@ -207,13 +207,3 @@ def test_dry_run_runs_no_command_on_the_vm(reboot: Any, tmp_path: Path) -> None:
     assert _runner(reboot, ctx).run() == 0
     assert [(line, is_safe) for _, line, is_safe in ctx.remote().calls] == [("depool", False), ("pool", False)]
     assert [call[0] for call in clusters["lab"].calls] == ["reboot"]
-
-
-def test_wait_running_polls_until_running_or_times_out() -> None:
-    states = iter([{"status": "ADMIN_down", "oper_state": False}, {"status": "running", "oper_state": True}])
-    cluster = type("C", (), {"instance": lambda self, name: next(states)})()
-    clock = iter(range(100))
-    assert waits.wait_running(cluster, VM, 10, sleep=lambda s: None, clock=lambda: next(clock))["status"] == "running"
-    stuck = type("C", (), {"instance": lambda self, name: {"status": "ERROR_down", "oper_state": False}})()
-    with pytest.raises(LibclusterError, match="not running 3s after the job ended .Ganeti status ERROR_down"):
-        waits.wait_running(stuck, VM, 3, sleep=lambda s: None, clock=lambda: next(clock))

@@ -118,6 +118,17 @@ def test_node_add_quotes_and_validates() -> None:
         _commands(ScriptedRemote([])).node_add("node5;reboot")
 
 
+def test_node_remove_validates_and_is_not_safe() -> None:
+    remote = ScriptedRemote([_ok("")])
+    assert _commands(remote).node_remove("node5.lab.example").rc == 0
+    assert shlex.split(remote.runs[0]["commands"][0]) == ["gnt-node", "remove", "node5.lab.example"]
+    assert remote.runs[0]["is_safe"] is False
+    with pytest.raises(InvalidHostError):
+        _commands(ScriptedRemote([])).node_remove("-node5")
+    planned = _commands(ScriptedRemote([], dry_run=True)).node_remove("node5.lab.example")
+    assert planned.skipped and planned.rc is None
+
+
 def test_unsafe_commands_are_skipped_in_dry_run() -> None:
     remote = ScriptedRemote([], dry_run=True)
     added = _commands(remote).node_add("node5.lab.example")
