@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from libcluster.changes import ChangeLog, no_fence
@@ -160,6 +161,14 @@ class Context:
         if exit_code and raises:
             raise CookbookFailed(name, exit_code)
         return exit_code
+
+    def cookbook_module(self, name: str) -> ModuleType:
+        """The module of cookbook name in the configured trees: where a cookbook's own undo steps live."""
+        from libcluster.runner import discovery
+
+        found = discovery.find(self._session.base_dirs, discovery.normalize(name))
+        module_name = found.name if found.kind == "module" else found.name.rsplit(".", 1)[0]
+        return discovery.import_cookbook_module(self._session.base_dirs, module_name)
 
     def _cached(self, key: tuple[str | bool, ...], build: Callable[[], _Client]) -> _Client:
         """The client stored under key, built on first use (each key always holds the same client class)."""

@@ -2,7 +2,9 @@
 
 An :class:`Undo` is data only (system, action, target, JSON-safe args), so the same step can be run by
 the run's own rollback or, from the journal, by ``cookbook --recover`` in another process or host.
-Executing one calls ``undo(action, args)`` on the matching client of a context (:func:`run`).
+Executing one calls ``undo(action, args)`` on the matching client of a context (:func:`run`); a
+cookbook's own undo (system ``cookbook``, ``args["cookbook"]`` naming it) calls the module-level
+``undo(ctx, action, args)`` of that cookbook, found in the configured trees.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from libcluster.errors import LibclusterError
 
 logger = logging.getLogger(__name__)
 
-SYSTEMS = ("ganeti", "netbox", "dns", "remote")
-"""Systems an undo step can target; each has a client with ``undo(action, args)``."""
+SYSTEMS = ("ganeti", "netbox", "dns", "remote", "cookbook")
+"""Systems an undo step can target: a client with ``undo(action, args)``, or a cookbook's own ``undo()``."""
 OUTCOMES = ("undone", "absent")
 """What a successful undo answers: it removed/restored the object, or there was nothing to do."""
 ID_KEYS = ("id", "job_id", "netbox_id")
@@ -34,7 +36,7 @@ class Undo:
     """How to take back one change: ``client.undo(action, args)`` on the client of system."""
 
     system: str
-    """``ganeti``, ``netbox``, ``dns`` or ``remote``."""
+    """``ganeti``, ``netbox``, ``dns``, ``remote`` or ``cookbook`` (args["cookbook"] names it)."""
     action: str
     """What the client does, e.g. ``instance-remove``, ``ip-address-delete``, ``rrset-restore``."""
     target: str
@@ -114,6 +116,9 @@ class Clients(Protocol):
     def remote(self) -> Any:
         """Commands on hosts."""
 
+    def cookbook_module(self, name: str) -> Any:
+        """The module of cookbook name, for its own ``undo(ctx, action, args)``."""
+
 
 def client_for(undo: Undo, clients: Clients) -> Any:
     """The client that runs undo: the Ganeti cluster of args["cluster"], read-write NetBox, DNS or remote."""
@@ -124,12 +129,21 @@ def client_for(undo: Undo, clients: Clients) -> Any:
         return clients.ganeti(cluster)
     if undo.system == "netbox":
         return clients.netbox(read_write=True)
-    return clients.dns() if undo.system == "dns" else clients.remote()
+    if undo.system == "dns":
+        return clients.dns()
+    return clients.remote()
 
 
 def run(undo: Undo, clients: Clients) -> str:
     """Execute one undo step through its client; returns ``undone`` or ``absent``, raises on failure."""
-    outcome = client_for(undo, clients).undo(undo.action, undo.args)
+    if undo.system == "cookbook":
+        name = undo.args.get("cookbook")
+        function = getattr(clients.cookbook_module(str(name)), "undo", None) if isinstance(name, str) else None
+        if function is None:
+            raise UndoError(f"undo {undo.describe()}: args name no cookbook with an undo(ctx, action, args) function")
+        outcome = function(clients, undo.action, undo.args)
+    else:
+        outcome = client_for(undo, clients).undo(undo.action, undo.args)
     if outcome not in OUTCOMES:
         raise UndoError(f"undo {undo.describe()}: the client answered {outcome!r}, not one of {', '.join(OUTCOMES)}")
     return str(outcome)

@@ -25,15 +25,20 @@ logger = logging.getLogger(__name__)
 CONFIG_ENV = "COOKBOOK_CONFIG"
 """Environment variable naming the configuration file when -c is not given."""
 
-USAGE = "cookbook [-h] [-l] [--doctor] [-c CONFIG] [-d] [-v] [-y] [--no-locks] [COOKBOOK] [ARGS...]"
+USAGE = ("cookbook [-h] [-l] [--doctor] [--recover [RUN_ID]] [-c CONFIG] [-d] [-v] [-y] [--no-locks] "
+         "[COOKBOOK] [ARGS...]")
 """The synopsis (argparse would render the cookbook's arguments as "...")."""
 
 DESCRIPTION = """\
 Run a cookbook: one audited operation on the Ganeti clusters (create a VM, drain a node, ...).
 
 Every run takes the cookbook's lock, logs a START and an END line to the cookbook's log files
-and to the server admin log (IRC), and appends one JSON line to the audit log: who, what,
-when, the exit code and every change made (Ganeti jobs, NetBox objects, DNS records).
+and to the server admin log (IRC), and journals itself in the audit log as it goes: a start
+line (who, what, from where), an intent line before each change and a result line after it,
+and an end line, the run's record: the exit code and every change made (Ganeti jobs, NetBox
+objects, DNS records). When locks are in etcd the journal of a running run is kept there too.
+When a run fails, its changes are undone in reverse order; a run that was killed is undone
+later with --recover, from this host or another one.
 With -d nothing is changed: the cookbook reads what it needs and logs what it would do.
 
 COOKBOOK is a dotted name (sre.ganeti.makevm) or a path below cookbooks/ (sre/ganeti/makevm.py).
@@ -46,13 +51,17 @@ exit codes:
   1-89    the cookbook failed (its own code); 1 also when the runner cannot start:
           bad configuration, log directory or audit log not writable
   2       invalid global options
-  93      the cookbook failed and its rollback failed too: clean up by hand
+  93      the cookbook failed and its rollback failed too, or left objects behind (one
+          "left behind: KIND NAME (id ID): ERROR" line each): `cookbook --recover RUN_ID` retries;
+          with --recover RUN_ID: some changes could not be undone
   94      the cookbook refused to start (validation in get_runner failed)
   95      the cookbook's argument parser could not be built
   96      the cookbook's arguments are invalid
   97      interrupted with Ctrl+C (rollback was run)
-  98      no such cookbook, it cannot be loaded, or a group was given without a terminal
-  99      the cookbook raised an exception, or its lock could not be acquired
+  98      no such cookbook, it cannot be loaded, or a group was given without a terminal;
+          with --recover: no journal of that run id
+  99      the cookbook raised an exception, or its lock could not be acquired; with --recover:
+          the run is still alive, its locks could not be taken, or "go" was not answered
 
 environment:
   {CONFIG_ENV}    configuration file when no -c is given (else {config.DEFAULT_CONFIG_PATH});
@@ -73,7 +82,11 @@ files:
   LOGS/GROUP/NAME.log, LOGS/GROUP/NAME-extended.log
                      INFO and DEBUG logs of each cookbook, LOGS being logs_base_dir
                      (required), e.g. LOGS/sre/ganeti/makevm.log; rotated by size
-  audit_log          one JSON line per run (default: LOGS/{audit.DEFAULT_NAME})
+  audit_log          the runs' journals, JSON lines (start, lock, intent, result, undo, end,
+                     recovered); a run's record is its end line (default: LOGS/{audit.DEFAULT_NAME})
+  locks.etcd_prefix + journal/RUN_ID/NNNNNN
+                     in etcd (when locks.etcd_url is set): the journal of each running run,
+                     deleted at its end unless something was left behind, or once recovered
   locks.file_dir     file locks, when locks.etcd_url is not set (default: /var/lock/cookbooks)
   locks.etcd_ca_file CA that etcd's certificate is checked against (default: system CAs)
   sal                the server admin log on IRC (default: none)
@@ -87,6 +100,8 @@ examples:
   cookbook sre.ganeti.makevm -h          help of one cookbook
   sudo cookbook -d sre.ganeti.makevm --cluster prod1 vm1    preview, change nothing
   sudo cookbook -y sre.ganeti.reboot-vm vm1.example.org     run, answering "go" to confirmations
+  sudo cookbook --recover                list runs that died or left changes behind
+  sudo cookbook -d --recover RUN_ID      show what recovering that run would undo
 """
 
 
@@ -101,6 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="check the configuration and every service it names (RAPI, NetBox, DNS, etcd, IRC, "
                         "cumin to each master, file modes), one line each with a fix; exit 1 if one fails. "
                         "Changes nothing")
+    parser.add_argument("--recover", nargs="?", const="", metavar="RUN_ID",
+                        help="without RUN_ID: list the runs that died (a start and no end in the journal) or left "
+                        "changes behind, with their changes and locks, and exit. With RUN_ID: take that run's locks, "
+                        'confirm ("go"; -y answers) and undo its changes newest first (with -d: print the plan, '
+                        "change nothing)")
     parser.add_argument("-c", "--config-file", default=os.environ.get(CONFIG_ENV) or config.DEFAULT_CONFIG_PATH,
                         metavar="CONFIG", help=f"configuration file (default: ${CONFIG_ENV}, else "
                         f"{config.DEFAULT_CONFIG_PATH})")
@@ -151,7 +171,7 @@ def _session(root: config.Section, args: argparse.Namespace, base_dirs: list[Pat
         logger.warning("Locks disabled with --no-locks: concurrent runs are not kept apart")
     sal = None if args.dry_run else SAL.from_config(root, prefix=f"{user}@{host}")
     audit_log = audit.AuditLog(audit.path_from_config(root))
-    mirror = None if args.no_locks or args.dry_run else journal.mirror_from_config(root)
+    mirror = None if args.no_locks else journal.mirror_from_config(root)  # a dry-run journal does not write it
     return Session(config=root, base_dirs=base_dirs, logs_dir=logs_dir, dry_run=args.dry_run, verbose=args.verbose,
                    user=user, origin=origin, prompter=interactive.Prompter(assume_yes=args.yes), locks=lock_service,
                    audit=audit_log, sal=sal, mirror=mirror, fence=lock_service.check_held)
@@ -166,6 +186,21 @@ def _not_found(base_dirs: list[Path], name: str, error: discovery.CookbookNotFou
     return EXIT_NOT_FOUND
 
 
+def _recover(root: config.Section, args: argparse.Namespace, base_dirs: list[Path]) -> int:
+    """``--recover``: list the runs to recover, or recover one."""
+    from libcluster import recover
+
+    if args.cookbook or args.list:
+        logger.error("--recover takes a run id, not a cookbook nor -l: `cookbook --recover [RUN_ID]`")
+        return 2
+    session = _session(root, args, base_dirs)
+    try:
+        return recover.recover(session, args.recover) if args.recover else recover.list_runs(session)
+    finally:
+        if session.sal is not None:
+            session.sal.close()
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     if args.doctor:
         from libcluster import doctor
@@ -174,6 +209,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     root = config.load(args.config_file)
     base_dirs = _base_dirs(root)
     trust.check_elevated_run(Path(args.config_file), base_dirs)
+    if args.recover is not None:
+        return _recover(root, args, base_dirs)
     name = discovery.normalize(args.cookbook or "")
     if args.list:
         lines = listing.render(catalog.scan(base_dirs, catalog.default_cache_path(base_dirs)), name,

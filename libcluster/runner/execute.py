@@ -224,7 +224,8 @@ def _run_logged(session: Session, ctx: Context, cookbook: CookbookBase, args: ar
         lock_args = runner.lock_args
         lock_key = runner_lock(ctx.name, lock_args.suffix)
         with session.locks.acquired(lock_key, concurrency=lock_args.concurrency, ttl=lock_args.ttl), ctx.until_end:
-            held = [] if session.dry_run or session.locks.backend is None else [lock_key]
+            taken = not session.dry_run and session.locks.backend is not None
+            held = [{"key": lock_key, "concurrency": lock_args.concurrency}] if taken else []
             ctx.journal.start({**audit.start_record(run_id=ctx.run_id, cookbook=ctx.name, argv=argv, user=session.user,
                                                     origin=session.origin, dry_run=session.dry_run, start=start,
                                                     parent=parent), "locks": held})

@@ -21,7 +21,8 @@ COOKBOOK = Path(sys.executable).with_name("cookbook")
 def test_help_reads_like_a_man_page(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["--help"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("usage: cookbook [-h] [-l] [--doctor] [-c CONFIG] [-d] [-v] [-y] [--no-locks] [COOKBOOK] [ARGS...]\n")
+    assert out.startswith("usage: cookbook [-h] [-l] [--doctor] [--recover [RUN_ID]] [-c CONFIG] [-d] [-v] [-y] "
+                          "[--no-locks] [COOKBOOK] [ARGS...]\n")
     for section in ("exit codes:", "environment:", "files:", "examples:"):
         assert f"\n{section}\n" in out
     for word in ("93 ", "94 ", "95 ", "96 ", "97 ", "98 ", "99 ", "SUDO_USER", "COOKBOOK_ORIGIN", "COOKBOOK_REQUESTER",

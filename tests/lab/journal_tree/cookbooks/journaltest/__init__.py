@@ -1,0 +1,1 @@
+"""Cookbooks of the journal lab tests: real Ganeti changes, each journaled with an undo of its own."""
