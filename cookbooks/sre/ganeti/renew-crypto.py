@@ -109,7 +109,7 @@ def members(cluster: GanetiCluster, master: str | None) -> tuple[str, list[str]]
     """The master and the online nodes: from the RAPI, or over SSH on `master` when given (checked to be it)."""
     if master is None:
         try:
-            return cluster.master(), sorted(node["name"] for node in cluster.nodes() if not node.get("offline"))
+            return cluster.master(), sorted(node.name for node in cluster.nodes() if not node.offline)
         except RapiConnectionError as exc:
             raise LibclusterError(f"{exc}\nTo work without RAPI, name the master node: --master NODE") from None
     commands = cluster.commands.on(master)
