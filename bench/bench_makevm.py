@@ -5,16 +5,18 @@ Usage (root, lab up; creates and then removes VMs named mkv-bench-*, nothing els
     .venv/bin/python bench/bench_makevm.py --runs 10 --group B
 
 Each run is the command an operator types (`cookbook -c LAB_CONFIG -y sre.ganeti.makevm --cluster lab
---group A NAME`) in a fresh process, timed from outside. Its Ganeti jobs (the capacity check in dry-run
-mode and the create) are counted two ways:
-  - waited: the time the run spent submitting each job and waiting for its end (printed by the run);
+--group A NAME`) in a fresh process, timed from outside; the cookbook keeps no timer of its own. Its
+Ganeti jobs (the capacity check in dry-run mode and the create; their ids from its summary line) are
+counted two ways:
+  - waited: from the start of the request that submitted the job to the end of the last wait on it,
+    read from the RAPI lines of the run's DEBUG log (makevm-extended.log, lines of the run's pid);
   - in Ganeti: end_ts - received_ts as Ganeti recorded them (queue and execution only; the RAPI's own
     time to accept the job and to tell us it ended counts as ours then).
 Our overhead is wall time minus the job time; "start-up" is the part before the runner started (from
-the audit record's duration): interpreter, imports, configuration, lock. The rest is mostly waiting for
-NetBox, DNS and RAPI reads and writes, so the CPU time of the cookbook process is reported as well: the
-work that is ours whatever the load of the servers. After each run the VM is removed (instance, NetBox
-VM with its IPs, DNS records) and that time is reported too.
+the duration of the run's end record in the audit file): interpreter, imports, configuration, lock.
+The rest is mostly waiting for NetBox, DNS and RAPI reads and writes, so the CPU time of the cookbook
+process is reported as well: the work that is ours whatever the load of the servers. After each run
+the VM is removed (instance, NetBox VM with its IPs, DNS records) and that time is reported too.
 Figures and the command go to bench/results/makevm.txt. Goal (issue 5): our overhead under 1 s.
 """
 
@@ -34,19 +36,23 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from cookbook_lab import topology
+from cookbook_lab.common import Lab
 from libcluster import config as config_module
 from libcluster.changes import ChangeLog
 from libcluster.dns import DNS
 from libcluster.dns.protection import owns_everything
 from libcluster.ganeti import GanetiCluster, RapiNotFoundError, connect
 from libcluster.ganeti.jobs import timestamp
-from cookbook_lab import topology
-from cookbook_lab.common import Lab
 from libcluster.netbox import NetBox
+from libcluster.runner.logs import log_paths
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "makevm.txt"
-JOB = re.compile(r"(\d+) \([^;)]*; ([\d.]+) s\)")
+JOB = re.compile(r"(\d+) \(")
+"""A job id of the summary line, e.g. "Ganeti jobs: 9 (capacity check, dry-run), 10 (create)"."""
+SUBMIT = re.compile(r"RAPI POST /2/instances -> 200 in ([\d.]+)s")
+STAMP_LENGTH = len("2026-01-01 00:00:00,000")
 
 
 @dataclass
@@ -84,24 +90,51 @@ class Run:
                 "strict": self.overhead_strict, "cpu": self.cpu, "removal": self.removal}
 
 
-def job_times(cluster: GanetiCluster, output: str) -> tuple[float, float, int]:
-    """Seconds waited for the run's jobs (from its summary), their end_ts - received_ts, and how many."""
-    line = next((line for line in output.splitlines() if "Ganeti jobs: " in line), "")
-    jobs = [(int(job_id), float(seconds)) for job_id, seconds in JOB.findall(line)]
-    if not jobs:
-        raise RuntimeError(f"no 'Ganeti jobs:' line with times in the output:\n{output}")
+def log_time(line: str) -> float:
+    """Seconds since the epoch of a log file line (its asctime, local time, millisecond resolution)."""
+    stamp, _, millis = line[:STAMP_LENGTH].partition(",")
+    return time.mktime(time.strptime(stamp, "%Y-%m-%d %H:%M:%S")) + int(millis) / 1000
+
+
+def waited_for(lines: list[str], job_id: int) -> float:
+    """Seconds from the start of the POST that submitted job_id to the end of the last wait on it, per the log."""
+    waits = [index for index, line in enumerate(lines) if f"RAPI GET /2/jobs/{job_id}/wait -> " in line]
+    if not waits:
+        raise RuntimeError(f"no wait on Ganeti job {job_id} in the run's log")
+    submits = [(index, match) for index in range(waits[0]) if (match := SUBMIT.search(lines[index]))]
+    if not submits:
+        raise RuntimeError(f"no RAPI POST before the first wait on Ganeti job {job_id} in the run's log")
+    index, match = submits[-1]
+    return log_time(lines[waits[-1]]) - (log_time(lines[index]) - float(match.group(1)))
+
+
+def job_times(cluster: GanetiCluster, output: str, lines: list[str]) -> tuple[float, float, int]:
+    """Seconds waited for the run's jobs (from its log), their end_ts - received_ts, and how many."""
+    summary = next((line for line in output.splitlines() if "Ganeti jobs: " in line), "")
+    job_ids = [int(job_id) for job_id in JOB.findall(summary)]
+    if not job_ids:
+        raise RuntimeError(f"no 'Ganeti jobs:' line with job ids in the output:\n{output}")
     in_ganeti = 0.0
-    for job_id, _ in jobs:
+    for job_id in job_ids:
         info = cluster.job(job_id)
         in_ganeti += (timestamp(info["end_ts"]) or 0.0) - (timestamp(info["received_ts"]) or 0.0)
-    return sum(seconds for _, seconds in jobs), in_ganeti, len(jobs)
+    return sum(waited_for(lines, job_id) for job_id in job_ids), in_ganeti, len(job_ids)
+
+
+def run_log(path: Path, offset: int, pid: int) -> list[str]:
+    """The DEBUG log lines the process pid wrote to path after offset (from the start if the file rotated)."""
+    with path.open(encoding="utf-8", errors="replace") as log:
+        if path.stat().st_size >= offset:
+            log.seek(offset)
+        return [line for line in log if f" {pid} [" in line[:STAMP_LENGTH + 80]]
 
 
 def audit_duration(audit_log: Path, hostname: str) -> float:
-    """Duration the runner recorded for the makevm run of hostname."""
+    """Duration the runner recorded for the makevm run of hostname (its end record)."""
     for line in reversed(audit_log.read_text().splitlines()):
         record = json.loads(line)
-        if record.get("cookbook") == "sre.ganeti.makevm" and hostname in record.get("argv", []):
+        if (record.get("cookbook") == "sre.ganeti.makevm" and hostname in record.get("argv", [])
+                and record.get("event", "end") == "end"):
             return float(record["duration"])
     raise RuntimeError(f"no audit record for {hostname}")
 
@@ -135,6 +168,7 @@ def main() -> int:
     netbox = NetBox(root.section("netbox"), read_write=True, dry_run=False, changes=changes)
     dns = DNS(root.section("dns"), dry_run=False, changes=changes)
     audit_log = Path(root.str("audit_log"))
+    debug_log = log_paths(root.str("logs_base_dir"), "sre.ganeti.makevm")[1]
     runs: list[Run] = []
     load = os.getloadavg()[0]
     for number in range(1, args.runs + 1):
@@ -143,16 +177,18 @@ def main() -> int:
         command = [str(REPO / ".venv" / "bin" / "cookbook"), "-c", str(config_path), "-y", "sre.ganeti.makevm",
                    "--cluster", topology.CLUSTER, "--group", args.group, hostname]
         try:
+            offset = debug_log.stat().st_size if debug_log.exists() else 0
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
             started = time.monotonic()
-            result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False, timeout=900)
+            process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            _, stderr = process.communicate(timeout=900)
             wall = time.monotonic() - started
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
             cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-            if result.returncode != 0:
-                print(result.stderr, file=sys.stderr)
-                raise RuntimeError(f"makevm {hostname} exited {result.returncode}")
-            waited, in_ganeti, jobs = job_times(cluster, result.stderr)
+            if process.returncode != 0:
+                print(stderr, file=sys.stderr)
+                raise RuntimeError(f"makevm {hostname} exited {process.returncode}")
+            waited, in_ganeti, jobs = job_times(cluster, stderr, run_log(debug_log, offset, process.pid))
             in_process = audit_duration(audit_log, hostname)
         finally:
             removal = remove(cluster, netbox, dns, fqdn)
