@@ -427,10 +427,11 @@ class EtcdBackend:
         self._call("revoking a lease", "/kv/lease/revoke", {"ID": lease_id})
 
     def release(self, key: str, holder: Holder) -> None:
-        """Stop refreshing and revoke the lease, which deletes our key."""
+        """Stop refreshing and revoke the lease, which deletes our key (nothing to revoke if etcd let it expire)."""
         lease = self._leases.pop(holder.id)
         lease.stop.set()
-        self._revoke(lease.id)
+        if not lease.gone:
+            self._revoke(lease.id)
 
 
 def _b64(value: str) -> str:

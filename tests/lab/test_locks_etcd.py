@@ -1,10 +1,13 @@
 """Locks against a real etcd started by these tests, secured as the lab's (TLS from the lab CA, users with roles):
 serialization, leases of killed holders, dry-run, counts; the runner's user takes locks, the nodes' user and
-unauthenticated clients cannot write or delete them."""
+unauthenticated clients cannot write or delete them; a run whose lease is lost while etcd is stopped (SIGSTOP,
+longer than the lease: this test's own etcd, not the lab's shared one) stops before its next change and rolls
+back."""
 
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
 import secrets
@@ -25,11 +28,11 @@ import pytest
 import requests
 import yaml
 
-from libcluster.etcd import EtcdAccess, Gateway
 from cookbook_lab import etcd as lab_etcd
 from cookbook_lab import tls
 from cookbook_lab.clusterfs import ClusterPaths
 from cookbook_lab.common import Lab
+from libcluster.etcd import EtcdAccess, Gateway
 from libcluster.locks import EtcdBackend, Holder, LockError
 
 ETCD = Path("/usr/bin/etcd")
@@ -58,6 +61,8 @@ class SecuredEtcd:
     url: str
     ca_file: str
     passwords: dict[str, str]
+    pid: int
+    """Of the etcd process (SIGSTOP/SIGCONT make it unreachable for a while)."""
 
     def access(self, user: str | None = lab_etcd.RUNNER_USER) -> EtcdAccess:
         """Access as user (None: no user)."""
@@ -93,8 +98,9 @@ def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredEtcd]:
             time.sleep(0.2)
         passwords = {user: secrets.token_urlsafe(16) for user in (lab_etcd.ROOT_USER, *ROLES)}
         lab_etcd.secure(client, tls.ca_file(paths), passwords, ROLES)
-        yield SecuredEtcd(client, str(tls.ca_file(paths)), passwords)
+        yield SecuredEtcd(client, str(tls.ca_file(paths)), passwords, process.pid)
     finally:
+        os.kill(process.pid, signal.SIGCONT)
         os.kill(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout=15)
@@ -313,3 +319,36 @@ def test_the_nodes_user_can_neither_take_plant_nor_delete_a_lock(etcd: SecuredEt
             gateway.call(what, path, payload)
     assert [found.id for found in runner.holders(key)] == [holder.id]
     assert gateway.call("writing an event", "/kv/put", {"key": _b64(f"{HOOKS}lab/1-node-1"), "value": _b64("{}")})
+
+
+def test_a_run_whose_lease_is_lost_stops_before_its_next_change_and_rolls_back(config: Path, etcd: SecuredEtcd,
+                                                                              tmp_path: Path) -> None:
+    ttl, stopped_for = 6, 10
+    data = yaml.safe_load(config.read_text())
+    data["locks"]["ttl"] = ttl
+    config.write_text(yaml.safe_dump(data))
+    made = tmp_path / "made"
+    made.mkdir()
+    process = _cookbook(config, "locking.fenced", str(made), "--pause", str(stopped_for + 4))
+    try:
+        assert process.stdout is not None and process.stdout.readline() == "CHANGED\n"
+        os.kill(etcd.pid, signal.SIGSTOP)  # etcd unreachable for longer than the lease
+        try:
+            time.sleep(stopped_for)
+        finally:
+            os.kill(etcd.pid, signal.SIGCONT)
+        out, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 99, err
+    assert out == "ROLLED BACK\n", "rollback ran"
+    assert sorted(path.name for path in made.iterdir()) == [], "the second change was not made, the first undone"
+    assert re.search(r"LockLostError: lock cookbooks/locking\.fenced (is lost: etcd at \S+ says its lease expired|"
+                     r"may be lost: its lease \(6s\) was not renewed for \d+s)", err), err
+    lines = [json.loads(line) for line in (config.parent / "logs" / "audit.jsonl").read_text().splitlines()]
+    intents = [line["target"] for line in lines if line["event"] == "intent"]
+    assert intents == [str(made / "first")], "no intent journaled for the change the fence stopped"
+    assert [line["exit_code"] for line in lines if line["event"] == "end"] == [99]
+    assert _backend(etcd).holders("cookbooks/locking.fenced") == []
