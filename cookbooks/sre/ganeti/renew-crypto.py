@@ -47,11 +47,18 @@ from tabulate import tabulate
 from libcluster.arguments import add_location_args, cluster_settings, fqdn_argument
 from libcluster.clusters import ClusterSettings
 from libcluster.context import Context
-from libcluster.cookbook import ArgparseFormatter, CookbookBase, CookbookInitSuccess, CookbookRunnerBase, LockArgs
+from libcluster.cookbook import (
+    EXIT_ROLLBACK_FAILED,
+    ArgparseFormatter,
+    CookbookBase,
+    CookbookInitSuccess,
+    CookbookRunnerBase,
+    LockArgs,
+)
 from libcluster.errors import LibclusterError
 from libcluster.ganeti import GanetiCluster, RapiConnectionError, certificates
 from libcluster.ganeti.certificates import Cert
-from libcluster.ganeti.commands import GntCommands
+from libcluster.ganeti.commands import CommandResult, GntCommands, VerifyResult
 from libcluster.ganeti.waits import verify_cluster
 from libcluster.remote import HostStatus
 
@@ -232,8 +239,6 @@ class RenewCryptoRunner(CookbookRunnerBase):
         self.args = args
         self.parts = parts
         self.ca_file = ca_file
-        self.renewing = False
-        """gnt-cluster renew-crypto was started on the master and has not reported its end."""
 
     @property
     def runtime_description(self) -> str:
@@ -252,23 +257,49 @@ class RenewCryptoRunner(CookbookRunnerBase):
         return certs
 
     def run(self) -> int:
-        """The whole renewal; non-zero when verify, the comparison or the TLS check finds a problem."""
-        before = self._report("before")
+        """The runbook: report, refuse while jobs run, confirm, renew, wait for RAPI, verify, report and compare."""
+        before = self._report("before")  # step 1
+        if self._jobs_active():  # step 2
+            return 1
+        self._announce()
+        self.ctx.confirm(f"Renew {', '.join(self.parts)} of cluster {self.cluster.name}?")
+        commands = self.cluster.commands.on(self.master)  # from here on RAPI may refuse our client
+        try:
+            result = self._renew(commands)  # step 3
+        except (LibclusterError, KeyboardInterrupt) as exc:
+            logger.error("%s: %s", type(exc).__name__, exc)
+            logger.error("%s", self._unfinished())
+            return EXIT_ROLLBACK_FAILED
+        if result.skipped:
+            logger.info("Nothing renewed (dry-run): the certificates above stay as they are")
+            return 0
+        self._wait_for_rapi()  # step 4
+        verify = verify_cluster(commands, "after the renewal")
+        failures = self._check(before, self._report("after"), verify)  # step 5
+        for failure in failures:
+            logger.error("%s", failure)
+        return 1 if failures else 0
+
+    def _jobs_active(self) -> bool:
+        """Whether Ganeti jobs are queued or running (renewing restarts the daemons): logged as the reason to stop."""
         active = active_jobs(self.cluster, self.args.master)
         if active:
             logger.error("Jobs %s are queued or running on cluster %s: renewing restarts the daemons; retry when "
                          "they are done", ", ".join(active), self.cluster.name)
-            return 1
+        return bool(active)
+
+    def _announce(self) -> None:
+        """What the renewal does, and the warning about a self-signed RAPI certificate."""
         if self.args.new_rapi_certificate:
             logger.warning("--new-rapi-certificate makes Ganeti generate a SELF-SIGNED certificate: clients "
                            "verifying RAPI against %s (this one included) will fail; prefer --rapi-certificate FILE",
                            self.ca_file or "the system CAs")
         print(f"Renewing on cluster {self.cluster.name}: {', '.join(self.parts)}.\nGaneti daemons of every node are "
               "restarted: jobs cannot be submitted meanwhile.", flush=True)
-        self.ctx.confirm(f"Renew {', '.join(self.parts)} of cluster {self.cluster.name}?")
+
+    def _renew(self, commands: GntCommands) -> CommandResult:
+        """`gnt-cluster renew-crypto` on the master with the chosen parts (skipped in dry-run)."""
         started = time.monotonic()
-        commands = self.cluster.commands.on(self.master)  # from here on RAPI may refuse our client
-        self.renewing = not self.ctx.dry_run
         result = commands.renew_crypto(
             cluster_certificate=self.args.cluster_certificate,
             node_certificates=self.args.node_certificates,
@@ -279,14 +310,22 @@ class RenewCryptoRunner(CookbookRunnerBase):
             ssh_keys=self.args.ssh_keys,
             ssh_key_check=not self.args.ssh_keys,
         )
-        self.renewing = False
-        if result.skipped:
-            logger.info("Nothing renewed (dry-run): the certificates above stay as they are")
-            return 0
-        logger.info("gnt-cluster renew-crypto done in %.0fs:\n%s", time.monotonic() - started, result.output.strip())
-        self._wait_for_rapi()
-        verify = verify_cluster(commands, "after the renewal")
-        after = self._report("after")
+        if not result.skipped:
+            logger.info("gnt-cluster renew-crypto done in %.0fs:\n%s", time.monotonic() - started,
+                        result.output.strip())
+        return result
+
+    def _unfinished(self) -> str:
+        """What to check and run when gnt-cluster renew-crypto failed or was interrupted: it cannot be undone."""
+        return (f"gnt-cluster renew-crypto on {self.master} did not report its end: it may still run there, or have "
+                "stopped half-way with the Ganeti daemons of some nodes stopped (Ganeti starts them again only when "
+                "the command ends cleanly). On the master: `pgrep -af renew-crypto`; when it is gone, "
+                "`/usr/lib/ganeti/daemon-util start-all` on every node (the master last) and `gnt-cluster verify`; "
+                f"then `cookbook sre.ganeti.renew-crypto --cluster {self.cluster.name} --check-only` shows what was "
+                "renewed, and a new run renews the rest")
+
+    def _check(self, before: list[Cert], after: list[Cert], verify: VerifyResult) -> list[str]:
+        """Step 5's failures: certificates not renewed, verify failing, our RAPI client no longer verifying TLS."""
         failures = self._compare(before, after)
         if not verify.ok:
             failures.append(f"gnt-cluster verify failed (exit code {verify.rc})")
@@ -295,21 +334,7 @@ class RenewCryptoRunner(CookbookRunnerBase):
             failures.append(f"OUR RAPI CLIENT NO LONGER VERIFIES {self.cluster.rapi.url}: {tls.problem}. Every "
                             "client pinning that CA is broken: install a CA-signed certificate with "
                             f"--rapi-certificate FILE")
-        for failure in failures:
-            logger.error("%s", failure)
-        return 1 if failures else 0
-
-    def rollback(self) -> None:
-        """After a failure or an interrupt during gnt-cluster renew-crypto: nothing can be undone, say what is left."""
-        if not self.renewing:
-            return
-        raise LibclusterError(
-            f"gnt-cluster renew-crypto on {self.master} did not report its end: it may still run there, or have "
-            "stopped half-way with the Ganeti daemons of some nodes stopped (Ganeti starts them again only when the "
-            "command ends cleanly). On the master: `pgrep -af renew-crypto`; when it is gone, "
-            "`/usr/lib/ganeti/daemon-util start-all` on every node (the master last) and `gnt-cluster verify`; then "
-            f"`cookbook sre.ganeti.renew-crypto --cluster {self.cluster.name} --check-only` shows what was renewed, "
-            "and a new run renews the rest")
+        return failures
 
     def _wait_for_rapi(self) -> None:
         """Wait until RAPI completes a TLS handshake again (verified or not: that is checked afterwards)."""
