@@ -14,7 +14,7 @@ import base64
 import hashlib
 import re
 import shlex
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 GANETI_KNOWN_HOSTS = "/var/lib/ganeti/known_hosts"
@@ -111,7 +111,7 @@ def strict_probe(host: str, key: HostKey) -> list[str]:
             f"root@{host}", "true"]
 
 
-def pin_program(missing: dict[str, Sequence[str]]) -> str:
+def pin_program(missing: Mapping[str, Sequence[str]]) -> str:
     """A sh command line appending the lines to each file (created 0600 with its directory when absent)."""
     parts = ["umask 077"]
     for path, lines in missing.items():
@@ -122,7 +122,7 @@ def pin_program(missing: dict[str, Sequence[str]]) -> str:
     return " && ".join(parts)
 
 
-def unpin_program(added: dict[str, Sequence[str]]) -> str:
+def unpin_program(added: Mapping[str, Sequence[str]]) -> str:
     """A sh command line removing exactly these lines from each file again (its mode and owner kept)."""
     parts = []
     for path, lines in added.items():

@@ -10,6 +10,7 @@ import ipaddress
 import logging
 import socket
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, cast
 
 import dns.exception
 import dns.name
@@ -28,6 +29,9 @@ from libcluster.dns.scope import Scope, ScopeSettings
 from libcluster.dns.server import Server
 from libcluster.dns.snippets import snippets
 from libcluster.dns.zones import FORWARD_TYPES, Zones, folded
+
+if TYPE_CHECKING:
+    from dns.rdtypes.ANY.NS import NS
 
 logger = logging.getLogger(__name__)
 
@@ -197,7 +201,7 @@ class DNS:
         for name, rdtype, ttl, rdata in self.server.transfer(origin):
             if rdtype == dns.rdatatype.NS:
                 if protection is not None:
-                    protection.add(name, rdata.target)
+                    protection.add(name, cast("NS", rdata).target)
                 continue
             labels = folded(name)
             zone = self.zones.zone_of_folded(labels)

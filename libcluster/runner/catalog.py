@@ -85,7 +85,8 @@ class FileCache:
         seen.add(entry.path)
         cached = self.entries.get(entry.path)
         if cached is not None and cached[0] == stamp:
-            return cached[1]
+            known: dict[str, Any] = cached[1]
+            return known
         from libcluster.runner import declarations  # ast is only needed for files not in the cache
 
         info = declarations.read_file(Path(entry.path))
