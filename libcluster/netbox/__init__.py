@@ -7,6 +7,7 @@ derive from :class:`NetBoxError`.
 from libcluster.netbox.client import NetBox
 from libcluster.netbox.errors import (
     NetBoxAmbiguous,
+    NetBoxAnswerLost,
     NetBoxAuthError,
     NetBoxConflict,
     NetBoxError,
@@ -21,6 +22,7 @@ from libcluster.netbox.errors import (
 __all__ = [
     "NetBox",
     "NetBoxAmbiguous",
+    "NetBoxAnswerLost",
     "NetBoxAuthError",
     "NetBoxConflict",
     "NetBoxError",

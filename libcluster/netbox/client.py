@@ -4,11 +4,13 @@ Reads return NetBox's JSON objects as plain dicts, fetched page by page through 
 request layer (or NetBox's GraphQL API where REST is slow for the fields needed): no
 per-object lazy fetch can hide behind an attribute access (requests grow with pages, not
 objects), and no caller can bypass dry-run with `record.save()`. Every write
-goes through this class, is recorded in the run's ChangeLog and, in dry-run, is only recorded.
+goes through this class, is journaled in the run's ChangeLog (each object its own intent and
+result, with its undo: see libcluster.netbox.inverse) and, in dry-run, is only recorded.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,7 +22,7 @@ from libcluster import redact
 from libcluster.changes import ChangeLog
 from libcluster.config import Section
 from libcluster.errors import ConfigError
-from libcluster.netbox import strict
+from libcluster.netbox import inverse, strict
 from libcluster.netbox.errors import (
     NetBoxAmbiguous,
     NetBoxConflict,
@@ -31,6 +33,10 @@ from libcluster.netbox.errors import (
 )
 from libcluster.netbox.http import NetBoxAdapter, translated
 from libcluster.netbox.kinds import KINDS, VM_INTERFACE_TYPE, Kind
+from libcluster.undo import Undo
+from libcluster.writes import NotOursError, Write, undoing, writing_all
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_PAGE_SIZE = 1000
 """Objects per GET page (NetBox's default MAX_PAGE_SIZE; a lower server limit is followed by `next` links)."""
@@ -249,6 +255,66 @@ class NetBox:
         request = self._request(KINDS["prefix"], suffix=f"{prefix_id}/available-ips/")
         return self._write(spec, "allocate", action, request, wanted, prefix=prefix_label)
 
+    # Undo
+
+    def undo(self, action: str, args: Mapping[str, Any]) -> str:
+        """Take back one write (see libcluster.netbox.inverse): "undone" or "absent"; idempotent.
+
+        `KIND-delete` deletes a created object by id, or, when its id was lost with the answer, the objects
+        its lookup finds that the write made; `KIND-restore` patches an updated object's old values back
+        while it still holds what was written. Anything else found raises NotOursError and is left alone.
+        """
+        spec = self._kind(str(args.get("kind") or ""))
+        if action == f"{spec.name}-delete":
+            return self._undo_create(spec, args)
+        if action == f"{spec.name}-restore":
+            return self._undo_update(spec, args)
+        raise NetBoxError(f"unknown NetBox undo action {action!r} for {spec.name} objects")
+
+    def _undo_create(self, spec: Kind, args: Mapping[str, Any]) -> str:
+        label = str(args.get("label") or args.get("find") or "")
+        if args.get("id") is not None:
+            obj = self.find(spec.name, id=int(args["id"]))
+            if obj is None:
+                return "absent"
+            wrong = inverse.mismatches(obj, args.get("check") or {})
+            if wrong:
+                raise inverse.refuse(spec.name, label, [f"#{obj['id']} ({', '.join(wrong)})"])
+            found = [obj]
+        else:
+            if not args.get("find"):
+                raise NetBoxError(f"netbox {spec.name} {label}: its id was not learnt and nothing identifies it: "
+                                  "cannot look it up, check by hand")
+            candidates = self.objects(spec.name, **args["find"])
+            found, others = inverse.split_ours(candidates, args)
+            if not found and others:
+                raise inverse.refuse(spec.name, label, others)
+            if others:
+                logger.warning("netbox %s %s: also found %s: not made by this write, left alone", spec.name, label,
+                               ", ".join(others))
+            if not found:
+                return "absent"
+        self._send_delete(spec, [int(obj["id"]) for obj in found])
+        logger.info("Undo: deleted netbox %s %s (id %s)", spec.name, label, ", ".join(str(obj["id"]) for obj in found))
+        return "undone"
+
+    def _undo_update(self, spec: Kind, args: Mapping[str, Any]) -> str:
+        object_id = int(args["id"])
+        old, new = dict(args.get("old") or {}), dict(args.get("new") or {})
+        obj = self.find(spec.name, id=object_id)
+        if obj is None or not inverse.mismatches(obj, old):
+            return "absent"
+        wrong = inverse.mismatches(obj, new)
+        if wrong:
+            raise NotOursError(f"netbox {spec.name} {obj.get(spec.label)} (id {object_id}) changed since this write "
+                               f"({', '.join(wrong)}): not patched back, left alone")
+        self._writable(spec, f"PATCH {spec.path}")
+        with translated(f"PATCH {spec.path}"):
+            self._request(spec).patch([{"id": object_id, **old}])
+        logger.info("Undo: netbox %s %s (id %s) patched back: %s", spec.name, obj.get(spec.label), object_id,
+                    ", ".join(sorted(old)))
+        return "undone"
+
     def allocate_ip(self, prefix: PrefixRef, *, dns_name: str, interface_id: int | None = None,
                     status: str = "active", description: str = "") -> dict[str, Any]:
         """Allocate the next free address of the prefix with its DNS name, assigned to a VM interface if given."""
@@ -327,12 +393,15 @@ class NetBox:
             raise NetBoxReadOnly(f"{action}: {spec.name} objects are read-only through this client")
 
     def _record(self, spec: Kind, verb: str, obj: Mapping[str, Any], **detail: Any) -> None:
-        label = obj.get(spec.label) or f"#{obj.get('id')}"
-        self._changes.record(SYSTEM, f"{spec.name}-{verb}", str(label), id=obj.get("id"), **detail)
+        self._changes.record(SYSTEM, f"{spec.name}-{verb}", _label(spec, obj), id=obj.get("id"), **detail)
 
     def _write(self, spec: Kind, verb: str, action: str, request: Request,
                objects: Sequence[Mapping[str, Any]], **detail: Any) -> list[dict[str, Any]]:
-        """Send objects as list bodies of bulk_size (dry-run: only record them), record each, check what NetBox kept."""
+        """Send objects as list bodies of bulk_size (dry-run: only record them), check what NetBox kept.
+
+        Each object is journaled as its own write (intent before its request, result with its id after),
+        with its undo when one is kept: delete what was created, patch back what was updated (read first).
+        """
         self._writable(spec, action)
         if self.dry_run:
             planned = [{**obj, "id": obj.get("id")} for obj in objects]
@@ -342,16 +411,42 @@ class NetBox:
         method = action.split(" ", 1)[0]
         done: list[dict[str, Any]] = []
         for chunk in _chunks([dict(obj) for obj in objects], self.bulk_size):
-            with translated(action):
+            writes = self._writes(spec, verb, chunk, detail)
+            with writing_all(self._changes, SYSTEM, writes) as pendings, translated(action):
                 answer = request.post(list(chunk)) if method == "POST" else request.patch(list(chunk))
-            for sent, got in zip(chunk, answer, strict=True):
-                self._record(spec, verb, got, fields=_fields(sent), **detail)
+                for pending, got in zip(pendings, answer, strict=True):
+                    pending.learn(id=got.get("id"), **({"address": got.get("address")} if verb == "allocate" else {}))
             for sent, got in zip(chunk, answer, strict=True):
                 strict.verify_written(spec, method, sent, got)
             done.extend(answer)
         return done
 
+    def _writes(self, spec: Kind, verb: str, chunk: Sequence[Mapping[str, Any]],
+                detail: Mapping[str, Any]) -> list[Write]:
+        """The journaled writes of one request, each with its undo when one is kept (old values read now)."""
+        action = f"{spec.name}-{verb}"
+        prefix = detail.get("prefix")
+        if verb == "allocate":
+            labels = [f"{sent.get('dns_name') or 'address'} in {prefix}" for sent in chunk]
+        else:
+            labels = [_label(spec, sent) for sent in chunk]
+        undos: list[Undo | None] = [None] * len(chunk)
+        pairs = list(zip(labels, chunk, strict=True))
+        if undoing(self._changes):
+            if verb == "allocate":
+                cidr = str(prefix) if prefix and not str(prefix).startswith("#") else None
+                undos = [inverse.allocated_undo(label, cidr, sent) for label, sent in pairs]
+            elif verb == "create":
+                undos = [inverse.created_undo(spec.name, label, sent) for label, sent in pairs]
+            elif verb == "update":
+                current = {obj["id"]: obj for obj in self.objects(spec.name, id=[sent["id"] for sent in chunk])}
+                undos = [inverse.updated_undo(spec.name, current[sent["id"]], sent, spec.label)
+                         if sent["id"] in current else None for sent in chunk]
+        return [Write(action, label, undo, {"fields": _fields(sent), **detail})
+                for label, undo, sent in zip(labels, undos, chunk, strict=True)]
+
     def _delete(self, spec: Kind, objects: Sequence[int | Mapping[str, Any]], verb: str) -> None:
+        """Delete objects by id in bulk requests; each is journaled as its own write (deletes have no undo)."""
         action = f"DELETE {spec.path}"
         self._writable(spec, action)
         targets = [{"id": obj} if isinstance(obj, int) else {"id": obj["id"], spec.label: obj.get(spec.label)}
@@ -360,12 +455,23 @@ class NetBox:
             for target in targets:
                 self._record(spec, verb, target)
             return
-        request = self._request(spec)
         for chunk in _chunks(targets, self.bulk_size):
-            with translated(action):
-                request.delete([{"id": target["id"]} for target in chunk])
-            for target in chunk:
-                self._record(spec, verb, target)
+            writes = [Write(f"{spec.name}-{verb}", _label(spec, target), None, {"id": target["id"]})
+                      for target in chunk]
+            with writing_all(self._changes, SYSTEM, writes):
+                self._send_delete(spec, [int(target["id"]) for target in chunk])
+
+    def _send_delete(self, spec: Kind, ids: Sequence[int]) -> None:
+        """One bulk DELETE request of objects by id (journaled by the caller)."""
+        action = f"DELETE {spec.path}"
+        self._writable(spec, action)
+        with translated(action):
+            self._request(spec).delete([{"id": object_id} for object_id in ids])
+
+
+def _label(spec: Kind, obj: Mapping[str, Any]) -> str:
+    """What names obj in the journal and messages: its label field, else its id."""
+    return str(obj.get(spec.label) or f"#{obj.get('id')}")
 
 
 def _fields(obj: Mapping[str, Any]) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from libcluster import redact
-from libcluster.errors import LibclusterError
+from libcluster.errors import AnswerLostError, LibclusterError
 
 
 class NetBoxError(LibclusterError):
@@ -56,3 +56,7 @@ class NetBoxReadOnly(NetBoxError):
 
 class NetBoxUnavailable(NetBoxError):
     """NetBox did not answer: connection refused, timeout, TLS failure or a server error."""
+
+
+class NetBoxAnswerLost(NetBoxUnavailable, AnswerLostError):
+    """A request was sent and its answer lost (read timeout, connection reset): a write may have been made."""

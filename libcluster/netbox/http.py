@@ -19,7 +19,9 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from libcluster.errors import is_answer_lost
 from libcluster.netbox.errors import (
+    NetBoxAnswerLost,
     NetBoxAuthError,
     NetBoxConflict,
     NetBoxError,
@@ -96,9 +98,16 @@ def _from_response(action: str, response: requests.Response) -> NetBoxError:
     return NetBoxError(f"{action}: HTTP {status}: {text}", status=status)
 
 
+def _write_lost(action: str, exc: requests.RequestException) -> bool:
+    """Whether a write (action "METHOD path", not a GET) was sent and its answer lost: it may have been made."""
+    return not action.startswith("GET ") and is_answer_lost(exc)
+
+
 @contextmanager
 def translated(action: str) -> Iterator[None]:
     """Turn pynetbox and requests errors raised inside into typed NetBox errors naming action.
+
+    A write whose answer was lost raises NetBoxAnswerLost (journaled as "maybe": it may have been made).
 
     The originals are dropped (`from None`): they hold the prepared request, headers included.
     """
@@ -111,11 +120,16 @@ def translated(action: str) -> Iterator[None]:
     except pynetbox.ContentError as exc:
         raise NetBoxError(f"{action}: the answer is not JSON (HTTP {exc.req.status_code}): not a NetBox API URL?",
                           status=exc.req.status_code) from None
-    except requests.Timeout:
-        raise NetBoxUnavailable(f"{action}: NetBox did not answer in time") from None
+    except requests.Timeout as exc:
+        lost = _write_lost(action, exc)
+        raise (NetBoxAnswerLost if lost else NetBoxUnavailable)(
+            f"{action}: NetBox did not answer in time{' (the request was sent)' if lost else ''}") from None
     except requests.exceptions.SSLError as exc:
         raise NetBoxUnavailable(f"{action}: TLS verification failed: {type(exc).__name__}") from None
     except requests.RequestException as exc:
+        if _write_lost(action, exc):
+            raise NetBoxAnswerLost(f"{action}: the connection broke after the request was sent: "
+                                   f"{type(exc).__name__}") from None
         raise NetBoxUnavailable(f"{action}: cannot reach NetBox: {type(exc).__name__}") from None
     except json.JSONDecodeError:
         raise NetBoxError(f"{action}: the answer is not JSON") from None

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 import requests
 
+from cookbook_lab import topology
 from libcluster.changes import ChangeLog
 from libcluster.config import Section
-from cookbook_lab import topology
 from libcluster.netbox import (
     NetBox,
     NetBoxAuthError,
@@ -101,8 +101,10 @@ def test_next_free_ip_allocate_with_dns_name_and_release(nb_part: dict[str, Any]
     nb.release_ips([ip])
     assert nb.find("ip-address", id=ip["id"]) is None
     assert nb.count("ip-address", parent=PREFIX4) == used_before
-    assert [(entry.action, entry.target) for entry in changes.changes] == [("ip-address-allocate", ip["address"]),
-                                                                           ("ip-address-release", ip["address"])]
+    dns_name = f"alloc-{tag}.{topology.DOMAIN}"
+    assert [(entry.action, entry.target) for entry in changes.changes] == [
+        ("ip-address-allocate", f"{dns_name} in {PREFIX4}"), ("ip-address-release", ip["address"])]
+    assert changes.changes[0].detail["address"] == ip["address"] and changes.changes[0].detail["id"] == ip["id"]
 
 
 def test_vm_with_interface_mac_and_primary_ips(nb_part: dict[str, Any], created: list[tuple[str, int]],
