@@ -26,7 +26,7 @@ from libcluster.locks import LockError
 
 if TYPE_CHECKING:
     from libcluster.context import Context
-    from libcluster.locks import Locks
+    from libcluster.locks import Backend, Locks
 
 RUNNER_PREFIX = "cookbooks/"
 """Keys of the runner's automatic per-run locks."""
@@ -187,3 +187,11 @@ def hold(
     rollback and undo, so no other run touches the objects while they are half-way. Returns their keys."""
     return ctx.until_end.enter_context(acquire(ctx, cluster, whole_cluster=whole_cluster, groups=groups, node=node,
                                                nodes=nodes, instances=instances, concurrency=concurrency))
+
+
+def instances_held(backend: Backend | None, cluster: str, names: Iterable[str]) -> set[str]:
+    """Of the instance names of cluster, those whose instance lock a run holds (a cookbook is creating or changing
+    them, e.g. makevm until it has recorded the VM): the sync and the hooks agent leave them alone for now."""
+    if backend is None:
+        return set()
+    return {name for name in names if backend.holders(instance_lock(cluster, name))}

@@ -14,7 +14,8 @@ origin "hook"; no server admin log line), then deletes the instance's events. ``
 only when Ganeti says the instance is gone (a removal event for an instance Ganeti still has only
 syncs it); the sync itself reads Ganeti and NetBox again. Events are coalesced per instance: the
 sync reads Ganeti's current state, so one run covers any number of events. An
-instance makevm is creating (its lock is held) is left for a later cycle: makevm records it itself.
+instance whose instance lock a cookbook holds (makevm creating it records it itself; changedisk,
+reboot-vm) is left for a later cycle.
 A failed run is retried every cycle; after ``hooks.max_attempts`` failures the events are dropped
 with an error (the next cluster-wide sync-netbox catches up). Pre-phase events are dropped: the
 agent acts on what Ganeti did, not on what it is about to do. With -d the runs are dry-runs and
@@ -38,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from libcluster import audit, clusters, config, interactive, locks
+from libcluster import audit, clusters, config, interactive, locks, resources
 from libcluster.changes import ChangeLog
 from libcluster.context import Session
 from libcluster.errors import ConfigError, LibclusterError
@@ -48,7 +49,6 @@ from libcluster.hooks.events import Event, EventError, EventStore, HookSettings
 from libcluster.remote_results import InvalidHostError, validate_host
 from libcluster.runner import execute
 from libcluster.runner.logs import Console
-from libcluster.sync.cluster import being_created
 
 logger = logging.getLogger(__name__)
 
@@ -148,8 +148,8 @@ class Agent:
             self._delete([event])
         done = 0
         for item in work:
-            if self._busy(item.name):
-                logger.info("%s is being recorded by a cookbook (lock held): its events wait", item.name)
+            if self._busy(item.cluster, item.name):
+                logger.info("A cookbook holds the instance lock of %s: its events wait", item.name)
                 continue
             try:
                 trusted = self._trusted(item)
@@ -224,9 +224,9 @@ class Agent:
             self.store.close()
         logger.info("Stopped")
 
-    def _busy(self, name: str) -> bool:
+    def _busy(self, cluster: str, name: str) -> bool:
         try:
-            return bool(being_created(self.session.locks.backend, [name]))
+            return bool(resources.instances_held(self.session.locks.backend, cluster, [name]))
         except (locks.LockError, OSError) as exc:
             logger.warning("Cannot check the locks of %s (%s): going on", name, exc)
             return False

@@ -28,7 +28,6 @@ from tabulate import tabulate
 from libcluster.clusters import ClusterSettings
 from libcluster.config import Section
 from libcluster.ganeti import GanetiCluster
-from libcluster.locks import Backend
 from libcluster.netbox import NetBox, NetBoxFilterError
 from libcluster.sync import addresses
 from libcluster.sync import vm as sync_vm
@@ -44,10 +43,6 @@ INTERFACE_SELECTION = "id name virtual_machine { id cluster { id } } primary_mac
 """What the GraphQL read of VM interfaces asks for."""
 
 TABLE_HEADERS = ("Action", "Object", "Name", "Change")
-
-CREATING_LOCKS = ("cookbooks/sre.ganeti.makevm:{name}",)
-"""Locks that, held for an instance, mean a cookbook is creating and recording it: syncs leave it alone."""
-
 
 @dataclass(frozen=True)
 class SyncSettings:
@@ -189,13 +184,6 @@ def _read_addresses(netbox: NetBox, state: NetBoxState, prefixes: Sequence[str],
     return ips
 
 
-def being_created(backend: Backend | None, names: Iterable[str]) -> set[str]:
-    """Of names, those a cookbook is creating right now (one of CREATING_LOCKS is held for them)."""
-    if backend is None:
-        return set()
-    return {name for name in names if any(backend.holders(key.format(name=name)) for key in CREATING_LOCKS)}
-
-
 def narrowed(ganeti: GanetiState, state: NetBoxState, patterns: Sequence[str]) -> tuple[GanetiState, NetBoxState]:
     """Both sides limited to the instances and VMs whose name matches a glob pattern (clusters and devices stay)."""
     def match(name: Any) -> bool:
@@ -318,7 +306,7 @@ def compute(ganeti: GanetiState, state: NetBoxState, settings: ClusterSettings, 
             delete: bool = False, busy: Iterable[str] = ()) -> Plan:
     """The difference between what Ganeti runs and what NetBox holds (pure: no request).
 
-    Instances in busy (being created by a cookbook, see being_created) are left alone.
+    Instances in busy (a cookbook holds their instance lock, see resources.instances_held) are left alone.
     """
     busy = set(busy)
     plan = Plan(state=state)
@@ -364,11 +352,11 @@ def cluster_rows(wanted: Mapping[str, str], existing: Iterable[str]) -> tuple[di
 
 def skipped_row(instance: Mapping[str, Any], group: str | None) -> Row:
     """The row of an instance the sync leaves alone: its primary node is in no group (group None), or a cookbook
-    is creating it."""
+    holds its instance lock (creating it)."""
     name = str(instance["name"])
     if group is None:
         return Row("missing", "vm", name, f"primary node {instance.get('pnode')} is in no node group (skipped)")
-    return Row("busy", "vm", name, "a cookbook is creating it (left alone)")
+    return Row("busy", "vm", name, "a cookbook holds its instance lock (left alone)")
 
 
 def pick_vm(candidates: Sequence[dict[str, Any]], cluster: str

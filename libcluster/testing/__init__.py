@@ -125,8 +125,10 @@ def load_cookbook(tree: str | Path, name: str) -> ModuleType:
 
 def run_runner(runner: CookbookRunnerBase, ctx: Any) -> Outcome:
     """Run runner as the cookbook runner does: run(); when it fails or is interrupted, the runner's rollback()
-    and then ctx.undo in reverse. The outcome holds the exit code (93 when something is left behind)."""
-    return execute._run_runner(runner, ctx)
+    and then ctx.undo in reverse, then releases what ctx.until_end holds. The outcome holds the exit code (93 when
+    something is left behind)."""
+    with ctx.until_end:
+        return execute._run_runner(runner, ctx)
 
 
 def check_fakes() -> list[str]:

@@ -10,7 +10,7 @@ the fake clients, and ``run_cookbook`` records the call and answers an exit code
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import Any, cast
@@ -81,6 +81,8 @@ class FakeCtx:
         self.undo = UndoStack(self, registrar=self.changes.register_undo, enabled=not dry_run)
         self.changes.undo = self.undo
         self.locks = RecordingLocks(dry_run=dry_run)
+        self.until_end = ExitStack()
+        """What the run holds until it ends (resources.hold); run_runner closes it after rollback and undo."""
         self.clusters = clusters or {}
         self._netbox = netbox
         self._remote = remote

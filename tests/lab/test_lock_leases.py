@@ -1,6 +1,8 @@
 """Locks on the lab's etcd (its TLS and users, the lab config's lease of 30 s): a SIGKILLed runner's own lock and
 the instance lock it held are free within a minute (measured and printed), and runs taking overlapping node and
-instance sets, named in different orders, all finish (resources.acquire takes them in one global order)."""
+instance sets, named in different orders, all finish (resources.acquire takes them in one global order); while
+a run holds an instance's lock, makevm (dry-run) says it would wait and sync-netbox --vm leaves the instance alone
+(the hooks agent asks the same resources.instances_held, unit-tested with file locks)."""
 
 from __future__ import annotations
 
@@ -125,3 +127,27 @@ def test_overlapping_node_and_instance_sets_in_different_orders_never_deadlock(r
     for key in [resources.node_lock(cluster, node) for node in nodes] + [resources.instance_lock(cluster, vm)
                                                                           for vm in vms]:
         assert runner.backend.holders(key) == []
+
+
+def test_makevm_and_the_sync_use_the_same_instance_lock(runner: LabRunner, lab_config: Path) -> None:
+    hostname = f"lkd-{uuid.uuid4().hex[:6]}"
+    fqdn = f"{hostname}.lab.example"
+    holder = runner.start("locking.resources", "lab", "--instance", fqdn, "--seconds", "120")
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().split() == [
+            "LOCKED", resources.instance_lock("lab", fqdn)]
+        planned = subprocess.run([str(COOKBOOK), "-c", str(runner.config), "-d", "sre.ganeti.makevm", "--cluster",
+                                  "lab", "--group", "A", hostname], capture_output=True, text=True, timeout=120,
+                                 check=False)
+        assert f"DRY-RUN: lock ganeti/lab/instance/{fqdn} is busy, a real run would wait" in planned.stderr, \
+            planned.stderr
+        synced = subprocess.run([str(COOKBOOK), "-c", str(runner.config), "sre.ganeti.sync-netbox", "--cluster", "lab",
+                                 "--vm", fqdn], capture_output=True, text=True, timeout=120, check=False)
+        assert synced.returncode == 0, synced.stderr
+        assert f"A cookbook holds the instance lock of {fqdn} (creating or changing it): left alone" in synced.stderr
+    finally:
+        holder.send_signal(signal.SIGINT)  # Ctrl+C: the run ends and releases its locks
+        holder.communicate(timeout=60)
+    freed = subprocess.run([str(COOKBOOK), "-c", str(runner.config), "sre.ganeti.sync-netbox", "--cluster", "lab",
+                            "--vm", fqdn], capture_output=True, text=True, timeout=120, check=False)
+    assert "left alone" not in freed.stderr, freed.stderr

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from libcluster import parallel
+from libcluster import parallel, resources
 from libcluster.arguments import add_location_args, cluster_settings, default_group
 from libcluster.capacity import format_mib
 from libcluster.clusters import ClusterSettings, GroupSettings
@@ -317,6 +317,8 @@ class MakeVM(CookbookBase):
     a failed removal is logged and the exit code is 93 (clean up by hand).
     With -d (dry-run) the plan is printed (node Ganeti chooses, next free IPs, DNS records, NetBox
     objects) and nothing is changed anywhere. Two runs for the same FQDN never overlap (per-FQDN lock).
+    The instance's lock is held until the run has ended or rolled back: sync-netbox and the hooks agent
+    leave the new instance alone until then.
 
     Exit codes: 0 created; 10 a pre-check failed; 11 the VM does not fit; 1 a step failed (rolled back);
     97 interrupted (rolled back); 93 the rollback failed; 94/96 invalid cluster, group or arguments.
@@ -382,6 +384,7 @@ class MakeVMRunner(CookbookRunnerBase):
 
     def run(self) -> int:
         """The runbook: steps 1-2 (read only), the plan and the confirmation, then steps 3-7."""
+        resources.hold(self.ctx, self.spec.cluster, instances=[self.spec.fqdn])  # the sync leaves it to us
         try:
             plan = self.plan = self.check_and_plan()  # steps 1 and 2
         except NoCapacityError as exc:

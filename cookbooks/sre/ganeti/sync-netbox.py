@@ -46,7 +46,7 @@ import argparse
 import logging
 import time
 
-from libcluster import locks
+from libcluster import locks, resources
 from libcluster.arguments import add_location_args, cluster_settings
 from libcluster.clusters import ClusterSettings
 from libcluster.context import Context
@@ -110,15 +110,16 @@ class SyncNetboxRunner(CookbookRunnerBase):
         return LockArgs(suffix=self.args.cluster, concurrency=1, ttl=None)
 
     def _being_created(self, names: set[str]) -> set[str]:
-        """Of names, the instances a cookbook (makevm) is creating now: it records them itself."""
+        """Of names, the instances whose instance lock a cookbook holds (makevm creating one records it itself)."""
         backend = locks.from_config(self.ctx.config, owner="sync-netbox", dry_run=True).backend
-        return sync_cluster.being_created(backend, names)
+        return resources.instances_held(backend, self.args.cluster, names)
 
     def run(self) -> int:
         """Sync one VM or the whole cluster."""
         if self.args.vm:
             if self._being_created({self.args.vm}):
-                logger.warning("%s is being created by a cookbook, which records it: left alone", self.args.vm)
+                logger.warning("A cookbook holds the instance lock of %s (creating or changing it): left alone",
+                               self.args.vm)
                 return 0
             follower = Follower(self.netbox, self.ctx.dns(), self.ganeti, self.settings, self.sync,
                                 DNSSyncSettings.from_config(self.ctx.config))

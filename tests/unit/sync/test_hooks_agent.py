@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from libcluster import config as config_module
+from libcluster import resources
 from libcluster.hooks import agent as agent_module
 from libcluster.hooks.agent import Agent, session_for
 from libcluster.errors import ConfigError
@@ -118,7 +119,7 @@ def test_an_instance_a_cookbook_is_creating_waits_for_the_lock(root: config_modu
                                                                 runs: list[dict[str, Any]]) -> None:
     store = Store([event("1", "new.lab.example")])
     agent = make(root, store)
-    with agent.session.locks.acquired("cookbooks/sre.ganeti.makevm:new.lab.example", concurrency=1):
+    with agent.session.locks.acquired(resources.instance_lock("lab", "new.lab.example"), concurrency=1):
         assert agent.cycle() == 0
     assert runs == [] and store.deleted == []
     assert agent.cycle() == 1 and store.deleted == ["1"]

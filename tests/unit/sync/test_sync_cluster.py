@@ -241,7 +241,7 @@ def test_error_states_map_to_failed_and_busy_instances_are_left_alone() -> None:
                                 busy={"new.lab.example"})
     assert [(r.action, r.name, r.change) for r in plan.rows] == [
         ("update", "err.lab.example", "status active -> failed"),
-        ("busy", "new.lab.example", "a cookbook is creating it (left alone)")]
+        ("busy", "new.lab.example", "a cookbook holds its instance lock (left alone)")]
 
 
 @pytest.mark.parametrize("total, limit", [(2, 1), (4, 1), (20, 5), (1000, 10)])
