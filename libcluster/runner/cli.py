@@ -60,8 +60,10 @@ exit codes:
   97      interrupted with Ctrl+C (rollback was run)
   98      no such cookbook, it cannot be loaded, or a group was given without a terminal;
           with --recover: no journal of that run id
-  99      the cookbook raised an exception, or its lock could not be acquired; with --recover:
-          the run is still alive, its locks could not be taken, or "go" was not answered
+  99      the cookbook raised an exception, or its lock could not be acquired, or was lost (its
+          lease not renewed for locks.ttl seconds: the run stopped before its next change and
+          rolled back); with --recover: the run is still alive, its locks could not be taken, or
+          "go" was not answered
 
 environment:
   {CONFIG_ENV}    configuration file when no -c is given (else {config.DEFAULT_CONFIG_PATH});
