@@ -7,7 +7,6 @@ thousand cookbooks re-reads only what changed.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -110,6 +109,8 @@ class FileCache:
 
 def default_cache_path(base_dirs: Sequence[str | Path]) -> Path:
     """Cache file of these base dirs under ``$XDG_CACHE_HOME`` (or ``~/.cache``)."""
+    import hashlib  # not needed to run a cookbook
+
     digest = hashlib.sha1("\0".join(str(Path(base).resolve()) for base in base_dirs).encode()).hexdigest()[:16]
     home = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(home) / "ganeti-cookbooks" / f"catalog-{digest}.json"

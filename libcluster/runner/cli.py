@@ -161,7 +161,6 @@ def _session(root: config.Section, args: argparse.Namespace, base_dirs: list[Pat
 
     from libcluster import interactive, journal, locks
     from libcluster.context import Session
-    from libcluster.sal import SAL
 
     user = operator()
     host = socket.gethostname()
@@ -171,7 +170,11 @@ def _session(root: config.Section, args: argparse.Namespace, base_dirs: list[Pat
                                      enabled=not args.no_locks)
     if args.no_locks:
         logger.warning("Locks disabled with --no-locks: concurrent runs are not kept apart")
-    sal = None if args.dry_run else SAL.from_config(root, prefix=f"{user}@{host}")
+    sal = None
+    if not args.dry_run and root.has("sal"):  # the IRC client (ssl, a thread) is imported only when configured
+        from libcluster.sal import SAL
+
+        sal = SAL.from_config(root, prefix=f"{user}@{host}")
     audit_log = audit.AuditLog(audit.path_from_config(root))
     mirror = None if args.no_locks else journal.mirror_from_config(root)  # a dry-run journal does not write it
     return Session(config=root, base_dirs=base_dirs, logs_dir=logs_dir, dry_run=args.dry_run, verbose=args.verbose,
