@@ -114,3 +114,11 @@ def test_remove_state_forgets_cached_secrets(tmp_path: Path) -> None:
     second = lab.secret("rapi_password")
     assert second != first
     assert json.loads(lab.secrets_file.read_text()) == {"rapi_password": second}
+
+
+def test_status_groups_list_every_planned_group_and_its_members_in_order() -> None:
+    """A group whose nodes all left stays listed (empty); a group Ganeti has but the plan does not is added."""
+    members = {"node4.lab.example": "B", "node1.lab.example": "A", "node2.lab.example": "A", "node9.lab.example": "Z"}
+    assert cluster.groups_of(members) == {"A": ["node1.lab.example", "node2.lab.example"],
+                                          "B": ["node4.lab.example"], "Z": ["node9.lab.example"]}
+    assert cluster.groups_of({}) == {"A": [], "B": []}
