@@ -200,6 +200,8 @@ class Remote:
         lines = tuple(command_line(command) for command in commands)
         target = str(hosts)
         if not is_safe:
+            if not self.dry_run:
+                self.changes.fence()  # a run whose lock is lost runs no more commands
             self.changes.record("remote", "command", target, commands=list(lines))
             if self.dry_run:
                 skipped = {name: HostResult(host=name, status=HostStatus.SKIPPED) for name in hosts}

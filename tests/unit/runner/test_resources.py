@@ -8,11 +8,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 
 from libcluster import resources
+from libcluster.changes import ChangeLog
+from libcluster.config import Section
 from libcluster.cookbook import LockArgs
 from libcluster.etcd import EtcdAccess
 from libcluster.locks import EtcdBackend, FileBackend, Holder, LockError, LockLostError, Locks, _Lease
+from libcluster.remote import Remote
 from libcluster.resources import Resource
 from tests.unit.runner.runner_env import Env
 
@@ -135,3 +139,18 @@ def test_the_fence_trips_when_no_renewal_succeeded_for_a_whole_ttl() -> None:
     backend._leases[holder.id] = _Lease(7, 30, time.monotonic(), gone=True)
     with pytest.raises(LockLostError, match=r"lock cookbooks/x is lost: etcd at https://etcd\.invalid:2379 says"):
         locks.check_held()
+
+
+def test_a_lost_lock_stops_remote_commands_before_they_run(tmp_path: Path) -> None:
+    def lost() -> None:
+        raise LockLostError("lock cookbooks/x is lost")
+
+    cumin_config = tmp_path / "cumin.yaml"
+    cumin_config.write_text(yaml.safe_dump({"transport": "clustershell", "default_backend": "direct",
+                                            "clustershell": {"ssh_path": "/bin/false"}}))
+    changes = ChangeLog(dry_run=False, fence=lost)
+    remote = Remote(Section({"cumin_config": str(cumin_config)}, "remote", "test.yaml"), dry_run=False,
+                    changes=changes)
+    with pytest.raises(LockLostError):
+        remote.hosts(["node1.lab.example"]).run_sync("touch /tmp/never")
+    assert changes.changes == [], "nothing ran, nothing recorded"
