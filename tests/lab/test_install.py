@@ -177,6 +177,7 @@ def test_install_into_a_root_keeps_an_existing_configuration_and_uninstall_remov
     site = next((root / "opt/ganeti-cookbooks/lib").glob("python3*/site-packages"))
     assert (site / "libcluster" / "runner" / "cli.py").is_file()
     assert not list(site.glob("__editable__*")) and not list(site.glob("*.egg-link"))
+    assert (site / "libcluster" / "py.typed").is_file()  # PEP 561: cookbook trees type-check against it
     # The lab is a development tool: neither its package nor its command is in the production venv.
     assert not (site / "cookbook_lab").exists() and not (site / "libcluster" / "lab").exists()
     assert not (root / "opt/ganeti-cookbooks/bin/cookbook-lab").exists()
