@@ -8,11 +8,13 @@ it kept, and the undo refuses (a real object left behind, named by exit 93).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 from collections.abc import Mapping
 from typing import Any
 
 from libcluster.context import Context
+from libcluster.errors import LibclusterError
 from libcluster.ganeti.jobs import Job
 from libcluster.undo import Undo
 
@@ -51,11 +53,22 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     return 1 if args.fail else 0
 
 
+def _wait_unfinished(ctx: Context, cluster: str, tag: str) -> None:
+    """Wait for the unfinished jobs adding or removing tag: a killed run's write may still be queued or running."""
+    client = ctx.ganeti(cluster)
+    for job in client.rapi.get("/2/jobs", params={"bulk": 1}):
+        if job.get("status") in ("queued", "waiting", "running") and any(
+                tag in (op.get("tags") or []) for op in job.get("ops") or []):
+            with contextlib.suppress(LibclusterError):
+                Job(client.rapi, int(job["id"]), description=f"tag {tag}", default_timeout=120).wait()
+
+
 def undo(ctx: Context, action: str, args: Mapping[str, Any]) -> str:
-    """Remove the tag: absent if it is gone, refused if TAG-keep says someone wants it."""
+    """Remove the tag (after any unfinished job on it): absent if it is gone, refused if TAG-keep is there."""
     if action != "tag-remove":
         raise ValueError(f"unknown undo action {action}")
     tag, cluster = str(args["tag"]), str(args["cluster"])
+    _wait_unfinished(ctx, cluster, tag)
     tags = ctx.ganeti(cluster).tags("cluster")
     if tag not in tags:
         return "absent"
