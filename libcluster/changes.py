@@ -114,7 +114,8 @@ class ChangeLog:
         """Wrap one write: fence, intent line, the write (the with body), result line, undo pushed.
 
         The result is ``done``, ``maybe`` when the body raised an error meaning the answer was lost
-        (:func:`libcluster.errors.is_answer_lost`), else ``failed``; the undo (its args completed with
+        (:func:`libcluster.errors.is_answer_lost`) or was interrupted (KeyboardInterrupt, SystemExit), else
+        ``failed``; the undo (its args completed with
         :meth:`Pending.learn`) is pushed on the run's undo stack when done or maybe. The exception goes on.
         In dry-run it only records the planned change and yields a Pending that ignores calls.
         """
@@ -132,7 +133,9 @@ class ChangeLog:
         try:
             yield pending
         except BaseException as exc:
-            status = "maybe" if isinstance(exc, Exception) and is_answer_lost(exc) else "failed"
+            # Ctrl+C (or SIGTERM's exit) in the middle of a write: the request may have been sent, so "maybe"
+            lost = not isinstance(exc, Exception) or is_answer_lost(exc)
+            status = "maybe" if lost else "failed"
             self._finish(pending, status, system, action, target, detail, journaled, stack)
             raise
         self._finish(pending, "done", system, action, target, detail, journaled, stack)

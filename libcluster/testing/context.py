@@ -84,6 +84,9 @@ class FakeCtx:
         self.until_end = ExitStack()
         """What the run holds until it ends (resources.hold); run_runner closes it after rollback and undo."""
         self.clusters = clusters or {}
+        for fake in self.clusters.values():
+            if isinstance(getattr(fake, "changes", None), ChangeLog):
+                fake.changes.undo = self.undo  # its writes register undos on this run's stack, as real ones do
         self._netbox = netbox
         self._remote = remote
         self._dns = dns

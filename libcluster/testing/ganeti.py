@@ -15,11 +15,12 @@ from types import SimpleNamespace
 from typing import Any, TypeVar, cast
 
 from libcluster.changes import ChangeLog
-from libcluster.ganeti import GanetiCluster, Job, JobHandle, JobResult, RapiNotFoundError, SkippedJob
+from libcluster.ganeti import GanetiCluster, GanetiError, Job, JobHandle, JobResult, RapiNotFoundError, SkippedJob
 from libcluster.ganeti.commands import CommandResult, GntCommands, VerifyResult, parse_verify
 from libcluster.ganeti.jobs import Progress
 from libcluster.ganeti.models import Group, Instance, JobInfo, Node
 from libcluster.remote_results import HostResult, HostStatus, command_line
+from libcluster.undo import Undo
 
 Method = TypeVar("Method", bound=Callable[..., Any])
 
@@ -278,19 +279,55 @@ class FakeCluster:
 
     # Writes
 
-    def _write(self, action: str, target: str, change: Callable[[], None]) -> JobHandle:
-        """A skipped job in dry-run; else the change (unless errors has the action) and a job in the queue."""
+    def _write(self, action: str, target: str, change: Callable[[], None], undo: str | None = None) -> JobHandle:
+        """A skipped job in dry-run; else the change (unless errors has the action) and a job in the queue.
+
+        undo: the undo action the real client registers for this write (pushed on the run's undo stack when
+        ``changes.undo`` is set, as FakeCtx does for the clusters it serves; run by :meth:`undo`).
+        """
         if self.dry_run:
             self.changes.record("ganeti", action, target, cluster=self.name, checked=False)
             return SkippedJob(f"{action} {target}")
-        error = self.errors.get(action)
-        if error is None:
-            change()
-        job_id = len(self.job_list) + 1
-        status = "error" if error else "success"
-        self.job_list.append({"id": job_id, "status": status, "summary": [f"{action} {target}"]})
-        self.changes.record("ganeti", action, target, cluster=self.name, job_id=job_id)
+        kept = Undo("ganeti", undo, target, {"cluster": self.name, "name": target}) if undo else None
+        with self.changes.writing("ganeti", action, target, undo=kept, cluster=self.name) as pending:
+            error = self.errors.get(action)
+            if error is None:
+                change()
+            job_id = len(self.job_list) + 1
+            status = "error" if error else "success"
+            self.job_list.append({"id": job_id, "status": status, "summary": [f"{action} {target}"]})
+            pending.learn(job_id=job_id)
         return FakeJob(self, job_id, f"{action} {target}", error)
+
+    def _admin_undo(self, name: str, state: str, undo: str) -> str | None:
+        """The undo of a startup or shutdown, as the real client keeps it: only when the state changes."""
+        instance = self.instances_by_name.get(name)
+        return undo if instance is not None and instance.get("admin_state") == state else None
+
+    def undo(self, action: str, args: Mapping[str, Any]) -> str:
+        """Take back a startup, shutdown or create this fake registered: "undone", or "absent" when nothing to do.
+
+        Recorded in ``calls`` as the write it makes (``("startup", name)``...); another action raises.
+        """
+        name = str(args["name"])
+        instance = self.instances_by_name.get(name)
+        if action not in ("instance-startup", "instance-shutdown", "instance-remove"):
+            raise GanetiError(f"the fake cluster has no undo action {action!r}")
+        if instance is None:
+            return "absent"
+        if action == "instance-remove":
+            self.calls.append(("remove", name))
+            self._write("remove", name, lambda: self._forget(name)).wait()
+            return "undone"
+        up = action == "instance-startup"
+        if instance.get("admin_state") == ("up" if up else "down"):
+            return "absent"
+        write = "startup" if up else "shutdown"
+        self.calls.append((write, name))
+        fields = {"admin_state": "up", "status": "running", "oper_state": True} if up else \
+            {"admin_state": "down", "status": "ADMIN_down", "oper_state": False}
+        self._write(write, name, self._state(name, **fields)).wait()
+        return "undone"
 
     def _state(self, name: str, **fields: Any) -> Callable[[], None]:
         def change() -> None:
@@ -304,7 +341,7 @@ class FakeCluster:
         """Create an instance on spec's pnode (default: the master), running unless spec says start=False."""
         return self._write("create", name, lambda: self.add_instance(
             name, spec.get("disk_template", "file"), spec.get("start", True), spec.get("pnode", self.master()),
-            [spec["snode"]] if spec.get("snode") else []))
+            [spec["snode"]] if spec.get("snode") else []), undo="instance-remove")
 
     @recorded("remove")
     def remove_instance(self, name: str, *, shutdown_timeout: int | None = None) -> JobHandle:
@@ -314,13 +351,15 @@ class FakeCluster:
     @recorded("startup")
     def startup_instance(self, name: str, *, force: bool = False, no_remember: bool = False) -> JobHandle:
         """Start the instance."""
-        return self._write("startup", name, self._state(name, admin_state="up", status="running", oper_state=True))
+        return self._write("startup", name, self._state(name, admin_state="up", status="running", oper_state=True),
+                           undo=self._admin_undo(name, "down", "instance-shutdown"))
 
     @recorded("shutdown")
     def shutdown_instance(self, name: str, *, timeout: int | None = None, no_remember: bool = False) -> JobHandle:
         """Stop the instance."""
         return self._write("shutdown", name, self._state(name, admin_state="down", status="ADMIN_down",
-                                                         oper_state=False))
+                                                         oper_state=False),
+                           undo=self._admin_undo(name, "up", "instance-startup"))
 
     @recorded("reboot")
     def reboot_instance(
