@@ -11,8 +11,9 @@ Steps:
   5. Wait until Ganeti reports the instance running.
   6. Run the cluster's pool_command on the VM, if one is configured.
 Rollback, when a step fails or the run is interrupted (Ctrl-C, or `cancel` from chat) after the
-depool command started: the reboot job in flight is waited for; if Ganeti then reports the
-instance running, the pool command runs again. A VM whose reboot failed is never pooled: it is
+depool command started (the undo of the depool, also run by `cookbook --recover` of a run that died):
+the reboot job in flight is waited for; if Ganeti then reports the instance running, the pool command
+runs again. A VM whose reboot failed is never pooled: it is
 left depooled and the run exits 93 saying so (pool it by hand once it is healthy), as when the
 pool command fails in the rollback. Exit codes: 0 rebooted; 97 interrupted and 99 a step failed
 (a VM this run depooled is pooled again); 93 the VM is left depooled.
@@ -27,7 +28,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-from contextlib import ExitStack
+import time
+from collections.abc import Mapping
+from typing import Any
 
 from libcluster import clusters, resources
 from libcluster.arguments import fqdn_argument
@@ -35,15 +38,21 @@ from libcluster.clusters import ClusterSettings
 from libcluster.context import Context
 from libcluster.cookbook import ArgparseFormatter, CookbookBase, CookbookRunnerBase
 from libcluster.errors import LibclusterError
-from libcluster.ganeti import GanetiCluster, JobHandle, RapiNotFoundError
+from libcluster.ganeti import GanetiCluster, RapiNotFoundError
 from libcluster.ganeti.cluster import REBOOT_TYPES
-from libcluster.ganeti.waits import wait_running
+from libcluster.ganeti.jobs import FINALIZED
+from libcluster.ganeti.waits import POLL_INTERVAL, wait_running
+from libcluster.undo import Undo
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_SHUTDOWN_TIMEOUT = 120
 POOL_TIMEOUT = 300
 """Seconds the depool and pool commands may take on the VM."""
+JOB_SETTLE_TIMEOUT = 900
+"""Seconds the undo of the depool waits for the instance's reboot job to end before leaving the VM depooled."""
+COOKBOOK = "sre.ganeti.reboot-vm"
+"""This cookbook's name: the undo of its depool names it, so that `cookbook --recover` finds undo() here."""
 
 
 def _from_netbox(ctx: Context, fqdn: str, settings: list[ClusterSettings]) -> set[str]:
@@ -130,7 +139,7 @@ class RebootVM(CookbookBase):
 
 
 class RebootVMRunner(CookbookRunnerBase):
-    """Depool, reboot, wait for running, pool; the rollback pools again a VM this run depooled, if it runs."""
+    """Depool, reboot, wait for running, pool; the undo of the depool pools the VM again, if its reboot did not fail."""
 
     def __init__(self, ctx: Context, cluster: GanetiCluster, settings: ClusterSettings,
                  args: argparse.Namespace) -> None:
@@ -142,13 +151,6 @@ class RebootVMRunner(CookbookRunnerBase):
         self.type = args.type
         self.shutdown_timeout = args.shutdown_timeout
         self.reason = args.reason
-        self.lock = ExitStack()
-        self.depooled = False
-        """The depool command was started: from then on the VM may be out of its pool until pooled again."""
-        self.pooled = False
-        self.reboot_failed = False
-        self.job: JobHandle | None = None
-        """The reboot job while it is waited for: it goes on if the wait is interrupted."""
 
     @property
     def runtime_description(self) -> str:
@@ -157,7 +159,20 @@ class RebootVMRunner(CookbookRunnerBase):
         return f"for {self.fqdn} on cluster {self.cluster.name} ({self.type} reboot){reason}"
 
     def run(self) -> int:
-        """Confirm, then depool, reboot and pool under the instance's lock (kept for the rollback on failure)."""
+        """The runbook: show the steps, confirm, lock the instance, depool, reboot, wait until it runs, pool."""
+        self._show_steps()
+        self.ctx.confirm(f"Reboot {self.fqdn}?")
+        resources.hold(self.ctx, self.cluster.name, instances=[self.fqdn])  # until the run and its undo end
+        self._depool()
+        self.cluster.reboot_instance(self.fqdn, reboot_type=self.type, shutdown_timeout=self.shutdown_timeout,
+                                     reason=self.reason).wait()
+        if not self.ctx.dry_run:
+            state = wait_running(self.cluster, self.fqdn)
+            logger.info("%s is running on %s after the %s reboot", self.fqdn, state["pnode"], self.type)
+        _on_vm(self.ctx, self.fqdn, "pool", self.settings.pool_command)
+        return 0
+
+    def _show_steps(self) -> None:
         steps = [f"{self.type} reboot through Ganeti, then wait until it runs"]
         if self.settings.depool_command:
             steps.insert(0, f"depool: {self.settings.depool_command}")
@@ -166,70 +181,72 @@ class RebootVMRunner(CookbookRunnerBase):
         print(f"Rebooting {self.fqdn} on cluster {self.cluster.name}"
               f"{f' because: {self.reason}' if self.reason else ''}:\n"
               + "\n".join(f"  {number}. {step}" for number, step in enumerate(steps, 1)), flush=True)
-        self.ctx.confirm(f"Reboot {self.fqdn}?")
-        self.lock.enter_context(resources.acquire(self.ctx, self.cluster.name, instances=[self.fqdn]))
-        self.depooled = bool(self.settings.depool_command) and not self.ctx.dry_run
-        self._on_vm("depool", self.settings.depool_command)
-        self.job = self.cluster.reboot_instance(self.fqdn, reboot_type=self.type,
-                                                shutdown_timeout=self.shutdown_timeout, reason=self.reason)
-        try:
-            self.job.wait()
-            self.job = None
-            state = None if self.ctx.dry_run else wait_running(self.cluster, self.fqdn)
-        except LibclusterError:
-            self.job, self.reboot_failed = None, True
-            raise
-        if state is not None:
-            logger.info("%s is running on %s after the %s reboot", self.fqdn, state["pnode"], self.type)
-        self._on_vm("pool", self.settings.pool_command)
-        self.pooled = True
-        self.lock.close()
-        return 0
 
-    def rollback(self) -> None:
-        """Pool the VM again if this run depooled it and Ganeti reports it running; else raise naming what is left."""
-        try:
-            if not self.depooled or self.pooled:
-                logger.info("Rollback: nothing to pool again, this run left %s in its pool", self.fqdn)
-                return
-            pool = self.settings.pool_command
-            if not pool:
-                logger.warning("Rollback: %s was depooled and cluster %s has no pool_command: pool it by hand",
-                               self.fqdn, self.cluster.name)
-                return
-            problem = self._why_not_running()
-            if problem:
-                raise LibclusterError(f"{self.fqdn} is left DEPOOLED ({problem}): pool it by hand ({pool}) once it "
-                                      "is healthy")
-            logger.info("Rollback: %s runs, pooling it again", self.fqdn)
-            try:
-                self._on_vm("pool", pool)
-            except LibclusterError as exc:
-                raise LibclusterError(f"{self.fqdn} is left DEPOOLED, the pool command failed: pool it by hand "
-                                      f"({pool}): {exc}") from exc
-            self.pooled = True
-        finally:
-            self.lock.close()
+    def _depool(self) -> None:
+        """Run the depool command, its undo (pool again) registered first: a depool cut short may have worked."""
+        depool, pool = self.settings.depool_command, self.settings.pool_command
+        if depool and pool:
+            newest = max((int(job["id"]) for job in self.cluster.jobs()), default=0)
+            self.ctx.undo.push(Undo("cookbook", "pool", self.fqdn, {
+                "cookbook": COOKBOOK, "kind": "depooled VM", "cluster": self.cluster.name, "fqdn": self.fqdn,
+                "command": pool, "after_job": newest}))
+        elif depool:
+            logger.warning("Cluster %s has no pool_command: if this run fails, pool %s by hand", self.cluster.name,
+                           self.fqdn)
+        _on_vm(self.ctx, self.fqdn, "depool", depool)
 
-    def _why_not_running(self) -> str:
-        """After the reboot job in flight (if any) ended: why the VM must stay depooled, "" if it runs."""
-        if self.reboot_failed:
-            return "its reboot failed"
-        try:
-            if self.job is not None:
-                logger.info("Rollback: waiting for Ganeti job %s (%s) to end: a job that runs cannot be stopped",
-                            self.job.id, self.job.description)
-                self.job.wait()
-                self.job = None
-            wait_running(self.cluster, self.fqdn)
-        except LibclusterError as exc:
-            return str(exc)
-        return ""
 
-    def _on_vm(self, what: str, command: str | None) -> None:
-        """Run the depool or pool command on the VM (skipped in dry-run); a failure raises."""
-        if not command:
-            logger.info("No %s_command configured for cluster %s: skipping %s", what, self.cluster.name, what)
-            return
-        logger.info("Running %s on %s: %s", what, self.fqdn, command)
-        self.ctx.remote().hosts([self.fqdn]).run_sync(command, timeout=POOL_TIMEOUT).raise_on_failure()
+def undo(ctx: Context, action: str, args: Mapping[str, Any]) -> str:
+    """This cookbook's undo steps (run by the rollback, or by `cookbook --recover` of a run that died).
+
+    "pool": pool again the VM a run depooled, once its reboot job (a job on the instance newer than
+    args["after_job"]) ended and Ganeti reports it running; a VM whose reboot failed is never pooled:
+    LibclusterError says it is left depooled, as when the pool command fails.
+    """
+    if action != "pool":
+        raise LibclusterError(f"{COOKBOOK} has no undo action {action!r}")
+    fqdn, pool = str(args["fqdn"]), str(args["command"])
+    cluster = ctx.ganeti(str(args["cluster"]))
+    problem = _why_not_running(cluster, fqdn, int(args.get("after_job") or 0))
+    if problem:
+        raise LibclusterError(f"{fqdn} is left DEPOOLED ({problem}): pool it by hand ({pool}) once it is healthy")
+    logger.info("Rollback: %s runs, pooling it again", fqdn)
+    try:
+        _on_vm(ctx, fqdn, "pool", pool)
+    except LibclusterError as exc:
+        raise LibclusterError(f"{fqdn} is left DEPOOLED, the pool command failed: pool it by hand ({pool}): "
+                              f"{exc}") from exc
+    return "undone"
+
+
+def _why_not_running(cluster: GanetiCluster, fqdn: str, after_job: int) -> str:
+    """Once the instance's jobs newer than after_job (its reboot) ended: why it must stay depooled, "" if it runs."""
+    jobs = [int(job["id"]) for job in cluster.jobs(bulk=True)
+            if int(job["id"]) > after_job and any(fqdn in str(line) for line in job.get("summary") or ())]
+    deadline = time.monotonic() + JOB_SETTLE_TIMEOUT
+    for job_id in sorted(jobs):
+        info = cluster.job(job_id)
+        if info.status not in FINALIZED:
+            logger.info("Rollback: waiting for Ganeti job %s (%s) to end: a job that runs cannot be stopped",
+                        job_id, ", ".join(info.summary))
+        while info.status not in FINALIZED:
+            if time.monotonic() >= deadline:
+                return f"Ganeti job {job_id} is still {info.status}"
+            time.sleep(POLL_INTERVAL)
+            info = cluster.job(job_id)
+        if info.status != "success":
+            return f"its reboot failed: Ganeti job {job_id} {info.status}"
+    try:
+        wait_running(cluster, fqdn)
+    except LibclusterError as exc:
+        return str(exc)
+    return ""
+
+
+def _on_vm(ctx: Context, fqdn: str, what: str, command: str | None) -> None:
+    """Run the depool or pool command on the VM (skipped in dry-run); a failure raises."""
+    if not command:
+        logger.info("No %s_command configured: skipping %s", what, what)
+        return
+    logger.info("Running %s on %s: %s", what, fqdn, command)
+    ctx.remote().hosts([fqdn]).run_sync(command, timeout=POOL_TIMEOUT).raise_on_failure()
