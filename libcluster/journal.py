@@ -20,8 +20,8 @@ from libcluster import audit, redact
 from libcluster.errors import LibclusterError
 
 if TYPE_CHECKING:
-    from libcluster.config import Section
     from libcluster.etcd import Gateway
+    from libcluster.locks import Locks
 
 logger = logging.getLogger(__name__)
 
@@ -31,8 +31,6 @@ RESULTS = ("done", "failed", "maybe")
 """Status of a ``result`` line: made, not made, or unknown (the answer was lost)."""
 UNDO_STATUSES = ("undone", "absent", "failed")
 """Status of an ``undo`` line."""
-ETCD_TIMEOUT = 5
-"""Seconds per etcd request of the mirror."""
 
 
 class JournalError(LibclusterError):
@@ -43,7 +41,7 @@ class EtcdMirror:
     """The journals of running runs in etcd, one key per line, written as the runner's etcd user."""
 
     def __init__(self, gateway: Gateway, prefix: str) -> None:
-        """gateway: etcd access (JournalError on failure); prefix: the locks prefix, journals go under it."""
+        """gateway: etcd access (its errors become JournalError); prefix: the locks prefix, journals go under it."""
         self.gateway = gateway
         self.prefix = prefix.rstrip("/") + "/journal/"
 
@@ -76,16 +74,12 @@ class EtcdMirror:
                                                                     "range_end": _b64(_prefix_end(prefix))})
 
 
-def mirror_from_config(root: Section) -> EtcdMirror | None:
-    """The etcd mirror when the locks are in etcd (``locks.etcd_url``), with the locks' access; else None."""
-    from libcluster.etcd import EtcdAccess, Gateway
-    from libcluster.locks import DEFAULT_ETCD_PREFIX
+def mirror_for(locks: Locks) -> EtcdMirror | None:
+    """The etcd copy of the journals when locks are in etcd, under their prefix and through their (logged-in) client."""
+    from libcluster.locks import EtcdBackend
 
-    section = root.section("locks", {})
-    if not section.has("etcd_url"):
-        return None
-    access = EtcdAccess.from_section(section)
-    return EtcdMirror(Gateway(access, ETCD_TIMEOUT, JournalError), section.str("etcd_prefix", DEFAULT_ETCD_PREFIX))
+    backend = locks.backend
+    return EtcdMirror(backend.gateway, backend.prefix) if isinstance(backend, EtcdBackend) else None
 
 
 class Journal:

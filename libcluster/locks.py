@@ -341,6 +341,11 @@ class EtcdBackend:
         self._gateway = Gateway(self.access, ETCD_TIMEOUT, LockError)
         self._leases: dict[str, _Lease] = {}
 
+    @property
+    def gateway(self) -> Gateway:
+        """The logged-in etcd client; the journal's etcd copy shares it (one login per run)."""
+        return self._gateway
+
     def key_prefix(self, key: str) -> str:
         """The etcd prefix under which the holders of a lock key live."""
         return f"{self.prefix}{quote(key, safe='')}/"

@@ -178,11 +178,16 @@ def read_file(path: Path, run_id: str | None = None) -> dict[str, RunJournal]:
 
 
 def read_etcd(session: Session, run_id: str | None = None) -> dict[str, RunJournal]:
-    """The journals kept in etcd (of run_id only when given); unreadable or foreign lines are skipped with a warning."""
+    """The journals kept in etcd (of run_id only when given); foreign lines are skipped, etcd down is a warning."""
     if session.mirror is None:
         return {}
     runs: dict[str, RunJournal] = {}
-    for found, lines in session.mirror.runs(run_id).items():
+    try:
+        found_lines = session.mirror.runs(run_id)
+    except LibclusterError as exc:
+        logger.warning("Journals in etcd not read (only this host's audit file is): %s", exc)
+        return runs
+    for found, lines in found_lines.items():
         run = RunJournal(found, source="etcd")
         for raw in lines:
             line = _parse(raw, found)

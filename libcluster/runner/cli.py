@@ -176,7 +176,7 @@ def _session(root: config.Section, args: argparse.Namespace, base_dirs: list[Pat
 
         sal = SAL.from_config(root, prefix=f"{user}@{host}")
     audit_log = audit.AuditLog(audit.path_from_config(root))
-    mirror = None if args.no_locks else journal.mirror_from_config(root)  # a dry-run journal does not write it
+    mirror = journal.mirror_for(lock_service)  # a dry-run journal does not write it
     return Session(config=root, base_dirs=base_dirs, logs_dir=logs_dir, dry_run=args.dry_run, verbose=args.verbose,
                    user=user, origin=origin, prompter=interactive.Prompter(assume_yes=args.yes), locks=lock_service,
                    audit=audit_log, sal=sal, mirror=mirror, fence=lock_service.check_held)
