@@ -6,6 +6,7 @@
 from libcluster.dns.client import DNS
 from libcluster.dns.diff import Diff, RRsetChange
 from libcluster.dns.errors import (
+    DNSAnswerLost,
     DNSAuthError,
     DNSError,
     DNSPrerequisiteError,
@@ -20,6 +21,7 @@ from libcluster.dns.zones import Zones
 __all__ = [
     "DNS",
     "Built",
+    "DNSAnswerLost",
     "DNSAuthError",
     "DNSError",
     "DNSPrerequisiteError",

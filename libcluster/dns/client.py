@@ -1,7 +1,8 @@
 """The DNS client cookbooks use: build records, read zones, diff, apply by batched guarded updates, dry-run aware.
 
-Every change applied (or, in dry-run, planned) is recorded in the run's ChangeLog; in dry-run
-nothing is sent to the server beyond reads (AXFR, queries).
+Every rrset change applied is journaled in the run's ChangeLog (intent before its update message, result
+after, with its undo: see libcluster.dns.inverse); in dry-run it is only recorded and nothing is sent to
+the server beyond reads (AXFR, queries).
 """
 
 from __future__ import annotations
@@ -9,8 +10,8 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, cast
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 import dns.exception
 import dns.name
@@ -20,15 +21,16 @@ import dns.rrset
 from libcluster import redact
 from libcluster.changes import ChangeLog
 from libcluster.config import Section
-from libcluster.dns import update
+from libcluster.dns import inverse, update
 from libcluster.dns.diff import Diff, Keep, RRsetChange, compute
-from libcluster.dns.errors import DNSError, DNSZoneError
+from libcluster.dns.errors import DNSAnswerLost, DNSError, DNSUnavailable, DNSZoneError
 from libcluster.dns.protection import Owns, Protection, guard
 from libcluster.dns.records import Built, Found, Records, RRsetKey, build
 from libcluster.dns.scope import Scope, ScopeSettings
 from libcluster.dns.server import Server
 from libcluster.dns.snippets import snippets
 from libcluster.dns.zones import FORWARD_TYPES, Zones, folded
+from libcluster.writes import NotOursError, Write, undoing, writing_all
 
 if TYPE_CHECKING:
     from dns.rdtypes.ANY.NS import NS
@@ -186,6 +188,42 @@ class DNS:
         """Remove fqdn's A/AAAA records and the PTRs of its addresses that owns() accepts; returns what changed."""
         return self.set_host(fqdn, [], owns=owns)
 
+    # Undo
+
+    def undo(self, action: str, args: Mapping[str, Any]) -> str:
+        """Put back an rrset a change wrote (`rrset-restore`, see libcluster.dns.inverse): "undone" or "absent".
+
+        Idempotent: an rrset as it was before needs nothing. Only an rrset the server still answers exactly
+        as written goes back, through the guard every change passes; one changed since, or that the guard
+        protects (apex, delegation, name server address, outside the dns.netbox scope), raises NotOursError.
+        """
+        if action != inverse.ACTION:
+            raise DNSError(f"unknown DNS undo action {action!r} (known: {inverse.ACTION})")
+        name, rdtype = dns.name.from_text(str(args["name"])), dns.rdatatype.from_text(str(args["type"]))
+        old, new = inverse.rrset_of(name, rdtype, args.get("old")), inverse.rrset_of(name, rdtype, args.get("new"))
+        what = f"DNS {name} {dns.rdatatype.to_text(rdtype)}"
+        current = self.server.query(name, rdtype)
+        if inverse.holds(current, old):
+            return "absent"
+        if not inverse.holds(current, new):
+            raise NotOursError(f"{what}: the server has {inverse.describe(current)}, this run wrote "
+                               f"{inverse.describe(new)}: changed since, left as is")
+        key = (name, rdtype)
+
+        def written(owner: dns.name.Name, kind: dns.rdatatype.RdataType, rrset: dns.rrset.RRset) -> bool:
+            return inverse.holds(rrset, new)
+
+        checked = guard(Protection(self.zones, self.server), self.scope, written)
+        restore = compute({key: old} if old is not None else {}, {key: current} if current is not None else {},
+                          self.zones, scope={key}, guard=checked)
+        if restore.left:
+            raise NotOursError(f"{what}: not restored to {inverse.describe(old)}: {restore.left[0].reason}")
+        with self.server.connection() as sock:
+            for zone, changes in restore.by_zone().items():
+                self._update(zone, changes, sock, 0)
+        logger.info("Undo: %s back to %s", what, inverse.describe(old))
+        return "undone"
+
     # Internals
 
     def _zone(self, zone: str | dns.name.Name) -> dns.name.Name:
@@ -209,20 +247,30 @@ class DNS:
                 found.add(name, rdtype, ttl, rdata, labels)
 
     def _send(self, zone: dns.name.Name, batch: Sequence[RRsetChange], sock: socket.socket, applied: int) -> int:
-        """Send one batch (split in halves while too big for one message); returns messages sent."""
+        """Send one batch (split in halves while too big for one message), each rrset journaled with its undo;
+        returns messages sent."""
+        keep = undoing(self._changes)
+        writes = [Write(f"record-{change.action}", change.name.to_text(), inverse.declared(change) if keep else None,
+                        change.detail()) for change in batch]
         try:
-            rcode = self.server.send(update.message(zone, batch), sock)
+            with writing_all(self._changes, SYSTEM, writes):
+                self._update(zone, batch, sock, applied)
         except dns.exception.TooBig:
             if len(batch) == 1:
                 raise DNSError(f"UPDATE {zone}: {batch[0].name} {dns.rdatatype.to_text(batch[0].rdtype)} alone "
                                "does not fit in one DNS message") from None
             half = len(batch) // 2
             return self._send(zone, batch[:half], sock, applied) + self._send(zone, batch[half:], sock, applied + half)
+        return 1
+
+    def _update(self, zone: dns.name.Name, batch: Sequence[RRsetChange], sock: socket.socket, applied: int) -> None:
+        """Send one update message; a failure once it may have left raises DNSAnswerLost (it may be applied)."""
+        try:
+            rcode = self.server.send(update.message(zone, batch), sock)
+        except DNSUnavailable as exc:
+            raise DNSAnswerLost(f"{exc} (the update may have been applied)") from None
         self.messages_sent += 1
         update.check(rcode, zone, batch, applied=applied)
-        for change in batch:
-            self._record(change)
-        return 1
 
     def _record(self, change: RRsetChange) -> None:
         self._changes.record(SYSTEM, f"record-{change.action}", change.name.to_text(), **change.detail())

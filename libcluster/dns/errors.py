@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from libcluster import redact
-from libcluster.errors import LibclusterError
+from libcluster.errors import AnswerLostError, LibclusterError
 
 
 class DNSError(LibclusterError):
@@ -35,6 +35,10 @@ class DNSRefused(DNSError):
 
 class DNSUnavailable(DNSError):
     """The server did not answer: timeout or connection refused."""
+
+
+class DNSAnswerLost(DNSUnavailable, AnswerLostError):
+    """An update message was sent and its answer lost (timeout, connection closed): it may have been applied."""
 
 
 class DNSZoneError(DNSError):
