@@ -53,6 +53,8 @@ class Outcome:
     exit_code: int
     raised: bool = False
     interrupted: bool = False
+    left_behind: bool = False
+    """Undo steps failed or were not run: the run stays recoverable (its etcd journal is kept)."""
 
 
 def prepare_parser(cookbook: CookbookBase, parser: argparse.ArgumentParser, name: str, owner: str) -> None:
@@ -125,14 +127,14 @@ def _rollback(runner: CookbookRunnerBase, ctx: Context, outcome: Outcome) -> Non
     except KeyboardInterrupt:
         logger.error("Undo of the changes of %s interrupted: `cookbook --recover %s` undoes the rest", name,
                      ctx.run_id)
-        outcome.exit_code = EXIT_ROLLBACK_FAILED
+        outcome.exit_code, outcome.left_behind = EXIT_ROLLBACK_FAILED, True
         return
     for failure in failures:
         logger.error("%s", failure.describe())
     if failures:
         logger.error("Rollback of cookbook %s left %d object(s) behind: `cookbook --recover %s` retries", name,
                      len(failures), ctx.run_id)
-        outcome.exit_code = EXIT_ROLLBACK_FAILED
+        outcome.exit_code, outcome.left_behind = EXIT_ROLLBACK_FAILED, True
 
 
 def _status(outcome: Outcome) -> str:
@@ -190,13 +192,13 @@ def _run_logged(session: Session, ctx: Context, cookbook: CookbookBase, args: ar
     start, started = audit.utc_now(), time.monotonic()
     parent = ctx.parent.run_id if ctx.parent else None
 
-    def finish(exit_code: int) -> int:
+    def finish(exit_code: int, left_behind: bool = False) -> int:
         session.results[ctx.name] = exit_code
         record = audit.record(run_id=ctx.run_id, cookbook=ctx.name, argv=argv, user=session.user,
                               origin=session.origin, dry_run=session.dry_run, start=start, end=audit.utc_now(),
                               exit_code=exit_code, changes=ctx.changes.as_list(), parent=parent)
         try:
-            ctx.journal.end(record, keep_mirror=exit_code == EXIT_ROLLBACK_FAILED)
+            ctx.journal.end(record, keep_mirror=left_behind)
         except JournalError as exc:
             logger.error("%s", exc)
         logger.debug("__COOKBOOK_STATS__:name=%s,exit_code=%d,duration=%.3f", ctx.name, exit_code,
@@ -239,7 +241,7 @@ def _run_logged(session: Session, ctx: Context, cookbook: CookbookBase, args: ar
         logger.debug("Traceback of the lock failure of %s", ctx.name, exc_info=True)
         return finish(EXIT_EXCEPTION)
     _announce(session, ctx, f"END ({_status(outcome)}) - Cookbook {ctx.name} (exit_code={outcome.exit_code}){suffix}")
-    exit_code = finish(outcome.exit_code)
+    exit_code = finish(outcome.exit_code, outcome.left_behind)
     return _interrupted(ctx, exit_code) if outcome.interrupted else exit_code
 
 
