@@ -48,3 +48,22 @@ def test_an_unknown_run_id_is_98_and_a_bad_one_is_named(journal_env: JournalEnv)
     bad = journal_env.cookbook("-y", "--recover", "../etc")
     assert bad.returncode == 98 and "Invalid run id '../etc'" in bad.stderr
     assert journal_env.lines() == []  # nothing journaled
+
+
+def test_a_run_still_alive_is_not_recovered(journal_env: JournalEnv) -> None:
+    env = journal_env
+    process = env.start_tags("--count", "1", "--sleep", "600")
+    try:
+        run_id = env.wait_for_intent(1, process)
+        listed = env.cookbook("--recover")
+        assert f"{run_id} journaltest.tags" in listed.stdout and "(alive)" in listed.stdout
+        refused = env.cookbook("-y", "--recover", run_id)
+        assert refused.returncode == 99
+        assert f"Run {run_id} is still running (pid {process.pid} on this host): not recovered" in refused.stderr
+        assert not [line for line in env.lines() if line["event"] == "undo"]
+    finally:
+        process.kill()
+        process.wait(30)
+    env.settle()
+    assert env.cookbook("-y", "--recover", run_id).returncode == 0
+    assert env.tags() == set()
