@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from libcluster import audit
+from libcluster.changes import no_fence
 from libcluster.cookbook import EXIT_EXCEPTION, EXIT_NOT_FOUND, EXIT_ROLLBACK_FAILED
 from libcluster.errors import LibclusterError
 from libcluster.journal import EVENTS, Journal
@@ -74,7 +75,7 @@ class Step:
         """``seq 3 maybe netbox ip-address-create 10.0.0.5/24``."""
         state = self.result or "no result"
         undone = f", {self.undone}" if self.undone else ""
-        return f"seq {self.seq} {state}{undone}: {self.system} {self.action} {self.target}"
+        return shown(f"seq {self.seq} {state}{undone}: {self.system} {self.action} {self.target}")
 
 
 @dataclass
@@ -128,6 +129,11 @@ class RunJournal:
         """``user@host [pid]``, as the run's lock holders are named."""
         start = self.start or {}
         return f"{start.get('user')}@{start.get('host')} [{start.get('pid')}]"
+
+
+def shown(value: object) -> str:
+    """A value read from a journal, for the terminal: control characters (escape sequences) replaced by '?'."""
+    return "".join(char if char.isprintable() else "?" for char in str(value))
 
 
 def checked(data: object, run_id: str | None = None) -> dict[str, Any] | None:
@@ -238,7 +244,7 @@ def lock_state(session: Session, run: RunJournal) -> str:
             states.append(f"{key} held by the dead run (until its lease expires)")
         elif holders:
             states.append(f"{key} held by {', '.join(holder.owner for holder in holders)}")
-    return "; ".join(states) or "free"
+    return shown("; ".join(states) or "free")
 
 
 def describe(session: Session, run: RunJournal) -> list[str]:
@@ -246,8 +252,8 @@ def describe(session: Session, run: RunJournal) -> list[str]:
     start = run.start or {}
     state = {True: "alive", False: "dead", None: "unknown (other host)"}[alive(run)]
     ended = f", ended with exit {run.end.get('exit_code')}" if run.end else ""
-    lines = [f"{run.run_id} {start.get('cookbook')} by {start.get('user')} on {start.get('host')} pid "
-             f"{start.get('pid')} ({state}{ended}), started {start.get('start')}, from {run.source}",
+    lines = [shown(f"{run.run_id} {start.get('cookbook')} by {start.get('user')} on {start.get('host')} pid "
+                   f"{start.get('pid')} ({state}{ended}), started {start.get('start')}, from {run.source}"),
              f"  locks: {lock_state(session, run)}"]
     for _, step in sorted(run.steps.items()):
         mark = "to undo" if step.pending else ("no undo" if step.undo is None else "nothing to undo")
@@ -283,7 +289,7 @@ def recover(session: Session, run_id: str) -> int:
     print("\n".join(describe(session, run)))
     print(f"Plan: undo {len(steps)} change(s), newest first" + ("" if steps else " (nothing to undo)"))
     for step in steps:
-        print(f"  undo seq {step.seq}: {step.as_undo().describe()}")
+        print(f"  undo seq {step.seq}: {shown(step.as_undo().describe())}")
     if session.dry_run:
         print("DRY-RUN: nothing changed")
         return 0
@@ -296,6 +302,7 @@ def _execute(session: Session, run: RunJournal, steps: list[Step]) -> int:
     from libcluster.runner.logs import RunLogFiles
 
     ctx = Context(session, NAME, uuid.uuid4().hex)
+    ctx.changes.fence = no_fence  # undoing is not fenced, as a rollback is not
     start, argv = audit.utc_now(), ["--recover", run.run_id]
     exit_code = EXIT_EXCEPTION
     log_files = RunLogFiles(session.logs_dir, NAME, user=session.user, dry_run=False)
@@ -307,7 +314,7 @@ def _execute(session: Session, run: RunJournal, steps: list[Step]) -> int:
                                                     origin=session.origin, dry_run=False, start=start),
                                "recovers": run.run_id, "locks": [{"key": key, "concurrency": concurrency}
                                                                  for key, concurrency in run.locks]})
-            logger.info("START - recovery of run %s (%s) by %s", run.run_id, (run.start or {}).get("cookbook"),
+            logger.info("START - recovery of run %s (%s) by %s", run.run_id, shown((run.start or {}).get("cookbook")),
                         ctx.run_id)
             exit_code = _undo(session, ctx, run, steps)
     except LibclusterError as exc:

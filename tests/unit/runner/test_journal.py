@@ -267,3 +267,9 @@ def test_is_answer_lost_tells_a_sent_request_from_one_never_sent(behaviour: str,
     with pytest.raises(requests.RequestException) as caught:
         requests.post(url, data=b"x", timeout=0.5)
     assert is_answer_lost(caught.value) is lost
+
+
+def test_journal_text_shown_on_a_terminal_has_no_control_characters() -> None:
+    run = _journal({"event": "intent", "seq": 1, "system": "dns", "action": "rrset-add", "target": "x\x1b[2Jy\n",
+                    "undo": None})
+    assert run.steps[1].describe() == "seq 1 no result: dns rrset-add x?[2Jy?"
