@@ -16,7 +16,7 @@ import logging
 import os
 import shlex
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import cumin
@@ -28,7 +28,7 @@ from cumin.transports.clustershell import NullReporter
 from libcluster import redact
 from libcluster.changes import ChangeLog
 from libcluster.config import Section
-from libcluster.errors import ConfigError
+from libcluster.errors import AnswerLostError, ConfigError
 from libcluster.remote_results import (  # the public vocabulary of remote runs, re-exported
     CommandSpec,
     HostResult,
@@ -40,6 +40,7 @@ from libcluster.remote_results import (  # the public vocabulary of remote runs,
     command_line,
     validate_host,
 )
+from libcluster.undo import Undo
 
 logger = logging.getLogger(__name__)
 
@@ -60,15 +61,46 @@ __all__ = [
     "RemoteHosts",
     "RunResult",
     "command_line",
+    "command_undo",
     "validate_host",
 ]
 
 
 def _decode(output: transports.CommandOutputResult) -> str:
     try:
-        return output.stdout()
+        return str(output.stdout())
     except UnicodeDecodeError:
-        return output.stdout(encoding="latin-1")
+        return str(output.stdout(encoding="latin-1"))
+
+
+def command_undo(hosts: Iterable[str], commands: Sequence[CommandSpec], *, check: CommandSpec | None = None) -> Undo:
+    """The undo of commands run on hosts: run `commands` there (each host where `check`, if given, exits 0).
+
+    The commands must be idempotent: a rollback or `cookbook --recover` may run them after a run that
+    died before, during or after the commands they take back.
+    """
+    return Undo("remote", "command", ",".join(hosts), {
+        "kind": "command", "hosts": [validate_host(host) for host in hosts],
+        "commands": [command_line(command) for command in commands],
+        "check": command_line(check) if check is not None else None,
+    })
+
+
+class _NotDone(RemoteError):
+    """Raised inside the journaled write to mark its result, caught in Remote.run (never leaves it)."""
+
+
+class _MaybeDone(_NotDone, AnswerLostError):
+    """A host timed out or became unreachable: the commands may have run there ("maybe")."""
+
+
+def _raise_unless_done(result: RunResult) -> None:
+    """Mark a run maybe (a host timed out or is unreachable) or failed (no command ran anywhere), else done."""
+    silent = result.with_status(HostStatus.TIMEOUT) + result.with_status(HostStatus.UNREACHABLE)
+    if silent:
+        raise _MaybeDone(f"no answer from {', '.join(silent)}: the commands may have run there")
+    if not any(host.return_codes for host in result.hosts.values()):
+        raise _NotDone("the commands ran on no host")
 
 
 def _host_result(name: str, result: transports.HostResults) -> HostResult:
@@ -107,21 +139,24 @@ class RemoteHosts:
         """The folded host list, e.g. node[1-3].lab.example."""
         return str(self.nodeset)
 
-    def run_sync(self, *commands: CommandSpec, is_safe: bool = False, **options: Any) -> RunResult:
+    def run_sync(self, *commands: CommandSpec, is_safe: bool = False, undo: Undo | None = None,
+                 **options: Any) -> RunResult:
         """Run commands one after the other across the hosts (each waits for the previous on all hosts).
 
         Options: timeout (per command and host, seconds), total_timeout (whole run), batch_size,
         batch_sleep, success_threshold (0..1, default 1.0), ok_codes (default [0]). `is_safe`
-        marks read-only commands: only those run in dry-run.
+        marks read-only commands: only those run in dry-run. `undo` (see command_undo()) is how to
+        take the commands back; without it a rollback leaves what they did.
         """
-        return self._remote.run(self.nodeset, commands, mode="sync", is_safe=is_safe, **options)
+        return self._remote.run(self.nodeset, commands, mode="sync", is_safe=is_safe, undo=undo, **options)
 
-    def run_async(self, *commands: CommandSpec, is_safe: bool = False, **options: Any) -> RunResult:
+    def run_async(self, *commands: CommandSpec, is_safe: bool = False, undo: Undo | None = None,
+                  **options: Any) -> RunResult:
         """Run the commands on each host independently, stopping on a host at its first failure.
 
         Same options as run_sync().
         """
-        return self._remote.run(self.nodeset, commands, mode="async", is_safe=is_safe, **options)
+        return self._remote.run(self.nodeset, commands, mode="async", is_safe=is_safe, undo=undo, **options)
 
 
 class Remote:
@@ -187,6 +222,7 @@ class Remote:
         *,
         mode: str,
         is_safe: bool,
+        undo: Undo | None = None,
         timeout: float | None = None,
         total_timeout: int | None = None,
         batch_size: int | None = None,
@@ -194,20 +230,73 @@ class Remote:
         success_threshold: float = 1.0,
         ok_codes: Sequence[int] | None = None,
     ) -> RunResult:
-        """Run commands on hosts (see RemoteHosts.run_sync); unsafe ones are only recorded in dry-run."""
+        """Run commands on hosts (see RemoteHosts.run_sync); unsafe ones are only recorded in dry-run.
+
+        Unsafe commands are journaled (the run's fence checked first: a run whose lock is lost runs no more
+        commands): intent before, then the result: done; maybe when a host timed out or became unreachable
+        (the commands may have run there); failed when they ran on no host.
+        """
         if not commands:
             raise RemoteError("no command given")
         lines = tuple(command_line(command) for command in commands)
         target = str(hosts)
-        if not is_safe:
-            if not self.dry_run:
-                self.changes.fence()  # a run whose lock is lost runs no more commands
-            self.changes.record("remote", "command", target, commands=list(lines))
-            if self.dry_run:
-                skipped = {name: HostResult(host=name, status=HostStatus.SKIPPED) for name in hosts}
-                return RunResult(commands=lines, hosts=skipped, success_threshold=success_threshold)
-        else:
+        options: dict[str, Any] = {"mode": mode, "timeout": timeout, "total_timeout": total_timeout,
+                                   "batch_size": batch_size, "batch_sleep": batch_sleep,
+                                   "success_threshold": success_threshold, "ok_codes": ok_codes}
+        if is_safe:
             logger.debug("Running safe commands %s on %s", lines, target)
+            return self._run(hosts, lines, **options)
+        if self.dry_run:
+            self.changes.record("remote", "command", target, commands=list(lines))
+            skipped = {name: HostResult(host=name, status=HostStatus.SKIPPED) for name in hosts}
+            return RunResult(commands=lines, hosts=skipped, success_threshold=success_threshold)
+        try:
+            with self.changes.writing("remote", "command", target, undo=undo, commands=list(lines)) as pending:
+                result = self._run(hosts, lines, **options)
+                not_ok = {name: str(host.status) for name, host in result.hosts.items() if host.status.is_failure}
+                if not_ok:
+                    pending.learn(hosts=not_ok)
+                _raise_unless_done(result)
+        except _NotDone:
+            pass
+        return result
+
+    def undo(self, action: str, args: Mapping[str, Any]) -> str:
+        """Run the undo a caller gave its commands (command_undo()): "undone", or "absent" when its check says
+        there is nothing to undo on any host; a host where it fails raises RemoteExecutionError naming it."""
+        if action != "command":
+            raise RemoteError(f"unknown remote undo action {action!r} (known: command)")
+        names = [validate_host(str(name)) for name in args.get("hosts") or []]
+        lines = tuple(str(line) for line in args.get("commands") or [])
+        if not names or not lines:
+            raise RemoteError(f"remote undo needs hosts and commands, got {dict(args)!r}")
+        hosts = NodeSet.fromlist(names)
+        if args.get("check"):
+            checked = self._run(hosts, (str(args["check"]),), mode="async", success_threshold=0.0)
+            silent = checked.with_status(HostStatus.UNREACHABLE) + checked.with_status(HostStatus.TIMEOUT)
+            if silent:
+                raise RemoteError(f"remote undo check '{args['check']}': no answer from {', '.join(silent)}")
+            hosts = NodeSet.fromlist(checked.with_status(HostStatus.OK))
+            if not hosts:
+                return "absent"
+        self._run(hosts, lines, mode="sync").raise_on_failure()
+        logger.info("Undo: ran %s on %s", "; ".join(lines), hosts)
+        return "undone"
+
+    def _run(
+        self,
+        hosts: NodeSet,
+        lines: Sequence[str],
+        *,
+        mode: str,
+        timeout: float | None = None,
+        total_timeout: int | None = None,
+        batch_size: int | None = None,
+        batch_sleep: float | None = None,
+        success_threshold: float = 1.0,
+        ok_codes: Sequence[int] | None = None,
+    ) -> RunResult:
+        """Run command lines through cumin and tell unreachable hosts from failed commands (nothing journaled)."""
         cumin_commands = [
             transports.Command(line, timeout=timeout, ok_codes=list(ok_codes) if ok_codes is not None else None)
             for line in lines
@@ -237,7 +326,7 @@ class Remote:
                 )
         for name, result in results.items():
             logger.debug("%s: %s: %s", name, result.describe(), result.output.strip()[-2000:])
-        return RunResult(commands=lines, hosts=results, success_threshold=success_threshold)
+        return RunResult(commands=tuple(lines), hosts=results, success_threshold=success_threshold)
 
     def _unreachable(self, names: list[str]) -> list[str]:
         """Of the given hosts, those where a `true` over SSH does not succeed either."""
