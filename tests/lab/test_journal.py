@@ -61,3 +61,23 @@ def test_a_killed_run_is_listed_and_recovered_from_its_etcd_journal(journal_env:
     assert on_dead[1][2] == "undone"
     assert env.etcd_journal(by) == []  # the recovery's own journal is gone after its clean end
     assert "No run to recover." in env.cookbook("--recover").stdout
+
+
+def test_recover_runs_the_ganeti_clients_own_undo(journal_env: JournalEnv) -> None:
+    env = journal_env
+    process = env.start_tags("--count", "2", "--sleep", "600", "--library")
+    run_id = env.wait_for_intent(2, process)
+    process.send_signal(signal.SIGKILL)
+    process.wait(30)
+    env.settle()
+    intents = [line for line in env.lines() if line["id"] == run_id and line["event"] == "intent"]
+    assert [(line["action"], line["undo"]["system"], line["undo"]["action"]) for line in intents] == [
+        ("tags-add", "ganeti", "tags-remove")] * 2
+    assert f"{env.token}-0" in env.tags()  # the second may or may not have been sent when the run was killed
+
+    done = env.cookbook("-y", "--recover", run_id)
+    assert done.returncode == 0, done.stderr
+    assert "undo seq 2: ganeti tags-remove cluster lab" in done.stdout
+    assert env.tags() == set()
+    undone = [(line["seq"], line["status"]) for line in env.lines() if line["id"] == run_id and line["event"] == "undo"]
+    assert undone[0][0] == 2 and undone[0][1] in ("undone", "absent") and undone[1] == (1, "undone")

@@ -1,7 +1,8 @@
 """Add Ganeti cluster tags one by one (each journaled with this cookbook's own undo), then sleep and exit.
 
 The journal lab tests SIGKILL it after its N-th intent line, or let it fail (--fail) so that the runner
-rolls it back. The undo removes a tag unless a tag ``TAG-keep`` is on the cluster: someone else wants
+rolls it back. With --library the tags are added by the Ganeti client (``add_tags``), which journals
+them with its own undo. The undo removes a tag unless a tag ``TAG-keep`` is on the cluster: someone else wants
 it kept, and the undo refuses (a real object left behind, named by exit 93).
 """
 
@@ -29,6 +30,7 @@ def argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--count", type=int, default=3)
     parser.add_argument("--sleep", type=float, default=0.0, help="seconds to sleep after the tags")
     parser.add_argument("--fail", action="store_true", help="return 1 after the sleep (the runner rolls back)")
+    parser.add_argument("--library", action="store_true", help="add them with GanetiCluster.add_tags and its undo")
     return parser
 
 
@@ -44,6 +46,9 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     """Add the tags, each between an intent and a result line, then sleep."""
     for number in range(args.count):
         tag = f"{args.prefix}-{number}"
+        if args.library:
+            ctx.ganeti(args.cluster).add_tags("cluster", None, [tag]).wait()
+            continue
         undo = Undo("cookbook", "tag-remove", tag, {"cookbook": NAME, "cluster": args.cluster, "tag": tag,
                                                      "kind": "ganeti cluster tag"})
         with ctx.changes.writing("ganeti", "test-tag-add", tag, undo=undo, cluster=args.cluster) as pending:
