@@ -121,8 +121,10 @@ class RunJournal:
 
     @property
     def needs_recovery(self) -> bool:
-        """Died without an end line, or ended with changes not undone; and not recovered since."""
-        return self.start is not None and self.recovered is None and (self.end is None or bool(self.pending))
+        """A real run that died without an end line, or ended with changes not undone; and not recovered since."""
+        if self.start is None or self.start.get("dry_run") is True or self.recovered is not None:
+            return False
+        return self.end is None or bool(self.pending)
 
     @property
     def owner(self) -> str:

@@ -220,6 +220,8 @@ def test_recovery_plan_takes_done_maybe_and_unfinished_writes_newest_first() -> 
     assert run.needs_recovery and run.owner == "u@h [1]"
     run.add({"id": RUN, "event": "recovered", "status": "done", "by": RUN})
     assert not run.needs_recovery
+    assert not _journal({"event": "start", "dry_run": True}).needs_recovery  # a killed dry-run changed nothing
+    assert _journal({"event": "start", "dry_run": False}).needs_recovery
 
 
 @pytest.mark.parametrize("line", [
