@@ -37,8 +37,8 @@ and to the server admin log (IRC), and journals itself in the audit log as it go
 line (who, what, from where), an intent line before each change and a result line after it,
 and an end line, the run's record: the exit code and every change made (Ganeti jobs, NetBox
 objects, DNS records). When locks are in etcd the journal of a running run is kept there too.
-When a run fails, its changes are undone in reverse order; a run that was killed is undone
-later with --recover, from this host or another one.
+When a run fails, its changes that have an undo are undone in reverse order; a run that was
+killed is undone later with --recover, from this host or another one.
 With -d nothing is changed: the cookbook reads what it needs and logs what it would do.
 
 COOKBOOK is a dotted name (sre.ganeti.makevm) or a path below cookbooks/ (sre/ganeti/makevm.py).
