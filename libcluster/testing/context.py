@@ -27,6 +27,7 @@ from libcluster.netbox import NetBox
 from libcluster.remote import Remote
 from libcluster.resources import custom_lock
 from libcluster.runner import discovery
+from libcluster.testing.dns import fake_dns
 from libcluster.undo import UndoStack
 
 
@@ -65,10 +66,11 @@ class FakeCtx:
                "cookbook_exits")
 
     def __init__(self, config: Section, *, dry_run: bool = False, clusters: dict[str, Any] | None = None,
-                 netbox: Any = None, remote: Any = None, dns: DNS | None = None, abort: bool = False,
+                 netbox: Any = None, remote: Any = None, dns_zones: Sequence[str] = (), abort: bool = False,
                  name: str = "test.cookbook", base_dirs: Sequence[str | Path] = ()) -> None:
-        """Serve these fakes (FakeCluster per cluster name, FakeNetBox, FakeRemote, fake_dns()); abort makes
-        every confirmation answer "abort"; base_dirs: the cookbook trees (for cookbook_module)."""
+        """Serve these fakes (FakeCluster per cluster name, FakeNetBox, FakeRemote) and, for dns_zones, the real
+        DNS client on an in-memory server (fake_dns, journaling into this run); abort makes every confirmation
+        answer "abort"; base_dirs: the cookbook trees (for cookbook_module)."""
         self.config = config
         self.dry_run = dry_run
         self.verbose = False
@@ -84,12 +86,12 @@ class FakeCtx:
         self.until_end = ExitStack()
         """What the run holds until it ends (resources.hold); run_runner closes it after rollback and undo."""
         self.clusters = clusters or {}
-        for fake in self.clusters.values():
+        for fake in [*self.clusters.values(), netbox, remote]:
             if isinstance(getattr(fake, "changes", None), ChangeLog):
                 fake.changes.undo = self.undo  # its writes register undos on this run's stack, as real ones do
         self._netbox = netbox
         self._remote = remote
-        self._dns = dns
+        self._dns = fake_dns(dns_zones, dry_run=dry_run, changes=self.changes) if dns_zones else None
         self.abort = abort
         self.answers: list[str] = []
         """What ask_input answers, in turn."""
@@ -164,6 +166,6 @@ class FakeCtx:
         return cast(NetBox, self._netbox)
 
     def dns(self) -> DNS:
-        """The DNS client (libcluster.testing.fake_dns)."""
-        assert self._dns is not None, "this test gave no DNS"
+        """The DNS client on its in-memory server (``ctx.dns().server``)."""
+        assert self._dns is not None, "this test gave no dns_zones"
         return self._dns

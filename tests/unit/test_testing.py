@@ -15,14 +15,19 @@ import pytest
 from libcluster import resources
 from libcluster.dns.protection import owns_everything, owns_nothing
 from libcluster.ganeti import RapiNotFoundError
+from libcluster.remote import command_undo
 from libcluster.testing import (
     FAKES,
     FakeCluster,
     FakeCtx,
     FakeDNSServer,
+    FakeNetBox,
+    FakeRemote,
     check_fakes,
+    failed,
     fake_dns,
     load_config,
+    ok,
 )
 from libcluster.testing.conformance import problems
 
@@ -89,6 +94,36 @@ def test_the_dns_fake_applies_updates_with_their_prerequisites() -> None:
     assert dns.resolve("vm1.lab.example") == ["192.0.2.6"]
     dns.remove_host("vm1.lab.example", owns=owns_everything)
     assert dns.resolve("vm1.lab.example") == [] and isinstance(dns.server, FakeDNSServer)
+
+
+def test_netbox_writes_are_undone_in_reverse_and_a_changed_object_is_left_alone(tmp_path: Path) -> None:
+    netbox = FakeNetBox({"vm": [{"id": 7, "name": "vm1.lab.example", "cluster": {"id": 1}, "status": "active"}]})
+    ctx = FakeCtx(load_config(tmp_path), netbox=netbox, dns_zones=["lab.example"])
+    (made,) = ctx.netbox(read_write=True).create("ip-address", [{"address": "192.0.2.9/24",
+                                                                  "dns_name": "vm1.lab.example"}])
+    ctx.netbox(read_write=True).update("vm", [{"id": 7, "status": "offline"}])
+    ctx.dns().set_host("vm1.lab.example", ["192.0.2.9"], owns=owns_nothing)
+    assert [undo.action for _, undo in ctx.undo.steps] == ["ip-address-delete", "vm-restore", "rrset-restore"]
+    assert ctx.undo.rollback() == []
+    assert netbox.objects("ip-address") == [] and netbox.get("vm", id=7)["status"] == "active"
+    assert ctx.dns().resolve("vm1.lab.example") == []
+
+    ctx = FakeCtx(load_config(tmp_path), netbox=netbox)
+    ctx.netbox(read_write=True).update("vm", [{"id": 7, "status": "offline"}])
+    netbox.get("vm", id=7)["status"] = "planned"  # someone else changed it since
+    (failure,) = ctx.undo.rollback()
+    assert "changed since this write" in failure.error and netbox.get("vm", id=7)["status"] == "planned"
+    assert made["id"] == 1
+
+
+def test_a_command_undo_runs_where_its_check_passes(tmp_path: Path) -> None:
+    remote = FakeRemote(lambda host, line: failed() if (host, line) == ("b.example", "depooled?") else ok())
+    ctx = FakeCtx(load_config(tmp_path), remote=remote)
+    undo = command_undo(["a.example", "b.example"], ["pool"], check="depooled?")
+    ctx.remote().hosts(["a.example", "b.example"]).run_sync("depool", undo=undo)
+    assert ctx.undo.rollback() == []
+    assert remote.calls[2:] == [("a.example", "depooled?", True), ("b.example", "depooled?", True),
+                                ("a.example", "pool", False)]
 
 
 def test_the_context_takes_resource_locks_in_order_and_records_them(tmp_path: Path) -> None:
