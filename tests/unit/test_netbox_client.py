@@ -11,15 +11,17 @@ import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
 from requests.adapters import HTTPAdapter
 
+from libcluster import audit
 from libcluster.changes import ChangeLog
 from libcluster.config import Section
+from libcluster.journal import Journal
 from libcluster.netbox import (
     NetBox,
     NetBoxAuthError,
@@ -32,6 +34,7 @@ from libcluster.netbox import (
     NetBoxUnavailable,
     NetBoxValidationError,
 )
+from libcluster.undo import UndoStack
 
 RW_TOKEN = "nbt_rwrwrwrwrwrw.0123456789abcdef0123456789abcdef01234567"
 RO_TOKEN = "nbt_rorororororo.fedcba9876543210fedcba9876543210fedcba98"
@@ -256,8 +259,8 @@ def test_graphql_lists_are_read_by_pages_until_an_empty_one(fake: FakeNetBox, me
 
 def test_graphql_errors_are_netbox_errors_without_the_token(fake: FakeNetBox, meta: dict[str, Any]) -> None:
     # NetBox 4.7.3's answer to a misspelt filter field (recorded from the lab).
-    unknown = {"data": None, "errors": [{"message": "Expected value of type 'VMInterfaceFilter' not to include unknown "
-                                                    "field 'virtual_machin'.", "locations": [{"line": 1, "column": 48}]}]}
+    message = "Expected value of type 'VMInterfaceFilter' not to include unknown field 'virtual_machin'."
+    unknown = {"data": None, "errors": [{"message": message, "locations": [{"line": 1, "column": 48}]}]}
     fake.routes[("POST", "/graphql/")] = fixed(200, unknown)
     client = make_client(meta)
     with pytest.raises(NetBoxError, match="POST /graphql/ vm_interface_list: Expected value of type 'VMInterfaceFilter"
@@ -484,3 +487,37 @@ def test_set_macs_follows_the_netbox_version_and_drops_the_replaced_mac(
             ("PATCH", "/api/virtualization/interfaces/", [{"id": iface["id"], "primary_mac_address": 77}]),
             cleanup,
         ]
+
+
+def test_real_writes_are_journaled_per_object_with_their_undo_and_dry_run_reads_nothing_first(
+        fake: FakeNetBox, meta: dict[str, Any], recorded: Callable[[str], Any], tmp_path: Path) -> None:
+    listing = recorded("virtual-machines_by_name.json")
+    vm = listing["results"][0]
+    fake.route("GET", "virtualization/virtual-machines/", fixed(200, listing))
+    fake.route("PATCH", "virtualization/virtual-machines/",
+               lambda method, query, sent: (200, [{**vm, **item} for item in sent]))
+    fake.route("POST", "virtualization/virtual-machines/",
+               lambda method, query, sent: (201, [{**vm, **item, "id": 900 + n} for n, item in enumerate(sent)]))
+    path = tmp_path / "audit.jsonl"
+    journal = Journal("unit", audit.AuditLog(path), None, dry_run=False)
+    changes = ChangeLog(dry_run=False, journal=journal)
+    changes.undo = UndoStack(cast(Any, None))
+    client = make_client(meta, changes=changes)
+    client.create("vm", [{"name": "a.lab.example", "cluster": vm["cluster"]["id"]}, {"name": "b.lab.example"}])
+    client.update("vm", [{"id": vm["id"], "memory": vm["memory"] * 2}])
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [(line["event"], line["seq"]) for line in lines] == [
+        ("intent", 1), ("intent", 2), ("result", 1), ("result", 2), ("intent", 3), ("result", 3)]
+    assert [line["detail"]["id"] for line in lines if line["event"] == "result"] == [900, 901, vm["id"]]
+    undos = [line["undo"] for line in lines if line["event"] == "intent"]
+    assert [undo["action"] for undo in undos] == ["vm-delete", "vm-delete", "vm-restore"]
+    assert undos[0]["args"]["find"] == {"name": "a.lab.example"} and undos[0]["args"]["check"] == {
+        "cluster": vm["cluster"]["id"]}
+    assert undos[2]["args"]["old"] == {"memory": vm["memory"]} and undos[2]["args"]["id"] == vm["id"]
+    assert [step.args.get("id") for _, step in changes.undo.steps] == [900, 901, vm["id"]]
+    reads = [call for call in fake.calls if call["method"] == "GET" and "virtual-machines" in call["path"]]
+    assert [call["query"]["id"] for call in reads] == [[str(vm["id"])]]
+
+    fake.calls.clear()
+    make_client(meta, dry_run=True).update("vm", [{"id": vm["id"], "memory": 1}])
+    assert fake.calls == []
