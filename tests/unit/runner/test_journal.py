@@ -217,9 +217,9 @@ def test_recovery_plan_takes_done_maybe_and_unfinished_writes_newest_first() -> 
     assert [step.seq for step in run.pending] == [7, 6, 3, 1]
     assert run.pending[-1].as_undo().args == {"dns_name": "vm1", "id": 12}
     assert run.locks == [("cookbooks/x", 1), ("ganeti/c1/instance/vm1", 1)]
-    assert run.needs_recovery and run.owner == "u@h [1]"
+    assert (run.needs_recovery, run.owner) == (True, "u@h [1]")
     run.add({"id": RUN, "event": "recovered", "status": "done", "by": RUN})
-    assert not run.needs_recovery
+    assert run.needs_recovery is False
     assert not _journal({"event": "start", "dry_run": True}).needs_recovery  # a killed dry-run changed nothing
     assert _journal({"event": "start", "dry_run": False}).needs_recovery
 
