@@ -8,7 +8,6 @@ copytruncate) the next record starts the new file and the rotated one gets nothi
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import stat
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import yaml
 
+from libcluster import audit
 from tests.lab.cookbook_lab import COOKBOOK
 
 REPO = Path(__file__).resolve().parents[2]
@@ -51,7 +51,7 @@ def test_a_run_after_rotation_writes_a_new_audit_file(lab_config: Path, tmp_path
     argv = [str(COOKBOOK), "-c", str(config), "-d", "-y", "sre.ganeti.sync-netbox", "--cluster", "lab"]
     result = subprocess.run(argv, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    records = [json.loads(line) for line in audit_log.read_text().splitlines()]
+    records = audit.read_records(audit_log)
     assert [record["cookbook"] for record in records] == ["sre.ganeti.sync-netbox"]
     assert moved[0].read_text() == '{"id": "before-rotation"}\n'
 
