@@ -173,3 +173,23 @@ def test_a_parameter_changed_by_someone_else_since_is_not_modified_back(
     with pytest.raises(NotOursError, match=name):
         setup.undo(undo.action, undo.args)
     assert setup.instance(name)["beparams"]["vcpus"] == 3
+
+
+def test_a_job_still_queued_is_canceled_and_nothing_is_left_to_undo(
+        run: Journaled, root_config: Section, names: Callable[[], str]) -> None:
+    setup = _client(root_config)
+    name = names()
+    setup.create_instance(name, **_spec(setup)).wait()
+    # A job filter (Ganeti's /2/filters) keeps this instance's tag jobs queued.
+    pause = {"priority": 0, "action": "PAUSE", "reason": [],
+             "predicates": [["opcode", ["&", ["=", "OP_ID", "OP_TAGS_SET"], ["=", "name", name]]]]}
+    uuid = setup.rapi.write("POST", "/2/filters", body=pause)
+    try:
+        job = _client(root_config, run.changes).add_tags("instance", name, ["cbu:queued"])
+        assert setup.job(job.id)["status"] == "queued"
+        [undo] = run.from_journal()
+        assert setup.undo(undo.action, undo.args) == "absent"
+        assert setup.job(job.id)["status"] == "canceled"
+    finally:
+        setup.rapi.write("DELETE", f"/2/filters/{uuid}")
+    assert "cbu:queued" not in setup.tags("instance", name)
