@@ -70,7 +70,7 @@ def test_unknown_instance_and_unknown_secondary_are_clear_errors(changedisk: Any
     with pytest.raises(LibclusterError, match=f"no instance {NAME} in cluster lab"):
         _runner(changedisk, tmp_path, cluster, "--disk-template", "sharedfile")
     cluster.add_instance(NAME, "plain")
-    with pytest.raises(LibclusterError, match="no node nope.example in cluster lab"):
+    with pytest.raises(LibclusterError, match=r"no node nope\.example in cluster lab"):
         _runner(changedisk, tmp_path, cluster, "--disk-template", "drbd", "--secondary-node", "nope.example")
     assert cluster.calls == []
 
@@ -100,14 +100,14 @@ def test_a_failed_conversion_restarts_the_instance_on_its_old_template(changedis
     assert [call[0] for call in cluster.calls] == ["shutdown", "modify", "startup"]
     state = cluster.instance(NAME)
     assert (state["disk_template"], state["status"]) == ("file", "running")
-    assert f"{NAME} is running on disk template file: it was not converted to sharedfile" in caplog.text
-    assert "waiting for Ganeti job" not in caplog.text, "a failed job has ended: nothing to wait for"
+    assert f"Undoing ganeti instance-startup {NAME}" in caplog.text, "the undo of the shutdown started it again"
 
 
 @pytest.mark.parametrize(("write", "calls", "template"), [
     ("shutdown", ["shutdown", "startup"], "file"),
     ("modify", ["shutdown", "modify", "startup"], "sharedfile"),
-    ("startup", ["shutdown", "modify", "startup"], "sharedfile"),
+    # the start's own undo stops it, then the shutdown's starts it again: each change is undone, newest first
+    ("startup", ["shutdown", "modify", "startup", "shutdown", "startup"], "sharedfile"),
 ])
 def test_an_interrupt_between_shutdown_and_start_starts_the_instance_again(
         changedisk: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture, write: str, calls: list[str],
@@ -121,59 +121,6 @@ def test_an_interrupt_between_shutdown_and_start_starts_the_instance_again(
     assert [call[0] for call in cluster.calls] == calls
     state = cluster.instance(NAME)
     assert (state["disk_template"], state["status"]) == (template, "running")
-    assert "Rollback: waiting for Ganeti job 42 (a job) to end" in caplog.text
-    assert f"{NAME} is running on disk template {template}" in caplog.text
-
-
-class QueuedShutdown:
-    """Ganeti accepted the shutdown (job 43, queued: the instance still runs) and Ctrl-C lands as the call returns,
-    before the cookbook knows the job; the job runs when it is looked at, or at the end (finish) as Ganeti runs it."""
-
-    def __init__(self, cluster: FakeCluster) -> None:
-        """Take the place of cluster.shutdown_instance and cluster.job."""
-        self.cluster = cluster
-        self.shutdown = cluster.shutdown_instance
-        self.details: dict[str, Any] = {}
-        cluster.shutdown_instance = self.submit  # type: ignore[method-assign]
-        cluster.job = self.job  # type: ignore[attr-defined]
-
-    def submit(self, name: str, **details: Any) -> Any:
-        """Queue the job, then the interrupt."""
-        self.details = {"name": name, **details}
-        self.cluster.job_list.append({"id": 43, "status": "queued", "summary": [f"INSTANCE_SHUTDOWN({name})"]})
-        raise KeyboardInterrupt
-
-    def job(self, job_id: int) -> dict[str, Any]:
-        """The job's fields: running when first asked, over (the instance stopped) when asked again."""
-        [entry] = [job for job in self.cluster.job_list if job["id"] == job_id]
-        if entry["status"] == "running":
-            self.shutdown(**self.details)
-            entry["status"] = "success"
-        elif entry["status"] == "queued":
-            entry["status"] = "running"
-        return dict(entry)
-
-    def finish(self) -> None:
-        """Ganeti runs the job to its end if nobody waited for it."""
-        while self.job(43)["status"] != "success":
-            pass
-
-
-def test_an_interrupt_before_the_shutdown_job_is_known_still_starts_the_instance_again(
-        changedisk: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(changedisk, "POLL_INTERVAL", 0.01, raising=False)
-    cluster = FakeCluster()
-    cluster.add_instance(NAME, "file")
-    cluster.job_list.append({"id": 7, "status": "success", "summary": [f"INSTANCE_SHUTDOWN({NAME})"]})  # older
-    queued = QueuedShutdown(cluster)
-    runner, _ = _runner(changedisk, tmp_path, cluster, "--disk-template", "sharedfile")
-    outcome = run_runner(runner, runner.ctx)
-    assert (outcome.exit_code, outcome.interrupted) == (EXIT_INTERRUPTED, True)
-    queued.finish()
-    assert [call[0] for call in cluster.calls] == ["shutdown", "startup"], "the shutdown ran, then the start"
-    state = cluster.instance(NAME)
-    assert (state["disk_template"], state["status"]) == ("file", "running")
-    assert f"Rollback: waiting for Ganeti job 43 (shutdown of {NAME}, sent just before the interrupt)" in caplog.text
 
 
 def test_an_interrupted_conversion_of_a_stopped_instance_leaves_it_stopped(changedisk: Any, tmp_path: Path,
@@ -184,8 +131,7 @@ def test_an_interrupted_conversion_of_a_stopped_instance_leaves_it_stopped(chang
     runner, _ = _runner(changedisk, tmp_path, cluster, "--disk-template", "sharedfile")
     assert run_runner(runner, runner.ctx).exit_code == EXIT_INTERRUPTED
     assert [call[0] for call in cluster.calls] == ["modify"]
-    assert cluster.instance(NAME)["status"] == "ADMIN_down"
-    assert f"nothing to start, this run did not leave {NAME} shut down" in caplog.text
+    assert cluster.instance(NAME)["status"] == "ADMIN_down", "nothing to start: this run did not shut it down"
 
 
 def test_the_instance_lock_is_held_until_the_rollback_ends(changedisk: Any, tmp_path: Path) -> None:
@@ -194,11 +140,11 @@ def test_the_instance_lock_is_held_until_the_rollback_ends(changedisk: Any, tmp_
     interrupt_the_wait_for(cluster, "modify")
     runner, ctx = _runner(changedisk, tmp_path, cluster, "--disk-template", "sharedfile")
     events = ctx.locks.events
-    startup = cluster.startup_instance
-    cluster.startup_instance = lambda name, **details: (events.append(("startup", name)), startup(name, **details))[1]
+    undo = cluster.undo
+    cluster.undo = lambda action, args: (events.append((action, args["name"])), undo(action, args))[1]
     assert run_runner(runner, ctx).exit_code == EXIT_INTERRUPTED
     key = instance_lock("lab", NAME)
-    assert events == [("take", key), ("startup", NAME), ("release", key)]
+    assert events == [("take", key), ("instance-startup", NAME), ("release", key)]
 
 
 def test_a_start_that_fails_in_the_rollback_says_the_instance_is_left_down(changedisk: Any, tmp_path: Path,
@@ -210,7 +156,7 @@ def test_a_start_that_fails_in_the_rollback_says_the_instance_is_left_down(chang
                                                classification=None, summary="INSTANCE_STARTUP")
     runner, _ = _runner(changedisk, tmp_path, cluster, "--disk-template", "sharedfile")
     assert run_runner(runner, runner.ctx).exit_code == EXIT_ROLLBACK_FAILED
-    assert f"{NAME} may be left SHUT DOWN (start it by hand: gnt-instance startup {NAME})" in caplog.text
+    assert f"left behind: instance {NAME} (id 1): JobFailedError" in caplog.text, "named, with its shutdown job"
 
 
 def test_a_stopped_instance_is_converted_and_left_stopped(changedisk: Any, tmp_path: Path) -> None:
