@@ -1,7 +1,7 @@
 """Zone file snippets of records (for setups that keep zones in git), validated by parsing them back.
 
 A snippet starts with `$ORIGIN zone.` and holds the zone's rrsets relative to it, sorted, so
-that it can be `$INCLUDE`d in a hand-written zone file and diffs in git stay small. Files are
+that a hand-written zone file can include it (`$INCLUDE`) and diffs in git stay small. Files are
 replaced atomically (temporary file in the same directory, fsync, rename) and never through a
 symbolic link; in dry-run they are only shown.
 """

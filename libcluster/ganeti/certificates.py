@@ -37,8 +37,8 @@ READ_SCRIPT = ('for f in "$@"; do if [ -e "$f" ]; then printf "%s " "$f"; '
                'else echo "$f absent"; fi; done; '
                f'for k in {SSH_KEY_DIR}id_*.pub; do if [ -e "$k" ]; then '
                'printf "%s key=%s\\n" "$k" "$(ssh-keygen -lf "$k" | cut -d" " -f2)"; fi; done')
-"""Prints one line per file: `PATH notAfter=... sha256 Fingerprint=...`, or `PATH absent`; then one line
-per root public key: `PATH key=SHA256:...`."""
+"""Prints one line per file (`PATH notAfter=DATE sha256 Fingerprint=FP` or `PATH absent`), then one line
+per root public key (`PATH key=SHA256:FP`)."""
 _VERIFY_ERROR = re.compile(r"^error \d+ at \d+ depth lookup: (.+)$", re.MULTILINE)
 _LINE = re.compile(r"^(?P<path>\S+) (?:notAfter=(?P<date>.+? GMT)\s+\S+ Fingerprint=(?P<fp>[0-9A-F:]+)"
                    r"|(?P<absent>absent)|key=(?P<key>SHA256:\S+))")

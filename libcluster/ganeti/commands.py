@@ -146,7 +146,7 @@ def parse_job_id(output: str) -> int | None:
 
 
 def verify_argv(ignore: Sequence[str], group: str | None) -> list[str]:
-    """`gnt-cluster verify --error-codes [-I CODE]... [-g GROUP]`; error codes are checked."""
+    """The argv of `gnt-cluster verify --error-codes`, `-I CODE` per ignored code and `-g GROUP`; codes are checked."""
     argv = ["gnt-cluster", "verify", "--error-codes"]
     for code in ignore:
         if not _VERIFY_CODE.match(code):

@@ -2,7 +2,7 @@
 
 NetBox silently ignores filters it does not know (a misspelt `cluster_idd=3` returns every
 VM). The client therefore sends only filters listed here, and checks every returned object
-against each filter that can be checked on the object itself (see :mod:`strict`).
+against each filter that can be checked on the object itself (see :mod:`libcluster.netbox.strict`).
 """
 
 from __future__ import annotations

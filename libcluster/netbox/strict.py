@@ -1,6 +1,6 @@
 """Strict use of an API that forgives too much: NetBox ignores unknown filters and unknown fields.
 
-Filters: only names listed in :mod:`kinds` are sent, and every returned object is checked
+Filters: only names listed in :mod:`libcluster.netbox.kinds` are sent, and every returned object is checked
 against each filter that can be seen on it, so a filter NetBox ignored (misspelt, or removed in
 an upgrade like `site` on clusters in 4.2) fails loudly instead of returning everything. This
 costs no request, unlike pynetbox's `strict_filters` which downloads the OpenAPI schema.

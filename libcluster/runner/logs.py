@@ -36,7 +36,7 @@ class ConsoleFormatter(logging.Formatter):
     """Operator-facing lines: the message, with the level for warnings and errors, DRY-RUN marked."""
 
     def __init__(self, *, dry_run: bool) -> None:
-        """Prefix every line with ``DRY-RUN `` in dry-run."""
+        """Prefix every line with ``DRY-RUN`` (and a space) in dry-run."""
         super().__init__()
         self.marker = "DRY-RUN " if dry_run else ""
 

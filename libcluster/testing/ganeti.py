@@ -36,7 +36,7 @@ def not_found(path: str) -> RapiNotFoundError:
 
 
 def recorded(action: str, *, options: bool = True) -> Callable[[Method], Method]:
-    """Record each call as (action, *args, kwargs) in the object's ``calls`` (kwargs left out when empty and
+    """Record each call as ``(action, *args, kwargs)`` in the object's ``calls`` (kwargs left out when empty and
     options is False); the wrapped method keeps its signature."""
     def decorate(method: Method) -> Method:
         @functools.wraps(method)
