@@ -28,11 +28,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import time
 from collections.abc import Mapping
 from typing import Any
 
-from libcluster import clusters, resources
+from libcluster import clusters, pooling, resources
 from libcluster.arguments import fqdn_argument
 from libcluster.clusters import ClusterSettings
 from libcluster.context import Context
@@ -40,17 +39,11 @@ from libcluster.cookbook import ArgparseFormatter, CookbookBase, CookbookRunnerB
 from libcluster.errors import LibclusterError
 from libcluster.ganeti import GanetiCluster, RapiNotFoundError
 from libcluster.ganeti.cluster import REBOOT_TYPES
-from libcluster.ganeti.jobs import FINALIZED
-from libcluster.ganeti.waits import POLL_INTERVAL, wait_running
-from libcluster.undo import Undo
+from libcluster.ganeti.waits import wait_running
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_SHUTDOWN_TIMEOUT = 120
-POOL_TIMEOUT = 300
-"""Seconds the depool and pool commands may take on the VM."""
-JOB_SETTLE_TIMEOUT = 900
-"""Seconds the undo of the depool waits for the instance's reboot job to end before leaving the VM depooled."""
 COOKBOOK = "sre.ganeti.reboot-vm"
 """This cookbook's name: the undo of its depool names it, so that `cookbook --recover` finds undo() here."""
 
@@ -163,90 +156,27 @@ class RebootVMRunner(CookbookRunnerBase):
         self._show_steps()
         self.ctx.confirm(f"Reboot {self.fqdn}?")
         resources.hold(self.ctx, self.cluster.name, instances=[self.fqdn])  # until the run and its undo end
-        self._depool()
+        pooling.depool(self.ctx, self.cluster, self.settings, self.fqdn, cookbook=COOKBOOK, change="reboot")
         self.cluster.reboot_instance(self.fqdn, reboot_type=self.type, shutdown_timeout=self.shutdown_timeout,
                                      reason=self.reason).wait()
         if not self.ctx.dry_run:
             state = wait_running(self.cluster, self.fqdn)
             logger.info("%s is running on %s after the %s reboot", self.fqdn, state["pnode"], self.type)
-        _on_vm(self.ctx, self.fqdn, "pool", self.settings.pool_command)
+        pooling.pool(self.ctx, self.settings, self.fqdn)
         return 0
 
     def _show_steps(self) -> None:
-        steps = [f"{self.type} reboot through Ganeti, then wait until it runs"]
-        if self.settings.depool_command:
-            steps.insert(0, f"depool: {self.settings.depool_command}")
-        if self.settings.pool_command:
-            steps.append(f"pool: {self.settings.pool_command}")
+        steps = pooling.steps(self.settings, [f"{self.type} reboot through Ganeti, then wait until it runs"])
         print(f"Rebooting {self.fqdn} on cluster {self.cluster.name}"
               f"{f' because: {self.reason}' if self.reason else ''}:\n"
               + "\n".join(f"  {number}. {step}" for number, step in enumerate(steps, 1)), flush=True)
-
-    def _depool(self) -> None:
-        """Run the depool command, its undo (pool again) registered first: a depool cut short may have worked."""
-        depool, pool = self.settings.depool_command, self.settings.pool_command
-        if depool and pool:
-            newest = max((int(job["id"]) for job in self.cluster.jobs()), default=0)
-            self.ctx.undo.push(Undo("cookbook", "pool", self.fqdn, {
-                "cookbook": COOKBOOK, "kind": "depooled VM", "cluster": self.cluster.name, "fqdn": self.fqdn,
-                "command": pool, "after_job": newest}))
-        elif depool:
-            logger.warning("Cluster %s has no pool_command: if this run fails, pool %s by hand", self.cluster.name,
-                           self.fqdn)
-        _on_vm(self.ctx, self.fqdn, "depool", depool)
 
 
 def undo(ctx: Context, action: str, args: Mapping[str, Any]) -> str:
     """This cookbook's undo steps (run by the rollback, or by `cookbook --recover` of a run that died).
 
-    "pool": pool again the VM a run depooled, once its reboot job (a job on the instance newer than
-    args["after_job"]) ended and Ganeti reports it running; a VM whose reboot failed is never pooled:
-    LibclusterError says it is left depooled, as when the pool command fails.
+    "pool" (libcluster.pooling.undo): pool again the VM a run depooled, once its reboot job ended and
+    Ganeti reports it running; a VM whose reboot failed is never pooled: LibclusterError says it is left
+    depooled, as when the pool command fails.
     """
-    if action != "pool":
-        raise LibclusterError(f"{COOKBOOK} has no undo action {action!r}")
-    fqdn, pool = str(args["fqdn"]), str(args["command"])
-    cluster = ctx.ganeti(str(args["cluster"]))
-    problem = _why_not_running(cluster, fqdn, int(args.get("after_job") or 0))
-    if problem:
-        raise LibclusterError(f"{fqdn} is left DEPOOLED ({problem}): pool it by hand ({pool}) once it is healthy")
-    logger.info("Rollback: %s runs, pooling it again", fqdn)
-    try:
-        _on_vm(ctx, fqdn, "pool", pool)
-    except LibclusterError as exc:
-        raise LibclusterError(f"{fqdn} is left DEPOOLED, the pool command failed: pool it by hand ({pool}): "
-                              f"{exc}") from exc
-    return "undone"
-
-
-def _why_not_running(cluster: GanetiCluster, fqdn: str, after_job: int) -> str:
-    """Once the instance's jobs newer than after_job (its reboot) ended: why it must stay depooled, "" if it runs."""
-    jobs = [int(job["id"]) for job in cluster.jobs(bulk=True)
-            if int(job["id"]) > after_job and any(fqdn in str(line) for line in job.get("summary") or ())]
-    deadline = time.monotonic() + JOB_SETTLE_TIMEOUT
-    for job_id in sorted(jobs):
-        info = cluster.job(job_id)
-        if info.status not in FINALIZED:
-            logger.info("Rollback: waiting for Ganeti job %s (%s) to end: a job that runs cannot be stopped",
-                        job_id, ", ".join(info.summary))
-        while info.status not in FINALIZED:
-            if time.monotonic() >= deadline:
-                return f"Ganeti job {job_id} is still {info.status}"
-            time.sleep(POLL_INTERVAL)
-            info = cluster.job(job_id)
-        if info.status != "success":
-            return f"its reboot failed: Ganeti job {job_id} {info.status}"
-    try:
-        wait_running(cluster, fqdn)
-    except LibclusterError as exc:
-        return str(exc)
-    return ""
-
-
-def _on_vm(ctx: Context, fqdn: str, what: str, command: str | None) -> None:
-    """Run the depool or pool command on the VM (skipped in dry-run); a failure raises."""
-    if not command:
-        logger.info("No %s_command configured: skipping %s", what, what)
-        return
-    logger.info("Running %s on %s: %s", what, fqdn, command)
-    ctx.remote().hosts([fqdn]).run_sync(command, timeout=POOL_TIMEOUT).raise_on_failure()
+    return pooling.undo(ctx, action, args)
