@@ -279,16 +279,17 @@ class FakeCluster:
 
     # Writes
 
-    def _write(self, action: str, target: str, change: Callable[[], None], undo: str | None = None) -> JobHandle:
+    def _write(self, action: str, target: str, change: Callable[[], None], undo: str | None = None,
+               **undo_args: Any) -> JobHandle:
         """A skipped job in dry-run; else the change (unless errors has the action) and a job in the queue.
 
-        undo: the undo action the real client registers for this write (pushed on the run's undo stack when
-        ``changes.undo`` is set, as FakeCtx does for the clusters it serves; run by :meth:`undo`).
+        undo: the undo action the real client registers for this write, with undo_args (pushed on the run's
+        undo stack when ``changes.undo`` is set, as FakeCtx does for the clusters it serves; run by :meth:`undo`).
         """
         if self.dry_run:
             self.changes.record("ganeti", action, target, cluster=self.name, checked=False)
             return SkippedJob(f"{action} {target}")
-        kept = Undo("ganeti", undo, target, {"cluster": self.name, "name": target}) if undo else None
+        kept = Undo("ganeti", undo, target, {"cluster": self.name, "name": target, **undo_args}) if undo else None
         with self.changes.writing("ganeti", action, target, undo=kept, cluster=self.name) as pending:
             error = self.errors.get(action)
             if error is None:
@@ -305,12 +306,15 @@ class FakeCluster:
         return undo if instance is not None and instance.get("admin_state") == state else None
 
     def undo(self, action: str, args: Mapping[str, Any]) -> str:
-        """Take back a startup, shutdown or create this fake registered: "undone", or "absent" when nothing to do.
+        """Take back a startup, shutdown, create or node role change this fake registered: "undone", or "absent"
+        when nothing to do.
 
         Recorded in ``calls`` as the write it makes (``("startup", name)``...); another action raises.
         """
         name = str(args["name"])
         instance = self.instances_by_name.get(name)
+        if action == "node-role":
+            return self._role_back(name, str(args["old_role"]))
         if action not in ("instance-startup", "instance-shutdown", "instance-remove"):
             raise GanetiError(f"the fake cluster has no undo action {action!r}")
         if instance is None:
@@ -328,6 +332,18 @@ class FakeCluster:
             {"admin_state": "down", "status": "ADMIN_down", "oper_state": False}
         self._write(write, name, self._state(name, **fields)).wait()
         return "undone"
+
+    def _role_back(self, node: str, old: str) -> str:
+        """The undo of set_node_role: the node's old role back, unless it has it already."""
+        if node not in self.nodes_by_name or self.node_role(node) == old:
+            return "absent"
+        self.calls.append(("node_role", node, old))
+        self._write("node_role", node, self._flags(node, old)).wait()
+        return "undone"
+
+    def _flags(self, node: str, role: str) -> Callable[[], None]:
+        """The change of a node's flags to role (regular clears them)."""
+        return lambda: self.nodes_by_name[node].update({flag: role == name for name, flag in ROLE_FLAGS.items()})
 
     def _state(self, name: str, **fields: Any) -> Callable[[], None]:
         def change() -> None:
@@ -404,9 +420,10 @@ class FakeCluster:
 
     @recorded("node_role")
     def set_node_role(self, node: str, role: str, *, force: bool = False, auto_promote: bool = False) -> JobHandle:
-        """Set the node's flags for role (regular clears them)."""
-        flags = {flag: role == name for name, flag in ROLE_FLAGS.items()}
-        return self._write("node_role", node, lambda: self.nodes_by_name[node].update(flags))
+        """Set the node's flags for role (regular clears them); its undo gives the node its old role back."""
+        old = self.node_role(node)
+        return self._write("node_role", node, self._flags(node, role), undo="node-role", node=node, old_role=old,
+                           new_role=role)
 
     @recorded("migrate_node")
     def migrate_node(
