@@ -77,3 +77,14 @@ def test_bad_recover_arguments_are_named(cookbook: Callable[..., int], env: Env,
 def test_nothing_to_recover(cookbook: Callable[..., int], capsys: pytest.CaptureFixture[str]) -> None:
     assert cookbook("--recover") == 0
     assert capsys.readouterr().out == "No run to recover.\n"
+
+
+def test_locks_taken_by_cookbook_code_are_journaled_for_recover(cookbook: Callable[..., int], env: Env) -> None:
+    assert cookbook("locking.custom", "instance:vm1", "--concurrency", "2") == 0
+    assert cookbook("locking.resources", "c1", "--node", "n1", "--instance", "vm1.example.org") == 0
+    assert cookbook("-d", "locking.custom", "instance:vm2") == 0
+    locks = [(line["key"], line["concurrency"]) for line in env.lines() if line["event"] == "lock"]
+    assert locks == [("custom/instance:vm1", 2), ("ganeti/c1/node/n1", 1), ("ganeti/c1/instance/vm1.example.org", 1)]
+    starts = [line["locks"] for line in env.lines() if line["event"] == "start"]
+    assert starts == [[{"key": "cookbooks/locking.custom", "concurrency": 0}],
+                      [{"key": "cookbooks/locking.resources", "concurrency": 0}], []]  # dry-run takes none
