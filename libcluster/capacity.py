@@ -10,8 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-MOVABLE_ANYWHERE = frozenset({"diskless", "sharedfile", "rbd", "ext", "gluster", "blockdev"})
-"""Disk templates whose instances can fail over to any node of their group."""
+from libcluster.ganeti.templates import EXT_MIRROR, INT_MIRROR
 
 UNITS = ("MiB", "GiB", "TiB", "PiB")
 
@@ -137,9 +136,9 @@ def failover_candidates(instance: Mapping[str, Any], free: Mapping[str, int]) ->
     """The nodes (of those in free: name -> free memory) an instance can restart on, in the order to try: its
     DRBD secondaries, or any node by free memory for a template movable anywhere; None when it cannot move."""
     template = instance.get("disk_template")
-    if template == "drbd":
+    if template in INT_MIRROR:
         return [name for name in instance.get("snodes") or [] if name in free]
-    if template in MOVABLE_ANYWHERE:
+    if template in EXT_MIRROR:
         return sorted(free, key=free.__getitem__, reverse=True)
     return None
 

@@ -19,13 +19,12 @@ from libcluster.ganeti import GanetiCluster, GanetiError, Job, JobHandle, JobRes
 from libcluster.ganeti.commands import CommandResult, GntCommands, VerifyResult, parse_verify
 from libcluster.ganeti.jobs import Progress
 from libcluster.ganeti.models import Group, Instance, JobInfo, Node
+from libcluster.ganeti.templates import INT_MIRROR
 from libcluster.remote_results import HostResult, HostStatus, command_line
 from libcluster.undo import Undo
 
 Method = TypeVar("Method", bound=Callable[..., Any])
 
-MIRRORED = ("drbd",)
-"""Disk templates whose instances have a secondary node to migrate or fail over to."""
 ROLE_FLAGS = {"master-candidate": "master_candidate", "drained": "drained", "offline": "offline"}
 """Node role -> the RAPI field that is true for it (regular: none)."""
 
@@ -463,7 +462,7 @@ class FakeCluster:
     def _move(self, name: str, target: str | None) -> None:
         instance = self.instances_by_name[name]
         old = instance["pnode"]
-        if target is None and instance["disk_template"] in MIRRORED and instance.get("snodes"):
+        if target is None and instance["disk_template"] in INT_MIRROR and instance.get("snodes"):
             instance["pnode"], instance["snodes"] = instance["snodes"][0], [old]
             return
         instance["pnode"] = target or self._other_node(old, instance.get("snodes", ()))

@@ -35,12 +35,11 @@ from libcluster.context import Context
 from libcluster.cookbook import ArgparseFormatter, CookbookBase, CookbookRunnerBase
 from libcluster.errors import LibclusterError
 from libcluster.ganeti import GanetiCluster, GanetiError, Instance, RapiNotFoundError
+from libcluster.ganeti.templates import INT_MIRROR
 from libcluster.ganeti.waits import wait_running
 
 logger = logging.getLogger(__name__)
 
-MIRRORED = ("drbd",)
-"""Templates that need a secondary node (--secondary-node)."""
 NOT_CONVERTIBLE_FROM = ("diskless",)
 NOT_CONVERTIBLE_TO = ("diskless", "blockdev")
 """Ganeti 3.0's DTS_NOT_CONVERTIBLE_FROM/TO: it refuses these conversions outright."""
@@ -56,10 +55,10 @@ def check_conversion(current: str, target: str, enabled: list[str], secondary: s
         raise ValueError(f"Ganeti cannot convert an instance away from the {current} template")
     if target in NOT_CONVERTIBLE_TO:
         raise ValueError(f"Ganeti cannot convert an instance to the {target} template")
-    if target in MIRRORED and not secondary:
+    if target in INT_MIRROR and not secondary:
         raise ValueError(f"converting to {target} needs --secondary-node")
-    if target not in MIRRORED and secondary:
-        raise ValueError(f"--secondary-node only applies to {', '.join(MIRRORED)}, not to {target}")
+    if target not in INT_MIRROR and secondary:
+        raise ValueError(f"--secondary-node only applies to {', '.join(sorted(INT_MIRROR))}, not to {target}")
     if secondary and secondary == primary:
         raise ValueError(f"the secondary node {secondary} is the instance's primary node")
 
