@@ -298,6 +298,18 @@ def recover(session: Session, run_id: str) -> int:
     return _execute(session, run, steps)
 
 
+def lock_order(run: RunJournal) -> list[tuple[str, int]]:
+    """The locks a recovery takes: its own (one recovery of a run at a time), then the run's, resource locks in
+    the global order of :mod:`libcluster.resources` (cluster, groups, nodes, instances) so as not to deadlock."""
+    from libcluster import resources
+
+    others = sorted({(key, concurrency) for key, concurrency in run.locks if resources.Resource.from_key(key) is None})
+    owned = {(resource, concurrency) for key, concurrency in run.locks
+             if (resource := resources.Resource.from_key(key)) is not None}
+    ordered = [(resource.key, concurrency) for resource, concurrency in sorted(owned)]
+    return [(resources.runner_lock(NAME, run.run_id), 1), *others, *ordered]
+
+
 def _execute(session: Session, run: RunJournal, steps: list[Step]) -> int:
     """Take the run's locks, confirm, undo, and journal it on both runs; the exit code."""
     from libcluster.context import Context
@@ -310,12 +322,13 @@ def _execute(session: Session, run: RunJournal, steps: list[Step]) -> int:
     log_files = RunLogFiles(session.logs_dir, NAME, user=session.user, dry_run=False)
     try:
         with ExitStack() as held:
-            for key, concurrency in sorted(set(run.locks)):
+            wanted = lock_order(run)
+            for key, concurrency in wanted:
                 held.enter_context(session.locks.acquired(key, concurrency=concurrency))
             ctx.journal.start({**audit.start_record(run_id=ctx.run_id, cookbook=NAME, argv=argv, user=session.user,
                                                     origin=session.origin, dry_run=False, start=start),
                                "recovers": run.run_id, "locks": [{"key": key, "concurrency": concurrency}
-                                                                 for key, concurrency in run.locks]})
+                                                                 for key, concurrency in wanted]})
             logger.info("START - recovery of run %s (%s) by %s", run.run_id, shown((run.start or {}).get("cookbook")),
                         ctx.run_id)
             exit_code = _undo(session, ctx, run, steps)

@@ -52,7 +52,8 @@ def test_a_killed_run_is_listed_and_recovered_from_its_etcd_journal(journal_env:
     lines = env.lines()
     recovery = [line for line in lines if line.get("recovers") == run_id]
     assert [line["event"] for line in recovery] == ["start", "end"] and recovery[1]["exit_code"] == 0
-    assert recovery[0]["locks"] == [{"key": "cookbooks/journaltest.tags", "concurrency": 20}]
+    assert recovery[0]["locks"] == [{"key": f"cookbooks/recover:{run_id}", "concurrency": 1},
+                                    {"key": "cookbooks/journaltest.tags", "concurrency": 20}]
     on_dead = [(line["event"], line.get("seq"), line.get("status"), line["by"]) for line in lines
                if line["id"] == run_id]
     by = recovery[0]["id"]

@@ -16,7 +16,7 @@ from libcluster.audit import AuditError, AuditLog
 from libcluster.changes import ChangeLog
 from libcluster.errors import AnswerLostError, is_answer_lost
 from libcluster.journal import Journal, JournalError
-from libcluster.recover import RunJournal, checked
+from libcluster.recover import RunJournal, checked, lock_order
 from libcluster.undo import Undo, UndoFailure, UndoStack
 
 RUN = "0123456789abcdef0123456789abcdef"
@@ -275,3 +275,12 @@ def test_journal_text_shown_on_a_terminal_has_no_control_characters() -> None:
     run = _journal({"event": "intent", "seq": 1, "system": "dns", "action": "rrset-add", "target": "x\x1b[2Jy\n",
                     "undo": None})
     assert run.steps[1].describe() == "seq 1 no result: dns rrset-add x?[2Jy?"
+
+
+def test_a_recovery_takes_its_own_lock_then_the_runs_in_the_global_order() -> None:
+    run = _journal({"event": "start", "locks": [{"key": "cookbooks/sre.x:vm1", "concurrency": 1}]},
+                   *({"event": "lock", "key": key, "concurrency": 1} for key in (
+                       "ganeti/c1/instance/vm1", "ganeti/c1/node/n1", "custom/pool", "ganeti/c1/node/n1",
+                       "ganeti/c1")))
+    assert lock_order(run) == [(f"cookbooks/recover:{RUN}", 1), ("cookbooks/sre.x:vm1", 1), ("custom/pool", 1),
+                               ("ganeti/c1", 1), ("ganeti/c1/node/n1", 1), ("ganeti/c1/instance/vm1", 1)]

@@ -55,7 +55,8 @@ def test_recover_lists_plans_and_names_what_it_could_not_undo(cookbook: Callable
     lines = env.lines()
     [start, end] = [line for line in lines if line.get("recovers") == RUN]
     assert (start["event"], start["cookbook"], end["event"], end["exit_code"]) == ("start", "recover", "end", 93)
-    assert start["locks"] == [{"key": "cookbooks/demo.hello", "concurrency": 1}]
+    assert start["locks"] == [{"key": f"cookbooks/recover:{RUN}", "concurrency": 1},
+                              {"key": "cookbooks/demo.hello", "concurrency": 1}]
     on_dead = [(line["event"], line.get("seq"), line["status"], line["by"]) for line in lines
                if line["id"] == RUN and line["event"] in ("undo", "recovered")]
     assert on_dead == [("undo", 1, "failed", start["id"]), ("recovered", None, "partial", start["id"])]
