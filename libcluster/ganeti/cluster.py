@@ -10,6 +10,7 @@ sent: they are recorded as planned and return a SkippedJob.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -20,7 +21,7 @@ from libcluster.changes import ChangeLog
 from libcluster.ganeti import inverse
 from libcluster.ganeti.commands import GntCommands
 from libcluster.ganeti.errors import GanetiError
-from libcluster.ganeti.jobs import Job, JobHandle, SkippedJob
+from libcluster.ganeti.jobs import Job, JobHandle, JobResult, LogEntry, Progress, SkippedJob
 from libcluster.ganeti.models import Group, Instance, JobInfo, Node
 from libcluster.ganeti.rapi import RapiClient, path_segment
 from libcluster.undo import Undo
@@ -38,6 +39,8 @@ EVACUATE_MODES = ("all", "primary-only", "secondary-only")
 TAG_KINDS = ("instance", "node", "group", "cluster")
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_SELECTED = re.compile(r"Selected nodes for instance (\S+) via iallocator \S+: (\S+?)(?:,|$)")
+"""The job log line naming the node the iallocator chose for a migrate or failover."""
 
 
 class DryRunVia(Enum):
@@ -49,6 +52,16 @@ class DryRunVia(Enum):
     """`"dry_run": true` in the JSON body: these resources ignore the query flag (modify, migrate...)."""
     NONE = "none"
     """No way to ask for a check only (node role): not sent in dry-run."""
+
+
+def selected_node(log: Sequence[LogEntry], name: str) -> str | None:
+    """The node an iallocator chose for instance name, from a job's log ("Selected nodes for instance X via
+    iallocator hail: N"); None when the log has no such line (a node was named, or drbd's secondary is used)."""
+    for entry in log:
+        match = _SELECTED.search(entry.text)
+        if match and match.group(1) == name:
+            return match.group(2)
+    return None
 
 
 def _choice(value: str, allowed: Sequence[str], what: str) -> str:
@@ -356,13 +369,22 @@ class GanetiCluster:
         cleanup: bool | None = None,
         allow_failover: bool | None = None,
     ) -> JobHandle:
-        """Live (or non-live) migrate an instance, to target_node or where the iallocator says."""
+        """Live (or non-live) migrate a running instance, to target_node or where the iallocator says.
+
+        The job's result value is the instance's primary node afterwards (in a dry-run check: the node
+        Ganeti chose, see placed_node). Its undo migrates the instance back to the node it was on.
+        """
         if mode is not None:
             _choice(mode, MIGRATION_MODES, "mode")
         body = _without_none({"mode": mode, "target_node": target_node, "iallocator": iallocator,
                               "cleanup": cleanup, "allow_failover": allow_failover})
-        return self._write("instance-migrate", name, "PUT", f"/2/instances/{path_segment(name)}/migrate", body=body,
-                           via=DryRunVia.BODY, detail=_without_none({"target_node": target_node, "mode": mode}))
+        undo = None
+        if undoing(self.changes) and not cleanup:
+            undo = self._undo("instance-migrate", name, name=name, node=self.instance(name).primary_node)
+        job = self._write("instance-migrate", name, "PUT", f"/2/instances/{path_segment(name)}/migrate", body=body,
+                          via=DryRunVia.BODY, detail=_without_none({"target_node": target_node, "mode": mode}),
+                          undo=undo)
+        return PlacedJob(self, job, name, target_node)
 
     def failover_instance(
         self,
@@ -373,11 +395,38 @@ class GanetiCluster:
         shutdown_timeout: int | None = None,
         ignore_consistency: bool | None = None,
     ) -> JobHandle:
-        """Fail an instance over (stop, start on the other node)."""
+        """Fail an instance over (stop, start on the other node; a stopped one only changes node).
+
+        The job's result value is the primary node afterwards, as for migrate_instance. No undo: failing
+        it back is another stop and start, towards the node it may have been failed away from for a reason.
+        """
         body = _without_none({"target_node": target_node, "iallocator": iallocator,
                               "shutdown_timeout": shutdown_timeout, "ignore_consistency": ignore_consistency})
-        return self._write("instance-failover", name, "PUT", f"/2/instances/{path_segment(name)}/failover", body=body,
-                           via=DryRunVia.BODY, detail=_without_none({"target_node": target_node}))
+        job = self._write("instance-failover", name, "PUT", f"/2/instances/{path_segment(name)}/failover", body=body,
+                          via=DryRunVia.BODY, detail=_without_none({"target_node": target_node,
+                                                                    "ignore_consistency": ignore_consistency}))
+        return PlacedJob(self, job, name, target_node)
+
+    def reinstall_instance(self, name: str, *, os_name: str | None = None, start: bool = True) -> JobHandle:
+        """Reinstall an instance's OS (os_name, or its current one): one job that shuts it down, reinstalls, starts.
+
+        The data on its disks is lost, so there is no undo. Ganeti's RAPI has no dry-run for a reinstall
+        (the resource builds its opcodes itself): in dry-run it is only described.
+        """
+        body = _without_none({"os": os_name, "start": start})
+        return self._write("instance-reinstall", name, "POST", f"/2/instances/{path_segment(name)}/reinstall",
+                           body=body, via=DryRunVia.NONE, detail=body)
+
+    def placed_node(self, name: str, result: JobResult, target_node: str | None) -> str | None:
+        """Where a migrate or failover job put instance name: its primary node now, or for a dry-run check the
+        node the iallocator chose (job log), else target_node, else its secondary node (drbd)."""
+        if not self.dry_run:
+            return self.instance(name).primary_node
+        chosen = selected_node(result.log, name) or target_node
+        if chosen is None:
+            secondaries = self.instance(name).secondary_nodes
+            chosen = secondaries[0] if secondaries else None
+        return chosen
 
     def move_instance(
         self, name: str, node: str, *, shutdown_timeout: int | None = None, ignore_consistency: bool = False
@@ -548,3 +597,21 @@ class GanetiCluster:
                 job_id = self.rapi.submit(method, path, params=params, body=body)
                 pending.learn(job_id=job_id)
         return Job(self.rapi, job_id, description=description, default_timeout=self.job_timeout, parse=parse)
+
+
+class PlacedJob(Job):
+    """A migrate or failover job whose result value is the instance's node afterwards (GanetiCluster.placed_node)."""
+
+    def __init__(self, cluster: GanetiCluster, job: Job | SkippedJob, name: str, target_node: str | None) -> None:
+        """Follow job (a real write or a dry-run check) of instance name on cluster."""
+        if not isinstance(job, Job):
+            raise TypeError(f"{job!r}: a migrate or failover is always sent (checked by Ganeti in dry-run)")
+        super().__init__(cluster.rapi, job.id, description=job.description, default_timeout=cluster.job_timeout)
+        self.cluster = cluster
+        self.name = name
+        self.target_node = target_node
+
+    def wait(self, progress: Progress | None = None, timeout: float | None = None) -> JobResult:
+        """Wait as Job.wait; the result's value is the node the instance is on (or would be)."""
+        result = super().wait(progress, timeout)
+        return dataclasses.replace(result, value=self.cluster.placed_node(self.name, result, self.target_node))

@@ -40,6 +40,7 @@ OPCODES = {
     "instance-shutdown": "INSTANCE_STARTUP",
     "instance-modify": "INSTANCE_SET_PARAMS",
     "instance-rename": "INSTANCE_RENAME",
+    "instance-migrate": "INSTANCE_MIGRATE",
     "tags-remove": "TAGS_SET",
     "tags-add": "TAGS_DEL",
     "node-role": "NODE_SET_PARAMS",
@@ -97,6 +98,7 @@ class Inverses:
             "instance-shutdown": self.shutdown,
             "instance-modify": self.modify_back,
             "instance-rename": self.rename_back,
+            "instance-migrate": self.migrate_back,
             "tags-remove": self.remove_tags,
             "tags-add": self.add_tags,
             "node-role": self.role_back,
@@ -241,6 +243,24 @@ class Inverses:
                                f"{'exists' if original else 'is free'}")
         self._run(f"rename instance {new_name} back to {name}", "PUT", f"/2/instances/{path_segment(new_name)}/rename",
                   body={"new_name": name, "ip_check": False, "name_check": False})
+        return "undone"
+
+    def migrate_back(self, args: Mapping[str, Any]) -> str:
+        """Migrate the instance back to the node it was on (args["node"]), if the migrate moved it; a stopped
+        instance is failed over instead (Ganeti's allow_failover)."""
+        name, node = str(args["name"]), str(args["node"])
+        if not self.succeeded("instance-migrate", args):
+            return "absent"
+        instance = self._instance(name)
+        if instance is None:
+            raise NotOursError(f"instance {name} is no longer on cluster {self.cluster.name}: cannot migrate it back")
+        if instance.get("pnode") == node:
+            return "absent"
+        body: dict[str, Any] = {"allow_failover": True}
+        if node not in (instance.get("snodes") or []):
+            body["target_node"] = node
+        self._run(f"migrate instance {name} back to {node}", "PUT", f"/2/instances/{path_segment(name)}/migrate",
+                  body=body)
         return "undone"
 
     def remove_tags(self, args: Mapping[str, Any]) -> str:

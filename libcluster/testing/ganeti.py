@@ -50,14 +50,16 @@ class FakeJob(Job):
     """A job of the fake cluster: already ended; wait() returns its result or raises its error."""
 
     REAL = Job
-    HELPERS = ("cluster", "error")
+    HELPERS = ("cluster", "error", "value")
 
-    def __init__(self, cluster: FakeCluster, job_id: int, description: str, error: Exception | None = None) -> None:
-        """Job job_id of cluster; error: what wait() raises (a failed job)."""
+    def __init__(self, cluster: FakeCluster, job_id: int, description: str, error: Exception | None = None,
+                 value: Any = None) -> None:
+        """Job job_id of cluster; error: what wait() raises (a failed job); value: its result's value."""
         self.id = job_id
         self.description = description
         self.cluster = cluster
         self.error = error
+        self.value = value
 
     def status(self) -> dict[str, Any]:
         """The job's fields in the cluster's queue."""
@@ -67,7 +69,7 @@ class FakeJob(Job):
         """The result, or the error."""
         if self.error is not None:
             raise self.error
-        return JobResult(job_id=self.id, status="success", summary=(self.description,))
+        return JobResult(job_id=self.id, status="success", summary=(self.description,), value=self.value)
 
 
 class FakeCommands:
@@ -314,10 +316,12 @@ class FakeCluster:
         instance = self.instances_by_name.get(name)
         if action == "node-role":
             return self._role_back(name, str(args["old_role"]))
-        if action not in ("instance-startup", "instance-shutdown", "instance-remove"):
+        if action not in ("instance-startup", "instance-shutdown", "instance-remove", "instance-migrate"):
             raise GanetiError(f"the fake cluster has no undo action {action!r}")
         if instance is None:
             return "absent"
+        if action == "instance-migrate":
+            return self._migrate_back(name, str(args["node"]))
         if action == "instance-remove":
             self.calls.append(("remove", name))
             self._write("remove", name, lambda: self._forget(name)).wait()
@@ -330,6 +334,14 @@ class FakeCluster:
         fields = {"admin_state": "up", "status": "running", "oper_state": True} if up else \
             {"admin_state": "down", "status": "ADMIN_down", "oper_state": False}
         self._write(write, name, self._state(name, **fields)).wait()
+        return "undone"
+
+    def _migrate_back(self, name: str, node: str) -> str:
+        """The undo of migrate_instance: the instance back on node, unless it is there."""
+        if self.instances_by_name[name]["pnode"] == node:
+            return "absent"
+        self.calls.append(("migrate", name, {"target_node": node}))
+        self._write("migrate", name, lambda: self._move(name, node)).wait()
         return "undone"
 
     def _role_back(self, node: str, old: str) -> str:
@@ -414,8 +426,39 @@ class FakeCluster:
         cleanup: bool | None = None,
         allow_failover: bool | None = None,
     ) -> JobHandle:
-        """Move the instance to target_node, or swap primary and secondary (drbd)."""
-        return self._write("migrate", name, lambda: self._move(name, target_node))
+        """Move the instance to target_node, or swap primary and secondary (drbd); the job's value is the new node.
+
+        Its undo migrates it back, as the real client's does.
+        """
+        return self._placed(self._write("migrate", name, lambda: self._move(name, target_node), "instance-migrate",
+                                        node=self.instances_by_name.get(name, {}).get("pnode")), name)
+
+    @recorded("failover")
+    def failover_instance(
+        self,
+        name: str,
+        *,
+        target_node: str | None = None,
+        iallocator: str | None = None,
+        shutdown_timeout: int | None = None,
+        ignore_consistency: bool | None = None,
+    ) -> JobHandle:
+        """Move the instance as migrate_instance does (its state is kept); no undo, as the real client keeps none."""
+        return self._placed(self._write("failover", name, lambda: self._move(name, target_node)), name)
+
+    @recorded("reinstall")
+    def reinstall_instance(self, name: str, *, os_name: str | None = None, start: bool = True) -> JobHandle:
+        """Set the instance's OS (if given) and leave it running when start, else stopped; no undo."""
+        fields: dict[str, Any] = {"os": os_name} if os_name else {}
+        fields.update({"admin_state": "up", "status": "running", "oper_state": True} if start else
+                      {"admin_state": "down", "status": "ADMIN_down", "oper_state": False})
+        return self._write("reinstall", name, self._state(name, **fields))
+
+    def _placed(self, job: JobHandle, name: str) -> JobHandle:
+        """The job with the instance's primary node as its result's value (the real PlacedJob's)."""
+        if isinstance(job, FakeJob) and name in self.instances_by_name:
+            job.value = self.instances_by_name[name]["pnode"]
+        return job
 
     @recorded("node_role")
     def set_node_role(self, node: str, role: str, *, force: bool = False, auto_promote: bool = False) -> JobHandle:
