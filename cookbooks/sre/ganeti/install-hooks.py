@@ -138,7 +138,8 @@ class InstallHooksRunner(CookbookRunnerBase):
                 rows.append((node, "FAILED", problem))
                 continue
             verb = "would change" if self.ctx.dry_run else "changed"
-            rows.append((node, f"{verb} {len(paths)}" if paths else "up to date", _summary(paths, self.settings.hooks_dir)))
+            state = f"{verb} {len(paths)}" if paths else "up to date"
+            rows.append((node, state, _summary(paths, self.settings.hooks_dir)))
         logger.info("Hooks on cluster %s:\n%s", self.args.cluster, tabulate(rows, headers=("Node", "Result", "Files")))
         if failed:
             logger.error("Hooks not installed on %s", ", ".join(failed))
@@ -162,7 +163,7 @@ class InstallHooksRunner(CookbookRunnerBase):
                  for file in wanted if file.path in paths]
         with ThreadPoolExecutor(max_workers=SEND_WORKERS) as pool:
             sent = list(pool.map(lambda job: self._send(*job), sends))
-        for (node, file), problem in zip(sends, sent):
+        for (node, file), problem in zip(sends, sent, strict=True):
             if problem and not outcome[node][1]:
                 outcome[node] = (outcome[node][0], f"writing {file.path}: {problem}")
         ready = [node for node in nodes if not outcome[node][1]]
