@@ -203,33 +203,6 @@ def test_plan_renders_node_ips_netbox_objects_and_dns(settings: clusters.Cluster
     assert len([line for line in text.splitlines() if " PTR " in line]) == 2
 
 
-class ReleasingNetBox:
-    """The NetBox reads and release a rollback makes, over a few stored addresses."""
-
-    def __init__(self, *ips: dict[str, Any]) -> None:
-        self.ips = {ip["id"]: ip for ip in ips}
-        self.released: list[int] = []
-
-    def objects(self, kind: str, **filters: Any) -> list[dict[str, Any]]:
-        assert kind == "ip-address"
-        ids, name = filters.get("id"), filters.get("dns_name")
-        return [ip for ip in self.ips.values()
-                if (ids is None or ip["id"] in ids) and (name is None or ip["dns_name"] == name)]
-
-    def release_ips(self, ips: list[dict[str, Any]]) -> None:
-        self.released += [ip["id"] for ip in ips]
-
-
-def test_the_rollback_releases_only_the_addresses_the_run_allocated(settings: clusters.ClusterSettings) -> None:
-    fqdn = "t-undo.lab.example"
-    mine = {"id": 1, "address": "198.18.16.9/24", "dns_name": fqdn}
-    netbox = ReleasingNetBox(mine, {"id": 2, "address": "198.18.16.10/24", "dns_name": fqdn})
-    runner = argparse.Namespace(netbox=netbox, created=makevm.Created(ips=[mine], allocating=True),
-                                spec=argparse.Namespace(fqdn=fqdn))
-    makevm.MakeVMRunner._undo_ips(runner)  # type: ignore[arg-type]
-    assert netbox.released == [1]
-
-
 def test_precheck_failure_lists_every_problem_of_the_checks_made_together() -> None:
     group = ExceptionGroup("checks", [makevm.NoCapacityError("short of memory on 2 nodes in group A"),
                                       makevm.PrecheckError("  - DNS: vm1.lab.example already has A 198.18.0.7")])

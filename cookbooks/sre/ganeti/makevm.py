@@ -6,7 +6,8 @@ import argparse
 import logging
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from libcluster import parallel, resources
@@ -19,7 +20,7 @@ from libcluster.dns import Diff
 from libcluster.dns.protection import owns_nothing
 from libcluster.dns.scope import OUTSIDE
 from libcluster.errors import LibclusterError
-from libcluster.ganeti import GanetiCluster, JobFailedError, JobHandle, RapiNotFoundError
+from libcluster.ganeti import GanetiCluster, JobFailedError, RapiNotFoundError
 from libcluster.sync import dns as sync_dns
 from libcluster.sync import vm as sync_vm
 
@@ -274,19 +275,6 @@ class NewInstance:
     job_id: int | None
 
 
-@dataclass
-class Created:
-    """What this run changed so far, for rollback: set before each change is attempted."""
-
-    ips: list[dict[str, Any]] = field(default_factory=list)
-    allocating: bool = False
-    dns: Diff | None = None
-    create_attempted: bool = False
-    create_job: JobHandle | None = None
-    create_error: JobFailedError | None = None
-    netbox_vm_attempted: bool = False
-
-
 class MakeVM(CookbookBase):
     """Create a Ganeti VM with its IP addresses, DNS records and NetBox records
 
@@ -310,18 +298,23 @@ class MakeVM(CookbookBase):
          with the MAC Ganeti gave the NIC, the IPs on it and marked primary.
       7. Print a summary: FQDN, node, IPs, NetBox URL of the VM, Ganeti job ids.
 
-    If a step after the confirmation fails, or Ctrl+C is pressed, everything this run created is removed,
-    in reverse order: the instance (after its create job ends), the NetBox VM and interface, the DNS
-    records the run wrote (one the server no longer answers as written is left as is), the IPs it
-    allocated (by id). Each removal runs even if an earlier one fails;
-    a failed removal is logged and the exit code is 93 (clean up by hand).
+    Every change is journaled before and after it is made (the audit file, and etcd while the run lasts).
+    If a step after the confirmation fails, or Ctrl+C is pressed, each change is undone, newest first:
+    the NetBox VM's primary IPs, the IPs' assignment, its interface and the VM (deleted by id), the
+    instance (once its create job ended, only if that job made it), the DNS records as written (one the
+    server no longer answers as written is left as is), the IPs it allocated (by id; a request whose
+    answer was lost is looked up by dns_name in its prefix). Each undo runs even if an earlier one fails;
+    each object that could not be removed is named by kind, name and id and the exit code is 93: once
+    the cause is fixed, `cookbook -y --recover RUN_ID` removes it. After a crash of the runner (killed,
+    host down) `cookbook --recover` lists the run and `--recover RUN_ID` undoes it the same way.
     With -d (dry-run) the plan is printed (node Ganeti chooses, next free IPs, DNS records, NetBox
     objects) and nothing is changed anywhere. Two runs for the same FQDN never overlap (per-FQDN lock).
     The instance's lock is held until the run has ended or rolled back: sync-netbox and the hooks agent
     leave the new instance alone until then.
 
     Exit codes: 0 created; 10 a pre-check failed; 11 the VM does not fit; 1 a step failed (rolled back);
-    97 interrupted (rolled back); 93 the rollback failed; 94/96 invalid cluster, group or arguments.
+    97 interrupted (rolled back); 93 the rollback left something (named); 94/96 invalid cluster, group or
+    arguments.
 
     Examples:
       cookbook sre.ganeti.makevm --cluster lab --group A --vcpus 2 --memory 4 --disk 20 -t T12345 vm1
@@ -368,8 +361,6 @@ class MakeVMRunner(CookbookRunnerBase):
         self.ganeti: GanetiCluster = ctx.ganeti(spec.cluster)
         self.netbox = ctx.netbox(read_write=True)
         self.dns = ctx.dns()
-        self.created = Created()
-        self.plan: Plan | None = None
 
     @property
     def runtime_description(self) -> str:
@@ -386,7 +377,7 @@ class MakeVMRunner(CookbookRunnerBase):
         """The runbook: steps 1-2 (read only), the plan and the confirmation, then steps 3-7."""
         resources.hold(self.ctx, self.spec.cluster, instances=[self.spec.fqdn])  # the sync leaves it to us
         try:
-            plan = self.plan = self.check_and_plan()  # steps 1 and 2
+            plan = self.check_and_plan()  # steps 1 and 2
         except NoCapacityError as exc:
             logger.error("%s does not fit: %s. Nothing was changed.", self.spec.fqdn, exc)
             return EXIT_DOES_NOT_FIT
@@ -515,28 +506,23 @@ class MakeVMRunner(CookbookRunnerBase):
 
     def allocate_addresses(self, plan: Plan) -> list[dict[str, Any]]:
         """Step 3: one address per planned prefix, allocated at the same time, with the FQDN as dns_name."""
-        self.created.allocating = True
+        allocate = partial(self.netbox.allocate_ip, dns_name=self.spec.fqdn)
         try:
-            ips = parallel.map_all(self._allocate, plan.netbox.prefixes)
+            ips = parallel.map_all(allocate, plan.netbox.prefixes)
         except ExceptionGroup as group:
-            raise group.exceptions[0] from None  # each allocation that was made is kept for the rollback
+            raise group.exceptions[0] from None  # the allocations made (or maybe made) are on ctx.undo all the same
         if not self.ctx.dry_run:
             for ip, address in zip(ips, plan.netbox.addresses, strict=True):
                 moved = f" (planned {address}, taken meanwhile)" if ip["address"] != address else ""
                 logger.info("Allocated %s in NetBox for %s%s", ip["address"], self.spec.fqdn, moved)
         return ips
 
-    def _allocate(self, prefix: dict[str, Any]) -> dict[str, Any]:
-        ip: dict[str, Any] = self.netbox.allocate_ip(prefix, dns_name=self.spec.fqdn)
-        self.created.ips.append(ip)
-        return ip
-
     def publish_dns(self, plan: Plan, ips: list[dict[str, Any]]) -> None:
         """Step 4: the A/AAAA and PTR records of the allocated addresses, checked on the server."""
         addresses = [str(ip["address"]) for ip in ips]
         # The plan's diff still holds when the planned addresses were allocated (its prerequisites guard the rest).
-        diff = self.created.dns = (plan.dns if addresses == plan.netbox.addresses
-                                   else self.dns.host_diff(self.spec.fqdn, addresses, owns=owns_nothing))
+        diff = (plan.dns if addresses == plan.netbox.addresses
+                else self.dns.host_diff(self.spec.fqdn, addresses, owns=owns_nothing))
         self.dns.apply(diff)
         if not self.ctx.dry_run:
             sync_dns.verify(self.dns, diff)
@@ -552,20 +538,14 @@ class MakeVMRunner(CookbookRunnerBase):
             self.ctx.changes.record("ganeti", "instance-create", self.spec.fqdn, cluster=self.spec.cluster,
                                     checked=True, job_id=plan.placement.job_id, pnode=nodes[0])
             return NewInstance(self.spec.planned_instance(), job_id=None)
-        self.created.create_attempted = True
-        job = self.created.create_job = self.ganeti.create_instance(
+        job = self.ganeti.create_instance(
             self.spec.fqdn, **self.spec.create_params(pnode=nodes[0], snode=nodes[1] if len(nodes) > 1 else None))
         logger.info("Ganeti job %s creates %s on %s", job.id, self.spec.fqdn, " + ".join(nodes))
-        try:
-            job.wait()
-        except JobFailedError as exc:
-            self.created.create_error = exc
-            raise
+        job.wait()
         return NewInstance(self.ganeti.instance(self.spec.fqdn).raw, job_id=job.id)
 
     def record_in_netbox(self, plan: Plan, instance: NewInstance, ips: list[dict[str, Any]]) -> dict[str, Any]:
         """Step 6: the VM in the group's NetBox cluster, its interface with Ganeti's MAC, the IPs on it, primary."""
-        self.created.netbox_vm_attempted = True
         recorded = sync_vm.record_instance(self.netbox, instance.fields, cluster_id=plan.netbox.cluster["id"],
                                            addresses=ips, current=sync_vm.Current(vm=None))
         return recorded.vm
@@ -582,71 +562,3 @@ class MakeVMRunner(CookbookRunnerBase):
         status = "planned (dry-run: nothing was changed)" if self.ctx.dry_run else "created"
         logger.info("VM %s %s:\n  node: %s\n  IPs: %s\n  MAC: %s\n  NetBox: %s\n  Ganeti jobs: %s", self.spec.fqdn,
                     status, node, ", ".join(str(ip["address"]) for ip in ips), macs, url, ", ".join(jobs))
-
-    # Rollback
-
-    def rollback(self) -> None:
-        """Remove what this run created, in reverse order; each removal runs even if another one failed."""
-        if self.ctx.dry_run:
-            logger.info("Nothing to roll back: dry-run changed nothing")
-            return
-        failed = []
-        for what, undo in (("the Ganeti instance", self._undo_instance), ("the NetBox VM", self._undo_netbox_vm),
-                           ("the DNS records", self._undo_dns), ("the IP addresses", self._undo_ips)):
-            try:
-                undo()
-            except Exception as exc:  # every removal must be tried; the failure is reported below
-                logger.error("Rollback: could not remove %s of %s: %s: %s", what, self.spec.fqdn,
-                             type(exc).__name__, exc)
-                failed.append(what)
-        if failed:
-            raise LibclusterError(f"rollback of {self.spec.fqdn} incomplete, remove by hand: {', '.join(failed)}")
-
-    def _undo_instance(self) -> None:
-        created, fqdn = self.created, self.spec.fqdn
-        if not created.create_attempted:
-            return
-        if created.create_job is not None and created.create_error is None:
-            try:
-                created.create_job.wait()
-            except JobFailedError as exc:
-                created.create_error = exc
-        if created.create_error is not None and created.create_error.classification == "already_exists":
-            logger.info("Rollback: instance %s was not created by this run, left alone", fqdn)
-            return
-        try:
-            self.ganeti.instance(fqdn)
-        except RapiNotFoundError:
-            logger.info("Rollback: no Ganeti instance %s to remove", fqdn)
-            return
-        job = self.ganeti.remove_instance(fqdn)
-        job.wait()
-        logger.info("Rollback: removed Ganeti instance %s (job %s)", fqdn, job.id)
-
-    def _undo_netbox_vm(self) -> None:
-        if not self.created.netbox_vm_attempted or self.plan is None:
-            return
-        vm = self.netbox.find("vm", name=self.spec.fqdn, cluster_id=self.plan.netbox.cluster["id"])
-        if vm is None:
-            logger.info("Rollback: no NetBox VM %s to delete", self.spec.fqdn)
-            return
-        self.netbox.delete("vm", [vm])
-        logger.info("Rollback: deleted NetBox VM %s (id %s) with its interfaces", self.spec.fqdn, vm["id"])
-
-    def _undo_dns(self) -> None:
-        if self.created.dns is None:
-            return
-        undo = sync_dns.restore(self.dns, self.created.dns)
-        logger.info("Rollback: DNS of %s restored (%d rrsets changed back)", self.spec.fqdn, len(undo))
-
-    def _undo_ips(self) -> None:
-        """Release the addresses this run allocated (by id): another address with the same dns_name is not its own."""
-        if not self.created.allocating:
-            return
-        ids = sorted({ip["id"] for ip in self.created.ips})
-        found = self.netbox.objects("ip-address", id=ids) if ids else []
-        if not found:
-            logger.info("Rollback: no IP address of %s left to release", self.spec.fqdn)
-            return
-        self.netbox.release_ips(found)
-        logger.info("Rollback: released %s", ", ".join(str(ip["address"]) for ip in found))
