@@ -6,6 +6,8 @@ certificate and users); `down` stops and removes every process, namespace, mount
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
 import shutil
@@ -85,6 +87,16 @@ def _by_fqdn(fqdn: str) -> topology.Node:
     return topology.node(fqdn.split(".", 1)[0])
 
 
+def _ssh_open(intact: bool, node: topology.Node) -> bool:
+    """Whether the node's sshd answers (not asked when its namespace is not intact)."""
+    return intact and sshd.port_open(node.ip, sshd.SSH_PORT)
+
+
+def _noded_open(intact: bool, fqdn: str) -> bool:
+    """Whether the member's noded answers (not asked when its namespace is not intact)."""
+    return intact and sshd.port_open(_by_fqdn(fqdn).ip, NODED_PORT)
+
+
 def _prepare_nodes(lab: Lab, paths: ClusterPaths) -> None:
     """Bridge, per-node namespaces and mounts, sshd with the runner's key: create or repair each node."""
     write_shared_files(paths)
@@ -113,7 +125,7 @@ def _root_keys(paths: ClusterPaths, members: list[str]) -> list[str]:
 
 
 def authorize_spares(paths: ClusterPaths, members: list[str]) -> None:
-    """Authorize the members' root keys on every spare node: `gnt-node remove` deletes them, a spare must stay addable."""
+    """Authorize the members' root keys on every spare node (`gnt-node remove` deletes them: a spare stays addable)."""
     keys = _root_keys(paths, members)
     for node in topology.NODES:
         if node.fqdn not in members:
@@ -266,10 +278,8 @@ def up(lab: Lab) -> None:
 def _stop_node(lab: Lab, paths: ClusterPaths, node: topology.Node, mounts: dict[str, str]) -> None:
     """Stop the node's Ganeti daemons gracefully (time-bounded), then remove the node."""
     if netns.node_intact(paths, node, mounts) and netns.netns_pids(node.netns):
-        try:
+        with contextlib.suppress(LabError):  # whatever did not stop is killed by pid below
             _in_node(lab, paths, node, ["/usr/lib/ganeti/daemon-util", "stop-all"], timeout=STOP_TIMEOUT)
-        except LabError:
-            pass  # whatever did not stop is killed by pid below
     netns.remove_node(lab, paths, node)
 
 
@@ -353,13 +363,9 @@ def _status_probes(lab: Lab, paths: ClusterPaths, master: str | None, members: d
     bridge = netns.bridge_exists()
     intact = {node.fqdn: bridge and netns.node_intact(paths, node, mounts) for node in topology.NODES}
     probes: dict[str, Callable[[], bool]] = {
-        f"ssh {node.fqdn}": (lambda node=node: intact[node.fqdn] and sshd.port_open(node.ip, sshd.SSH_PORT))
-        for node in topology.NODES
+        f"ssh {node.fqdn}": functools.partial(_ssh_open, intact[node.fqdn], node) for node in topology.NODES
     }
-    probes.update({
-        f"noded {fqdn}": (lambda fqdn=fqdn: intact.get(fqdn, False) and sshd.port_open(
-            _by_fqdn(fqdn).ip, NODED_PORT)) for fqdn in members
-    })
+    probes.update({f"noded {fqdn}": functools.partial(_noded_open, intact.get(fqdn, False), fqdn) for fqdn in members})
     if bridge and have_secrets and master is not None and intact.get(master, False):
         probes["rapi"] = lambda: _rapi_answers(lab, paths)
     return probes

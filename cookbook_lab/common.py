@@ -107,7 +107,8 @@ class Lab:
                 )
             except subprocess.TimeoutExpired:
                 log.write(f"!! timed out after {timeout}s\n")
-                raise LabError(f"{part}: '{shlex.join(cmd)}' timed out after {timeout}s; log: {self.log_file(part)}")
+                raise LabError(f"{part}: '{shlex.join(cmd)}' timed out after {timeout}s; "
+                               f"log: {self.log_file(part)}") from None
             log.write(result.stdout)
             log.write(f"-> exit {result.returncode}\n")
         if check and result.returncode != 0:

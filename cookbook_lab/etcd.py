@@ -5,7 +5,8 @@ users (the JSON gateway ignores client certificates' names, see libcluster.etcd)
 may read and write the locks and the hook events, ``cookbook-node`` (the Ganeti nodes' hooks) may only
 write hook events, ``root`` administers. The lab has one cluster, so ``cookbook-node`` may write the whole
 hooks prefix (the lab tests use sub-prefixes of their own); with several clusters, a user per cluster whose
-role may write only ``PREFIX/CLUSTER/`` is what keeps a node from speaking for another cluster. Anything else, unauthenticated requests included, is refused.
+role may write only ``PREFIX/CLUSTER/`` is what keeps a node from speaking for another cluster. Anything else,
+unauthenticated requests included, is refused.
 `up` converts an etcd started plain by an older lab: users and roles are created while it still runs,
 then it restarts with TLS (its data kept) and authentication is turned on; the config written at the
 end of `up` carries the new URL and users.
@@ -124,7 +125,7 @@ def secure(url: str, ca: Path | None, users: Mapping[str, str],
 
     def post(path: str, payload: dict[str, Any], *, exists_ok: bool = False) -> dict[str, Any]:
         response = session.post(f"{url}/v3/{path}", json=payload, timeout=TIMEOUT)
-        answer = response.json()
+        answer: dict[str, Any] = response.json()
         if response.status_code != 200 and not (exists_ok and "already exists" in str(answer.get("error"))):
             raise LabError(f"{NAME}: {path} for {payload.get('name') or payload.get('user')} failed: "
                            f"{answer.get('error')}")

@@ -30,7 +30,8 @@ def lab_links() -> list[str]:
 
 def lab_mounts(state_dir: Path) -> list[str]:
     """Mount points at or under the lab's state dir."""
-    return sorted(point for point in netns.mount_points() if point == str(state_dir) or point.startswith(f"{state_dir}/"))
+    points = netns.mount_points()
+    return sorted(point for point in points if point == str(state_dir) or point.startswith(f"{state_dir}/"))
 
 
 def lab_addresses() -> list[str]:
