@@ -21,6 +21,8 @@ logger = logging.getLogger(__name__)
 
 CACHE_VERSION = 2
 """Bumped when the cached per-file record changes shape."""
+LIBRARY_HELPERS = Path(__file__).resolve().parents[1] / "arguments.py"
+"""libcluster.arguments: its option-adding functions (add_location_args) are helpers of every tree."""
 
 
 @dataclass
@@ -93,6 +95,23 @@ class FileCache:
         self.dirty = True
         return info
 
+    def library_helpers(self, seen: set[str]) -> dict[str, Any]:
+        """The option-adding functions of libcluster.arguments (helpers in every tree), cached as files are."""
+        path = str(LIBRARY_HELPERS)
+        stat = os.stat(path)
+        stamp = [stat.st_mtime_ns, stat.st_size]
+        seen.add(path)
+        cached = self.entries.get(path)
+        if cached is not None and cached[0] == stamp:
+            known: dict[str, Any] = cached[1]
+            return known
+        from libcluster.runner import declarations  # ast is only needed when the cache is stale
+
+        helpers = declarations.read_helpers(LIBRARY_HELPERS)
+        self.entries[path] = [stamp, helpers]
+        self.dirty = True
+        return helpers
+
     def save(self, seen: set[str]) -> None:
         """Write the cache back (best effort), keeping only the files seen in this scan."""
         if self.path is None or not (self.dirty or set(self.entries) - seen):
@@ -126,7 +145,7 @@ def scan(base_dirs: Sequence[str | Path], cache_path: Path | None = None) -> Nod
     cache = FileCache(cache_path)
     seen: set[str] = set()
     for tree_root in tree_roots(base_dirs):
-        _scan_folder(str(tree_root), (), root, cache, seen, {})
+        _scan_folder(str(tree_root), (), root, cache, seen, cache.library_helpers(seen))
     cache.save(seen)
     _inherit_owners(root)
     return root

@@ -80,6 +80,17 @@ def _helper(function: ast.FunctionDef) -> dict[str, Any]:
             "defaults": {name: value.value for name, value in defaults.items() if isinstance(value, ast.Constant)}}
 
 
+def _helpers(tree: ast.Module) -> dict[str, dict[str, Any]]:
+    """The top-level functions of a module that add options (what each adds always, under ``if PARAM:``)."""
+    helpers = {stmt.name: _helper(stmt) for stmt in tree.body if isinstance(stmt, ast.FunctionDef)}
+    return {name: helper for name, helper in helpers.items() if helper["options"] or helper["when"]}
+
+
+def read_helpers(path: Path) -> dict[str, dict[str, Any]]:
+    """The option-adding functions of a library module cookbooks call (libcluster.arguments), by name."""
+    return _helpers(ast.parse(path.read_bytes(), str(path)))
+
+
 def helper_options(helper: dict[str, Any], keywords: dict[str, Any]) -> list[str]:
     """The options a helper adds when called with these constant keyword arguments."""
     chosen = {**helper.get("defaults", {}), **keywords}
@@ -104,8 +115,7 @@ def read_file(path: Path) -> dict[str, Any]:
         "owner": constants.get("__owner_team__", ""),
     }
     if path.name == "__init__.py":
-        helpers = {stmt.name: _helper(stmt) for stmt in tree.body if isinstance(stmt, ast.FunctionDef)}
-        info["helpers"] = {name: helper for name, helper in helpers.items() if helper["options"] or helper["when"]}
+        info["helpers"] = _helpers(tree)
         return info
     info["options"] = _options(tree)
     info["calls"] = {call.func.id: {kw.arg: kw.value.value for kw in call.keywords
