@@ -112,6 +112,7 @@ def journal_env_fixture(lab_config: Path, tmp_path: Path) -> Iterator[JournalEnv
     try:
         yield env
     finally:
+        env.settle()  # a killed run's tag job may still be queued
         for tag in env.tags():
             env.tag("DELETE", tag)
         for run_id in mirror.runs():
