@@ -30,7 +30,7 @@ from libcluster.ganeti.errors import (
 )
 from libcluster.ganeti.jobs import Job, JobHandle, JobResult, LogEntry, SkippedJob
 from libcluster.ganeti.models import Group, Instance, JobInfo, Node
-from libcluster.ganeti.rapi import Credentials, RapiClient
+from libcluster.ganeti.rapi import Credentials, RapiAnswerLostError, RapiClient
 
 if TYPE_CHECKING:
     from libcluster.remote import Remote
@@ -50,6 +50,7 @@ __all__ = [
     "JobTimeoutError",
     "LogEntry",
     "Node",
+    "RapiAnswerLostError",
     "RapiAuthError",
     "RapiBadRequestError",
     "RapiConnectionError",
