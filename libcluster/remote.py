@@ -79,8 +79,9 @@ def command_undo(hosts: Iterable[str], commands: Sequence[CommandSpec], *, check
     The commands must be idempotent: a rollback or `cookbook --recover` may run them after a run that
     died before, during or after the commands they take back.
     """
-    return Undo("remote", "command", ",".join(hosts), {
-        "kind": "command", "hosts": [validate_host(host) for host in hosts],
+    names = [validate_host(host) for host in hosts]
+    return Undo("remote", "command", ",".join(names), {
+        "kind": "command", "hosts": names,
         "commands": [command_line(command) for command in commands],
         "check": command_line(check) if check is not None else None,
     })

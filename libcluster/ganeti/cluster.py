@@ -436,14 +436,14 @@ class GanetiCluster:
         The RAPI has no move resource: `gnt-instance move --submit` runs on the master and the
         job it prints is followed like any other. In dry-run it runs with `--dry-run`.
         """
-        job_id = self.commands.submit_instance_move(
-            name, node, shutdown_timeout=shutdown_timeout, ignore_consistency=ignore_consistency, dry_run=self.dry_run
-        )
+        options: dict[str, Any] = {"shutdown_timeout": shutdown_timeout, "ignore_consistency": ignore_consistency}
         if self.dry_run:
+            job_id = self.commands.submit_instance_move(name, node, dry_run=True, **options)
             self.changes.record("ganeti", "instance-move", name, cluster=self.name, job_id=job_id, node=node,
                                 checked=True)
         else:
             with self.changes.writing("ganeti", "instance-move", name, cluster=self.name, node=node) as pending:
+                job_id = self.commands.submit_instance_move(name, node, dry_run=False, **options)
                 pending.learn(job_id=job_id)
         return Job(self.rapi, job_id, description=f"instance-move {name}", default_timeout=self.job_timeout)
 
