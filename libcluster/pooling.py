@@ -33,12 +33,11 @@ ACTION = "pool"
 """The undo action of a depool, in the caller cookbook's undo()."""
 
 
-def steps(settings: ClusterSettings, middle: list[str], *, depool: bool = True) -> list[str]:
-    """The plan's lines: the depool command, the middle steps, the pool command (those configured, if depool)."""
-    if not depool:
-        return list(middle)
-    return ([f"depool: {settings.depool_command}"] if settings.depool_command else []) + list(middle) + (
-        [f"pool: {settings.pool_command}"] if settings.pool_command else [])
+def steps(settings: ClusterSettings, middle: list[str], *, depool: bool = True, pool: bool = True) -> list[str]:
+    """The plan's lines: the depool command (if depool), the steps, the pool command (if pool), if configured."""
+    first = [f"depool: {settings.depool_command}"] if depool and settings.depool_command else []
+    last = [f"pool: {settings.pool_command}"] if pool and settings.pool_command else []
+    return first + list(middle) + last
 
 
 def depool(ctx: Context, cluster: GanetiCluster, settings: ClusterSettings, fqdn: str, *, cookbook: str,

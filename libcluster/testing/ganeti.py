@@ -219,6 +219,10 @@ class FakeCluster:
         """The master node."""
         return "node1.example"
 
+    def os_list(self) -> list[str]:
+        """The OS definitions every node offers: noop, as on the lab."""
+        return ["noop"]
+
     def nodes(self) -> list[Node]:
         """All nodes, with their instance lists."""
         return [self.node(name) for name in self.nodes_by_name]
