@@ -13,8 +13,11 @@ new entries concerns this VM" (and the counters are compared exactly when nobody
 from __future__ import annotations
 
 import json
+import os
+import pty
 import re
 import secrets
+import select
 import signal
 import subprocess
 import threading
@@ -31,6 +34,9 @@ import pytest
 import requests
 import yaml
 
+from cookbook_lab import topology
+from cookbook_lab.clusterfs import ClusterPaths
+from cookbook_lab.common import Lab
 from libcluster import config as config_module
 from libcluster import ganeti
 from libcluster.changes import ChangeLog
@@ -38,10 +44,8 @@ from libcluster.dns import DNS
 from libcluster.dns.diff import compute
 from libcluster.dns.protection import owns_everything
 from libcluster.ganeti import GanetiCluster, RapiNotFoundError
-from cookbook_lab import topology
-from cookbook_lab.clusterfs import ClusterPaths
-from cookbook_lab.common import Lab
 from libcluster.netbox import NetBox
+from tests.lab.service_hang import hung
 
 REPO = Path(__file__).resolve().parents[2]
 COOKBOOK = REPO / ".venv" / "bin" / "cookbook"
@@ -381,12 +385,33 @@ def allocated(result: subprocess.CompletedProcess[str]) -> list[str]:
     return ALLOCATED.findall(result.stderr)
 
 
+def run_journal(env: Env, run_id: str) -> list[dict[str, Any]]:
+    """The journal lines of one run in the audit file."""
+    lines = [json.loads(line) for line in Path(env.raw["audit_log"]).read_text().splitlines() if run_id in line]
+    return [line for line in lines if line.get("id") == run_id]
+
+
+def assert_undone(env: Env, hostname: str) -> list[dict[str, Any]]:
+    """Every change of the newest makevm run of hostname that has an undo and was (maybe) made has an `undo` line
+    saying it was undone (or was already gone); returns the run's intent lines."""
+    lines = run_journal(env, audit_record(env, hostname)["id"])
+    intents = {line["seq"]: line for line in lines if line["event"] == "intent"}
+    results = {line["seq"]: line["status"] for line in lines if line["event"] == "result"}
+    undone = {line["seq"]: line["status"] for line in lines if line["event"] == "undo"}
+    made = [seq for seq, line in intents.items() if line.get("undo") and results.get(seq) in ("done", "maybe")]
+    assert made, "the run journaled no change with an undo"
+    not_undone = {seq: undone.get(seq) for seq in made if undone.get(seq) not in ("undone", "absent")}
+    assert not not_undone, f"changes not undone (seq: undo status): {not_undone}\n{lines}"
+    return list(intents.values())
+
+
 def assert_rolled_back(env: Env, hostname: str, result: subprocess.CompletedProcess[str], exit_code: int,
                        failure: str) -> list[str]:
-    """The run failed at the expected boundary, rolled back, and left nothing in Ganeti, NetBox or DNS."""
+    """The run failed at the expected boundary, undid each change it journaled, and left nothing in Ganeti, NetBox
+    or DNS."""
     assert result.returncode == exit_code, result.stderr
     assert failure in result.stderr
-    assert "Running rollback" in result.stderr and "Rollback: could not" not in result.stderr
+    assert "Running rollback" in result.stderr and "left behind:" not in result.stderr
     addresses = allocated(result)
     assert_nothing_left(env, env.fqdn(hostname), addresses)
     return addresses
@@ -398,6 +423,8 @@ def test_rollback_when_netbox_refuses_the_allocation(env: Env, hostname: str, tm
     result = makevm(env, hostname, config=config)
     assert_rolled_back(env, hostname, result, 1, "NetBoxAuthError")
     assert allocated(result) == []
+    lines = run_journal(env, audit_record(env, hostname)["id"])
+    assert {line["status"] for line in lines if line["event"] == "result"} == {"failed"}, "NetBox refused both"
 
 
 def test_rollback_when_dns_refuses_the_update(env: Env, hostname: str, tmp_path: Path) -> None:
@@ -405,14 +432,16 @@ def test_rollback_when_dns_refuses_the_update(env: Env, hostname: str, tmp_path:
     config = env.config_copy(tmp_path, dns={"tsig_secret": "d3Jvbmcgc2VjcmV0IGZvciB0aGUgdGVzdA=="})
     result = makevm(env, hostname, config=config)
     addresses = assert_rolled_back(env, hostname, result, 1, "rejected the signature")
-    assert len(addresses) == 2 and "Rollback: released" in result.stderr
+    assert len(addresses) == 2 and result.stderr.count("Undo: deleted netbox ip-address") == 2
+    assert [line["action"] for line in assert_undone(env, hostname)][:2] == ["ip-address-allocate"] * 2
 
 
 def test_rollback_when_the_ganeti_create_job_fails(env: Env, hostname: str, file_in_the_way: None) -> None:
     """Step 5 fails: the create job cannot make the instance's storage directory; DNS and IPs are undone."""
     result = makevm(env, hostname)
     addresses = assert_rolled_back(env, hostname, result, 1, "JobFailedError")
-    assert len(addresses) == 2 and "Rollback: DNS of" in result.stderr
+    assert len(addresses) == 2 and result.stderr.count(f"Undo: DNS {env.fqdn(hostname)}.") == 2  # A and AAAA
+    assert "instance-create" in [line["action"] for line in assert_undone(env, hostname)]
 
 
 @pytest.mark.parametrize("restricted_netbox_token", [
@@ -425,7 +454,8 @@ def test_rollback_when_netbox_refuses_the_vm_records(env: Env, hostname: str, tm
     config = env.config_copy(tmp_path, netbox={"token": restricted_netbox_token})
     result = makevm(env, hostname, config=config)
     assert_rolled_back(env, hostname, result, 1, "NetBoxAuthError")
-    assert "Rollback: removed Ganeti instance" in result.stderr
+    assert f"Undo: remove instance {env.fqdn(hostname)}" in result.stderr
+    assert_undone(env, hostname)
 
 
 def test_ctrl_c_during_the_create_job_rolls_back(env: Env, hostname: str) -> None:
@@ -455,7 +485,8 @@ def test_ctrl_c_during_the_create_job_rolls_back(env: Env, hostname: str) -> Non
     reader.join(10)
     text = "".join(lines)
     assert exit_code == 97, text
-    assert "Ctrl+C pressed" in text and "Rollback: removed Ganeti instance" in text
+    assert "Ctrl+C pressed" in text and f"Undo: remove instance {env.fqdn(hostname)}" in text
+    assert_undone(env, hostname)
     assert_nothing_left(env, env.fqdn(hostname), ALLOCATED.findall(text))
 
 
@@ -476,3 +507,90 @@ def test_sync_of_the_created_vm_is_idempotent(env: Env, hostname: str) -> None:
     assert recorded.writes == [] and not recorded.created
     assert env.netbox.request_count - sent == 2, "a no-change record reads the VM and its interfaces only"
     assert time.monotonic() - started < 5
+
+
+def _drain(stream: Any, into: list[str]) -> threading.Thread:
+    """Read stream line by line into a list, in a thread (the run never blocks on a full pipe)."""
+    def read() -> None:
+        for line in stream:
+            into.append(line)
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    return thread
+
+
+def _read_until(fd: int, marker: bytes, process: subprocess.Popen[str]) -> bytes:
+    """Read a terminal's output until marker appears; fail if the run ends or TIMEOUT passes first."""
+    seen, deadline = b"", time.monotonic() + TIMEOUT
+    while marker not in seen:
+        assert process.poll() is None and time.monotonic() < deadline, f"no {marker!r} on the terminal: {seen!r}"
+        ready, _, _ = select.select([fd], [], [], 1)
+        if ready:
+            seen += os.read(fd, 4096)
+    return seen
+
+
+LEFT_BEHIND = re.compile(r"left behind: (\S+) (.+?) \(id (\S+)\): ")
+
+
+def test_netbox_hung_after_go_names_each_leftover_and_recover_removes_them(env: Env, hostname: str,
+                                                                          tmp_path: Path) -> None:
+    """NetBox stopped (SIGSTOP) after the plan, before the operator types "go" at the terminal: both allocations
+    time out (their answer lost: 'maybe'), and their undo cannot reach NetBox either. Exit 93 with one line per
+    address naming its kind, name and id, never "the IP addresses". Once NetBox resumes, the timed-out requests
+    have made the addresses (the issue's leftover IPv6); `cookbook -y --recover RUN_ID` removes them all."""
+    fqdn = env.fqdn(hostname)
+    data = json.loads(json.dumps(env.raw))
+    data["netbox"]["timeout"] = 5
+    data["audit_log"] = str(tmp_path / "audit.jsonl")
+    config = tmp_path / "config.yaml"
+    config.touch(mode=0o600)
+    config.write_text(yaml.safe_dump(data))
+    terminal, its_end = pty.openpty()
+    process = subprocess.Popen([str(COOKBOOK), "-c", str(config), "sre.ganeti.makevm", *LOCATION, hostname],
+                               cwd=REPO, stdin=its_end, stdout=its_end, stderr=subprocess.PIPE, text=True)
+    os.close(its_end)
+    lines: list[str] = []
+    reader = _drain(process.stderr, lines)
+    try:
+        _read_until(terminal, b'Type "go"', process)
+        with hung("netbox"):
+            os.write(terminal, b"go\n")
+            while process.poll() is None:  # keep the terminal drained until the run ends, NetBox still stopped
+                if select.select([terminal], [], [], 1)[0]:
+                    try:
+                        os.read(terminal, 4096)
+                    except OSError:  # EIO: the run closed its terminal, it is ending
+                        break
+            exit_code = process.wait(TIMEOUT)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        os.close(terminal)
+    reader.join(10)
+    text = "".join(lines)
+    print(text)
+    assert exit_code == 93, text
+    assert "the IP addresses" not in text
+    left = LEFT_BEHIND.findall(text)
+    prefixes = {*env.raw["ganeti"]["clusters"][topology.CLUSTER]["groups"][GROUP]["prefixes"]}
+    assert sorted(left) == sorted(("ip-address", f"{fqdn} in {prefix}", "unknown") for prefix in prefixes), text
+    journal = [json.loads(line) for line in Path(data["audit_log"]).read_text().splitlines()]
+    [run_id] = {line["id"] for line in journal if line["event"] == "start"}
+    allocations = {line["seq"] for line in journal if line.get("action") == "ip-address-allocate"}
+    assert {line["status"] for line in journal if line["event"] == "result" and line["seq"] in allocations} == \
+        {"maybe"}, "both answers were lost"
+
+    made: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 60
+    while len(made) < len(left) and time.monotonic() < deadline:  # NetBox works through the requests it held
+        time.sleep(1)
+        made = env.netbox.objects("ip-address", dns_name=fqdn)
+    print(f"made by the timed-out requests once NetBox resumed: {[ip['address'] for ip in made]}")
+    assert made, "the timed-out allocations made no address once NetBox resumed"
+    recovered = subprocess.run([str(COOKBOOK), "-c", str(config), "-y", "--recover", run_id], cwd=REPO,
+                               capture_output=True, text=True, timeout=TIMEOUT, check=False)
+    assert recovered.returncode == 0, recovered.stdout + recovered.stderr
+    assert_nothing_left(env, fqdn, [str(ip["address"]) for ip in made])
