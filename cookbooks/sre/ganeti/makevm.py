@@ -20,7 +20,7 @@ from libcluster.dns import Diff
 from libcluster.dns.protection import owns_nothing
 from libcluster.dns.scope import OUTSIDE
 from libcluster.errors import LibclusterError
-from libcluster.ganeti import GanetiCluster, JobFailedError, RapiNotFoundError
+from libcluster.ganeti import GanetiCluster, JobFailedError, RapiNotFoundError, fit
 from libcluster.sync import dns as sync_dns
 from libcluster.sync import vm as sync_vm
 
@@ -39,9 +39,6 @@ SHORTAGES = {"FailMem": "memory", "FailDisk": "disk", "FailCPU": "vCPUs (vcpu-ra
 """hail's failure reasons and the resource each one means."""
 FIT_CLASSIFICATIONS = ("insufficient_resources", "temp_insufficient_resources")
 """Ganeti classifications of a create that failed for lack of resources."""
-POLICY_SPECS = (("memory-size", "memory", "MiB"), ("disk-size", "disk", "MiB"), ("cpu-count", "vCPUs", ""),
-                ("disk-count", "disks", ""), ("nic-count", "NICs", ""))
-"""Instance policy specs checked: ipolicy key, what it limits, unit."""
 
 _LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _SHORTAGE = re.compile(r"\b(Fail[A-Za-z0-9]+): (\d+)")
@@ -165,24 +162,7 @@ def policy_problems(ipolicy: Mapping[str, Any], spec: VMSpec) -> list[str]:
     """Why the VM falls outside a group's instance policy (empty when it fits one min/max pair) or its templates."""
     values = {"memory-size": spec.memory, "disk-size": spec.disk, "cpu-count": spec.vcpus, "disk-count": 1,
               "nic-count": 1}
-    problems: list[str] = []
-    templates = ipolicy.get("disk-templates")
-    if templates is not None and spec.disk_template not in templates:
-        problems.append(f"disk template {spec.disk_template} is not allowed by the group's policy "
-                        f"(allowed: {', '.join(templates)})")
-    ranges = list(ipolicy.get("minmax") or [])
-    outside: list[list[str]] = []
-    for bounds in ranges:
-        low, high = bounds.get("min", {}), bounds.get("max", {})
-        outside.append([
-            f"{what} {values[key]}{unit and ' ' + unit} is outside [{low[key]}, {high[key]}]{unit and ' ' + unit}"
-            for key, what, unit in POLICY_SPECS
-            if key in low and key in high and not low[key] <= values[key] <= high[key]
-        ])
-    if ranges and all(outside):
-        closest: list[str] = min(outside, key=len)
-        problems.extend(closest)
-    return problems
+    return fit.policy_problems(ipolicy, values, spec.disk_template)
 
 
 def shortage(message: str) -> str:
