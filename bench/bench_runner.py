@@ -3,8 +3,9 @@
 Prints and writes to bench/results/runner.txt: the median time of `cookbook -c CFG -l` (cold
 catalog cache, then warm), and the start-up overhead of running a trivial cookbook over a bare
 `python -c pass`. Goals: listing < 0.5 s, overhead < 0.3 s. Commands run with bytecode caching on
-(as after a normal install), after one unmeasured warm-up run each; the load average is recorded
-because other work on the machine inflates every figure.
+(as after a normal install), after one unmeasured warm-up run each, the commands taking turns. Each
+figure is the median wall time; the CPU time (user + system) is shown too, since other work on the
+machine inflates wall times (the load average is recorded) far more than CPU times.
 
 With --spicerack the same tree (importing spicerack.cookbook) is listed and run by Spicerack's own
 `cookbook`, timed in the same run, and both figures are printed side by side with their ratio. Goals
@@ -118,24 +119,33 @@ def generate(base: Path, api: str = "libcluster.cookbook") -> list[str]:
     return names
 
 
-def timed(command: Sequence[str], env: dict[str, str]) -> float:
-    """Wall time of one run of command, which must succeed."""
+def timed(command: Sequence[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall time and CPU time (user + system) of one run of command, which must succeed.
+
+    The CPU time hardly depends on other work on the machine, the wall time does: both are reported.
+    """
     start = time.perf_counter()
-    subprocess.run(list(command), check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - start
+    process = subprocess.Popen(list(command), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode:
+        raise subprocess.CalledProcessError(process.returncode, list(command))
+    return time.perf_counter() - start, usage.ru_utime + usage.ru_stime
 
 
 def medians(commands: dict[str, tuple[Sequence[str], Callable[[], object] | None]], env: dict[str, str],
-            runs: int) -> dict[str, float]:
-    """Median wall time of each command over runs rounds, the commands taking turns in each round (so that
-    load from other work falls on all of them alike); the callable, if any, runs untimed before each run."""
-    times: dict[str, list[float]] = {label: [] for label in commands}
+            runs: int) -> tuple[dict[str, float], dict[str, float]]:
+    """Median wall and CPU times of each command over runs rounds, the commands taking turns in each round (so
+    that load from other work falls on all of them alike); the callable, if any, runs untimed before each run."""
+    times: dict[str, list[tuple[float, float]]] = {label: [] for label in commands}
     for _ in range(runs):
         for label, (command, before) in commands.items():
             if before is not None:
                 before()
             times[label].append(timed(command, env))
-    return {label: statistics.median(values) for label, values in times.items()}
+    wall = {label: statistics.median(value[0] for value in values) for label, values in times.items()}
+    cpu = {label: statistics.median(value[1] for value in values) for label, values in times.items()}
+    return wall, cpu
 
 
 def spicerack_cookbook(venv: Path) -> Path:
@@ -148,6 +158,19 @@ def spicerack_cookbook(venv: Path) -> Path:
                        check=True)
         marker.write_text(SPICERACK + "\n")
     return command
+
+
+def code_version() -> str:
+    """The commit of the checkout this benchmark runs in, and whether libcluster/ has uncommitted changes."""
+    top = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "-C", str(top), "rev-parse", "--short", "HEAD"], check=True,
+                                capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(top), "status", "--porcelain", "--", "libcluster"], check=True,
+                               capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return f"commit {commit}" + (", with uncommitted changes in libcluster/" if dirty else "")
 
 
 def write_configs(tmp: Path) -> tuple[Path, Path]:
@@ -168,10 +191,11 @@ def write_configs(tmp: Path) -> tuple[Path, Path]:
     return ours, theirs
 
 
-def ratio_line(what: str, ours: float, theirs: float) -> str:
-    """One side-by-side line: our time, Spicerack's, and the fraction ours is of theirs."""
-    return (f"{what}: ours {ours:.3f} s, Spicerack {theirs:.3f} s: 1/{theirs / ours:.1f}"
-            f"  (goal 1/{RATIO_GOAL} or better)")
+def ratio_line(what: str, ours: tuple[float, float], theirs: tuple[float, float]) -> str:
+    """One side-by-side line: our (wall, CPU) times, Spicerack's, and the fraction ours is of theirs."""
+    return (f"{what}: ours {ours[0]:.3f} s, Spicerack {theirs[0]:.3f} s: 1/{theirs[0] / ours[0]:.1f}"
+            f"  (goal 1/{RATIO_GOAL} or better); CPU time: ours {ours[1]:.3f} s, Spicerack {theirs[1]:.3f} s:"
+            f" 1/{theirs[1] / ours[1]:.1f}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -211,19 +235,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         for command, _ in commands.values():  # writes the bytecode caches of runners and trees
             timed(command, env)
         listed = subprocess.run(commands["list warm"][0], check=True, env=env, capture_output=True, text=True).stdout
-        figures = medians(commands, env, args.runs)
+        figures, cpu = medians(commands, env, args.runs)
     overhead = figures["run"] - figures["bare"]
     runs = f"median of {args.runs}"
     lines = [
         f"# {time.strftime('%Y-%m-%d %H:%M:%S %Z')} on {platform.node()} ({platform.processor() or platform.machine()},"
         f" {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}), Python {platform.python_version()}",
         f"# command: {shlex.join([sys.executable, *sys.argv])}",
+        f"# code: {code_version()}",
         f"tree: {len(names)} cookbooks ({GROUPS} groups x {SUBGROUPS} subgroups x {PER_SUBGROUP}; "
         "class and module API alternating)",
         f"listed lines: {len(listed.splitlines())}",
         f"cookbook -l, cold cache ({runs}): {figures['list cold']:.3f} s  (goal < {LISTING_GOAL} s)",
         f"cookbook -l, warm cache ({runs}): {figures['list warm']:.3f} s  (goal < {LISTING_GOAL} s)",
-        f"cookbook {names[0]} ({runs}): {figures['run']:.3f} s",
+        f"cookbook {names[0]} ({runs}): {figures['run']:.3f} s (CPU time {cpu['run']:.3f} s)",
         f"python -c pass ({runs}): {figures['bare']:.3f} s",
         f"start-up overhead: {overhead:.3f} s  (goal < {OVERHEAD_GOAL} s)",
     ]
@@ -233,9 +258,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"Spicerack: {SPICERACK} in {args.spicerack_venv}, same tree importing spicerack.cookbook",
             f"spicerack cookbook -l ({runs}): {figures['spicerack list']:.3f} s",
             f"spicerack cookbook {names[0]} ({runs}): {figures['spicerack run']:.3f} s",
-            ratio_line("trivial run", figures["run"], figures["spicerack run"]),
-            ratio_line("listing, warm cache", figures["list warm"], figures["spicerack list"]),
-            ratio_line("listing, cold cache", figures["list cold"], figures["spicerack list"]),
+            *(ratio_line(what, (figures[ours], cpu[ours]), (figures[theirs], cpu[theirs])) for what, ours, theirs in (
+                ("trivial run", "run", "spicerack run"), ("listing, warm cache", "list warm", "spicerack list"),
+                ("listing, cold cache", "list cold", "spicerack list"))),
         ]
         met = met and all(RATIO_GOAL * figures[ours] <= figures[f"spicerack {what}"]
                           for ours, what in (("run", "run"), ("list warm", "list")))
