@@ -11,24 +11,15 @@ import argparse
 import logging
 from collections.abc import Sequence
 
-from libcluster.arguments import add_location_args, cluster_settings, fqdn_argument
+from libcluster.arguments import cluster_settings
 from libcluster.clusters import ClusterSettings
 from libcluster.context import Context
-from libcluster.cookbook import ArgparseFormatter
 from libcluster.errors import LibclusterError
 from libcluster.ganeti import GanetiCluster, Instance, Node, RapiNotFoundError
 from libcluster.ganeti.templates import INT_MIRROR, MIRRORED
 from libcluster.interactive import AbortError, InputError, is_terminal
 
 logger = logging.getLogger(__name__)
-
-
-def parser(doc: str | None) -> argparse.ArgumentParser:
-    """An argument parser showing the cookbook's docstring, with --cluster and the instance's FQDN."""
-    found = argparse.ArgumentParser(description=doc, formatter_class=ArgparseFormatter)
-    add_location_args(found, group=False)
-    found.add_argument("fqdn", type=fqdn_argument, help="the instance's name (FQDN)")
-    return found
 
 
 def read_instance(ctx: Context, args: argparse.Namespace) -> tuple[ClusterSettings, GanetiCluster, Instance]:

@@ -31,9 +31,9 @@ import argparse
 import logging
 
 from libcluster import resources, vmops
-from libcluster.arguments import fqdn_argument
+from libcluster.arguments import add_location_args, fqdn_argument
 from libcluster.context import Context
-from libcluster.cookbook import CookbookBase, CookbookRunnerBase
+from libcluster.cookbook import ArgparseFormatter, CookbookBase, CookbookRunnerBase
 from libcluster.errors import LibclusterError
 from libcluster.ganeti import GanetiCluster, Instance
 from libcluster.ganeti.waits import wait_running
@@ -53,7 +53,8 @@ class FailoverVM(CookbookBase):
 
     def argument_parser(self) -> argparse.ArgumentParser:
         """--cluster, --to, --ignore-consistency, --shutdown-timeout and the instance (-t added by the runner)."""
-        parser = vmops.parser(__doc__)
+        parser = argparse.ArgumentParser(description=__doc__, formatter_class=ArgparseFormatter)
+        add_location_args(parser, group=False)
         parser.add_argument("--to", type=fqdn_argument, metavar="NODE",
                             help="the target node (default: Ganeti's iallocator, or drbd's secondary node)")
         parser.add_argument("--ignore-consistency", action="store_true",
@@ -61,6 +62,7 @@ class FailoverVM(CookbookBase):
                                  "confirmation, never answered by -y)")
         parser.add_argument("--shutdown-timeout", type=int, default=DEFAULT_SHUTDOWN_TIMEOUT,
                             help="seconds a running guest gets to shut down before it is forced off")
+        parser.add_argument("fqdn", type=fqdn_argument, help="the instance's name (FQDN)")
         return parser
 
     def get_runner(self, args: argparse.Namespace) -> CookbookRunnerBase:

@@ -29,9 +29,9 @@ import argparse
 import logging
 
 from libcluster import resources, vmops
-from libcluster.arguments import fqdn_argument
+from libcluster.arguments import add_location_args, fqdn_argument
 from libcluster.context import Context
-from libcluster.cookbook import CookbookBase, CookbookRunnerBase
+from libcluster.cookbook import ArgparseFormatter, CookbookBase, CookbookRunnerBase
 from libcluster.errors import LibclusterError
 from libcluster.ganeti import GanetiCluster, Instance, Node
 
@@ -45,9 +45,11 @@ class MigrateVM(CookbookBase):
 
     def argument_parser(self) -> argparse.ArgumentParser:
         """--cluster, --to and the instance (-t is added by the runner)."""
-        parser = vmops.parser(__doc__)
+        parser = argparse.ArgumentParser(description=__doc__, formatter_class=ArgparseFormatter)
+        add_location_args(parser, group=False)
         parser.add_argument("--to", type=fqdn_argument, metavar="NODE",
                             help="the target node (default: Ganeti's iallocator, or drbd's secondary node)")
+        parser.add_argument("fqdn", type=fqdn_argument, help="the instance's name (FQDN)")
         return parser
 
     def get_runner(self, args: argparse.Namespace) -> CookbookRunnerBase:

@@ -35,10 +35,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from libcluster import pooling, resources, vmops
-from libcluster.arguments import fqdn_argument
+from libcluster.arguments import add_location_args, fqdn_argument
 from libcluster.clusters import ClusterSettings
 from libcluster.context import Context
-from libcluster.cookbook import CookbookBase, CookbookRunnerBase
+from libcluster.cookbook import ArgparseFormatter, CookbookBase, CookbookRunnerBase
 from libcluster.errors import LibclusterError
 from libcluster.ganeti import GanetiCluster, Instance
 from libcluster.ganeti.waits import wait_running
@@ -57,10 +57,12 @@ class ReinstallVM(CookbookBase):
 
     def argument_parser(self) -> argparse.ArgumentParser:
         """--cluster, --os, --confirm-fqdn and the instance (-t is added by the runner)."""
-        parser = vmops.parser(__doc__)
+        parser = argparse.ArgumentParser(description=__doc__, formatter_class=ArgparseFormatter)
+        add_location_args(parser, group=False)
         parser.add_argument("--os", metavar="NAME", help="the OS definition to install (default: the instance's)")
         parser.add_argument("--confirm-fqdn", type=fqdn_argument, metavar="FQDN",
                             help="repeat the VM's FQDN to confirm without a terminal (-y never confirms this)")
+        parser.add_argument("fqdn", type=fqdn_argument, help="the instance's name (FQDN)")
         return parser
 
     def get_runner(self, args: argparse.Namespace) -> CookbookRunnerBase:

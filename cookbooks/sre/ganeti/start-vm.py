@@ -25,9 +25,10 @@ import argparse
 import logging
 
 from libcluster import pooling, resources, vmops
+from libcluster.arguments import add_location_args, fqdn_argument
 from libcluster.clusters import ClusterSettings
 from libcluster.context import Context
-from libcluster.cookbook import CookbookBase, CookbookRunnerBase
+from libcluster.cookbook import ArgparseFormatter, CookbookBase, CookbookRunnerBase
 from libcluster.errors import LibclusterError
 from libcluster.ganeti import GanetiCluster
 from libcluster.ganeti.waits import wait_running
@@ -43,9 +44,11 @@ class StartVM(CookbookBase):
 
     def argument_parser(self) -> argparse.ArgumentParser:
         """--cluster, --pool and the instance (-t is added by the runner)."""
-        parser = vmops.parser(__doc__)
+        parser = argparse.ArgumentParser(description=__doc__, formatter_class=ArgparseFormatter)
+        add_location_args(parser, group=False)
         parser.add_argument("--pool", action="store_true",
                             help="run the cluster's pool_command on the VM once it runs")
+        parser.add_argument("fqdn", type=fqdn_argument, help="the instance's name (FQDN)")
         return parser
 
     def get_runner(self, args: argparse.Namespace) -> CookbookRunnerBase:

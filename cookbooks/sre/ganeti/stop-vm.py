@@ -28,9 +28,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from libcluster import pooling, resources, vmops
+from libcluster.arguments import add_location_args, fqdn_argument
 from libcluster.clusters import ClusterSettings
 from libcluster.context import Context
-from libcluster.cookbook import CookbookBase, CookbookRunnerBase
+from libcluster.cookbook import ArgparseFormatter, CookbookBase, CookbookRunnerBase
 from libcluster.errors import LibclusterError
 from libcluster.ganeti import GanetiCluster
 from libcluster.sync.vm import vm_status
@@ -47,11 +48,13 @@ class StopVM(CookbookBase):
 
     def argument_parser(self) -> argparse.ArgumentParser:
         """--cluster, --depool, --shutdown-timeout and the instance (-t is added by the runner)."""
-        parser = vmops.parser(__doc__)
+        parser = argparse.ArgumentParser(description=__doc__, formatter_class=ArgparseFormatter)
+        add_location_args(parser, group=False)
         parser.add_argument("--depool", action="store_true",
                             help="run the cluster's depool_command on the VM before stopping it")
         parser.add_argument("--shutdown-timeout", type=int, default=DEFAULT_SHUTDOWN_TIMEOUT,
                             help="seconds the guest gets to shut down before it is forced off")
+        parser.add_argument("fqdn", type=fqdn_argument, help="the instance's name (FQDN)")
         return parser
 
     def get_runner(self, args: argparse.Namespace) -> CookbookRunnerBase:

@@ -30,8 +30,9 @@ def repo_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_names_global_options_and_a_cookbooks_options(repo_config: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert _complete(capsys, "cookbook", "sre.ganeti.re") == [
-        "sre.ganeti.reboot-vm", "sre.ganeti.renew-crypto", "sre.ganeti.resource-report"]
+    assert _complete(capsys, "cookbook", "sre.ganeti.r") == sorted(
+        f"sre.ganeti.{path.stem}" for path in (REPO / "cookbooks" / "sre" / "ganeti").glob("r*.py"))
+    assert _complete(capsys, "cookbook", "sre.ganeti.ren") == ["sre.ganeti.renew-crypto"]
     assert _complete(capsys, "cookbook", "--d") == ["--doctor", "--dry-run"]
     assert _complete(capsys, "cookbook", "-d", "-y", "sre.ganeti.makevm", "--d") == ["--disk", "--disk-template"]
     # --group is added by the group's helper only when asked: changedisk does not get it.
