@@ -13,12 +13,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from libcluster.changes import ChangeLog
-from libcluster.ganeti import inverse
+from libcluster.ganeti import fit, inverse
 from libcluster.ganeti.commands import GntCommands
 from libcluster.ganeti.errors import GanetiError
 from libcluster.ganeti.jobs import Job, JobHandle, JobResult, LogEntry, Progress, SkippedJob
@@ -598,6 +599,48 @@ class GanetiCluster:
                 pending.learn(job_id=job_id)
         return Job(self.rapi, job_id, description=description, default_timeout=self.job_timeout, parse=parse)
 
+    # Size writes (sre.ganeti.resize-vm, sre.ganeti.disk) -------------------------------
+
+    def modify_backend(self, name: str, *, vcpus: int | None = None, memory: int | None = None) -> JobHandle:
+        """Set an instance's vCPUs and memory (MiB, as maxmem and minmem); they take effect when Ganeti next starts
+        it (a reboot through Ganeti). Checked by Ganeti in dry-run. Its undo (modify_instance's) puts back the
+        old values read before the write: the instance's own settings, or `default` for inherited ones."""
+        beparams = _without_none({"vcpus": vcpus, "memory": memory})
+        if not beparams:
+            raise ValueError("modify_backend: give vcpus or memory")
+        return self.modify_instance(name, beparams=beparams)
+
+    def grow_disk_to(self, name: str, index: int, size: int) -> JobHandle:
+        """Grow disk `index` of an instance to `size` MiB, the job waiting for mirrored disks to sync. No undo:
+        Ganeti cannot shrink a disk. ValueError (nothing sent) for an unknown index or a size not above the disk's."""
+        problems = fit.disk_problems(self.instance(name), index, size)
+        if problems:
+            raise ValueError(problems[0])
+        return self.grow_disk(name, index, size, absolute=True, wait_for_sync=True)
+
+    def add_disk(self, name: str, size: int) -> JobHandle:
+        """Add a disk of `size` MiB to an instance, named `cookbooks-<random>` so that its undo removes that disk
+        and no other (by name, only while it still has the size added). A running instance gets it at its next
+        start unless the hypervisor hotplugs; the undo of an add to a running instance needs hotplug or a stop."""
+        disk = f"cookbooks-{uuid.uuid4().hex[:12]}"
+        body = {"disks": [["add", -1, {"size": int(size), "name": disk}]]}
+        return self._write("instance-add-disk", name, "PUT", f"/2/instances/{path_segment(name)}/modify", body=body,
+                           via=DryRunVia.BODY, detail={"size": int(size), "disk_name": disk},
+                           undo=self._undo("disk-remove", name, name=name, disk=disk, size=int(size)))
+
+    def remove_disk(self, name: str, index: int) -> JobHandle:
+        """Remove disk `index` of a stopped instance. Its data is lost, so there is no undo. ValueError (nothing
+        sent) for an unknown index or an instance that is not stopped (Ganeti needs hotplug for a running one)."""
+        instance = self.instance(name)
+        problems = fit.disk_problems(instance, index)
+        if problems:
+            raise ValueError(problems[0])
+        if instance.admin_state != "down":
+            raise ValueError(f"{name} is {instance.admin_state} in Ganeti: a disk is removed only from a stopped "
+                             "instance (stop it first, e.g. sre.ganeti.stop-vm)")
+        return self._write("instance-remove-disk", name, "PUT", f"/2/instances/{path_segment(name)}/modify",
+                           body={"disks": [["remove", int(index), {}]]}, via=DryRunVia.BODY,
+                           detail={"disk": int(index), "size": instance.disk_sizes[index]})
 
 class PlacedJob(Job):
     """A migrate or failover job whose result value is the instance's node afterwards (GanetiCluster.placed_node)."""

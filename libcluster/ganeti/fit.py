@@ -102,3 +102,17 @@ def storage_problems(instance: Instance, extra: int, nodes: Sequence[Node]) -> l
                             "needed")
     return problems
 
+
+
+def disk_problems(instance: Instance, index: int, size: int | None = None) -> list[str]:
+    """Why disk `index` of the instance cannot be used (unknown index) or grown to `size` MiB (not larger than now:
+    a disk never shrinks, and growing to its own size changes nothing)."""
+    sizes = instance.disk_sizes
+    if not 0 <= index < len(sizes):
+        known = ", ".join(f"{number} ({format_mib(disk)})" for number, disk in enumerate(sizes)) or "none"
+        return [f"{instance.name} has no disk {index} (its disks: {known})"]
+    if size is not None and size <= sizes[index]:
+        what = "its size now" if size == sizes[index] else "smaller"
+        return [f"disk {index} of {instance.name} is {format_mib(sizes[index])}: {format_mib(size)} is {what}; "
+                "a disk only grows, to a larger size (it never shrinks)"]
+    return []

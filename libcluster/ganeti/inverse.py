@@ -44,6 +44,7 @@ OPCODES = {
     "tags-remove": "TAGS_SET",
     "tags-add": "TAGS_DEL",
     "node-role": "NODE_SET_PARAMS",
+    "disk-remove": "INSTANCE_SET_PARAMS",
 }
 """Undo action -> the opcode (job summary prefix) of the write it takes back."""
 
@@ -102,6 +103,7 @@ class Inverses:
             "tags-remove": self.remove_tags,
             "tags-add": self.add_tags,
             "node-role": self.role_back,
+            "disk-remove": self.remove_added_disk,
         }
 
     def run(self, action: str, args: Mapping[str, Any]) -> str:
@@ -298,6 +300,33 @@ class Inverses:
                   params={"auto-promote": 1}, body=old)
         return "undone"
 
+
+    def remove_added_disk(self, args: Mapping[str, Any]) -> str:
+        """Remove the disk the add made (found by its name), if it is still there with the size added.
+
+        Ganeti removes a disk from a running instance only with hotplug: without it the error says to stop
+        the instance and remove the disk by hand.
+        """
+        name, disk, size = str(args["name"]), str(args["disk"]), int(args["size"])
+        if not self.succeeded("disk-remove", args):
+            return "absent"
+        instance = self._instance(name)
+        if instance is None:
+            return "absent"
+        names = list(instance.get("disk.names") or [])
+        if disk not in names:
+            return "absent"
+        now = int((instance.get("disk.sizes") or [])[names.index(disk)])
+        if now != size:
+            raise NotOursError(f"disk {disk} of instance {name} on cluster {self.cluster.name} is {now} MiB, not the "
+                               f"{size} MiB added: changed since, left alone")
+        try:
+            self._run(f"remove disk {disk} of instance {name}", "PUT", f"/2/instances/{path_segment(name)}/modify",
+                      body={"disks": [["remove", disk, {}]], "hotplug_if_possible": True})
+        except JobFailedError as exc:
+            raise GanetiError(f"disk {disk} ({size} MiB) added to {name} is still there: {exc.message}. Stop the "
+                              f"instance, then: gnt-instance modify --disk {disk}:remove {name}") from exc
+        return "undone"
 
 def _current(instance: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
     """The instance's own settings of the parameters in new (`default` for those it does not set)."""
