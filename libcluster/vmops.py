@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from libcluster.arguments import cluster_settings
 from libcluster.clusters import ClusterSettings
@@ -18,6 +19,8 @@ from libcluster.errors import LibclusterError
 from libcluster.ganeti import GanetiCluster, Instance, Node, RapiNotFoundError
 from libcluster.ganeti.templates import INT_MIRROR, MIRRORED
 from libcluster.interactive import AbortError, InputError, is_terminal
+from libcluster.netbox import NetBox
+from libcluster.sync.vm import changed_fields
 
 logger = logging.getLogger(__name__)
 
@@ -100,12 +103,35 @@ def confirm_fqdn(ctx: Context, fqdn: str, given: str | None, consequence: str) -
         raise AbortError(f"typed {answer!r}, not {fqdn}: nothing done")
 
 
+def netbox_vms(netbox: NetBox, settings: ClusterSettings, fqdn: str) -> list[dict[str, Any]]:
+    """The NetBox VMs named fqdn in the clusters of the cluster's NetBox cluster group (one when all is well)."""
+    group = netbox.find("cluster-group", name=settings.netbox_cluster_group)
+    clusters = {cluster["id"] for cluster in netbox.objects("cluster", group_id=group["id"])} if group else set()
+    return [vm for vm in netbox.objects("vm", name=fqdn) if (vm.get("cluster") or {}).get("id") in clusters]
+
+
+def follow_size(ctx: Context, settings: ClusterSettings, fqdn: str, sizes: Mapping[str, int]) -> None:
+    """Set the NetBox VM's sizes (vcpus, memory, disk in MB = Ganeti's MiB) where they differ (journaled, undone by
+    rollback); a VM NetBox lacks is reported, not created."""
+    netbox = ctx.netbox(read_write=True)
+    vms = netbox_vms(netbox, settings, fqdn)
+    if len(vms) != 1:
+        logger.warning("NetBox has %d VMs named %s in cluster group %s: sizes %s not recorded (run "
+                       "sre.ganeti.sync-netbox)", len(vms), fqdn, settings.netbox_cluster_group, dict(sizes))
+        return
+    changes = changed_fields(vms[0], sizes)
+    if not changes:
+        logger.info("NetBox VM %s already has %s", fqdn, dict(sizes))
+        return
+    netbox.update("vm", [{"id": vms[0]["id"], **changes}])
+    logger.info("NetBox VM %s: %s", fqdn, ", ".join(f"{name} {vms[0].get(name)} -> {value}"
+                                                      for name, value in changes.items()))
+
+
 def follow_status(ctx: Context, settings: ClusterSettings, fqdn: str, status: str) -> None:
     """Set the NetBox VM's status (journaled, undone by rollback); a VM NetBox lacks is reported, not created."""
     netbox = ctx.netbox(read_write=True)
-    group = netbox.find("cluster-group", name=settings.netbox_cluster_group)
-    clusters = {cluster["id"] for cluster in netbox.objects("cluster", group_id=group["id"])} if group else set()
-    vms = [vm for vm in netbox.objects("vm", name=fqdn) if (vm.get("cluster") or {}).get("id") in clusters]
+    vms = netbox_vms(netbox, settings, fqdn)
     if len(vms) != 1:
         logger.warning("NetBox has %d VMs named %s in cluster group %s: status %s not recorded (run "
                        "sre.ganeti.sync-netbox)", len(vms), fqdn, settings.netbox_cluster_group, status)
