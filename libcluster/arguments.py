@@ -49,3 +49,25 @@ def default_group(settings: ClusterSettings, group: str | None) -> str:
         return next(iter(settings.groups))
     known = ", ".join(sorted(settings.groups)) or "none"
     raise ValueError(f"cluster {settings.name} has several node groups ({known}): pass --group")
+
+
+def positive_int(value: str) -> int:
+    """Argparse type: an integer > 0."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"{value} must be greater than zero")
+    return number
+
+
+def positive_float(value: str) -> float:
+    """Argparse type: a number > 0 (e.g. 1.5)."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if not number > 0 or number == float("inf"):
+        raise argparse.ArgumentTypeError(f"{value} must be a number greater than zero")
+    return number

@@ -18,13 +18,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from libcluster.capacity import format_mib, node_loss_failures
+from libcluster import capacity
 from libcluster.ganeti.models import Instance, Node
 from libcluster.ganeti.templates import INT_MIRROR
 
 POLICY_SPECS = (("memory-size", "memory", "MiB"), ("disk-size", "disk", "MiB"), ("cpu-count", "vCPUs", ""),
                 ("disk-count", "disks", ""), ("nic-count", "NICs", ""))
 """Instance policy specs checked: ipolicy key, what it limits, unit."""
+
+
+def _mib(size: float) -> str:
+    return capacity.format_mib(size)  # looked up at call time: libcluster.capacity imports libcluster.ganeti
 
 
 def policy_problems(ipolicy: Mapping[str, Any], values: Mapping[str, int],
@@ -63,25 +67,25 @@ def memory_problems(instance: Instance, memory: int, nodes: Sequence[Node], inst
     for name in holders:
         node = by_name.get(name)
         if node is None or node.memory_free is None:
-            problems.append(f"node {name} reports no free memory: cannot check that it has {format_mib(extra)} more")
+            problems.append(f"node {name} reports no free memory: cannot check that it has {_mib(extra)} more")
         elif node.memory_free < extra:
             role = "primary" if name == instance.primary_node else "secondary"
-            problems.append(f"{role} node {name} has {format_mib(node.memory_free)} free memory, "
-                            f"{format_mib(extra)} more is needed")
+            problems.append(f"{role} node {name} has {_mib(node.memory_free)} free memory, "
+                            f"{_mib(extra)} more is needed")
     if problems:
         return problems
     group = by_name[instance.primary_node].group_uuid
     members = [node.raw for node in nodes if node.group_uuid == group]
     hosted = [inst.raw for inst in instances
               if inst.primary_node in by_name and by_name[inst.primary_node].group_uuid == group]
-    before = set(node_loss_failures(members, hosted))
+    before = set(capacity.node_loss_failures(members, hosted))
     after_members = [{**node, "mfree": int(node.get("mfree") or 0) - extra} if node["name"] == instance.primary_node
                      else node for node in members]
     after_hosted = [{**inst, "beparams": {**(inst.get("beparams") or {}), "maxmem": memory}}
                     if inst["name"] == instance.name else inst for inst in hosted]
-    lost = sorted(set(node_loss_failures(after_members, after_hosted)) - before)
+    lost = sorted(set(capacity.node_loss_failures(after_members, after_hosted)) - before)
     if lost:
-        problems.append(f"N+1: with {format_mib(memory)} for {instance.name}, the group could no longer restart "
+        problems.append(f"N+1: with {_mib(memory)} for {instance.name}, the group could no longer restart "
                         f"the running instances of {', '.join(lost)} on its other nodes if that node failed")
     return problems
 
@@ -96,9 +100,9 @@ def storage_problems(instance: Instance, extra: int, nodes: Sequence[Node]) -> l
         node = by_name.get(name)
         if node is None or node.disk_free is None:
             problems.append(f"node {name} reports no free storage (RAPI dfree): cannot check that it has "
-                            f"{format_mib(extra)} more")
+                            f"{_mib(extra)} more")
         elif node.disk_free < extra:
-            problems.append(f"node {name} has {format_mib(node.disk_free)} free storage, {format_mib(extra)} is "
+            problems.append(f"node {name} has {_mib(node.disk_free)} free storage, {_mib(extra)} is "
                             "needed")
     return problems
 
@@ -109,10 +113,10 @@ def disk_problems(instance: Instance, index: int, size: int | None = None) -> li
     a disk never shrinks, and growing to its own size changes nothing)."""
     sizes = instance.disk_sizes
     if not 0 <= index < len(sizes):
-        known = ", ".join(f"{number} ({format_mib(disk)})" for number, disk in enumerate(sizes)) or "none"
+        known = ", ".join(f"{number} ({_mib(disk)})" for number, disk in enumerate(sizes)) or "none"
         return [f"{instance.name} has no disk {index} (its disks: {known})"]
     if size is not None and size <= sizes[index]:
         what = "its size now" if size == sizes[index] else "smaller"
-        return [f"disk {index} of {instance.name} is {format_mib(sizes[index])}: {format_mib(size)} is {what}; "
+        return [f"disk {index} of {instance.name} is {_mib(sizes[index])}: {_mib(size)} is {what}; "
                 "a disk only grows, to a larger size (it never shrinks)"]
     return []

@@ -11,7 +11,7 @@ from functools import partial
 from typing import Any
 
 from libcluster import parallel, resources
-from libcluster.arguments import add_location_args, cluster_settings, default_group
+from libcluster.arguments import add_location_args, cluster_settings, default_group, positive_float, positive_int
 from libcluster.capacity import format_mib
 from libcluster.clusters import ClusterSettings, GroupSettings
 from libcluster.context import Context
@@ -68,28 +68,6 @@ def hostname_arg(value: str) -> str:
             f"{value!r} is not a valid DNS label: 1 to 63 lowercase letters, digits and hyphens, "
             "not starting or ending with a hyphen")
     return value
-
-
-def positive_int(value: str) -> int:
-    """Argparse type: an integer > 0."""
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
-    if number <= 0:
-        raise argparse.ArgumentTypeError(f"{value} must be greater than zero")
-    return number
-
-
-def positive_float(value: str) -> float:
-    """Argparse type: a number > 0 (e.g. 1.5)."""
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
-    if not number > 0 or number == float("inf"):
-        raise argparse.ArgumentTypeError(f"{value} must be a number greater than zero")
-    return number
 
 
 @dataclass(frozen=True)
