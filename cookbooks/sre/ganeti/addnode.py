@@ -29,9 +29,12 @@ Steps:
   6. The Ganeti hooks are installed on the new node (`sre.ganeti.install-hooks --cluster C --node
      FQDN`, skipped with a warning when no etcd is configured for hooks), so that it records hook
      events once it is master.
-  An interrupt (Ctrl-C, chat cancel) or an error: a node that did not join has its pinned keys
-  removed again (exit 97/99); a node that joined stays, and the run ends 93 naming what is left
-  (NetBox device, hooks) with the commands that finish the work or undo the add.
+  Each change registers its undo before it is made (`cookbook --recover` of a run that died runs them
+  too). When the run fails or is interrupted (Ctrl-C, chat cancel): a node that did not join has its
+  pinned keys removed again (exit 97/99, or 1 after a verify failure whose node was removed again); a
+  node that joined stays, also when the operator keeps it after a verify failure or its hooks were not
+  installed, and the run ends 93 naming it, what is left (NetBox device, hooks) and the commands that
+  finish the work or undo the add.
 
 Usage:
   cookbook sre.ganeti.addnode --cluster prod1 --group A ganeti1010.example.org
@@ -42,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,12 +63,15 @@ from libcluster.hostkeys import HostKey
 from libcluster.interactive import InteractiveError
 from libcluster.netbox import NetBox
 from libcluster.remote import CommandSpec, HostResult, HostStatus
+from libcluster.undo import Undo
 
 logger = logging.getLogger(__name__)
 
 CHECK_TIMEOUT = 60
 """Seconds each pre-check command may take."""
 INSTALL_HOOKS = "sre.ganeti.install-hooks"
+COOKBOOK = "sre.ganeti.addnode"
+"""This cookbook's name: its undo steps name it, so that `cookbook --recover` finds undo() here."""
 
 
 @dataclass(frozen=True)
@@ -95,7 +102,7 @@ class NetBoxTarget:
     @property
     def done(self) -> bool:
         """Whether the device is already in the cluster."""
-        return (self.device.get("cluster") or {}).get("id") == self.cluster["id"]
+        return bool((self.device.get("cluster") or {}).get("id") == self.cluster["id"])
 
 
 def trusted_fingerprint(given: str | None, device: dict[str, Any], fqdn: str) -> TrustedFingerprint:
@@ -201,10 +208,6 @@ class AddNodeRunner(CookbookRunnerBase):
         self.trusted = trusted
         self.hooks = hooks
         self.host_key: HostKey | None = None
-        self.pins: dict[str, list[str]] = {}
-        self.master: str | None = None
-        self.stage = "checks"
-        """How far run() got: checks, adding, added (in the cluster), in-netbox, done (a handled failure too)."""
 
     @property
     def runtime_description(self) -> str:
@@ -217,62 +220,43 @@ class AddNodeRunner(CookbookRunnerBase):
         return LockArgs(suffix=self.cluster.name, concurrency=1, ttl=None)
 
     def run(self) -> int:
-        """Confirm, pre-check, add, verify, record in NetBox."""
+        """The runbook: confirm, pre-check, verify, pin the keys, add, verify again, record in NetBox, hooks.
+
+        Each change registers its undo first: unpin the keys while the node is not in the cluster; a node
+        that joined stays (removing it unasked could be worse than finishing by hand) and is named as left
+        behind (exit 93) with what is not done and the commands that finish or undo the add.
+        """
         print(f"Adding node {self.fqdn} to cluster {self.cluster.name}, group {self.group}; NetBox device "
               f"{self.target.device['name']} joins cluster {self.target.cluster['name']}.", flush=True)
         self.ctx.confirm(f"Add {self.fqdn} to {self.cluster.name}/{self.group}?")
-        master = self.master = self.cluster.master()
+        master = self.cluster.master()
         failed = [check for check in self.prechecks(master) if not check.ok]
         if failed:
             for check in failed:
                 logger.error("Pre-check failed: %s: %s. Fix: %s", check.name, check.detail, check.fix)
             logger.error("%d pre-check(s) failed for %s: nothing was changed; fix and re-run the cookbook",
                          len(failed), self.fqdn)
-            self.stage = "done"
             return 1
         before = verify_cluster(self.cluster.commands, "before the add")
-        self.stage = "adding"
         self._pin(master)
+        self._undo("node-add", master=master)
         logger.info("Adding %s to group %s (gnt-node add on %s, host key checked)", self.fqdn, self.group, master)
         self.cluster.commands.node_add(self.fqdn, group=self.group, ssh_key_check=True)
-        self.stage = "added"
+        self.ctx.undo.enabled = False  # the node joined: from here on the run goes forward, nothing more is undone
         if not self.ctx.dry_run:
             after = verify_cluster(self.cluster.commands, "after the add")
             new = new_errors(before, after)
             if new or not (after.ok or after.errors):
-                self.stage = "done"
                 return self._verify_failed(after, new)
         self._update_netbox()
-        self.stage = "in-netbox"
-        exit_code = self._install_hooks()
-        self.stage = "done"
-        return exit_code
+        return self._install_hooks()
 
-    def rollback(self) -> None:
-        """After an exception or an interrupt: unpin the keys if the node did not join; else say what is left.
-
-        A node that joined stays (removing it unasked could be worse than finishing by hand): the run then
-        ends 93 naming the node, what of NetBox and the hooks is not done, and the commands that finish or undo.
-        """
-        if self.stage in ("checks", "done") or self.ctx.dry_run or self.master is None:
-            return
-        if self.stage == "adding":
-            try:
-                self.cluster.node(self.fqdn)
-            except RapiNotFoundError:
-                self._unpin(self.master)
-                logger.info("%s did not join cluster %s: nothing is left", self.fqdn, self.cluster.name)
-                return
-        left = [f"{self.fqdn} is a node of cluster {self.cluster.name} (group {self.group})"]
-        if self.stage != "in-netbox":
-            left.append(f"NetBox device {self.target.device['name']} may not be in cluster "
-                        f"{self.target.cluster['name']} yet (sre.ganeti.sync-netbox --cluster {self.cluster.name} "
-                        "sets it)")
-        if self.hooks:
-            left.append(f"its hooks may not be installed (cookbook {INSTALL_HOOKS} --cluster {self.cluster.name} "
-                        f"--node {self.fqdn})")
-        raise LibclusterError(f"left: {'; '.join(left)}; to undo the add instead: gnt-node remove {self.fqdn} on "
-                             f"{self.master}")
+    def _undo(self, action: str, **args: Any) -> None:
+        """Register one of this cookbook's undo steps (see undo()) for the change about to be made."""
+        self.ctx.undo.push(Undo("cookbook", action, self.fqdn, {
+            "cookbook": COOKBOOK, "kind": "node", "cluster": self.cluster.name, "node": self.fqdn,
+            "group": self.group, "device": self.target.device["name"], "netbox_cluster": self.target.cluster["name"],
+            "netbox_cluster_id": self.target.cluster["id"], "hooks": self.hooks, **args}))
 
     # Pre-checks --------------------------------------------------------------------------
 
@@ -378,24 +362,17 @@ class AddNodeRunner(CookbookRunnerBase):
             "sh", "-c", 'for f in "$@"; do [ -f "$f" ] && cat "$f"; done; true', "-",
             *hostkeys.CLUSTER_HOST_KEYS]).output)
         lines = [key.line(self.fqdn) for key in dict.fromkeys([self.host_key, *cluster_keys])]
+        pins: dict[str, list[str]] = {}
         for path in hostkeys.KNOWN_HOSTS_FILES:
             present = self._on(master, ["sh", "-c", 'cat "$1" 2>/dev/null; true', "-", path]).output.splitlines()
-            self.pins[path] = [line for line in lines if line not in present]
-        if not any(self.pins.values()):
+            pins[path] = [line for line in lines if line not in present]
+        if not any(pins.values()):
             logger.info("Host keys of %s already pinned on %s", self.fqdn, master)
             return
+        self._undo("unpin", master=master, pins=pins)
         logger.info("Pinning %s for %s in %s on %s", ", ".join(key.split()[1] for key in lines), self.fqdn,
-                    " and ".join(path for path, new in self.pins.items() if new), master)
-        self.ctx.remote().hosts([master]).run_sync(hostkeys.pin_program(self.pins), is_safe=False,
-                                                   timeout=CHECK_TIMEOUT)
-
-    def _unpin(self, master: str) -> None:
-        """After a failed add of a node that is not in the cluster: remove the lines pinned by this run."""
-        if not any(self.pins.values()):
-            return
-        self.ctx.remote().hosts([master]).run_sync(hostkeys.unpin_program(self.pins), is_safe=False,
-                                                   timeout=CHECK_TIMEOUT)
-        logger.info("Removed the host keys pinned for %s from %s again", self.fqdn, master)
+                    " and ".join(path for path, new in pins.items() if new), master)
+        self.ctx.remote().hosts([master]).run_sync(hostkeys.pin_program(pins), is_safe=False, timeout=CHECK_TIMEOUT)
 
     # After the add -----------------------------------------------------------------------
 
@@ -437,3 +414,41 @@ class AddNodeRunner(CookbookRunnerBase):
         self.ctx.netbox(read_write=True).update("device", [{"id": device["id"], "cluster": cluster["id"]}])
         if not self.ctx.dry_run:
             logger.info("NetBox: device %s joined cluster %s", device["name"], cluster["name"])
+
+
+def undo(ctx: Context, action: str, args: Mapping[str, Any]) -> str:
+    """This cookbook's undo steps (run by the rollback, or by `cookbook --recover` of a run that died).
+
+    "unpin": remove the host keys a run pinned on the master, unless the node is in the cluster now.
+    "node-add": nothing to do if the node did not join; a node that joined stays and LibclusterError names
+    it, what of NetBox and the hooks may not be done, and the commands that finish the work or undo the add.
+    """
+    cluster, node = ctx.ganeti(str(args["cluster"])), str(args["node"])
+    try:
+        cluster.node(node)
+        joined = True
+    except RapiNotFoundError:
+        joined = False
+    if action == "unpin":
+        if joined:
+            return "absent"  # the keys of a member node stay
+        pins = {str(path): [str(line) for line in lines] for path, lines in dict(args["pins"]).items()}
+        ctx.remote().hosts([str(args["master"])]).run_sync(hostkeys.unpin_program(pins), is_safe=False,
+                                                          timeout=CHECK_TIMEOUT)
+        logger.info("Removed the host keys pinned for %s from %s again", node, args["master"])
+        return "undone"
+    if action != "node-add":
+        raise LibclusterError(f"{COOKBOOK} has no undo action {action!r}")
+    if not joined:
+        logger.info("%s did not join cluster %s: nothing is left", node, cluster.name)
+        return "absent"
+    left = [f"{node} is a node of cluster {cluster.name} (group {args['group']})"]
+    device = ctx.netbox().find("device", name=str(args["device"]))
+    if device is None or (device.get("cluster") or {}).get("id") != args["netbox_cluster_id"]:
+        left.append(f"NetBox device {args['device']} is not in cluster {args['netbox_cluster']} yet "
+                    f"(sre.ganeti.sync-netbox --cluster {cluster.name} sets it)")
+    if args.get("hooks"):
+        left.append(f"its hooks may not be installed (cookbook {INSTALL_HOOKS} --cluster {cluster.name} "
+                    f"--node {node})")
+    raise LibclusterError(f"left: {'; '.join(left)}; to undo the add instead: gnt-node remove {node} on "
+                          f"{args['master']}")
