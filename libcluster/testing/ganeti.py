@@ -15,7 +15,7 @@ from types import SimpleNamespace
 from typing import Any, TypeVar, cast
 
 from libcluster.changes import ChangeLog
-from libcluster.ganeti import GanetiCluster, GanetiError, Job, JobHandle, JobResult, RapiNotFoundError, SkippedJob
+from libcluster.ganeti import GanetiCluster, GanetiError, Job, JobHandle, JobResult, RapiNotFoundError, SkippedJob, fit
 from libcluster.ganeti.commands import CommandResult, GntCommands, VerifyResult, parse_verify
 from libcluster.ganeti.jobs import Progress
 from libcluster.ganeti.models import Group, Instance, JobInfo, Node
@@ -320,6 +320,8 @@ class FakeCluster:
         instance = self.instances_by_name.get(name)
         if action == "node-role":
             return self._role_back(name, str(args["old_role"]))
+        if action in ("instance-modify", "disk-remove"):
+            return self._size_back(action, name, args)
         if action not in ("instance-startup", "instance-shutdown", "instance-remove", "instance-migrate"):
             raise GanetiError(f"the fake cluster has no undo action {action!r}")
         if instance is None:
@@ -492,6 +494,88 @@ class FakeCluster:
         return self._write("evacuate_node", node, lambda: self._evacuate(
             node, remote_node, primaries=mode != "secondary-only", secondaries=mode != "primary-only"))
 
+
+    # Size writes (as the real client's block for resize-vm and disk)
+
+    @recorded("modify_backend")
+    def modify_backend(self, name: str, *, vcpus: int | None = None, memory: int | None = None) -> JobHandle:
+        """Set beparams vcpus and maxmem/minmem; its undo puts the old values back, as the real client's does."""
+        new = {key: value for key, value in (("vcpus", vcpus), ("maxmem", memory), ("minmem", memory))
+               if value is not None}
+        if not new:
+            raise ValueError("modify_backend: give vcpus or memory")
+        old = dict(self.instances_by_name.get(name, {}).get("beparams") or {})
+        return self._write("modify", name, self._beparams(name, new), "instance-modify",
+                           old={key: old.get(key) for key in new})
+
+    @recorded("grow_disk_to")
+    def grow_disk_to(self, name: str, index: int, size: int) -> JobHandle:
+        """Grow disk index to size MiB; ValueError as the real client for an unknown index or no growth; no undo."""
+        problems = fit.disk_problems(self.instance(name), index, size)
+        if problems:
+            raise ValueError(problems[0])
+        return self._write("grow_disk", name, self._disks(name, lambda sizes, names: sizes.__setitem__(index, size)))
+
+    @recorded("add_disk")
+    def add_disk(self, name: str, size: int) -> JobHandle:
+        """Add a disk named cookbooks-N; its undo (disk-remove) removes that disk, as the real client's does."""
+        disk = f"cookbooks-{len(self.job_list) + 1}"
+
+        def add(sizes: list[int], names: list[str | None]) -> None:
+            sizes.append(size)
+            names.append(disk)
+        return self._write("add_disk", name, self._disks(name, add), "disk-remove", disk=disk, size=size)
+
+    @recorded("remove_disk")
+    def remove_disk(self, name: str, index: int) -> JobHandle:
+        """Remove disk index of a stopped instance; ValueError as the real client otherwise; no undo."""
+        instance = self.instance(name)
+        problems = fit.disk_problems(instance, index)
+        if problems:
+            raise ValueError(problems[0])
+        if instance.admin_state != "down":
+            raise ValueError(f"{name} is {instance.admin_state} in Ganeti: a disk is removed only from a stopped "
+                             "instance")
+        return self._write("remove_disk", name, self._disks(name, lambda sizes, names: _pop(sizes, names, index)))
+
+    def _beparams(self, name: str, values: Mapping[str, Any]) -> Callable[[], None]:
+        def change() -> None:
+            if name not in self.instances_by_name:
+                raise not_found(f"/2/instances/{name}")
+            instance = self.instances_by_name[name]
+            instance["beparams"] = {**(instance.get("beparams") or {}), **values}
+        return change
+
+    def _disks(self, name: str, edit: Callable[[list[int], list[str | None]], None]) -> Callable[[], None]:
+        def change() -> None:
+            if name not in self.instances_by_name:
+                raise not_found(f"/2/instances/{name}")
+            instance = self.instances_by_name[name]
+            sizes = list(instance.get("disk.sizes") or [])
+            names = list(instance.get("disk.names") or [None] * len(sizes))
+            edit(sizes, names)
+            instance.update({"disk.sizes": sizes, "disk.names": names})
+        return change
+
+    def _size_back(self, action: str, name: str, args: Mapping[str, Any]) -> str:
+        """The undo of modify_backend (old beparams back) or add_disk (that disk removed), "absent" if nothing to do."""
+        instance = self.instances_by_name.get(name)
+        if instance is None:
+            return "absent"
+        if action == "instance-modify":
+            old = {key: value for key, value in dict(args["old"]).items() if value is not None}
+            self.calls.append(("modify_backend", name, old))
+            self._write("modify", name, self._beparams(name, old)).wait()
+            return "undone"
+        disk = str(args["disk"])
+        names = list(instance.get("disk.names") or [])
+        if disk not in names:
+            return "absent"
+        self.calls.append(("remove_disk", name, disk))
+        self._write("remove_disk", name, self._disks(name, lambda sizes, found: _pop(sizes, found, found.index(disk))))\
+            .wait()
+        return "undone"
+
     # Internals
 
     def _forget(self, name: str) -> None:
@@ -520,6 +604,12 @@ class FakeCluster:
                 self._move(instance["name"], target)
             if secondaries and node in instance.get("snodes", ()):
                 instance["snodes"] = [target or self._other_node(node, [instance["pnode"]])]
+
+
+def _pop(sizes: list[int], names: list[str | None], index: int) -> None:
+    """Remove disk index from an instance's disk sizes and names."""
+    sizes.pop(index)
+    names.pop(index)
 
 
 class InterruptedWait(Job):
