@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from libcluster.capacity import format_mib
 from libcluster.ganeti import Group, Instance, Node, fit
 
 
@@ -41,8 +42,8 @@ def test_memory_more_than_the_primary_has_free_is_refused(recorded: Any) -> None
     assert fit.memory_problems(inst2, 2048, nodes, [inst2]) == []
     too_much = (inst2.memory or 0) + (primary.memory_free or 0) + 1
     assert fit.memory_problems(inst2, too_much, nodes, [inst2]) == [
-        f"primary node {primary.name} has {fit.capacity.format_mib(primary.memory_free or 0)} free memory, "
-        f"{fit.capacity.format_mib(too_much - 128)} more is needed"]
+        f"primary node {primary.name} has {format_mib(primary.memory_free or 0)} free memory, "
+        f"{format_mib(too_much - 128)} more is needed"]
     assert fit.memory_problems(inst2, 64, nodes, [inst2]) == []  # less memory always fits
 
 
@@ -54,7 +55,7 @@ def test_memory_that_breaks_n_plus_1_is_refused(recorded: Any) -> None:
     memory = max(others) + 1
     assert memory - 128 <= (primary.memory_free or 0)  # the primary itself has it: only N+1 fails
     problems = fit.memory_problems(inst5, memory, nodes, [inst5])
-    assert problems == [f"N+1: with {fit.capacity.format_mib(memory)} for {inst5.name}, the group could no longer "
+    assert problems == [f"N+1: with {format_mib(memory)} for {inst5.name}, the group could no longer "
                         f"restart the running instances of {inst5.primary_node} on its other nodes if that node failed"]
 
 
@@ -72,8 +73,8 @@ def test_storage_on_each_node_holding_the_disks(recorded: Any) -> None:
     free = next(node.disk_free for node in nodes if node.name == inst2.primary_node) or 0
     assert fit.storage_problems(inst2, free, nodes) == []
     assert fit.storage_problems(inst2, free + 1, nodes) == [
-        f"node {inst2.primary_node} has {fit.capacity.format_mib(free)} free storage, "
-        f"{fit.capacity.format_mib(free + 1)} is needed"]
+        f"node {inst2.primary_node} has {format_mib(free)} free storage, "
+        f"{format_mib(free + 1)} is needed"]
     unknown = [dataclasses.replace(node, disk_free=None) for node in nodes]
     assert "reports no free storage" in fit.storage_problems(inst2, 1, unknown)[0]
 
