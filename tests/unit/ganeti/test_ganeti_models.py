@@ -74,8 +74,17 @@ def test_job_fields_times_and_log(lab_exchanges: list[dict[str, Any]]) -> None:
     assert job.summary == ("NODE_MIGRATE(node2.lab.example)",)
     assert job.received == raw["received_ts"][0] + raw["received_ts"][1] / 1e6
     assert job.started is not None and job.ended is not None and job.received < job.started < job.ended
-    assert len(job.log) == sum(len(entries) for entries in raw["oplog"])
+    assert job.log == () and raw["oplog"] == [[]]
     assert job["ops"][0]["OP_ID"] == "OP_NODE_MIGRATE"
+
+
+def test_job_log_lines_come_from_each_opcode_log(lab_exchanges: list[dict[str, Any]]) -> None:
+    polls = [e["response"]["log_entries"] for e in lab_exchanges if e.get("path") == "/2/jobs/21/wait"]
+    entries = [entry for answer in polls for entry in answer]  # the job's log as its long-polls delivered it
+    job = JobInfo.from_rapi({**_answer(lab_exchanges, "/2/jobs/19"), "id": 21, "oplog": [entries]})
+    assert [line.text for line in job.log] == [entry[3] for entry in entries] and len(entries) > 5
+    assert {line.job_id for line in job.log} == {21}
+    assert job.log[0].timestamp == entries[0][1][0] + entries[0][1][1] / 1e6
 
 
 def test_an_unknown_job_id_is_answered_with_nulls(lab_exchanges: list[dict[str, Any]]) -> None:
