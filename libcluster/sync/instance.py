@@ -9,9 +9,12 @@
   otherwise the difference is reported (never changed).
   Renamed (``renamed_from``): the old name's records go, then the NetBox VM and its addresses take the
   new name, so they keep their ids and addresses; not while Ganeti still has the old name (then nothing of it changes).
-- Ganeti no longer has it: reported; with ``delete`` its DNS records go first (so a failed DNS update
-  leaves NetBox as it was, and a retry still owns them), then its addresses are released or kept
-  (``sync.release_ips``) and the VM is deleted.
+- Ganeti no longer has it: reported; with ``delete`` (and :meth:`Follower.retire`, what decommission-vm calls
+  once Ganeti removed it) its DNS records go first (so a failed DNS update leaves NetBox as it was, and a
+  retry still owns them), then its addresses are released or kept (``sync.release_ips``) and the VM is
+  deleted. An address on its interfaces named after another host (another dns_name) is not its own: it is
+  kept with its DNS records, only unassigned (deleting the interface would delete it), and reported.
+  :meth:`Follower.leaving` reads all of that beforehand, changing nothing (a plan to show).
 - Neither Ganeti nor NetBox (a VM of the cluster group) has it: nothing is changed, and said so (with
   the records the server has for it, reported).
 - DNS: the name's A/AAAA and PTR records are made to match the NetBox addresses named after it
@@ -51,6 +54,31 @@ class Followed:
     """NetBox writes and DNS rrset changes, one row each (the cookbook prints them as a table)."""
 
 
+@dataclass(frozen=True)
+class Leaving:
+    """What goes with a VM that Ganeti no longer has (read before anything changes): see Follower.leaving()."""
+
+    name: str
+    vms: list[dict[str, Any]]
+    """Its NetBox VMs in the cluster group's clusters (deleted, with their interfaces)."""
+    interfaces: list[dict[str, Any]]
+    owned: list[dict[str, Any]]
+    """The addresses on its interfaces named after it (or unnamed): released, or kept reserved (sync.release_ips)."""
+    foreign: list[dict[str, Any]]
+    """The addresses on its interfaces named after another host: not its own, kept (unassigned) and reported."""
+    dns: Diff | None
+    """Its DNS changes (diff.left: the records left as not ours); None when no configured zone holds the name."""
+
+
+def owned_addresses(ips: Sequence[dict[str, Any]], name: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Split a VM's addresses into its own (dns_name empty or its name) and those named after another host."""
+    def foreign(ip: dict[str, Any]) -> bool:
+        dns_name = str(ip.get("dns_name") or "").rstrip(".").lower()
+        return bool(dns_name) and dns_name != name.rstrip(".").lower()
+
+    return [ip for ip in ips if not foreign(ip)], [ip for ip in ips if foreign(ip)]
+
+
 @dataclass
 class Follower:
     """The clients and settings of one cluster, to follow instances one at a time."""
@@ -65,8 +93,7 @@ class Follower:
     def follow(self, name: str, *, delete: bool, renamed_from: str | None = None) -> Followed:
         """Make NetBox and DNS match what Ganeti says about instance name now (see the module docstring)."""
         done = Followed(name)
-        group = self.netbox.get("cluster-group", name=self.settings.netbox_cluster_group)
-        clusters = {str(c["name"]): c for c in self.netbox.objects("cluster", group_id=group["id"])}
+        clusters = self._clusters()
         try:
             instance: dict[str, Any] | None = self.ganeti.instance(name).raw
         except RapiNotFoundError:
@@ -80,6 +107,34 @@ class Follower:
             self._rename(renamed_from, name, clusters, done, accounted)
         self._record(instance, clusters, done, accounted)
         return done
+
+    def leaving(self, name: str) -> Leaving:
+        """What retire(name) would take away (reads only): NetBox VMs, interfaces, addresses, DNS changes."""
+        vms = self._vms(name, self._clusters())
+        ids = [int(vm["id"]) for vm in vms]
+        ips = self.netbox.objects("ip-address", virtual_machine_id=ids) if ids else []
+        interfaces = self.netbox.objects("vm-interface", virtual_machine_id=ids) if ids else []
+        owned, foreign = owned_addresses(ips, name)
+        try:
+            diff: Diff | None = self.dns.host_diff(name, self._host_addresses(name, leaving=owned),
+                                                   owns=Accounted.of(self.dns.zones, ips).owns)
+        except DNSZoneError as exc:
+            logger.warning("DNS of %s left alone: %s", name, exc)
+            diff = None
+        return Leaving(name, vms, interfaces, owned, foreign, diff)
+
+    def retire(self, name: str) -> Followed:
+        """Remove what NetBox and DNS hold of a VM Ganeti no longer has, as follow(name, delete=True) does for one
+        Ganeti does not have (the caller removed it, or plans to in dry-run): DNS first, addresses, then the VM."""
+        done = Followed(name)
+        clusters = self._clusters()
+        self._gone(name, clusters, True, done, self._accounted([name], clusters))
+        return done
+
+    def _clusters(self) -> dict[str, dict[str, Any]]:
+        """The NetBox clusters of the cluster group, by name."""
+        group = self.netbox.get("cluster-group", name=self.settings.netbox_cluster_group)
+        return {str(c["name"]): c for c in self.netbox.objects("cluster", group_id=group["id"])}
 
     def _accounted(self, names: Sequence[str], clusters: dict[str, dict[str, Any]]) -> Accounted:
         """What NetBox accounts for before anything changes: the addresses of the VMs called names in clusters."""
@@ -96,18 +151,22 @@ class Follower:
         """Make name's records match the NetBox addresses named after it, but those leaving it (being deleted or
         renamed next) plus planned ones; only records NetBox accounted for at the start are replaced or deleted,
         the others are reported."""
-        gone = {ip["id"] for ip in leaving}
-        ips = [ip for ip in self.netbox.objects("ip-address", fields=("id", "address", "dns_name", "status"),
-                                                dns_name=name) if ip["id"] not in gone]
-        ips += [{**ip, "dns_name": name} for ip in planned]
         try:
-            diff = sync_dns.publish(self.dns, name, host_addresses(ips, name, self.dns_settings),
-                                    owns=accounted.owns)
+            diff = sync_dns.publish(self.dns, name, self._host_addresses(name, planned, leaving), owns=accounted.owns)
         except DNSZoneError as exc:
             logger.warning("DNS of %s left alone: %s", name, exc)
             return
         done.rows += [Row("dns", "rrset", change.name.to_text(), change.describe()) for change in diff]
         self._kept(diff, done)
+
+    def _host_addresses(self, name: str, planned: Sequence[dict[str, Any]] = (),
+                        leaving: Sequence[dict[str, Any]] = ()) -> list[str]:
+        """The addresses name's records should hold: NetBox addresses named after it, but leaving, plus planned."""
+        gone = {ip["id"] for ip in leaving}
+        ips = [ip for ip in self.netbox.objects("ip-address", fields=("id", "address", "dns_name", "status"),
+                                                dns_name=name) if ip["id"] not in gone]
+        ips += [{**ip, "dns_name": name} for ip in planned]
+        return host_addresses(ips, name, self.dns_settings)
 
     def _kept(self, diff: Diff, done: Followed) -> None:
         """Report the records diff leaves as they are."""
@@ -130,8 +189,17 @@ class Follower:
             done.rows += [Row("extra", "vm", name, f"in cluster {vm['cluster']['name']}, not in Ganeti "
                               "(--delete removes it)") for vm in vms]
             return
-        ips = self.netbox.objects("ip-address", virtual_machine_id=[int(vm["id"]) for vm in vms])
+        ips, foreign = owned_addresses(
+            self.netbox.objects("ip-address", virtual_machine_id=[int(vm["id"]) for vm in vms]), name)
         self._publish(name, done, accounted, leaving=ips)
+        if foreign:  # deleting the VM's interface would delete them: unassigned, they stay as they are
+            self.netbox.update("ip-address", [{"id": ip["id"], "assigned_object_type": None,
+                                               "assigned_object_id": None} for ip in foreign])
+            for ip in foreign:
+                logger.warning("NetBox address %s on %s is named %s, not %s: not its own, kept (unassigned)",
+                               ip["address"], name, ip["dns_name"], name)
+        done.rows += [Row("kept", "ip-address", str(ip["address"]), f"dns_name {ip['dns_name']}, not {name}: not "
+                          "its own, kept with its DNS records (unassigned from its interface)") for ip in foreign]
         addresses.retire(self.netbox, ips, release=self.sync.release_ips)
         self.netbox.delete("vm", vms)
         verb = "released" if self.sync.release_ips else "kept (reserved)"
