@@ -56,7 +56,7 @@ class FailoverVM(CookbookBase):
         parser = argparse.ArgumentParser(description=__doc__, formatter_class=ArgparseFormatter)
         add_location_args(parser, group=False)
         parser.add_argument("--to", type=fqdn_argument, metavar="NODE",
-                            help="the target node (default: Ganeti's iallocator, or drbd's secondary node)")
+                            help="the target node; without it Ganeti's iallocator chooses (drbd: its secondary node)")
         parser.add_argument("--ignore-consistency", action="store_true",
                             help="fail over even if the target's disks are not in sync (typed second "
                                  "confirmation, never answered by -y)")

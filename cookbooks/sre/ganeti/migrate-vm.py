@@ -48,7 +48,7 @@ class MigrateVM(CookbookBase):
         parser = argparse.ArgumentParser(description=__doc__, formatter_class=ArgparseFormatter)
         add_location_args(parser, group=False)
         parser.add_argument("--to", type=fqdn_argument, metavar="NODE",
-                            help="the target node (default: Ganeti's iallocator, or drbd's secondary node)")
+                            help="the target node; without it Ganeti's iallocator chooses (drbd: its secondary node)")
         parser.add_argument("fqdn", type=fqdn_argument, help="the instance's name (FQDN)")
         return parser
 
