@@ -53,6 +53,9 @@ MAX_FILTER_VALUES = 200
 SYSTEM = "netbox"
 """System name of NetBox entries in the ChangeLog."""
 
+CHANGELOG_MESSAGE_LENGTH = 200
+"""Characters NetBox keeps of a write's `changelog_message` (its change log entry's message, NetBox 4.4+)."""
+
 PrefixRef = int | str | Mapping[str, Any]
 """A prefix given as its id, its CIDR (looked up) or its object."""
 
@@ -78,12 +81,18 @@ def _checked_url(config: Section) -> str:
 class NetBox:
     """NetBox through pynetbox, with the read-only token for reads and dry-run, and the read-write one for writes."""
 
-    def __init__(self, config: Section, *, read_write: bool, dry_run: bool, changes: ChangeLog) -> None:
-        """Connect per the `netbox` config section; read-only or dry-run use the ro_token, even if read_write."""
+    def __init__(self, config: Section, *, read_write: bool, dry_run: bool, changes: ChangeLog,
+                 changelog_message: str = "") -> None:
+        """Connect per the `netbox` config section; read-only or dry-run use the ro_token, even if read_write.
+
+        changelog_message goes with every write (bodies of creates, updates, deletes and undos): NetBox 4.4+
+        shows it as the message of each change log entry (Context.netbox() gives the cookbook, task id and run).
+        """
         self.url = _checked_url(config)
         self.read_write = read_write
         self.dry_run = dry_run
         self._changes = changes
+        self.changelog_message = changelog_message[:CHANGELOG_MESSAGE_LENGTH]
         for key in ("token", "ro_token"):
             if config.has(key):
                 redact.register(config[key])
@@ -310,7 +319,7 @@ class NetBox:
                                f"({', '.join(wrong)}): not patched back, left alone")
         self._writable(spec, f"PATCH {spec.path}")
         with translated(f"PATCH {spec.path}"):
-            self._request(spec).patch([{"id": object_id, **old}])
+            self._request(spec).patch(self._bodies([{"id": object_id, **old}]))
         logger.info("Undo: netbox %s %s (id %s) patched back: %s", spec.name, obj.get(spec.label), object_id,
                     ", ".join(sorted(old)))
         return "undone"
@@ -413,7 +422,8 @@ class NetBox:
         for chunk in _chunks([dict(obj) for obj in objects], self.bulk_size):
             writes = self._writes(spec, verb, chunk, detail)
             with writing_all(self._changes, SYSTEM, writes) as pendings, translated(action):
-                answer = request.post(list(chunk)) if method == "POST" else request.patch(list(chunk))
+                bodies = self._bodies(chunk)
+                answer = request.post(bodies) if method == "POST" else request.patch(bodies)
                 for pending, got in zip(pendings, answer, strict=True):
                     pending.learn(id=got.get("id"), **({"address": got.get("address")} if verb == "allocate" else {}))
             for sent, got in zip(chunk, answer, strict=True):
@@ -423,11 +433,21 @@ class NetBox:
 
     def _writes(self, spec: Kind, verb: str, chunk: Sequence[Mapping[str, Any]],
                 detail: Mapping[str, Any]) -> list[Write]:
-        """The journaled writes of one request, each with its undo when one is kept (old values read now)."""
+        """The journaled writes of one request, each with its undo when one is kept.
+
+        The objects an update changes are read first (one request, only the fields it sets): their names
+        label the journal lines, and their old values make the undo.
+        """
         action = f"{spec.name}-{verb}"
         prefix = detail.get("prefix")
+        current: dict[int, dict[str, Any]] = {}
         if verb == "allocate":
             labels = [f"{sent.get('dns_name') or 'address'} in {prefix}" for sent in chunk]
+        elif verb == "update":
+            fields = {field for sent in chunk for field in sent}
+            current = {obj["id"]: obj for obj in self.objects(spec.name, id=[sent["id"] for sent in chunk],
+                                                              fields=fields)}
+            labels = [_label(spec, current.get(sent["id"], sent)) for sent in chunk]
         else:
             labels = [_label(spec, sent) for sent in chunk]
         undos: list[Undo | None] = [None] * len(chunk)
@@ -439,7 +459,6 @@ class NetBox:
             elif verb == "create":
                 undos = [inverse.created_undo(spec.name, label, sent) for label, sent in pairs]
             elif verb == "update":
-                current = {obj["id"]: obj for obj in self.objects(spec.name, id=[sent["id"] for sent in chunk])}
                 undos = [inverse.updated_undo(spec.name, current[sent["id"]], sent, spec.label)
                          if sent["id"] in current else None for sent in chunk]
         return [Write(action, label, undo, {"fields": _fields(sent), **detail})
@@ -466,7 +485,12 @@ class NetBox:
         action = f"DELETE {spec.path}"
         self._writable(spec, action)
         with translated(action):
-            self._request(spec).delete([{"id": object_id} for object_id in ids])
+            self._request(spec).delete(self._bodies([{"id": object_id} for object_id in ids]))
+
+    def _bodies(self, objects: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Request bodies of objects, each with the run's changelog_message when there is one."""
+        extra = {"changelog_message": self.changelog_message} if self.changelog_message else {}
+        return [{**obj, **extra} for obj in objects]
 
 
 def _label(spec: Kind, obj: Mapping[str, Any]) -> str:

@@ -323,6 +323,7 @@ def test_recorded_validation_errors_keep_netbox_message(fake: FakeNetBox, meta: 
             client.create(kind[path], [request["request_body"]])
         else:
             fake.route("PATCH", "virtualization/virtual-machines/", fixed(400, [recorded(name)]))
+            fake.route("GET", "virtualization/virtual-machines/", fixed(200, recorded("virtual-machines_by_name.json")))
             client.update("vm", [{"id": meta["ids"]["vm"], **request["request_body"]}])
     assert caught.value.status == 400
     assert isinstance(caught.value.errors, (dict, list))
@@ -470,6 +471,8 @@ def test_set_macs_follows_the_netbox_version_and_drops_the_replaced_mac(
                 "assigned_object_id": iface["id"]}
 
     fake.route("PATCH", "virtualization/interfaces/", patch)
+    fake.route("GET", "virtualization/interfaces/", fixed(200, {"count": 1, "next": None, "previous": None,
+                                                               "results": [iface]}))
     fake.route("POST", "dcim/mac-addresses/", lambda method, query, sent: (201, [mac_object(77, mac)]))
     fake.route("GET", "dcim/mac-addresses/", fixed(200, {"count": 2, "next": None, "previous": None,
                                                          "results": [mac_object(76, old), mac_object(77, mac)]}))
@@ -516,7 +519,9 @@ def test_real_writes_are_journaled_per_object_with_their_undo_and_dry_run_reads_
     assert undos[2]["args"]["old"] == {"memory": vm["memory"]} and undos[2]["args"]["id"] == vm["id"]
     assert [step.args.get("id") for _, step in changes.undo.steps] == [900, 901, vm["id"]]
     reads = [call for call in fake.calls if call["method"] == "GET" and "virtual-machines" in call["path"]]
-    assert [call["query"]["id"] for call in reads] == [[str(vm["id"])]]
+    assert [(call["query"]["id"], call["query"]["fields"]) for call in reads] == [([str(vm["id"])],
+                                                                                  ["id,memory,name"])]
+    assert [change.target for change in changes.changes] == ["a.lab.example", "b.lab.example", vm["name"]]
 
     fake.calls.clear()
     make_client(meta, dry_run=True).update("vm", [{"id": vm["id"], "memory": 1}])
