@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING
 from libcluster import audit, config
 from libcluster.cookbook import EXIT_NOT_FOUND, EXIT_SETUP_FAILED
 from libcluster.errors import ConfigError
-from libcluster.runner import catalog, discovery, listing, trust
+from libcluster.runner import discovery, trust
 from libcluster.runner.logs import Console
 
 if TYPE_CHECKING:
     from libcluster.context import Session
+    from libcluster.runner.catalog import Node
 
 logger = logging.getLogger(__name__)
 
@@ -182,10 +183,18 @@ def _session(root: config.Section, args: argparse.Namespace, base_dirs: list[Pat
                    audit=audit_log, sal=sal, mirror=mirror, fence=lock_service.check_held)
 
 
+def _tree(base_dirs: list[Path]) -> Node:
+    """The catalog of every tree (cached titles), for listings, menus and suggestions; running one cookbook
+    does not need it, nor its import."""
+    from libcluster.runner import catalog
+
+    return catalog.scan(base_dirs, catalog.default_cache_path(base_dirs))
+
+
 def _not_found(base_dirs: list[Path], name: str, error: discovery.CookbookNotFound) -> int:
     import difflib
 
-    names = [node.name for node in catalog.scan(base_dirs, catalog.default_cache_path(base_dirs)).walk() if node.name]
+    names = [node.name for node in _tree(base_dirs).walk() if node.name]
     close = difflib.get_close_matches(name, names, n=3)
     logger.error("%s%s", error, f" (did you mean: {', '.join(close)}?)" if close else "")
     return EXIT_NOT_FOUND
@@ -218,8 +227,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _recover(root, args, base_dirs)
     name = discovery.normalize(args.cookbook or "")
     if args.list:
-        lines = listing.render(catalog.scan(base_dirs, catalog.default_cache_path(base_dirs)), name,
-                               verbose=args.verbose)
+        from libcluster.runner import listing
+
+        lines = listing.render(_tree(base_dirs), name, verbose=args.verbose)
         if not lines:
             logger.error("No cookbook matches %r", name)
             return EXIT_NOT_FOUND
@@ -244,7 +254,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         if group:
             from libcluster.runner.menu import run_menu
 
-            tree = catalog.scan(base_dirs, catalog.default_cache_path(base_dirs))
+            tree = _tree(base_dirs)
             return run_menu(session, tree.find(name) or tree)
         return execute.run(session, name, args.cookbook_args)
     finally:
