@@ -4,7 +4,6 @@ events under a prefix of its own, its clients and event store) and the removal o
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import time
@@ -18,6 +17,7 @@ import pytest
 import yaml
 from tests.lab.cookbook_lab import remove_test_instance
 
+from libcluster import audit
 from libcluster import config as config_module
 from libcluster.changes import ChangeLog
 from libcluster.dns import DNS
@@ -51,9 +51,8 @@ class Env:
         return host.rc if host.rc is not None else -1, host.output, time.monotonic() - started
 
     def audit(self) -> list[dict[str, Any]]:
-        """Audit records written by the agent's runs."""
-        path = Path(self.raw["audit_log"])
-        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+        """Audit records written by the agent's runs (their end lines)."""
+        return audit.read_records(self.raw["audit_log"])
 
 
 AGENT = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "cookbook-hooks-agent"
