@@ -84,7 +84,6 @@ class VMSpec:
     os_type: str
     install: bool
     skip_v6: bool
-    task_id: str = ""
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, settings: ClusterSettings) -> VMSpec:
@@ -111,7 +110,6 @@ class VMSpec:
             disk_template=given.get("disk_template") or defaults.disk_template,
             os_type=defaults.os if os_name == "none" else os_name, install=os_name != "none",
             skip_v6=bool(given.get("skip_v6")) or not group.prefixes_v6,
-            task_id=given.get("task_id") or "",
         )
 
     def create_params(self, **placement: Any) -> dict[str, Any]:
@@ -168,6 +166,14 @@ class Placement:
     nodes: list[str]
     iallocator: str
     job_id: int
+
+
+@dataclass(frozen=True)
+class FreeAddress:
+    """A prefix of the group with a free address, and that address (read, not allocated)."""
+
+    prefix: dict[str, Any]
+    address: str
 
 
 @dataclass(frozen=True)
@@ -322,9 +328,8 @@ class MakeVMRunner(CookbookRunnerBase):
 
     @property
     def runtime_description(self) -> str:
-        """Names the VM, its group and the task."""
-        task = f" ({self.spec.task_id})" if self.spec.task_id else ""
-        return f"for new VM {self.spec.fqdn} in {self.spec.cluster}/{self.spec.group.name}{task}"
+        """Names the VM and its group (the runner adds the task id)."""
+        return f"for new VM {self.spec.fqdn} in {self.spec.cluster}/{self.spec.group.name}"
 
     @property
     def lock_args(self) -> LockArgs:
@@ -429,14 +434,14 @@ class MakeVMRunner(CookbookRunnerBase):
         if problems or cluster is None:
             raise _problems(problems)
         netbox.version  # noqa: B018 - read now, while Ganeti checks capacity: step 6 needs it
-        prefixes = [self._free_prefix(candidates) for candidates in self._prefix_families()]
-        return NetBoxPlan(cluster, [prefix for prefix, _ in prefixes], [address for _, address in prefixes])
+        free = [self._free_address(candidates) for candidates in self._prefix_families()]
+        return NetBoxPlan(cluster, [found.prefix for found in free], [found.address for found in free])
 
     def _prefix_families(self) -> list[tuple[str, ...]]:
         """The group's configured prefixes, IPv4 then IPv6 (unless --skip-v6 or none configured)."""
         return [self.spec.group.prefixes_v4] + ([] if self.spec.skip_v6 else [self.spec.group.prefixes_v6])
 
-    def _free_prefix(self, candidates: tuple[str, ...]) -> tuple[dict[str, Any], str]:
+    def _free_address(self, candidates: tuple[str, ...]) -> FreeAddress:
         """The first of the candidate prefixes with a free address, and that address (read only)."""
         for text in candidates:
             prefix = self.netbox.find("prefix", prefix=text)
@@ -444,7 +449,7 @@ class MakeVMRunner(CookbookRunnerBase):
                 raise _problems([f"NetBox: prefix {text} of group {self.spec.group.name} does not exist"])
             free = self.netbox.available_ips(prefix, 1)
             if free:
-                return prefix, free[0]
+                return FreeAddress(prefix, free[0])
         raise _problems([f"NetBox: no free address in {', '.join(candidates)}"])
 
     def _check_dns(self) -> str:
