@@ -20,11 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 from libcluster.changes import ChangeLog
 from libcluster.ganeti import fit, inverse
-from libcluster.ganeti.commands import GntCommands
+from libcluster.ganeti import nodes as node_ops
+from libcluster.ganeti.commands import GntCommands, VerifyDisksResult
 from libcluster.ganeti.errors import GanetiError
 from libcluster.ganeti.jobs import Job, JobHandle, JobResult, LogEntry, Progress, SkippedJob
 from libcluster.ganeti.models import Group, Instance, JobInfo, Node
 from libcluster.ganeti.rapi import RapiClient, path_segment
+from libcluster.remote_results import HostStatus
 from libcluster.undo import Undo
 from libcluster.writes import undoing
 
@@ -168,10 +170,7 @@ class GanetiCluster:
     def commands(self) -> GntCommands:
         """gnt-* commands on the master over SSH; needs the Remote given to connect()."""
         if self._commands is None:
-            if self._remote is None:
-                raise GanetiError(f"cluster {self.name}: no Remote given, gnt-* commands over SSH are not available")
-            remote = self._remote() if callable(self._remote) else self._remote
-            self._commands = GntCommands(remote, self.master, verify_ignore=self._verify_ignore,
+            self._commands = GntCommands(self._remote_client(), self.master, verify_ignore=self._verify_ignore,
                                          timeout=self.job_timeout)
         return self._commands
 
@@ -418,10 +417,13 @@ class GanetiCluster:
         return self._write("instance-reinstall", name, "POST", f"/2/instances/{path_segment(name)}/reinstall",
                            body=body, via=DryRunVia.NONE, detail=body)
 
-    def placed_node(self, name: str, result: JobResult, target_node: str | None) -> str | None:
-        """Where a migrate or failover job put instance name: its primary node now, or for a dry-run check the
-        node the iallocator chose (job log), else target_node, else its secondary node (drbd)."""
-        if not self.dry_run:
+    def placed_node(
+        self, name: str, result: JobResult, target_node: str | None, *, checked: bool = False
+    ) -> str | None:
+        """Where a migrate or failover job put instance name: its primary node now, or for a dry-run check (dry-run,
+        or checked: a check sent in a real run) the node the iallocator chose (job log), else target_node, else its
+        secondary node (drbd)."""
+        if not (self.dry_run or checked):
             return self.instance(name).primary_node
         chosen = selected_node(result.log, name) or target_node
         if chosen is None:
@@ -642,19 +644,100 @@ class GanetiCluster:
                            body={"disks": [["remove", int(index), {}]]}, via=DryRunVia.BODY,
                            detail={"disk": int(index), "size": instance.disk_sizes[index]})
 
+    # Node maintenance (issue 13: drain-node, reboot-nodes, master-failover, node-down; logic in ganeti.nodes) -----
+
+    def drain(self, node: str) -> node_ops.RoleChange:
+        """Drain node (auto-promoting another candidate if the pool needs one); a master candidate is tagged so that
+        undrain() makes it one again. Waits for the job; journaled with undo. The master is refused."""
+        return node_ops.take_out(self, node, node_ops.Role.DRAINED)
+
+    def undrain(self, node: str) -> node_ops.RoleChange:
+        """Return a drained node to service: master candidate if drain() took it out as one, else regular; a node
+        that is not drained is left as it is (a candidate is never demoted)."""
+        return node_ops.bring_back(self, node, node_ops.Role.DRAINED)
+
+    def set_offline(self, node: str) -> node_ops.RoleChange:
+        """Mark a (dead) node offline, remembering a master candidate as drain() does; the master is refused."""
+        return node_ops.take_out(self, node, node_ops.Role.OFFLINE)
+
+    def set_online(self, node: str) -> node_ops.RoleChange:
+        """Bring an offline node back online (master candidate again if it was one), as undrain() for drained."""
+        return node_ops.bring_back(self, node, node_ops.Role.OFFLINE)
+
+    def submit_move_check(self, name: str, action: str, *, target_node: str | None = None) -> Job:
+        """Submit a dry-run migrate or failover of one instance (action "migrate" or "failover"), in a real run too:
+        it changes nothing, so it is journaled nowhere. The job's value is the node Ganeti chose (placed_node)."""
+        _choice(action, ("migrate", "failover"), "action")
+        body = {**_without_none({"target_node": target_node}), "dry_run": True}
+        job_id = self.rapi.submit("PUT", f"/2/instances/{path_segment(name)}/{action}", body=body)
+        check = Job(self.rapi, job_id, description=f"check of instance-{action} {name}",
+                    default_timeout=self.job_timeout)
+        return PlacedJob(self, check, name, target_node, checked=True)
+
+    def plan_node_moves(self, node: str) -> node_ops.NodePlan:
+        """The truthful dry-run of emptying node: each primary's migrate (running) or failover (stopped) checked by
+        its own Ganeti dry-run job, the node Ganeti chose as a value; file/plain instances refused with the reason."""
+        return node_ops.plan_moves(self, node)
+
+    def move_primary(self, name: str, *, target_node: str | None = None) -> JobHandle:
+        """Migrate a running instance, fail a stopped one over (migrate_instance/failover_instance); the job's value
+        is the node it is on afterwards. NodeStateError for a template that cannot move (file, plain)."""
+        job: JobHandle = node_ops.move_primary(self, name, target_node=target_node)
+        return job
+
+    def n_plus_one(self, node: str) -> list[str]:
+        """Why the other nodes of node's group cannot restart its running primaries (empty when they can)."""
+        return node_ops.n_plus_one(self, node)
+
+    def boot_ids(self) -> dict[str, str | None]:
+        """node -> the boot id its noded reports (RAPI /2/query/node bootid, read-write user); None when noded
+        does not answer."""
+        return node_ops.boot_ids(self.rapi.query("node", ["name", "bootid"]))
+
+    def answers_ssh(self, node: str) -> bool:
+        """Whether node runs a command over SSH (`true`, a safe command, run in dry-run too)."""
+        result = self._remote_client().hosts([node]).run_sync("true", is_safe=True, timeout=10)
+        return result.hosts[node].status is HostStatus.OK
+
+    def wait_node_back(self, node: str, old_boot_id: str | None, *, timeout: float, interval: float = 0.5) -> str:
+        """Wait for a rebooted node: SSH answers and noded reports a boot id other than old_boot_id (returned)."""
+        return node_ops.wait_node_back(self, node, old_boot_id, timeout=timeout, interval=interval)
+
+    def verify_disks_until_clean(self, *, timeout: float, interval: float = 5.0,
+                                 group: str | None = None) -> VerifyDisksResult:
+        """`gnt-cluster verify-disks` until clean (GanetiError with its output after timeout); skipped in dry-run."""
+        return node_ops.verify_disks_until_clean(self, timeout=timeout, interval=interval, group=group)
+
+    def master_failover(self, to: str, *, no_voting: bool = False, timeout: float = 300.0) -> str:
+        """Fail the master over to candidate `to` (gnt-cluster master-failover run there) and wait for the RAPI to
+        name it; returns the master afterwards. The RAPI URL is the cluster IP, which moves with the master."""
+        return node_ops.master_failover(self, to, no_voting=no_voting, timeout=timeout)
+
+    def _remote_client(self) -> Remote:
+        """The Remote given to connect() (called once if it was a function); GanetiError without one."""
+        if self._remote is None:
+            raise GanetiError(f"cluster {self.name}: no Remote given, gnt-* commands over SSH are not available")
+        if callable(self._remote):
+            self._remote = self._remote()
+        return self._remote
+
+
 class PlacedJob(Job):
     """A migrate or failover job whose result value is the instance's node afterwards (GanetiCluster.placed_node)."""
 
-    def __init__(self, cluster: GanetiCluster, job: Job | SkippedJob, name: str, target_node: str | None) -> None:
-        """Follow job (a real write or a dry-run check) of instance name on cluster."""
+    def __init__(self, cluster: GanetiCluster, job: Job | SkippedJob, name: str, target_node: str | None, *,
+                 checked: bool = False) -> None:
+        """Follow job (a real write or a dry-run check; checked: a check sent in a real run) of instance name."""
         if not isinstance(job, Job):
             raise TypeError(f"{job!r}: a migrate or failover is always sent (checked by Ganeti in dry-run)")
         super().__init__(cluster.rapi, job.id, description=job.description, default_timeout=cluster.job_timeout)
         self.cluster = cluster
         self.name = name
         self.target_node = target_node
+        self.checked = checked
 
     def wait(self, progress: Progress | None = None, timeout: float | None = None) -> JobResult:
         """Wait as Job.wait; the result's value is the node the instance is on (or would be)."""
         result = super().wait(progress, timeout)
-        return dataclasses.replace(result, value=self.cluster.placed_node(self.name, result, self.target_node))
+        return dataclasses.replace(result, value=self.cluster.placed_node(self.name, result, self.target_node,
+                                                                        checked=self.checked))

@@ -1,0 +1,353 @@
+"""Node maintenance on one cluster: roles in one vocabulary, drain/undrain that keep a master candidate's role,
+a truthful dry-run of a node's moves (one Ganeti dry-run job per instance), N+1 of a group without a node,
+and waiting for a rebooted node (SSH, noded, new boot id).
+
+Ganeti's dry-run of a node-level migrate or evacuate checks nothing per instance (it answers success for a
+node holding `file` instances, which then fail for real): :func:`plan_moves` checks each primary's own move.
+The functions take the cluster client; GanetiCluster exposes them as methods (``cluster.drain(node)``...).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+from libcluster import capacity
+from libcluster.errors import LibclusterError
+from libcluster.ganeti.commands import VerifyDisksResult
+from libcluster.ganeti.errors import GanetiError, RapiNotFoundError
+from libcluster.ganeti.jobs import Job
+from libcluster.ganeti.models import Instance, Node
+from libcluster.ganeti.templates import MIRRORED
+from libcluster.remote_results import HostStatus
+
+if TYPE_CHECKING:
+    from libcluster.ganeti.cluster import GanetiCluster
+
+logger = logging.getLogger(__name__)
+
+CANDIDATE_TAG = "cookbooks:was-master-candidate"
+"""Node tag drain()/set_offline() put on a master candidate they take out, so that undrain()/set_online() (in
+this run or a later one) make it a candidate again; removed when they do."""
+
+
+class NodeStateError(LibclusterError):
+    """A node is in a state the operation refuses (the master for a drain, an offline node...): nothing sent."""
+
+
+class Role(Enum):
+    """A node's role, the one vocabulary: the value is RAPI's word (``/2/nodes/N/role``), ``letter`` the letter of
+    ``/2/nodes/N`` and `gnt-node list` (M, C, R, D, O)."""
+
+    MASTER = "master"
+    CANDIDATE = "master-candidate"
+    REGULAR = "regular"
+    DRAINED = "drained"
+    OFFLINE = "offline"
+
+    @property
+    def letter(self) -> str:
+        """Ganeti's one-letter role."""
+        return _LETTERS[self]
+
+    @classmethod
+    def parse(cls, value: str) -> Role:
+        """The role of a RAPI word or letter (``master-candidate`` or ``C``); ValueError names the valid ones."""
+        for role in cls:
+            if value in (role.value, role.letter):
+                return role
+        valid = ", ".join(f"{role.value} ({role.letter})" for role in cls)
+        raise ValueError(f"not a Ganeti node role: {value!r} (one of {valid})")
+
+    @classmethod
+    def of(cls, node: Node) -> Role:
+        """A node model's role."""
+        return cls.parse(node.role)
+
+
+_LETTERS = {Role.MASTER: "M", Role.CANDIDATE: "C", Role.REGULAR: "R", Role.DRAINED: "D", Role.OFFLINE: "O"}
+
+
+@dataclass(frozen=True)
+class RoleChange:
+    """What drain/undrain/set_offline/set_online did (or, in dry-run, would do) to a node's role."""
+
+    node: str
+    old: Role
+    new: Role
+    job_id: int | None
+    """The role job's id; None when nothing was sent (no change needed, or dry-run)."""
+
+    @property
+    def changed(self) -> bool:
+        """Whether the role differs (planned in dry-run)."""
+        return self.old is not self.new
+
+
+class MoveAction(Enum):
+    """How a primary instance leaves its node: migrated (running), failed over (stopped), or not at all."""
+
+    MIGRATE = "migrate"
+    FAILOVER = "failover"
+    REFUSED = "refused"
+
+
+@dataclass(frozen=True)
+class Move:
+    """One primary instance's move off a node: the action, the node Ganeti chose (or put it on), or why not."""
+
+    instance: str
+    action: MoveAction
+    target: str | None = None
+    """The node Ganeti chose in its dry-run check, or where the instance is after a real move."""
+    error: str | None = None
+    """Why the instance cannot move (template, or the error of Ganeti's own check); None when it can."""
+    job_id: int | None = None
+    """The dry-run check's (or the real move's) job id."""
+
+    @property
+    def ok(self) -> bool:
+        """Whether the instance can move (or moved)."""
+        return self.error is None
+
+    def describe(self) -> str:
+        """One line: `vm1: migrate -> node2`, or `vm1: cannot move: why`."""
+        if not self.ok:
+            verb = "move" if self.action is MoveAction.REFUSED else self.action.value
+            return f"{self.instance}: cannot {verb}: {self.error}"
+        return f"{self.instance}: {self.action.value} -> {self.target or '(Ganeti chooses)'}"
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    """The moves of every primary instance of a node, each checked by its own Ganeti dry-run job."""
+
+    node: str
+    moves: tuple[Move, ...]
+
+    @property
+    def ok(self) -> bool:
+        """Whether every primary can move."""
+        return all(move.ok for move in self.moves)
+
+    @property
+    def blocked(self) -> tuple[Move, ...]:
+        """The moves that cannot be made, with their reason."""
+        return tuple(move for move in self.moves if not move.ok)
+
+    def lines(self) -> list[str]:
+        """One line per instance (the plan a dry-run prints)."""
+        return [move.describe() for move in self.moves] or [f"{self.node} has no primary instance"]
+
+
+def move_action(instance: Instance) -> MoveAction:
+    """How the instance leaves its primary node: migrate when running, failover when stopped (a stopped instance
+    cannot be migrated; its failover costs no downtime), refused for a template Ganeti cannot move (file, plain)."""
+    if instance.disk_template not in MIRRORED:
+        return MoveAction.REFUSED
+    return MoveAction.MIGRATE if instance.admin_state == "up" else MoveAction.FAILOVER
+
+
+def refusal(cluster_name: str, instance: Instance) -> str:
+    """Why an instance of a non-mirrored template cannot leave its node, with the command that converts it."""
+    return (f"disk template {instance.disk_template} cannot be migrated or failed over (only "
+            f"{', '.join(sorted(MIRRORED))}): convert it first with `cookbook sre.ganeti.changedisk --cluster "
+            f"{cluster_name} --disk-template sharedfile {instance.name}`")
+
+
+def check_move(cluster: GanetiCluster, instance: Instance, *, target_node: str | None = None) -> Move:
+    """Ask Ganeti to check the instance's move off its node (a dry-run migrate or failover job, in a real run too:
+    it changes nothing, so it is journaled nowhere); the Move names the node Ganeti chose or Ganeti's error."""
+    action = move_action(instance)
+    if action is MoveAction.REFUSED:
+        return Move(instance.name, action, error=refusal(cluster.name, instance))
+    job = cluster.submit_move_check(instance.name, action.value, target_node=target_node)
+    return _checked(cluster, instance, action, job.id, job.wait)
+
+
+def _checked(cluster: GanetiCluster, instance: Instance, action: MoveAction, job_id: int | None,
+             wait: Callable[[], Any]) -> Move:
+    try:
+        result = wait()
+    except GanetiError as exc:
+        return Move(instance.name, action, error=str(exc), job_id=job_id)
+    return Move(instance.name, action, target=result.value, job_id=job_id)
+
+
+def plan_moves(cluster: GanetiCluster, node: str) -> NodePlan:
+    """Each primary instance of node with its move checked by its own Ganeti dry-run job (all submitted, then
+    waited for): the truthful dry-run of draining the node. Instances in name order."""
+    primaries = [cluster.instance(name) for name in sorted(cluster.node(node).primary_instances)]
+    pending: list[tuple[Instance, MoveAction, Job | None]] = []
+    for instance in primaries:
+        action = move_action(instance)
+        if action is MoveAction.REFUSED:
+            pending.append((instance, action, None))
+        else:
+            pending.append((instance, action, cluster.submit_move_check(instance.name, action.value)))
+    moves = []
+    for instance, action, job in pending:
+        if job is None:
+            moves.append(Move(instance.name, action, error=refusal(cluster.name, instance)))
+        else:
+            moves.append(_checked(cluster, instance, action, job.id, job.wait))
+    return NodePlan(node, tuple(moves))
+
+
+def move_primary(cluster: GanetiCluster, name: str, *, target_node: str | None = None) -> Any:
+    """Move one primary instance off its node the way it can go: migrate a running one, fail a stopped one over
+    (the issue-14 single-instance writes, journaled with their undo). The job's value is the node it is on
+    afterwards (in dry-run: the node Ganeti's check chose). NodeStateError for a template that cannot move."""
+    instance = cluster.instance(name)
+    action = move_action(instance)
+    if action is MoveAction.REFUSED:
+        raise NodeStateError(f"{name}: {refusal(cluster.name, instance)}")
+    if action is MoveAction.MIGRATE:
+        return cluster.migrate_instance(name, target_node=target_node)
+    return cluster.failover_instance(name, target_node=target_node)
+
+
+# Roles ------------------------------------------------------------------------------------------------------
+
+
+def _read(cluster: GanetiCluster, node: str) -> Node:
+    """The node, or NodeStateError naming an unknown one."""
+    try:
+        return cluster.node(node)
+    except RapiNotFoundError:
+        raise NodeStateError(f"no node {node} in cluster {cluster.name}") from None
+
+
+def take_out(cluster: GanetiCluster, node: str, role: Role) -> RoleChange:
+    """Make node drained or offline (auto-promoting another candidate when the pool needs it), remembering a master
+    candidate by CANDIDATE_TAG; waits for the job. The master is refused (fail it over first)."""
+    if role not in (Role.DRAINED, Role.OFFLINE):
+        raise ValueError(f"take_out: {role.value} is not drained or offline")
+    current = _read(cluster, node)
+    old = Role.of(current)
+    if old is Role.MASTER:
+        raise NodeStateError(f"{node} is the master of cluster {cluster.name}: fail the master over to a candidate "
+                             "first (sre.ganeti.master-failover)")
+    if old is role or old is Role.OFFLINE:
+        if old is not role:
+            raise NodeStateError(f"{node} is offline in cluster {cluster.name}: bring it online first")
+        return RoleChange(node, old, old, None)
+    if old is Role.CANDIDATE and CANDIDATE_TAG not in current.tags:
+        cluster.add_tags("node", node, [CANDIDATE_TAG]).wait()
+    result = cluster.set_node_role(node, role.value, auto_promote=True).wait()
+    return RoleChange(node, old, role, result.job_id)
+
+
+def bring_back(cluster: GanetiCluster, node: str, role: Role) -> RoleChange:
+    """Return a drained (or offline) node to service: master candidate again when drain/set_offline took it out as
+    one (CANDIDATE_TAG, then removed), else regular (Ganeti promotes it itself when the candidate pool is short).
+    A node that is not `role` is left as it is: a candidate that was never drained is never demoted."""
+    if role not in (Role.DRAINED, Role.OFFLINE):
+        raise ValueError(f"bring_back: {role.value} is not drained or offline")
+    current = _read(cluster, node)
+    old = Role.of(current)
+    if old is not role:
+        logger.info("%s is %s, not %s: its role is left as it is", node, old.value, role.value)
+        return RoleChange(node, old, old, None)
+    was_candidate = CANDIDATE_TAG in current.tags
+    new = Role.CANDIDATE if was_candidate else Role.REGULAR
+    result = cluster.set_node_role(node, new.value).wait()
+    if was_candidate:
+        cluster.remove_tags("node", node, [CANDIDATE_TAG]).wait()
+    return RoleChange(node, old, new, result.job_id)
+
+
+# N+1, boot ids, verify-disks ----------------------------------------------------------------------------------
+
+
+def n_plus_one(cluster: GanetiCluster, node: str) -> list[str]:
+    """Why the other usable nodes of node's group cannot restart its running primaries (first fit by memory, as
+    libcluster.capacity computes N+1); empty when they can. Instances that cannot move are not counted here."""
+    target = _read(cluster, node)
+    members = [member for member in cluster.nodes() if member.group_uuid == target.group_uuid]
+    hosted = [instance for instance in cluster.instances() if instance.primary_node in {m.name for m in members}]
+    if node not in capacity.node_loss_failures(members, hosted):
+        return []
+    running = [i for i in hosted if i.primary_node == node and i.admin_state == "up" and i.disk_template in MIRRORED]
+    need = sum(capacity.instance_memory(instance) for instance in running)
+    free = {m.name: m.memory_free or 0 for m in members if m.name != node and not m.offline and not m.drained
+            and m.vm_capable}
+    others = ", ".join(f"{name} {capacity.format_mib(mib)}" for name, mib in sorted(free.items())) or "none"
+    return [f"the other nodes of {node}'s group cannot hold its running primaries: they need "
+            f"{capacity.format_mib(need)} ({len(running)} instances), free memory: {others}"]
+
+
+def wait_node_back(cluster: GanetiCluster, node: str, old_boot_id: str | None, *, timeout: float,
+                   interval: float = 0.5, clock: Callable[[], float] = time.monotonic,
+                   sleep: Callable[[float], None] = time.sleep) -> str:
+    """Wait until node answers SSH and its noded answers Ganeti (RAPI) with a boot id other than old_boot_id;
+    return the new boot id. GanetiError on timeout, saying which of the two was still missing."""
+    deadline = clock() + timeout
+    boot_id: str | None = None
+    ssh = False
+    while True:
+        boot_id = cluster.boot_ids().get(node)
+        rebooted = boot_id is not None and boot_id != old_boot_id
+        ssh = rebooted and cluster.answers_ssh(node)
+        if rebooted and ssh:
+            return str(boot_id)
+        if clock() >= deadline:
+            missing = "a new boot id from its noded" if not rebooted else "SSH"
+            raise GanetiError(f"node {node} of cluster {cluster.name} is not back after {timeout:.0f}s: no {missing} "
+                              f"(boot id now {boot_id or 'unknown: noded does not answer'}, before {old_boot_id})")
+        sleep(interval)
+
+
+def verify_disks_until_clean(cluster: GanetiCluster, *, timeout: float, interval: float = 5.0,
+                             group: str | None = None, clock: Callable[[], float] = time.monotonic,
+                             sleep: Callable[[float], None] = time.sleep) -> VerifyDisksResult:
+    """Run `gnt-cluster verify-disks` until it reports nothing to fix (it activates disks and resyncs mirrors, so
+    a later run may be clean); skipped in dry-run. GanetiError with the last output on timeout."""
+    deadline = clock() + timeout
+    while True:
+        result = cluster.commands.verify_disks(group=group)
+        if result.skipped or result.ok:
+            return result
+        if clock() >= deadline:
+            raise GanetiError(f"cluster {cluster.name}: verify-disks not clean after {timeout:.0f}s:\n{result.output}")
+        sleep(interval)
+
+
+def boot_ids(rows: Sequence[Mapping[str, Any]]) -> dict[str, str | None]:
+    """node -> boot id from `/2/query/node` rows (None where noded did not answer)."""
+    return {str(row["name"]): (str(row["bootid"]) if row.get("bootid") else None) for row in rows}
+
+
+
+def master_failover(cluster: GanetiCluster, to: str, *, no_voting: bool = False, timeout: float = 300.0,
+                    clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> str:
+    """Make master candidate `to` the master: `gnt-cluster master-failover` run on `to` over SSH (journaled as a
+    remote command; only recorded in dry-run), then wait until the RAPI (the cluster IP moves with the master)
+    names `to` as master. no_voting (`--no-voting --yes-do-it`) is for a two-node cluster whose master is dead.
+    Returns the master afterwards (the current one in dry-run). NodeStateError for a node that cannot be master."""
+    old = cluster.master()
+    role = Role.of(_read(cluster, to))
+    if role is Role.MASTER:
+        raise NodeStateError(f"{to} is already the master of cluster {cluster.name}")
+    if role is not Role.CANDIDATE:
+        raise NodeStateError(f"{to} is {role.value} in cluster {cluster.name}: only a master candidate can become "
+                             "the master")
+    argv = ["gnt-cluster", "master-failover", *(["--no-voting", "--yes-do-it"] if no_voting else [])]
+    result = cluster.commands.on(to).run(argv, is_safe=False, timeout=timeout)
+    if result.status is HostStatus.SKIPPED:
+        return old
+    deadline = clock() + timeout
+    while True:
+        try:
+            if cluster.master() == to:
+                return to
+        except GanetiError as exc:
+            logger.debug("RAPI not answering yet after the master failover to %s: %s", to, exc)
+        if clock() >= deadline:
+            raise GanetiError(f"cluster {cluster.name}: the RAPI does not name {to} as master {timeout:.0f}s after "
+                              "the master failover")
+        sleep(1.0)
