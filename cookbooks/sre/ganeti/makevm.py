@@ -262,7 +262,7 @@ class MakeVM(CookbookBase):
          with the MAC Ganeti gave the NIC, the IPs on it and marked primary.
       7. Print a summary: FQDN, node, IPs, NetBox URL of the VM, Ganeti job ids.
 
-    Every change is journaled before and after it is made (the audit file, and etcd while the run lasts).
+    Every change is journaled before and after it is made (the audit file; with locks in etcd, etcd too).
     If a step after the confirmation fails, or Ctrl+C is pressed, each change is undone, newest first:
     the NetBox VM's primary IPs, the IPs' assignment, its interface and the VM (deleted by id), the
     instance (once its create job ended, only if that job made it), the DNS records as written (one the
