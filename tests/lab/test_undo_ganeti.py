@@ -193,3 +193,17 @@ def test_a_job_still_queued_is_canceled_and_nothing_is_left_to_undo(
     finally:
         setup.rapi.write("DELETE", f"/2/filters/{uuid}")
     assert "cbu:queued" not in setup.tags("instance", name)
+
+
+def test_an_instance_recreated_by_someone_else_after_the_write_is_left_alone(
+        run: Journaled, root_config: Section, names: Callable[[], str]) -> None:
+    name = names()
+    cluster = _client(root_config, run.changes)
+    cluster.create_instance(name, **_spec(cluster)).wait()
+    other = _client(root_config)
+    other.remove_instance(name, shutdown_timeout=0).wait()
+    other.create_instance(name, **_spec(other)).wait()
+    [undo] = run.from_journal()
+    with pytest.raises(NotOursError, match=f"{name}.*not created by job {undo.args['job_id']}"):
+        other.undo(undo.action, undo.args)
+    assert _exists(other, name)
