@@ -3,10 +3,10 @@
 A run's lines are its journal (:mod:`libcluster.journal`: start, lock, intent, result, undo, end),
 each with the run's ``id`` and an ``event``. The record says who ran what (and, for chat runs, who
 asked and who approved), with which arguments (secrets masked), in dry-run or not, when, with which
-exit code, and every change the run made or planned. Each line is written with one ``write()`` on
-an ``O_APPEND`` file and fsynced, so concurrent runs never interleave their lines and a crash loses
-none, and the file is reopened for every line, so a rotated file is never written to. Secrets are
-masked before a line is serialised.
+exit code, for which ticket (``task_id``, from ``-t``), and every change the run made or planned. Each
+line is written with one ``write()`` on an ``O_APPEND`` file and fsynced, so concurrent runs never
+interleave their lines and a crash loses none, and the file is reopened for every line, so a rotated
+file is never written to. Secrets are masked before a line is serialised.
 """
 
 from __future__ import annotations
@@ -107,10 +107,12 @@ def start_record(
     dry_run: bool,
     start: datetime,
     parent: str | None = None,
+    task_id: str = "",
 ) -> dict[str, Any]:
     """Who runs what, from where, since when: the fields of the ``start`` line, and the first of the record.
 
-    parent is the id of the run that called this one with run_cookbook().
+    parent is the id of the run that called this one with run_cookbook(); task_id the run's ticket (-t), kept
+    as ``task_id`` when given.
     """
     import socket  # not needed by listings, which import this module for the help text
 
@@ -127,6 +129,8 @@ def start_record(
     }
     if parent:
         fields["parent"] = parent
+    if task_id:
+        fields["task_id"] = task_id
     return fields
 
 
@@ -143,10 +147,11 @@ def record(
     exit_code: int,
     changes: list[dict[str, Any]],
     parent: str | None = None,
+    task_id: str = "",
 ) -> dict[str, Any]:
     """The audit record of one run (the ``end`` line): the start fields, end, duration, exit code, changes."""
     fields = start_record(run_id=run_id, cookbook=cookbook, argv=argv, user=user, origin=origin, dry_run=dry_run,
-                          start=start, parent=parent)
+                          start=start, parent=parent, task_id=task_id)
     fields.update({"end": iso(end), "duration": round((end - start).total_seconds(), 3), "exit_code": exit_code,
                    "changes": changes})
     return fields

@@ -75,6 +75,8 @@ class Context:
         self.run_id = run_id
         """Id of this run in the audit log."""
         self.parent = parent
+        self.task_id = ""
+        """The ticket of the run (``-t/--task-id``, set by the runner once the arguments parsed), "" without one."""
         self.journal = Journal(run_id, session.audit, session.mirror, dry_run=session.dry_run)
         """The run's lines in the audit file (and etcd): start, intents, results, undo steps, end."""
         self.changes = ChangeLog(dry_run=session.dry_run, journal=self.journal, fence=session.fence)
@@ -190,12 +192,20 @@ class Context:
         return self._cached(("ganeti", cluster), lambda: ganeti.connect(
             self.config, cluster, dry_run=self.dry_run, changes=self.changes, remote=self.remote))
 
+    @property
+    def change_message(self) -> str:
+        """What NetBox's change log says of each write of this run: cookbook, task id (-t) and run id."""
+        task = f" {self.task_id}" if self.task_id else ""
+        return f"cookbook {self.name}{task} (run {self.run_id})"
+
     def netbox(self, read_write: bool = False) -> NetBox:
-        """A NetBox client (libcluster.netbox.NetBox); read_write picks the read-write token."""
+        """A NetBox client (libcluster.netbox.NetBox); read_write picks the read-write token; every write carries
+        change_message as its changelog_message."""
         from libcluster.netbox import NetBox
 
         return self._cached(("netbox", read_write), lambda: NetBox(
-            self.config.section("netbox"), read_write=read_write, dry_run=self.dry_run, changes=self.changes))
+            self.config.section("netbox"), read_write=read_write, dry_run=self.dry_run, changes=self.changes,
+            changelog_message=self.change_message))
 
     def dns(self) -> DNS:
         """A DNS client (libcluster.dns.DNS) for the zones of the ``dns`` section."""

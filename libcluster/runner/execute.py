@@ -2,10 +2,12 @@
 
 Right after the lock the journal's ``start`` line is written (fsynced) and the START announced; when
 ``run()`` fails, the cookbook's ``rollback()`` runs, then the run's undo stack (``ctx.undo``); the
-``end`` line is the run's record. Exit codes follow :mod:`libcluster.cookbook`: 95/96 for argument
-errors, 94 when ``get_runner()`` fails (CookbookInitSuccess exits 0 before any lock or START line), 97
-on Ctrl+C, 99 on an exception, 93 when rollback fails or leaves something behind (one ERROR line
-"left behind: KIND NAME (id ID): ERROR" per object), otherwise what ``run()`` returned. Nested runs
+``end`` line is the run's record. The task id (``-t``) goes into both lines, the START/END lines (and SAL)
+and, through ``ctx.task_id``, the change message of every NetBox write. Exit codes follow
+:mod:`libcluster.cookbook`: 95/96 for argument errors, 94 when ``get_runner()`` fails (CookbookInitSuccess
+exits 0 before any lock or START line), 97 on Ctrl+C, 99 on an exception, 93 when rollback fails or leaves
+something behind (one ERROR line "left behind: KIND NAME (id ID): ERROR" per object), otherwise what
+``run()`` returned. Nested runs
 (``ctx.run_cookbook``) go through the same path, share the caller's log files and take their own lock.
 """
 
@@ -172,6 +174,7 @@ def run(session: Session, name: str, argv: list[str], parent: Context | None = N
                             ("reason", cookbook.argument_reason_required)):
         if wanted is not None and not hasattr(args, tunable):
             setattr(args, tunable, "")  # an optional tunable not given (a "" default would go through its type)
+    ctx.task_id = getattr(args, "task_id", "")
     register_secret_args(argv, args)
     if parent is not None:
         return _run_logged(session, ctx, cookbook, args, argv)
@@ -196,7 +199,8 @@ def _run_logged(session: Session, ctx: Context, cookbook: CookbookBase, args: ar
         session.results[ctx.name] = exit_code
         record = audit.record(run_id=ctx.run_id, cookbook=ctx.name, argv=argv, user=session.user,
                               origin=session.origin, dry_run=session.dry_run, start=start, end=audit.utc_now(),
-                              exit_code=exit_code, changes=ctx.changes.as_list(), parent=parent)
+                              exit_code=exit_code, changes=ctx.changes.as_list(), parent=parent,
+                              task_id=ctx.task_id)
         try:
             ctx.journal.end(record, keep_mirror=left_behind)
         except JournalError as exc:
@@ -221,7 +225,7 @@ def _run_logged(session: Session, ctx: Context, cookbook: CookbookBase, args: ar
     except Exception:
         logger.warning("Unable to get the runtime description of %s, using none", ctx.name, exc_info=True)
         description = ""
-    suffix = f" {description}" if description else ""
+    suffix = (f" {description}" if description else "") + (f" ({ctx.task_id})" if ctx.task_id else "")
     try:
         lock_args = runner.lock_args
         lock_key = runner_lock(ctx.name, lock_args.suffix)
@@ -230,7 +234,7 @@ def _run_logged(session: Session, ctx: Context, cookbook: CookbookBase, args: ar
             held = [{"key": lock_key, "concurrency": lock_args.concurrency}] if taken else []
             ctx.journal.start({**audit.start_record(run_id=ctx.run_id, cookbook=ctx.name, argv=argv, user=session.user,
                                                     origin=session.origin, dry_run=session.dry_run, start=start,
-                                                    parent=parent), "locks": held})
+                                                    parent=parent, task_id=ctx.task_id), "locks": held})
             _announce(session, ctx, f"START - Cookbook {ctx.name}{suffix}")
             outcome = _run_runner(runner, ctx)
     except KeyboardInterrupt:

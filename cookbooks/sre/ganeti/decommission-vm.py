@@ -106,13 +106,11 @@ class DecommissionVMRunner(CookbookRunnerBase):
         self.fqdn: str = args.fqdn
         self.confirm_fqdn: str | None = args.confirm_fqdn
         self.shutdown_timeout: int = args.shutdown_timeout
-        self.task_id: str = getattr(args, "task_id", "")  # added by the runner
 
     @property
     def runtime_description(self) -> str:
-        """VM, cluster and task."""
-        task = f" ({self.task_id})" if self.task_id else ""
-        return f"for {self.fqdn} on cluster {self.cluster.name}{task}"
+        """VM and cluster (the runner adds the task id)."""
+        return f"for {self.fqdn} on cluster {self.cluster.name}"
 
     def run(self) -> int:
         """The runbook: plan, Ganeti's check (dry-run), typed confirmation, lock, remove, NetBox and DNS."""

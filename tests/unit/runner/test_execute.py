@@ -137,15 +137,16 @@ def test_audit_record_fields(cookbook: Callable[..., int], env: Env, monkeypatch
     assert cookbook("demo.ganeti.makevm", "vm7", "-r", "new VM", "-t", "T123") == 0
     [record] = env.records()
     assert set(record) == {"id", "event", "cookbook", "argv", "user", "origin", "dry_run", "start", "end", "duration",
-                           "exit_code", "changes", "host", "pid"}
+                           "exit_code", "changes", "host", "pid", "task_id"}
     lines = env.lines()
     assert [(line["event"], line.get("seq"), line.get("status")) for line in lines] == [
         ("start", None, None), ("intent", 1, None), ("result", 1, "done"), ("intent", 2, None), ("result", 2, "done"),
         ("end", None, None)]
     assert {line["id"] for line in lines} == {record["id"]}
     assert lines[0]["locks"] == [{"key": "cookbooks/demo.ganeti.makevm:prod1", "concurrency": 1}]
-    assert {key: lines[0][key] for key in ("cookbook", "argv", "user", "start")} == {
-        key: record[key] for key in ("cookbook", "argv", "user", "start")}
+    assert {key: lines[0][key] for key in ("cookbook", "argv", "user", "start", "task_id")} == {
+        key: record[key] for key in ("cookbook", "argv", "user", "start", "task_id")}
+    assert record["task_id"] == "T123"
     assert record["cookbook"] == "demo.ganeti.makevm"
     assert record["argv"] == ["vm7", "-r", "new VM", "-t", "T123"]
     assert (record["user"], record["origin"], record["dry_run"], record["exit_code"]) == ("carol", "terminal", False, 0)
