@@ -6,7 +6,7 @@ Steps:
   2. Take the node's lock and the lock of each of those instances, held until the run and its undo end.
   3. Confirm.
   4. Set the node's role to drained: Ganeti places no new instance on it.
-  5. Migrate its primary instances away (Ganeti's default mode: live) and check that none is left on it.
+  5. Migrate its primary instances away (the hypervisor's migration mode) and check that none is left on it.
 Rollback, when a step fails or the run is interrupted: the node gets its old role back (the undo the Ganeti
 client registered in step 4, also run by `cookbook --recover` of a run that died). Instances already
 migrated stay where they are: they run fine on their new node.
