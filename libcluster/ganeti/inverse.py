@@ -300,7 +300,6 @@ class Inverses:
                   params={"auto-promote": 1}, body=old)
         return "undone"
 
-
     def remove_added_disk(self, args: Mapping[str, Any]) -> str:
         """Remove the disk the add made (found by its name), if it is still there with the size added.
 
@@ -327,6 +326,7 @@ class Inverses:
             raise GanetiError(f"disk {disk} ({size} MiB) added to {name} is still there: {exc.message}. Stop the "
                               f"instance, then: gnt-instance modify --disk {disk}:remove {name}") from exc
         return "undone"
+
 
 def _current(instance: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
     """The instance's own settings of the parameters in new (`default` for those it does not set)."""
