@@ -63,6 +63,8 @@ EXIT_DNS_ERROR = 2
 class DnsNetbox(CookbookBase):
     """Make DNS true to NetBox (A/AAAA and PTR of every address with a dns_name), applying only the difference."""
 
+    argument_task_required = False
+
     def argument_parser(self) -> argparse.ArgumentParser:
         """--zone, --force, --snippets."""
         parser = argparse.ArgumentParser(description=__doc__, formatter_class=ArgparseFormatter)

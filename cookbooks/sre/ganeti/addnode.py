@@ -159,6 +159,8 @@ def netbox_target(netbox: NetBox, settings: ClusterSettings, group: str, fqdn: s
 class AddNode(CookbookBase):
     """Add a node to a Ganeti cluster group: pre-checks, node add, verify, NetBox."""
 
+    argument_task_required = False
+
     def argument_parser(self) -> argparse.ArgumentParser:
         """--cluster, --group and the node's FQDN."""
         parser = argparse.ArgumentParser(description=__doc__, formatter_class=ArgparseFormatter)

@@ -66,6 +66,8 @@ def check_conversion(current: str, target: str, enabled: list[str], secondary: s
 class ChangeDisk(CookbookBase):
     """Change the disk template of an instance (shut down, convert, start, verify)."""
 
+    argument_task_required = False
+
     def argument_parser(self) -> argparse.ArgumentParser:
         """--cluster, --disk-template, --secondary-node, --shutdown-timeout and the instance."""
         parser = argparse.ArgumentParser(description=__doc__, formatter_class=ArgparseFormatter)

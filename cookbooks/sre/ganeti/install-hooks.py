@@ -69,6 +69,8 @@ def _summary(paths: list[str], hooks_dir: str) -> str:
 class InstallHooks(CookbookBase):
     """Install the Ganeti hooks (instance changes -> events for the hooks agent) on every node."""
 
+    argument_task_required = False
+
     def argument_parser(self) -> argparse.ArgumentParser:
         """--cluster, and --node (repeatable) to install on some nodes only."""
         parser = argparse.ArgumentParser(description=__doc__, formatter_class=ArgparseFormatter)

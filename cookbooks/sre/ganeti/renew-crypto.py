@@ -163,6 +163,8 @@ def rapi_ca_file(ctx: Context, cluster: str) -> str | None:
 class RenewCrypto(CookbookBase):
     """Report and renew a cluster's certificates and keys (gnt-cluster renew-crypto)."""
 
+    argument_task_required = False
+
     def argument_parser(self) -> argparse.ArgumentParser:
         """--cluster, the parts to renew, or --check-only."""
         parser = argparse.ArgumentParser(description=__doc__, formatter_class=ArgparseFormatter)

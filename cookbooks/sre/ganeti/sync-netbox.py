@@ -64,6 +64,8 @@ logger = logging.getLogger(__name__)
 class SyncNetbox(CookbookBase):
     """Reconcile Ganeti into NetBox (whole cluster, or one VM with its DNS records)."""
 
+    argument_task_required = False
+
     def argument_parser(self) -> argparse.ArgumentParser:
         """--cluster, and optionally --vm, --renamed-from, --delete."""
         parser = argparse.ArgumentParser(description=__doc__, formatter_class=ArgparseFormatter)
