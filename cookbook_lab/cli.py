@@ -10,7 +10,8 @@ import time
 from types import ModuleType
 from typing import Any
 
-from cookbook_lab import cluster, configfile, etcd, ircd, knot, netbox, topology
+from cookbook_lab import cluster, configfile, etcd, ircd, knot, netbox, netns, nodepower, topology
+from cookbook_lab.clusterfs import PART, ClusterPaths
 from cookbook_lab.common import Lab, LabError, step
 
 PARTS: tuple[ModuleType, ...] = (cluster, knot, etcd, ircd, netbox)
@@ -36,7 +37,29 @@ def _parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="show whether each part is up, with endpoints and credentials")
     status.add_argument("--json", action="store_true", help="print endpoints and credentials as JSON")
     sub.add_parser("config", help="print the path of the generated `cookbook -c` configuration")
+    down_node = sub.add_parser("node-down", help="kill a node: its Ganeti daemons, sshd and sessions, link down")
+    down_node.add_argument("--at-reboot", action="store_true",
+                           help="kill nothing now: the node's next reboot leaves it down (until node-up or up)")
+    reboot_node = sub.add_parser("node-reboot", help="run `reboot` inside a node: its daemons and sshd stop, then "
+                                 f"start after {nodepower.DOWNTIME:g}s with a new boot id (the host never reboots)")
+    up_node = sub.add_parser("node-up", help="bring a dead node back: link up, new boot id, sshd, Ganeti daemons")
+    for node_parser in (down_node, reboot_node, up_node):
+        node_parser.add_argument("node", choices=[node.short for node in topology.NODES], help="the lab node")
     return parser
+
+
+def node_power(lab: Lab, command: str, short: str, *, at_reboot: bool = False) -> None:
+    """node-down, node-reboot or node-up of one lab node."""
+    paths = ClusterPaths.of(lab)
+    node = topology.node(short)
+    if command == "node-reboot":
+        lab.run(PART, netns.node_cmd(paths, node, ["reboot"]))
+    elif command == "node-up":
+        nodepower.node_up(lab, paths, node)
+    elif at_reboot:
+        nodepower.stay_down_at_reboot(paths, node)
+    else:
+        nodepower.node_down(lab, paths, node)
 
 
 def up(lab: Lab) -> None:
@@ -107,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
                     if isinstance(value, dict) and "up" in value:
                         print(f"{key:8} {'up' if value['up'] else 'DOWN'}")
                 return 0 if all(v.get("up", True) for v in state.values() if isinstance(v, dict)) else 1
+        elif args.command.startswith("node-"):
+            node_power(lab, args.command, args.node, at_reboot=getattr(args, "at_reboot", False))
         else:
             print(lab.config_file)
     except LabError as exc:

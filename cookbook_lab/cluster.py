@@ -18,7 +18,7 @@ from typing import Any
 
 import requests
 
-from cookbook_lab import netns, sshd, tls, topology
+from cookbook_lab import netns, nodepower, sshd, tls, topology
 from cookbook_lab.clusterfs import (
     FILE_STORAGE_DIR,
     PART,
@@ -28,6 +28,7 @@ from cookbook_lab.clusterfs import (
     write_shared_files,
 )
 from cookbook_lab.common import Lab, LabError, step, wait_for
+from cookbook_lab.nodepower import DAEMONS_IN_START_ORDER, MASTER_DAEMONS
 
 NAME = PART
 
@@ -40,10 +41,6 @@ RAPI_RO_USER = "cookbooks-ro"
 NODED_PORT = 1811
 """ganeti-noded's port: a member node whose noded answers is up."""
 
-MASTER_DAEMONS = ("ganeti-wconfd", "ganeti-rapi", "ganeti-luxid")
-"""Daemons only the master runs."""
-DAEMONS_IN_START_ORDER = ("ganeti-noded", "ganeti-confd", *MASTER_DAEMONS, "ganeti-mond")
-"""Daemons of a member node in daemon-util's start order (kvmd is for KVM, unused here)."""
 
 STOP_TIMEOUT = 25
 """Seconds `down` gives the daemons of a node to stop gracefully before they are killed."""
@@ -98,8 +95,10 @@ def _noded_open(intact: bool, fqdn: str) -> bool:
 
 
 def _prepare_nodes(lab: Lab, paths: ClusterPaths) -> None:
-    """Bridge, per-node namespaces and mounts, sshd with the runner's key: create or repair each node."""
+    """Bridge, per-node namespaces and mounts, boot ids, sshd with the runner's key: create or repair each node
+    (a node left down by node-down or a reboot that did not come back is booted)."""
     write_shared_files(paths)
+    nodepower.write_stub(lab, paths)
     sshd.ensure_keys(lab, paths)
     netns.ensure_bridge(lab)
     netns.ensure_ns_dir(lab, paths)
@@ -111,6 +110,7 @@ def _prepare_nodes(lab: Lab, paths: ClusterPaths) -> None:
         if not netns.node_intact(paths, node, mounts):
             netns.remove_node(lab, paths, node)
             netns.create_node(lab, paths, node)
+        nodepower.repair(lab, paths, node)
         sshd.ensure_sshd(lab, paths, node)
 
 

@@ -33,7 +33,8 @@ SHARED_FILE_STORAGE_DIR = "/srv/ganeti/shared-file-storage"
 """Ganeti's storage dirs inside a node; the shared one is the same host dir on every node (like NFS)."""
 
 NEUTRALISED_COMMANDS = ("reboot", "halt", "poweroff", "shutdown", "systemctl")
-"""Commands replaced by a harmless stub inside every node: the nodes share the machine's kernel."""
+"""Commands replaced by a stub inside every node (the nodes share the machine's kernel): `reboot` restarts only
+that lab node (cookbook_lab.nodepower), the others do nothing."""
 
 SYSRQ_TRIGGER = "/proc/sysrq-trigger"
 """Where a write of "b" reboots the machine at once; /dev/null is mounted over it in nodes when it exists."""
@@ -94,7 +95,8 @@ class ClusterPaths:
 
     @property
     def stub(self) -> Path:
-        """Script bind-mounted over NEUTRALISED_COMMANDS inside nodes."""
+        """Script bind-mounted over NEUTRALISED_COMMANDS inside nodes (nodepower writes it: `reboot` reboots the
+        lab node, the others do nothing)."""
         return self.root / "neutralised-command"
 
     @property
@@ -131,7 +133,7 @@ def write_if_changed(path: Path, text: str, mode: int = 0o644) -> bool:
 
 
 def write_shared_files(paths: ClusterPaths) -> None:
-    """Write the files every node sees: hosts, resolv.conf, /etc/default/ganeti, the stub, storage dirs."""
+    """Write the files every node sees: hosts, resolv.conf, /etc/default/ganeti, storage dirs (the stub: nodepower)."""
     hosts = ["127.0.0.1 localhost", "::1 localhost ip6-localhost ip6-loopback",
              f"{topology.MASTER_IP} {topology.CLUSTER_FQDN} {topology.CLUSTER_FQDN.split('.')[0]}"]
     hosts += [f"{node.ip} {node.fqdn} {node.short}" for node in topology.NODES]
@@ -139,11 +141,6 @@ def write_shared_files(paths: ClusterPaths) -> None:
     write_if_changed(paths.resolv_conf, "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
     debian_defaults = Path("/etc/default/ganeti").read_text()
     write_if_changed(paths.default_ganeti, re.sub(r"-b\s+127\.0\.0\.1\s*", "", debian_defaults))
-    write_if_changed(
-        paths.stub,
-        '#!/bin/sh\necho "cookbook-lab: $(basename "$0") is neutralised inside lab nodes" >&2\nexit 0\n',
-        0o755,
-    )
     paths.shared_storage.mkdir(parents=True, exist_ok=True)
 
 
