@@ -3,6 +3,7 @@ on this repository's tree, what Ganeti and NetBox say of its sizes, and "nothing
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -73,6 +74,15 @@ class SizedVM:
         assert real_jobs_since(self.cluster, marker, self.name) == []
         assert self.ganeti_sizes() == ganeti_before
         assert self.netbox_sizes() == netbox_before and self.netbox_change_count() == changes_before
+
+    def with_netbox_token(self, token: str) -> SizedVM:
+        """The same VM, run with a configuration whose NetBox token is token (e.g. one NetBox refuses)."""
+        data = yaml.safe_load(self.config.read_text())
+        data["netbox"]["token"] = token
+        path = self.config.with_name("config-token.yaml")
+        path.touch(mode=0o600)
+        path.write_text(yaml.safe_dump(data))
+        return dataclasses.replace(self, config=path)
 
     def disk_file(self, index: int = 0) -> Path:
         """The file of disk index on the primary node (the file template keeps disks as files)."""
