@@ -41,6 +41,13 @@ def _runner(name: str, ctx: FakeCtx, *argv: str) -> Any:
     return cookbook(ctx).get_runner(args)
 
 
+def _with_disk(cluster: FakeCluster, template: str = "sharedfile") -> FakeCluster:
+    """cluster with VM running on template, with one disk of 1 GiB."""
+    cluster.add_instance(VM, template)
+    cluster.instances_by_name[VM]["disk.sizes"] = [1024]
+    return cluster
+
+
 def _status(netbox: FakeNetBox) -> Any:
     return netbox.store["vm"][0]["status"]
 
@@ -214,8 +221,7 @@ def test_ignore_consistency_needs_the_typed_second_confirmation(tmp_path: Path) 
 # reinstall-vm
 
 def test_reinstall_needs_the_fqdn_and_never_takes_y(tmp_path: Path, monkeypatch: Any) -> None:
-    cluster = FakeCluster()
-    cluster.add_instance(VM, "sharedfile")
+    cluster = _with_disk(FakeCluster())
     ctx = _ctx(tmp_path, cluster, depool_command="depool", pool_command="pool")
     with pytest.raises(AbortError, match=f"--confirm-fqdn vm2.lab.example is not {VM}: nothing done"):
         _runner("reinstall-vm", ctx, "--os", "noop", "--confirm-fqdn", "vm2.lab.example", VM).run()
@@ -230,8 +236,7 @@ def test_reinstall_needs_the_fqdn_and_never_takes_y(tmp_path: Path, monkeypatch:
 
 
 def test_reinstall_depools_reinstalls_and_pools(tmp_path: Path) -> None:
-    cluster = FakeCluster()
-    cluster.add_instance(VM, "sharedfile")
+    cluster = _with_disk(FakeCluster())
     ctx = _ctx(tmp_path, cluster, depool_command="depool", pool_command="pool")
     assert _runner("reinstall-vm", ctx, "--os", "noop", "--confirm-fqdn", VM, VM).run() == 0
     assert cluster.calls == [("reinstall", VM, {"os_name": "noop", "start": True})]
@@ -239,8 +244,7 @@ def test_reinstall_depools_reinstalls_and_pools(tmp_path: Path) -> None:
 
 
 def test_a_failed_reinstall_leaves_the_vm_depooled(tmp_path: Path, caplog: Any) -> None:
-    cluster = FakeCluster()
-    cluster.add_instance(VM, "sharedfile")
+    cluster = _with_disk(FakeCluster())
     cluster.errors["reinstall"] = JobFailedError(1, status="error", error_type="OpExecError", message="os failed",
                                                  classification=None, summary=None)
     ctx = _ctx(tmp_path, cluster, depool_command="depool", pool_command="pool")
@@ -250,8 +254,11 @@ def test_a_failed_reinstall_leaves_the_vm_depooled(tmp_path: Path, caplog: Any) 
     assert f"{VM} is left DEPOOLED (its reinstall failed: Ganeti job 1 error)" in caplog.text
 
 
-def test_reinstall_refuses_an_unknown_os(tmp_path: Path) -> None:
-    cluster = FakeCluster()
-    cluster.add_instance(VM)
+def test_reinstall_refuses_an_unknown_os_and_a_diskless_instance(tmp_path: Path) -> None:
+    cluster = _with_disk(FakeCluster())
     with pytest.raises(LibclusterError, match=r"OS 'debian' is not offered by cluster lab \(offered: noop\)"):
         _runner("reinstall-vm", _ctx(tmp_path, cluster), "--os", "debian", VM)
+    cluster.add_instance("nodisk.lab.example", "diskless")
+    with pytest.raises(LibclusterError, match="has no disks: Ganeti cannot reinstall it"):
+        _runner("reinstall-vm", _ctx(tmp_path, cluster), "--os", "noop", "nodisk.lab.example")
+    assert cluster.calls == []

@@ -1,8 +1,8 @@
 """Reinstall a VM's operating system through Ganeti: THE DATA ON ITS DISKS IS LOST.
 
 Steps:
-  1. Check: the instance exists in --cluster; the OS (--os, default its current one) is one Ganeti
-     offers on every node.
+  1. Check: the instance exists in --cluster and has disks (Ganeti cannot reinstall a diskless one);
+     the OS (--os, default its current one) is one Ganeti offers on every node.
   2. The operator types the VM's FQDN to confirm; without a terminal (chat, automation)
      --confirm-fqdn FQDN must repeat it. -y never answers this. From chat a real run also needs an
      approval (the cookbook is listed in chatops.need_approval of the example configuration).
@@ -17,7 +17,7 @@ No undo of the reinstall itself (the old disks' data is gone). Rollback (a step 
 from chat; `cookbook --recover` of a run that died): the NetBox status is put back; a VM this run
 depooled is pooled again only if the reinstall job succeeded and it runs, else it is left depooled and
 named (exit 93).
-Exit codes: 0 reinstalled and running; 94 unknown cluster, instance or OS (nothing changed); 99 the
+Exit codes: 0 reinstalled and running; 94 unknown cluster, instance or OS, or no disks (nothing changed); 99 the
 FQDN was not confirmed (nothing changed) or a step failed (rolled back); 97 interrupted (rolled back);
 93 the rollback left something (named). With -d nothing is sent: Ganeti has no dry-run for a
 reinstall, so the plan is listed (the typed confirmation is asked as in a real run).
@@ -68,6 +68,9 @@ class ReinstallVM(CookbookBase):
     def get_runner(self, args: argparse.Namespace) -> CookbookRunnerBase:
         """Read the instance and the cluster's OS list; refuse an unknown instance or OS before anything changes."""
         settings, cluster, instance = vmops.read_instance(self.ctx, args)
+        if instance.disk_template == "diskless" or not instance.disk_sizes:
+            raise LibclusterError(f"{args.fqdn} has no disks: Ganeti cannot reinstall it (its job would shut it down "
+                                  "and then fail)")
         os_name = args.os or instance.os
         offered = cluster.os_list()
         if not os_name or os_name not in offered:
