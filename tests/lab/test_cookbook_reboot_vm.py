@@ -1,7 +1,7 @@
 """reboot-vm on the lab: cluster found through NetBox (VM -> cluster -> cluster group) or the RAPI, the reboot
 job carries the reason, the instance runs afterwards; dry-run and unknown VMs change nothing. Depool and pool
-commands run on a `guest-*` instance, which the lab's SSH config sends to the spare node's sshd (its stand-in OS);
-a failed depool, or an interrupt once the VM is depooled, pools it again.
+commands run on a `guest-*` instance (with --depool only), which the lab's SSH config sends to the spare node's sshd
+(its stand-in OS); a failed depool, or an interrupt once the VM is depooled, pools it again.
 """
 
 from __future__ import annotations
@@ -116,21 +116,35 @@ def test_depool_and_pool_run_on_the_vm_around_the_reboot(cluster: GanetiCluster,
     config = _with_pool_commands(lab_config, tmp_path, f"echo depooled $(hostname) >> {log}",
                                  f"echo pooled $(hostname) >> {log}")
     marker = last_job_id(cluster)
-    dry = run_cookbook(config, REBOOT, name, dry_run=True)
+    dry = run_cookbook(config, REBOOT, "--depool", name, dry_run=True)
     assert dry.returncode == 0 and f"depool: echo depooled $(hostname) >> {log}" in dry.stdout
     assert not on_guest.exists() and real_jobs_since(cluster, marker, name) == []
-    done = run_cookbook(config, REBOOT, "-r", "pool test", name)
+    done = run_cookbook(config, REBOOT, "--depool", "-r", "pool test", name)
     assert done.returncode == 0
     # ran on the stand-in, in this order
     assert on_guest.read_text() == "depooled node5.lab.example\npooled node5.lab.example\n"
     assert [job["status"] for job in real_jobs_since(cluster, marker, name)] == ["success"]
     marker = last_job_id(cluster)
     failing = _with_pool_commands(lab_config, tmp_path, "echo cannot depool >&2; exit 3", f"echo pooled >> {log}")
-    refused = run_cookbook(failing, REBOOT, name)
+    refused = run_cookbook(failing, REBOOT, "--depool", name)
     assert refused.returncode == 99 and "cannot depool" in refused.stderr
     assert real_jobs_since(cluster, marker, name) == []  # no reboot without a depool
     # the depool may have done part of its work and the VM was not rebooted: the rollback pools it again
     assert on_guest.read_text() == "depooled node5.lab.example\npooled node5.lab.example\npooled\n"
+
+
+def test_without_depool_no_command_runs_on_the_vm(cluster: GanetiCluster, guest: tuple[str, str, Path],
+                                                   lab_config: Path, tmp_path: Path) -> None:
+    name, log, on_guest = guest
+    config = _with_pool_commands(lab_config, tmp_path, f"echo depooled >> {log}", f"echo pooled >> {log}")
+    marker = last_job_id(cluster)
+    dry = run_cookbook(config, REBOOT, name, dry_run=True)
+    assert dry.returncode == 0 and "depool:" not in dry.stdout and "pool:" not in dry.stdout
+    done = run_cookbook(config, REBOOT, "-t", "T14003", name)
+    assert done.returncode == 0 and "Running depool" not in done.stderr
+    assert not on_guest.exists(), "configured depool/pool commands run only with --depool"
+    assert [job["status"] for job in real_jobs_since(cluster, marker, name)] == ["success"]
+    assert cluster.instance(name)["status"] == "running"
 
 
 def test_interrupt_after_the_depool_pools_the_vm_again(cluster: GanetiCluster, guest: tuple[str, str, Path],
@@ -140,7 +154,7 @@ def test_interrupt_after_the_depool_pools_the_vm_again(cluster: GanetiCluster, g
     config = _with_pool_commands(lab_config, tmp_path, f"echo depooled >> {log}; sleep 10",
                                  f"echo pooled >> {log}")
     marker = last_job_id(cluster)
-    done = run_interrupted(config, REBOOT, name,
+    done = run_interrupted(config, REBOOT, "--depool", name,
                            reached=lambda err: on_guest.exists() and "depooled" in on_guest.read_text())
     assert done.returncode == 97  # interrupted, rollback ran
     assert on_guest.read_text() == "depooled\npooled\n"

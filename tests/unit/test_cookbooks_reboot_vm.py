@@ -83,9 +83,9 @@ def test_unknown_or_ambiguous_vm_is_a_clear_error(reboot: Any, tmp_path: Path) -
         reboot.find_cluster(_ctx(tmp_path, _netbox(None), _clusters("lab", "prod")), VM)
 
 
-def _runner(reboot: Any, ctx: FakeCtx, *argv: str) -> Any:
+def _runner(reboot: Any, ctx: FakeCtx, *argv: str, depool: bool = True) -> Any:
     cookbook = reboot.RebootVM(ctx)
-    args = cookbook.argument_parser().parse_args([*argv, VM])
+    args = cookbook.argument_parser().parse_args([*argv, *(["--depool"] if depool else []), VM])
     args.reason = getattr(args, "reason", "") or "kernel upgrade"  # -r is added by the runner
     return cookbook.get_runner(args)
 
@@ -101,6 +101,15 @@ def test_depool_reboot_wait_pool_in_that_order(reboot: Any, tmp_path: Path) -> N
                                                      "reason": "kernel upgrade"})]
     assert ctx.locks.taken == [instance_lock("lab", VM)]
     assert runner.runtime_description == f"for {VM} on cluster lab (full reboot): kernel upgrade"
+
+
+def test_without_depool_no_pool_command_runs_even_when_configured(reboot: Any, tmp_path: Path) -> None:
+    clusters = _clusters("lab")
+    ctx = _ctx(tmp_path, _netbox(1), clusters, depool_command="depool", pool_command="pool")
+    runner = _runner(reboot, ctx, depool=False)
+    assert runner.run() == 0
+    assert ctx.remote().calls == [] and [call[0] for call in clusters["lab"].calls] == ["reboot"]
+    assert ctx.undo.steps == []
 
 
 def test_without_commands_only_the_reboot_runs(reboot: Any, tmp_path: Path) -> None:

@@ -1,26 +1,27 @@
-"""Reboot a VM at the Ganeti level (soft, hard or full), depooling it around the reboot if configured.
+"""Reboot a VM at the Ganeti level (soft, hard or full), depooling it around the reboot with --depool.
 
 Steps:
   1. Find the VM's cluster: NetBox's VM -> its cluster -> that cluster's group, matched against
      netbox_cluster_group of the configured clusters; when NetBox does not know the VM (or is
      unreachable), every configured cluster's RAPI is asked. The instance must be up in Ganeti.
   2. Confirm, then take the instance's lock (shared with changedisk), held until any rollback is done.
-  3. Run the cluster's depool_command on the VM, if one is configured.
+  3. With --depool, run the cluster's depool_command on the VM (as Wikimedia's reboot-vm: without
+     --depool no depool or pool command runs, even when the cluster configures them).
   4. Reboot through the RAPI (--type: soft asks the guest, hard restarts the hypervisor process,
      full stops and starts the instance), showing the job's log lines.
   5. Wait until Ganeti reports the instance running.
-  6. Run the cluster's pool_command on the VM, if one is configured.
+  6. With --depool, run the cluster's pool_command on the VM.
 Rollback, when a step fails or the run is interrupted (Ctrl-C, or `cancel` from chat) after the
-depool command started (the undo of the depool, also run by `cookbook --recover` of a run that died):
-the reboot job in flight is waited for; if Ganeti then reports the instance running, the pool command
-runs again. A VM whose reboot failed is never pooled: it is
+depool command started (with --depool; the undo of the depool, also run by `cookbook --recover` of a
+run that died): the reboot job in flight is waited for; if Ganeti then reports the instance running,
+the pool command runs again. A VM whose reboot failed is never pooled: it is
 left depooled and the run exits 93 saying so (pool it by hand once it is healthy), as when the
 pool command fails in the rollback. Exit codes: 0 rebooted; 97 interrupted and 99 a step failed
 (a VM this run depooled is pooled again); 93 the VM is left depooled.
-The reason (-r) is logged in the START/END lines and the server admin log.
+The reason (-r) and the task id (-t) are logged in the START/END lines and the server admin log.
 
 Usage:
-  cookbook sre.ganeti.reboot-vm -r "kernel upgrade" vm1.example.org
+  cookbook sre.ganeti.reboot-vm --depool -r "kernel upgrade" -t T12345 vm1.example.org
   cookbook sre.ganeti.reboot-vm --type full --shutdown-timeout 60 vm1.example.org
 """
 
@@ -101,14 +102,18 @@ def find_cluster(ctx: Context, fqdn: str) -> str:
 
 
 class RebootVM(CookbookBase):
-    """Reboot a VM through Ganeti, with optional depool/pool around it."""
+    """Reboot a VM through Ganeti, with depool/pool around it when asked (--depool)."""
 
     argument_reason_required = False
+    argument_task_required = False
 
     def argument_parser(self) -> argparse.ArgumentParser:
-        """--type, --shutdown-timeout and the VM's FQDN (-r is added by the runner)."""
+        """--type, --depool, --shutdown-timeout and the VM's FQDN (-r and -t are added by the runner)."""
         parser = argparse.ArgumentParser(description=__doc__, formatter_class=ArgparseFormatter)
         parser.add_argument("--type", choices=REBOOT_TYPES, default="hard", help="reboot type")
+        parser.add_argument("--depool", action="store_true",
+                            help="run the cluster's depool_command on the VM before the reboot and its pool_command "
+                            "after (not run without it)")
         parser.add_argument("--shutdown-timeout", type=int, default=DEFAULT_SHUTDOWN_TIMEOUT,
                             help="seconds the guest gets to shut down before it is forced off (hard, full)")
         parser.add_argument("fqdn", type=fqdn_argument, help="the VM's FQDN (its Ganeti instance name)")
@@ -144,6 +149,7 @@ class RebootVMRunner(CookbookRunnerBase):
         self.type = args.type
         self.shutdown_timeout = args.shutdown_timeout
         self.reason = args.reason
+        self.depool: bool = args.depool
 
     @property
     def runtime_description(self) -> str:
@@ -156,17 +162,20 @@ class RebootVMRunner(CookbookRunnerBase):
         self._show_steps()
         self.ctx.confirm(f"Reboot {self.fqdn}?")
         resources.hold(self.ctx, self.cluster.name, instances=[self.fqdn])  # until the run and its undo end
-        pooling.depool(self.ctx, self.cluster, self.settings, self.fqdn, cookbook=COOKBOOK, change="reboot")
+        if self.depool:
+            pooling.depool(self.ctx, self.cluster, self.settings, self.fqdn, cookbook=COOKBOOK, change="reboot")
         self.cluster.reboot_instance(self.fqdn, reboot_type=self.type, shutdown_timeout=self.shutdown_timeout,
                                      reason=self.reason).wait()
         if not self.ctx.dry_run:
             state = wait_running(self.cluster, self.fqdn)
             logger.info("%s is running on %s after the %s reboot", self.fqdn, state["pnode"], self.type)
-        pooling.pool(self.ctx, self.settings, self.fqdn)
+        if self.depool:
+            pooling.pool(self.ctx, self.settings, self.fqdn)
         return 0
 
     def _show_steps(self) -> None:
-        steps = pooling.steps(self.settings, [f"{self.type} reboot through Ganeti, then wait until it runs"])
+        steps = pooling.steps(self.settings, [f"{self.type} reboot through Ganeti, then wait until it runs"],
+                              depool=self.depool, pool=self.depool)
         print(f"Rebooting {self.fqdn} on cluster {self.cluster.name}"
               f"{f' because: {self.reason}' if self.reason else ''}:\n"
               + "\n".join(f"  {number}. {step}" for number, step in enumerate(steps, 1)), flush=True)
