@@ -22,6 +22,8 @@ def build(lab: Lab, state: dict[str, Any]) -> dict[str, Any]:
             "netbox_cluster": group,
             "nic_link": topology.NODE_BRIDGE,
             "prefixes": list(topology.VM_PREFIXES[group]),
+            **({"networks": {name: {"prefixes": list(pair)} for name, pair in topology.VM_NETWORKS[group].items()}}
+               if group in topology.VM_NETWORKS else {}),
         }
         for group in topology.GROUPS
     }
@@ -86,7 +88,7 @@ def build(lab: Lab, state: dict[str, Any]) -> dict[str, Any]:
                         "disk": 1,
                         "disk_template": "file",
                         "os": "noop",
-                        "network": "lab",
+                        "network": topology.DEFAULT_NETWORK,
                     },
                     "groups": groups,
                 }

@@ -18,9 +18,9 @@ MANUFACTURER = "cookbook-lab"
 DEVICE_TYPE = "lab-node"
 
 
-def prefix_description(group: str) -> str:
-    """Description of the VM prefixes of a node group."""
-    return f"ganeti lab {group} VMs"
+def prefix_description(group: str, network: str = topology.DEFAULT_NETWORK) -> str:
+    """Description of the VM prefixes of a node group's network."""
+    return f"ganeti lab {group} VMs" if network == topology.DEFAULT_NETWORK else f"ganeti lab {group} {network} VMs"
 
 
 def _ensure(endpoint: Any, key: str, wanted: dict[str, dict[str, Any]], **filters: Any) -> dict[str, Any]:
@@ -51,6 +51,9 @@ def seed(url: str, token: str) -> None:
     )
     prefixes = {prefix: {"prefix": prefix, "status": "active", "description": prefix_description(group)}
                 for group, pair in topology.VM_PREFIXES.items() for prefix in pair}
+    prefixes.update({prefix: {"prefix": prefix, "status": "active", "description": prefix_description(group, network)}
+                     for group, networks in topology.VM_NETWORKS.items() for network, pair in networks.items()
+                     for prefix in pair})
     _ensure(api.ipam.prefixes, "prefix", prefixes, prefix=list(prefixes))
     manufacturer = _ensure_slug(api.dcim.manufacturers, MANUFACTURER, {"name": MANUFACTURER})
     device_type = _ensure_slug(api.dcim.device_types, DEVICE_TYPE,

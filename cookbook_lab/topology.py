@@ -86,15 +86,25 @@ VM_PREFIXES: dict[str, tuple[str, str]] = {
     "A": ("198.18.16.0/24", "2001:2:0:a::/64"),
     "B": ("198.18.17.0/24", "2001:2:0:b::/64"),
 }
-"""Per group: IPv4 and IPv6 prefixes VMs get addresses from (NetBox and DNS only)."""
+"""Per group: IPv4 and IPv6 prefixes VMs get addresses from (NetBox and DNS only): the group's default network."""
+
+DEFAULT_NETWORK = "lab"
+"""Name of each group's default network (defaults.network of the lab configuration)."""
+
+VM_NETWORKS: dict[str, dict[str, tuple[str, str]]] = {
+    "A": {"private": ("198.18.18.0/24", "2001:2:0:1a::/64")},
+}
+"""Per group: its other networks (makevm --network NAME) and their IPv4 and IPv6 prefixes, on the same bridge."""
 
 DNS_ZONES = (
     DOMAIN,
     "16.18.198.in-addr.arpa",
     "17.18.198.in-addr.arpa",
     "0.0.0.0.2.0.0.0.1.0.0.2.ip6.arpa",
+    "18.18.198.in-addr.arpa",
 )
-"""Zones Knot serves: forward, IPv4 reverse per group prefix, IPv6 reverse for 2001:2::/48."""
+"""Zones Knot serves: forward, IPv4 reverse per group prefix, IPv6 reverse for 2001:2::/48, IPv4 reverse of group A's
+private network (last, so the indexes of the others stay)."""
 
 TSIG_NAME = "cookbooks"
 TSIG_ALGORITHM = "hmac-sha256"

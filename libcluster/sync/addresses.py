@@ -56,7 +56,7 @@ def requests_for(instance: Mapping[str, Any], group: GroupSettings | None, *, al
     """The addresses a VM without any gets: its first NIC's Ganeti IP, else (allocate) one per IP version of the
     group, else none."""
     name = str(instance["name"])
-    known = group.prefixes_v4 + group.prefixes_v6 if group else ()
+    known = group.all_prefixes if group else ()
     nic_ips = [ip for ip in (instance.get("nic.ips") or [])[:1] if ip]
     if nic_ips:
         return [AddressRequest(vm=name, address=with_mask(str(nic_ips[0]), known))]

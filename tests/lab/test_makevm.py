@@ -300,7 +300,7 @@ def existing_instance(env: Env) -> Iterator[str]:
     (("--disk", "0", "{host}"), 96, "must be greater than zero"),
     (("--disk-template", "plain", "{host}"), 10, "disk template plain is not enabled in cluster lab"),
     (("--memory", "64", "{host}"), 10, "memory 65536 MiB is outside [128, 32768] MiB"),
-    (("--network", "public", "{host}"), 94, "network 'public' is not configured"),
+    (("--network", "public", "{host}"), 94, "unknown network 'public' (configured: lab, private)"),
 ])
 def test_bad_input_fails_clearly_without_change(env: Env, hostname: str, args: tuple[str, ...], exit_code: int,
                                                 message: str) -> None:

@@ -16,6 +16,7 @@ import pytest
 from cookbooks.sre.ganeti import makevm
 from libcluster import clusters
 from libcluster.config import Section
+from libcluster.errors import ConfigError
 from libcluster.dns.diff import compute
 from libcluster.dns.records import build
 from libcluster.dns.zones import Zones
@@ -31,7 +32,9 @@ LAB_CLUSTER = {
     "netbox_cluster_group": "lab",
     "defaults": {"vcpus": 1, "memory": 1, "disk": 1, "disk_template": "file", "os": "noop", "network": "lab"},
     "groups": {
-        "A": {"netbox_cluster": "A", "nic_link": "gnt-br0", "prefixes": ["198.18.16.0/24", "2001:2:0:a::/64"]},
+        "A": {"netbox_cluster": "A", "nic_link": "gnt-br0", "prefixes": ["198.18.16.0/24", "2001:2:0:a::/64"],
+              "networks": {"private": {"nic_link": "gnt-br1", "prefixes": ["198.18.18.0/24"]},
+                           "storage": {"prefixes": ["198.18.19.0/24", "2001:2:0:1b::/64"]}}},
         "B": {"netbox_cluster": "B", "nic_link": None, "prefixes": ["198.18.17.0/24"]},
     },
 }
@@ -123,13 +126,42 @@ def test_spec_skips_ipv6_when_the_group_has_no_v6_prefix(settings: clusters.Clus
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (("--cluster", "lab", "--group", "A", "--network", "public", "vm1"), "network 'public' is not configured"),
+    (("--cluster", "lab", "--group", "A", "--network", "public", "vm1"),
+     r"group A: unknown network 'public' \(configured: lab, private, storage\)"),
+    (("--cluster", "lab", "--group", "B", "--network", "private", "vm1"),
+     r"group B: unknown network 'private' \(configured: lab\)"),
     (("--cluster", "lab", "vm1"), "several node groups"),
 ])
 def test_spec_refuses_an_unconfigured_network_or_a_missing_group(settings: clusters.ClusterSettings,
                                                                  argv: tuple[str, ...], message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises((ValueError, ConfigError), match=message):
         makevm.VMSpec.from_args(parse(*argv), settings)
+
+
+def test_network_picks_the_nic_link_and_prefixes_of_one_of_the_group_networks(
+        settings: clusters.ClusterSettings) -> None:
+    default = makevm.VMSpec.from_args(parse("--cluster", "lab", "--group", "A", "vm1"), settings)
+    assert (default.network.name, default.network.nic_link) == ("lab", "gnt-br0")
+    assert (default.network.prefixes_v4, default.network.prefixes_v6) == (("198.18.16.0/24",), ("2001:2:0:a::/64",))
+    private = makevm.VMSpec.from_args(parse("--cluster", "lab", "--group", "A", "--network", "private", "vm1"),
+                                      settings)
+    assert (private.network.name, private.network.prefixes_v4, private.skip_v6) == (
+        "private", ("198.18.18.0/24",), True), "no IPv6 prefix on that network: no IPv6 address"
+    assert private.create_params()["nics"] == [{"link": "gnt-br1"}]
+    storage = makevm.VMSpec.from_args(parse("--cluster", "lab", "--group", "A", "--network", "storage", "vm1"),
+                                      settings)
+    assert storage.create_params()["nics"] == [{"link": "gnt-br0"}], "the group's nic_link unless the network sets one"
+    assert not storage.skip_v6
+    assert settings.groups["A"].all_prefixes == ("198.18.16.0/24", "2001:2:0:a::/64", "198.18.18.0/24",
+                                                 "198.18.19.0/24", "2001:2:0:1b::/64")
+
+
+def test_a_network_named_as_the_default_one_is_refused_naming_the_key() -> None:
+    cluster = {**LAB_CLUSTER, "groups": {"A": {"prefixes": ["198.18.16.0/24"],
+                                              "networks": {"lab": {"prefixes": ["198.18.18.0/24"]}}}}}
+    with pytest.raises(ConfigError, match=r"key 'ganeti.clusters.lab.groups.A.networks.lab': network lab is the "
+                       "group's default network"):
+        clusters.load(Section({"ganeti": {"clusters": {"lab": cluster}}}, "", "test"), "lab")
 
 
 def test_create_params_make_the_body_ganeti_expects(settings: clusters.ClusterSettings) -> None:

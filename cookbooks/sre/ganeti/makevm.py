@@ -13,7 +13,7 @@ from typing import Any
 from libcluster import parallel, resources
 from libcluster.arguments import add_location_args, cluster_settings, default_group, positive_float, positive_int
 from libcluster.capacity import format_mib
-from libcluster.clusters import ClusterSettings, GroupSettings
+from libcluster.clusters import ClusterSettings, GroupSettings, NetworkSettings
 from libcluster.context import Context
 from libcluster.cookbook import CookbookBase, CookbookRunnerBase, LockArgs
 from libcluster.dns import Diff
@@ -77,6 +77,8 @@ class VMSpec:
     fqdn: str
     cluster: str
     group: GroupSettings
+    network: NetworkSettings
+    """The group's network the VM is on (--network, default defaults.network): its NIC link and prefixes."""
     vcpus: int
     memory: int
     disk: int
@@ -90,10 +92,6 @@ class VMSpec:
         """Apply the cluster's defaults to the arguments; ValueError names a wrong one."""
         defaults = settings.defaults
         given = vars(args)
-        network = given.get("network") or defaults.network
-        if network != defaults.network:
-            raise ValueError(f"cluster {settings.name} configures one network per group ({defaults.network!r}); "
-                             f"network {network!r} is not configured")
         os_name = given.get("os") or defaults.os
         if os_name == "none" and defaults.os == "none":
             raise ValueError(f"--os none creates the instance with the OS definition of the cluster's defaults.os, "
@@ -102,14 +100,15 @@ class VMSpec:
         if len(fqdn) > 253:
             raise ValueError(f"{fqdn} is longer than 253 characters")
         group = settings.group(default_group(settings, args.group))
+        network = group.network(given.get("network") or defaults.network)
         return cls(
-            fqdn=fqdn, cluster=settings.name, group=group,
+            fqdn=fqdn, cluster=settings.name, group=group, network=network,
             vcpus=given.get("vcpus") or defaults.vcpus,
             memory=max(1, round((given.get("memory") or defaults.memory) * 1024)),
             disk=(given.get("disk") or defaults.disk) * 1024,
             disk_template=given.get("disk_template") or defaults.disk_template,
             os_type=defaults.os if os_name == "none" else os_name, install=os_name != "none",
-            skip_v6=bool(given.get("skip_v6")) or not group.prefixes_v6,
+            skip_v6=bool(given.get("skip_v6")) or not network.prefixes_v6,
         )
 
     def create_params(self, **placement: Any) -> dict[str, Any]:
@@ -120,7 +119,7 @@ class VMSpec:
             "os_type": self.os_type,
             "memory": self.memory,
             "vcpus": self.vcpus,
-            "nics": [{"link": self.group.nic_link} if self.group.nic_link else {}],
+            "nics": [{"link": self.network.nic_link} if self.network.nic_link else {}],
             "no_install": None if self.install else True,
             "ip_check": False,
             "name_check": False,
@@ -210,9 +209,10 @@ class Plan:
         spec = self.spec
         install = "installed and started" if spec.install else "not installed, not started (--os none)"
         node = " + ".join(self.placement.nodes)
-        link = f", NIC link {spec.group.nic_link}" if spec.group.nic_link else ""
+        link = f", NIC link {spec.network.nic_link}" if spec.network.nic_link else ""
         lines = [
-            f"Plan for new VM {spec.fqdn} (cluster {spec.cluster}, group {spec.group.name}):",
+            f"Plan for new VM {spec.fqdn} (cluster {spec.cluster}, group {spec.group.name}, network "
+            f"{spec.network.name}):",
             f"  Ganeti: create on {node} (chosen by {self.placement.iallocator}): {spec.vcpus} vCPU, "
             f"{format_mib(spec.memory)} memory, {format_mib(spec.disk)} disk ({spec.disk_template}), "
             f"OS {spec.os_type} {install}{link}",
@@ -253,7 +253,7 @@ class MakeVM(CookbookBase):
          group, and names the node it would use. If the VM does not fit, stop (exit 11) with the
          resource that is short (memory, disk, vCPUs, N+1) before anything changes.
       3. Print the plan and ask for confirmation (-y answers it). Allocate the IPv4 (and IPv6 unless
-         --skip-v6) in NetBox from the group's prefixes, with the FQDN as dns_name.
+         --skip-v6) in NetBox from the prefixes of its network (--network), with the FQDN as dns_name.
       4. Add the A/AAAA and PTR records (TSIG-signed RFC 2136 updates) and check that the DNS server
          answers them.
       5. Create the instance through the RAPI on the node of step 2, showing the job's progress.
@@ -297,7 +297,8 @@ class MakeVM(CookbookBase):
         parser.add_argument("--disk", type=positive_int, default=unset, metavar="GB",
                             help="disk size in GB (default: the cluster's)")
         parser.add_argument("--network", default=unset, metavar="NAME",
-                            help="network of the VM (default: the cluster's; one network per group is configured)")
+                            help="network of the VM among those its group configures (groups.G.networks; "
+                            "default: defaults.network, the group's own nic_link and prefixes)")
         parser.add_argument("--disk-template", default=unset, metavar="T",
                             help="Ganeti disk template, e.g. drbd, plain, file (default: the cluster's)")
         parser.add_argument("--os", default=unset, metavar="NAME|none",
@@ -438,15 +439,17 @@ class MakeVMRunner(CookbookRunnerBase):
         return NetBoxPlan(cluster, [found.prefix for found in free], [found.address for found in free])
 
     def _prefix_families(self) -> list[tuple[str, ...]]:
-        """The group's configured prefixes, IPv4 then IPv6 (unless --skip-v6 or none configured)."""
-        return [self.spec.group.prefixes_v4] + ([] if self.spec.skip_v6 else [self.spec.group.prefixes_v6])
+        """The prefixes of the VM's network, IPv4 then IPv6 (unless --skip-v6 or none configured)."""
+        network = self.spec.network
+        return [network.prefixes_v4] + ([] if self.spec.skip_v6 else [network.prefixes_v6])
 
     def _free_address(self, candidates: tuple[str, ...]) -> FreeAddress:
         """The first of the candidate prefixes with a free address, and that address (read only)."""
         for text in candidates:
             prefix = self.netbox.find("prefix", prefix=text)
             if prefix is None:
-                raise _problems([f"NetBox: prefix {text} of group {self.spec.group.name} does not exist"])
+                raise _problems([f"NetBox: prefix {text} of network {self.spec.network.name} of group "
+                                 f"{self.spec.group.name} does not exist"])
             free = self.netbox.available_ips(prefix, 1)
             if free:
                 return FreeAddress(prefix, free[0])

@@ -133,7 +133,7 @@ class SyncNetboxRunner(CookbookRunnerBase):
     def _cluster(self) -> int:
         started, requests = time.monotonic(), self.netbox.request_count
         state = sync_cluster.GanetiState.read(self.ganeti)
-        prefixes = [p for group in self.settings.groups.values() for p in group.prefixes_v4 + group.prefixes_v6]
+        prefixes = [p for group in self.settings.groups.values() for p in group.all_prefixes]
         current = sync_cluster.NetBoxState.read(self.netbox, self.settings.netbox_cluster_group, state, prefixes)
         if self.args.match:
             state, current = sync_cluster.narrowed(state, current, self.args.match)
