@@ -105,6 +105,7 @@ class StatefulNetBox:
             ("POST", "dcim/mac-addresses/"): lambda query, sent: self.create_macs(sent),
             ("GET", "dcim/mac-addresses/"): lambda query, sent: self.listing(self.macs, query),
             ("DELETE", "dcim/mac-addresses/"): lambda query, sent: self.delete(self.macs, sent),
+            ("GET", "ipam/ip-addresses/"): lambda query, sent: self.listing(self.ips, query),
             ("PATCH", "ipam/ip-addresses/"): lambda query, sent: self.patch(self.ips, sent),
         }
         for (method, path), handler in routes.items():
