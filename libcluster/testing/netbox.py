@@ -50,7 +50,7 @@ class FakeNetBox:
         self.deleted: list[tuple[str, list[int]]] = []
 
     def objects(self, kind: str, *, fields: Iterable[str] | None = None, **filters: Any) -> list[dict[str, Any]]:
-        """Objects of kind matching every filter (`x_id` matches x.id)."""
+        """Objects of kind matching every filter (`x_id` matches x.id; a list value matches any of its values)."""
         if self.error is not None:
             raise self.error
 
@@ -59,7 +59,10 @@ class FakeNetBox:
                 return (obj[key[:-3]] or {}).get("id")
             return obj.get(key)
 
-        return [obj for obj in self.store.get(kind, []) if all(value(obj, k) == v for k, v in filters.items())]
+        def matches(obj: dict[str, Any], key: str, wanted: Any) -> bool:
+            return value(obj, key) in wanted if isinstance(wanted, (list, tuple, set)) else value(obj, key) == wanted
+
+        return [obj for obj in self.store.get(kind, []) if all(matches(obj, k, v) for k, v in filters.items())]
 
     def find(self, kind: str, **filters: Any) -> dict[str, Any] | None:
         """The one match, None if none; several raise NetBoxAmbiguous."""
@@ -110,6 +113,10 @@ class FakeNetBox:
         for object_id in ids:
             self._write(kind, "delete", {"id": object_id}, None,
                         lambda object_id=object_id: self._drop(kind, object_id))
+
+    def release_ips(self, ips: Sequence[int | Mapping[str, Any]]) -> None:
+        """Give addresses back: delete them (as the real client does)."""
+        self.delete("ip-address", ips)
 
     def undo(self, action: str, args: Mapping[str, Any]) -> str:
         """Take back a create (``KIND-delete``) or an update (``KIND-restore``): "undone", or "absent" when there
