@@ -53,11 +53,33 @@ def log_paths(base_dir: str | Path, name: str) -> tuple[Path, Path]:
     return folder / f"{leaf}.log", folder / f"{leaf}-extended.log"
 
 
-def _file_handler(path: Path, level: int, fmt: str) -> logging.Handler:
-    import logging.handlers  # not needed by listings
+class SizeRotatedFile(logging.FileHandler):
+    """A log file rotated by size by the standard library's RotatingFileHandler (LOG_BACKUP_COUNT files kept),
+    which is imported only when the file is full: logging.handlers brings pickle, socket and queue, and a run
+    that rotates nothing should not pay for them at start-up."""
 
-    handler = logging.handlers.RotatingFileHandler(path, maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUP_COUNT,
-                                                   encoding="utf-8")
+    def emit(self, record: logging.LogRecord) -> None:
+        """Write record, after rotating the file if it has reached LOG_MAX_BYTES."""
+        stream = self.stream
+        if stream is not None and stream.tell() >= LOG_MAX_BYTES:
+            stream.close()
+            self._rotate()
+            self.stream = self._open()
+        super().emit(record)
+
+    def _rotate(self) -> None:
+        """NAME -> NAME.1 -> NAME.2 ..., the oldest dropped: RotatingFileHandler.doRollover on the closed file."""
+        import logging.handlers
+
+        rotating = logging.handlers.RotatingFileHandler(self.baseFilename, maxBytes=LOG_MAX_BYTES,
+                                                        backupCount=LOG_BACKUP_COUNT, encoding=self.encoding,
+                                                        delay=True)
+        rotating.doRollover()
+        rotating.close()
+
+
+def _file_handler(path: Path, level: int, fmt: str) -> logging.Handler:
+    handler = SizeRotatedFile(path, encoding="utf-8")
     handler.setLevel(level)
     handler.setFormatter(logging.Formatter(fmt))
     handler.addFilter(RedactingFilter())
