@@ -87,6 +87,11 @@ def redact_argv(argv: Sequence[str]) -> list[str]:
     return masked
 
 
+def new_run_id() -> str:
+    """A new run's id: 32 random hex digits (what ``cookbook --recover RUN_ID`` takes)."""
+    return os.urandom(16).hex()
+
+
 def utc_now() -> datetime:
     """The current time, timezone-aware in UTC."""
     return datetime.now(UTC)
@@ -114,8 +119,6 @@ def start_record(
     parent is the id of the run that called this one with run_cookbook(); task_id the run's ticket (-t), kept
     as ``task_id`` when given.
     """
-    import socket  # not needed by listings, which import this module for the help text
-
     fields: dict[str, Any] = {
         "id": run_id,
         "cookbook": cookbook,
@@ -124,7 +127,7 @@ def start_record(
         **origin,
         "dry_run": dry_run,
         "start": iso(start),
-        "host": socket.gethostname(),
+        "host": os.uname().nodename,  # socket.gethostname(), without importing socket
         "pid": os.getpid(),
     }
     if parent:

@@ -34,7 +34,6 @@ import os
 import stat
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
@@ -493,7 +492,7 @@ class Locks:
             with self._entering(key):
                 yield
             return
-        holder = Holder(uuid.uuid4().hex, self.owner, concurrency, ttl, time.time())
+        holder = Holder(os.urandom(16).hex(), self.owner, concurrency, ttl, time.time())
         if self.dry_run:
             self._check(self.backend, key, holder)
             with self._entering(key):

@@ -15,7 +15,6 @@ import json
 import logging
 import re
 import socket
-import uuid
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +33,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
-"""A run id as the runner makes them (uuid4 hex)."""
+"""A run id as the runner makes them (audit.new_run_id)."""
 NAME = "recover"
 """The cookbook name of a recovery's own record."""
 FIELDS: dict[str, dict[str, type]] = {
@@ -315,7 +314,7 @@ def _execute(session: Session, run: RunJournal, steps: list[Step]) -> int:
     from libcluster.context import Context
     from libcluster.runner.logs import RunLogFiles
 
-    ctx = Context(session, NAME, uuid.uuid4().hex)
+    ctx = Context(session, NAME, audit.new_run_id())
     ctx.changes.fence = no_fence  # undoing is not fenced, as a rollback is not
     start, argv = audit.utc_now(), ["--recover", run.run_id]
     exit_code = EXIT_EXCEPTION

@@ -158,13 +158,11 @@ def _base_dirs(root: config.Section) -> list[Path]:
 
 def _session(root: config.Section, args: argparse.Namespace, base_dirs: list[Path]) -> Session:
     """Everything a run needs; imported here so that listing does not pay for it."""
-    import socket
-
     from libcluster import interactive, journal, locks
     from libcluster.context import Session
 
     user = operator()
-    host = socket.gethostname()
+    host = os.uname().nodename  # what socket.gethostname() answers, without importing socket
     logs_dir = Path(root.str("logs_base_dir"))
     origin = audit.origin_from_env(os.environ)
     lock_service = locks.from_config(root, owner=f"{user}@{host} [{os.getpid()}]", dry_run=args.dry_run,

@@ -19,7 +19,6 @@ import io
 import logging
 import sys
 import time
-import uuid
 from dataclasses import dataclass
 
 from libcluster import audit, redact
@@ -153,7 +152,7 @@ def run(session: Session, name: str, argv: list[str], parent: Context | None = N
     except (discovery.CookbookNotFound, discovery.CookbookLoadError) as exc:
         logger.error("%s", exc)
         return EXIT_NOT_FOUND
-    ctx = Context(session, loaded.name, uuid.uuid4().hex, parent)
+    ctx = Context(session, loaded.name, audit.new_run_id(), parent)
     try:
         cookbook = loaded.cls(ctx)
         parser = cookbook.argument_parser()
