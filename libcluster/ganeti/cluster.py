@@ -709,8 +709,8 @@ class GanetiCluster:
         return node_ops.verify_disks_until_clean(self, timeout=timeout, interval=interval, group=group)
 
     def master_failover(self, to: str, *, no_voting: bool = False, timeout: float = 300.0) -> str:
-        """Fail the master over to candidate `to` (gnt-cluster master-failover run there) and wait for the RAPI to
-        name it; returns the master afterwards. The RAPI URL is the cluster IP, which moves with the master."""
+        """Fail the master over to candidate `to` (gnt-cluster master-failover run there) and wait for the RAPI at the
+        configured URL (the cluster IP, which Ganeti moves to the new master) to name it; returns the master."""
         return node_ops.master_failover(self, to, no_voting=no_voting, timeout=timeout)
 
     def _remote_client(self) -> Remote:
