@@ -322,13 +322,13 @@ def boot_ids(rows: Sequence[Mapping[str, Any]]) -> dict[str, str | None]:
     return {str(row["name"]): (str(row["bootid"]) if row.get("bootid") else None) for row in rows}
 
 
-
 def master_failover(cluster: GanetiCluster, to: str, *, no_voting: bool = False, timeout: float = 300.0,
                     clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> str:
     """Make master candidate `to` the master: `gnt-cluster master-failover` run on `to` over SSH (journaled as a
     remote command; only recorded in dry-run), then wait until the RAPI at the configured URL (the cluster IP,
-    which Ganeti moves to the new master) names `to` as master. no_voting (`--no-voting --yes-do-it`) is for a two-node cluster whose master is dead.
-    Returns the master afterwards (the current one in dry-run). NodeStateError for a node that cannot be master."""
+    which Ganeti moves to the new master) names `to` as master. no_voting (`--no-voting --yes-do-it`) is for a
+    two-node cluster whose master is dead. Returns the master afterwards (the current one in dry-run).
+    NodeStateError for a node that cannot be master."""
     old = cluster.master()
     role = Role.of(_read(cluster, to))
     if role is Role.MASTER:
