@@ -38,7 +38,7 @@ def test_network_private_takes_its_addresses_from_the_private_prefixes(
 
     fqdn = make_vm(config, vm_names("net"), "--network", "private")
     state = VMState.read(config, fqdn)
-    addresses = sorted(ipaddress.ip_interface(str(ip["address"])) for ip in state.addresses)
+    addresses = sorted((ipaddress.ip_interface(str(ip["address"])) for ip in state.addresses), key=lambda a: a.version)
     assert [address.network for address in addresses] == [v4, v6]
     assert state.dns["A"] == [str(addresses[0].ip)] and state.dns["AAAA"] == [str(addresses[1].ip)]
     assert state.dns[f"PTR {addresses[0].ip}"] == [f"{fqdn}."] and state.dns[f"PTR {addresses[1].ip}"] == [f"{fqdn}."]
