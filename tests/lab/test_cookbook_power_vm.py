@@ -21,6 +21,7 @@ from tests.lab.cookbook_lab import (  # noqa: F401 - cluster and new_instance ar
     real_jobs_since,
     run_cookbook,
 )
+from tests.lab.test_cookbook_reboot_vm import _with_pool_commands, guest  # noqa: F401 - guest is a fixture
 
 VM_TYPE = "virtualization.virtualmachine"
 
@@ -78,3 +79,18 @@ def test_bad_input_is_refused_and_changes_nothing(cluster: GanetiCluster, new_in
     running = run_cookbook(lab_config, "sre.ganeti.start-vm", "--cluster", "lab", name)
     assert running.returncode == 94 and f"{name} is administratively up in Ganeti, not down" in running.stderr
     assert real_jobs_since(cluster, marker, name) == [] and cluster.instance(name).running
+
+
+def test_depool_and_pool_only_when_asked(cluster: GanetiCluster, guest: tuple[str, str, Path],  # noqa: F811
+                                         lab_config: Path, tmp_path: Path) -> None:
+    name, log, on_guest = guest
+    config = _with_pool_commands(lab_config, tmp_path, f"echo depooled >> {log}", f"echo pooled >> {log}")
+    dry = run_cookbook(config, "sre.ganeti.stop-vm", "--cluster", "lab", "--depool", name, dry_run=True)
+    assert dry.returncode == 0 and f"1. depool: echo depooled >> {log}" in dry.stdout and not on_guest.exists()
+    assert run_cookbook(config, "sre.ganeti.stop-vm", "--cluster", "lab", "--depool", name).returncode == 0
+    assert on_guest.read_text() == "depooled\n" and cluster.instance(name).admin_state == "down"
+    assert run_cookbook(config, "sre.ganeti.start-vm", "--cluster", "lab", name).returncode == 0
+    assert on_guest.read_text() == "depooled\n", "start-vm without --pool runs no pool command"
+    assert run_cookbook(config, "sre.ganeti.stop-vm", "--cluster", "lab", name).returncode == 0
+    assert run_cookbook(config, "sre.ganeti.start-vm", "--cluster", "lab", "--pool", name).returncode == 0
+    assert on_guest.read_text() == "depooled\npooled\n" and cluster.instance(name).running
