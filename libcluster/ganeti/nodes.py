@@ -324,11 +324,13 @@ def boot_ids(rows: Sequence[Mapping[str, Any]]) -> dict[str, str | None]:
 
 def master_failover(cluster: GanetiCluster, to: str, *, no_voting: bool = False, timeout: float = 300.0,
                     clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> str:
-    """Make master candidate `to` the master: `gnt-cluster master-failover` run on `to` over SSH (journaled as a
-    remote command; only recorded in dry-run), then wait until the RAPI at the configured URL (the cluster IP,
-    which Ganeti moves to the new master) names `to` as master. no_voting (`--no-voting --yes-do-it`) is for a
-    two-node cluster whose master is dead. Returns the master afterwards (the current one in dry-run).
-    NodeStateError for a node that cannot be master."""
+    """Make master candidate `to` the master: drain the job queue on the master and wait for its jobs to end (a job
+    the old master takes during the failover writes its config over the new one: seen on the lab, the master IP
+    then came up on the old master), run `gnt-cluster master-failover` on `to` over SSH (which undrains the queue;
+    on failure it is undrained here), then wait until the RAPI at the configured URL (the cluster IP, which Ganeti
+    moves to the new master) names `to`. The commands are journaled as remote commands; only recorded in dry-run.
+    no_voting (`--no-voting --yes-do-it`) is for a two-node cluster whose master is dead. Returns the master
+    afterwards (the current one in dry-run). NodeStateError for a node that cannot be master."""
     old = cluster.master()
     role = Role.of(_read(cluster, to))
     if role is Role.MASTER:
@@ -336,11 +338,20 @@ def master_failover(cluster: GanetiCluster, to: str, *, no_voting: bool = False,
     if role is not Role.CANDIDATE:
         raise NodeStateError(f"{to} is {role.value} in cluster {cluster.name}: only a master candidate can become "
                              "the master")
+    deadline = clock() + timeout
+    if not no_voting:
+        drained = cluster.commands.on(old).run(["gnt-cluster", "queue", "drain"], is_safe=False)
+        if drained.status is not HostStatus.SKIPPED:
+            _wait_queue_idle(cluster, old, deadline, clock, sleep)
     argv = ["gnt-cluster", "master-failover", *(["--no-voting", "--yes-do-it"] if no_voting else [])]
-    result = cluster.commands.on(to).run(argv, is_safe=False, timeout=timeout)
+    try:
+        result = cluster.commands.on(to).run(argv, is_safe=False, timeout=timeout)
+    except GanetiError:
+        if not no_voting:
+            cluster.commands.on(old).run(["gnt-cluster", "queue", "undrain"], is_safe=False)
+        raise
     if result.status is HostStatus.SKIPPED:
         return old
-    deadline = clock() + timeout
     while True:
         try:
             if cluster.master() == to:
@@ -350,4 +361,25 @@ def master_failover(cluster: GanetiCluster, to: str, *, no_voting: bool = False,
         if clock() >= deadline:
             raise GanetiError(f"cluster {cluster.name}: the RAPI does not name {to} as master {timeout:.0f}s after "
                               "the master failover")
+        sleep(1.0)
+
+
+UNFINISHED_JOB_STATUSES = ("queued", "waiting", "running", "canceling")
+"""Job statuses of jobs the master still has to finish."""
+
+
+def _wait_queue_idle(cluster: GanetiCluster, master: str, deadline: float, clock: Callable[[], float],
+                     sleep: Callable[[float], None]) -> None:
+    """Wait until master's (drained) job queue has no unfinished job; on timeout undrain it and raise GanetiError."""
+    while True:
+        listing = cluster.commands.on(master).run(["gnt-job", "list", "--no-headers", "-o", "id,status"],
+                                                  is_safe=True)
+        busy = [line.split()[0] for line in listing.output.splitlines()
+                if len(line.split()) == 2 and line.split()[1] in UNFINISHED_JOB_STATUSES]
+        if not busy:
+            return
+        if clock() >= deadline:
+            cluster.commands.on(master).run(["gnt-cluster", "queue", "undrain"], is_safe=False)
+            raise GanetiError(f"cluster {cluster.name}: jobs {', '.join(busy)} still unfinished on {master}: no master "
+                              "failover (the queue is undrained again)")
         sleep(1.0)

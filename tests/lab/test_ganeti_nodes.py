@@ -114,3 +114,31 @@ def test_reboot_through_the_library_is_waited_for(root_config: Section, cluster:
     assert new != old and cluster.boot_ids()[NODE] == new and cluster.answers_ssh(NODE)
     assert cluster.node(NODE).role == "C"
 
+
+
+def _restore_master(root_config: Section, master: str) -> None:
+    """Make master the master again over SSH (not through the RAPI, which may be what failed)."""
+    remote = Remote(root_config.section("remote"), dry_run=False, changes=ChangeLog(dry_run=False))
+    remote.hosts([master]).run_sync(
+        "grep -qx " + master + " /var/lib/ganeti/ssconf_master_node || gnt-cluster master-failover",
+        is_safe=False, timeout=180)
+
+
+def test_master_failover_there_and_back_and_the_rapi_url_follows(root_config: Section, cluster: GanetiCluster) -> None:
+    old = cluster.master()
+    group = cluster.node(old).group_uuid
+    candidate = next(node.name for node in cluster.nodes() if node.role == "C" and node.group_uuid == group)
+    with pytest.raises(NodeStateError, match="already the master"):
+        cluster.master_failover(old)
+    dry = _client(root_config, dry_run=True)
+    assert dry.master_failover(candidate) == old and cluster.master() == old, "dry-run: only recorded"
+    planned = [" ".join(change["detail"]["commands"]) for change in dry.changes.as_list()]
+    assert planned == ["gnt-cluster queue drain", "gnt-cluster master-failover"], planned
+    try:
+        assert cluster.master_failover(candidate, timeout=180) == candidate
+        assert cluster.info()["master"] == candidate, "the same RAPI URL (the cluster IP) answers from the new master"
+        assert cluster.node(old).role == "C"
+        assert cluster.master_failover(old, timeout=180) == old
+    finally:
+        _restore_master(root_config, old)
+    assert cluster.master() == old
