@@ -296,8 +296,8 @@ def wait_node_back(cluster: GanetiCluster, node: str, old_boot_id: str | None, *
         if rebooted and ssh:
             return str(boot_id)
         if clock() >= deadline:
-            missing = "a new boot id from its noded" if not rebooted else "SSH"
-            raise GanetiError(f"node {node} of cluster {cluster.name} is not back after {timeout:.0f}s: no {missing} "
+            missing = "its noded reports no new boot id" if not rebooted else "SSH does not answer"
+            raise GanetiError(f"node {node} of cluster {cluster.name} is not back after {timeout:.0f}s: {missing} "
                               f"(boot id now {boot_id or 'unknown: noded does not answer'}, before {old_boot_id})")
         sleep(interval)
 

@@ -16,7 +16,8 @@ from typing import Any, TypeVar, cast
 
 from libcluster.changes import ChangeLog
 from libcluster.ganeti import GanetiCluster, GanetiError, Job, JobHandle, JobResult, RapiNotFoundError, SkippedJob, fit
-from libcluster.ganeti.commands import CommandResult, GntCommands, VerifyResult, parse_verify
+from libcluster.ganeti import nodes as node_ops
+from libcluster.ganeti.commands import CommandResult, GntCommands, VerifyDisksResult, VerifyResult, parse_verify
 from libcluster.ganeti.jobs import Progress
 from libcluster.ganeti.models import Group, Instance, JobInfo, Node
 from libcluster.ganeti.templates import INT_MIRROR
@@ -108,6 +109,13 @@ class FakeCommands:
         output = next((text for start, text in self.outputs.items() if line.startswith(start)), "")
         return HostResult(host="master", status=status, return_codes=(0,), outputs=(output,))
 
+    @recorded("verify_disks", options=False)
+    def verify_disks(self, *, group: str | None = None, timeout: float | None = None) -> VerifyDisksResult:
+        """Clean (rc 0); skipped in dry-run, as the real command is unsafe."""
+        if self.cluster.dry_run:
+            return VerifyDisksResult(rc=None, output="skipped (dry-run)", skipped=True)
+        return VerifyDisksResult(rc=0)
+
     @recorded("verify", options=False)
     def cluster_verify(
         self, *, ignore: Sequence[str] | None = None, group: str | None = None, timeout: float | None = None
@@ -168,6 +176,7 @@ class FakeCluster:
 
     REAL = GanetiCluster
     HELPERS = ("add_instance", "add_node", "calls", "errors", "on_renew", "instances_by_name", "nodes_by_name",
+               "down_nodes", "master_name",
                "group_list", "job_list", "templates")
 
     def __init__(self, name: str = "lab", *, dry_run: bool = False, changes: ChangeLog | None = None,
@@ -186,6 +195,9 @@ class FakeCluster:
         self.nodes_by_name: dict[str, dict[str, Any]] = {}
         self.group_list = [{"name": "A", "uuid": "uuid-A"}, {"name": "B", "uuid": "uuid-B"}]
         self.job_list: list[dict[str, Any]] = []
+        self.master_name = "node1.example"
+        self.down_nodes: set[str] = set()
+        """Nodes whose noded and sshd do not answer (boot_ids() None, answers_ssh() False)."""
         for node in ("node1.example", "node2.example"):
             self.add_node(node, "A")
         self._commands = FakeCommands(self)
@@ -216,8 +228,8 @@ class FakeCluster:
         return {"name": self.name, "master": self.master(), "enabled_disk_templates": self.templates}
 
     def master(self) -> str:
-        """The master node."""
-        return "node1.example"
+        """The master node (``master_name``)."""
+        return self.master_name
 
     def os_list(self) -> list[str]:
         """The OS definitions every node offers: noop, as on the lab."""
@@ -577,6 +589,104 @@ class FakeCluster:
         return "undone"
 
     # Internals
+
+    # Node maintenance (as the real client's block for issue 13: the logic of libcluster.ganeti.nodes runs on the fake)
+
+    @recorded("tags_add")
+    def add_tags(self, kind: str, name: str | None, tags: Sequence[str]) -> JobHandle:
+        """Add tags to a node (other kinds are only recorded); its undo removes them, as the real client's."""
+        fields = self.nodes_by_name.get(name or "", {}) if kind == "node" else {}
+        added = [tag for tag in tags if tag not in fields.get("tags", [])]
+        return self._write("tags_add", f"{kind} {name}", lambda: fields.setdefault("tags", []).extend(added))
+
+    @recorded("tags_remove")
+    def remove_tags(self, kind: str, name: str | None, tags: Sequence[str]) -> JobHandle:
+        """Remove tags from a node (other kinds are only recorded)."""
+        fields = self.nodes_by_name.get(name or "", {}) if kind == "node" else {}
+        return self._write("tags_remove", f"{kind} {name}", lambda: fields.update(
+            tags=[tag for tag in fields.get("tags", []) if tag not in tags]))
+
+    def drain(self, node: str) -> node_ops.RoleChange:
+        """libcluster.ganeti.nodes.take_out on the fake."""
+        return node_ops.take_out(self._real, node, node_ops.Role.DRAINED)
+
+    def undrain(self, node: str) -> node_ops.RoleChange:
+        """libcluster.ganeti.nodes.bring_back on the fake."""
+        return node_ops.bring_back(self._real, node, node_ops.Role.DRAINED)
+
+    def set_offline(self, node: str) -> node_ops.RoleChange:
+        """libcluster.ganeti.nodes.take_out (offline) on the fake."""
+        return node_ops.take_out(self._real, node, node_ops.Role.OFFLINE)
+
+    def set_online(self, node: str) -> node_ops.RoleChange:
+        """libcluster.ganeti.nodes.bring_back (offline) on the fake."""
+        return node_ops.bring_back(self._real, node, node_ops.Role.OFFLINE)
+
+    @recorded("move_check")
+    def submit_move_check(self, name: str, action: str, *, target_node: str | None = None) -> Job:
+        """A finished check job: its value the node the instance would go to, or the error in ``errors["move_check"]``
+        (as Ganeti's dry-run check would fail); nothing changes and nothing is journaled."""
+        instance = self.instances_by_name[name]
+        error = self.errors.get("move_check")
+        target = None
+        if error is None:
+            target = target_node or (instance["snodes"][0] if instance["disk_template"] in INT_MIRROR
+                                     and instance.get("snodes") else self._other_node(instance["pnode"]))
+        job_id = len(self.job_list) + 1
+        self.job_list.append({"id": job_id, "status": "error" if error else "success",
+                              "summary": [f"check of instance-{action} {name}"]})
+        return FakeJob(self, job_id, f"check of instance-{action} {name}", error, target)
+
+    def plan_node_moves(self, node: str) -> node_ops.NodePlan:
+        """libcluster.ganeti.nodes.plan_moves on the fake."""
+        return node_ops.plan_moves(self._real, node)
+
+    def move_primary(self, name: str, *, target_node: str | None = None) -> JobHandle:
+        """libcluster.ganeti.nodes.move_primary on the fake (its migrate_instance or failover_instance)."""
+        job: JobHandle = node_ops.move_primary(self._real, name, target_node=target_node)
+        return job
+
+    def n_plus_one(self, node: str) -> list[str]:
+        """libcluster.ganeti.nodes.n_plus_one on the fake (node fields mfree, instance beparams memory)."""
+        return node_ops.n_plus_one(self._real, node)
+
+    def boot_ids(self) -> dict[str, str | None]:
+        """Each node's ``bootid`` field (None for a node whose noded is down: ``down_nodes``)."""
+        return {name: None if name in self.down_nodes else str(fields.get("bootid", f"boot-{name}"))
+                for name, fields in self.nodes_by_name.items()}
+
+    def answers_ssh(self, node: str) -> bool:
+        """Whether the node is not in ``down_nodes``."""
+        return node not in self.down_nodes
+
+    def wait_node_back(self, node: str, old_boot_id: str | None, *, timeout: float, interval: float = 0.5) -> str:
+        """libcluster.ganeti.nodes.wait_node_back on the fake (no sleeping: one look, then the timeout error)."""
+        return node_ops.wait_node_back(self._real, node, old_boot_id, timeout=0, interval=interval,
+                                       sleep=lambda seconds: None)
+
+    def verify_disks_until_clean(self, *, timeout: float, interval: float = 5.0,
+                                 group: str | None = None) -> VerifyDisksResult:
+        """libcluster.ganeti.nodes.verify_disks_until_clean on the fake commands (no sleeping)."""
+        return node_ops.verify_disks_until_clean(self._real, timeout=0, interval=interval, group=group,
+                                                 sleep=lambda seconds: None)
+
+    @recorded("master_failover")
+    def master_failover(self, to: str, *, no_voting: bool = False, timeout: float = 300.0) -> str:
+        """Make candidate `to` the master (``master_name``); NodeStateError as the real one for another role."""
+        role = node_ops.Role.of(self.node(to))
+        if role is not node_ops.Role.CANDIDATE:
+            raise node_ops.NodeStateError(f"{to} is {role.value}: only a master candidate can become the master")
+        if self.dry_run:
+            self.changes.record("remote", "command", to, commands=["gnt-cluster master-failover"])
+            return self.master()
+        old = self.master()
+        self.master_name = to
+        self.nodes_by_name[old]["master_candidate"] = True
+        return to
+
+    @property
+    def _real(self) -> GanetiCluster:
+        return cast(GanetiCluster, self)
 
     def _forget(self, name: str) -> None:
         if self.instances_by_name.pop(name, None) is None:
