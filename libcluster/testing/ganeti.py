@@ -594,7 +594,7 @@ class FakeCluster:
 
     @recorded("tags_add")
     def add_tags(self, kind: str, name: str | None, tags: Sequence[str]) -> JobHandle:
-        """Add tags to a node (other kinds are only recorded); its undo removes them, as the real client's."""
+        """Add tags to a node (other kinds are only recorded); unlike the real client, no undo is kept."""
         fields = self.nodes_by_name.get(name or "", {}) if kind == "node" else {}
         added = [tag for tag in tags if tag not in fields.get("tags", [])]
         return self._write("tags_add", f"{kind} {name}", lambda: fields.setdefault("tags", []).extend(added))
