@@ -196,19 +196,24 @@ class AuditLog:
             raise AuditError(f"cannot open the audit log {self.path}: {exc.strerror}") from None
 
     def write_line(self, text: str) -> None:
-        """Append one serialised line in one write() and fsync it, so it survives a crash of the host.
+        """Append one serialised line in one write() and fsync it, so it survives a crash of the host."""
+        self.write_lines([text])
 
-        The file is opened at the configured path for each line: after logrotate moved it away, the
+    def write_lines(self, texts: Sequence[str]) -> None:
+        """Append serialised lines in one write() and one fsync of the file, so they survive a crash of the host
+        together (the directory is not fsynced: its entry is new only for the first line after a rotation).
+
+        The file is opened at the configured path for each write: after logrotate moved it away, the
         next line starts a new file there.
         """
-        line = (text + "\n").encode("utf-8")
+        data = "".join(text + "\n" for text in texts).encode("utf-8")
         fd = self._open()
         try:
-            written = os.write(fd, line)
+            written = os.write(fd, data)
             os.fsync(fd)
         except OSError as exc:
             raise AuditError(f"cannot write the audit log {self.path}: {exc.strerror}") from None
         finally:
             os.close(fd)
-        if written != len(line):
-            raise AuditError(f"short write to the audit log {self.path}: {written} of {len(line)} bytes")
+        if written != len(data):
+            raise AuditError(f"short write to the audit log {self.path}: {written} of {len(data)} bytes")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -48,6 +48,16 @@ class Change:
         verb = "Would" if self.dry_run else "Did"
         extra = " ".join(f"{key}={value}" for key, value in self.detail.items())
         return f"{verb} {self.system} {self.action} {self.target}" + (f" ({extra})" if extra else "")
+
+
+@dataclass(frozen=True)
+class Write:
+    """One of the writes a request makes: what :meth:`ChangeLog.writing_batch` takes for each."""
+
+    action: str
+    target: str
+    undo: Undo | None = None
+    detail: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Pending:
@@ -88,10 +98,10 @@ class ChangeLog:
         self._seq = 0
         self._lock = threading.Lock()
 
-    def _next_seq(self) -> int:
+    def _next_seqs(self, count: int) -> list[int]:
         with self._lock:
-            self._seq += 1
-            return self._seq
+            self._seq += count
+            return list(range(self._seq - count + 1, self._seq + 1))
 
     def _add(self, change: Change) -> Change:
         with self._lock:
@@ -103,10 +113,19 @@ class ChangeLog:
         """Add one change and log it; returns the entry. A real write is journaled after the fact (no undo)."""
         change = Change(system=system, action=action, target=target, dry_run=self.dry_run, detail=detail)
         if self.journal is not None and not self.dry_run:
-            seq = self._next_seq()
-            self.journal.intent(seq, system, action, target, detail, None)
-            self.journal.result(seq, "done", {})
+            self._journal_done(system, action, target, detail, None)
         return self._add(change)
+
+    def _journal_done(self, system: str, action: str, target: str, detail: dict[str, Any],
+                      undo: Undo | None) -> int:
+        """Journal a change already made (its intent and result lines, in one write); its seq."""
+        assert self.journal is not None
+        seq = self._next_seqs(1)[0]
+        self.journal.write_many([
+            ("intent", {"seq": seq, "system": system, "action": action, "target": target, "detail": detail,
+                        "undo": undo.as_dict() if undo else None}),
+            ("result", {"seq": seq, "status": "done", "detail": {}})])
+        return seq
 
     @contextmanager
     def writing(self, system: str, action: str, target: str, *, undo: Undo | None = None,
@@ -119,46 +138,56 @@ class ChangeLog:
         :meth:`Pending.learn`) is pushed on the run's undo stack when done or maybe. The exception goes on.
         In dry-run it only records the planned change and yields a Pending that ignores calls.
         """
+        with self.writing_batch(system, [Write(action, target, undo, detail)]) as pendings:
+            yield pendings[0]
+
+    @contextmanager
+    def writing_batch(self, system: str, writes: Sequence[Write]) -> Iterator[list[Pending]]:
+        """Wrap several writes made by one request (a DNS update message, a NetBox bulk request) as writing()
+        wraps one: each keeps its own seq, result and undo, but all intent lines are journaled in one write
+        and one fsync before the request, and all result lines in one after it, with the request's outcome."""
         if self.dry_run:
-            self._add(Change(system=system, action=action, target=target, dry_run=True, detail=detail))
-            yield Pending(0, planned=True)
+            for write in writes:
+                self._add(Change(system=system, action=write.action, target=write.target, dry_run=True,
+                                 detail=dict(write.detail)))
+            yield [Pending(0, planned=True) for _ in writes]
             return
         self.fence()
-        seq = self._next_seq()
         stack = self.undo if self.undo is not None and self.undo.enabled else None
-        journaled = undo if stack is not None else None
+        pendings = [Pending(seq) for seq in self._next_seqs(len(writes))]
         if self.journal is not None:
-            self.journal.intent(seq, system, action, target, detail, journaled.as_dict() if journaled else None)
-        pending = Pending(seq)
+            self.journal.intents(system, [
+                (pending.seq, write.action, write.target, write.detail,
+                 write.undo.as_dict() if write.undo is not None and stack is not None else None)
+                for pending, write in zip(pendings, writes, strict=True)])
         try:
-            yield pending
+            yield pendings
         except BaseException as exc:
             # Ctrl+C (or SIGTERM's exit) in the middle of a write: the request may have been sent, so "maybe"
             lost = not isinstance(exc, Exception) or is_answer_lost(exc)
-            status = "maybe" if lost else "failed"
-            self._finish(pending, status, system, action, target, detail, journaled, stack)
+            self._finish(system, writes, pendings, "maybe" if lost else "failed", stack)
             raise
-        self._finish(pending, "done", system, action, target, detail, journaled, stack)
+        self._finish(system, writes, pendings, "done", stack)
 
-    def _finish(self, pending: Pending, status: str, system: str, action: str, target: str,
-                detail: dict[str, Any], undo: Undo | None, stack: UndoStack | None) -> None:
-        """Journal the result, push the undo of a write that was (maybe) made, and list it in the record."""
-        if undo is not None and stack is not None and status != "failed":
-            stack.push(undo.with_args(**pending.learnt), seq=pending.seq)
-        if status != "failed":
+    def _finish(self, system: str, writes: Sequence[Write], pendings: Sequence[Pending], status: str,
+                stack: UndoStack | None) -> None:
+        """Push the undo of each write that was (maybe) made, list it in the record, journal the results."""
+        for pending, write in zip(pendings, writes, strict=True):
+            if status == "failed":
+                break
+            if write.undo is not None and stack is not None:
+                stack.push(write.undo.with_args(**pending.learnt), seq=pending.seq)
             extra = {"status": status} if status == "maybe" else {}
-            self._add(Change(system=system, action=action, target=target, dry_run=False,
-                             detail={**detail, **pending.learnt, **extra}))
+            self._add(Change(system=system, action=write.action, target=write.target, dry_run=False,
+                             detail={**write.detail, **pending.learnt, **extra}))
         if self.journal is not None:
-            self.journal.result(pending.seq, status, pending.learnt)
+            self.journal.results([(pending.seq, status, pending.learnt) for pending in pendings])
 
     def register_undo(self, undo: Undo) -> int:
         """Journal an undo pushed by cookbook code without a change of its own (``ctx.undo.push``); its seq."""
-        seq = self._next_seq()
-        if self.journal is not None:
-            self.journal.intent(seq, undo.system, "undo-registered", undo.target, {}, undo.as_dict())
-            self.journal.result(seq, "done", {})
-        return seq
+        if self.journal is None:
+            return self._next_seqs(1)[0]
+        return self._journal_done(undo.system, "undo-registered", undo.target, {}, undo)
 
     @property
     def changes(self) -> list[Change]:

@@ -2,8 +2,11 @@
 
 Each line is one JSON object with the run's ``id`` and an ``event``, appended to the audit file with one
 ``write()`` and fsynced before the change it announces is made, so a killed run leaves an exact list of
-what it did. When locks live in etcd, each line is also put under ``{locks prefix}journal/{RUN_ID}/{NNNNNN}``
-(start is 000000) so that ``cookbook --recover`` on another host finds it; a clean END deletes that copy.
+what it did. The lines of the writes one request makes (a DNS update message, a NetBox bulk request) share
+one ``write()`` and one fsync: all intents before the request, all results after it. When locks live in
+etcd, each line is also put under ``{locks prefix}journal/{RUN_ID}/{NNNNNN}`` (start is 000000; the lines
+of one write in one etcd transaction) so that ``cookbook --recover`` on another host finds it; a clean END
+deletes that copy.
 In dry-run only the start and end lines are written, to the audit file only.
 """
 
@@ -13,7 +16,7 @@ import base64
 import json
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from libcluster import audit, redact
@@ -31,6 +34,8 @@ RESULTS = ("done", "failed", "maybe")
 """Status of a ``result`` line: made, not made, or unknown (the answer was lost)."""
 UNDO_STATUSES = ("undone", "absent", "failed")
 """Status of an ``undo`` line."""
+TXN_OPS = 128
+"""Lines per etcd transaction: etcd refuses more operations in one (its --max-txn-ops, 128 by default)."""
 
 
 class JournalError(LibclusterError):
@@ -51,8 +56,18 @@ class EtcdMirror:
 
     def put(self, run_id: str, number: int, line: str) -> None:
         """Store one serialised line (no lease: it outlives the run until END or --recover deletes it)."""
-        self.gateway.call("writing the journal", "/kv/put",
-                          {"key": _b64(self.key(run_id, number)), "value": _b64(line)})
+        self.put_many(run_id, number, [line])
+
+    def put_many(self, run_id: str, number: int, lines: Sequence[str]) -> None:
+        """Store lines numbered from number, in one transaction per TXN_OPS lines (one put for one line)."""
+        if len(lines) == 1:
+            self.gateway.call("writing the journal", "/kv/put",
+                              {"key": _b64(self.key(run_id, number)), "value": _b64(lines[0])})
+            return
+        for first in range(0, len(lines), TXN_OPS):
+            puts = [{"request_put": {"key": _b64(self.key(run_id, number + first + offset)), "value": _b64(line)}}
+                    for offset, line in enumerate(lines[first:first + TXN_OPS])]
+            self.gateway.call("writing the journal", "/kv/txn", {"success": puts})
 
     def _range(self, prefix: str) -> dict[str, str]:
         answer = self.gateway.call("reading journals", "/kv/range", {"key": _b64(prefix),
@@ -98,19 +113,30 @@ class Journal:
 
     def write(self, event: str, fields: Mapping[str, Any], *, mirrored: bool = True) -> None:
         """Append one line (secrets masked) to the audit file (fsynced) and the mirror; JournalError if either fails."""
+        self.write_many([(event, fields)], mirrored=mirrored)
+
+    def write_many(self, lines: Sequence[tuple[str, Mapping[str, Any]]], *, mirrored: bool = True) -> None:
+        """Append lines (event, fields) in one write() and one fsync, and to the mirror in one etcd transaction
+        (per TXN_OPS lines): the lines of the writes one request makes cost one line's time. JournalError if
+        the file or the mirror fails."""
+        texts = [json.dumps(self._line(event, fields), sort_keys=True) for event, fields in lines]
+        with self._lock:
+            try:
+                self.audit.write_lines(texts)
+                if self.mirror is not None and mirrored:
+                    self.mirror.put_many(self.run_id, self._number, texts)
+                    self._mirrored = True
+            except LibclusterError as exc:
+                events = "/".join(dict.fromkeys(event for event, _ in lines))
+                what = f"{events} line" if len(lines) == 1 else f"{len(lines)} {events} lines"
+                raise JournalError(f"journal of run {self.run_id}: {what} not written: {exc}") from None
+            self._number += len(texts)
+
+    def _line(self, event: str, fields: Mapping[str, Any]) -> dict[str, Any]:
         line = {**redact.redact_data(dict(fields)), "id": self.run_id, "event": event}
         if event not in ("start", "end"):
             line.setdefault("time", audit.iso(audit.utc_now()))
-        text = json.dumps(line, sort_keys=True)
-        with self._lock:
-            try:
-                self.audit.write_line(text)
-                if self.mirror is not None and mirrored:
-                    self.mirror.put(self.run_id, self._number, text)
-                    self._mirrored = True
-            except LibclusterError as exc:
-                raise JournalError(f"journal of run {self.run_id}: {event} line not written: {exc}") from None
-            self._number += 1
+        return line
 
     def start(self, fields: Mapping[str, Any]) -> None:
         """The run's start: who, what, origin, its locks (written right after the runner's lock)."""
@@ -124,12 +150,24 @@ class Journal:
     def intent(self, seq: int, system: str, action: str, target: str, detail: Mapping[str, Any],
                undo: Mapping[str, Any] | None) -> None:
         """Before a write: what is about to change and how to take it back."""
-        self.write("intent", {"seq": seq, "system": system, "action": action, "target": target,
-                              "detail": dict(detail), "undo": undo})
+        self.intents(system, [(seq, action, target, detail, undo)])
+
+    def intents(self, system: str, writes: Sequence[tuple[int, str, str, Mapping[str, Any], Mapping[str, Any] | None]],
+                ) -> None:
+        """Before one request making several writes: the intent line of each (seq, action, target, detail, undo),
+        all in one write and one fsync."""
+        self.write_many([("intent", {"seq": seq, "system": system, "action": action, "target": target,
+                                     "detail": dict(detail), "undo": undo})
+                         for seq, action, target, detail, undo in writes])
 
     def result(self, seq: int, status: str, detail: Mapping[str, Any]) -> None:
         """After a write: done, failed or maybe, with the ids learnt."""
-        self.write("result", {"seq": seq, "status": status, "detail": dict(detail)})
+        self.results([(seq, status, detail)])
+
+    def results(self, writes: Sequence[tuple[int, str, Mapping[str, Any]]]) -> None:
+        """After one request making several writes: the result line of each (seq, status, detail), in one write."""
+        self.write_many([("result", {"seq": seq, "status": status, "detail": dict(detail)})
+                         for seq, status, detail in writes])
 
     def undo(self, seq: int, status: str, error: str, by: str) -> None:
         """A rollback or recovery step of change seq, run by run by."""

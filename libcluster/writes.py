@@ -7,14 +7,14 @@ one object. An undo that finds an object its write did not make raises NotOursEr
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
-from libcluster.changes import ChangeLog, Pending
+from libcluster.changes import ChangeLog, Pending, Write
 from libcluster.errors import LibclusterError
-from libcluster.undo import Undo
+
+__all__ = ["NotOursError", "Write", "same_value", "undoing", "writing_all"]
 
 
 class NotOursError(LibclusterError):
@@ -26,34 +26,11 @@ def undoing(changes: ChangeLog) -> bool:
     return not changes.dry_run and changes.undo is not None and changes.undo.enabled
 
 
-@dataclass(frozen=True)
-class Write:
-    """One change of a request that makes several: what ChangeLog.writing() takes."""
-
-    action: str
-    target: str
-    undo: Undo | None = None
-    detail: Mapping[str, Any] = field(default_factory=dict)
-
-
-@contextmanager
-def writing_all(changes: ChangeLog, system: str, writes: Sequence[Write]) -> Iterator[list[Pending]]:
-    """ChangeLog.writing() for each of several changes made by one request: every intent is journaled before
-    it, every result after it (in the same order), with the outcome of the request."""
-    managers: list[AbstractContextManager[Pending]] = []
-    pendings: list[Pending] = []
-    try:
-        for write in writes:
-            manager = changes.writing(system, write.action, write.target, undo=write.undo, **write.detail)
-            pendings.append(manager.__enter__())
-            managers.append(manager)
-        yield pendings
-    except BaseException as exc:
-        for entered in managers:
-            entered.__exit__(type(exc), exc, exc.__traceback__)
-        raise
-    for entered in managers:
-        entered.__exit__(None, None, None)
+def writing_all(changes: ChangeLog, system: str, writes: Sequence[Write]) -> AbstractContextManager[list[Pending]]:
+    """ChangeLog.writing() for each of several changes made by one request (:meth:`ChangeLog.writing_batch`):
+    every intent is journaled before it, every result after it (in the same order, each set in one write),
+    with the outcome of the request."""
+    return changes.writing_batch(system, writes)
 
 
 def same_value(current: Any, wanted: Any) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +122,7 @@ def test_a_lost_answer_is_maybe_and_undone_a_refused_connection_is_failed(run: t
 
 def test_a_journal_that_cannot_be_written_stops_the_change(tmp_path: Path) -> None:
     class Broken(AuditLog):
-        def write_line(self, text: str) -> None:
+        def write_lines(self, texts: Sequence[str]) -> None:
             raise AuditError("cannot write the audit log: No space left on device")
 
     changes = ChangeLog(dry_run=False, journal=Journal(RUN, Broken(tmp_path / "a.jsonl"), None, dry_run=False))
