@@ -23,12 +23,14 @@ import sys
 import time
 from pathlib import Path
 
+import journaled
+
+from cookbook_lab import topology
 from libcluster import config as config_module
 from libcluster.changes import ChangeLog
 from libcluster.dns import DNS, Records
-from cookbook_lab import topology
-from libcluster.sync import netbox_dns
 from libcluster.dns.protection import Owns
+from libcluster.sync import netbox_dns
 from libcluster.sync.netbox_dns import Accounted, DNSSyncSettings, Scope
 
 RESULTS = Path(__file__).resolve().parent / "results" / "dns.txt"
@@ -51,8 +53,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="/var/lib/cookbook-lab/config.yaml", help="the lab's cookbook config")
     parser.add_argument("--records", type=int, default=20000, help="records to apply (half AAAA, half PTR)")
+    parser.add_argument("--no-journal", action="store_true",
+                        help="no journal (before the journal, runs did not write one)")
     args = parser.parse_args(argv)
-    client = DNS(config_module.load(args.config).section("dns"), dry_run=False, changes=ChangeLog(dry_run=False))
+    root = config_module.load(args.config)
+    with journaled.changelog(root, enabled=not args.no_journal) as changes:
+        return measure(args, root, changes)
+
+
+def measure(args: argparse.Namespace, root: config_module.Section, changes: ChangeLog) -> int:
+    """Run the benchmark with changes (journaled like a run, or not) and write its figures."""
+    client = DNS(root.section("dns"), dry_run=False, changes=changes)
     token = f"bench-{secrets.token_hex(3)}"
     network = ipaddress.IPv6Network(f"2001:2:0:b{secrets.token_hex(2)[1:]}::/64")
     scope = Scope(DNSSyncSettings(names=(f"*.{token}.{topology.DOMAIN}",), networks=(str(network),)), client.zones)
@@ -75,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         f"# {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())} on {platform.node()} ({os.cpu_count()} CPUs, "
         f"load average {os.getloadavg()[0]:.2f}); Knot {client.server.where} (lab), update_batch {client.batch}",
         f"# command: {shlex.join([sys.executable, *sys.argv])}",
+        f"# {journaled.describe(changes)}",
         f"records: {records} ({hosts} AAAA under {token}.{topology.DOMAIN}, {hosts} PTR in {network}); "
         f"{len(built.records)} rrsets; built in {build_seconds:.2f} s",
         f"apply:     AXFR + diff {apply_pass[0]:.2f} s, apply {apply_pass[1]:.2f} s: {apply_pass[2]} rrsets in "

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import journaled
+
 from libcluster import config as config_module
 from libcluster.changes import ChangeLog
 from libcluster.clusters import ClusterSettings, GroupSettings, VMDefaults
@@ -159,14 +161,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="/var/lib/cookbook-lab/config.yaml", help="the lab's cookbook config")
     parser.add_argument("--vms", type=int, nargs="+", default=[5000], help="sizes to run")
+    parser.add_argument("--no-journal", action="store_true",
+                        help="no journal (before the journal, runs did not write one)")
     args = parser.parse_args(argv)
-    section = config_module.load(args.config).section("netbox")
+    root = config_module.load(args.config)
+    with journaled.changelog(root, enabled=not args.no_journal) as changes:
+        return measure(args, root, changes)
+
+
+def measure(args: argparse.Namespace, root: config_module.Section, changes: ChangeLog) -> int:
+    """Run the benchmark with changes (journaled like a run, or not) and write its figures."""
+    section = root.section("netbox")
     patient = config_module.Section({**section, "timeout": REQUEST_TIMEOUT}, section.where, section.source)
-    netbox = NetBox(patient, read_write=True, dry_run=False, changes=ChangeLog(dry_run=False))
+    netbox = NetBox(patient, read_write=True, dry_run=False, changes=changes)
     lines = [f"# {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())} on {platform.node()} "
              f"({os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}), NetBox {'.'.join(map(str, netbox.version))}"
              f" (lab, gunicorn), page_size {netbox.page_size}, bulk_size {netbox.bulk_size}",
              f"# command: {shlex.join([sys.executable, *sys.argv])}",
+             f"# {journaled.describe(changes)}",
              "# Ganeti side generated (1 node group, 4 nodes, 1 NIC with MAC and NIC IP per VM); NetBox side real,",
              "# in a cluster group of its own, deleted afterwards. Each sync = bulk paged reads + compute + bulk writes."]
 
