@@ -1,0 +1,142 @@
+"""The steps of a node's maintenance, shared by sre.ganeti.drain-node and sre.ganeti.reboot-nodes: check, lock,
+drain, move the primaries (and with full the secondaries) away, reboot and wait for the node, verify-disks,
+undrain. Built on libcluster.ganeti.nodes (through GanetiCluster); each step's time is kept for the bench.
+
+The cookbooks turn the run's undo stack off: a drain's rollback is an undrain (:func:`undrain_and_report`), moved
+instances stay where Ganeti put them (migrating them back to a drained node would fail), and a rolling reboot
+leaves the node that failed drained.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from libcluster import resources
+from libcluster.context import Context
+from libcluster.ganeti.cluster import GanetiCluster
+from libcluster.ganeti.errors import GanetiError, RapiNotFoundError
+from libcluster.ganeti.nodes import MoveAction, NodePlan, NodeStateError, Role
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass
+class NodeRun:
+    """What one node's maintenance did (or, in dry-run, would do), and how long each step took."""
+
+    node: str
+    plan: NodePlan | None = None
+    moved: dict[str, str] = field(default_factory=dict)
+    """instance -> the node it is on now (in dry-run: the node Ganeti's check chose)."""
+    stopped: list[str] = field(default_factory=list)
+    secondaries: list[str] = field(default_factory=list)
+    boot_id: tuple[str | None, str | None] = (None, None)
+    """(before, after) the reboot."""
+    timings: dict[str, float] = field(default_factory=dict)
+    """step -> seconds: check, drain, moves, secondaries, reboot (until the node is back), verify_disks, undrain."""
+    drained: bool = False
+
+    def lines(self) -> list[str]:
+        """What happened, one line each (for the terminal and the report)."""
+        out = [f"{name}: now on {node}" for name, node in sorted(self.moved.items())]
+        out += [f"{name}: stopped (--shutdown-plain)" for name in self.stopped]
+        if self.secondaries:
+            out.append(f"secondaries evacuated: {', '.join(self.secondaries)}")
+        if self.boot_id[1] is not None and self.boot_id[1] != self.boot_id[0]:
+            out.append(f"rebooted: boot id {self.boot_id[0]} -> {self.boot_id[1]}")
+        return out
+
+
+def check(cluster: GanetiCluster, node: str, *, shutdown_plain: bool = False) -> NodePlan:
+    """Refuse what cannot be drained before anything changes (NodeStateError): an unknown node, the master (use
+    sre.ganeti.master-failover), an offline node, a primary Ganeti's dry-run check refuses (a file/plain one without
+    shutdown_plain: the list with the changedisk command), a group without room for its running primaries (N+1)."""
+    try:
+        role = Role.of(cluster.node(node))
+    except RapiNotFoundError:
+        raise NodeStateError(f"no node {node} in cluster {cluster.name}") from None
+    if role is Role.MASTER:
+        raise NodeStateError(f"{node} is the master of cluster {cluster.name}: fail the master over to a candidate "
+                             f"first (cookbook sre.ganeti.master-failover --cluster {cluster.name})")
+    if role is Role.OFFLINE:
+        raise NodeStateError(f"{node} is offline in cluster {cluster.name}: nothing can be moved from it")
+    plan = cluster.plan_node_moves(node)
+    blocked = [move for move in plan.blocked if not (shutdown_plain and move.action is MoveAction.REFUSED)]
+    if blocked:
+        raise NodeStateError(f"{node}: {len(blocked)} primary instance(s) cannot move:\n  "
+                             + "\n  ".join(move.describe() for move in blocked)
+                             + ("\n(or stop the file/plain ones explicitly with --shutdown-plain)"
+                                if any(move.action is MoveAction.REFUSED for move in blocked) else ""))
+    room = cluster.n_plus_one(node)
+    if room:
+        raise NodeStateError("; ".join(room))
+    return plan
+
+
+def empty(ctx: Context, cluster: GanetiCluster, node: str, *, full: bool = False, shutdown_plain: bool = False,
+          run: NodeRun | None = None) -> NodeRun:
+    """check(), take the node's lock and its instances' locks (until the run ends), drain it, move each primary
+    (migrate a running one, fail a stopped one over), stop the file/plain ones with shutdown_plain, and with full
+    evacuate its secondaries (DRBD). In dry-run only Ganeti's checks run."""
+    run = run or NodeRun(node)
+    started = time.monotonic()
+    run.plan = check(cluster, node, shutdown_plain=shutdown_plain)
+    secondaries = sorted(cluster.node(node).secondary_instances) if full else []
+    resources.hold(ctx, cluster.name, node=node, instances=[m.instance for m in run.plan.moves] + secondaries)
+    run.timings["check"] = time.monotonic() - started
+    run.drained = _timed(run, "drain", lambda: cluster.drain(node)).new is Role.DRAINED
+    started = time.monotonic()
+    for move in run.plan.moves:
+        if move.action is MoveAction.REFUSED:
+            cluster.shutdown_instance(move.instance).wait()
+            run.stopped.append(move.instance)
+        elif ctx.dry_run:
+            run.moved[move.instance] = str(move.target)
+        else:
+            run.moved[move.instance] = str(cluster.move_primary(move.instance).wait().value)
+    run.timings["moves"] = time.monotonic() - started
+    if secondaries:
+        _timed(run, "secondaries", lambda: cluster.evacuate_node(node, mode="secondary").wait())
+        run.secondaries = secondaries
+    return run
+
+
+def reboot(ctx: Context, cluster: GanetiCluster, run: NodeRun, *, timeout: float,
+           verify_timeout: float = 300.0) -> None:
+    """Reboot the node (`reboot` over SSH), wait until SSH, noded and a new boot id answer, then run verify-disks
+    until clean. In dry-run the reboot is only recorded."""
+    before = cluster.boot_ids().get(run.node)
+    ctx.remote().hosts([run.node]).run_sync("reboot", is_safe=False, timeout=30, ok_codes=[0, 255])
+    if ctx.dry_run:
+        run.boot_id = (before, before)
+        return
+    after = _timed(run, "reboot", lambda: cluster.wait_node_back(run.node, before, timeout=timeout, interval=0.2))
+    run.boot_id = (before, after)
+    _timed(run, "verify_disks", lambda: cluster.verify_disks_until_clean(timeout=verify_timeout, interval=2.0))
+
+
+def undrain_and_report(cluster: GanetiCluster, run: NodeRun) -> list[str]:
+    """Return the node to service (master candidate again if it was one) and say where each moved instance is now:
+    the rollback of a drain, and its end without --keep-drained."""
+    _timed(run, "undrain", lambda: cluster.undrain(run.node))
+    run.drained = False
+    lines = [f"{run.node} undrained"]
+    for name in sorted(run.moved):
+        try:
+            lines.append(f"{name}: on {cluster.instance(name).primary_node}")
+        except GanetiError as exc:  # a report line must not hide the others
+            lines.append(f"{name}: placement unknown ({exc})")
+    return lines
+
+
+def _timed(run: NodeRun, step: str, call: Callable[[], T]) -> T:
+    started = time.monotonic()
+    try:
+        return call()
+    finally:
+        run.timings[step] = time.monotonic() - started
