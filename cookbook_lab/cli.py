@@ -1,4 +1,4 @@
-"""`cookbook-lab`: bring the lab up, take it down, show its endpoints and credentials."""
+"""`cookbook-lab`: bring the lab up, take it down, show its endpoints and credentials; reboot, kill or revive a node."""
 
 from __future__ import annotations
 
