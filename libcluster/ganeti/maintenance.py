@@ -19,6 +19,7 @@ from libcluster import resources
 from libcluster.context import Context
 from libcluster.ganeti.cluster import GanetiCluster
 from libcluster.ganeti.errors import GanetiError, RapiNotFoundError
+from libcluster.ganeti.models import Node
 from libcluster.ganeti.nodes import MoveAction, NodePlan, NodeStateError, Role
 
 logger = logging.getLogger(__name__)
@@ -52,14 +53,19 @@ class NodeRun:
         return out
 
 
+def known(cluster: GanetiCluster, node: str) -> Node:
+    """The node, or NodeStateError naming the cluster it is not in (a typo, or a node of another cluster)."""
+    try:
+        return cluster.node(node)
+    except RapiNotFoundError:
+        raise NodeStateError(f"no node {node} in cluster {cluster.name}") from None
+
+
 def check(cluster: GanetiCluster, node: str, *, shutdown_plain: bool = False) -> NodePlan:
     """Refuse what cannot be drained before anything changes (NodeStateError): an unknown node, the master (use
     sre.ganeti.master-failover), an offline node, a primary Ganeti's dry-run check refuses (a file/plain one without
     shutdown_plain: the list with the changedisk command), a group without room for its running primaries (N+1)."""
-    try:
-        role = Role.of(cluster.node(node))
-    except RapiNotFoundError:
-        raise NodeStateError(f"no node {node} in cluster {cluster.name}") from None
+    role = Role.of(known(cluster, node))
     if role is Role.MASTER:
         raise NodeStateError(f"{node} is the master of cluster {cluster.name}: fail the master over to a candidate "
                              f"first (cookbook sre.ganeti.master-failover --cluster {cluster.name})")
@@ -79,13 +85,13 @@ def check(cluster: GanetiCluster, node: str, *, shutdown_plain: bool = False) ->
 
 
 def empty(ctx: Context, cluster: GanetiCluster, node: str, *, full: bool = False, shutdown_plain: bool = False,
-          run: NodeRun | None = None) -> NodeRun:
-    """check(), take the node's lock and its instances' locks (until the run ends), drain it, move each primary
-    (migrate a running one, fail a stopped one over), stop the file/plain ones with shutdown_plain, and with full
-    evacuate its secondaries (DRBD). In dry-run only Ganeti's checks run."""
-    run = run or NodeRun(node)
+          plan: NodePlan | None = None) -> NodeRun:
+    """check() (unless its plan is given), take the node's and its instances' locks (until the run ends), drain it,
+    move each primary (migrate a running one, fail a stopped one over), stop the file/plain ones with
+    shutdown_plain, and with full evacuate its secondaries (DRBD). In dry-run only Ganeti's checks run."""
+    run = NodeRun(node)
     started = time.monotonic()
-    run.plan = check(cluster, node, shutdown_plain=shutdown_plain)
+    run.plan = plan or check(cluster, node, shutdown_plain=shutdown_plain)
     secondaries = sorted(cluster.node(node).secondary_instances) if full else []
     resources.hold(ctx, cluster.name, node=node, instances=[m.instance for m in run.plan.moves] + secondaries)
     run.timings["check"] = time.monotonic() - started
@@ -132,6 +138,19 @@ def undrain_and_report(cluster: GanetiCluster, run: NodeRun) -> list[str]:
         except GanetiError as exc:  # a report line must not hide the others
             lines.append(f"{name}: placement unknown ({exc})")
     return lines
+
+
+def verify(cluster: GanetiCluster, nodes: list[str]) -> list[str]:
+    """`gnt-cluster verify` (the cluster's ignored codes ignored): the errors about nodes, which fail the run; errors
+    about other objects are logged as warnings (another run's business). Skipped in dry-run."""
+    if cluster.dry_run:
+        return []
+    result = cluster.commands.cluster_verify()
+    mine = [f"{issue.code} {issue.item}: {issue.message}" for issue in result.errors if issue.item in nodes]
+    for issue in result.errors:
+        if issue.item not in nodes:
+            logger.warning("cluster verify: %s %s %s: %s", issue.code, issue.item_type, issue.item, issue.message)
+    return mine
 
 
 def _timed(run: NodeRun, step: str, call: Callable[[], T]) -> T:
