@@ -1,6 +1,7 @@
 """One VM's whole life on the lab, through the runner: makevm (sharedfile, so it can migrate) -> resize-vm (memory
 2 GB: Ganeti and NetBox agree) -> disk add 1 GB (Ganeti and NetBox agree) -> migrate-vm to the other node of group A
--> stop-vm / start-vm -> reinstall-vm -> decommission-vm: afterwards nothing of it is left in Ganeti, NetBox (VM,
+-> stop-vm / start-vm -> reinstall-vm -> a resize whose reboot fails (its disk file moved away) puts the old size
+back in Ganeti and NetBox -> decommission-vm: afterwards nothing of it is left in Ganeti, NetBox (VM,
 interfaces, addresses) or DNS (A, AAAA, PTR). Before each step its dry-run changes nothing (Ganeti: no job but
 Ganeti's own checks, the instance as it was; NetBox: the VM, interfaces, addresses and their change log; DNS: the
 records); bad input (a disk smaller than now, an unknown disk index, memory the group cannot hold, the wrong FQDN
@@ -15,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from cookbook_lab.clusterfs import ClusterPaths
+from cookbook_lab.common import Lab
 from libcluster.ganeti import GanetiCluster
 from tests.lab.cookbook_lab import Run, ganeti, last_job_id, netbox, planned_only, real_jobs_since, run_cookbook
 from tests.lab.vm_life_lab import VMState, make_vm, own_config, vm_names  # noqa: F401 - vm_names is a fixture
@@ -103,6 +106,18 @@ def test_one_vm_from_makevm_to_decommission(config: Path, vm_names: Callable[[st
     assert reinstalled.instance is not None and reinstalled.instance["admin_state"] == "up"
     assert any("INSTANCE_REINSTALL" in str(job["summary"]) for job in real_jobs_since(life.cluster, marker, fqdn))
     assert life.cluster.instance(fqdn).running and life.netbox_vm()["status"]["value"] == "active"
+
+    disk = next((ClusterPaths.of(Lab()).shared_storage / fqdn).glob("*.sharedfile.disk0"))
+    away = disk.with_name(f"{disk.name}.away")
+    disk.rename(away)  # Ganeti's reboot cannot set the disk up: the resize's reboot fails
+    try:
+        failed = run_cookbook(config, "sre.ganeti.resize-vm", "--cluster", "lab", "--memory", "3", fqdn)
+    finally:
+        away.rename(disk)
+    assert failed.returncode == 99 and "INSTANCE_REBOOT" in failed.stderr, failed.stderr[-3000:]
+    kept = VMState.read(config, fqdn)
+    assert kept.instance is not None and kept.instance["beparams"]["maxmem"] == 2048, "the old size is back"
+    assert life.netbox_vm()["memory"] == 2048
 
     gone = life.step("decommission-vm", "--confirm-fqdn", fqdn, fqdn)
     assert gone.gone(), gone
