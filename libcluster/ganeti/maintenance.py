@@ -61,12 +61,13 @@ def known(cluster: GanetiCluster, node: str) -> Node:
         raise NodeStateError(f"no node {node} in cluster {cluster.name}") from None
 
 
-def check(cluster: GanetiCluster, node: str, *, shutdown_plain: bool = False) -> NodePlan:
+def check(cluster: GanetiCluster, node: str, *, shutdown_plain: bool = False, master: bool = False) -> NodePlan:
     """Refuse what cannot be drained before anything changes (NodeStateError): an unknown node, the master (use
-    sre.ganeti.master-failover), an offline node, a primary Ganeti's dry-run check refuses (a file/plain one without
-    shutdown_plain: the list with the changedisk command), a group without room for its running primaries (N+1)."""
+    sre.ganeti.master-failover; master=True checks it as it will be after a failover), an offline node, a primary
+    Ganeti's dry-run check refuses (a file/plain one without shutdown_plain: the list with the changedisk
+    command), a group without room for its running primaries (N+1). Returns the checked plan."""
     role = Role.of(known(cluster, node))
-    if role is Role.MASTER:
+    if role is Role.MASTER and not master:
         raise NodeStateError(f"{node} is the master of cluster {cluster.name}: fail the master over to a candidate "
                              f"first (cookbook sre.ganeti.master-failover --cluster {cluster.name})")
     if role is Role.OFFLINE:
