@@ -1,6 +1,6 @@
 """The guide's cookbook (docs/example: team.drain-node) runs on the lab through the real runner, from a tree
-outside the repository's cookbooks/: a dry-run drain of a node running a test instance is checked by Ganeti
-(the migration as a dry-run job) and changes nothing; the master is refused before anything is locked (exit 94).
+outside the repository's cookbooks/: a dry-run drain of a node running a test instance sends its migration to
+Ganeti as a dry-run job and changes nothing; the master is refused before anything is locked (exit 94).
 
 A real drain is left to the unit test on the fakes: draining a node of the shared lab would move other tests'
 instances and change the capacity they see.
@@ -40,7 +40,7 @@ def config(tmp_path: Path, lab_config: Path) -> Path:
     return path
 
 
-def test_a_dry_run_drain_is_checked_by_ganeti_and_changes_nothing(
+def test_a_dry_run_drain_sends_a_dry_run_job_and_changes_nothing(
         cluster: GanetiCluster, new_instance: Callable[..., str], config: Path) -> None:  # noqa: F811 - fixtures
     name = new_instance("sharedfile", group="B")
     node = cluster.instance(name).primary_node
@@ -52,7 +52,7 @@ def test_a_dry_run_drain_is_checked_by_ganeti_and_changes_nothing(
     assert planned.audit is not None
     changes = [(change["action"], change["target"], change["detail"].get("checked"))
                for change in planned.audit["changes"]]
-    assert changes == [("node-role", node, False), ("node-migrate", node, True)]  # the migration checked by Ganeti
+    assert changes == [("node-role", node, False), ("node-migrate", node, True)]  # the migration: a dry-run job
     assert real_jobs_since(cluster, marker, node) == []
     assert cluster.node_role(node) == role
     assert cluster.instance(name).primary_node == node

@@ -10,8 +10,8 @@ Steps:
 Rollback, when a step fails or the run is interrupted: the node gets its old role back (the undo the Ganeti
 client registered in step 4, also run by `cookbook --recover` of a run that died). Instances already
 migrated stay where they are: they run fine on their new node.
-With -d nothing is changed: the locks are checked, the Ganeti jobs are listed as planned changes, and
-Ganeti checks the migration without running it.
+With -d nothing is changed: the locks are checked and the Ganeti jobs are listed as planned changes (the
+node-level migration is sent as a Ganeti dry-run job, which checks the request, not each instance's move).
 
 Usage:
   cookbook team.drain-node -r "disk replacement" --cluster prod1 node3.prod1.example.org
