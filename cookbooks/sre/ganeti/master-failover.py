@@ -27,9 +27,10 @@ from libcluster import resources
 from libcluster.arguments import add_location_args, cluster_settings, fqdn_argument
 from libcluster.context import Context
 from libcluster.cookbook import ArgparseFormatter, CookbookBase, CookbookRunnerBase
-from libcluster.errors import AbortError, LibclusterError
+from libcluster.errors import LibclusterError
 from libcluster.ganeti import GanetiCluster, maintenance
 from libcluster.ganeti.nodes import NodeStateError, Role
+from libcluster.interactive import AbortError
 
 logger = logging.getLogger(__name__)
 
