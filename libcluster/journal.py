@@ -119,6 +119,8 @@ class Journal:
         """Append lines (event, fields) in one write() and one fsync, and to the mirror in one etcd transaction
         (per TXN_OPS lines): the lines of the writes one request makes cost one line's time. JournalError if
         the file or the mirror fails."""
+        if not lines:
+            return
         texts = [json.dumps(self._line(event, fields), sort_keys=True) for event, fields in lines]
         with self._lock:
             try:
