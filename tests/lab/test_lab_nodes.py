@@ -1,5 +1,6 @@
 """Lab nodes reboot and die for real: `reboot` inside a node restarts its sshd and Ganeti daemons with a new boot id
-(the one Ganeti reports), node-down kills it and sets its link down, and `cookbook-lab up` brings it back.
+(the one Ganeti reports), so does Ganeti's own powercycle (`reboot -n -f`), node-down kills it and sets its link down,
+and `cookbook-lab up` brings it back.
 
 node4 (group B, a master candidate the other tests do not place instances on by name) is the node used.
 """
@@ -103,3 +104,13 @@ def test_a_node_marked_to_stay_down_does_not_come_back_until_node_up(cluster: Ga
     finally:
         assert subprocess.run([*run, "node-up", NODE.short], timeout=120, check=False).returncode == 0
     assert cluster.wait_node_back(NODE.fqdn, before, timeout=60) != before
+
+
+def test_ganeti_powercycle_reboots_only_the_lab_node(cluster: GanetiCluster) -> None:
+    before = cluster.boot_ids()
+    answer = _ssh(cluster.master(), f"gnt-node powercycle --yes --force {NODE.fqdn}")
+    assert answer.returncode == 0 and "Reboot scheduled" in answer.stdout + answer.stderr, answer.stderr
+    new = cluster.wait_node_back(NODE.fqdn, before[NODE.fqdn], timeout=120)
+    assert new != before[NODE.fqdn]
+    assert {name: value for name, value in cluster.boot_ids().items() if name != NODE.fqdn} == \
+        {name: value for name, value in before.items() if name != NODE.fqdn}
