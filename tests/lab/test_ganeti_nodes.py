@@ -1,6 +1,7 @@
 """The node API (libcluster.ganeti.nodes through GanetiCluster) on the lab cluster: drain/undrain keep a master
 candidate's role, the per-instance dry-run of a node's moves says what Ganeti's node-level dry-run does not, and a
-reboot through the library is waited for (new boot id, noded and SSH back).
+reboot through the library is waited for (new boot id, noded and SSH back); offline/online keep a candidate too,
+verify-disks runs until clean, and a master failover goes there and back (the RAPI URL, the cluster IP, follows).
 
 node4 (group B) is drained and rebooted; instances are named `cbn-<random>` and removed at the end.
 """
@@ -115,6 +116,18 @@ def test_reboot_through_the_library_is_waited_for(root_config: Section, cluster:
     assert cluster.node(NODE).role == "C"
 
 
+
+
+def test_offline_and_online_keep_the_candidate_and_verify_disks_is_clean(cluster: GanetiCluster) -> None:
+    try:
+        assert cluster.set_offline(NODE).new is Role.OFFLINE
+        node = cluster.node(NODE)
+        assert node.role == "O" and node.offline and CANDIDATE_TAG in node.tags
+    finally:
+        back = cluster.set_online(NODE)
+    assert back.new is Role.CANDIDATE and cluster.node(NODE).role == "C" and not cluster.node(NODE).tags
+    result = cluster.verify_disks_until_clean(timeout=120)
+    assert result.ok and not result.skipped and result.rc == 0
 
 def _restore_master(root_config: Section, master: str) -> None:
     """Make master the master again over SSH (not through the RAPI, which may be what failed)."""
