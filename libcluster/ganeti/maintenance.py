@@ -108,7 +108,7 @@ def empty(ctx: Context, cluster: GanetiCluster, node: str, *, full: bool = False
             run.moved[move.instance] = str(cluster.move_primary(move.instance).wait().value)
     run.timings["moves"] = time.monotonic() - started
     if secondaries:
-        _timed(run, "secondaries", lambda: cluster.evacuate_node(node, mode="secondary").wait())
+        _timed(run, "secondaries", lambda: cluster.evacuate_node(node, mode="secondary-only").wait())
         run.secondaries = secondaries
     return run
 

@@ -6,11 +6,11 @@ Steps:
      as sre.ganeti.drain-node does. --resume skips the nodes that the previous run(s) of this cookbook on
      the cluster (the last one without --resume and the --resume runs after it, from the audit log)
      rebooted and returned to service. The order is printed.
-  2. Confirm. Then for each node, the steps of drain-node --reboot (libcluster.ganeti.maintenance): lock
-     the node and its instances, drain, migrate (running) or fail over (stopped) its primaries, reboot,
-     wait until SSH, noded and a new boot id answer, verify-disks until clean, undrain. One node at a time
-     in each group; --groups-in-parallel K groups at a time. Progress per node in the terminal and on the
-     server admin log/chat, with the time of each step.
+  2. Confirm; lock every selected node and every instance on them (one call: the global lock order). Then
+     for each node, the steps of drain-node --reboot (libcluster.ganeti.maintenance): drain, migrate
+     (running) or fail over (stopped) its primaries, reboot, wait until SSH, noded and a new boot id answer,
+     verify-disks until clean, undrain. One node at a time in each group; --groups-in-parallel K groups at
+     a time. Progress per node in the terminal and on the server admin log/chat, with each step's time.
   3. The master, when selected, goes last: it is failed over to a master candidate (one this run rebooted
      when there is one), then rebooted like the others; the run says where the master role ends.
   4. Stop at the first failure: no other node is started (groups already running finish their node); the
@@ -34,7 +34,7 @@ import threading
 import time
 from pathlib import Path
 
-from libcluster import audit, parallel
+from libcluster import audit, parallel, resources
 from libcluster.arguments import add_location_args, cluster_settings, fqdn_argument, positive_int
 from libcluster.context import Context
 from libcluster.cookbook import ArgparseFormatter, CookbookBase, CookbookRunnerBase
@@ -139,6 +139,10 @@ class RebootNodesRunner(CookbookRunnerBase):
               flush=True)
         self.ctx.confirm(f"Start the {self.runtime_description}?")
         self.ctx.undo.enabled = False  # a node that fails is left drained; the others are done
+        selected = {*(name for names in self.groups for name in names), *([self.master] if self.master else [])}
+        hosted = {name for node in self.cluster.nodes() if node.name in selected
+                  for name in (*node.primary_instances, *node.secondary_instances)}
+        resources.hold(self.ctx, self.cluster.name, nodes=selected, instances=hosted)  # together: the lock order
         k = self.args.groups_in_parallel
         for start in range(0, len(self.groups), k):
             parallel.map_all(self._group, self.groups[start:start + k])

@@ -1,0 +1,155 @@
+"""drain-node, reboot-nodes and master-failover on the fake cluster: refusals before anything changes, the moves,
+--shutdown-plain, --full (DRBD secondaries: the lab has no DRBD, so only here), --reboot waiting for a new boot id,
+the rollback's undrain, the rolling order (master last after a failover), the stop at the first failure with the
+node left drained, --resume from the audit log, --no-voting's refusal."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from libcluster.ganeti.nodes import CANDIDATE_TAG, NodeStateError
+from libcluster.testing import FakeCluster, FakeCtx, FakeRemote, load_config, load_cookbook, ok, run_runner
+
+TREE = Path(__file__).resolve().parents[2]
+N1, N2, N3 = "node1.example", "node2.example", "node3.example"
+
+
+def _cluster() -> FakeCluster:
+    cluster = FakeCluster()
+    cluster.nodes_by_name[N2]["master_candidate"] = True
+    cluster.add_node(N3, "A", master_candidate=True)
+    return cluster
+
+
+def _rebooting(cluster: FakeCluster, *, dead: tuple[str, ...] = ()) -> FakeRemote:
+    """A remote whose `reboot` gives the node a new boot id (or leaves it down for a dead node)."""
+    def respond(host: str, line: str) -> Any:
+        if line == "reboot":
+            if host in dead:
+                cluster.down_nodes.add(host)
+            else:
+                fields = cluster.nodes_by_name[host]
+                fields["bootid"] = fields.get("bootid", "boot-0") + "+"
+        return ok()
+    return FakeRemote(respond)
+
+
+def _runner(tmp_path: Path, name: str, cluster: FakeCluster, argv: list[str], *, dry_run: bool = False,
+            remote: FakeRemote | None = None, cls: str = "") -> tuple[Any, FakeCtx]:
+    module = load_cookbook(TREE, name)
+    ctx = FakeCtx(load_config(tmp_path), dry_run=dry_run, clusters={"lab": cluster}, remote=remote, name=name)
+    cookbook = getattr(module, cls)(ctx)
+    return cookbook.get_runner(cookbook.argument_parser().parse_args(["--cluster", "lab", *argv])), ctx
+
+
+def test_drain_refuses_the_master_an_unknown_node_and_a_file_instance_before_anything(tmp_path: Path) -> None:
+    cluster = _cluster()
+    cluster.add_instance("vm1.example", "file", pnode=N2)
+    for argv, message in (([N1], "master-failover"), (["node9.example"], "no node node9.example in cluster lab"),
+                          ([N2], "sre.ganeti.changedisk --cluster lab --disk-template sharedfile vm1.example")):
+        with pytest.raises(NodeStateError, match=message):
+            _runner(tmp_path, "sre.ganeti.drain-node", cluster, argv, cls="DrainNode")
+    assert not [call for call in cluster.calls if call[0] in ("node_role", "migrate_instance", "shutdown")]
+    assert cluster.node(N2).role == "C"
+
+
+def test_drain_moves_primaries_stops_plain_with_the_option_and_evacuates_secondaries(tmp_path: Path) -> None:
+    cluster = _cluster()
+    cluster.add_instance("run.example", "sharedfile", pnode=N2)
+    cluster.add_instance("stopped.example", "sharedfile", up=False, pnode=N2)
+    cluster.add_instance("local.example", "file", pnode=N2)
+    cluster.add_instance("mirror.example", "drbd", pnode=N1, snodes=[N2])
+    runner, _ = _runner(tmp_path, "sre.ganeti.drain-node", cluster, ["--full", "--shutdown-plain", N2],
+                        cls="DrainNode")
+    assert run_runner(runner, runner.ctx).exit_code == 0
+    node = cluster.node(N2)
+    assert node.drained and CANDIDATE_TAG in node.tags
+    assert cluster.instance("run.example").primary_node != N2 and cluster.instance("run.example").running
+    assert cluster.instance("stopped.example").primary_node != N2
+    assert cluster.instance("local.example").admin_state == "down", "stopped explicitly, not moved"
+    assert N2 not in cluster.instance("mirror.example").secondary_nodes
+    kinds = [call[0] for call in cluster.calls]
+    assert {"migrate", "failover", "evacuate_node"} <= set(kinds)
+
+
+def test_drain_reboot_waits_for_a_new_boot_id_and_undrains(tmp_path: Path) -> None:
+    cluster = _cluster()
+    cluster.add_instance("run.example", "sharedfile", pnode=N2)
+    runner, _ = _runner(tmp_path, "sre.ganeti.drain-node", cluster, ["--reboot", N2], remote=_rebooting(cluster),
+                        cls="DrainNode")
+    assert run_runner(runner, runner.ctx).exit_code == 0
+    assert runner.done.boot_id == ("boot-node2.example", "boot-0+") == ("boot-node2.example", cluster.boot_ids()[N2])
+    assert cluster.node(N2).role == "C", "undrained: a candidate again"
+
+
+def test_a_failed_reboot_rolls_back_by_undraining_and_saying_where_each_instance_is(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cluster = _cluster()
+    cluster.add_instance("run.example", "sharedfile", pnode=N2)
+    runner, _ = _runner(tmp_path, "sre.ganeti.drain-node", cluster, ["--reboot", N2],
+                        remote=_rebooting(cluster, dead=(N2,)), cls="DrainNode")
+    outcome = run_runner(runner, runner.ctx)
+    assert outcome.exit_code != 0
+    where = cluster.instance("run.example").primary_node
+    assert where != N2 and f"run.example: on {where}" in capsys.readouterr().out
+    assert not cluster.node(N2).drained, "the rollback undrains"
+
+
+def test_drain_dry_run_changes_nothing(tmp_path: Path) -> None:
+    cluster = FakeCluster(dry_run=True)
+    cluster.nodes_by_name[N2]["master_candidate"] = True
+    cluster.add_node(N3, "A", master_candidate=True)
+    cluster.add_instance("run.example", "sharedfile", pnode=N2)
+    runner, ctx = _runner(tmp_path, "sre.ganeti.drain-node", cluster, [N2], dry_run=True, cls="DrainNode")
+    assert run_runner(runner, ctx).exit_code == 0
+    assert cluster.node(N2).role == "C" and cluster.instance("run.example").primary_node == N2
+
+
+def test_rolling_reboot_master_last_after_a_failover(tmp_path: Path) -> None:
+    cluster = _cluster()
+    runner, ctx = _runner(tmp_path, "sre.ganeti.reboot-nodes", cluster, ["--group", "A"],
+                          remote=_rebooting(cluster), cls="RebootNodes")
+    assert runner.groups == [[N2, N3]] and runner.master == N1
+    assert run_runner(runner, ctx).exit_code == 0
+    assert cluster.master() == N2, "failed over to a candidate this run rebooted"
+    assert [run.node for run in runner.runs] == [N2, N3, N1]
+    assert all(str(cluster.boot_ids()[node]).endswith("+") for node in (N1, N2, N3))
+    assert not any(cluster.node(node).drained for node in (N1, N2, N3))
+
+
+def test_rolling_reboot_stops_at_the_first_failure_leaving_the_node_drained(tmp_path: Path) -> None:
+    cluster = _cluster()
+    runner, ctx = _runner(tmp_path, "sre.ganeti.reboot-nodes", cluster, ["--group", "A"],
+                          remote=_rebooting(cluster, dead=(N2,)), cls="RebootNodes")
+    assert run_runner(runner, ctx).exit_code == 1
+    assert cluster.node(N2).drained, "left drained"
+    assert not cluster.node(N3).drained and cluster.boot_ids()[N3] == "boot-node3.example", "untouched"
+    assert cluster.master() == N1
+    assert any(f"{N2} is left drained, rollout stopped" in line for line in ctx.notifications)
+
+
+def test_resume_skips_the_nodes_the_previous_runs_returned_to_service(tmp_path: Path) -> None:
+    audit_log = tmp_path / "audit.jsonl"
+    role = {"action": "node-role", "system": "ganeti", "dry_run": False}
+    records = [
+        {"event": "end", "cookbook": "sre.ganeti.reboot-nodes", "argv": ["--cluster", "lab", "--group", "A"],
+         "dry_run": False, "changes": [{**role, "target": N3, "detail": {"role": "master-candidate"}}]},
+        {"event": "end", "cookbook": "sre.ganeti.reboot-nodes", "argv": ["--cluster", "lab", "--group", "A"],
+         "dry_run": False, "changes": [{**role, "target": N2, "detail": {"role": "drained"}},
+                                       {**role, "target": N2, "detail": {"role": "master-candidate"}}]},
+        {"event": "end", "cookbook": "sre.ganeti.reboot-nodes", "argv": ["--cluster", "prod", "--group", "A"],
+         "dry_run": False, "changes": [{**role, "target": N3, "detail": {"role": "regular"}}]},
+    ]
+    audit_log.write_text("".join(json.dumps(record) + "\n" for record in records))
+    module = load_cookbook(TREE, "sre.ganeti.reboot-nodes")
+    ctx = FakeCtx(load_config(tmp_path, {"audit_log": str(audit_log)}), clusters={"lab": _cluster()})
+    assert module.resumed(ctx, "lab") == {N2}, "only the last run without --resume, on this cluster"
+
+
+def test_master_failover_refuses_no_voting_on_more_than_two_nodes(tmp_path: Path) -> None:
+    with pytest.raises(Exception, match="two-node clusters only"):
+        _runner(tmp_path, "sre.ganeti.master-failover", _cluster(), ["--no-voting"], cls="MasterFailover")
