@@ -9,9 +9,13 @@ never cluster-wide counts.
 
 from __future__ import annotations
 
+import os
+import pty
 import secrets
+import select
 import subprocess
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +53,33 @@ def run_cookbook(config: Path, *args: str, dry_run: bool = False, timeout: float
     mine = [record for record in records if record.get("pid") == process.pid and record.get("cookbook") == args[0]
             and record.get("argv") == list(args[1:])]
     return Run(process.returncode, stdout, stderr, mine[-1] if mine else None)
+
+
+def typed_at_a_terminal(config: Path, args: Sequence[str], answer: str) -> tuple[int, str]:
+    """`cookbook -c CONFIG -y ARGS...` on a pseudo-terminal: answer is typed at the prompt that asks to type
+    something "to confirm" (e.g. the VM's FQDN); (exit code, what it showed)."""
+    controller, terminal = pty.openpty()
+    argv = [str(COOKBOOK), "-c", str(config), "-y", *args]
+    with subprocess.Popen(argv, stdin=terminal, stdout=terminal, stderr=terminal) as process:
+        os.close(terminal)
+        shown, typed, deadline = b"", False, time.monotonic() + 300
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([controller], [], [], 1.0)
+            if ready:
+                try:
+                    chunk = os.read(controller, 4096)
+                except OSError:  # the terminal closed: the process ended
+                    break
+                shown += chunk
+            if not typed and b"to confirm" in shown:
+                os.write(controller, answer.encode() + b"\n")
+                typed = True
+            if process.poll() is not None and not ready:
+                break
+        code = process.wait(timeout=60)
+    os.close(controller)
+    print(shown.decode(errors="replace"))
+    return code, shown.decode(errors="replace")
 
 
 def planned_only(run: Run) -> bool:

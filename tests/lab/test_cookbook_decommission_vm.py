@@ -1,4 +1,5 @@
-"""decommission-vm on the lab, on VMs made by makevm: a wrong or missing typed FQDN and a dry-run change nothing in
+"""decommission-vm on the lab, on VMs made by makevm: a wrong or missing FQDN (typed at a terminal, where -y does
+not answer it, or repeated with --confirm-fqdn) and a dry-run change nothing in
 Ganeti, NetBox or DNS (the dry-run shows the plan and Ganeti checks the remove in a dry-run job); a real run leaves
 nothing of the VM anywhere, keeps (and reports) an address on its interface named after another host with that
 host's DNS records, and its task id (-t) is in the audit record (start and end lines), the SAL START/END lines and
@@ -21,7 +22,16 @@ from libcluster.chatops.probe import IrcProbe
 from libcluster.dns.protection import owns_everything, owns_nothing
 from libcluster.netbox.kinds import VM_INTERFACE_TYPE
 from tests.lab.chatops_lab import lab_tls
-from tests.lab.cookbook_lab import ganeti, jobs_since, last_job_id, netbox, planned_only, run_cookbook
+from tests.lab.cookbook_lab import (
+    ganeti,
+    jobs_since,
+    last_job_id,
+    netbox,
+    planned_only,
+    real_jobs_since,
+    run_cookbook,
+    typed_at_a_terminal,
+)
 from tests.lab.vm_life_lab import (  # noqa: F401 - vm_names is a fixture
     VM_TYPE,
     VMState,
@@ -82,6 +92,18 @@ def test_a_wrong_or_missing_fqdn_and_a_dry_run_change_nothing(config: Path,
     assert [job["summary"] for job in checks] == [[f"INSTANCE_REMOVE({fqdn})"]] and checks[0]["dry_run"]
     assert checks[0]["status"] == "success", "Ganeti's own check of the remove"
     assert VMState.read(config, fqdn) == before
+
+
+def test_the_fqdn_typed_wrong_at_a_terminal_changes_nothing_and_typed_right_decommissions(
+        config: Path, vm_names: Callable[[str], str]) -> None:  # noqa: F811
+    fqdn = make_vm(config, vm_names("dc"))
+    before, marker = VMState.read(config, fqdn), last_job_id(ganeti(config))
+    code, shown = typed_at_a_terminal(config, [COOKBOOK, "--cluster", "lab", fqdn], f"x{fqdn}")
+    assert code == 99 and f"Type the FQDN of the VM ({fqdn}) to confirm" in shown
+    assert f"typed 'x{fqdn}', not {fqdn}: nothing done" in shown, "-y does not answer it"
+    assert real_jobs_since(ganeti(config), marker, fqdn) == [] and VMState.read(config, fqdn) == before
+    code, shown = typed_at_a_terminal(config, [COOKBOOK, "--cluster", "lab", fqdn], fqdn)
+    assert code == 0 and f"{fqdn} is decommissioned" in shown and VMState.read(config, fqdn).gone()
 
 
 def test_a_real_run_leaves_nothing_keeps_what_is_not_its_own_and_carries_the_task_id(

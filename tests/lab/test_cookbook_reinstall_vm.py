@@ -5,11 +5,6 @@ Ganeti job shuts the instance down, reinstalls it and starts it, and it runs aft
 
 from __future__ import annotations
 
-import os
-import pty
-import select
-import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,13 +13,13 @@ from cookbook_lab.clusterfs import ClusterPaths
 from cookbook_lab.common import Lab
 from libcluster.ganeti import GanetiCluster
 from tests.lab.cookbook_lab import (  # noqa: F401 - cluster and new_instance are fixtures
-    COOKBOOK,
     cluster,
     last_job_id,
     new_instance,
     planned_only,
     real_jobs_since,
     run_cookbook,
+    typed_at_a_terminal,
 )
 from tests.lab.test_cookbook_reboot_vm import _with_pool_commands
 
@@ -66,37 +61,11 @@ def test_unknown_os_or_instance_is_refused(cluster: GanetiCluster, new_instance:
     assert real_jobs_since(cluster, marker, name) == [] and cluster.instance(name).running
 
 
-def _typed_at_a_terminal(config: Path, name: str, answer: str) -> tuple[int, str]:
-    """reinstall-vm with -y on a pseudo-terminal: answer is typed at the FQDN prompt; (exit code, what it showed)."""
-    controller, terminal = pty.openpty()
-    argv = [str(COOKBOOK), "-c", str(config), "-y", REINSTALL, "--cluster", "lab", name]
-    with subprocess.Popen(argv, stdin=terminal, stdout=terminal, stderr=terminal) as process:
-        os.close(terminal)
-        shown, typed, deadline = b"", False, time.monotonic() + 300
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([controller], [], [], 1.0)
-            if ready:
-                try:
-                    chunk = os.read(controller, 4096)
-                except OSError:  # the terminal closed: the process ended
-                    break
-                shown += chunk
-            if not typed and b"to confirm" in shown:
-                os.write(controller, answer.encode() + b"\n")
-                typed = True
-            if process.poll() is not None and not ready:
-                break
-        code = process.wait(timeout=60)
-    os.close(controller)
-    print(shown.decode(errors="replace"))
-    return code, shown.decode(errors="replace")
-
-
 def test_the_fqdn_typed_wrong_at_a_terminal_changes_nothing(cluster: GanetiCluster, new_instance: Callable[..., str],
                                                             lab_config: Path) -> None:
     name = new_instance("sharedfile")
     marker = last_job_id(cluster)
-    code, shown = _typed_at_a_terminal(lab_config, name, name.replace("t-", "x-"))
+    code, shown = typed_at_a_terminal(lab_config, [REINSTALL, "--cluster", "lab", name], name.replace("t-", "x-"))
     assert code == 99 and f"Type the FQDN of the VM ({name}) to confirm" in shown and "nothing done" in shown
     assert "confirmed by -y" not in shown.split("Type the FQDN")[1]
     assert real_jobs_since(cluster, marker, name) == [] and cluster.instance(name).running
