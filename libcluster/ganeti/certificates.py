@@ -9,6 +9,7 @@ against the CA the cookbooks' own RAPI client uses, so the report says what clie
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import socket
 import ssl
@@ -18,6 +19,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
+
+from libcluster.remote import HostStatus, Remote
+
+logger = logging.getLogger(__name__)
 
 CLUSTER_CERT = "/var/lib/ganeti/server.pem"
 """The cluster certificate (noded's server certificate), the same on every node."""
@@ -185,3 +190,38 @@ def verify_pem(pem: str, ca_file: str, url: str) -> str:
     output = (result.stdout + result.stderr).replace(handle.name, "certificate")
     reasons = _VERIFY_ERROR.findall(output)
     return "; ".join(reasons) if reasons else output.strip().splitlines()[-1]
+
+
+# Checks shared by renew-crypto --check-only and sre.ganeti.health.
+
+def status(cert: Cert, now: datetime, warning_days: int) -> str:
+    """OK, the problem, EXPIRED, or how soon it expires."""
+    if cert.problem:
+        return cert.problem
+    days = cert.days_left(now)
+    if days is None:
+        return "OK"
+    if days < 0:
+        return "EXPIRED"
+    if days < warning_days:
+        return f"WARNING: expires within {warning_days} days"
+    return "OK"
+
+
+def problems(certs: list[Cert], now: datetime, warning_days: int) -> list[Cert]:
+    """Certificates that are not OK."""
+    return [cert for cert in certs if status(cert, now, warning_days) != "OK"]
+
+
+def survey(remote: Remote, master: str, nodes: list[str], rapi_url: str, ca_file: str | None) -> list[Cert]:
+    """Every certificate and SSH key of the cluster: files on the nodes (one SSH run), then RAPI over TLS.
+
+    Needs no RAPI call, so that it also works while RAPI serves a certificate our client refuses.
+    """
+    result = remote.hosts(nodes).run_sync(read_command(), is_safe=True, timeout=60)
+    per_node = {name: parse_read(host.output) for name, host in result.hosts.items()
+                if host.status is HostStatus.OK}
+    for name, host in result.hosts.items():
+        if host.status is not HostStatus.OK:
+            logger.warning("Cannot read the certificates of %s: %s", name, host.describe())
+    return [*file_certs(master, per_node), tls_peer(rapi_url, ca_file)]

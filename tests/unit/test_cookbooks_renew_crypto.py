@@ -70,15 +70,15 @@ def test_file_rows_flag_a_differing_cluster_certificate_and_missing_files(certs:
     assert unread[0].problem == "not read (node unreachable)"
 
 
-def test_status_warns_within_the_configured_days(renew: Any, certs: Any) -> None:
+def test_status_warns_within_the_configured_days(certs: Any) -> None:
     def cert(days: float) -> Any:
         return certs.Cert("x", "y", NOW + timedelta(days=days), "AA")
 
-    assert renew.status(cert(31), NOW, 30) == "OK"
-    assert renew.status(cert(29), NOW, 30) == "WARNING: expires within 30 days"
-    assert renew.status(cert(-1), NOW, 30) == "EXPIRED"
-    assert renew.status(certs.Cert("x", "y", problem="absent"), NOW, 30) == "absent"
-    assert [c.not_after for c in renew.problems([cert(100), cert(3)], NOW, 30)] == [NOW + timedelta(days=3)]
+    assert certs.status(cert(31), NOW, 30) == "OK"
+    assert certs.status(cert(29), NOW, 30) == "WARNING: expires within 30 days"
+    assert certs.status(cert(-1), NOW, 30) == "EXPIRED"
+    assert certs.status(certs.Cert("x", "y", problem="absent"), NOW, 30) == "absent"
+    assert [c.not_after for c in certs.problems([cert(100), cert(3)], NOW, 30)] == [NOW + timedelta(days=3)]
 
 
 # Real TLS handshakes against a local server ------------------------------------------------------

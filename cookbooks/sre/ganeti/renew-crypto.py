@@ -89,27 +89,8 @@ def render(certs: list[Cert], now: datetime, warning_days: int) -> str:
     for cert in certs:
         days = cert.days_left(now)
         rows.append([cert.name, cert.where, cert.not_after.strftime("%Y-%m-%d %H:%M") if cert.not_after else "-",
-                     f"{days:.0f}" if days is not None else "-", status(cert, now, warning_days)])
+                     f"{days:.0f}" if days is not None else "-", certificates.status(cert, now, warning_days)])
     return tabulate(rows, headers=("Certificate", "Where", "Expires (UTC)", "Days left", "Status"))
-
-
-def status(cert: Cert, now: datetime, warning_days: int) -> str:
-    """OK, the problem, EXPIRED, or how soon it expires."""
-    if cert.problem:
-        return cert.problem
-    days = cert.days_left(now)
-    if days is None:
-        return "OK"
-    if days < 0:
-        return "EXPIRED"
-    if days < warning_days:
-        return f"WARNING: expires within {warning_days} days"
-    return "OK"
-
-
-def problems(certs: list[Cert], now: datetime, warning_days: int) -> list[Cert]:
-    """Certificates that are not OK."""
-    return [cert for cert in certs if status(cert, now, warning_days) != "OK"]
 
 
 def members(cluster: GanetiCluster, master: str | None) -> tuple[str, list[str]]:
@@ -139,20 +120,6 @@ def _listing(commands: GntCommands, argv: list[str], fields: str) -> list[list[s
     """The rows of a `gnt-* list` command, fields split."""
     output = commands.run([*argv, "--no-headers", "--separator=|", "-o", fields], is_safe=True).output
     return [line.split("|") for line in output.splitlines() if line.strip()]
-
-
-def survey(ctx: Context, master: str, nodes: list[str], rapi_url: str, ca_file: str | None) -> list[Cert]:
-    """Every certificate and SSH key of the cluster: files on the nodes (one SSH run), then RAPI over TLS.
-
-    Needs no RAPI call, so that it also works while RAPI serves a certificate our client refuses.
-    """
-    result = ctx.remote().hosts(nodes).run_sync(certificates.read_command(), is_safe=True, timeout=60)
-    per_node = {name: certificates.parse_read(host.output) for name, host in result.hosts.items()
-                if host.status is HostStatus.OK}
-    for name, host in result.hosts.items():
-        if host.status is not HostStatus.OK:
-            logger.warning("Cannot read the certificates of %s: %s", name, host.describe())
-    return [*certificates.file_certs(master, per_node), certificates.tls_peer(rapi_url, ca_file)]
 
 
 def rapi_ca_file(ctx: Context, cluster: str) -> str | None:
@@ -206,12 +173,13 @@ class RenewCrypto(CookbookBase):
     def _check_only(self, cluster: GanetiCluster, settings: ClusterSettings, ca_file: str | None, master: str,
                     nodes: list[str]) -> None:
         now = datetime.now(UTC)
-        certs = survey(self.ctx, master, nodes, cluster.rapi.url, ca_file)
+        certs = certificates.survey(self.ctx.remote(), master, nodes, cluster.rapi.url, ca_file)
         print(render(certs, now, settings.cert_warning_days), flush=True)
-        bad = problems(certs, now, settings.cert_warning_days)
+        bad = certificates.problems(certs, now, settings.cert_warning_days)
         if bad:
             raise LibclusterError(f"{len(bad)} certificate(s) of cluster {cluster.name} need attention: "
-                                  + "; ".join(f"{cert.where}: {status(cert, now, settings.cert_warning_days)}"
+                                  + "; ".join(f"{cert.where}: "
+                                              f"{certificates.status(cert, now, settings.cert_warning_days)}"
                                               for cert in bad))
         raise CookbookInitSuccess()
 
@@ -253,7 +221,7 @@ class RenewCryptoRunner(CookbookRunnerBase):
         return LockArgs(suffix=self.cluster.name, concurrency=1, ttl=None)
 
     def _report(self, when: str) -> list[Cert]:
-        certs = survey(self.ctx, self.master, self.nodes, self.cluster.rapi.url, self.ca_file)
+        certs = certificates.survey(self.ctx.remote(), self.master, self.nodes, self.cluster.rapi.url, self.ca_file)
         print(f"Certificates of cluster {self.cluster.name} {when}:\n"
               f"{render(certs, datetime.now(UTC), self.settings.cert_warning_days)}", flush=True)
         return certs
