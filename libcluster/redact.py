@@ -22,6 +22,8 @@ SECRET_KEY_PATTERN = re.compile(r"(password|passwd|secret|token|tsig_key|api_key
 _MIN_SECRET_LEN = 4
 _lock = threading.Lock()
 _secrets: set[str] = set()
+_longest_first: list[str] = []
+"""The registered secrets and their escaped forms, longest first (what redact() replaces), sorted at register()."""
 
 
 def register(value: object) -> None:
@@ -35,6 +37,7 @@ def register(value: object) -> None:
                  value.encode("unicode_escape").decode("ascii")}
         with _lock:
             _secrets.update(forms)
+            _longest_first[:] = sorted(_secrets, key=len, reverse=True)
 
 
 def is_secret_key(key: str) -> bool:
@@ -45,7 +48,7 @@ def is_secret_key(key: str) -> bool:
 def redact(text: str) -> str:
     """Return text with every registered secret masked, longest first."""
     with _lock:
-        secrets = sorted(_secrets, key=len, reverse=True)
+        secrets = list(_longest_first)
     for secret in secrets:
         if secret in text:
             text = text.replace(secret, MASK)
