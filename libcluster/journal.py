@@ -5,8 +5,8 @@ Each line is one JSON object with the run's ``id`` and an ``event``, appended to
 what it did. The lines of the writes one request makes (a DNS update message, a NetBox bulk request) share
 one ``write()`` and one fsync: all intents before the request, all results after it. When locks live in
 etcd, each line is also put under ``{locks prefix}journal/{RUN_ID}/{NNNNNN}`` (start is 000000; the lines
-of one write in one etcd transaction) so that ``cookbook --recover`` on another host finds it; a clean END
-deletes that copy.
+of one write share the key of the first one's number) so that ``cookbook --recover`` on another host finds
+it; a clean END deletes that copy.
 In dry-run only the start and end lines are written, to the audit file only.
 """
 
@@ -34,8 +34,9 @@ RESULTS = ("done", "failed", "maybe")
 """Status of a ``result`` line: made, not made, or unknown (the answer was lost)."""
 UNDO_STATUSES = ("undone", "absent", "failed")
 """Status of an ``undo`` line."""
-TXN_OPS = 128
-"""Lines per etcd transaction: etcd refuses more operations in one (its --max-txn-ops, 128 by default)."""
+VALUE_BYTES = 256 * 1024
+"""Most bytes of lines stored in one etcd key (a longer line has one of its own); etcd refuses requests over
+1.5 MiB by default. One put of many lines costs about one of a line; a transaction of 128 puts, 50 times more."""
 
 
 class JournalError(LibclusterError):
@@ -59,15 +60,16 @@ class EtcdMirror:
         self.put_many(run_id, number, [line])
 
     def put_many(self, run_id: str, number: int, lines: Sequence[str]) -> None:
-        """Store lines numbered from number, in one transaction per TXN_OPS lines (one put for one line)."""
-        if len(lines) == 1:
-            self.gateway.call("writing the journal", "/kv/put",
-                              {"key": _b64(self.key(run_id, number)), "value": _b64(lines[0])})
-            return
-        for first in range(0, len(lines), TXN_OPS):
-            puts = [{"request_put": {"key": _b64(self.key(run_id, number + first + offset)), "value": _b64(line)}}
-                    for offset, line in enumerate(lines[first:first + TXN_OPS])]
-            self.gateway.call("writing the journal", "/kv/txn", {"success": puts})
+        """Store lines numbered from number: consecutive lines share a key named by its first line's number
+        (joined by newlines, which JSON lines never hold; at most VALUE_BYTES a key): one put per key."""
+        start = 0
+        while start < len(lines):
+            end, size = start + 1, len(lines[start])
+            while end < len(lines) and size + 1 + len(lines[end]) <= VALUE_BYTES:
+                size, end = size + 1 + len(lines[end]), end + 1
+            self.gateway.call("writing the journal", "/kv/put", {"key": _b64(self.key(run_id, number + start)),
+                                                                 "value": _b64("\n".join(lines[start:end]))})
+            start = end
 
     def _range(self, prefix: str) -> dict[str, str]:
         answer = self.gateway.call("reading journals", "/kv/range", {"key": _b64(prefix),
@@ -75,11 +77,11 @@ class EtcdMirror:
         return {_unb64(item["key"]): _unb64(item.get("value", "")) for item in answer.get("kvs", [])}
 
     def runs(self, run_id: str | None = None) -> dict[str, list[str]]:
-        """Serialised lines per run id (of one run with run_id), in line order."""
+        """Serialised lines per run id (of one run with run_id), in line order (a key's lines split)."""
         found: dict[str, list[str]] = {}
         for key, value in sorted(self._range(self.prefix + (f"{run_id}/" if run_id else "")).items()):
             run, _, _ = key[len(self.prefix):].partition("/")
-            found.setdefault(run, []).append(value)
+            found.setdefault(run, []).extend(value.split("\n"))
         return found
 
     def delete(self, run_id: str) -> None:
@@ -116,8 +118,8 @@ class Journal:
         self.write_many([(event, fields)], mirrored=mirrored)
 
     def write_many(self, lines: Sequence[tuple[str, Mapping[str, Any]]], *, mirrored: bool = True) -> None:
-        """Append lines (event, fields) in one write() and one fsync, and to the mirror in one etcd transaction
-        (per TXN_OPS lines): the lines of the writes one request makes cost one line's time. JournalError if
+        """Append lines (event, fields) in one write() and one fsync, and to the mirror in one put (per
+        VALUE_BYTES): the lines of the writes one request makes cost about one line's time. JournalError if
         the file or the mirror fails."""
         if not lines:
             return

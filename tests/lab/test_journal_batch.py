@@ -1,6 +1,6 @@
 """The writes of one request journaled together, on the lab's Knot and etcd: a DNS update message of many rrsets
 costs one journal write() and fsync for all its intents and one for all its results, mirrored in etcd by
-transactions; each rrset keeps its own seq and undo, and the rollback takes every one back.
+one put each; each rrset keeps its own seq and undo, and the rollback takes every one back.
 
 Names live under a subdomain of their own (`h<i>.jb-<random>.lab.example`) with addresses in a /64 of their
 own; they and the etcd copy are removed at the end, pass or fail.
@@ -27,7 +27,7 @@ from tests.lab.undo_lab import Clients
 
 ZONES = [topology.DOMAIN, "0.0.0.0.2.0.0.0.1.0.0.2.ip6.arpa"]
 HOSTS = 150
-"""150 AAAA in one message and 150 PTR in another: more lines per message than one etcd transaction holds."""
+"""150 AAAA in one message and 150 PTR in another."""
 
 
 def test_a_dns_update_message_of_many_rrsets_is_journaled_in_one_write_per_side(
@@ -77,7 +77,7 @@ def test_a_dns_update_message_of_many_rrsets_is_journaled_in_one_write_per_side(
         assert sorted(line["seq"] for line in written if line["event"] == "intent") == list(range(1, 2 * HOSTS + 1))
         assert {line["status"] for line in written if line["event"] == "result"} == {"done"}
         assert [line["event"] for line in written] == (["intent"] * HOSTS + ["result"] * HOSTS) * messages
-        assert [json.loads(text) for text in mirror.runs(run_id)[run_id]] == written  # the real etcd took the txns
+        assert [json.loads(text) for text in mirror.runs(run_id)[run_id]] == written  # read back from the real etcd
         assert fresh().resolve(entries[0][0], "AAAA") == [entries[0][1]]
 
         assert changes.undo.rollback() == []

@@ -15,7 +15,7 @@ import requests
 from libcluster.audit import AuditLog
 from libcluster.changes import ChangeLog, Write
 from libcluster.errors import LibclusterError
-from libcluster.journal import TXN_OPS, EtcdMirror, Journal, JournalError
+from libcluster.journal import VALUE_BYTES, EtcdMirror, Journal, JournalError
 from libcluster.undo import Undo, UndoStack
 
 RUN = "fedcba9876543210fedcba9876543210"
@@ -47,19 +47,26 @@ class Calls:
 
 
 class Gateway:
-    """Stands for etcd's gateway: records each call; fails when told."""
+    """Stands for etcd's gateway: keeps what is put, answers ranges; fails when told."""
 
     def __init__(self) -> None:
         """No calls yet."""
-        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.calls: list[str] = []
+        self.kv: dict[str, str] = {}
         self.fail = False
 
     def call(self, what: str, path: str, payload: dict[str, Any]) -> dict[str, Any]:
-        """Record (path, payload); raise when fail is set."""
+        """Record the path; store a put; answer a range from what was stored; raise when fail is set."""
         if self.fail:
             raise LibclusterError(f"{what}: etcd unavailable")
-        self.calls.append((path, payload))
-        return {}
+        self.calls.append(path)
+        if path == "/kv/put":
+            self.kv[payload["key"]] = payload["value"]
+            return {}
+        assert path == "/kv/range"
+        start, end = _text(payload["key"]), _text(payload["range_end"])
+        return {"kvs": [{"key": key, "value": value} for key, value in self.kv.items()
+                        if start <= _text(key) < end]}
 
 
 def lines(path: Path) -> list[dict[str, Any]]:
@@ -141,23 +148,22 @@ def test_intent_lines_that_cannot_be_written_stop_the_request(tmp_path: Path) ->
     assert sent == [] and changes.changes == []
 
 
-def test_the_etcd_copy_of_a_batch_is_one_transaction_per_txn_ops_lines_numbered_in_order(tmp_path: Path) -> None:
+def test_the_etcd_copy_of_a_batch_is_one_put_per_value_bytes_of_lines_read_back_in_order(tmp_path: Path) -> None:
     gateway = Gateway()
     mirror = EtcdMirror(gateway, "/cookbooks/")
     journal = Journal(RUN, AuditLog(tmp_path / "audit.jsonl"), mirror, dry_run=False)
     journal.start({"cookbook": "test"})
     changes = ChangeLog(dry_run=False, journal=journal)
-    count = TXN_OPS + 2
-    with changes.writing_batch("dns", writes(count)):
-        assert [path for path, _ in gateway.calls] == ["/kv/put", "/kv/txn", "/kv/txn"]
-    assert [path for path, _ in gateway.calls] == ["/kv/put"] + ["/kv/txn"] * 4
-    puts = [op["request_put"] for path, payload in gateway.calls if path == "/kv/txn" for op in payload["success"]]
-    assert [len(payload["success"]) for path, payload in gateway.calls if path == "/kv/txn"] == [
-        TXN_OPS, 2, TXN_OPS, 2]
-    keys = [mirror.key(RUN, number) for number in range(1, 2 * count + 1)]
-    assert [_text(put["key"]) for put in puts] == keys
-    file_lines = (tmp_path / "audit.jsonl").read_text().splitlines()
-    assert [_text(put["value"]) for put in puts] == file_lines[1:]
+    big = [Write("vm-create", f"vm{number}", None, {"blob": "x" * (VALUE_BYTES // 3)}) for number in range(4)]
+    with changes.writing_batch("dns", writes(300)):
+        assert gateway.calls == ["/kv/put", "/kv/put"]
+    with changes.writing_batch("dns", big):
+        pass
+    # start; 300 intents share a key, so do 300 results; 4 intents of a third of VALUE_BYTES go two by two
+    assert gateway.calls == ["/kv/put"] * 6
+    assert sorted(_text(key) for key in gateway.kv) == [mirror.key(RUN, number) for number in (0, 1, 301, 601, 603,
+                                                                                                 605)]
+    assert mirror.runs(RUN) == {RUN: (tmp_path / "audit.jsonl").read_text().splitlines()}
 
 
 def test_a_dry_run_batch_only_plans_its_writes(tmp_path: Path) -> None:
