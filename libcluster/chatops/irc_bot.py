@@ -211,7 +211,7 @@ class ChatopsBot(irc.bot.SingleServerIRCBot):
     def _answer(self, command: str, identity: Identity, channel: str) -> None:
         try:
             reply = self.core.handle(command, identity, f"irc:{channel}", DOOR, IrcSink(self, channel))
-        except Exception:  # noqa: BLE001 - the bot keeps serving; the traceback goes to the log
+        except Exception:  # the bot keeps serving; the traceback goes to the log
             logger.exception("Command %r from %s failed", command, identity)
             self.say(channel, f"{identity.display}: internal error, see the service's log")
             return

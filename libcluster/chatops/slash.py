@@ -13,6 +13,7 @@ once, more are answered 503: clients cannot pile up threads.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -46,7 +47,7 @@ BUSY = b"HTTP/1.0 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: cl
 """The whole answer to a connection beyond http.max_connections."""
 
 
-class Refused(Exception):  # noqa: N818 - it is not an error of the service, it is its verdict
+class Refused(Exception):  # not an error of the service: its verdict
     """A request refused before it reaches the core: HTTP status and the reason (no secret in it)."""
 
     def __init__(self, status: HTTPStatus, reason: str) -> None:
@@ -205,7 +206,7 @@ class SlashHandler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         """Give the connection the socket timeout (every read and write) and its overall deadline; set up streams."""
-        self.timeout = self.server.settings.timeout
+        self.timeout = self.server.settings.timeout  # type: ignore[misc]  # per connection: setup() reads it
         super().setup()
         self.deadline = threading.Timer(self.server.settings.request_deadline, self._expire)
         self.deadline.daemon = True
@@ -215,17 +216,15 @@ class SlashHandler(BaseHTTPRequestHandler):
         """Cut the connection off at its deadline: a blocked read returns at once, the thread ends."""
         logger.warning("Slash command from %s: not done within %.0fs (http.request_deadline), connection closed",
                        self.client_address[0], self.server.settings.request_deadline)
-        try:
+        with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
     def finish(self) -> None:
         """Stop the deadline, flush and close the streams."""
         self.deadline.cancel()
         super().finish()
 
-    def do_POST(self) -> None:  # noqa: N802 - the name http.server calls
+    def do_POST(self) -> None:  # the name http.server calls
         """Verify, hand the command to the core, answer with its immediate reply."""
         try:
             if self.path.split("?", 1)[0] != self.server.settings.path:
@@ -245,7 +244,7 @@ class SlashHandler(BaseHTTPRequestHandler):
         except Refused as exc:
             logger.warning("Slash command from %s refused: %s", self.client_address[0], exc.reason)
             self._send(exc.status, {"response_type": "ephemeral", "text": f"refused: {exc.reason}"})
-        except Exception:  # noqa: BLE001 - answer 500 and keep serving; the traceback goes to the log
+        except Exception:  # answer 500 and keep serving; the traceback goes to the log
             logger.exception("Slash command from %s failed", self.client_address[0])
             self._send(HTTPStatus.INTERNAL_SERVER_ERROR, {"response_type": "ephemeral", "text": "internal error"})
 
