@@ -123,7 +123,7 @@ class Journal:
         the file or the mirror fails."""
         if not lines:
             return
-        texts = [json.dumps(self._line(event, fields), sort_keys=True) for event, fields in lines]
+        texts = [self._serialised(event, fields) for event, fields in lines]
         with self._lock:
             try:
                 self.audit.write_lines(texts)
@@ -136,11 +136,19 @@ class Journal:
                 raise JournalError(f"journal of run {self.run_id}: {what} not written: {exc}") from None
             self._number += len(texts)
 
-    def _line(self, event: str, fields: Mapping[str, Any]) -> dict[str, Any]:
-        line = {**redact.redact_data(dict(fields)), "id": self.run_id, "event": event}
+    def _serialised(self, event: str, fields: Mapping[str, Any]) -> str:
+        """The line as JSON, secrets masked: masked in the data when the text holds one (register() knows their
+        JSON forms) or the data is not plain JSON, as json.dumps escapes past a mask put on the text."""
+        line = {**fields, "id": self.run_id, "event": event}
         if event not in ("start", "end"):
             line.setdefault("time", audit.iso(audit.utc_now()))
-        return line
+        try:
+            text = json.dumps(line, sort_keys=True)
+        except (TypeError, ValueError):
+            text = ""
+        if not text or redact.redact(text) != text:
+            text = json.dumps(redact.redact_data(line), sort_keys=True)
+        return text
 
     def start(self, fields: Mapping[str, Any]) -> None:
         """The run's start: who, what, origin, its locks (written right after the runner's lock)."""

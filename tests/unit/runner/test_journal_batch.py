@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import requests
 
+from libcluster import redact
 from libcluster.audit import AuditLog
 from libcluster.changes import ChangeLog, Write
 from libcluster.errors import LibclusterError
@@ -188,3 +189,16 @@ def test_a_change_recorded_after_the_fact_is_one_write(changes: ChangeLog, tmp_p
 
 def _text(value: str) -> str:
     return base64.b64decode(value).decode()
+
+
+@pytest.mark.parametrize("value", ['pa"ss\\wörd-4', "plain-secret-5"])
+def test_a_secret_in_a_batch_is_masked_in_its_lines_escaped_or_not(tmp_path: Path, value: str) -> None:
+    redact.register(value)
+    path = tmp_path / "audit.jsonl"
+    changes = ChangeLog(dry_run=False, journal=Journal(RUN, AuditLog(path), None, dry_run=False))
+    with changes.writing_batch("netbox", [Write("vm-update", "vm1", None, {"comment": f"key={value}"}),
+                                          Write("vm-update", "vm2", None, {"tags": {"a"}})]):
+        pass
+    text = path.read_text()
+    assert value not in text and json.dumps(value)[1:-1] not in text
+    assert [line["detail"] for line in lines(path)[:2]] == [{"comment": f"key={redact.MASK}"}, {"tags": ["a"]}]
