@@ -342,7 +342,11 @@ def master_failover(cluster: GanetiCluster, to: str, *, no_voting: bool = False,
     if not no_voting:
         drained = cluster.commands.on(old).run(["gnt-cluster", "queue", "drain"], is_safe=False)
         if drained.status is not HostStatus.SKIPPED:
-            _wait_queue_idle(cluster, old, deadline, clock, sleep)
+            try:
+                _wait_queue_idle(cluster, old, deadline, clock, sleep)
+            except GanetiError:  # e.g. `gnt-job list` failed (seen on the lab): the queue must not stay drained
+                cluster.commands.on(old).run(["gnt-cluster", "queue", "undrain"], is_safe=False)
+                raise
     argv = ["gnt-cluster", "master-failover", *(["--no-voting", "--yes-do-it"] if no_voting else [])]
     try:
         result = cluster.commands.on(to).run(argv, is_safe=False, timeout=timeout)

@@ -3,12 +3,13 @@ N+1, waiting for a node, master failover's refusals and dry-run."""
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, cast
 
 import pytest
 
 from libcluster.ganeti import GanetiCluster, GanetiError, JobFailedError
 from libcluster.ganeti import nodes as node_ops
+from libcluster.ganeti.errors import GntCommandError
 from libcluster.ganeti.nodes import CANDIDATE_TAG, MoveAction, NodeStateError, Role
 from libcluster.testing.ganeti import FakeCluster
 
@@ -150,3 +151,21 @@ def test_real_master_failover_waits_for_the_queue_then_the_rapi() -> None:
     runs = [call[1] for call in cluster.calls if call[0] == "run"]
     assert runs[0] == "gnt-cluster queue drain" and runs[-1] == "gnt-cluster queue undrain"
     assert "gnt-cluster master-failover" not in runs
+
+
+def test_real_master_failover_undrains_the_queue_when_the_job_list_fails() -> None:
+    cluster = _cluster()
+    real = cast(GanetiCluster, cluster)
+    commands = cluster.commands
+    original = commands.run
+
+    def run(argv: list[str], **options: Any) -> Any:
+        if argv[:2] == ["gnt-job", "list"]:  # seen on the lab: the old master became unreachable
+            raise GntCommandError("gnt-job list", "node1.example", None, "[unreachable]")
+        return original(argv, **options)
+
+    commands.run = run  # type: ignore[method-assign, assignment]
+    with pytest.raises(GntCommandError):
+        node_ops.master_failover(real, "node3.example", timeout=3, sleep=lambda s: None)
+    runs = [call[1] for call in cluster.calls if call[0] == "run"]
+    assert runs == ["gnt-cluster queue drain", "gnt-cluster queue undrain"], "the queue is not left drained"
