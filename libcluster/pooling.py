@@ -66,12 +66,16 @@ def undo(ctx: Context, action: str, args: Mapping[str, Any]) -> str:
     """The undo of a depool ("pool"), for the caller cookbook's undo(): pool the VM again once it runs.
 
     The instance's jobs newer than args["after_job"] are waited for; if one failed or the instance does
-    not run, LibclusterError says the VM is left depooled, as when the pool command fails.
+    not run, LibclusterError says the VM is left depooled, as when the pool command fails. A VM no longer in
+    Ganeti (removed since) has nothing to pool: "absent".
     """
     if action != ACTION:
         raise LibclusterError(f"{args.get('cookbook')} has no undo action {action!r}")
     fqdn, command = str(args["fqdn"]), str(args["command"])
     cluster = ctx.ganeti(str(args["cluster"]))
+    if fqdn not in cluster.instance_names():
+        logger.info("Rollback: %s is no longer in Ganeti: there is nothing to pool", fqdn)
+        return "absent"
     problem = _why_not_running(cluster, fqdn, int(args.get("after_job") or 0), str(args.get("change") or "change"))
     if problem:
         raise LibclusterError(f"{fqdn} is left DEPOOLED ({problem}): pool it by hand ({command}) once it is healthy")

@@ -217,3 +217,13 @@ def test_dry_run_runs_no_command_on_the_vm(reboot: Any, tmp_path: Path) -> None:
     assert _runner(reboot, ctx).run() == 0
     assert [(line, is_safe) for _, line, is_safe in ctx.remote().calls] == [("depool", False), ("pool", False)]
     assert [call[0] for call in clusters["lab"].calls] == ["reboot"]
+
+
+def test_the_pool_undo_of_a_vm_removed_since_is_absent(reboot: Any, tmp_path: Path) -> None:
+    """--recover of a depool whose VM was removed since (e.g. decommissioned): nothing to pool, no command run."""
+    clusters = _clusters("lab")
+    ctx = _ctx(tmp_path, _netbox(1), clusters, depool_command="depool", pool_command="pool")
+    args = {"cookbook": REBOOT, "cluster": "lab", "fqdn": VM, "command": "pool", "after_job": 0}
+    del clusters["lab"].instances_by_name[VM]
+    assert reboot.undo(ctx, "pool", args) == "absent"
+    assert ctx.remote().calls == []
