@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from libcluster.ganeti import GanetiError
 from libcluster.ganeti.nodes import CANDIDATE_TAG, NodeStateError
 from libcluster.testing import FakeCluster, FakeCtx, FakeRemote, load_config, load_cookbook, ok, run_runner
 
@@ -153,3 +154,14 @@ def test_resume_skips_the_nodes_the_previous_runs_returned_to_service(tmp_path: 
 def test_master_failover_refuses_no_voting_on_more_than_two_nodes(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="two-node clusters only"):
         _runner(tmp_path, "sre.ganeti.master-failover", _cluster(), ["--no-voting"], cls="MasterFailover")
+
+
+def test_a_migration_failing_after_the_drain_says_the_node_is_left_drained(tmp_path: Path) -> None:
+    cluster = _cluster()
+    cluster.add_instance("run.example", "sharedfile", pnode=N2)
+    cluster.errors["migrate"] = GanetiError("Can't get data for node node3.example")  # seen on the lab: a dead target
+    runner, ctx = _runner(tmp_path, "sre.ganeti.reboot-nodes", cluster, ["--group", "A"],
+                          remote=_rebooting(cluster), cls="RebootNodes")
+    assert run_runner(runner, ctx).exit_code == 1
+    assert cluster.node(N2).drained
+    assert any(f"{N2} is left drained, rollout stopped" in line for line in ctx.notifications), ctx.notifications

@@ -161,6 +161,13 @@ class RebootNodesRunner(CookbookRunnerBase):
             print(f"The master role ends on {new if not self.ctx.dry_run else candidates[0]}", flush=True)
         return 0
 
+    def _drained(self, name: str) -> bool:
+        """Whether Ganeti says the node is drained now (a step may have failed after the drain, before it returned)."""
+        try:
+            return self.cluster.node(name).drained and not self.ctx.dry_run
+        except LibclusterError:
+            return False
+
     def _group(self, names: list[str]) -> None:
         """One group, node after node, until the end or any failure."""
         for index, name in enumerate(names, 1):
@@ -171,7 +178,6 @@ class RebootNodesRunner(CookbookRunnerBase):
         """Drain, reboot, undrain one node; on failure say it stays drained and set the failed flag."""
         self.ctx.notify(f"{name} ({index}/{count}): draining and rebooting")
         started = time.monotonic()
-        run: maintenance.NodeRun | None = None
         try:
             plan = maintenance.check(self.cluster, name, shutdown_plain=self.args.shutdown_plain,
                                      master=self.ctx.dry_run and name == self.master)
@@ -181,7 +187,7 @@ class RebootNodesRunner(CookbookRunnerBase):
                 maintenance.undrain_and_report(self.cluster, run)
         except (LibclusterError, OSError) as exc:
             self.failed.set()
-            state = "left drained" if run is not None and run.drained else "not drained"
+            state = "left drained" if self._drained(name) else "not drained"
             self.ctx.notify(f"{name} FAILED: {exc}; {name} is {state}, rollout stopped "
                             f"(cookbook sre.ganeti.drain-node --cluster {self.cluster.name} --undrain {name} "
                             "returns it to service)")
