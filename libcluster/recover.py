@@ -15,8 +15,10 @@ import json
 import logging
 import re
 import socket
+import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +30,7 @@ from libcluster.journal import EVENTS, Journal
 from libcluster.undo import Undo, UndoError, UndoStack
 
 if TYPE_CHECKING:
+    from libcluster.config import Section
     from libcluster.context import Context, Session
 
 logger = logging.getLogger(__name__)
@@ -35,6 +38,8 @@ logger = logging.getLogger(__name__)
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 """A run id as the runner makes them (audit.new_run_id)."""
 NAME = "recover"
+SETTLE_DEFAULT = 30.0
+"""Seconds a dead run's request may still be processed after its intent, when its section sets no ``timeout``."""
 """The cookbook name of a recovery's own record."""
 FIELDS: dict[str, dict[str, type]] = {
     "lock": {"key": str, "concurrency": int},
@@ -59,6 +64,8 @@ class Step:
     learnt: dict[str, Any] = field(default_factory=dict)
     undone: str | None = None
     """Status of the last undo line: ``undone``, ``absent``, ``failed`` or None."""
+    time: str = ""
+    """When the intent was written (ISO 8601)."""
 
     @property
     def pending(self) -> bool:
@@ -101,7 +108,8 @@ class RunJournal:
         elif event == "lock":
             self.locks.append((str(line["key"]), int(line["concurrency"])))
         elif event == "intent":
-            self.steps[line["seq"]] = Step(line["seq"], line["system"], line["action"], line["target"], line["undo"])
+            self.steps[line["seq"]] = Step(line["seq"], line["system"], line["action"], line["target"], line["undo"],
+                                           time=str(line.get("time") or ""))
         elif event in ("result", "undo") and line["seq"] in self.steps:
             step = self.steps[line["seq"]]
             if event == "result":
@@ -349,6 +357,33 @@ def _execute(session: Session, run: RunJournal, steps: list[Step]) -> int:
     return exit_code
 
 
+def request_timeout(config: Section, step: Step) -> float:
+    """The step's request timeout (its client's ``timeout``): how long its server may still act on a request the dead
+    run sent, e.g. a RAPI create whose connection died with the run."""
+    args = (step.undo or {}).get("args") or {}
+    if step.system == "ganeti" and config.has("ganeti"):
+        clusters = config.section("ganeti").section("clusters", {})
+        cluster = str(args.get("cluster", ""))
+        if cluster in set(clusters):
+            return clusters.section(cluster).float("timeout", SETTLE_DEFAULT)
+    if step.system in ("netbox", "dns") and config.has(step.system):
+        return config.section(step.system).float("timeout", SETTLE_DEFAULT)
+    return SETTLE_DEFAULT if step.system in ("ganeti", "netbox", "dns") else 0.0
+
+
+def settle(config: Section, steps: list[Step]) -> None:
+    """Wait until no request of a change without a result (or ``maybe``) can still be acted on, so that the undo's
+    lookup of it (by name, marker or address) cannot miss a write that lands afterwards."""
+    now = audit.utc_now()
+    waits = [(datetime.fromisoformat(step.time) - now).total_seconds() + request_timeout(config, step)
+             for step in steps if step.result in (None, "maybe") and step.time]
+    wait = max(waits, default=0.0)
+    if wait > 0:
+        logger.info("Waiting %.0f s for the requests the run may have sent to be acted on (their timeout) before "
+                    "looking them up", wait)
+        time.sleep(wait)
+
+
 def _undo(session: Session, ctx: Context, run: RunJournal, steps: list[Step]) -> int:
     """Confirm, run the undo steps through the recovery's clients, write ``recovered``; 0 or 93.
 
@@ -358,6 +393,7 @@ def _undo(session: Session, ctx: Context, run: RunJournal, steps: list[Step]) ->
     dead = Journal(run.run_id, session.audit, mirror, dry_run=False, next_number=run.lines)
     if steps:
         session.prompter.confirm(f"Undo {len(steps)} change(s) of run {run.run_id}?")
+    settle(session.config, steps)
     stack = UndoStack(ctx, recorder=lambda seq, status, error: dead.undo(seq, status, error, ctx.run_id))
     for step in reversed(steps):
         stack.push(step.as_undo(), seq=step.seq)
