@@ -173,10 +173,21 @@ def _ensure_daemons(lab: Lab, paths: ClusterPaths, node: topology.Node, is_maste
 
 
 def _ensure_master_ip(lab: Lab, paths: ClusterPaths, master: topology.Node) -> None:
-    """Put the master IP back on the master's bridge when it is missing (e.g. its namespace was rebuilt)."""
-    addresses = lab.run(PART, ["ip", "-n", master.netns, "-o", "-4", "addr", "show", "dev", topology.NODE_BRIDGE])
-    if f" {topology.MASTER_IP}/" not in addresses.stdout:
+    """Put the master IP on the master's bridge when it is missing (e.g. its namespace was rebuilt), after taking it
+    off any other node still holding it (a master failover cut short leaves it there, and Ganeti then refuses)."""
+    for other in topology.NODES:
+        if other != master and _has_master_ip(lab, other):
+            lab.run(PART, ["ip", "-n", other.netns, "addr", "del", f"{topology.MASTER_IP}/32", "dev",
+                           topology.NODE_BRIDGE])
+    if not _has_master_ip(lab, master):
         _in_node(lab, paths, master, ["gnt-cluster", "activate-master-ip"])
+
+
+def _has_master_ip(lab: Lab, node: topology.Node) -> bool:
+    """Whether the node's bridge holds the master IP."""
+    addresses = lab.run(PART, ["ip", "-n", node.netns, "-o", "-4", "addr", "show", "dev", topology.NODE_BRIDGE],
+                        check=False)
+    return f" {topology.MASTER_IP}/" in addresses.stdout
 
 
 def _ensure_groups(lab: Lab, paths: ClusterPaths, master: topology.Node) -> None:

@@ -274,5 +274,5 @@ def test_cancel_makevm_during_the_ganeti_job_leaves_nothing(service: Service, en
     cancel = service.say("bob", f"!cookbook cancel {run_id}")
     service.expect(rf"^bob{TAG}: \[{run_id}\] interrupt sent", after=cancel, who="bob")
     service.expect(rf"^\[{run_id}\] INTERRUPTED \(rollback run\): .* interrupted by bob", after=mark, timeout=LONG)
-    assert any("Rollback: removed Ganeti instance" in line for line in service.bot_lines(mark))
+    assert any(f"Undo: remove instance {env.fqdn(vm)}" in line for line in service.bot_lines(mark))
     assert_nothing_left(env, env.fqdn(vm), [])

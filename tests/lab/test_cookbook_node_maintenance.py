@@ -116,6 +116,7 @@ def test_drain_dry_run_changes_nothing_then_drain_and_undrain(cluster: GanetiClu
     assert cluster.node(NODE3).role == "C" and CANDIDATE_TAG not in cluster.node(NODE3).tags
 
 
+@pytest.mark.node_failures
 def test_rolling_reboot_of_a_group_with_the_master_last(cluster: GanetiCluster, on_node: Callable[[str], str],
                                                        lab_config: Path) -> None:
     first_master = cluster.master()
@@ -147,6 +148,7 @@ def test_rolling_reboot_of_a_group_with_the_master_last(cluster: GanetiCluster, 
         _make_master(lab_config, first_master)
 
 
+@pytest.mark.node_failures
 def test_a_node_that_does_not_come_back_stops_the_rollout_drained(cluster: GanetiCluster,
                                                                   on_node: Callable[[str], str],
                                                                   lab_config: Path) -> None:

@@ -137,6 +137,7 @@ def _restore_master(root_config: Section, master: str) -> None:
         is_safe=False, timeout=180)
 
 
+@pytest.mark.node_failures
 def test_master_failover_there_and_back_and_the_rapi_url_follows(root_config: Section, cluster: GanetiCluster) -> None:
     old = cluster.master()
     group = cluster.node(old).group_uuid
