@@ -40,6 +40,11 @@ def steps(settings: ClusterSettings, middle: list[str], *, depool: bool = True, 
     return first + list(middle) + last
 
 
+def numbered(plan: list[str]) -> str:
+    """The plan's lines as printed before the confirmation: ``  1. step``, one per line."""
+    return "\n".join(f"  {number}. {step}" for number, step in enumerate(plan, 1))
+
+
 def depool(ctx: Context, cluster: GanetiCluster, settings: ClusterSettings, fqdn: str, *, cookbook: str,
            change: str) -> None:
     """Run the cluster's depool command on the VM, its undo (pool again, through cookbook's undo()) pushed first.

@@ -178,7 +178,7 @@ class RebootVMRunner(CookbookRunnerBase):
                               depool=self.depool, pool=self.depool)
         print(f"Rebooting {self.fqdn} on cluster {self.cluster.name}"
               f"{f' because: {self.reason}' if self.reason else ''}:\n"
-              + "\n".join(f"  {number}. {step}" for number, step in enumerate(steps, 1)), flush=True)
+              + pooling.numbered(steps), flush=True)
 
 
 def undo(ctx: Context, action: str, args: Mapping[str, Any]) -> str:

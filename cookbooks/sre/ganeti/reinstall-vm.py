@@ -106,7 +106,7 @@ class ReinstallVMRunner(CookbookRunnerBase):
         steps = pooling.steps(self.settings, middle, depool=self.was_up, pool=self.was_up)
         print(f"Reinstalling {self.fqdn} on cluster {self.cluster.name} (OS {self.old_os} -> {self.os_name}): "
               "the data on its disks is LOST.\n"
-              + "\n".join(f"  {number}. {step}" for number, step in enumerate(steps, 1)), flush=True)
+              + pooling.numbered(steps), flush=True)
         vmops.confirm_fqdn(self.ctx, self.fqdn, self.confirm_fqdn,
                            f"Reinstalling {self.fqdn} erases the data on its disks")
         resources.hold(self.ctx, self.cluster.name, instances=[self.fqdn])  # until the run and its undo end

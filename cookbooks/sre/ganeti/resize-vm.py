@@ -182,7 +182,7 @@ class ResizeVMRunner(CookbookRunnerBase):
             middle = [f"no reboot: the new sizes take effect at the next {when} through Ganeti"]
         steps = ["modify the backend parameters through Ganeti", *middle, "NetBox VM: vcpus and memory"]
         print(f"Resizing {self.fqdn} on cluster {self.cluster.name} (primary {self.old.primary_node}): "
-              f"{self._change()}\n" + "\n".join(f"  {number}. {step}" for number, step in enumerate(steps, 1)),
+              f"{self._change()}\n" + pooling.numbered(steps),
               flush=True)
 
 

@@ -82,7 +82,7 @@ class StartVMRunner(CookbookRunnerBase):
         steps = pooling.steps(self.settings, ["start through Ganeti, then wait until it runs",
                                               "NetBox VM status: active"], depool=False, pool=self.pool)
         print(f"Starting {self.fqdn} on cluster {self.cluster.name}:\n"
-              + "\n".join(f"  {number}. {step}" for number, step in enumerate(steps, 1)), flush=True)
+              + pooling.numbered(steps), flush=True)
         self.ctx.confirm(f"Start {self.fqdn}?")
         resources.hold(self.ctx, self.cluster.name, instances=[self.fqdn])  # until the run and its undo end
         self.cluster.startup_instance(self.fqdn).wait()

@@ -91,7 +91,7 @@ class StopVMRunner(CookbookRunnerBase):
         steps = pooling.steps(self.settings, [f"shut down through Ganeti (forced off after {self.shutdown_timeout}s)",
                                               "NetBox VM status: offline"], depool=self.depool, pool=False)
         print(f"Stopping {self.fqdn} on cluster {self.cluster.name}:\n"
-              + "\n".join(f"  {number}. {step}" for number, step in enumerate(steps, 1)), flush=True)
+              + pooling.numbered(steps), flush=True)
         self.ctx.confirm(f"Stop {self.fqdn}?")
         resources.hold(self.ctx, self.cluster.name, instances=[self.fqdn])  # until the run and its undo end
         if self.depool:
