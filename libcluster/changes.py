@@ -176,7 +176,7 @@ class ChangeLog:
             if status == "failed":
                 break
             if write.undo is not None and stack is not None:
-                stack.push(write.undo.with_args(**pending.learnt), seq=pending.seq)
+                stack.push(write.undo.with_args(**pending.learnt), seq=pending.seq, unsure=status == "maybe")
             extra = {"status": status} if status == "maybe" else {}
             self._add(Change(system=system, action=write.action, target=write.target, dry_run=False,
                              detail={**write.detail, **pending.learnt, **extra}))

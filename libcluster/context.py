@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, TypeVar, cast
 
 from libcluster.changes import ChangeLog, no_fence
 from libcluster.journal import Journal
-from libcluster.undo import UndoStack
+from libcluster.undo import UndoStack, request_timeout
 
 if TYPE_CHECKING:
     from libcluster.audit import AuditLog
@@ -82,7 +82,8 @@ class Context:
         self.changes = ChangeLog(dry_run=session.dry_run, journal=self.journal, fence=session.fence)
         """Every write the run made (or would make in dry-run); clients record into it."""
         self.undo = UndoStack(self, recorder=lambda seq, status, error: self.journal.undo(seq, status, error, run_id),
-                              registrar=self.changes.register_undo, enabled=not session.dry_run)
+                              registrar=self.changes.register_undo, enabled=not session.dry_run,
+                              recheck=lambda undo: request_timeout(session.config, undo.system, undo.args))
         """The undo steps of the run's changes, run in reverse by rollback (``ctx.undo.push`` adds one)."""
         self.changes.undo = self.undo
         self.until_end = ExitStack()

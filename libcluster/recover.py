@@ -27,7 +27,7 @@ from libcluster.changes import no_fence
 from libcluster.cookbook import EXIT_EXCEPTION, EXIT_NOT_FOUND, EXIT_ROLLBACK_FAILED
 from libcluster.errors import LibclusterError
 from libcluster.journal import EVENTS, Journal
-from libcluster.undo import Undo, UndoError, UndoStack
+from libcluster.undo import Undo, UndoError, UndoStack, request_timeout
 
 if TYPE_CHECKING:
     from libcluster.config import Section
@@ -38,8 +38,6 @@ logger = logging.getLogger(__name__)
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 """A run id as the runner makes them (audit.new_run_id)."""
 NAME = "recover"
-SETTLE_DEFAULT = 30.0
-"""Seconds a dead run's request may still be processed after its intent, when its section sets no ``timeout``."""
 """The cookbook name of a recovery's own record."""
 FIELDS: dict[str, dict[str, type]] = {
     "lock": {"key": str, "concurrency": int},
@@ -357,25 +355,12 @@ def _execute(session: Session, run: RunJournal, steps: list[Step]) -> int:
     return exit_code
 
 
-def request_timeout(config: Section, step: Step) -> float:
-    """The step's request timeout (its client's ``timeout``): how long its server may still act on a request the dead
-    run sent, e.g. a RAPI create whose connection died with the run."""
-    args = (step.undo or {}).get("args") or {}
-    if step.system == "ganeti" and config.has("ganeti"):
-        clusters = config.section("ganeti").section("clusters", {})
-        cluster = str(args.get("cluster", ""))
-        if cluster in set(clusters):
-            return clusters.section(cluster).float("timeout", SETTLE_DEFAULT)
-    if step.system in ("netbox", "dns") and config.has(step.system):
-        return config.section(step.system).float("timeout", SETTLE_DEFAULT)
-    return SETTLE_DEFAULT if step.system in ("ganeti", "netbox", "dns") else 0.0
-
-
 def settle(config: Section, steps: list[Step]) -> None:
     """Wait until no request of a change without a result (or ``maybe``) can still be acted on, so that the undo's
     lookup of it (by name, marker or address) cannot miss a write that lands afterwards."""
     now = audit.utc_now()
-    waits = [(datetime.fromisoformat(step.time) - now).total_seconds() + request_timeout(config, step)
+    waits = [(datetime.fromisoformat(step.time) - now).total_seconds()
+             + request_timeout(config, step.system, (step.undo or {}).get("args") or {})
              for step in steps if step.result in (None, "maybe") and step.time]
     wait = max(waits, default=0.0)
     if wait > 0:
@@ -394,9 +379,10 @@ def _undo(session: Session, ctx: Context, run: RunJournal, steps: list[Step]) ->
     if steps:
         session.prompter.confirm(f"Undo {len(steps)} change(s) of run {run.run_id}?")
     settle(session.config, steps)
-    stack = UndoStack(ctx, recorder=lambda seq, status, error: dead.undo(seq, status, error, ctx.run_id))
+    stack = UndoStack(ctx, recorder=lambda seq, status, error: dead.undo(seq, status, error, ctx.run_id),
+                      recheck=lambda undo: request_timeout(session.config, undo.system, undo.args))
     for step in reversed(steps):
-        stack.push(step.as_undo(), seq=step.seq)
+        stack.push(step.as_undo(), seq=step.seq, unsure=step.result == "maybe")
     failures = stack.rollback()
     for failure in failures:
         logger.error("%s", failure.describe())

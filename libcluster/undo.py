@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from libcluster.errors import LibclusterError
+
+if TYPE_CHECKING:
+    from libcluster.config import Section
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +29,8 @@ OUTCOMES = ("undone", "absent")
 """What a successful undo answers: it removed/restored the object, or there was nothing to do."""
 ID_KEYS = ("id", "job_id", "netbox_id")
 """Keys of args that identify the object, in the order they are named in messages."""
+REQUEST_TIMEOUT_DEFAULT = 30.0
+"""Seconds a server may still act on a request, when the config section of its client sets no ``timeout``."""
 
 
 class UndoError(LibclusterError):
@@ -149,6 +155,20 @@ def run(undo: Undo, clients: Clients) -> str:
     return str(outcome)
 
 
+def request_timeout(config: Section, system: str, args: Mapping[str, Any]) -> float:
+    """The request timeout (``timeout``) of the client of system (a Ganeti one: of args' cluster): how long its
+    server may take to act on a request, e.g. a RAPI create whose connection died with the run; 0 for systems
+    no server acts for (remote, cookbook)."""
+    if system == "ganeti" and config.has("ganeti"):
+        clusters = config.section("ganeti").section("clusters", {})
+        cluster = str(args.get("cluster", ""))
+        if cluster in set(clusters):
+            return clusters.section(cluster).float("timeout", REQUEST_TIMEOUT_DEFAULT)
+    if system in ("netbox", "dns") and config.has(system):
+        return config.section(system).float("timeout", REQUEST_TIMEOUT_DEFAULT)
+    return REQUEST_TIMEOUT_DEFAULT if system in ("ganeti", "netbox", "dns") else 0.0
+
+
 Recorder = Callable[[int, str, str], None]
 """Journals one executed step: (seq, status ``undone``/``absent``/``failed``, error text)."""
 Registrar = Callable[[Undo], int]
@@ -159,47 +179,68 @@ class UndoStack:
     """``ctx.undo``: the undo steps of a run's changes, run in reverse order by rollback."""
 
     def __init__(self, clients: Clients, *, recorder: Recorder | None = None, registrar: Registrar | None = None,
-                 enabled: bool = True) -> None:
-        """clients run the steps; recorder journals each executed step; registrar journals custom pushes."""
+                 recheck: Callable[[Undo], float] | None = None, enabled: bool = True) -> None:
+        """clients run the steps; recorder journals each executed step; registrar journals custom pushes; recheck
+        gives the seconds after which an unsure step found absent is looked up again (its request timeout)."""
         self._clients = clients
         self._recorder = recorder
         self._registrar = registrar
+        self._recheck = recheck
         self.enabled = enabled
         """False for converging cookbooks (sync): changes are journaled, nothing is undone."""
-        self._steps: list[tuple[int | None, Undo]] = []
+        self._steps: list[tuple[int | None, Undo, bool]] = []
         self._lock = threading.Lock()
 
-    def push(self, undo: Undo, *, seq: int | None = None) -> None:
-        """Register the undo of a change just made; a push without seq (custom undo) is journaled first."""
+    def push(self, undo: Undo, *, seq: int | None = None, unsure: bool = False) -> None:
+        """Register the undo of a change just made; a push without seq (custom undo) is journaled first. unsure:
+        the change's answer was lost (``maybe``), so its server may still act on the request after a lookup."""
         if not self.enabled:
             return
         if seq is None and self._registrar is not None:
             seq = self._registrar(undo)
         with self._lock:
-            self._steps.append((seq, undo))
+            self._steps.append((seq, undo, unsure))
 
     @property
     def steps(self) -> list[tuple[int | None, Undo]]:
         """The registered steps (seq, undo) in the order they were pushed."""
         with self._lock:
-            return list(self._steps)
+            return [(seq, undo) for seq, undo, _ in self._steps]
 
     def rollback(self) -> list[UndoFailure]:
-        """Run every step in reverse order, each independently; journal each; return what was left behind."""
+        """Run every step in reverse order, each independently; journal each; return what was left behind.
+
+        An unsure step its lookup found absent is looked up once more after its request timeout (recheck): a
+        server that was hung acts on the requests queued for it when it is back, possibly after answering the
+        lookup, so a first "absent" does not prove the write was never made."""
         with self._lock:
             steps, self._steps = self._steps, []
-        failures = []
-        for seq, undo in reversed(steps):
-            logger.info("Undoing %s", undo.describe())
-            try:
-                status, error = run(undo, self._clients), ""
-            except Exception as exc:  # each step independent: one failing does not stop the others
-                status, error = "failed", f"{type(exc).__name__}: {exc}"
-                logger.debug("Traceback of the undo of %s", undo.describe(), exc_info=True)
-                failures.append(UndoFailure(undo.kind, undo.target, undo.object_id, error))
-            if self._recorder is not None and seq is not None:
-                try:
-                    self._recorder(seq, status, error)
-                except LibclusterError as exc:
-                    logger.error("Undo of %s (%s) not journaled: %s", undo.describe(), status, exc)
+        failures: list[UndoFailure] = []
+        again = [(seq, undo) for seq, undo, unsure in reversed(steps)
+                 if not self._undo(seq, undo, failures, final=not unsure or self._recheck is None)]
+        if again and self._recheck is not None:
+            wait = max(self._recheck(undo) for _, undo in again)
+            logger.info("%d change(s) whose answer was lost not found: looking again in %.0f s, in case their "
+                        "server acts on a request still queued", len(again), wait)
+            time.sleep(wait)
+            for seq, undo in again:
+                self._undo(seq, undo, failures, final=True)
         return failures
+
+    def _undo(self, seq: int | None, undo: Undo, failures: list[UndoFailure], *, final: bool) -> bool:
+        """Run one step, journal it, add a failure; False (nothing journaled) if not final and it was absent."""
+        logger.info("Undoing %s", undo.describe())
+        try:
+            status, error = run(undo, self._clients), ""
+        except Exception as exc:  # each step independent: one failing does not stop the others
+            status, error = "failed", f"{type(exc).__name__}: {exc}"
+            logger.debug("Traceback of the undo of %s", undo.describe(), exc_info=True)
+            failures.append(UndoFailure(undo.kind, undo.target, undo.object_id, error))
+        if status == "absent" and not final:
+            return False
+        if self._recorder is not None and seq is not None:
+            try:
+                self._recorder(seq, status, error)
+            except LibclusterError as exc:
+                logger.error("Undo of %s (%s) not journaled: %s", undo.describe(), status, exc)
+        return True

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import signal
 import subprocess
 import threading
@@ -36,6 +35,7 @@ from tests.lab.test_makevm import (  # noqa: F401 - env and hostname are fixture
 )
 
 TIMEOUT = 300
+PYTHON = REPO / ".venv" / "bin" / "python"
 LEASE_WAIT = 60
 """A killed runner's locks are free within this many seconds (the lease is 30 s): --recover waits for them."""
 
@@ -48,7 +48,7 @@ KILL_POINTS = [
     pytest.param("intent", 9, "vm-interface-create", id="netbox-vm-made-interface-in-flight"),
     pytest.param("result", 12, "vm-update", id="all-done-no-end"),
 ]
-"""Where the runner is SIGKILLed: as soon as the journal holds this line (event, seq), whose change has this action."""
+"""Where the runner is SIGKILLed: right after it wrote this journal line (event, seq), whose change has this action."""
 
 
 def journal(path: Path) -> list[dict[str, Any]]:
@@ -88,9 +88,15 @@ def cookbook(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return result
 
 
-def start_makevm(config: Path, hostname: str) -> tuple[subprocess.Popen[str], list[str]]:
-    """Start makevm as an operator would (-y), its stderr collected line by line in the returned list."""
-    process = subprocess.Popen([str(COOKBOOK), "-c", str(config), "-y", "sre.ganeti.makevm", *LOCATION, hostname],
+def start_makevm(config: Path, hostname: str, *, kill_after: tuple[str, int] | None = None,
+                 ) -> tuple[subprocess.Popen[str], list[str]]:
+    """Start makevm as an operator would (-y), its stderr collected line by line in the returned list; with
+    kill_after (event, seq), the run SIGKILLs itself right after writing that journal line (killed_runner)."""
+    if kill_after is None:
+        command = [str(COOKBOOK)]
+    else:
+        command = [str(PYTHON), "-m", "tests.lab.killed_runner", kill_after[0], str(kill_after[1])]
+    process = subprocess.Popen([*command, "-c", str(config), "-y", "sre.ganeti.makevm", *LOCATION, hostname],
                                cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     lines: list[str] = []
 
@@ -148,19 +154,12 @@ def recover(config: Path, audit_log: Path, run_id: str) -> None:
 @pytest.mark.parametrize(("event", "seq", "action"), KILL_POINTS)
 def test_makevm_killed_at_a_step_is_undone_by_recover(env: Env, hostname: str, tmp_path: Path, event: str,
                                                       seq: int, action: str) -> None:
-    """SIGKILL when the journal holds (event, seq): no end line; --recover RUN_ID leaves nothing behind."""
+    """SIGKILLed right after writing the journal line (event, seq): no end line; --recover RUN_ID leaves nothing."""
     config, audit_log = config_with_audit(env, tmp_path)
-    process, lines = start_makevm(config, hostname)
-
-    def reached() -> bool:
-        return any(line["event"] == event and line.get("seq") == seq for line in journal(audit_log))
-
-    try:
-        wait_for(f"the {event} line of change {seq}", reached, process, lines)
-        os.kill(process.pid, signal.SIGKILL)
-    finally:
-        process.wait(TIMEOUT)
-    assert process.returncode == -signal.SIGKILL
+    process, lines = start_makevm(config, hostname, kill_after=(event, seq))
+    process.wait(TIMEOUT)
+    assert process.returncode == -signal.SIGKILL, f"the run was not killed at the {event} line of change {seq}:\n" \
+        + "".join(lines)
     written = journal(audit_log)
     intents = {line["seq"]: line for line in written if line["event"] == "intent"}
     assert intents[seq]["action"] == action, f"change {seq} is {intents[seq]['action']}, the test expects {action}"

@@ -175,6 +175,36 @@ def test_rollback_runs_in_reverse_each_step_independent_and_names_what_is_left(
     assert changes.undo.rollback() == []  # the steps ran once
 
 
+class LateServer(Client):
+    """A server that was hung: the first lookup of a write finds nothing, the queued write lands right after."""
+
+    def undo(self, action: str, args: dict[str, Any]) -> str:
+        """Absent the first time a name is looked up, undone the next."""
+        self.calls.append((action, dict(args)))
+        return "undone" if sum(call[1]["name"] == args["name"] for call in self.calls) > 1 else "absent"
+
+
+def test_a_maybe_change_found_absent_is_looked_up_again_after_its_request_timeout(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "audit.jsonl"
+    journal = Journal(RUN, AuditLog(path), None, dry_run=False)
+    changes = ChangeLog(dry_run=False, journal=journal)
+    client, slept = LateServer(), []
+    monkeypatch.setattr("libcluster.undo.time.sleep", slept.append)
+    changes.undo = UndoStack(Clients(client), recorder=lambda seq, status, error: journal.undo(seq, status, error, RUN),
+                             recheck=lambda undo: 7.0 if undo.target == "ip" else 3.0)
+    with changes.writing("ganeti", "instance-create", "vm", undo=undo_of("vm")):
+        pass
+    for name in ("ip", "ip2"):
+        with pytest.raises(AnswerLostError), changes.writing("netbox", "ip-create", name, undo=undo_of(name)):
+            raise AnswerLostError("read timed out")
+    assert changes.undo.rollback() == []
+    assert [args["name"] for _, args in client.calls] == ["ip2", "ip", "vm", "ip2", "ip"]
+    assert slept == [7.0]  # once, the longest request timeout of the unsure steps
+    undo_lines = [(line["seq"], line["status"]) for line in lines(path) if line["event"] == "undo"]
+    assert undo_lines == [(1, "absent"), (3, "undone"), (2, "undone")]  # "vm" was sure: its absent is final
+
+
 def test_a_disabled_stack_journals_changes_without_undo(run: tuple[ChangeLog, Client, Path]) -> None:
     changes, client, path = run
     assert changes.undo is not None

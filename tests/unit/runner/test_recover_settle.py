@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from libcluster import audit, recover
+from libcluster import audit, recover, undo
 from libcluster.config import Section
 
 CONFIG = Section({"netbox": {"timeout": 20}, "dns": {"timeout": 5},
@@ -53,4 +53,4 @@ def test_no_wait_when_no_request_can_still_land(slept: list[float], steps: list[
 
 def test_an_unknown_cluster_waits_the_default(slept: list[float]) -> None:
     recover.settle(CONFIG, [step("ganeti", None, 0, cluster="other")])
-    assert recover.SETTLE_DEFAULT - 1 < slept[0] <= recover.SETTLE_DEFAULT
+    assert undo.REQUEST_TIMEOUT_DEFAULT - 1 < slept[0] <= undo.REQUEST_TIMEOUT_DEFAULT
