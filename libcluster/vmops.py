@@ -17,7 +17,8 @@ from libcluster.clusters import ClusterSettings
 from libcluster.context import Context
 from libcluster.errors import LibclusterError
 from libcluster.ganeti import GanetiCluster, Instance, Node, RapiNotFoundError
-from libcluster.ganeti.templates import INT_MIRROR, MIRRORED
+from libcluster.ganeti.nodes import MoveAction, move_action, refusal
+from libcluster.ganeti.templates import INT_MIRROR
 from libcluster.interactive import AbortError, InputError, is_terminal
 from libcluster.netbox import NetBox
 from libcluster.sync.vm import changed_fields
@@ -35,13 +36,10 @@ def read_instance(ctx: Context, args: argparse.Namespace) -> tuple[ClusterSettin
         raise LibclusterError(f"no instance {args.fqdn} in cluster {settings.name}") from None
 
 
-def check_movable(instance: Instance) -> None:
+def check_movable(cluster_name: str, instance: Instance) -> None:
     """Refuse an instance whose disk template cannot migrate or fail over (file, plain), naming changedisk."""
-    if instance.disk_template not in MIRRORED:
-        raise LibclusterError(
-            f"{instance.name} has disk template {instance.disk_template}, which Ganeti cannot migrate or fail "
-            f"over (only {', '.join(sorted(MIRRORED))}): convert it first with sre.ganeti.changedisk "
-            "(e.g. --disk-template sharedfile)")
+    if move_action(instance) is MoveAction.REFUSED:
+        raise LibclusterError(f"{instance.name}: {refusal(cluster_name, instance)}")
 
 
 def target_nodes(cluster: GanetiCluster, instance: Instance, to: str | None) -> list[Node]:

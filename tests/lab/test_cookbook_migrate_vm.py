@@ -69,7 +69,7 @@ def test_bad_targets_and_templates_are_refused(cluster: GanetiCluster, new_insta
     marker = last_job_id(cluster)
     file_run = run_cookbook(lab_config, MIGRATE, "--cluster", "lab", local)
     assert file_run.returncode == 94
-    assert "disk template file, which Ganeti cannot migrate" in file_run.stderr
+    assert "disk template file cannot be migrated or failed over" in file_run.stderr
     assert "sre.ganeti.changedisk" in file_run.stderr
     unknown = run_cookbook(lab_config, MIGRATE, "--cluster", "lab", "--to", "node9.lab.example", shared)
     assert unknown.returncode == 94 and "no node node9.lab.example in cluster lab" in unknown.stderr

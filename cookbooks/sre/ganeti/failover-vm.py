@@ -70,7 +70,7 @@ class FailoverVM(CookbookBase):
         if args.shutdown_timeout < 0:
             raise ValueError("--shutdown-timeout must be >= 0")
         _, cluster, instance = vmops.read_instance(self.ctx, args)
-        vmops.check_movable(instance)
+        vmops.check_movable(cluster.name, instance)
         targets = vmops.target_nodes(cluster, instance, args.to)
         if instance.admin_state == "up":
             vmops.with_memory(targets, instance)

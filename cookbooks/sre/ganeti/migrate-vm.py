@@ -55,7 +55,7 @@ class MigrateVM(CookbookBase):
     def get_runner(self, args: argparse.Namespace) -> CookbookRunnerBase:
         """Read the instance and the target nodes; refuse what Ganeti would refuse before anything changes."""
         _, cluster, instance = vmops.read_instance(self.ctx, args)
-        vmops.check_movable(instance)
+        vmops.check_movable(cluster.name, instance)
         if instance.admin_state != "up":
             raise LibclusterError(f"{args.fqdn} is stopped (admin state {instance.admin_state}): Ganeti does not "
                                   "migrate a stopped instance, fail it over with sre.ganeti.failover-vm")
