@@ -164,19 +164,21 @@ class ChangeLog:
             yield pendings
         except BaseException as exc:
             # Ctrl+C (or SIGTERM's exit) in the middle of a write: the request may have been sent, so "maybe"
-            lost = not isinstance(exc, Exception) or is_answer_lost(exc)
-            self._finish(system, writes, pendings, "maybe" if lost else "failed", stack)
+            timed_out = isinstance(exc, Exception) and is_answer_lost(exc)
+            lost = timed_out or not isinstance(exc, Exception)
+            self._finish(system, writes, pendings, "maybe" if lost else "failed", stack, unsure=timed_out)
             raise
         self._finish(system, writes, pendings, "done", stack)
 
     def _finish(self, system: str, writes: Sequence[Write], pendings: Sequence[Pending], status: str,
-                stack: UndoStack | None) -> None:
-        """Push the undo of each write that was (maybe) made, list it in the record, journal the results."""
+                stack: UndoStack | None, *, unsure: bool = False) -> None:
+        """Push the undo of each write that was (maybe) made, list it in the record, journal the results; unsure:
+        the server did not answer in time, so it may act on the request late (the undo looks twice)."""
         for pending, write in zip(pendings, writes, strict=True):
             if status == "failed":
                 break
             if write.undo is not None and stack is not None:
-                stack.push(write.undo.with_args(**pending.learnt), seq=pending.seq, unsure=status == "maybe")
+                stack.push(write.undo.with_args(**pending.learnt), seq=pending.seq, unsure=unsure)
             extra = {"status": status} if status == "maybe" else {}
             self._add(Change(system=system, action=write.action, target=write.target, dry_run=False,
                              detail={**write.detail, **pending.learnt, **extra}))
