@@ -146,11 +146,20 @@ def _run(*cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, env=NODE_PROCESS_ENV, text=True, capture_output=True, check=check, timeout=120)
 
 
+def _drop_master_ip() -> None:
+    """Inside the node: take the cluster's master IP off its bridge, as a machine that goes down loses it (Ganeti
+    adds it on the master only). A node killed or rebooted as the master kept it: once back, two nodes answered for
+    the cluster IP and a later master failover could not take it off this one (seen in CI: the master IP on node4
+    while Ganeti named node1)."""
+    _run("ip", "address", "del", f"{topology.MASTER_IP}/32", "dev", topology.NODE_BRIDGE, check=False)
+
+
 def boot(paths: ClusterPaths, node: topology.Node) -> str:
-    """Inside the node: new boot id, empty /run, sshd, then the Ganeti daemons it runs (a cluster member's: the
-    master's too when ssconf names it master). Returns the new boot id."""
+    """Inside the node: new boot id, empty /run, no master IP, sshd, then the Ganeti daemons it runs (a cluster
+    member's: the master's and the master IP too when ssconf names it master). Returns the new boot id."""
     boot_id = new_boot_id(paths, node)
     _clear_run()
+    _drop_master_ip()
     _run("/usr/sbin/sshd")
     ssconf = Path("/var/lib/ganeti/ssconf_master_node")
     if ssconf.exists():
@@ -166,10 +175,11 @@ def boot(paths: ClusterPaths, node: topology.Node) -> str:
 
 
 def reboot(paths: ClusterPaths, node: topology.Node, downtime: float = DOWNTIME) -> None:
-    """Inside the node (detached from the caller): stop every process of the node, stay down `downtime` seconds
-    (or until node_up while the stay-down marker exists), then boot."""
+    """Inside the node (detached from the caller): stop every process of the node and drop the master IP, stay down
+    `downtime` seconds (or until node_up while the stay-down marker exists), then boot."""
     print(f"cookbook-lab: {node.fqdn} reboots: stopping its processes", flush=True)
     netns.kill_pids(_own_pids(), STOP_GRACE)
+    _drop_master_ip()
     if stay_down_file(paths, node).exists():
         print(f"cookbook-lab: {node.fqdn} stays down ({stay_down_file(paths, node)} exists)", flush=True)
         return

@@ -114,3 +114,26 @@ def test_ganeti_powercycle_reboots_only_the_lab_node(cluster: GanetiCluster) -> 
     assert new != before[NODE.fqdn]
     assert {name: value for name, value in cluster.boot_ids().items() if name != NODE.fqdn} == \
         {name: value for name, value in before.items() if name != NODE.fqdn}
+
+
+def _has_master_ip(node: topology.Node) -> bool:
+    shown = subprocess.run(["ip", "-n", node.netns, "-o", "-4", "address", "show", "dev", topology.NODE_BRIDGE],
+                           capture_output=True, text=True, timeout=30, check=True)
+    return f" {topology.MASTER_IP}/" in shown.stdout
+
+
+def test_a_node_killed_holding_the_master_ip_comes_back_without_it(cluster: GanetiCluster) -> None:
+    master = cluster.master()
+    try:
+        assert subprocess.run([*LAB, "node-down", NODE.short], timeout=60, check=False).returncode == 0
+        # as a master killed mid-failover keeps it (its link is down: the cluster IP still answers from the master)
+        subprocess.run(["ip", "-n", NODE.netns, "address", "add", f"{topology.MASTER_IP}/32", "dev",
+                        topology.NODE_BRIDGE], timeout=30, check=True)
+        assert subprocess.run([*LAB, "node-up", NODE.short], timeout=120, check=False).returncode == 0
+        assert not _has_master_ip(NODE), "a machine boots without the master IP"
+        assert cluster.wait_node_back(NODE.fqdn, None, timeout=60) and cluster.master() == master
+    finally:
+        if _has_master_ip(NODE):
+            subprocess.run(["ip", "-n", NODE.netns, "address", "del", f"{topology.MASTER_IP}/32", "dev",
+                            topology.NODE_BRIDGE], timeout=30, check=False)
+        subprocess.run([*LAB, "up"], capture_output=True, timeout=600, check=False)
