@@ -36,8 +36,6 @@ from tests.lab.test_makevm import (  # noqa: F401 - env and hostname are fixture
 
 TIMEOUT = 300
 PYTHON = REPO / ".venv" / "bin" / "python"
-LEASE_WAIT = 60
-"""A killed runner's locks are free within this many seconds (the lease is 30 s): --recover waits for them."""
 
 KILL_POINTS = [
     pytest.param("intent", 1, "ip-address-allocate", id="first-address-in-flight"),
@@ -64,12 +62,16 @@ def journal(path: Path) -> list[dict[str, Any]]:
     return lines
 
 
-def config_with_audit(env: Env, tmp_path: Path, *, timeout: int | None = None) -> tuple[Path, Path]:
+def config_with_audit(env: Env, tmp_path: Path, *, timeout: int | None = None,
+                      ttl: int | None = None) -> tuple[Path, Path]:
     """A lab config copy whose audit file is the test's own (its journal holds only this test's runs); timeout, if
-    given, is the seconds NetBox, DNS and RAPI requests may take (a hung service is noticed that fast)."""
+    given, is the seconds NetBox, DNS and RAPI requests may take (a hung service is noticed that fast; --recover
+    waits that long after a change without result), ttl the lock lease (--recover waits for a dead run's)."""
     audit_log = tmp_path / "audit.jsonl"
     data = json.loads(json.dumps(env.raw))
     data["audit_log"] = str(audit_log)
+    if ttl is not None:
+        data["locks"]["ttl"] = ttl
     if timeout is not None:
         data["netbox"]["timeout"] = data["dns"]["timeout"] = timeout
         for cluster in data["ganeti"]["clusters"].values():
@@ -154,8 +156,9 @@ def recover(config: Path, audit_log: Path, run_id: str) -> None:
 @pytest.mark.parametrize(("event", "seq", "action"), KILL_POINTS)
 def test_makevm_killed_at_a_step_is_undone_by_recover(env: Env, hostname: str, tmp_path: Path, event: str,
                                                       seq: int, action: str) -> None:
-    """SIGKILLed right after writing the journal line (event, seq): no end line; --recover RUN_ID leaves nothing."""
-    config, audit_log = config_with_audit(env, tmp_path)
+    """SIGKILLed right after writing the journal line (event, seq): no end line; --recover RUN_ID leaves nothing.
+    Short lease and request timeouts: --recover waits for both, and a test need not wait the lab's 30 s."""
+    config, audit_log = config_with_audit(env, tmp_path, timeout=10, ttl=10)
     process, lines = start_makevm(config, hostname, kill_after=(event, seq))
     process.wait(TIMEOUT)
     assert process.returncode == -signal.SIGKILL, f"the run was not killed at the {event} line of change {seq}:\n" \
