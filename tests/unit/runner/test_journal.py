@@ -205,6 +205,22 @@ def test_a_maybe_change_found_absent_is_looked_up_again_after_its_request_timeou
     assert undo_lines == [(1, "absent"), (3, "undone"), (2, "undone")]  # "vm" was sure: its absent is final
 
 
+def test_a_write_cut_short_by_ctrl_c_is_maybe_but_looked_up_once(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "audit.jsonl"
+    journal = Journal(RUN, AuditLog(path), None, dry_run=False)
+    changes = ChangeLog(dry_run=False, journal=journal)
+    client, slept = LateServer(), []
+    monkeypatch.setattr("libcluster.undo.time.sleep", slept.append)
+    changes.undo = UndoStack(Clients(client), recorder=lambda seq, status, error: journal.undo(seq, status, error, RUN),
+                             recheck=lambda undo: 7.0)
+    with pytest.raises(KeyboardInterrupt), changes.writing("netbox", "ip-create", "ip", undo=undo_of("ip")):
+        raise KeyboardInterrupt
+    assert [line.get("status") for line in lines(path) if line["event"] == "result"] == ["maybe"]
+    assert changes.undo.rollback() == []
+    assert len(client.calls) == 1 and slept == []  # its server was answering: one lookup is the truth
+
+
 def test_a_disabled_stack_journals_changes_without_undo(run: tuple[ChangeLog, Client, Path]) -> None:
     changes, client, path = run
     assert changes.undo is not None
