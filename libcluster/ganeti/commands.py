@@ -236,9 +236,11 @@ class GntCommands:
         argv.append(validate_host(node))
         return self._plain(argv, is_safe=False, timeout=timeout)
 
-    def node_remove(self, node: str, *, timeout: float | None = None) -> CommandResult:
-        """`gnt-node remove NODE` (the RAPI has no node remove); skipped in dry-run."""
-        return self._plain(["gnt-node", "remove", validate_host(node)], is_safe=False, timeout=timeout)
+    def node_remove(self, node: str, *, dry_run: bool = False, timeout: float | None = None) -> CommandResult:
+        """`gnt-node remove NODE` (the RAPI has no node remove); skipped in dry-run. With dry_run, `--dry-run` makes
+        Ganeti only check the removal (the master, instances still on the node), so the command is safe."""
+        argv = ["gnt-node", "remove", *(["--dry-run"] if dry_run else []), validate_host(node)]
+        return self._plain(argv, is_safe=dry_run, timeout=timeout)
 
     def renew_crypto(
         self,

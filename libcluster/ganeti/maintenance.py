@@ -61,11 +61,13 @@ def known(cluster: GanetiCluster, node: str) -> Node:
         raise NodeStateError(f"no node {node} in cluster {cluster.name}") from None
 
 
-def check(cluster: GanetiCluster, node: str, *, shutdown_plain: bool = False, master: bool = False) -> NodePlan:
+def check(cluster: GanetiCluster, node: str, *, shutdown_plain: bool = False, master: bool = False,
+          offer_shutdown: bool = True) -> NodePlan:
     """Refuse what cannot be drained before anything changes (NodeStateError): an unknown node, the master (use
     sre.ganeti.master-failover; master=True checks it as it will be after a failover), an offline node, a primary
     Ganeti's dry-run check refuses (a file/plain one without shutdown_plain: the list with the changedisk
-    command), a group without room for its running primaries (N+1). Returns the checked plan."""
+    command, and --shutdown-plain named when offer_shutdown), a group without room for its running primaries
+    (N+1). Returns the checked plan."""
     role = Role.of(known(cluster, node))
     if role is Role.MASTER and not master:
         raise NodeStateError(f"{node} is the master of cluster {cluster.name}: fail the master over to a candidate "
@@ -78,7 +80,8 @@ def check(cluster: GanetiCluster, node: str, *, shutdown_plain: bool = False, ma
         raise NodeStateError(f"{node}: {len(blocked)} primary instance(s) cannot move:\n  "
                              + "\n  ".join(move.describe() for move in blocked)
                              + ("\n(or stop the file/plain ones explicitly with --shutdown-plain)"
-                                if any(move.action is MoveAction.REFUSED for move in blocked) else ""))
+                                if offer_shutdown and any(move.action is MoveAction.REFUSED for move in blocked)
+                                else ""))
     room = cluster.n_plus_one(node)
     if room:
         raise NodeStateError("; ".join(room))

@@ -261,6 +261,21 @@ def bring_back(cluster: GanetiCluster, node: str, role: Role) -> RoleChange:
     return RoleChange(node, old, new, result.job_id)
 
 
+def readded(cluster: GanetiCluster, node: str) -> RoleChange:
+    """The role of a node after `gnt-node add --readd` (which clears its offline and drained flags and lets Ganeti
+    choose whether it is a candidate): master candidate again, the tag dropped, when drain/set_offline took it out
+    as one (CANDIDATE_TAG); a node still offline (the readd skipped in dry-run) goes through bring_back()."""
+    current = _read(cluster, node)
+    old = Role.of(current)
+    if old is Role.OFFLINE:
+        return bring_back(cluster, node, old)
+    if CANDIDATE_TAG not in current.tags:
+        return RoleChange(node, old, old, None)
+    job_id = cluster.set_node_role(node, Role.CANDIDATE.value).wait().job_id if old is Role.REGULAR else None
+    cluster.remove_tags("node", node, [CANDIDATE_TAG]).wait()
+    return RoleChange(node, old, Role.CANDIDATE, job_id)
+
+
 # N+1, boot ids, verify-disks ----------------------------------------------------------------------------------
 
 

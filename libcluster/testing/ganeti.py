@@ -138,14 +138,19 @@ class FakeCommands:
         vm_capable: bool | None = None,
         timeout: float | None = None,
     ) -> CommandResult:
-        """In a real run the node joins group (default: the cluster's first group)."""
-        if not self.cluster.dry_run:
+        """In a real run the node joins group (default: the cluster's first group); readd, as Ganeti's, keeps its group
+        and clears its offline and drained flags."""
+        if readd and not self.cluster.dry_run:
+            self.cluster.nodes_by_name[node].update(offline=False, drained=False)
+        elif not self.cluster.dry_run:
             self.cluster.add_node(node, group or self.cluster.group_list[0]["name"])
         return self._done()
 
     @recorded("node_remove", options=False)
-    def node_remove(self, node: str, *, timeout: float | None = None) -> CommandResult:
-        """In a real run the node leaves the cluster."""
+    def node_remove(self, node: str, *, dry_run: bool = False, timeout: float | None = None) -> CommandResult:
+        """In a real run the node leaves the cluster; a check (dry_run) changes nothing and is never skipped."""
+        if dry_run:
+            return CommandResult(rc=0, output="")
         if not self.cluster.dry_run:
             self.cluster.nodes_by_name.pop(node, None)
         return self._done()

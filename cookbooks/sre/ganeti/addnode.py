@@ -36,8 +36,17 @@ Steps:
   installed, and the run ends 93 naming it, what is left (NetBox device, hooks) and the commands that
   finish the work or undo the add.
 
+--readd NODE (no --group: the node keeps its group): a node of the cluster that comes back after
+sre.ganeti.node-down (or was reinstalled). The same pre-checks and pinning, then `gnt-node add --readd`
+(Ganeti clears its offline and drained flags and renews its keys and certificates), its master candidate
+role given back if node-down took it (tag cookbooks:was-master-candidate), verify as above (new errors fail
+the run: exit 1, the node is left in the cluster), NetBox (the device back in the group's cluster and, if
+node-down marked it failed, active), install-hooks. Nothing is undone: a failed readd is run again. The
+master cannot be readded, and a node removed with sre.ganeti.removenode is added (with --group), not readded.
+
 Usage:
   cookbook sre.ganeti.addnode --cluster prod1 --group A ganeti1010.example.org
+  cookbook sre.ganeti.addnode --cluster lab --readd --ssh-host-key-fingerprint SHA256:... node4.lab.example
   cookbook -d sre.ganeti.addnode --cluster lab --group B --ssh-host-key-fingerprint SHA256:... node5.lab.example
 """
 
@@ -49,14 +58,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from libcluster import hostkeys, interactive
-from libcluster.arguments import add_location_args, cluster_settings, fqdn_argument
+from libcluster import hostkeys, interactive, resources
+from libcluster.arguments import add_location_args, cluster_settings, default_group, fqdn_argument
 from libcluster.clusters import ClusterSettings
 from libcluster.context import Context
 from libcluster.cookbook import ArgparseFormatter, CookbookBase, CookbookRunnerBase, LockArgs
 from libcluster.errors import LibclusterError
 from libcluster.ganeti import GanetiCluster, RapiNotFoundError
 from libcluster.ganeti.commands import VerifyIssue, VerifyResult
+from libcluster.ganeti.nodes import readded
 from libcluster.ganeti.waits import verify_cluster
 from libcluster.hooks.events import HookSettings
 from libcluster.hostkeys import HostKey
@@ -72,6 +82,8 @@ CHECK_TIMEOUT = 60
 INSTALL_HOOKS = "sre.ganeti.install-hooks"
 COOKBOOK = "sre.ganeti.addnode"
 """This cookbook's name: its undo steps name it, so that `cookbook --recover` finds undo() here."""
+NODE_DOWN_STATUS = "failed"
+"""The NetBox device status sre.ganeti.node-down sets; --readd makes it active again."""
 
 
 @dataclass(frozen=True)
@@ -162,9 +174,12 @@ class AddNode(CookbookBase):
     argument_task_required = False
 
     def argument_parser(self) -> argparse.ArgumentParser:
-        """--cluster, --group and the node's FQDN."""
+        """--cluster, --group (or --readd) and the node's FQDN."""
         parser = argparse.ArgumentParser(description=__doc__, formatter_class=ArgparseFormatter)
-        add_location_args(parser, group_required=True)
+        add_location_args(parser)
+        parser.add_argument("--readd", action="store_true",
+                            help="re-add a node of the cluster that comes back (after sre.ganeti.node-down, or "
+                            "reinstalled): `gnt-node add --readd`, in its own group (no --group)")
         parser.add_argument("--ssh-host-key-fingerprint", type=hostkeys.fingerprint_argument, metavar="SHA256:...",
                             help="SHA256 fingerprint of one of the node's SSH host keys, read on its console "
                             "(default: the NetBox device's custom field ssh_host_key_fingerprint, else the "
@@ -176,6 +191,9 @@ class AddNode(CookbookBase):
         """Check group, membership and NetBox objects; nothing is changed here."""
         settings = cluster_settings(self.ctx.config, args)
         cluster = self.ctx.ganeti(args.cluster)
+        if args.readd:
+            return self._readd_runner(args, settings, cluster)
+        args.group = default_group(settings, args.group)
         groups = {group["uuid"]: group["name"] for group in cluster.groups()}
         if args.group not in groups.values():
             raise LibclusterError(f"cluster {args.cluster} has no node group {args.group} in Ganeti "
@@ -193,6 +211,27 @@ class AddNode(CookbookBase):
         if hooks:
             HookSettings.from_config(self.ctx.config)  # a broken hooks section stops the run before any change
         return AddNodeRunner(self.ctx, cluster, settings, args.group, args.fqdn, target, trusted, hooks=hooks)
+
+    def _readd_runner(self, args: argparse.Namespace, settings: ClusterSettings,
+                      cluster: GanetiCluster) -> CookbookRunnerBase:
+        """--readd: the node must be a node of the cluster other than the master; its group is Ganeti's."""
+        if args.group:
+            raise LibclusterError("--readd keeps the node's group in Ganeti: no --group")
+        try:
+            node = cluster.node(args.fqdn)
+        except RapiNotFoundError:
+            raise LibclusterError(f"no node {args.fqdn} in cluster {args.cluster}: add it with --group GROUP (a "
+                                  "removed node is added, not readded)") from None
+        if node.name == cluster.master():
+            raise LibclusterError(f"{args.fqdn} is the master of cluster {args.cluster}: Ganeti cannot readd the "
+                                  "master")
+        group = next(group.name for group in cluster.groups() if group.uuid == node.group_uuid)
+        target = netbox_target(self.ctx.netbox(), settings, group, args.fqdn)
+        trusted = trusted_fingerprint(args.ssh_host_key_fingerprint, target.device, args.fqdn)
+        hooks = HookSettings.configured(self.ctx.config)
+        if hooks:
+            HookSettings.from_config(self.ctx.config)
+        return ReaddNodeRunner(self.ctx, cluster, settings, group, args.fqdn, target, trusted, hooks=hooks)
 
 
 class AddNodeRunner(CookbookRunnerBase):
@@ -232,12 +271,7 @@ class AddNodeRunner(CookbookRunnerBase):
               f"{self.target.device['name']} joins cluster {self.target.cluster['name']}.", flush=True)
         self.ctx.confirm(f"Add {self.fqdn} to {self.cluster.name}/{self.group}?")
         master = self.cluster.master()
-        failed = [check for check in self.prechecks(master) if not check.ok]
-        if failed:
-            for check in failed:
-                logger.error("Pre-check failed: %s: %s. Fix: %s", check.name, check.detail, check.fix)
-            logger.error("%d pre-check(s) failed for %s: nothing was changed; fix and re-run the cookbook",
-                         len(failed), self.fqdn)
+        if not self._prechecked(master):
             return 1
         before = verify_cluster(self.cluster.commands, "before the add")
         self._pin(master)
@@ -261,6 +295,16 @@ class AddNodeRunner(CookbookRunnerBase):
             "netbox_cluster_id": self.target.cluster["id"], "hooks": self.hooks, **args}))
 
     # Pre-checks --------------------------------------------------------------------------
+
+    def _prechecked(self, master: str) -> bool:
+        """Run the pre-checks; log each failure with its fix and return False if any failed."""
+        failed = [check for check in self.prechecks(master) if not check.ok]
+        for check in failed:
+            logger.error("Pre-check failed: %s: %s. Fix: %s", check.name, check.detail, check.fix)
+        if failed:
+            logger.error("%d pre-check(s) failed for %s: nothing was changed; fix and re-run the cookbook",
+                         len(failed), self.fqdn)
+        return not failed
 
     def _on(self, host: str, command: CommandSpec) -> HostResult:
         return self.ctx.remote().hosts([host]).run_sync(command, is_safe=True, timeout=CHECK_TIMEOUT)[host]
@@ -416,6 +460,55 @@ class AddNodeRunner(CookbookRunnerBase):
         self.ctx.netbox(read_write=True).update("device", [{"id": device["id"], "cluster": cluster["id"]}])
         if not self.ctx.dry_run:
             logger.info("NetBox: device %s joined cluster %s", device["name"], cluster["name"])
+
+
+class ReaddNodeRunner(AddNodeRunner):
+    """--readd: pre-checks, `gnt-node add --readd`, the node's role back, verify, NetBox, hooks."""
+
+    @property
+    def runtime_description(self) -> str:
+        """Node, cluster and group."""
+        return f"for node {self.fqdn} readded to cluster {self.cluster.name} group {self.group}"
+
+    def run(self) -> int:
+        """The runbook of --readd: confirm, lock the node, pre-check, verify, pin the keys, readd, role back, verify
+        again, NetBox, hooks. Nothing is undone: the node was in the cluster before, and a failed readd is run
+        again."""
+        print(f"Readding node {self.fqdn} to cluster {self.cluster.name} (group {self.group}); NetBox device "
+              f"{self.target.device['name']} in cluster {self.target.cluster['name']}.", flush=True)
+        self.ctx.confirm(f"Readd {self.fqdn} to {self.cluster.name}/{self.group}?")
+        resources.hold(self.ctx, self.cluster.name, node=self.fqdn)
+        self.ctx.undo.enabled = False
+        master = self.cluster.master()
+        if not self._prechecked(master):
+            return 1
+        before = verify_cluster(self.cluster.commands, "before the readd")
+        self._pin(master)
+        logger.info("Readding %s (gnt-node add --readd on %s, host key checked)", self.fqdn, master)
+        self.cluster.commands.node_add(self.fqdn, readd=True, ssh_key_check=True)
+        role = readded(self.cluster, self.fqdn)
+        verb = "would be" if self.ctx.dry_run else "is"
+        print(f"{self.fqdn} {verb} {role.new.value} (was {role.old.value})", flush=True)
+        if not self.ctx.dry_run:
+            after = verify_cluster(self.cluster.commands, "after the readd")
+            new = new_errors(before, after)
+            for issue in new:
+                logger.error("verify: %s %s %s: %s", issue.level, issue.code, issue.item, issue.message)
+            if new or not (after.ok or after.errors):
+                logger.error("gnt-cluster verify after readding %s: %s; the node stays in the cluster", self.fqdn,
+                             f"{len(new)} new error(s)" if new else f"did not complete (exit code {after.rc})")
+                return 1
+        self._update_netbox()
+        return self._install_hooks()
+
+    def _update_netbox(self) -> None:
+        """The device joins the group's cluster if it is not in it, and is active again if node-down marked it
+        failed (any other status is the operator's: left as it is)."""
+        super()._update_netbox()
+        status = self.target.device.get("status") or {}
+        if (status.get("value") if isinstance(status, dict) else status) == NODE_DOWN_STATUS:
+            self.ctx.netbox(read_write=True).update("device", [{"id": self.target.device["id"], "status": "active"}])
+            logger.info("NetBox: device %s is active again", self.target.device["name"])
 
 
 def undo(ctx: Context, action: str, args: Mapping[str, Any]) -> str:
