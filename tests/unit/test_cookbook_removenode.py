@@ -15,7 +15,7 @@ cluster, the master, --group with --readd).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import yaml
@@ -125,6 +125,28 @@ def test_a_failed_removal_is_rolled_back(tmp_path: Path, monkeypatch: pytest.Mon
     assert not node.drained and node.role == "C" and CANDIDATE_TAG not in node.tags, "undrained, candidate again"
     assert cluster.instance("run.example").primary_node != N3, "moved instances stay where Ganeti put them"
     assert netbox.store["device"][0]["cluster"] == {"id": 11}, "the device is back in its cluster"
+
+
+def test_a_node_drained_before_the_run_stays_drained_on_rollback(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    cluster = _cluster()
+    cluster.nodes_by_name[N3].update(drained=True, master_candidate=False)
+
+    def refuse(node: str, **_: Any) -> Any:
+        raise GntCommandError(f"gnt-node remove {node}", N1, 1, "refused")
+
+    monkeypatch.setattr(cluster.commands, "node_remove", refuse)
+    runner, ctx, _ = _runner(tmp_path, cluster, [N3])
+    assert run_runner(runner, ctx).exit_code == 99
+    assert cluster.node(N3).drained
+
+
+def test_a_verify_error_about_the_group_after_the_removal_fails_without_a_rollback(tmp_path: Path) -> None:
+    cluster = _cluster()
+    cast(Any, cluster.commands).verify_outputs.append((1, f"  - ERROR:ENODEVERSION:node:{N2}:version mismatch"))
+    runner, ctx, netbox = _runner(tmp_path, cluster, [N3])
+    assert run_runner(runner, ctx).exit_code == 1
+    assert N3 not in cluster.nodes_by_name and netbox.store["device"][0]["cluster"] is None, "nothing undone"
 
 
 def test_the_netbox_undo_leaves_the_device_out_once_the_node_left_ganeti(tmp_path: Path) -> None:
