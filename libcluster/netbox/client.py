@@ -232,13 +232,19 @@ class NetBox:
         spec = self._kind(kind)
         return self._write(spec, "create", f"POST {spec.path}", self._request(spec), objects)
 
-    def update(self, kind: str, objects: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        """Change fields of existing objects in bulk; each mapping holds the object's id and only the changed fields."""
+    def update(self, kind: str, objects: Sequence[Mapping[str, Any]], *,
+               current: Sequence[Mapping[str, Any]] = ()) -> list[dict[str, Any]]:
+        """Change fields of existing objects in bulk; each mapping holds the object's id and only the changed fields.
+
+        The old values the undo patches back are read first, except from current: objects as NetBox just
+        answered them (e.g. the answer of the write that made them), one request fewer each.
+        """
         spec = self._kind(kind)
         for obj in objects:
             if not isinstance(obj.get("id"), int):
                 raise NetBoxError(f"PATCH {spec.path}: every object to update needs its integer id, got {obj!r}")
-        return self._write(spec, "update", f"PATCH {spec.path}", self._request(spec), objects)
+        known = {obj["id"]: obj for obj in current if isinstance(obj.get("id"), int)}
+        return self._write(spec, "update", f"PATCH {spec.path}", self._request(spec), objects, known=known)
 
     def delete(self, kind: str, objects: Sequence[int | Mapping[str, Any]]) -> None:
         """Delete objects (ids or objects) in bulk."""
@@ -404,12 +410,13 @@ class NetBox:
     def _record(self, spec: Kind, verb: str, obj: Mapping[str, Any], **detail: Any) -> None:
         self._changes.record(SYSTEM, f"{spec.name}-{verb}", _label(spec, obj), id=obj.get("id"), **detail)
 
-    def _write(self, spec: Kind, verb: str, action: str, request: Request,
-               objects: Sequence[Mapping[str, Any]], **detail: Any) -> list[dict[str, Any]]:
+    def _write(self, spec: Kind, verb: str, action: str, request: Request, objects: Sequence[Mapping[str, Any]],
+               known: Mapping[int, Mapping[str, Any]] | None = None, **detail: Any) -> list[dict[str, Any]]:
         """Send objects as list bodies of bulk_size (dry-run: only record them), check what NetBox kept.
 
         Each object is journaled as its own write (intent before its request, result with its id after),
-        with its undo when one is kept: delete what was created, patch back what was updated (read first).
+        with its undo when one is kept: delete what was created, patch back what was updated (its old values
+        from known, else read first).
         """
         self._writable(spec, action)
         if self.dry_run:
@@ -420,7 +427,7 @@ class NetBox:
         method = action.split(" ", 1)[0]
         done: list[dict[str, Any]] = []
         for chunk in _chunks([dict(obj) for obj in objects], self.bulk_size):
-            writes = self._writes(spec, verb, chunk, detail)
+            writes = self._writes(spec, verb, chunk, detail, known or {})
             with writing_all(self._changes, SYSTEM, writes) as pendings, translated(action):
                 bodies = self._bodies(chunk)
                 answer = request.post(bodies) if method == "POST" else request.patch(bodies)
@@ -431,22 +438,24 @@ class NetBox:
             done.extend(answer)
         return done
 
-    def _writes(self, spec: Kind, verb: str, chunk: Sequence[Mapping[str, Any]],
-                detail: Mapping[str, Any]) -> list[Write]:
+    def _writes(self, spec: Kind, verb: str, chunk: Sequence[Mapping[str, Any]], detail: Mapping[str, Any],
+                known: Mapping[int, Mapping[str, Any]]) -> list[Write]:
         """The journaled writes of one request, each with its undo when one is kept.
 
-        The objects an update changes are read first (one request, only the fields it sets): their names
-        label the journal lines, and their old values make the undo.
+        The objects an update changes are read first (one request, only the fields it sets) unless known
+        holds them with those fields: their names label the journal lines, and their old values make the undo.
         """
         action = f"{spec.name}-{verb}"
         prefix = detail.get("prefix")
-        current: dict[int, dict[str, Any]] = {}
+        current: dict[int, Mapping[str, Any]] = {}
         if verb == "allocate":
             labels = [f"{sent.get('dns_name') or 'address'} in {prefix}" for sent in chunk]
         elif verb == "update":
             fields = {field for sent in chunk for field in sent}
-            current = {obj["id"]: obj for obj in self.objects(spec.name, id=[sent["id"] for sent in chunk],
-                                                              fields=fields)}
+            current = {sent["id"]: known[sent["id"]] for sent in chunk if fields <= set(known.get(sent["id"], {}))}
+            unread = [sent["id"] for sent in chunk if sent["id"] not in current]
+            if unread:
+                current.update({obj["id"]: obj for obj in self.objects(spec.name, id=unread, fields=fields)})
             labels = [_label(spec, current.get(sent["id"], sent)) for sent in chunk]
         else:
             labels = [_label(spec, sent) for sent in chunk]

@@ -188,11 +188,11 @@ def _addresses(netbox: NetBox, vm: dict[str, Any], interface: Mapping[str, Any],
     updates = [{"id": ip["id"], **changes}
                for ip in owned if (changes := changed_fields(ip, ip_fields(int(iface_id), str(vm["name"]))))]
     if updates:
-        netbox.update("ip-address", updates)
+        netbox.update("ip-address", updates, current=owned)
         writes.append(f"ip-address-update x{len(updates)}")
     primary = primary_fields(vm, owned) if vm.get("id") is not None else {}
     if primary:
-        vm.update(netbox.update("vm", [{"id": vm["id"], **primary}])[0])
+        vm.update(netbox.update("vm", [{"id": vm["id"], **primary}], current=[vm])[0])
         writes.append("vm-update " + ",".join(sorted(primary)))
 
 

@@ -92,9 +92,10 @@ class FakeNetBox:
             self._write(kind, "create", obj, undo, lambda obj=obj: self._store(kind, obj))
         return made
 
-    def update(self, kind: str, objects: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    def update(self, kind: str, objects: Sequence[Mapping[str, Any]], *,
+               current: Sequence[Mapping[str, Any]] = ()) -> list[dict[str, Any]]:
         """Record the update; unless dry-run, apply it (an id sent for a nested object becomes {"id": id}),
-        journaled with its undo (the old values)."""
+        journaled with its undo (the old values, read from the store: current only saves the real client a read)."""
         changes = [dict(obj) for obj in objects]
         self.updates.append((kind, changes))
         for change in changes:

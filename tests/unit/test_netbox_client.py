@@ -526,3 +526,12 @@ def test_real_writes_are_journaled_per_object_with_their_undo_and_dry_run_reads_
     fake.calls.clear()
     make_client(meta, dry_run=True).update("vm", [{"id": vm["id"], "memory": 1}])
     assert fake.calls == []
+
+    fake.calls.clear()  # the object as NetBox just answered it: its old values need no read
+    client.update("vm", [{"id": vm["id"], "memory": 1}], current=[{**vm, "memory": 64}])
+    assert [call["method"] for call in fake.calls] == ["PATCH"]
+    last = json.loads(path.read_text().splitlines()[-2])
+    assert last["event"] == "intent" and last["undo"]["args"]["old"] == {"memory": 64}
+    fake.calls.clear()  # current without a field sent: read as before
+    client.update("vm", [{"id": vm["id"], "vcpus": 3}], current=[{"id": vm["id"], "memory": 64}])
+    assert [call["method"] for call in fake.calls] == ["GET", "PATCH"]

@@ -100,8 +100,9 @@ class RecordingNetBox:
         self.calls.append(("create", kind, [dict(obj) for obj in objects]))
         return [{**obj, "id": self._id()} for obj in objects]
 
-    def update(self, kind: str, objects: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        """Bulk update: the objects as sent."""
+    def update(self, kind: str, objects: Sequence[Mapping[str, Any]], *,
+               current: Sequence[Mapping[str, Any]] = ()) -> list[dict[str, Any]]:
+        """Bulk update: the objects as sent (current only saves the real client a read)."""
         self.calls.append(("update", kind, [dict(obj) for obj in objects]))
         return [dict(obj) for obj in objects]
 
@@ -192,9 +193,10 @@ class StoredNetBox(RecordingNetBox):
                 self.add(kind, self._nested(kind, obj))
         return [self.store[kind].get(obj["id"], obj) if obj["id"] else obj for obj in made]
 
-    def update(self, kind: str, objects: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    def update(self, kind: str, objects: Sequence[Mapping[str, Any]], *,
+               current: Sequence[Mapping[str, Any]] = ()) -> list[dict[str, Any]]:
         """Record, then merge the fields into the stored objects."""
-        super().update(kind, objects)
+        super().update(kind, objects, current=current)
         for obj in objects:
             stored = self.store[kind][int(obj["id"])]
             stored.update(self._nested(kind, {**stored, **obj}))
