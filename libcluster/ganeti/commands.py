@@ -25,6 +25,8 @@ _JOB_ID = re.compile(r"^JobID:\s*(\d+)\s*$", re.MULTILINE)
 _SCORE = re.compile(r"Cluster score improved from ([0-9.]+) to ([0-9.]+)")
 _INITIAL_SCORE = re.compile(r"Initial score: ([0-9.]+)")
 _MOVE = re.compile(r"^\s*\d+\.\s+\S.*$", re.MULTILINE)
+_SOLUTION_LINE = re.compile(r"^\s*(\d+)\.\s+(\S+)\s+(\S+)\s+=>\s+(\S+)\s+(-?[0-9.]+)\s+a=(.+?)\s*$")
+_SOLUTION_LENGTH = re.compile(r"^Solution length=(\d+)\s*$", re.MULTILINE)
 _DISK_NODE_ERROR = re.compile(r"^Error gathering data on node (\S+): (.*)$", re.MULTILINE)
 _DISK_ACTIVATED = re.compile(r"^Activating disks for instance '([^']+)'", re.MULTILINE)
 _DISK_MISSING = re.compile(r"^Instance (\S+) has missing logical volumes:$", re.MULTILINE)
@@ -83,6 +85,24 @@ class VerifyDisksResult:
 
 
 @dataclass(frozen=True)
+class HbalMove:
+    """One step of hbal's solution (`  1. inst node1:node2 => node3:node2 3.1 a=f r:node3`), names as hbal prints
+    them (the cluster's common domain suffix stripped); secondaries None for templates without one."""
+
+    number: int
+    instance: str
+    old_primary: str
+    old_secondary: str | None
+    new_primary: str
+    new_secondary: str | None
+    score: float
+    """The cluster score after this step."""
+    actions: tuple[str, ...]
+    """hbal's `a=` codes in order: `f` (fail over to the secondary), `fa:NODE` (to NODE, shared storage), `r:NODE`
+    (replace the secondary with NODE)."""
+
+
+@dataclass(frozen=True)
 class HbalPlan:
     """What hbal found (and, with execute, did): scores and the instance moves of the solution."""
 
@@ -92,6 +112,10 @@ class HbalPlan:
     moves: tuple[str, ...]
     executed: bool
     output: str
+    solution: tuple[HbalMove, ...] = ()
+    """The moves parsed, in order (a line mangled by stderr output interleaved by SSH is missing here)."""
+    length: int | None = None
+    """hbal's `Solution length=N` (None when it printed none), to check that every move was parsed."""
 
 
 @dataclass(frozen=True)
@@ -136,7 +160,21 @@ def parse_hbal(rc: int | None, output: str, *, executed: bool) -> HbalPlan:
         moves=tuple(line.strip() for line in _MOVE.findall(output)),
         executed=executed,
         output=output,
+        solution=tuple(move for line in output.splitlines() if (move := parse_hbal_move(line)) is not None),
+        length=int(length.group(1)) if (length := _SOLUTION_LENGTH.search(output)) else None,
     )
+
+
+def parse_hbal_move(line: str) -> HbalMove | None:
+    """One solution line of hbal (its format: `  %3d. %-*s %-*s => %-*s %12.8f a=%s`), None for other lines."""
+    match = _SOLUTION_LINE.match(line)
+    if not match:
+        return None
+    number, instance, old, new, score, actions = match.groups()
+    old_primary, _, old_secondary = old.partition(":")
+    new_primary, _, new_secondary = new.partition(":")
+    return HbalMove(int(number), instance, old_primary, old_secondary or None, new_primary, new_secondary or None,
+                    float(score), tuple(actions.split()))
 
 
 def parse_job_id(output: str) -> int | None:
@@ -279,13 +317,18 @@ class GntCommands:
             raise ValueError("renew_crypto: nothing to renew")
         return self._plain(argv, is_safe=False, timeout=timeout)
 
-    def hbal(self, *, group: str | None = None, execute: bool = False, timeout: float | None = None) -> HbalPlan:
-        """Plan (`hbal -L`, read-only) or run (`-X`) a rebalance of a node group.
+    def hbal(self, *, group: str | None = None, execute: bool = False, timeout: float | None = None,
+             no_disk_moves: bool = False, exclude_instances: Sequence[str] = ()) -> HbalPlan:
+        """Plan (`hbal -L`, read-only) or run (`-X`) a rebalance of a node group; no_disk_moves and
+        exclude_instances are hbal's `--no-disk-moves` and `--exclude-instances=A,B`.
 
         With execute in dry-run, the `-X` run is recorded as planned and the read-only plan is
         computed instead, so the preview shows the moves hbal would make.
         """
         argv = ["hbal", "-L"] + (["-G", group] if group else [])
+        argv += ["--no-disk-moves"] if no_disk_moves else []
+        if exclude_instances:
+            argv.append("--exclude-instances=" + ",".join(validate_host(name) for name in exclude_instances))
         if execute:
             result = self.run([*argv, "-X"], is_safe=False, timeout=timeout)
             if result.status is not HostStatus.SKIPPED:
