@@ -18,10 +18,8 @@ Instances are named `nm-<random>.lab.example` and removed at the end.
 from __future__ import annotations
 
 import re
-import secrets
 import subprocess
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -36,42 +34,16 @@ from tests.lab.cookbook_lab import (  # noqa: F401 - cluster is a fixture
     remote,
     run_cookbook,
 )
+from tests.lab.node_lab import LAB, lab_as_found, on_node  # noqa: F401 - fixtures
 
 DRAIN, REBOOT, FAILOVER = "sre.ganeti.drain-node", "sre.ganeti.reboot-nodes", "sre.ganeti.master-failover"
 NODE3, NODE4 = "node3.lab.example", "node4.lab.example"
-LAB = str(Path(sys.executable).parent / "cookbook-lab")
-
-
-@pytest.fixture
-def on_node(cluster: GanetiCluster) -> Iterator[Callable[[str], str]]:
-    """Creates a running sharedfile instance on a node; removes them all at the end."""
-    names: list[str] = []
-
-    def create(node: str) -> str:
-        name = f"nm-{secrets.token_hex(4)}.lab.example"
-        names.append(name)
-        cluster.create_instance(name, disk_template="sharedfile", disks=[1024], os_type="noop", memory=128, vcpus=1,
-                                pnode=node, name_check=False, start=True).wait(timeout=300)
-        return name
-
-    yield create
-    existing = set(cluster.instance_names())
-    for name in names:
-        if name in existing:
-            cluster.remove_instance(name, shutdown_timeout=0).wait(timeout=300)
 
 
 def _state(cluster: GanetiCluster, nodes: list[str], instances: list[str]) -> tuple[object, ...]:
     """What must not change: node roles and tags, instance placement and state."""
     return (tuple((cluster.node(n).role, tuple(cluster.node(n).tags)) for n in nodes),
             tuple((cluster.instance(i).primary_node, cluster.instance(i).status) for i in instances))
-
-
-def _make_master(lab_config: Path, node: str) -> None:
-    """Make node the master over SSH (cleanup: not through the cookbook under test)."""
-    remote(lab_config).hosts([node]).run_sync(
-        f"grep -qx {node} /var/lib/ganeti/ssconf_master_node || gnt-cluster master-failover", is_safe=False,
-        timeout=300)
 
 
 def test_bad_input_is_refused_and_changes_nothing(cluster: GanetiCluster, lab_config: Path) -> None:
@@ -118,40 +90,37 @@ def test_drain_dry_run_changes_nothing_then_drain_and_undrain(cluster: GanetiClu
 
 @pytest.mark.node_failures
 def test_rolling_reboot_of_a_group_with_the_master_last(cluster: GanetiCluster, on_node: Callable[[str], str],
-                                                       lab_config: Path) -> None:
-    first_master = cluster.master()
+                                                       lab_config: Path, lab_as_found: str) -> None:
+    first_master = lab_as_found
     vms = [on_node(NODE3), on_node(NODE4)]
-    try:
-        there = run_cookbook(lab_config, FAILOVER, "--cluster", "lab", "--to", NODE3)
-        assert there.returncode == 0 and cluster.master() == NODE3, there.stderr
-        boots, marker = cluster.boot_ids(), last_job_id(cluster)
-        run = run_cookbook(lab_config, REBOOT, "--cluster", "lab", "-t", "T13002", "--group", "B")
-        assert run.returncode == 0, run.stderr
-        order = [line for line in run.stderr.splitlines() if "draining and rebooting" in line]
-        assert [NODE4 in order[0], NODE3 in order[1]] == [True, True], "the master last"
-        assert f"master role moved from {NODE3} to {NODE4}" in run.stderr
-        ends = re.search(r"The master role ends on (\S+)", run.stdout)
-        assert ends and ends.group(1) == cluster.master() == NODE4
-        after = cluster.boot_ids()
-        assert after[NODE3] != boots[NODE3] and after[NODE4] != boots[NODE4], "both nodes rebooted"
-        assert {n: after[n] for n in after if n not in (NODE3, NODE4)} == \
-            {n: boots[n] for n in boots if n not in (NODE3, NODE4)}, "the other group untouched"
-        for vm in vms:
-            assert cluster.instance(vm).running
-            summaries = {summary for job in real_jobs_since(cluster, marker, vm) for summary in job["summary"]}
-            assert summaries == {f"INSTANCE_MIGRATE({vm})"}, f"only migrated, never stopped: {summaries}"
-        assert {cluster.node(n).role for n in (NODE3,)} == {"C"} and not cluster.node(NODE3).drained
-        back = run_cookbook(lab_config, FAILOVER, "--cluster", "lab", "--to", first_master)
-        assert back.returncode == 0 and cluster.master() == first_master, back.stderr
-        assert cluster.node(NODE4).role == "C"
-    finally:
-        _make_master(lab_config, first_master)
+    there = run_cookbook(lab_config, FAILOVER, "--cluster", "lab", "--to", NODE3)
+    assert there.returncode == 0 and cluster.master() == NODE3, there.stderr
+    boots, marker = cluster.boot_ids(), last_job_id(cluster)
+    run = run_cookbook(lab_config, REBOOT, "--cluster", "lab", "-t", "T13002", "--group", "B")
+    assert run.returncode == 0, run.stderr
+    order = [line for line in run.stderr.splitlines() if "draining and rebooting" in line]
+    assert [NODE4 in order[0], NODE3 in order[1]] == [True, True], "the master last"
+    assert f"master role moved from {NODE3} to {NODE4}" in run.stderr
+    ends = re.search(r"The master role ends on (\S+)", run.stdout)
+    assert ends and ends.group(1) == cluster.master() == NODE4
+    after = cluster.boot_ids()
+    assert after[NODE3] != boots[NODE3] and after[NODE4] != boots[NODE4], "both nodes rebooted"
+    assert {n: after[n] for n in after if n not in (NODE3, NODE4)} == \
+        {n: boots[n] for n in boots if n not in (NODE3, NODE4)}, "the other group untouched"
+    for vm in vms:
+        assert cluster.instance(vm).running
+        summaries = {summary for job in real_jobs_since(cluster, marker, vm) for summary in job["summary"]}
+        assert summaries == {f"INSTANCE_MIGRATE({vm})"}, f"only migrated, never stopped: {summaries}"
+    assert {cluster.node(n).role for n in (NODE3,)} == {"C"} and not cluster.node(NODE3).drained
+    back = run_cookbook(lab_config, FAILOVER, "--cluster", "lab", "--to", first_master)
+    assert back.returncode == 0 and cluster.master() == first_master, back.stderr
+    assert cluster.node(NODE4).role == "C"
 
 
 @pytest.mark.node_failures
 def test_a_node_that_does_not_come_back_stops_the_rollout_drained(cluster: GanetiCluster,
                                                                   on_node: Callable[[str], str],
-                                                                  lab_config: Path) -> None:
+                                                                  lab_config: Path, lab_as_found: str) -> None:
     vm = on_node(NODE3)
     boots, marker = cluster.boot_ids(), last_job_id(cluster)
     subprocess.run([LAB, "node-down", "--at-reboot", "node3"], check=True, timeout=60)
@@ -164,8 +133,8 @@ def test_a_node_that_does_not_come_back_stops_the_rollout_drained(cluster: Ganet
         assert real_jobs_since(cluster, marker, NODE4) == []
         assert cluster.instance(vm).primary_node == NODE4 and cluster.instance(vm).running
     finally:
-        subprocess.run([LAB, "node-up", "node3"], check=True, timeout=120)
-        cluster.wait_node_back(NODE3, None, timeout=120)
-        undrain = run_cookbook(lab_config, DRAIN, "--cluster", "lab", "--undrain", NODE3)
+        subprocess.run([LAB, "node-up", "node3"], check=True, timeout=120)  # on failure too: no later reboot stays down
+    cluster.wait_node_back(NODE3, None, timeout=120)
+    undrain = run_cookbook(lab_config, DRAIN, "--cluster", "lab", "--undrain", NODE3)
     assert undrain.returncode == 0 and cluster.node(NODE3).role == "C"
 

@@ -3,30 +3,30 @@
 - health on the lab as it is (other tests change it meanwhile): valid JSON, the exit code is the report's level,
   run and dry-run write nothing (empty audit changes; unit tests compare run and dry-run reports and check that no
   job or unsafe command is sent); every node drained or offline throughout is named;
-- health with node4 killed (the lab's node-down): CRITICAL (exit 2), node4 named; the lab's node-up in teardown,
-  even on failure, and node4 online again;
+- health with node4 killed (the lab's node-down): CRITICAL (exit 2), node4 named;
 - node-down refuses a live node, the master and an unknown node (94, roles unchanged); on killed node4 its dry-run
   changes nothing, the real run marks it offline, fails its running sharedfile instance over to a node Ganeti's
   iallocator chooses (running there) and sets its NetBox device to failed (put back in teardown).
+
+The tests that kill node4 leave the lab as they found it, also when they fail (tests.lab.node_lab.lab_as_found:
+node4 brought back, online, its candidate role given back), then remove their instance.
 """
 
 from __future__ import annotations
 
 import json
-import secrets
 import subprocess
-import sys
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from libcluster.ganeti import GanetiCluster
 from tests.lab.cookbook_lab import cluster, netbox, planned_only, run_cookbook  # noqa: F401 - cluster is a fixture
+from tests.lab.node_lab import LAB, lab_as_found, on_node  # noqa: F401 - fixtures
 
 HEALTH, NODE_DOWN = "sre.ganeti.health", "sre.ganeti.node-down"
 NODE4 = "node4.lab.example"
-LAB = str(Path(sys.executable).parent / "cookbook-lab")
 QUIET = ("--failed-within", "0", "--stuck-after", "1440")
 """Other tests' failed jobs are theirs: health's job check is unit-tested."""
 LEVELS = {"OK": 0, "WARNING": 1, "CRITICAL": 2, "UNKNOWN": 3}
@@ -37,28 +37,15 @@ def _report(run_stdout: str) -> dict[str, object]:
     return dict(json.loads(run_stdout[run_stdout.index("{"):]))
 
 
-@pytest.fixture
-def node4_restored(cluster: GanetiCluster) -> Iterator[str]:
-    """At the end, even on failure: node4 brought back (the lab's node-up) and online if it was."""
-    was_offline = cluster.node(NODE4).offline
-    try:
-        yield NODE4
-    finally:
-        subprocess.run([LAB, "node-up", "node4"], check=False, capture_output=True, timeout=300)
-        if cluster.node(NODE4).offline and not was_offline:
-            cluster.set_online(NODE4)
-        cluster.wait_node_back(NODE4, None, timeout=120)
-
-
 def _kill(node: str) -> None:
     subprocess.run([LAB, "node-down", node.split(".")[0]], check=True, capture_output=True, timeout=120)
 
 
 @pytest.fixture
-def node4_down(node4_restored: str) -> str:
-    """node4 killed (daemons, sshd, link); restored at the end by node4_restored."""
-    _kill(node4_restored)
-    return node4_restored
+def node4_down(lab_as_found: str) -> str:
+    """node4 killed (daemons, sshd, link); the lab put back at the end by lab_as_found, also on failure."""
+    _kill(NODE4)
+    return NODE4
 
 
 def test_health_of_the_lab_is_valid_json_its_level_and_read_only(cluster: GanetiCluster,
@@ -104,14 +91,13 @@ def test_node_down_refuses_a_live_node_the_master_and_an_unknown_one(cluster: Ga
 
 @pytest.mark.node_failures
 def test_node_down_of_a_killed_node_fails_its_sharedfile_instance_over(cluster: GanetiCluster, lab_config: Path,
-                                                                        node4_restored: str) -> None:
-    name = f"nd-{secrets.token_hex(4)}.lab.example"
+                                                                        on_node: Callable[[str], str],
+                                                                        lab_as_found: str) -> None:
     nb = netbox(lab_config)
     device = nb.find("device", name=NODE4)
     assert device is not None
+    name = on_node(NODE4)
     try:
-        cluster.create_instance(name, disk_template="sharedfile", disks=[1024], os_type="noop", memory=128, vcpus=1,
-                                pnode=NODE4, name_check=False, start=True).wait(timeout=300)
         _kill(NODE4)
         dry = run_cookbook(lab_config, NODE_DOWN, "--cluster", "lab", "-t", "T13001", NODE4, dry_run=True)
         assert dry.returncode == 0 and planned_only(dry)
@@ -124,9 +110,3 @@ def test_node_down_of_a_killed_node_fails_its_sharedfile_instance_over(cluster: 
         assert (nb.find("device", name=NODE4) or {}).get("status", {}).get("value") == "failed"
     finally:
         nb.update("device", [{"id": device["id"], "status": device["status"]["value"]}])
-        subprocess.run([LAB, "node-up", "node4"], check=False, capture_output=True, timeout=300)
-        if cluster.node(NODE4).offline:  # Ganeti asks an offline node nothing: online first, then its boot id
-            cluster.set_online(NODE4)
-        cluster.wait_node_back(NODE4, None, timeout=120)
-        if name in cluster.instance_names():
-            cluster.remove_instance(name, shutdown_timeout=0).wait(timeout=300)
