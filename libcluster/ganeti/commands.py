@@ -166,7 +166,10 @@ def parse_hbal(rc: int | None, output: str, *, executed: bool) -> HbalPlan:
 
 
 def parse_hbal_move(line: str) -> HbalMove | None:
-    """One solution line of hbal (its format: `  %3d. %-*s %-*s => %-*s %12.8f a=%s`), None for other lines."""
+    """One solution line of hbal parsed, None for other lines.
+
+    hbal prints them as ``%3d. %-*s %-*s => %-*s %12.8f a=%s``.
+    """
     match = _SOLUTION_LINE.match(line)
     if not match:
         return None
