@@ -89,11 +89,12 @@ def check(cluster: GanetiCluster, node: str, *, shutdown_plain: bool = False, ma
 
 
 def empty(ctx: Context, cluster: GanetiCluster, node: str, *, full: bool = False, shutdown_plain: bool = False,
-          plan: NodePlan | None = None) -> NodeRun:
+          plan: NodePlan | None = None, into: NodeRun | None = None) -> NodeRun:
     """check() (unless its plan is given), take the node's and its instances' locks (until the run ends), drain it,
     move each primary (migrate a running one, fail a stopped one over), stop the file/plain ones with
-    shutdown_plain, and with full evacuate its secondaries (DRBD). In dry-run only Ganeti's checks run."""
-    run = NodeRun(node)
+    shutdown_plain, and with full evacuate its secondaries (DRBD). In dry-run only Ganeti's checks run. Each step
+    is noted in into as it is done, so a caller's rollback knows the node is drained when a later step fails."""
+    run = into or NodeRun(node)
     started = time.monotonic()
     run.plan = plan or check(cluster, node, shutdown_plain=shutdown_plain)
     secondaries = sorted(cluster.node(node).secondary_instances) if full else []

@@ -100,6 +100,17 @@ def test_a_failed_reboot_rolls_back_by_undraining_and_saying_where_each_instance
     assert not cluster.node(N2).drained, "the rollback undrains"
 
 
+def test_a_failed_move_rolls_back_by_undraining(tmp_path: Path) -> None:
+    cluster = _cluster()
+    cluster.add_instance("run.example", "sharedfile", pnode=N2)
+    cluster.errors["migrate"] = GanetiError("migration failed: target unreachable")
+    runner, _ = _runner(tmp_path, "sre.ganeti.drain-node", cluster, [N2], cls="DrainNode")
+    assert run_runner(runner, runner.ctx).exit_code != 0
+    assert runner.done is not None and not runner.done.drained
+    assert not cluster.node(N2).drained, "the rollback undrains a node drained before the failed move"
+    assert cluster.instance("run.example").primary_node == N2
+
+
 def test_drain_dry_run_changes_nothing(tmp_path: Path) -> None:
     cluster = FakeCluster(dry_run=True)
     cluster.nodes_by_name[N2]["master_candidate"] = True

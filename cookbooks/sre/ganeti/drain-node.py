@@ -97,8 +97,9 @@ class DrainNodeRunner(CookbookRunnerBase):
         print(f"Plan for {self.node} (each move checked by Ganeti):\n  " + "\n  ".join(self.plan.lines()), flush=True)
         self.ctx.confirm(f"{self.runtime_description.capitalize()}?")
         self.ctx.undo.enabled = False  # the rollback is an undrain: moved instances stay where Ganeti put them
-        self.done = maintenance.empty(self.ctx, self.cluster, self.node, full=self.args.full,
-                                      shutdown_plain=self.args.shutdown_plain, plan=self.plan)
+        self.done = maintenance.NodeRun(self.node)  # filled step by step: the rollback sees a failed move's drain
+        maintenance.empty(self.ctx, self.cluster, self.node, full=self.args.full,
+                          shutdown_plain=self.args.shutdown_plain, plan=self.plan, into=self.done)
         if self.ctx.dry_run:
             print(f"Dry-run: {self.node} would be drained; nothing changed", flush=True)
             return 0
@@ -115,7 +116,7 @@ class DrainNodeRunner(CookbookRunnerBase):
 
     def rollback(self) -> None:
         """Undrain the node and say where each moved instance now is."""
-        if self.done is not None and not self.ctx.dry_run:
+        if self.done is not None and self.done.drained and not self.ctx.dry_run:
             print("\n".join(maintenance.undrain_and_report(self.cluster, self.done)), flush=True)
 
 
