@@ -153,3 +153,14 @@ def test_an_instance_moved_since_the_plan_stops_the_run(tmp_path: Path, capsys: 
     assert run_runner(runner, ctx).exit_code == 99
     assert _moves(cluster) == []
     assert f"not started: vm4.example: {N1} -> {N3}" in capsys.readouterr().out
+
+
+def test_a_drbd_failover_step_goes_to_the_secondary_without_a_target(tmp_path: Path) -> None:
+    """hbal's `f` (DRBD, unit-tested only: the lab has no DRBD): Ganeti refuses a target node for it."""
+    cluster = _cluster(ScriptedHbal("    1. mirror node1:node2 => node2:node1 1.00000000 a=f\nSolution length=1\n",
+                                    AFTER))
+    cluster.add_instance("mirror.example", "drbd", pnode=N1, snodes=[N2])
+    runner, ctx = _runner(tmp_path, cluster, ["--group", "A"])
+    assert run_runner(runner, ctx).exit_code == 0
+    assert _moves(cluster) == [("migrate", "mirror.example", {"target_node": None, "allow_failover": None})]
+    assert cluster.instance("mirror.example").primary_node == N2
