@@ -8,15 +8,17 @@ Usage (root, lab up; creates one running sharedfile VM `rr-bench-*` per node of 
 
 Per node, from the run's own lines ("NODE done in T s (check ..., drain ..., moves ..., reboot ..., ...)"):
   - Ganeti job time: end_ts - received_ts, as Ganeti recorded them, of every job after the run started whose
-    summary names the node or one of the bench VMs it moved (dry-run checks, tags, role changes, migrations);
-    jobs of one node run one after the other, so their sum is time the node waited on Ganeti;
+    summary names the node or one of the bench VMs it moved (dry-run checks, tags, role changes, migrations),
+    and of the verify-disks jobs received meanwhile (their summary names no node); jobs of one node run one
+    after the other, so their sum is time the node waited on Ganeti;
   - restart: the node's own restart time, measured before the rollout by rebooting it alone and polling
     (boot id and SSH) every 0.05 s;
   - overhead = total - Ganeti job time - restart; "noticed" = the reboot step (reboot command to node back,
     polled every 0.2 s by wait_node_back) - restart: how late we notice the node back.
 Goals (issue 13): overhead under 2 s per node, noticed within 1 s; two groups in parallel take about the time
-of the slower group. Figures and the command go to bench/results/rolling_reboot.txt. The master is never in
-the selection here (reboot-nodes would fail it over first): a group holding the master is refused.
+of the slower group. Figures and the command go to bench/results/rolling_reboot.txt. The master is left out of
+its group (reboot-nodes would fail it over first and reboot it last): each group's other nodes are given with
+--nodes, which reboot-nodes groups by Ganeti group as it does --group.
 """
 
 from __future__ import annotations
@@ -60,10 +62,10 @@ def restart_time(cluster: GanetiCluster, remote: Remote, node: str) -> float:
     return time.monotonic() - started
 
 
-def rollout(config: Path, cluster: GanetiCluster, groups: list[str], parallel: int) -> tuple[float, str, float]:
-    """Run reboot-nodes as an operator types it; (wall time, output, start time as epoch)."""
+def rollout(config: Path, nodes: list[str], parallel: int) -> tuple[float, str, float]:
+    """Run reboot-nodes on nodes as an operator types it; (wall time, output, start time as epoch)."""
     argv = [str(COOKBOOK), "-c", str(config), "-y", "sre.ganeti.reboot-nodes", "--cluster", "lab",
-            *(arg for group in groups for arg in ("--group", group)), "--groups-in-parallel", str(parallel)]
+            "--groups-in-parallel", str(parallel), "--nodes", *nodes]
     epoch, started = time.time(), time.monotonic()
     done = subprocess.run(argv, capture_output=True, text=True, timeout=3600, check=False)
     wall = time.monotonic() - started
@@ -73,15 +75,22 @@ def rollout(config: Path, cluster: GanetiCluster, groups: list[str], parallel: i
 
 
 def job_time(cluster: GanetiCluster, since: float, names: set[str]) -> float:
-    """Seconds Ganeti spent (received to end) on the jobs after since whose summary names one of names."""
-    total = 0.0
+    """Seconds Ganeti spent (received to end) on the jobs after since whose summary names one of names, plus the
+    verify-disks jobs (whose summary names no node) received while those ran."""
+    named, verify = [], []
     for job in cluster.jobs(bulk=True):
         received, end = timestamp(job.get("received_ts")), timestamp(job.get("end_ts"))
         summaries = " ".join(str(s) for s in job.get("summary") or [])
-        if received and end and received >= since and any(f"({name})" in summaries or f"{name})" in summaries
-                                                            for name in names):
-            total += end - received
-    return total
+        if not (received and end and received >= since):
+            continue
+        if any(f"({name})" in summaries or f"{name})" in summaries for name in names):
+            named.append((received, end))
+        elif "VERIFY_DISKS" in summaries:
+            verify.append((received, end))
+    if not named:
+        return 0.0
+    first, last = min(r for r, _ in named), max(e for _, e in named)
+    return sum(end - received for received, end in named + [j for j in verify if first <= j[0] <= last])
 
 
 def main() -> int:
@@ -92,26 +101,26 @@ def main() -> int:
     args = parser.parse_args()
     cluster, remote = _clients(args.config)
     master = cluster.master()
-    nodes = {group: sorted(cluster.group(group).nodes) for group in args.group}
-    if any(master in members for members in nodes.values()):
-        sys.exit(f"the master {master} is in one of the groups: fail it over out of them first")
+    nodes = {group: sorted(node for node in cluster.group(group).nodes if node != master) for group in args.group}
     vms: list[str] = []
     lines = [f"$ {shlex.join(sys.argv)}", time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
              f"load average before: {Path('/proc/loadavg').read_text().split()[:3]}"]
     try:
+        # before the VMs: a node's reboot stops the instances it runs
+        restart = {node: restart_time(cluster, remote, node) for members in nodes.values() for node in members}
         for members in nodes.values():
             for node in members:
                 name = f"rr-bench-{secrets.token_hex(3)}.lab.example"
                 vms.append(name)
                 cluster.create_instance(name, disk_template="sharedfile", disks=[1024], os_type="noop", memory=128,
                                         vcpus=1, pnode=node, name_check=False, start=True).wait(timeout=300)
-        restart = {node: restart_time(cluster, remote, node) for members in nodes.values() for node in members}
         walls: dict[str, float] = {}
         for group in args.group:
-            wall, output, since = rollout(args.config, cluster, [group], 1)
+            wall, output, since = rollout(args.config, nodes[group], 1)
             walls[group] = wall
             moved = MOVED.findall(output)
-            lines.append(f"\ngroup {group} alone: {wall:.1f} s")
+            lines.append(f"\ngroup {group} alone ({', '.join(nodes[group])}; the master {master} left out): "
+                         f"{wall:.1f} s")
             lines.append("node                 total  ganeti restart overhead noticed  steps")
             for node, total, steps in DONE.findall(output):
                 timings = {step: float(seconds) for step, seconds in STEP.findall(steps)}
@@ -122,7 +131,8 @@ def main() -> int:
                 lines.append(f"{node:20} {float(total):6.1f} {ganeti:7.1f} {restart[node]:7.1f} {overhead:8.1f} "
                              f"{noticed:7.2f}  {steps}")
         if len(args.group) > 1:
-            wall, _, _ = rollout(args.config, cluster, args.group, len(args.group))
+            wall, _, _ = rollout(args.config, [node for members in nodes.values() for node in members],
+                                 len(args.group))
             slower = max(walls.values())
             lines.append(f"\n{len(args.group)} groups with --groups-in-parallel {len(args.group)}: {wall:.1f} s; the "
                          f"slower group alone {slower:.1f} s (ratio {wall / slower:.2f}); the sum "
