@@ -109,7 +109,9 @@ def empty(ctx: Context, cluster: GanetiCluster, node: str, *, full: bool = False
         elif ctx.dry_run:
             run.moved[move.instance] = str(move.target)
         else:
-            run.moved[move.instance] = str(cluster.move_primary(move.instance).wait().value)
+            # to the node Ganeti's check chose: a choice made now would ask every node of the cluster, and fail
+            # while a node of another group reboots (reboot-nodes --groups-in-parallel)
+            run.moved[move.instance] = str(cluster.move_primary(move.instance, target_node=move.target).wait().value)
     run.timings["moves"] = time.monotonic() - started
     if secondaries:
         _timed(run, "secondaries", lambda: cluster.evacuate_node(node, mode="secondary-only").wait())

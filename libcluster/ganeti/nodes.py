@@ -22,7 +22,7 @@ from libcluster.ganeti.commands import VerifyDisksResult
 from libcluster.ganeti.errors import GanetiError, RapiNotFoundError
 from libcluster.ganeti.jobs import Job
 from libcluster.ganeti.models import Instance, Node
-from libcluster.ganeti.templates import MIRRORED
+from libcluster.ganeti.templates import INT_MIRROR, MIRRORED
 from libcluster.remote_results import HostStatus
 
 if TYPE_CHECKING:
@@ -201,11 +201,15 @@ def plan_moves(cluster: GanetiCluster, node: str) -> NodePlan:
 def move_primary(cluster: GanetiCluster, name: str, *, target_node: str | None = None) -> Any:
     """Move one primary instance off its node the way it can go: migrate a running one, fail a stopped one over
     (the issue-14 single-instance writes, journaled with their undo). The job's value is the node it is on
-    afterwards (in dry-run: the node Ganeti's check chose). NodeStateError for a template that cannot move."""
+    afterwards (in dry-run: the node Ganeti's check chose). target_node is for an externally mirrored instance
+    (a DRBD one goes to its secondary, which Ganeti allows no target for). NodeStateError for a template that
+    cannot move."""
     instance = cluster.instance(name)
     action = move_action(instance)
     if action is MoveAction.REFUSED:
         raise NodeStateError(f"{name}: {refusal(cluster.name, instance)}")
+    if instance.disk_template in INT_MIRROR:
+        target_node = None
     if action is MoveAction.MIGRATE:
         return cluster.migrate_instance(name, target_node=target_node)
     return cluster.failover_instance(name, target_node=target_node)
