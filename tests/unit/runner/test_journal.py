@@ -184,8 +184,10 @@ class LateServer(Client):
         return "undone" if sum(call[1]["name"] == args["name"] for call in self.calls) > 1 else "absent"
 
 
-def test_a_maybe_change_found_absent_is_looked_up_again_after_its_request_timeout(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def late(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[ChangeLog, LateServer, list[float], Path]:
+    """A run journaling into tmp_path whose undo stack talks to a LateServer, rechecking after 7 s for "ip" and 3 s
+    for the others; the seconds slept are listed (nothing is slept for real)."""
     path = tmp_path / "audit.jsonl"
     journal = Journal(RUN, AuditLog(path), None, dry_run=False)
     changes = ChangeLog(dry_run=False, journal=journal)
@@ -193,6 +195,13 @@ def test_a_maybe_change_found_absent_is_looked_up_again_after_its_request_timeou
     monkeypatch.setattr("libcluster.undo.time.sleep", slept.append)
     changes.undo = UndoStack(Clients(client), recorder=lambda seq, status, error: journal.undo(seq, status, error, RUN),
                              recheck=lambda undo: 7.0 if undo.target == "ip" else 3.0)
+    return changes, client, slept, path
+
+
+def test_a_maybe_change_found_absent_is_looked_up_again_after_its_request_timeout(
+        late: tuple[ChangeLog, LateServer, list[float], Path]) -> None:
+    changes, client, slept, path = late
+    assert changes.undo is not None
     with changes.writing("ganeti", "instance-create", "vm", undo=undo_of("vm")):
         pass
     for name in ("ip", "ip2"):
@@ -205,15 +214,10 @@ def test_a_maybe_change_found_absent_is_looked_up_again_after_its_request_timeou
     assert undo_lines == [(1, "absent"), (3, "undone"), (2, "undone")]  # "vm" was sure: its absent is final
 
 
-def test_a_write_cut_short_by_ctrl_c_is_maybe_but_looked_up_once(tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    path = tmp_path / "audit.jsonl"
-    journal = Journal(RUN, AuditLog(path), None, dry_run=False)
-    changes = ChangeLog(dry_run=False, journal=journal)
-    client, slept = LateServer(), []
-    monkeypatch.setattr("libcluster.undo.time.sleep", slept.append)
-    changes.undo = UndoStack(Clients(client), recorder=lambda seq, status, error: journal.undo(seq, status, error, RUN),
-                             recheck=lambda undo: 7.0)
+def test_a_write_cut_short_by_ctrl_c_is_maybe_but_looked_up_once(
+        late: tuple[ChangeLog, LateServer, list[float], Path]) -> None:
+    changes, client, slept, path = late
+    assert changes.undo is not None
     with pytest.raises(KeyboardInterrupt), changes.writing("netbox", "ip-create", "ip", undo=undo_of("ip")):
         raise KeyboardInterrupt
     assert [line.get("status") for line in lines(path) if line["event"] == "result"] == ["maybe"]
