@@ -33,6 +33,8 @@ logger = logging.getLogger(__name__)
 CANDIDATE_TAG = "cookbooks:was-master-candidate"
 """Node tag drain()/set_offline() put on a master candidate they take out, so that undrain()/set_online() (in
 this run or a later one) make it a candidate again; removed when they do."""
+DOWN_DEVICE_STATUS = "failed"
+"""The NetBox status sre.ganeti.node-down gives a dead node's device; sre.ganeti.addnode --readd makes it active."""
 
 
 class NodeStateError(LibclusterError):

@@ -66,7 +66,7 @@ from libcluster.cookbook import ArgparseFormatter, CookbookBase, CookbookRunnerB
 from libcluster.errors import LibclusterError
 from libcluster.ganeti import GanetiCluster, RapiNotFoundError
 from libcluster.ganeti.commands import VerifyIssue, VerifyResult
-from libcluster.ganeti.nodes import readded
+from libcluster.ganeti.nodes import DOWN_DEVICE_STATUS, readded
 from libcluster.ganeti.waits import verify_cluster
 from libcluster.hooks.events import HookSettings
 from libcluster.hostkeys import HostKey
@@ -82,8 +82,6 @@ CHECK_TIMEOUT = 60
 INSTALL_HOOKS = "sre.ganeti.install-hooks"
 COOKBOOK = "sre.ganeti.addnode"
 """This cookbook's name: its undo steps name it, so that `cookbook --recover` finds undo() here."""
-NODE_DOWN_STATUS = "failed"
-"""The NetBox device status sre.ganeti.node-down sets; --readd makes it active again."""
 
 
 @dataclass(frozen=True)
@@ -205,12 +203,7 @@ class AddNode(CookbookBase):
         if node is not None:
             raise LibclusterError(f"{args.fqdn} is already a node of cluster {args.cluster} "
                                   f"(group {groups.get(node.get('group.uuid'), '?')}): nothing to do")
-        target = netbox_target(self.ctx.netbox(), settings, args.group, args.fqdn)
-        trusted = trusted_fingerprint(args.ssh_host_key_fingerprint, target.device, args.fqdn)
-        hooks = HookSettings.configured(self.ctx.config)
-        if hooks:
-            HookSettings.from_config(self.ctx.config)  # a broken hooks section stops the run before any change
-        return AddNodeRunner(self.ctx, cluster, settings, args.group, args.fqdn, target, trusted, hooks=hooks)
+        return self._runner(AddNodeRunner, args, settings, cluster, args.group)
 
     def _readd_runner(self, args: argparse.Namespace, settings: ClusterSettings,
                       cluster: GanetiCluster) -> CookbookRunnerBase:
@@ -226,12 +219,18 @@ class AddNode(CookbookBase):
             raise LibclusterError(f"{args.fqdn} is the master of cluster {args.cluster}: Ganeti cannot readd the "
                                   "master")
         group = next(group.name for group in cluster.groups() if group.uuid == node.group_uuid)
+        return self._runner(ReaddNodeRunner, args, settings, cluster, group)
+
+    def _runner(self, runner: type[AddNodeRunner], args: argparse.Namespace, settings: ClusterSettings,
+                cluster: GanetiCluster, group: str) -> AddNodeRunner:
+        """The runner of an add or a readd into group, once its NetBox device and host key are found and the hooks
+        section is read (a broken one stops the run before any change)."""
         target = netbox_target(self.ctx.netbox(), settings, group, args.fqdn)
         trusted = trusted_fingerprint(args.ssh_host_key_fingerprint, target.device, args.fqdn)
         hooks = HookSettings.configured(self.ctx.config)
         if hooks:
             HookSettings.from_config(self.ctx.config)
-        return ReaddNodeRunner(self.ctx, cluster, settings, group, args.fqdn, target, trusted, hooks=hooks)
+        return runner(self.ctx, cluster, settings, group, args.fqdn, target, trusted, hooks=hooks)
 
 
 class AddNodeRunner(CookbookRunnerBase):
@@ -506,7 +505,7 @@ class ReaddNodeRunner(AddNodeRunner):
         failed (any other status is the operator's: left as it is)."""
         super()._update_netbox()
         status = self.target.device.get("status") or {}
-        if (status.get("value") if isinstance(status, dict) else status) == NODE_DOWN_STATUS:
+        if (status.get("value") if isinstance(status, dict) else status) == DOWN_DEVICE_STATUS:
             self.ctx.netbox(read_write=True).update("device", [{"id": self.target.device["id"], "status": "active"}])
             logger.info("NetBox: device %s is active again", self.target.device["name"])
 

@@ -34,12 +34,10 @@ from libcluster.arguments import add_location_args, cluster_settings, fqdn_argum
 from libcluster.context import Context
 from libcluster.cookbook import ArgparseFormatter, CookbookBase, CookbookRunnerBase
 from libcluster.ganeti import GanetiCluster, GanetiError, maintenance
-from libcluster.ganeti.nodes import MoveAction, NodeStateError, move_action, refusal
+from libcluster.ganeti.nodes import DOWN_DEVICE_STATUS, MoveAction, NodeStateError, move_action, refusal
 from libcluster.interactive import AbortError
 
 logger = logging.getLogger(__name__)
-
-NETBOX_STATUS = "failed"
 
 
 class NodeDown(CookbookBase):
@@ -116,7 +114,7 @@ class NodeDownRunner(CookbookRunnerBase):
             except GanetiError as exc:
                 left.append(f"{instance.name}: failover failed: {exc}")
                 continue
-            self.ctx.notify(f"{instance.name}: failed over from {self.node} to {where or '(dry-run)'}")
+            self.ctx.notify(f"{instance.name}: failed over from {self.node} to {where}")
         if secondaries:
             try:
                 self.cluster.evacuate_node(self.node, mode="secondary-only").wait()
@@ -136,5 +134,5 @@ class NodeDownRunner(CookbookRunnerBase):
         if device is None:
             logger.warning("NetBox has no device %s: status not set", self.node)
             return
-        netbox.update("device", [{"id": device["id"], "status": NETBOX_STATUS}])
+        netbox.update("device", [{"id": device["id"], "status": DOWN_DEVICE_STATUS}])
 
