@@ -216,8 +216,11 @@ class UndoStack:
         with self._lock:
             steps, self._steps = self._steps, []
         failures: list[UndoFailure] = []
-        again = [(seq, undo) for seq, undo, unsure in reversed(steps)
-                 if not self._undo(seq, undo, failures, final=not unsure or self._recheck is None)]
+        again: list[tuple[int | None, Undo]] = []
+        for seq, undo, unsure in reversed(steps):
+            looked_twice = unsure and self._recheck is not None
+            if not self._undo(seq, undo, failures, final=not looked_twice):
+                again.append((seq, undo))
         if again and self._recheck is not None:
             wait = max(self._recheck(undo) for _, undo in again)
             logger.info("%d change(s) whose answer was lost not found: looking again in %.0f s, in case their "
