@@ -131,7 +131,8 @@ class RemoveNodeRunner(CookbookRunnerBase):
         self.ctx.confirm(f"Remove {self.node} from cluster {self.cluster.name}?")
         self.ctx.undo.enabled = False  # the rollback is an undrain: moved instances stay where Ganeti put them
         if self.plan is not None:
-            self.done = maintenance.empty(self.ctx, self.cluster, self.node, full=True, plan=self.plan)
+            self.done = maintenance.NodeRun(self.node)  # filled step by step: the rollback lists the moves made
+            maintenance.empty(self.ctx, self.cluster, self.node, full=True, plan=self.plan, into=self.done)
         else:
             resources.hold(self.ctx, self.cluster.name, node=self.node)
         self._netbox_out()
@@ -152,7 +153,7 @@ class RemoveNodeRunner(CookbookRunnerBase):
         the undo stack puts its NetBox device back."""
         if self.ctx.dry_run or self.removed or self.plan is None:
             return
-        done = self.done or maintenance.NodeRun(self.node)  # a move failed: empty() did not return
+        done = self.done or maintenance.NodeRun(self.node)  # stopped before the drain
         if self.was_drained:
             print("\n".join([f"{self.node} stays drained (it was before the run)", *done.lines()]), flush=True)
             return
