@@ -22,6 +22,8 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from libcluster.ganeti import GanetiCluster
 from libcluster.ganeti.nodes import CANDIDATE_TAG
 from tests.lab.cookbook_lab import (  # noqa: F401 - cluster is a fixture
@@ -29,6 +31,7 @@ from tests.lab.cookbook_lab import (  # noqa: F401 - cluster is a fixture
     last_job_id,
     planned_only,
     real_jobs_since,
+    remote,
     run_cookbook,
 )
 from tests.lab.node_lab import LAB, lab_as_found, on_node  # noqa: F401 - fixtures
@@ -85,6 +88,7 @@ def test_drain_dry_run_changes_nothing_then_drain_and_undrain(cluster: GanetiClu
     assert cluster.node(NODE3).role == "C" and CANDIDATE_TAG not in cluster.node(NODE3).tags
 
 
+@pytest.mark.node_failures
 def test_rolling_reboot_of_a_group_with_the_master_last(cluster: GanetiCluster, on_node: Callable[[str], str],
                                                        lab_config: Path, lab_as_found: str) -> None:
     first_master = lab_as_found
@@ -113,6 +117,7 @@ def test_rolling_reboot_of_a_group_with_the_master_last(cluster: GanetiCluster, 
     assert cluster.node(NODE4).role == "C"
 
 
+@pytest.mark.node_failures
 def test_a_node_that_does_not_come_back_stops_the_rollout_drained(cluster: GanetiCluster,
                                                                   on_node: Callable[[str], str],
                                                                   lab_config: Path, lab_as_found: str) -> None:

@@ -64,6 +64,7 @@ def test_health_of_the_lab_is_valid_json_its_level_and_read_only(cluster: Ganeti
     assert before & after <= named, "every node offline or drained throughout the run is reported"
 
 
+@pytest.mark.node_failures
 def test_health_with_a_dead_node_is_critical_and_names_it(cluster: GanetiCluster, lab_config: Path,
                                                           node4_down: str) -> None:
     run = run_cookbook(lab_config, HEALTH, "--cluster", "lab", "--json", *QUIET)
@@ -88,6 +89,7 @@ def test_node_down_refuses_a_live_node_the_master_and_an_unknown_one(cluster: Ga
     assert [(n.name, n.role) for n in cluster.nodes()] == before
 
 
+@pytest.mark.node_failures
 def test_node_down_of_a_killed_node_fails_its_sharedfile_instance_over(cluster: GanetiCluster, lab_config: Path,
                                                                         on_node: Callable[[str], str],
                                                                         lab_as_found: str) -> None:

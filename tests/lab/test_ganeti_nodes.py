@@ -131,6 +131,7 @@ def test_offline_and_online_keep_the_candidate_and_verify_disks_is_clean(cluster
     result = cluster.verify_disks_until_clean(timeout=120)
     assert result.ok and not result.skipped and result.rc == 0
 
+@pytest.mark.node_failures
 def test_master_failover_there_and_back_and_the_rapi_url_follows(root_config: Section, cluster: GanetiCluster,
                                                                  lab_as_found: str) -> None:
     old = lab_as_found
