@@ -367,7 +367,8 @@ def restricted_netbox_token(env: Env, request: pytest.FixtureRequest) -> Iterato
         return dict(answer.json())
 
     try:
-        user = post("users", {"username": name, "password": secrets.token_urlsafe(24)})
+        # NetBox wants a numeral, an upper- and a lower-case letter; a random token lacks one now and then
+        user = post("users", {"username": name, "password": f"{secrets.token_urlsafe(24)}Aa1"})
         post("permissions", {"name": f"{name}-read", "actions": ["view"], "users": [user["id"]], "object_types": [
             "dcim.site", "virtualization.clustergroup", "virtualization.cluster", "ipam.prefix",
             "virtualization.virtualmachine", "virtualization.vminterface", "ipam.ipaddress"]})
