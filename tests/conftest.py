@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from tests.labmode import BRINGS_UP
+
 RECORDED = Path(__file__).resolve().parent / "fixtures" / "recorded"
 """Real responses recorded from NetBox and Ganeti (tests/fixtures/recorded, see its README)."""
 
@@ -29,19 +31,23 @@ def recorded_dir() -> Path:
 def lab() -> dict[str, Any]:
     """Bring the lab up once (idempotent) and return `cookbook-lab status --json` as a dict.
 
-    COOKBOOK_LAB=require (./dev test, CI): bring it up; any part down is a failure.
+    COOKBOOK_LAB=fresh (`./dev test` of the whole suite, CI): take down whatever lab is there first, so
+    the run starts from a new Ganeti cluster, not from the state an earlier (killed) run left; then as
+    require. COOKBOOK_LAB=require (`./dev test ARGS`): bring it up; any part down is a failure.
     COOKBOOK_LAB=running (development): use whatever is running, never call up; tests
     that need a part that is down are skipped by `lab_part`. Without root: skipped.
     """
     mode = os.environ.get("COOKBOOK_LAB", "")
     if os.geteuid() != 0:
-        if mode == "require":
-            pytest.fail("lab tests need root (COOKBOOK_LAB=require)")
+        if mode in BRINGS_UP:
+            pytest.fail(f"lab tests need root (COOKBOOK_LAB={mode})")
         pytest.skip("lab tests need root")
     from cookbook_lab import cli, configfile
     from cookbook_lab.common import Lab
 
     lab_ = Lab()
+    if mode == "fresh":
+        cli.down(lab_)
     if mode != "running":
         cli.up(lab_)
     state = cli.status(lab_)

@@ -55,14 +55,17 @@ def restore(cluster: GanetiCluster, lab_config: Path, master: str, found: dict[s
 
 @pytest.fixture
 def lab_as_found(cluster: GanetiCluster, lab_config: Path) -> Iterator[str]:
-    """Yields the master found; at the end, even on failure, the lab is put back as found (restore). Request it
-    after the fixtures that remove the test's instances: it is torn down first, so they are removed from a
-    repaired lab."""
+    """Yields the master found; at the end, even on failure, the lab is put back as found (restore) and
+    `gnt-cluster verify` must find no error there (e.g. a candidate's SSH key missing on a node), so a test
+    that leaves damage is named here, not by a later test's verify. Request it after the fixtures that remove
+    the test's instances: it is torn down first, so they are removed from a repaired lab."""
     master, found = _state(cluster)
     try:
         yield master
     finally:
         restore(cluster, lab_config, master, found)
+        verify = cluster.commands.cluster_verify()
+        assert verify.errors == [], f"gnt-cluster verify after putting the lab back:\n{verify.output}"
 
 
 @pytest.fixture

@@ -34,6 +34,7 @@ from cookbook_lab.clusterfs import ClusterPaths
 from cookbook_lab.common import Lab
 from libcluster.etcd import EtcdAccess, Gateway
 from libcluster.locks import EtcdBackend, Holder, LockError
+from tests.labmode import BRINGS_UP
 
 ETCD = Path("/usr/bin/etcd")
 """Binary of the Debian package etcd-server."""
@@ -75,7 +76,7 @@ def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredEtcd]:
     CA, root, runner and node users; locks under PREFIX for the runner, HOOKS for the nodes), stopped by PID."""
     if not ETCD.exists():
         if os.geteuid() != 0:
-            if os.environ.get("COOKBOOK_LAB") == "require":
+            if os.environ.get("COOKBOOK_LAB") in BRINGS_UP:
                 pytest.fail("etcd tests need /usr/bin/etcd or root to install etcd-server")
             pytest.skip("etcd-server not installed and not root")
         Lab().apt_install("etcd", ["etcd-server", "etcd-client"])

@@ -1,6 +1,6 @@
 """`cookbook-lab down` leaves nothing: no process, namespace, link, mount or address of the lab.
 
-Runs last among the lab tests (file name) and only with COOKBOOK_LAB=require: it takes the lab down.
+Runs last among the lab tests (file name) and only with COOKBOOK_LAB=fresh or require: it takes the lab down.
 """
 
 from __future__ import annotations
@@ -11,9 +11,11 @@ from typing import Any
 import pytest
 
 from cookbook_lab.inventory import lab_addresses, lab_links, lab_mounts, lab_namespaces, lab_pids
+from tests.labmode import BRINGS_UP
 
 
-@pytest.mark.skipif(os.environ.get("COOKBOOK_LAB") != "require", reason="takes the lab down: COOKBOOK_LAB=require")
+@pytest.mark.skipif(os.environ.get("COOKBOOK_LAB") not in BRINGS_UP,
+                    reason="takes the lab down: COOKBOOK_LAB=fresh or require")
 def test_down_leaves_nothing(lab: dict[str, Any]) -> None:
     """After the whole lab was up, down removes every process, namespace, link, mount and address it made."""
     from cookbook_lab import cli, cluster
