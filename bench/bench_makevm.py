@@ -12,7 +12,11 @@ counted two ways:
     read from the RAPI lines of the run's DEBUG log (makevm-extended.log, lines of the run's pid);
   - in Ganeti: end_ts - received_ts as Ganeti recorded them (queue and execution only; the RAPI's own
     time to accept the job and to tell us it ended counts as ours then).
-Our overhead is wall time minus the job time; "start-up" is the part before the runner started (from
+makevm records the VM in NetBox (VM, interface with the MAC it picked, IPs, primary) after submitting the create
+job and before waiting for it: those writes run while Ganeti creates the instance, inside the "waited" time as
+long as the job outlasts them (in the lab the job takes about 3 s, the writes about 0.4 s; the run's log shows
+both; "NetBox writes outlasting the create job" reports, and the goal adds, the part of them that ended after
+the job). Our overhead is wall time minus the job time; "start-up" is the part before the runner started (from
 the duration of the run's end record in the audit file): interpreter, imports, configuration, lock.
 The rest is mostly waiting for NetBox, DNS and RAPI reads and writes, so the CPU time of the cookbook
 process is reported as well: the work that is ours whatever the load of the servers. After each run
@@ -67,6 +71,8 @@ class Run:
     removal: float
     cpu: float
     """CPU time (user + system) of the cookbook process: our own work, whatever the load of the servers."""
+    uncovered: float
+    """Seconds the NetBox writes made while the create job ran ended after it: time "waited" that was ours."""
 
     @property
     def overhead(self) -> float:
@@ -87,7 +93,8 @@ class Run:
         """Every reported figure of the run, derived ones included (medians are taken per figure)."""
         return {"wall": self.wall, "waited": self.waited, "jobs": self.jobs, "in_ganeti": self.in_ganeti,
                 "overhead": self.overhead, "startup": self.startup, "rest": self.overhead - self.startup,
-                "strict": self.overhead_strict, "cpu": self.cpu, "removal": self.removal}
+                "strict": self.overhead_strict, "cpu": self.cpu, "removal": self.removal,
+                "uncovered": self.uncovered}
 
 
 def log_time(line: str) -> float:
@@ -119,6 +126,16 @@ def job_times(cluster: GanetiCluster, output: str, lines: list[str]) -> tuple[fl
         info = cluster.job(job_id)
         in_ganeti += (timestamp(info["end_ts"]) or 0.0) - (timestamp(info["received_ts"]) or 0.0)
     return sum(waited_for(lines, job_id) for job_id in job_ids), in_ganeti, len(job_ids)
+
+
+def uncovered(cluster: GanetiCluster, output: str, lines: list[str]) -> float:
+    """Seconds the NetBox writes logged before the first wait on the create job ended after that job ended (0 when
+    the job outlasted them): the part of them that the "waited" time counts as Ganeti's but was ours."""
+    job_id = int(JOB.findall(next(line for line in output.splitlines() if "Ganeti jobs: " in line))[-1])
+    first_wait = next(index for index, line in enumerate(lines) if f"RAPI GET /2/jobs/{job_id}/wait -> " in line)
+    writes = [log_time(line) for line in lines[:first_wait] if "Did netbox " in line]
+    end = timestamp(cluster.job(job_id)["end_ts"]) or 0.0
+    return max(0.0, max(writes) - end) if writes else 0.0
 
 
 def run_log(path: Path, offset: int, pid: int) -> list[str]:
@@ -188,11 +205,13 @@ def main() -> int:
             if process.returncode != 0:
                 print(stderr, file=sys.stderr)
                 raise RuntimeError(f"makevm {hostname} exited {process.returncode}")
-            waited, in_ganeti, jobs = job_times(cluster, stderr, run_log(debug_log, offset, process.pid))
+            lines = run_log(debug_log, offset, process.pid)
+            waited, in_ganeti, jobs = job_times(cluster, stderr, lines)
+            late = uncovered(cluster, stderr, lines)
             in_process = audit_duration(audit_log, hostname)
         finally:
             removal = remove(cluster, netbox, dns, fqdn)
-        runs.append(Run(wall, waited, in_ganeti, in_process, jobs, removal, cpu))
+        runs.append(Run(wall, waited, in_ganeti, in_process, jobs, removal, cpu, late))
         print(describe(f"run {number}", runs[-1].figures()), flush=True)
     median = {name: statistics.median(run.figures()[name] for run in runs) for name in runs[0].figures()}
     lines = [
@@ -202,8 +221,9 @@ def main() -> int:
         f"runs: {len(runs)} (group {args.group}; lab defaults: 1 vCPU, 1 GiB, 1 GiB file disk, OS noop installed)",
         *(describe(f"run {index}", run.figures()) for index, run in enumerate(runs, 1)),
         describe("median (per figure)", median),
-        f"goal: our overhead under 1 s: {'met' if median['overhead'] < 1.0 else 'NOT met'} "
-        f"(median {median['overhead']:.2f} s, of which start-up {median['startup']:.2f} s)",
+        f"goal: our overhead under 1 s: {'met' if median['overhead'] + median['uncovered'] < 1.0 else 'NOT met'} "
+        f"(median {median['overhead']:.2f} s, of which start-up {median['startup']:.2f} s; plus NetBox writes "
+        f"outlasting the job {median['uncovered']:.2f} s)",
     ]
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text("\n".join(lines) + "\n")
@@ -217,7 +237,8 @@ def describe(label: str, figures: dict[str, float]) -> str:
             f"({figures['jobs']:g} jobs; {figures['in_ganeti']:.2f} s inside Ganeti) + our overhead "
             f"{figures['overhead']:.2f} s (start-up {figures['startup']:.2f} s, in-process {figures['rest']:.2f} s; "
             f"counting the RAPI's accept/notify time as ours: {figures['strict']:.2f} s); CPU time of the cookbook "
-            f"process {figures['cpu']:.2f} s; removal {figures['removal']:.2f} s")
+            f"process {figures['cpu']:.2f} s; NetBox writes outlasting the create job "
+            f"{figures['uncovered']:.2f} s; removal {figures['removal']:.2f} s")
 
 if __name__ == "__main__":
     sys.exit(main())

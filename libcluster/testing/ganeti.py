@@ -229,8 +229,9 @@ class FakeCluster:
         return cast(GntCommands, self._commands)
 
     def info(self) -> dict[str, Any]:
-        """Name, master and enabled templates."""
-        return {"name": self.name, "master": self.master(), "enabled_disk_templates": self.templates}
+        """Name, master, enabled templates and the MAC prefix (Ganeti's default, aa:00:00)."""
+        return {"name": self.name, "master": self.master(), "enabled_disk_templates": self.templates,
+                "mac_prefix": "aa:00:00"}
 
     def master(self) -> str:
         """The master node (``master_name``)."""

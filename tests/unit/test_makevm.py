@@ -118,7 +118,7 @@ def test_spec_converts_gb_to_mib_and_os_none_skips_the_install(settings: cluster
     spec = makevm.VMSpec.from_args(args, settings)
     assert (spec.memory, spec.disk, spec.vcpus) == (1536, 20480, 3)
     assert (spec.os_type, spec.install) == ("noop", False)
-    assert spec.planned_instance()["admin_state"] == "down"
+    assert spec.planned_instance("aa:00:00:12:34:56")["admin_state"] == "down"
 
 
 def test_spec_skips_ipv6_when_the_group_has_no_v6_prefix(settings: clusters.ClusterSettings) -> None:
@@ -147,10 +147,10 @@ def test_network_picks_the_nic_link_and_prefixes_of_one_of_the_group_networks(
                                       settings)
     assert (private.network.name, private.network.prefixes_v4, private.skip_v6) == (
         "private", ("198.18.18.0/24",), True), "no IPv6 prefix on that network: no IPv6 address"
-    assert private.create_params()["nics"] == [{"link": "gnt-br1"}]
+    assert private.create_params("aa:00:00:12:34:56")["nics"] == [{"mac": "aa:00:00:12:34:56", "link": "gnt-br1"}]
     storage = makevm.VMSpec.from_args(parse("--cluster", "lab", "--group", "A", "--network", "storage", "vm1"),
                                       settings)
-    assert storage.create_params()["nics"] == [{"link": "gnt-br0"}], "the group's nic_link unless the network sets one"
+    assert storage.create_params("aa:00:00:12:34:56")["nics"] == [{"mac": "aa:00:00:12:34:56", "link": "gnt-br0"}], "the group's nic_link unless the network sets one"
     assert not storage.skip_v6
     assert settings.groups["A"].all_prefixes == ("198.18.16.0/24", "2001:2:0:a::/64", "198.18.18.0/24",
                                                  "198.18.19.0/24", "2001:2:0:1b::/64")
@@ -166,14 +166,14 @@ def test_a_network_named_as_the_default_one_is_refused_naming_the_key() -> None:
 
 def test_create_params_make_the_body_ganeti_expects(settings: clusters.ClusterSettings) -> None:
     spec = makevm.VMSpec.from_args(parse("--cluster", "lab", "--group", "A", "--os", "none", "vm1"), settings)
-    body = instance_create_body(spec.fqdn, **spec.create_params(iallocator="hail", group_name="A"))
-    assert body["nics"] == [{"link": "gnt-br0"}] and body["disks"] == [{"size": 1024}]
+    body = instance_create_body(spec.fqdn, **spec.create_params("aa:00:00:12:34:56", iallocator="hail", group_name="A"))
+    assert body["nics"] == [{"mac": "aa:00:00:12:34:56", "link": "gnt-br0"}] and body["disks"] == [{"size": 1024}]
     assert (body["iallocator"], body["group_name"], body["no_install"]) == ("hail", "A", True)
     assert (body["ip_check"], body["name_check"]) == (False, False)
     assert "pnode" not in body and "start" not in body
     placed = makevm.VMSpec.from_args(parse("--cluster", "lab", "--group", "B", "vm1"), settings)
-    body = instance_create_body(placed.fqdn, **placed.create_params(pnode="node3.lab.example"))
-    assert body["nics"] == [{}] and body["pnode"] == "node3.lab.example" and "no_install" not in body
+    body = instance_create_body(placed.fqdn, **placed.create_params("aa:00:00:12:34:56", pnode="node3.lab.example"))
+    assert body["nics"] == [{"mac": "aa:00:00:12:34:56"}] and body["pnode"] == "node3.lab.example" and "no_install" not in body
 
 
 def test_policy_accepts_a_vm_inside_the_recorded_policy(settings: clusters.ClusterSettings,
@@ -223,11 +223,12 @@ def test_plan_renders_node_ips_netbox_objects_and_dns(settings: clusters.Cluster
     addresses = ["198.18.0.7/24", "2001:2:0:a::7/64"]
     zones = Zones(["lab.example", "0.18.198.in-addr.arpa", "0.0.0.0.2.0.0.0.1.0.0.2.ip6.arpa"])
     diff = compute(build([(spec.fqdn, address) for address in addresses], zones, 300).records, {}, zones)
-    plan = makevm.Plan(spec, makevm.Placement(["node2.lab.example"], "hail", job_id=7),
+    plan = makevm.Plan(spec, makevm.Placement(["node2.lab.example"], "hail", job_id=7, mac="aa:00:00:12:34:56"),
                        makevm.NetBoxPlan(cluster, [prefix_v4, prefix_v6], addresses), diff)
     text = plan.render()
     assert "create on node2.lab.example (chosen by hail): 2 vCPU, 1.0 GiB memory, 1.0 GiB disk (file)" in text
     assert "OS noop installed and started, NIC link gnt-br0" in text
+    assert f"interface eth0 with MAC {plan.placement.mac}; the IPs on it, primary" in text
     assert "allocate 198.18.0.7/24 (from 198.18.0.0/24), 2001:2:0:a::7/64 (from 2001:2:0:a::/64)" in text
     assert f"VM vm1.lab.example in cluster {cluster['name']}: status active, vcpus 2, memory 1024 MB" in text
     assert "+ vm1.lab.example. 300 A 198.18.0.7" in text and "+ vm1.lab.example. 300 AAAA 2001:2:0:a::7" in text

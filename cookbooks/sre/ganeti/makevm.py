@@ -20,7 +20,7 @@ from libcluster.dns import Diff
 from libcluster.dns.protection import owns_nothing
 from libcluster.dns.scope import OUTSIDE
 from libcluster.errors import LibclusterError
-from libcluster.ganeti import GanetiCluster, JobFailedError, RapiNotFoundError, fit
+from libcluster.ganeti import GanetiCluster, JobFailedError, JobHandle, RapiNotFoundError, fit, macs
 from libcluster.sync import dns as sync_dns
 from libcluster.sync import vm as sync_vm
 
@@ -111,26 +111,27 @@ class VMSpec:
             skip_v6=bool(given.get("skip_v6")) or not network.prefixes_v6,
         )
 
-    def create_params(self, **placement: Any) -> dict[str, Any]:
-        """Keyword arguments of GanetiCluster.create_instance: this VM, placed by pnode/snode or iallocator."""
+    def create_params(self, mac: str, **placement: Any) -> dict[str, Any]:
+        """Keyword arguments of GanetiCluster.create_instance: this VM with its NIC's MAC, placed by pnode/snode
+        or iallocator."""
         return {
             "disk_template": self.disk_template,
             "disks": [self.disk],
             "os_type": self.os_type,
             "memory": self.memory,
             "vcpus": self.vcpus,
-            "nics": [{"link": self.network.nic_link} if self.network.nic_link else {}],
+            "nics": [{"mac": mac, **({"link": self.network.nic_link} if self.network.nic_link else {})}],
             "no_install": None if self.install else True,
             "ip_check": False,
             "name_check": False,
             **placement,
         }
 
-    def planned_instance(self) -> dict[str, Any]:
-        """The RAPI dict the instance will have (MAC unknown until Ganeti assigns it), for the NetBox plan."""
+    def planned_instance(self, mac: str) -> dict[str, Any]:
+        """The RAPI dict the instance will have, for NetBox: the plan, and the record made while Ganeti creates."""
         return {"name": self.fqdn, "admin_state": "up" if self.install else "down",
                 "beparams": {"vcpus": self.vcpus, "maxmem": self.memory}, "disk.sizes": [self.disk],
-                "nic.macs": [None]}
+                "nic.macs": [mac]}
 
 
 def policy_problems(ipolicy: Mapping[str, Any], spec: VMSpec) -> list[str]:
@@ -160,11 +161,13 @@ def precheck_failure(fqdn: str, group: BaseExceptionGroup[BaseException]) -> Bas
 
 @dataclass(frozen=True)
 class Placement:
-    """Step 2's answer: the nodes Ganeti's allocator chose, by which allocator, in which (dry-run) job."""
+    """Step 2's answer: the nodes Ganeti's allocator chose, by which allocator, in which (dry-run) job, for
+    a NIC with which MAC (picked by us in the cluster's prefix, checked unused by that job)."""
 
     nodes: list[str]
     iallocator: str
     job_id: int
+    mac: str
 
 
 @dataclass(frozen=True)
@@ -219,12 +222,12 @@ class Plan:
         ]
         ips = ", ".join(f"{address} (from {prefix['prefix']})"
                         for address, prefix in zip(self.netbox.addresses, self.netbox.prefixes, strict=True))
-        vm = sync_vm.vm_fields(spec.planned_instance(), self.netbox.cluster["id"])
+        vm = sync_vm.vm_fields(spec.planned_instance(self.placement.mac), self.netbox.cluster["id"])
         lines += [
             f"  NetBox: allocate {ips} with dns_name {spec.fqdn}",
             f"          VM {spec.fqdn} in cluster {self.netbox.cluster['name']}: status {vm['status']}, "
             f"vcpus {vm['vcpus']}, memory {vm['memory']} MB, disk {vm['disk']} MB",
-            "          interface eth0 with the MAC Ganeti assigns; the IPs on it, primary",
+            f"          interface eth0 with MAC {self.placement.mac}; the IPs on it, primary",
             "  DNS:" + ("" if self.dns else " no change"),
         ]
         lines += [f"    {line}" for line in self.dns.lines()]
@@ -256,10 +259,13 @@ class MakeVM(CookbookBase):
          --skip-v6) in NetBox from the prefixes of its network (--network), with the FQDN as dns_name.
       4. Add the A/AAAA and PTR records (TSIG-signed RFC 2136 updates) and check that the DNS server
          answers them.
-      5. Create the instance through the RAPI on the node of step 2, showing the job's progress.
+      5. Create the instance through the RAPI on the node of step 2, with the NIC's MAC picked in
+         step 2 (the cluster's mac_prefix and three random bytes; Ganeti's check refuses one in use).
          With --os none the OS is not installed and the instance is not started.
-      6. Record it in NetBox: the VM in the group's cluster (vcpus, memory, disk, status), an interface
-         with the MAC Ganeti gave the NIC, the IPs on it and marked primary.
+      6. While Ganeti creates it, record it in NetBox: the VM in the group's cluster (vcpus, memory,
+         disk, status), an interface with that MAC, the IPs on it and marked primary. Then wait for
+         the create job, showing its progress, read the instance Ganeti made and correct in NetBox
+         what differs from the plan.
       7. Print a summary: FQDN, node, IPs, NetBox URL of the VM, Ganeti job ids.
 
     Every change is journaled before and after it is made (the audit file; with locks in etcd, etcd too).
@@ -353,12 +359,13 @@ class MakeVMRunner(CookbookRunnerBase):
         try:
             ips = self.allocate_addresses(plan)  # step 3
             self.publish_dns(plan, ips)  # step 4
-            instance = self.create_instance(plan)  # step 5
-            vm = self.record_in_netbox(plan, instance, ips)  # step 6
+            job = self.create_instance(plan)  # step 5: Ganeti creates the instance...
+            recorded = self.record_in_netbox(plan, ips)  # step 6: ...while NetBox records it as planned
+            instance = self.wait_created(plan, job, recorded)
         except LibclusterError as exc:
             logger.error("Creating %s failed: %s: %s", self.spec.fqdn, type(exc).__name__, exc)
             return EXIT_STEP_FAILED
-        self.print_summary(plan, instance, ips, vm)  # step 7
+        self.print_summary(plan, instance, ips, recorded.vm)  # step 7
         return 0
 
     # Steps 1 and 2: read only
@@ -399,14 +406,14 @@ class MakeVMRunner(CookbookRunnerBase):
             problems.append(f"Ganeti: cluster {spec.cluster} has no node group {spec.group.name}")
         if problems:
             raise _problems(problems)
-        return self._capacity(str(info.get("default_iallocator") or "hail"))
+        return self._capacity(str(info.get("default_iallocator") or "hail"), macs.random_mac(str(info["mac_prefix"])))
 
-    def _capacity(self, iallocator: str) -> Placement:
+    def _capacity(self, iallocator: str, mac: str) -> Placement:
         """Step 2: Ganeti checks the create (dry-run job) with the iallocator in the group; the nodes it chose."""
         logger.info("Asking Ganeti where %s fits: create in dry-run mode with %s in group %s", self.spec.fqdn,
                     iallocator, self.spec.group.name)
         job = self.ganeti.check_create(self.spec.fqdn, **self.spec.create_params(
-            iallocator=iallocator, group_name=self.spec.group.name))
+            mac, iallocator=iallocator, group_name=self.spec.group.name))
         try:
             result = job.wait()
         except JobFailedError as exc:
@@ -415,7 +422,7 @@ class MakeVMRunner(CookbookRunnerBase):
                 group = self.spec.group.name
                 raise NoCapacityError(f"short of {short} in group {group}" if short else exc.message) from None
             raise _problems([f"Ganeti refuses the create: {exc.message}"]) from None
-        return Placement(list(result.value or []), iallocator, job.id)
+        return Placement(list(result.value or []), iallocator, job.id, mac)
 
     def _check_netbox(self) -> NetBoxPlan:
         """Step 1 in NetBox (no VM or IP named after the FQDN, the group's cluster exists), then the next free IPs."""
@@ -494,27 +501,35 @@ class MakeVMRunner(CookbookRunnerBase):
             sync_dns.verify(self.dns, diff)
             logger.info("DNS: the server answers the %d new rrsets of %s", len(diff), self.spec.fqdn)
 
-    def create_instance(self, plan: Plan) -> NewInstance:
-        """Step 5: the create job on the planned nodes; the instance's fields and the job's id.
-
-        In dry-run step 2's check stands for it: the instance is the planned one.
-        """
+    def create_instance(self, plan: Plan) -> JobHandle | None:
+        """Step 5: submit the create job on the planned nodes (None in dry-run: step 2's check stands for it)."""
         nodes = plan.placement.nodes
         if self.ctx.dry_run:
             self.ctx.changes.record("ganeti", "instance-create", self.spec.fqdn, cluster=self.spec.cluster,
                                     checked=True, job_id=plan.placement.job_id, pnode=nodes[0])
-            return NewInstance(self.spec.planned_instance(), job_id=None)
-        job = self.ganeti.create_instance(
-            self.spec.fqdn, **self.spec.create_params(pnode=nodes[0], snode=nodes[1] if len(nodes) > 1 else None))
+            return None
+        job = self.ganeti.create_instance(self.spec.fqdn, **self.spec.create_params(
+            plan.placement.mac, pnode=nodes[0], snode=nodes[1] if len(nodes) > 1 else None))
         logger.info("Ganeti job %s creates %s on %s", job.id, self.spec.fqdn, " + ".join(nodes))
-        job.wait()
-        return NewInstance(self.ganeti.instance(self.spec.fqdn).raw, job_id=job.id)
+        return job
 
-    def record_in_netbox(self, plan: Plan, instance: NewInstance, ips: list[dict[str, Any]]) -> dict[str, Any]:
-        """Step 6: the VM in the group's NetBox cluster, its interface with Ganeti's MAC, the IPs on it, primary."""
-        recorded = sync_vm.record_instance(self.netbox, instance.fields, cluster_id=plan.netbox.cluster["id"],
-                                           addresses=ips, current=sync_vm.Current(vm=None))
-        return recorded.vm
+    def record_in_netbox(self, plan: Plan, ips: list[dict[str, Any]]) -> sync_vm.Recorded:
+        """Step 6: the planned VM in the group's NetBox cluster, its interface with the MAC, the IPs on it, primary."""
+        return sync_vm.record_instance(self.netbox, self.spec.planned_instance(plan.placement.mac),
+                                       cluster_id=plan.netbox.cluster["id"], addresses=ips,
+                                       current=sync_vm.Current(vm=None))
+
+    def wait_created(self, plan: Plan, job: JobHandle | None, recorded: sync_vm.Recorded) -> NewInstance:
+        """The create job's end; the instance as Ganeti made it, and NetBox corrected where it differs."""
+        if job is None:
+            return NewInstance(self.spec.planned_instance(plan.placement.mac), job_id=None)
+        job.wait()
+        fields = self.ganeti.instance(self.spec.fqdn).raw
+        corrected = sync_vm.record_instance(self.netbox, fields, cluster_id=plan.netbox.cluster["id"],
+                                            current=sync_vm.Current(vm=recorded.vm, interfaces=recorded.interfaces))
+        if corrected.writes:
+            logger.info("NetBox: %s corrected to what Ganeti made: %s", self.spec.fqdn, ", ".join(corrected.writes))
+        return NewInstance(fields, job_id=job.id)
 
     def print_summary(self, plan: Plan, instance: NewInstance, ips: list[dict[str, Any]],
                       vm: Mapping[str, Any]) -> None:
