@@ -178,7 +178,10 @@ def test_makevm_creates_the_vm_with_its_netbox_and_dns_records(env: Env, hostnam
     assert instance["disk.sizes"] == [2048] and instance["disk_template"] == "file"
     assert instance["nic.links"] == [NIC_LINK]
     mac = instance["nic.macs"][0]
-    assert re.fullmatch(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}", mac)
+    prefix = env.ganeti.info()["mac_prefix"]
+    assert re.fullmatch(rf"{prefix}(:[0-9a-f]{{2}}){{3}}", mac), "in the cluster's MAC prefix"
+    assert f"interface eth0 with MAC {mac}; the IPs on it, primary" in result.stderr, "the MAC the plan picked"
+    assert "corrected to what Ganeti made" not in result.stderr, "NetBox recorded during the job was right"
 
     vm = env.netbox.get("vm", name=fqdn)
     assert vm["cluster"]["name"] == GROUP and vm["status"]["value"] == "active"
