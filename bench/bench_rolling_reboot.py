@@ -7,10 +7,11 @@ Usage (root, lab up; creates one running sharedfile VM `rr-bench-*` per node of 
     .venv/bin/python bench/bench_rolling_reboot.py --group A --group B     # also the parallel comparison
 
 Per node, from the run's own lines ("NODE done in T s (check ..., drain ..., moves ..., reboot ..., ...)"):
-  - Ganeti job time: end_ts - received_ts, as Ganeti recorded them, of every job after the run started whose
-    summary names the node or one of the bench VMs it moved (dry-run checks, tags, role changes, migrations),
-    and of the verify-disks jobs received meanwhile (their summary names no node); jobs of one node run one
-    after the other, so their sum is time the node waited on Ganeti;
+  - Ganeti job time: the union of the received_ts-to-end_ts intervals, as Ganeti recorded them, of the jobs
+    after the run started whose summary names the node or one of the bench VMs it moved, and of the
+    verify-disks jobs (their summary names no node), clipped to the node's turn: from the first to the last
+    job naming the node itself (its tags and role changes). Jobs that overlap, or a VM moved again in
+    another node's turn, are counted once, for the turn they ran in;
   - restart: the node's own restart time, measured before the rollout by rebooting it alone and polling
     (boot id and SSH) every 0.05 s;
   - overhead = total - Ganeti job time - restart; "noticed" = the reboot step (reboot command to node back,
@@ -74,23 +75,32 @@ def rollout(config: Path, nodes: list[str], parallel: int) -> tuple[float, str, 
     return wall, done.stdout + done.stderr, epoch
 
 
-def job_time(cluster: GanetiCluster, since: float, names: set[str]) -> float:
-    """Seconds Ganeti spent (received to end) on the jobs after since whose summary names one of names, plus the
-    verify-disks jobs (whose summary names no node) received while those ran."""
-    named, verify = [], []
+def job_time(cluster: GanetiCluster, since: float, node: str, vms: set[str]) -> float:
+    """Seconds the node's turn waited on Ganeti: the union of the received-to-end intervals of the jobs after since
+    that name the node, one of the VMs moved off it or none (verify-disks), clipped to the node's turn (the first
+    to the last job naming the node itself: its tags and role changes). A job overlapping another (submitted while
+    one runs) or a VM's move in another node's turn is not counted twice."""
+    own: list[tuple[float, float]] = []
+    others: list[tuple[float, float]] = []
     for job in cluster.jobs(bulk=True):
         received, end = timestamp(job.get("received_ts")), timestamp(job.get("end_ts"))
         summaries = " ".join(str(s) for s in job.get("summary") or [])
         if not (received and end and received >= since):
             continue
-        if any(f"({name})" in summaries or f"{name})" in summaries for name in names):
-            named.append((received, end))
-        elif "VERIFY_DISKS" in summaries:
-            verify.append((received, end))
-    if not named:
+        if f"({node})" in summaries:
+            own.append((received, end))
+        elif any(f"({vm})" in summaries for vm in vms) or "VERIFY_DISKS" in summaries:
+            others.append((received, end))
+    if not own:
         return 0.0
-    first, last = min(r for r, _ in named), max(e for _, e in named)
-    return sum(end - received for received, end in named + [j for j in verify if first <= j[0] <= last])
+    first, last = min(r for r, _ in own), max(e for _, e in own)
+    clipped = sorted(own + [(max(r, first), min(e, last)) for r, e in others if r < last and e > first])
+    total, reach = 0.0, first
+    for received, end in clipped:
+        if end > reach:
+            total += end - max(received, reach)
+            reach = end
+    return total
 
 
 def main() -> int:
@@ -124,8 +134,7 @@ def main() -> int:
             lines.append("node                 total  ganeti restart overhead noticed  steps")
             for node, total, steps in DONE.findall(output):
                 timings = {step: float(seconds) for step, seconds in STEP.findall(steps)}
-                names = {node} | {vm for on, vm, _ in moved if on == node}
-                ganeti = job_time(cluster, since, names)
+                ganeti = job_time(cluster, since, node, {vm for on, vm, _ in moved if on == node})
                 overhead = float(total) - ganeti - restart[node]
                 noticed = timings.get("reboot", 0.0) - restart[node]
                 lines.append(f"{node:20} {float(total):6.1f} {ganeti:7.1f} {restart[node]:7.1f} {overhead:8.1f} "

@@ -230,7 +230,7 @@ def _read(cluster: GanetiCluster, node: str) -> Node:
 
 def take_out(cluster: GanetiCluster, node: str, role: Role) -> RoleChange:
     """Make node drained or offline (auto-promoting another candidate when the pool needs it), remembering a master
-    candidate by CANDIDATE_TAG; waits for the job. The master is refused (fail it over first)."""
+    candidate by CANDIDATE_TAG; waits for its jobs. The master is refused (fail it over first)."""
     if role not in (Role.DRAINED, Role.OFFLINE):
         raise ValueError(f"take_out: {role.value} is not drained or offline")
     current = _read(cluster, node)
@@ -242,10 +242,13 @@ def take_out(cluster: GanetiCluster, node: str, role: Role) -> RoleChange:
         if old is not role:
             raise NodeStateError(f"{node} is offline in cluster {cluster.name}: bring it online first")
         return RoleChange(node, old, old, None)
-    if old is Role.CANDIDATE and CANDIDATE_TAG not in current.tags:
-        cluster.add_tags("node", node, [CANDIDATE_TAG]).wait()
-    result = cluster.set_node_role(node, role.value, auto_promote=True).wait()
-    return RoleChange(node, old, role, result.job_id)
+    # both jobs are submitted before either is waited for: one round trip less per node of a rolling reboot
+    tagged = (cluster.add_tags("node", node, [CANDIDATE_TAG])
+              if old is Role.CANDIDATE and CANDIDATE_TAG not in current.tags else None)
+    changed = cluster.set_node_role(node, role.value, auto_promote=True)
+    if tagged is not None:
+        tagged.wait()
+    return RoleChange(node, old, role, changed.wait().job_id)
 
 
 def bring_back(cluster: GanetiCluster, node: str, role: Role) -> RoleChange:
@@ -261,9 +264,11 @@ def bring_back(cluster: GanetiCluster, node: str, role: Role) -> RoleChange:
         return RoleChange(node, old, old, None)
     was_candidate = CANDIDATE_TAG in current.tags
     new = Role.CANDIDATE if was_candidate else Role.REGULAR
-    result = cluster.set_node_role(node, new.value).wait()
-    if was_candidate:
-        cluster.remove_tags("node", node, [CANDIDATE_TAG]).wait()
+    changed = cluster.set_node_role(node, new.value)  # the tag's removal is submitted before this job is waited for
+    untagged = cluster.remove_tags("node", node, [CANDIDATE_TAG]) if was_candidate else None
+    result = changed.wait()
+    if untagged is not None:
+        untagged.wait()
     return RoleChange(node, old, new, result.job_id)
 
 
