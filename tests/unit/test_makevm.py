@@ -251,3 +251,10 @@ def test_precheck_failure_keeps_a_lone_capacity_verdict_and_passes_on_a_system_f
     assert makevm.precheck_failure("vm1", ExceptionGroup("checks", [capacity])) is capacity
     unreachable = ConnectionError("NetBox unreachable")
     assert makevm.precheck_failure("vm1", ExceptionGroup("checks", [capacity, unreachable])) is unreachable
+
+
+@pytest.mark.parametrize("info", [{}, {"mac_prefix": "aa:00"}, {"mac_prefix": None}])
+def test_a_mac_prefix_ganeti_does_not_give_usably_is_a_precheck_failure(info: dict[str, Any]) -> None:
+    with pytest.raises(makevm.PrecheckError, match=r"Ganeti: cluster mac_prefix '.*' is not three hex octets"):
+        makevm.new_mac(info)
+    assert makevm.new_mac({"mac_prefix": "aa:00:00"}).startswith("aa:00:00:")

@@ -141,6 +141,14 @@ def policy_problems(ipolicy: Mapping[str, Any], spec: VMSpec) -> list[str]:
     return fit.policy_problems(ipolicy, values, spec.disk_template)
 
 
+def new_mac(info: Mapping[str, Any]) -> str:
+    """A MAC for the VM's NIC in the cluster's prefix (/2/info mac_prefix); PrecheckError if Ganeti gave none usable."""
+    try:
+        return macs.random_mac(str(info.get("mac_prefix") or ""))
+    except ValueError as exc:
+        raise _problems([f"Ganeti: {exc}"]) from None
+
+
 def shortage(message: str) -> str:
     """The resources hail says are short, e.g. "memory on 2 nodes", from its failure reasons; "" if none parse."""
     found = [(SHORTAGES.get(reason, reason), int(count)) for reason, count in _SHORTAGE.findall(message)]
@@ -406,7 +414,7 @@ class MakeVMRunner(CookbookRunnerBase):
             problems.append(f"Ganeti: cluster {spec.cluster} has no node group {spec.group.name}")
         if problems:
             raise _problems(problems)
-        return self._capacity(str(info.get("default_iallocator") or "hail"), macs.random_mac(str(info["mac_prefix"])))
+        return self._capacity(str(info.get("default_iallocator") or "hail"), new_mac(info))
 
     def _capacity(self, iallocator: str, mac: str) -> Placement:
         """Step 2: Ganeti checks the create (dry-run job) with the iallocator in the group; the nodes it chose."""
