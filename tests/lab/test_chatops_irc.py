@@ -270,7 +270,8 @@ def test_cancel_makevm_during_the_ganeti_job_leaves_nothing(service: Service, en
     run_id = service.accepted(mark)
     service.expect("needs an approval", after=mark, timeout=60)
     service.say("bob", f"!approve {run_id}")
-    service.expect(rf"^\[{run_id}\] .*job \d+: \* creating instance disks", after=mark, timeout=LONG)
+    # right after the create job is submitted: the run records NetBox, then follows the job
+    service.expect(rf"^\[{run_id}\] Ganeti job \d+ creates {env.fqdn(vm)}", after=mark, timeout=LONG)
     cancel = service.say("bob", f"!cookbook cancel {run_id}")
     service.expect(rf"^bob{TAG}: \[{run_id}\] interrupt sent", after=cancel, who="bob")
     service.expect(rf"^\[{run_id}\] INTERRUPTED \(rollback run\): .* interrupted by bob", after=mark, timeout=LONG)
