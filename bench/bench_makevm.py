@@ -40,6 +40,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from runlog import log_time, run_log
+
 from cookbook_lab import topology
 from cookbook_lab.common import Lab
 from libcluster import config as config_module
@@ -56,7 +58,6 @@ RESULTS = REPO / "bench" / "results" / "makevm.txt"
 JOB = re.compile(r"(\d+) \(")
 """A job id of the summary line, e.g. "Ganeti jobs: 9 (capacity check, dry-run), 10 (create)"."""
 SUBMIT = re.compile(r"RAPI POST /2/instances -> 200 in ([\d.]+)s")
-STAMP_LENGTH = len("2026-01-01 00:00:00,000")
 
 
 @dataclass
@@ -97,12 +98,6 @@ class Run:
                 "uncovered": self.uncovered}
 
 
-def log_time(line: str) -> float:
-    """Seconds since the epoch of a log file line (its asctime, local time, millisecond resolution)."""
-    stamp, _, millis = line[:STAMP_LENGTH].partition(",")
-    return time.mktime(time.strptime(stamp, "%Y-%m-%d %H:%M:%S")) + int(millis) / 1000
-
-
 def waited_for(lines: list[str], job_id: int) -> float:
     """Seconds from the start of the POST that submitted job_id to the end of the last wait on it, per the log."""
     waits = [index for index, line in enumerate(lines) if f"RAPI GET /2/jobs/{job_id}/wait -> " in line]
@@ -136,14 +131,6 @@ def uncovered(cluster: GanetiCluster, output: str, lines: list[str]) -> float:
     writes = [log_time(line) for line in lines[:first_wait] if "Did netbox " in line]
     end = timestamp(cluster.job(job_id)["end_ts"]) or 0.0
     return max(0.0, max(writes) - end) if writes else 0.0
-
-
-def run_log(path: Path, offset: int, pid: int) -> list[str]:
-    """The DEBUG log lines the process pid wrote to path after offset (from the start if the file rotated)."""
-    with path.open(encoding="utf-8", errors="replace") as log:
-        if path.stat().st_size >= offset:
-            log.seek(offset)
-        return [line for line in log if f" {pid} [" in line[:STAMP_LENGTH + 80]]
 
 
 def audit_duration(audit_log: Path, hostname: str) -> float:

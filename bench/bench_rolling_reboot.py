@@ -8,10 +8,10 @@ Usage (root, lab up; creates one running sharedfile VM `rr-bench-*` per node of 
 
 Per node, from the run's own lines ("NODE done in T s (check ..., drain ..., moves ..., reboot ..., ...)"):
   - Ganeti job time: the union of the received_ts-to-end_ts intervals, as Ganeti recorded them, of the jobs
-    after the run started whose summary names the node or one of the bench VMs it moved, and of the
-    verify-disks jobs (their summary names no node), clipped to the node's turn: from the first to the last
-    job naming the node itself (its tags and role changes). Jobs that overlap, or a VM moved again in
-    another node's turn, are counted once, for the turn they ran in;
+    whose summary names the node or one of the bench VMs it moved, and of the verify-disks jobs (their
+    summary names no node), clipped to the node's turn: from its "NODE (i/n): draining and rebooting" line
+    to its "NODE done in" line in the run's DEBUG log (lines of the run's pid). Jobs that overlap, or a VM
+    moved again in another node's turn, are counted once, for the turn they ran in;
   - restart: the node's own restart time, measured before the rollout by rebooting it alone and polling
     (boot id and SSH) every 0.05 s;
   - overhead = total - Ganeti job time - restart; "noticed" = the reboot step (reboot command to node back,
@@ -33,11 +33,14 @@ import sys
 import time
 from pathlib import Path
 
+from runlog import log_time, run_log
+
 from libcluster import config as config_module
 from libcluster.changes import ChangeLog
 from libcluster.ganeti import GanetiCluster, connect
 from libcluster.ganeti.jobs import timestamp
 from libcluster.remote import Remote
+from libcluster.runner.logs import log_paths
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "rolling_reboot.txt"
@@ -63,40 +66,46 @@ def restart_time(cluster: GanetiCluster, remote: Remote, node: str) -> float:
     return time.monotonic() - started
 
 
-def rollout(config: Path, nodes: list[str], parallel: int) -> tuple[float, str, float]:
-    """Run reboot-nodes on nodes as an operator types it; (wall time, output, start time as epoch)."""
+def rollout(config: Path, nodes: list[str], parallel: int) -> tuple[float, str, list[str]]:
+    """Run reboot-nodes on nodes as an operator types it; (wall time, output, the run's DEBUG log lines)."""
     argv = [str(COOKBOOK), "-c", str(config), "-y", "sre.ganeti.reboot-nodes", "--cluster", "lab",
             "--groups-in-parallel", str(parallel), "--nodes", *nodes]
-    epoch, started = time.time(), time.monotonic()
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=3600, check=False)
+    debug_log = log_paths(config_module.load(config).str("logs_base_dir"), "sre.ganeti.reboot-nodes")[1]
+    offset = debug_log.stat().st_size if debug_log.exists() else 0
+    started = time.monotonic()
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stdout, stderr = process.communicate(timeout=3600)
     wall = time.monotonic() - started
-    if done.returncode != 0:
-        sys.exit(f"{shlex.join(argv[3:])} exited {done.returncode}:\n{done.stdout}{done.stderr}")
-    return wall, done.stdout + done.stderr, epoch
+    if process.returncode != 0:
+        sys.exit(f"{shlex.join(argv[3:])} exited {process.returncode}:\n{stdout}{stderr}")
+    return wall, stdout + stderr, run_log(debug_log, offset, process.pid)
 
 
-def job_time(cluster: GanetiCluster, since: float, node: str, vms: set[str]) -> float:
-    """Seconds the node's turn waited on Ganeti: the union of the received-to-end intervals of the jobs after since
-    that name the node, one of the VMs moved off it or none (verify-disks), clipped to the node's turn (the first
-    to the last job naming the node itself: its tags and role changes). A job overlapping another (submitted while
-    one runs) or a VM's move in another node's turn is not counted twice."""
-    own: list[tuple[float, float]] = []
-    others: list[tuple[float, float]] = []
+def turns(lines: list[str], nodes: list[str]) -> dict[str, tuple[float, float]]:
+    """Each node's turn in the run's log: from its "NODE (i/n): draining and rebooting" line to its "NODE done in"."""
+    found: dict[str, tuple[float, float]] = {}
+    for node in nodes:
+        begin = next(log_time(line) for line in lines if f"{node} (" in line and "): draining and rebooting" in line)
+        end = next(log_time(line) for line in lines if f"{node} done in " in line)
+        found[node] = (begin, end)
+    return found
+
+
+def job_time(cluster: GanetiCluster, turn: tuple[float, float], node: str, vms: set[str]) -> float:
+    """Seconds of the node's turn spent waiting on Ganeti: the union of the received-to-end intervals of the jobs
+    that name the node, one of the VMs moved off it, or none (verify-disks), clipped to the turn. Jobs that
+    overlap (submitted while another runs) or a VM's moves in another node's turn are not counted twice."""
+    first, last = turn
+    spans: list[tuple[float, float]] = []
     for job in cluster.jobs(bulk=True):
         received, end = timestamp(job.get("received_ts")), timestamp(job.get("end_ts"))
         summaries = " ".join(str(s) for s in job.get("summary") or [])
-        if not (received and end and received >= since):
+        if not (received and end and received < last and end > first):
             continue
-        if f"({node})" in summaries:
-            own.append((received, end))
-        elif any(f"({vm})" in summaries for vm in vms) or "VERIFY_DISKS" in summaries:
-            others.append((received, end))
-    if not own:
-        return 0.0
-    first, last = min(r for r, _ in own), max(e for _, e in own)
-    clipped = sorted(own + [(max(r, first), min(e, last)) for r, e in others if r < last and e > first])
+        if any(f"({name})" in summaries for name in (node, *vms)) or "VERIFY_DISKS" in summaries:
+            spans.append((max(received, first), min(end, last)))
     total, reach = 0.0, first
-    for received, end in clipped:
+    for received, end in sorted(spans):
         if end > reach:
             total += end - max(received, reach)
             reach = end
@@ -126,7 +135,8 @@ def main() -> int:
                                         vcpus=1, pnode=node, name_check=False, start=True).wait(timeout=300)
         walls: dict[str, float] = {}
         for group in args.group:
-            wall, output, since = rollout(args.config, nodes[group], 1)
+            wall, output, log = rollout(args.config, nodes[group], 1)
+            node_turns = turns(log, nodes[group])
             walls[group] = wall
             moved = MOVED.findall(output)
             lines.append(f"\ngroup {group} alone ({', '.join(nodes[group])}; the master {master} left out): "
@@ -134,7 +144,7 @@ def main() -> int:
             lines.append("node                 total  ganeti restart overhead noticed  steps")
             for node, total, steps in DONE.findall(output):
                 timings = {step: float(seconds) for step, seconds in STEP.findall(steps)}
-                ganeti = job_time(cluster, since, node, {vm for on, vm, _ in moved if on == node})
+                ganeti = job_time(cluster, node_turns[node], node, {vm for on, vm, _ in moved if on == node})
                 overhead = float(total) - ganeti - restart[node]
                 noticed = timings.get("reboot", 0.0) - restart[node]
                 lines.append(f"{node:20} {float(total):6.1f} {ganeti:7.1f} {restart[node]:7.1f} {overhead:8.1f} "
