@@ -100,6 +100,7 @@ def empty(ctx: Context, cluster: GanetiCluster, node: str, *, full: bool = False
     secondaries = sorted(cluster.node(node).secondary_instances) if full else []
     resources.hold(ctx, cluster.name, node=node, instances=[m.instance for m in run.plan.moves] + secondaries)
     run.timings["check"] = time.monotonic() - started
+    run.drained = True  # from the drain's first job on: a rollback undrains (undrain leaves a node not drained alone)
     run.drained = _timed(run, "drain", lambda: cluster.drain(node)).new is Role.DRAINED
     started = time.monotonic()
     for move in run.plan.moves:

@@ -176,3 +176,13 @@ def test_a_migration_failing_after_the_drain_says_the_node_is_left_drained(tmp_p
     assert run_runner(runner, ctx).exit_code == 1
     assert cluster.node(N2).drained
     assert any(f"{N2} is left drained, rollout stopped" in line for line in ctx.notifications), ctx.notifications
+
+
+def test_a_failed_candidate_tag_after_the_drain_was_sent_rolls_back_by_undraining(tmp_path: Path) -> None:
+    cluster = _cluster()
+    cluster.errors["tags_add"] = GanetiError("tag job failed")
+    runner, _ = _runner(tmp_path, "sre.ganeti.drain-node", cluster, [N2], cls="DrainNode")
+    assert run_runner(runner, runner.ctx).exit_code != 0
+    assert [call[0] for call in cluster.calls if call[0] in ("tags_add", "node_role")][:2] == ["tags_add", "node_role"], \
+        "the role job is sent before the tag job is waited for"
+    assert not cluster.node(N2).drained, "the drain went through although the tag failed: the rollback undrains"
