@@ -110,12 +110,18 @@ def waited_for(lines: list[str], job_id: int) -> float:
     return log_time(lines[waits[-1]]) - (log_time(lines[index]) - float(match.group(1)))
 
 
-def job_times(cluster: GanetiCluster, output: str, lines: list[str]) -> tuple[float, float, int]:
-    """Seconds waited for the run's jobs (from its log), their end_ts - received_ts, and how many."""
+def run_job_ids(output: str) -> list[int]:
+    """The ids of the run's Ganeti jobs, from its summary line (the capacity check's, then the create's)."""
     summary = next((line for line in output.splitlines() if "Ganeti jobs: " in line), "")
     job_ids = [int(job_id) for job_id in JOB.findall(summary)]
     if not job_ids:
         raise RuntimeError(f"no 'Ganeti jobs:' line with job ids in the output:\n{output}")
+    return job_ids
+
+
+def job_times(cluster: GanetiCluster, output: str, lines: list[str]) -> tuple[float, float, int]:
+    """Seconds waited for the run's jobs (from its log), their end_ts - received_ts, and how many."""
+    job_ids = run_job_ids(output)
     in_ganeti = 0.0
     for job_id in job_ids:
         info = cluster.job(job_id)
@@ -126,7 +132,7 @@ def job_times(cluster: GanetiCluster, output: str, lines: list[str]) -> tuple[fl
 def uncovered(cluster: GanetiCluster, output: str, lines: list[str]) -> float:
     """Seconds the NetBox writes logged before the first wait on the create job ended after that job ended (0 when
     the job outlasted them): the part of them that the "waited" time counts as Ganeti's but was ours."""
-    job_id = int(JOB.findall(next(line for line in output.splitlines() if "Ganeti jobs: " in line))[-1])
+    job_id = run_job_ids(output)[-1]
     first_wait = next(index for index, line in enumerate(lines) if f"RAPI GET /2/jobs/{job_id}/wait -> " in line)
     writes = [log_time(line) for line in lines[:first_wait] if "Did netbox " in line]
     end = timestamp(cluster.job(job_id)["end_ts"]) or 0.0
