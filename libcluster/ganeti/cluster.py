@@ -73,6 +73,13 @@ def _choice(value: str, allowed: Sequence[str], what: str) -> str:
     return value
 
 
+def job_dependencies(job_ids: Sequence[int]) -> list[list[Any]] | None:
+    """An opcode's `depends` for jobs that must succeed first (None for none): Ganeti keeps the job waiting in its
+    queue until they end, and fails it without running it if one did not succeed. Unlike the client waiting for
+    them, no round trip separates them (the next job is queued, and starts when they end)."""
+    return [[int(job_id), ["success"]] for job_id in job_ids] or None
+
+
 def _without_none(values: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value is not None}
 
@@ -368,16 +375,19 @@ class GanetiCluster:
         iallocator: str | None = None,
         cleanup: bool | None = None,
         allow_failover: bool | None = None,
+        depends: Sequence[int] = (),
     ) -> JobHandle:
         """Live (or non-live) migrate a running instance, to target_node or where the iallocator says.
 
         The job's result value is the instance's primary node afterwards (in a dry-run check: the node
         Ganeti chose, see placed_node). Its undo migrates the instance back to the node it was on.
+        depends: jobs that must succeed first (job_dependencies).
         """
         if mode is not None:
             _choice(mode, MIGRATION_MODES, "mode")
         body = _without_none({"mode": mode, "target_node": target_node, "iallocator": iallocator,
-                              "cleanup": cleanup, "allow_failover": allow_failover})
+                              "cleanup": cleanup, "allow_failover": allow_failover,
+                              "depends": job_dependencies(depends)})
         undo = None
         if undoing(self.changes) and not cleanup:
             undo = self._undo("instance-migrate", name, name=name, node=self.instance(name).primary_node)
@@ -394,14 +404,17 @@ class GanetiCluster:
         iallocator: str | None = None,
         shutdown_timeout: int | None = None,
         ignore_consistency: bool | None = None,
+        depends: Sequence[int] = (),
     ) -> JobHandle:
         """Fail an instance over (stop, start on the other node; a stopped one only changes node).
 
         The job's result value is the primary node afterwards, as for migrate_instance. No undo: failing
         it back is another stop and start, towards the node it may have been failed away from for a reason.
+        depends: jobs that must succeed first (job_dependencies).
         """
         body = _without_none({"target_node": target_node, "iallocator": iallocator,
-                              "shutdown_timeout": shutdown_timeout, "ignore_consistency": ignore_consistency})
+                              "shutdown_timeout": shutdown_timeout, "ignore_consistency": ignore_consistency,
+                              "depends": job_dependencies(depends)})
         job = self._write("instance-failover", name, "PUT", f"/2/instances/{path_segment(name)}/failover", body=body,
                           via=DryRunVia.BODY, detail=_without_none({"target_node": target_node,
                                                                     "ignore_consistency": ignore_consistency}))
@@ -679,20 +692,21 @@ class GanetiCluster:
         its own Ganeti dry-run job, the node Ganeti chose as a value; file/plain instances refused with the reason."""
         return node_ops.plan_moves(self, node)
 
-    def move_primary(self, name: str, *, target_node: str | None = None) -> JobHandle:
-        """Migrate a running instance, fail a stopped one over (migrate_instance/failover_instance); the job's value
-        is the node it is on afterwards. NodeStateError for a template that cannot move (file, plain)."""
-        job: JobHandle = node_ops.move_primary(self, name, target_node=target_node)
+    def move_primary(self, name: str, *, target_node: str | None = None, depends: Sequence[int] = ()) -> JobHandle:
+        """Migrate a running instance, fail a stopped one over (migrate_instance/failover_instance), after the jobs
+        depends; the job's value is the node it is on afterwards. NodeStateError for a template that cannot move
+        (file, plain)."""
+        job: JobHandle = node_ops.move_primary(self, name, target_node=target_node, depends=depends)
         return job
 
     def n_plus_one(self, node: str) -> list[str]:
         """Why the other nodes of node's group cannot restart its running primaries (empty when they can)."""
         return node_ops.n_plus_one(self, node)
 
-    def boot_ids(self) -> dict[str, str | None]:
-        """node -> the boot id its noded reports (RAPI /2/query/node bootid, read-write user); None when noded
-        does not answer."""
-        return node_ops.boot_ids(self.rapi.query("node", ["name", "bootid"]))
+    def boot_ids(self, nodes: Sequence[str] | None = None) -> dict[str, str | None]:
+        """node -> the boot id its noded reports (RAPI /2/query/node bootid, read-write user), of every node or of
+        those named (only they are asked); None when noded does not answer."""
+        return node_ops.boot_ids(self.rapi.query("node", ["name", "bootid"], names=nodes))
 
     def answers_ssh(self, node: str) -> bool:
         """Whether node runs a command over SSH (`true`, a safe command, run in dry-run too)."""

@@ -20,7 +20,7 @@ from libcluster import capacity
 from libcluster.errors import LibclusterError
 from libcluster.ganeti.commands import VerifyDisksResult
 from libcluster.ganeti.errors import GanetiError, RapiNotFoundError
-from libcluster.ganeti.jobs import Job
+from libcluster.ganeti.jobs import Job, JobHandle
 from libcluster.ganeti.models import Instance, Node
 from libcluster.ganeti.templates import INT_MIRROR, MIRRORED
 from libcluster.remote_results import HostStatus
@@ -130,6 +130,8 @@ class NodePlan:
 
     node: str
     moves: tuple[Move, ...]
+    group_uuid: str | None = None
+    """The node's group, whose disks a reboot's verify-disks checks (None when not read)."""
 
     @property
     def ok(self) -> bool:
@@ -144,6 +146,21 @@ class NodePlan:
     def lines(self) -> list[str]:
         """One line per instance (the plan a dry-run prints)."""
         return [move.describe() for move in self.moves] or [f"{self.node} has no primary instance"]
+
+
+@dataclass(frozen=True)
+class PendingPlan:
+    """A node's move checks submitted to Ganeti and not yet waited for (submit_move_checks)."""
+
+    node: Node
+    checks: tuple[tuple[str, MoveAction, Job | str], ...]
+    """(instance, action, its check job or why it cannot move), instances in name order."""
+
+    def result(self) -> NodePlan:
+        """Wait for each check: the node's plan."""
+        moves = [Move(name, action, error=check) if isinstance(check, str) else _checked(name, action, check)
+                 for name, action, check in self.checks]
+        return NodePlan(self.node.name, tuple(moves), self.node.group_uuid)
 
 
 def move_action(instance: Instance) -> MoveAction:
@@ -167,45 +184,43 @@ def check_move(cluster: GanetiCluster, instance: Instance, *, target_node: str |
     action = move_action(instance)
     if action is MoveAction.REFUSED:
         return Move(instance.name, action, error=refusal(cluster.name, instance))
-    job = cluster.submit_move_check(instance.name, action.value, target_node=target_node)
-    return _checked(cluster, instance, action, job.id, job.wait)
+    return _checked(instance.name, action, cluster.submit_move_check(instance.name, action.value,
+                                                                     target_node=target_node))
 
 
-def _checked(cluster: GanetiCluster, instance: Instance, action: MoveAction, job_id: int | None,
-             wait: Callable[[], Any]) -> Move:
+def _checked(name: str, action: MoveAction, job: Job) -> Move:
     try:
-        result = wait()
+        result = job.wait()
     except GanetiError as exc:
-        return Move(instance.name, action, error=str(exc), job_id=job_id)
-    return Move(instance.name, action, target=result.value, job_id=job_id)
+        return Move(name, action, error=str(exc), job_id=job.id)
+    return Move(name, action, target=result.value, job_id=job.id)
+
+
+def submit_move_checks(cluster: GanetiCluster, node: Node, instances: Sequence[Instance]) -> PendingPlan:
+    """Submit the dry-run check of each primary instance of node (among instances, e.g. one bulk read) without
+    waiting: the caller reads what it needs while Ganeti checks, then waits with result()."""
+    checks: list[tuple[str, MoveAction, Job | str]] = []
+    for instance in sorted((i for i in instances if i.primary_node == node.name), key=lambda i: i.name):
+        action = move_action(instance)
+        checks.append((instance.name, action, refusal(cluster.name, instance) if action is MoveAction.REFUSED
+                       else cluster.submit_move_check(instance.name, action.value)))
+    return PendingPlan(node, tuple(checks))
 
 
 def plan_moves(cluster: GanetiCluster, node: str) -> NodePlan:
     """Each primary instance of node with its move checked by its own Ganeti dry-run job (all submitted, then
-    waited for): the truthful dry-run of draining the node. Instances in name order."""
-    primaries = [cluster.instance(name) for name in sorted(cluster.node(node).primary_instances)]
-    pending: list[tuple[Instance, MoveAction, Job | None]] = []
-    for instance in primaries:
-        action = move_action(instance)
-        if action is MoveAction.REFUSED:
-            pending.append((instance, action, None))
-        else:
-            pending.append((instance, action, cluster.submit_move_check(instance.name, action.value)))
-    moves = []
-    for instance, action, job in pending:
-        if job is None:
-            moves.append(Move(instance.name, action, error=refusal(cluster.name, instance)))
-        else:
-            moves.append(_checked(cluster, instance, action, job.id, job.wait))
-    return NodePlan(node, tuple(moves))
+    waited for): the truthful dry-run of draining the node. Instances in name order; NodeStateError for an
+    unknown node."""
+    return submit_move_checks(cluster, _read(cluster, node), cluster.instances()).result()
 
 
-def move_primary(cluster: GanetiCluster, name: str, *, target_node: str | None = None) -> Any:
+def move_primary(cluster: GanetiCluster, name: str, *, target_node: str | None = None,
+                 depends: Sequence[int] = ()) -> Any:
     """Move one primary instance off its node the way it can go: migrate a running one, fail a stopped one over
     (the issue-14 single-instance writes, journaled with their undo). The job's value is the node it is on
     afterwards (in dry-run: the node Ganeti's check chose). target_node is for an externally mirrored instance
-    (a DRBD one goes to its secondary, which Ganeti allows no target for). NodeStateError for a template that
-    cannot move."""
+    (a DRBD one goes to its secondary, which Ganeti allows no target for); depends: jobs that must succeed first
+    (e.g. the node's drain). NodeStateError for a template that cannot move."""
     instance = cluster.instance(name)
     action = move_action(instance)
     if action is MoveAction.REFUSED:
@@ -213,8 +228,8 @@ def move_primary(cluster: GanetiCluster, name: str, *, target_node: str | None =
     if instance.disk_template in INT_MIRROR:
         target_node = None
     if action is MoveAction.MIGRATE:
-        return cluster.migrate_instance(name, target_node=target_node)
-    return cluster.failover_instance(name, target_node=target_node)
+        return cluster.migrate_instance(name, target_node=target_node, depends=depends)
+    return cluster.failover_instance(name, target_node=target_node, depends=depends)
 
 
 # Roles ------------------------------------------------------------------------------------------------------
@@ -228,9 +243,30 @@ def _read(cluster: GanetiCluster, node: str) -> Node:
         raise NodeStateError(f"no node {node} in cluster {cluster.name}") from None
 
 
+@dataclass(frozen=True)
+class PendingRoleChange:
+    """A take-out's jobs, submitted and not yet waited for (submit_take_out)."""
+
+    change: RoleChange
+    """The change as it will be once the jobs succeed (job_id: the role job's, None when nothing was sent)."""
+    jobs: tuple[JobHandle, ...] = ()
+
+    def wait(self) -> RoleChange:
+        """Wait for the jobs (JobFailedError for one that failed): the role change done."""
+        for job in self.jobs:
+            job.wait()
+        return self.change
+
+
 def take_out(cluster: GanetiCluster, node: str, role: Role) -> RoleChange:
     """Make node drained or offline (auto-promoting another candidate when the pool needs it), remembering a master
     candidate by CANDIDATE_TAG; waits for its jobs. The master is refused (fail it over first)."""
+    return submit_take_out(cluster, node, role).wait()
+
+
+def submit_take_out(cluster: GanetiCluster, node: str, role: Role) -> PendingRoleChange:
+    """take_out() without waiting: the caller may queue jobs that depend on the role job (its id in
+    change.job_id) before waiting. NodeStateError (nothing sent) for the master or an offline node to drain."""
     if role not in (Role.DRAINED, Role.OFFLINE):
         raise ValueError(f"take_out: {role.value} is not drained or offline")
     current = _read(cluster, node)
@@ -241,14 +277,12 @@ def take_out(cluster: GanetiCluster, node: str, role: Role) -> RoleChange:
     if old is role or old is Role.OFFLINE:
         if old is not role:
             raise NodeStateError(f"{node} is offline in cluster {cluster.name}: bring it online first")
-        return RoleChange(node, old, old, None)
+        return PendingRoleChange(RoleChange(node, old, old, None))
     # both jobs are submitted before either is waited for: one round trip less per node of a rolling reboot
     tagged = (cluster.add_tags("node", node, [CANDIDATE_TAG])
               if old is Role.CANDIDATE and CANDIDATE_TAG not in current.tags else None)
     changed = cluster.set_node_role(node, role.value, auto_promote=True)
-    if tagged is not None:
-        tagged.wait()
-    return RoleChange(node, old, role, changed.wait().job_id)
+    return PendingRoleChange(RoleChange(node, old, role, changed.id), (*([tagged] if tagged else []), changed))
 
 
 def bring_back(cluster: GanetiCluster, node: str, role: Role) -> RoleChange:
@@ -291,11 +325,19 @@ def readded(cluster: GanetiCluster, node: str) -> RoleChange:
 
 
 def n_plus_one(cluster: GanetiCluster, node: str) -> list[str]:
+    """Why the other usable nodes of node's group cannot restart its running primaries (room_problems on one read
+    of the nodes and the instances); empty when they can. NodeStateError for an unknown node."""
+    return room_problems(cluster.name, node, cluster.nodes(), cluster.instances())
+
+
+def room_problems(cluster_name: str, node: str, nodes: Sequence[Node], instances: Sequence[Instance]) -> list[str]:
     """Why the other usable nodes of node's group cannot restart its running primaries (first fit by memory, as
     libcluster.capacity computes N+1); empty when they can. Instances that cannot move are not counted here."""
-    target = _read(cluster, node)
-    members = [member for member in cluster.nodes() if member.group_uuid == target.group_uuid]
-    hosted = [instance for instance in cluster.instances() if instance.primary_node in {m.name for m in members}]
+    target = next((member for member in nodes if member.name == node), None)
+    if target is None:
+        raise NodeStateError(f"no node {node} in cluster {cluster_name}")
+    members = [member for member in nodes if member.group_uuid == target.group_uuid]
+    hosted = [instance for instance in instances if instance.primary_node in {m.name for m in members}]
     if node not in capacity.node_loss_failures(members, hosted):
         return []
     running = [i for i in hosted if i.primary_node == node and i.admin_state == "up" and i.disk_template in MIRRORED]
@@ -316,7 +358,7 @@ def wait_node_back(cluster: GanetiCluster, node: str, old_boot_id: str | None, *
     boot_id: str | None = None
     ssh = False
     while True:
-        boot_id = cluster.boot_ids().get(node)
+        boot_id = cluster.boot_ids([node]).get(node)
         rebooted = boot_id is not None and boot_id != old_boot_id
         ssh = rebooted and cluster.answers_ssh(node)
         if rebooted and ssh:

@@ -148,17 +148,24 @@ class RapiClient:
         """GET a resource as the read-only user; retried on connection failures and 502/503/504."""
         return self._request("GET", path, params=params, write=False, idempotent=True)
 
-    def query(self, resource: str, fields: Sequence[str]) -> list[dict[str, Any]]:
-        """Chosen fields of every object of a resource (`GET /2/query/RESOURCE`): no live data, so fast.
+    def query(self, resource: str, fields: Sequence[str], *, names: Sequence[str] | None = None
+              ) -> list[dict[str, Any]]:
+        """Chosen fields of every object of a resource (`GET /2/query/RESOURCE`), or only of the objects named
+        (`PUT` with a name filter: Ganeti then asks only their nodes for live fields such as bootid).
 
         Ganeti serves /2/query to the read-write user only; it is still a read and retried as one.
         A field Ganeti could not give (status not RS_NORMAL) is None in the row.
         """
-        answer = self._request("GET", f"/2/query/{resource}", params={"fields": ",".join(fields)}, write=True,
-                               idempotent=True)
-        names = [field["name"] for field in answer["fields"]]
+        if names is None:
+            answer = self._request("GET", f"/2/query/{resource}", params={"fields": ",".join(fields)}, write=True,
+                                   idempotent=True)
+        else:
+            qfilter = ["|", *(["=", "name", str(name)] for name in names)]
+            answer = self._request("PUT", f"/2/query/{resource}", body={"fields": list(fields), "qfilter": qfilter},
+                                   write=True, idempotent=True)
+        columns = [field["name"] for field in answer["fields"]]
         return [
-            {name: value if status == RS_NORMAL else None for name, (status, value) in zip(names, row, strict=True)}
+            {name: value if status == RS_NORMAL else None for name, (status, value) in zip(columns, row, strict=True)}
             for row in answer["data"]
         ]
 

@@ -449,10 +449,11 @@ class FakeCluster:
         iallocator: str | None = None,
         cleanup: bool | None = None,
         allow_failover: bool | None = None,
+        depends: Sequence[int] = (),
     ) -> JobHandle:
         """Move the instance to target_node, or swap primary and secondary (drbd); the job's value is the new node.
 
-        Its undo migrates it back, as the real client's does.
+        Its undo migrates it back, as the real client's does. depends is only recorded (the fake's jobs have ended).
         """
         return self._placed(self._write("migrate", name, lambda: self._move(name, target_node), "instance-migrate",
                                         node=self.instances_by_name.get(name, {}).get("pnode")), name)
@@ -466,8 +467,10 @@ class FakeCluster:
         iallocator: str | None = None,
         shutdown_timeout: int | None = None,
         ignore_consistency: bool | None = None,
+        depends: Sequence[int] = (),
     ) -> JobHandle:
-        """Move the instance as migrate_instance does (its state is kept); no undo, as the real client keeps none."""
+        """Move the instance as migrate_instance does (its state is kept); no undo, as the real client keeps none.
+        depends is only recorded."""
         return self._placed(self._write("failover", name, lambda: self._move(name, target_node)), name)
 
     @recorded("reinstall")
@@ -647,19 +650,19 @@ class FakeCluster:
         """libcluster.ganeti.nodes.plan_moves on the fake."""
         return node_ops.plan_moves(self._real, node)
 
-    def move_primary(self, name: str, *, target_node: str | None = None) -> JobHandle:
+    def move_primary(self, name: str, *, target_node: str | None = None, depends: Sequence[int] = ()) -> JobHandle:
         """libcluster.ganeti.nodes.move_primary on the fake (its migrate_instance or failover_instance)."""
-        job: JobHandle = node_ops.move_primary(self._real, name, target_node=target_node)
+        job: JobHandle = node_ops.move_primary(self._real, name, target_node=target_node, depends=depends)
         return job
 
     def n_plus_one(self, node: str) -> list[str]:
         """libcluster.ganeti.nodes.n_plus_one on the fake (node fields mfree, instance beparams memory)."""
         return node_ops.n_plus_one(self._real, node)
 
-    def boot_ids(self) -> dict[str, str | None]:
-        """Each node's ``bootid`` field (None for a node whose noded is down: ``down_nodes``)."""
+    def boot_ids(self, nodes: Sequence[str] | None = None) -> dict[str, str | None]:
+        """Each node's (or each named node's) ``bootid`` field (None for a node whose noded is down: ``down_nodes``)."""
         return {name: None if name in self.down_nodes else str(fields.get("bootid", f"boot-{name}"))
-                for name, fields in self.nodes_by_name.items()}
+                for name, fields in self.nodes_by_name.items() if nodes is None or name in nodes}
 
     def answers_ssh(self, node: str) -> bool:
         """Whether the node is not in ``down_nodes``."""

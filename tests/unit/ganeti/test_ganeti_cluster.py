@@ -252,3 +252,21 @@ def test_invalid_arguments_are_refused_before_any_request(make_cluster: Any, cal
     with pytest.raises(ValueError, match=message):
         call(cluster)
     assert adapter.seen == [] and changes.changes == []
+
+
+def test_boot_ids_of_named_nodes_ask_only_those_through_a_filtered_query(make_cluster: Any) -> None:
+    exchanges = load_jsonl(FIXTURES / "rapi-depends-lab-3.0.2.jsonl")
+    cluster, adapter, _ = make_cluster(exchanges)
+    assert cluster.boot_ids(["node3.lab.example"]) == {"node3.lab.example": "ca3ea986-93dc-4673-b322-62e1144ae0a4"}
+    (seen,) = adapter.seen
+    assert (seen.method, seen.path, seen.user) == ("PUT", "/2/query/node", "cookbooks")
+    assert seen.body["qfilter"] == ["|", ["=", "name", "node3.lab.example"]]
+
+
+def test_a_migrate_can_wait_in_ganetis_queue_for_other_jobs(make_cluster: Any) -> None:
+    exchanges = load_jsonl(FIXTURES / "rapi-depends-lab-3.0.2.jsonl")
+    cluster, adapter, changes = make_cluster(exchanges)
+    job = cluster.migrate_instance("rec-dep.lab.example", target_node="node4.lab.example", depends=[115])
+    assert job.id == 116
+    assert adapter.seen[-1].body == {"target_node": "node4.lab.example", "depends": [[115, ["success"]]]}
+    assert [change.detail.get("job_id") for change in changes.changes] == [116]
