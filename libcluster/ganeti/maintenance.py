@@ -17,6 +17,7 @@ from typing import TypeVar
 
 from libcluster import resources
 from libcluster.context import Context
+from libcluster.ganeti import nodes as node_ops
 from libcluster.ganeti.cluster import GanetiCluster
 from libcluster.ganeti.errors import GanetiError, RapiNotFoundError
 from libcluster.ganeti.models import Node
@@ -68,13 +69,17 @@ def check(cluster: GanetiCluster, node: str, *, shutdown_plain: bool = False, ma
     Ganeti's dry-run check refuses (a file/plain one without shutdown_plain: the list with the changedisk
     command, and --shutdown-plain named when offer_shutdown), a group without room for its running primaries
     (N+1). Returns the checked plan."""
-    role = Role.of(known(cluster, node))
+    target = known(cluster, node)
+    role = Role.of(target)
     if role is Role.MASTER and not master:
         raise NodeStateError(f"{node} is the master of cluster {cluster.name}: fail the master over to a candidate "
                              f"first (cookbook sre.ganeti.master-failover --cluster {cluster.name})")
     if role is Role.OFFLINE:
         raise NodeStateError(f"{node} is offline in cluster {cluster.name}: nothing can be moved from it")
-    plan = cluster.plan_node_moves(node)
+    instances = cluster.instances()
+    pending = node_ops.submit_move_checks(cluster, target, instances)
+    room = node_ops.room_problems(cluster.name, node, cluster.nodes(), instances)  # read while Ganeti checks
+    plan = pending.result()
     blocked = [move for move in plan.blocked if not (shutdown_plain and move.action is MoveAction.REFUSED)]
     if blocked:
         raise NodeStateError(f"{node}: {len(blocked)} primary instance(s) cannot move:\n  "
@@ -82,38 +87,57 @@ def check(cluster: GanetiCluster, node: str, *, shutdown_plain: bool = False, ma
                              + ("\n(or stop the file/plain ones explicitly with --shutdown-plain)"
                                 if offer_shutdown and any(move.action is MoveAction.REFUSED for move in blocked)
                                 else ""))
-    room = cluster.n_plus_one(node)
     if room:
         raise NodeStateError("; ".join(room))
     return plan
 
 
 def empty(ctx: Context, cluster: GanetiCluster, node: str, *, full: bool = False, shutdown_plain: bool = False,
-          plan: NodePlan | None = None, into: NodeRun | None = None) -> NodeRun:
-    """check() (unless its plan is given), take the node's and its instances' locks (until the run ends), drain it,
-    move each primary (migrate a running one, fail a stopped one over), stop the file/plain ones with
-    shutdown_plain, and with full evacuate its secondaries (DRBD). In dry-run only Ganeti's checks run. Each step
-    is noted in into as it is done, so a caller's rollback knows the node is drained when a later step fails."""
+          master: bool = False, plan: NodePlan | None = None, into: NodeRun | None = None) -> NodeRun:
+    """check() (unless its plan is given; master as for check()), take the node's and its instances' locks (until
+    the run ends), drain it, move each primary (migrate a running one, fail a stopped one over; all queued behind
+    the drain, then waited for), stop the file/plain ones with shutdown_plain, and with full evacuate its
+    secondaries (DRBD). In dry-run only Ganeti's checks run. Each step is noted in into as it is done, so a
+    caller's rollback knows the node is drained when a later step fails."""
     run = into or NodeRun(node)
     started = time.monotonic()
-    run.plan = plan or check(cluster, node, shutdown_plain=shutdown_plain)
+    run.plan = plan or check(cluster, node, shutdown_plain=shutdown_plain, master=master)
     secondaries = sorted(cluster.node(node).secondary_instances) if full else []
     resources.hold(ctx, cluster.name, node=node, instances=[m.instance for m in run.plan.moves] + secondaries)
     run.timings["check"] = time.monotonic() - started
     run.drained = True  # from the drain's first job on: a rollback undrains (undrain leaves a node not drained alone)
-    run.drained = _timed(run, "drain", lambda: cluster.drain(node)).new is Role.DRAINED
     started = time.monotonic()
+    drain = node_ops.submit_take_out(cluster, node, Role.DRAINED)
+    # the moves are queued now, after the drain's jobs in Ganeti's queue (job dependencies: a failed drain job fails
+    # them, Ganeti runs none), none waited for before the last is sent: no round trip between the drain and the moves
+    after = [job.id for job in drain.jobs if job.id is not None]  # the role job and the candidate tag's
+    jobs = []
     for move in run.plan.moves:
-        if move.action is MoveAction.REFUSED:
-            cluster.shutdown_instance(move.instance).wait()
-            run.stopped.append(move.instance)
-        elif ctx.dry_run:
+        if ctx.dry_run and move.action is not MoveAction.REFUSED:
             run.moved[move.instance] = str(move.target)
-        else:
+        elif move.action is not MoveAction.REFUSED:
             # to the node Ganeti's check chose: a choice made now would ask every node of the cluster, and fail
             # while a node of another group reboots (reboot-nodes --groups-in-parallel)
-            run.moved[move.instance] = str(cluster.move_primary(move.instance, target_node=move.target).wait().value)
+            jobs.append((move, cluster.move_primary(move.instance, target_node=move.target, depends=after)))
+    run.drained = drain.wait().new is Role.DRAINED
+    run.timings["drain"] = time.monotonic() - started
+    started = time.monotonic()
+    jobs += [(move, cluster.shutdown_instance(move.instance)) for move in run.plan.moves
+             if move.action is MoveAction.REFUSED]  # stopped only once the node is drained
+    failed = []
+    for move, job in jobs:
+        try:
+            result = job.wait()
+        except GanetiError as exc:  # the other jobs run on: wait for them too, so the report says where all are
+            failed.append(exc)
+            continue
+        if move.action is MoveAction.REFUSED:
+            run.stopped.append(move.instance)
+        else:
+            run.moved[move.instance] = str(result.value)
     run.timings["moves"] = time.monotonic() - started
+    if failed:
+        raise GanetiError(f"{node}: {len(failed)} of {len(jobs)} move(s) failed: " + "; ".join(map(str, failed)))
     if secondaries:
         _timed(run, "secondaries", lambda: cluster.evacuate_node(node, mode="secondary-only").wait())
         run.secondaries = secondaries
@@ -124,21 +148,28 @@ def reboot(ctx: Context, cluster: GanetiCluster, run: NodeRun, *, timeout: float
            verify_timeout: float = 300.0) -> None:
     """Reboot the node (`reboot` over SSH), wait until SSH, noded and a new boot id answer, then run verify-disks
     until clean. In dry-run the reboot is only recorded."""
-    before = cluster.boot_ids().get(run.node)
+    before = cluster.boot_ids([run.node]).get(run.node)
     ctx.remote().hosts([run.node]).run_sync("reboot", is_safe=False, timeout=30, ok_codes=[0, 255])
     if ctx.dry_run:
         run.boot_id = (before, before)
         return
     after = _timed(run, "reboot", lambda: cluster.wait_node_back(run.node, before, timeout=timeout, interval=0.2))
     run.boot_id = (before, after)
-    _timed(run, "verify_disks", lambda: cluster.verify_disks_until_clean(timeout=verify_timeout, interval=2.0))
+    group = run.plan.group_uuid if run.plan else None  # the disks of the node's instances are in its group
+    _timed(run, "verify_disks", lambda: cluster.verify_disks_until_clean(timeout=verify_timeout, interval=2.0,
+                                                                         group=group))
+
+
+def undrain(cluster: GanetiCluster, run: NodeRun) -> None:
+    """Return the node to service: master candidate again if it was one (a rolling reboot's last step)."""
+    _timed(run, "undrain", lambda: cluster.undrain(run.node))
+    run.drained = False
 
 
 def undrain_and_report(cluster: GanetiCluster, run: NodeRun) -> list[str]:
-    """Return the node to service (master candidate again if it was one) and say where each moved instance is now:
-    the rollback of a drain, and its end without --keep-drained."""
-    _timed(run, "undrain", lambda: cluster.undrain(run.node))
-    run.drained = False
+    """undrain(), and say where each moved instance is now: the rollback of a drain, and its end without
+    --keep-drained."""
+    undrain(cluster, run)
     lines = [f"{run.node} undrained"]
     for name in sorted(run.moved):
         try:

@@ -186,3 +186,31 @@ def test_a_failed_candidate_tag_after_the_drain_was_sent_rolls_back_by_undrainin
     assert [call[0] for call in cluster.calls if call[0] in ("tags_add", "node_role")][:2] == ["tags_add", "node_role"], \
         "the role job is sent before the tag job is waited for"
     assert not cluster.node(N2).drained, "the drain went through although the tag failed: the rollback undrains"
+
+
+def test_the_moves_wait_in_ganetis_queue_behind_the_drain_and_verify_disks_checks_the_nodes_group(
+        tmp_path: Path) -> None:
+    cluster = _cluster()
+    cluster.add_instance("run1.example", "sharedfile", pnode=N2)
+    cluster.add_instance("run2.example", "sharedfile", pnode=N2)
+    runner, _ = _runner(tmp_path, "sre.ganeti.drain-node", cluster, ["--reboot", N2], remote=_rebooting(cluster),
+                        cls="DrainNode")
+    assert run_runner(runner, runner.ctx).exit_code == 0
+    drain_jobs = [job["id"] for job in cluster.job_list
+                  if job["summary"] in ([f"tags_add node {N2}"], [f"node_role {N2}"])][:2]
+    assert len(drain_jobs) == 2, cluster.job_list
+    migrations = [(call[1], call[2]) for call in cluster.calls if call[0] == "migrate"]
+    assert [(name, options["depends"]) for name, options in migrations] == [
+        ("run1.example", drain_jobs), ("run2.example", drain_jobs)], "both sent before the drain was waited for"
+    assert ("verify_disks", {"group": "uuid-A"}) in cluster.calls, "the rebooted node's group"
+
+
+def test_a_failed_move_does_not_hide_the_others(tmp_path: Path) -> None:
+    cluster = _cluster()
+    cluster.add_instance("run.example", "sharedfile", pnode=N2)
+    cluster.add_instance("stopped.example", "sharedfile", up=False, pnode=N2)
+    cluster.errors["migrate"] = GanetiError("migration failed: target unreachable")
+    runner, _ = _runner(tmp_path, "sre.ganeti.drain-node", cluster, [N2], cls="DrainNode")
+    assert run_runner(runner, runner.ctx).exit_code != 0
+    assert runner.done is not None and set(runner.done.moved) == {"stopped.example"}, "waited for after the failure"
+    assert cluster.instance("stopped.example").primary_node != N2

@@ -106,7 +106,7 @@ class DrainNodeRunner(CookbookRunnerBase):
         if self.args.reboot:
             maintenance.reboot(self.ctx, self.cluster, self.done, timeout=self.args.timeout)
             if not self.args.keep_drained:
-                maintenance.undrain_and_report(self.cluster, self.done)
+                maintenance.undrain(self.cluster, self.done)
         print("\n".join([f"{self.node} is {'drained' if self.done.drained else 'in service'}:",
                          *self.done.lines()]), flush=True)
         errors = maintenance.verify(self.cluster, [self.node])

@@ -179,12 +179,11 @@ class RebootNodesRunner(CookbookRunnerBase):
         self.ctx.notify(f"{name} ({index}/{count}): draining and rebooting")
         started = time.monotonic()
         try:
-            plan = maintenance.check(self.cluster, name, shutdown_plain=self.args.shutdown_plain,
-                                     master=self.ctx.dry_run and name == self.master)
-            run = maintenance.empty(self.ctx, self.cluster, name, shutdown_plain=self.args.shutdown_plain, plan=plan)
+            run = maintenance.empty(self.ctx, self.cluster, name, shutdown_plain=self.args.shutdown_plain,
+                                    master=self.ctx.dry_run and name == self.master)  # checked again: VMs moved
             maintenance.reboot(self.ctx, self.cluster, run, timeout=self.args.timeout)  # only recorded in dry-run
             if not self.ctx.dry_run:
-                maintenance.undrain_and_report(self.cluster, run)
+                maintenance.undrain(self.cluster, run)
         except (LibclusterError, OSError) as exc:
             self.failed.set()
             state = "left drained" if self._drained(name) else "not drained"
