@@ -730,8 +730,9 @@ class FakeCluster:
     def _move(self, name: str, target: str | None) -> None:
         instance = self.instances_by_name[name]
         old = instance["pnode"]
-        if target is None and instance["disk_template"] in INT_MIRROR and instance.get("snodes"):
-            instance["pnode"], instance["snodes"] = instance["snodes"][0], [old]
+        secondaries = instance.get("snodes") or []
+        if instance["disk_template"] in INT_MIRROR and secondaries and target in (None, secondaries[0]):
+            instance["pnode"], instance["snodes"] = secondaries[0], [old]
             return
         instance["pnode"] = target or self._other_node(old, instance.get("snodes", ()))
 
