@@ -52,7 +52,7 @@ class DryRunVia(Enum):
     QUERY = "query"
     """`?dry-run=1` (create, remove, startup, shutdown, reboot, tags, evacuate, group assign)."""
     BODY = "body"
-    """`"dry_run": true` in the JSON body: these resources ignore the query flag (modify, migrate...)."""
+    """`"dry_run": true` in the JSON body: these resources ignore the query flag (modify, migrate, replace-disks...)."""
     NONE = "none"
     """No way to ask for a check only (node role): not sent in dry-run."""
 
@@ -419,6 +419,19 @@ class GanetiCluster:
                           via=DryRunVia.BODY, detail=_without_none({"target_node": target_node,
                                                                     "ignore_consistency": ignore_consistency}))
         return PlacedJob(self, job, name, target_node)
+
+    def replace_secondary(self, name: str, node: str) -> JobHandle:
+        """Replace a DRBD instance's secondary with node (`gnt-instance replace-disks -n NODE`, hbal's `r:NODE`):
+        Ganeti's replace-disks in mode replace_new_secondary, checked by Ganeti in dry-run. Its undo replaces the
+        secondary back with the one it had (read now), while node is still its secondary."""
+        undo = None
+        if undoing(self.changes):
+            old = self.instance(name).secondary_nodes
+            if len(old) == 1:
+                undo = self._undo("instance-replace-disks", name, name=name, node=old[0], new_node=node)
+        body = inverse.replace_secondary_body(node)
+        return self._write("instance-replace-disks", name, "POST", f"/2/instances/{path_segment(name)}/replace-disks",
+                           body=body, via=DryRunVia.BODY, detail={"remote_node": node}, undo=undo)
 
     def reinstall_instance(self, name: str, *, os_name: str | None = None, start: bool = True) -> JobHandle:
         """Reinstall an instance's OS (os_name, or its current one): one job that shuts it down, reinstalls, starts.

@@ -41,6 +41,7 @@ OPCODES = {
     "instance-modify": "INSTANCE_SET_PARAMS",
     "instance-rename": "INSTANCE_RENAME",
     "instance-migrate": "INSTANCE_MIGRATE",
+    "instance-replace-disks": "INSTANCE_REPLACE_DISKS",
     "tags-remove": "TAGS_SET",
     "tags-add": "TAGS_DEL",
     "node-role": "NODE_SET_PARAMS",
@@ -60,6 +61,12 @@ def declare(cluster: GanetiCluster, action: str, target: str, **args: Any) -> Un
     return Undo("ganeti", action, target, {
         "cluster": cluster.name, "marker": MARKER_PREFIX + uuid.uuid4().hex, "since": time.time(), **args,
     })
+
+
+def replace_secondary_body(node: str) -> dict[str, str]:
+    """The `POST /2/instances/NAME/replace-disks` body making node an instance's DRBD secondary (Ganeti's mode
+    replace_new_secondary, `gnt-instance replace-disks -n NODE`): sent by the write and by its undo."""
+    return {"mode": "replace_new_secondary", "remote_node": node}
 
 
 def modify_values(instance: Mapping[str, Any], changes: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -100,6 +107,7 @@ class Inverses:
             "instance-modify": self.modify_back,
             "instance-rename": self.rename_back,
             "instance-migrate": self.migrate_back,
+            "instance-replace-disks": self.replace_back,
             "tags-remove": self.remove_tags,
             "tags-add": self.add_tags,
             "node-role": self.role_back,
@@ -263,6 +271,27 @@ class Inverses:
             body["target_node"] = node
         self._run(f"migrate instance {name} back to {node}", "PUT", f"/2/instances/{path_segment(name)}/migrate",
                   body=body)
+        return "undone"
+
+    def replace_back(self, args: Mapping[str, Any]) -> str:
+        """Replace the instance's secondary back with the node it was on (args["node"]), if the replace made
+        args["new_node"] its secondary and that is still so."""
+        name, node, new = str(args["name"]), str(args["node"]), str(args["new_node"])
+        if not self.succeeded("instance-replace-disks", args):
+            return "absent"
+        instance = self._instance(name)
+        if instance is None:
+            raise NotOursError(f"instance {name} is no longer on cluster {self.cluster.name}: cannot replace its "
+                               "secondary back")
+        secondaries = list(instance.get("snodes") or [])
+        if secondaries == [node]:
+            return "absent"
+        if secondaries != [new]:
+            raise NotOursError(f"instance {name} on cluster {self.cluster.name} has secondary "
+                               f"{', '.join(secondaries) or 'none'} now, not {new} as this write left it: left alone")
+        self._run(f"replace the secondary of instance {name} back with {node}", "POST",
+                  f"/2/instances/{path_segment(name)}/replace-disks",
+                  body=replace_secondary_body(node))
         return "undone"
 
     def remove_tags(self, args: Mapping[str, Any]) -> str:

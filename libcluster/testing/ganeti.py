@@ -329,8 +329,8 @@ class FakeCluster:
         return undo if instance is not None and instance.get("admin_state") == state else None
 
     def undo(self, action: str, args: Mapping[str, Any]) -> str:
-        """Take back a startup, shutdown, create or node role change this fake registered: "undone", or "absent"
-        when nothing to do.
+        """Take back a write this fake registered an undo for (startup, shutdown, create, migrate, secondary
+        replacement, node role, size change): "undone", or "absent" when nothing to do.
 
         Recorded in ``calls`` as the write it makes (``("startup", name)``...); another action raises.
         """
@@ -340,12 +340,15 @@ class FakeCluster:
             return self._role_back(name, str(args["old_role"]))
         if action in ("instance-modify", "disk-remove"):
             return self._size_back(action, name, args)
-        if action not in ("instance-startup", "instance-shutdown", "instance-remove", "instance-migrate"):
+        if action not in ("instance-startup", "instance-shutdown", "instance-remove", "instance-migrate",
+                          "instance-replace-disks"):
             raise GanetiError(f"the fake cluster has no undo action {action!r}")
         if instance is None:
             return "absent"
         if action == "instance-migrate":
             return self._migrate_back(name, str(args["node"]))
+        if action == "instance-replace-disks":
+            return self._replace_back(name, str(args["node"]))
         if action == "instance-remove":
             self.calls.append(("remove", name))
             self._write("remove", name, lambda: self._forget(name)).wait()
@@ -366,6 +369,14 @@ class FakeCluster:
             return "absent"
         self.calls.append(("migrate", name, {"target_node": node}))
         self._write("migrate", name, lambda: self._move(name, node)).wait()
+        return "undone"
+
+    def _replace_back(self, name: str, node: str) -> str:
+        """The undo of replace_secondary: node the instance's secondary again, unless it is."""
+        if self.instances_by_name[name]["snodes"] == [node]:
+            return "absent"
+        self.calls.append(("replace_secondary", name, node))
+        self._write("replace_secondary", name, self._state(name, snodes=[node])).wait()
         return "undone"
 
     def _role_back(self, node: str, old: str) -> str:
@@ -472,6 +483,16 @@ class FakeCluster:
         """Move the instance as migrate_instance does (its state is kept); no undo, as the real client keeps none.
         depends is only recorded."""
         return self._placed(self._write("failover", name, lambda: self._move(name, target_node)), name)
+
+    @recorded("replace_secondary")
+    def replace_secondary(self, name: str, node: str) -> JobHandle:
+        """Make node the instance's secondary (``snodes``); its undo replaces it back with the old one, as the real
+        client's does (kept only for an instance with one secondary)."""
+        old = list(self.instances_by_name.get(name, {}).get("snodes") or [])
+        if len(old) == 1:
+            return self._write("replace_secondary", name, self._state(name, snodes=[node]), "instance-replace-disks",
+                               node=old[0], new_node=node)
+        return self._write("replace_secondary", name, self._state(name, snodes=[node]))
 
     @recorded("reinstall")
     def reinstall_instance(self, name: str, *, os_name: str | None = None, start: bool = True) -> JobHandle:
@@ -712,8 +733,9 @@ class FakeCluster:
     def _move(self, name: str, target: str | None) -> None:
         instance = self.instances_by_name[name]
         old = instance["pnode"]
-        if target is None and instance["disk_template"] in INT_MIRROR and instance.get("snodes"):
-            instance["pnode"], instance["snodes"] = instance["snodes"][0], [old]
+        secondaries = instance.get("snodes") or []
+        if instance["disk_template"] in INT_MIRROR and secondaries and target in (None, secondaries[0]):
+            instance["pnode"], instance["snodes"] = secondaries[0], [old]
             return
         instance["pnode"] = target or self._other_node(old, instance.get("snodes", ()))
 

@@ -1,8 +1,9 @@
 """sre.ganeti.rebalance and libcluster.ganeti.rebalance without the lab: hbal's solution lines parsed (a real lab
 output, stderr interleaved by SSH), short names mapped, plans refused before anything changes (unknown group, an
-excluded instance not in the group, a secondary replacement, a line that could not be read), and on the fake
-cluster: the moves in hbal's order with their locks and undo, the dry-run, Ctrl-C (what was done, in progress, not
-started; moved back), an instance moved since the plan."""
+excluded instance not in the group, an action word not known, actions not leading where the line says, a line that
+could not be read), and on the fake cluster: the moves in hbal's order with their locks and undo, the dry-run,
+Ctrl-C (what was done, in progress, not started; moved back), an instance moved since the plan. DRBD plans (f,
+r:NODE: migrations and secondary replacements) run on the fake only: the lab has no DRBD."""
 
 from __future__ import annotations
 
@@ -85,9 +86,13 @@ def test_plans_that_cannot_be_run_are_refused() -> None:
     ok = rebalance.from_hbal("lab", "A", nodes, hosted, parse_hbal(0, PLAN, executed=False))
     assert [(m.instance, m.source, m.target, m.stopped) for m in ok.moves] == [
         ("vm1.example", N1, N2, False), ("vm4.example", N1, N3, True)]
-    disk = PLAN.replace("a=fa:node3", "a=r:node3")
-    with pytest.raises(RebalanceError, match="--no-disk-moves"):
-        rebalance.from_hbal("lab", "A", nodes, hosted, parse_hbal(0, disk, executed=False))
+    for unknown, word in ((PLAN.replace("a=fa:node3", "a=x:node3"), "x:node3"),
+                          (PLAN.replace("a=fa:node3", "a=fa:node3 f"), "f")):  # f of an instance without secondary
+        with pytest.raises(RebalanceError, match=f"step 2 .*: action '{word}' is not one this cookbook runs"):
+            rebalance.from_hbal("lab", "A", nodes, hosted, parse_hbal(0, unknown, executed=False))
+    elsewhere = PLAN.replace("node1 => node3 1.20000000 a=fa:node3", "node1 => node3 1.20000000 a=fa:node2")
+    with pytest.raises(RebalanceError, match=f"step 2 .*: its actions lead to {N2}, not to {N3} as its line says"):
+        rebalance.from_hbal("lab", "A", nodes, hosted, parse_hbal(0, elsewhere, executed=False))
     mangled = PLAN.replace("    2. vm4", "W    2. vm4")
     with pytest.raises(RebalanceError, match="hbal printed 2 moves, 1 could be read"):
         rebalance.from_hbal("lab", "A", nodes, hosted, parse_hbal(0, mangled, executed=False))
@@ -127,8 +132,8 @@ def test_dry_run_prints_the_plan_and_moves_nothing(tmp_path: Path, capsys: pytes
     assert run_runner(runner, ctx).exit_code == 0
     out = capsys.readouterr().out
     assert "score now 9.0000, after the plan 1.2000" in out
-    assert f"1. vm1.example: {N1} -> {N2} (live migration" in out
-    assert f"2. vm4.example: {N1} -> {N3} (failover of a stopped instance" in out
+    assert f"1. vm1.example: {N1} -> {N2} (live migration to {N2}; score after 4.5000)" in out
+    assert f"2. vm4.example: {N1} -> {N3} (stopped instance: failover to {N3}; score after 1.2000)" in out
     assert {i.name: i.primary_node for i in cluster.instances()}["vm1.example"] == N1
     assert all(change.dry_run for change in ctx.changes.changes)
 
@@ -164,3 +169,85 @@ def test_a_drbd_failover_step_goes_to_the_secondary_without_a_target(tmp_path: P
     assert run_runner(runner, ctx).exit_code == 0
     assert _moves(cluster) == [("migrate", "mirror.example", {"target_node": None, "allow_failover": None})]
     assert cluster.instance("mirror.example").primary_node == N2
+
+
+DRBD = ("Initial score: 5.00000000\n"
+        "    1. mirror node1:node2 => node3:node2 3.10000000 a=f r:node3 f\n"
+        "Cluster score improved from 5.00000000 to 3.10000000\nSolution length=1\n")
+"""hbal's ReplacePrimary (`f r:NODE f`): to the secondary, the old primary's disks replaced by node3's, to node3."""
+
+
+def _drbd(*outputs: str) -> FakeCluster:
+    cluster = _cluster(ScriptedHbal(*outputs))
+    cluster.add_instance("mirror.example", "drbd", pnode=N1, snodes=[N2])
+    return cluster
+
+
+def _writes(cluster: FakeCluster) -> list[tuple[Any, ...]]:
+    return [call for call in cluster.calls if call[0] in ("migrate", "failover", "replace_secondary")]
+
+
+def _nodes(cluster: FakeCluster) -> tuple[str, list[str]]:
+    instance = cluster.instances_by_name["mirror.example"]
+    return instance["pnode"], instance["snodes"]
+
+
+def test_a_drbd_plan_runs_its_actions_in_hbals_order_with_their_undo(tmp_path: Path) -> None:
+    cluster = _drbd(DRBD, AFTER)
+    runner, ctx = _runner(tmp_path, cluster, ["--group", "A"])
+    assert run_runner(runner, ctx).exit_code == 0
+    assert _writes(cluster) == [("migrate", "mirror.example", {"target_node": None, "allow_failover": None}),
+                                ("replace_secondary", "mirror.example", N3, {}),
+                                ("migrate", "mirror.example", {"target_node": None, "allow_failover": None})]
+    assert _nodes(cluster) == (N3, [N2])
+    assert "ganeti/lab/instance/mirror.example" in ctx.locks.taken
+    steps = [(undo.action, undo.args["node"]) for _, undo in ctx.undo.steps]
+    assert steps == [("instance-migrate", N1), ("instance-replace-disks", N1), ("instance-migrate", N2)]
+    assert ctx.undo.steps[1][1].args["new_node"] == N3
+
+
+def test_ctrl_c_in_a_drbd_step_takes_back_each_action_done(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cluster = _drbd(DRBD, AFTER)
+    runner, ctx = _runner(tmp_path, cluster, ["--group", "A"])
+    migrate = cluster.migrate_instance
+    cluster.migrate_instance = lambda name, **options: (  # type: ignore[method-assign]
+        InterruptedWait(migrate(name, **options), "the last migration")
+        if any(call[0] == "replace_secondary" for call in cluster.calls) else migrate(name, **options))
+    assert run_runner(runner, ctx).exit_code == 97
+    assert "in progress (job 42, action 3 of 3): mirror.example" in capsys.readouterr().out
+    assert _writes(cluster)[3:] == [("migrate", "mirror.example", {"target_node": N2}),
+                                    ("replace_secondary", "mirror.example", N1),
+                                    ("migrate", "mirror.example", {"target_node": N1})]
+    assert _nodes(cluster) == (N1, [N2])
+
+
+def test_a_replacement_that_ended_elsewhere_stops_and_is_taken_back(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    cluster = _drbd(DRBD)
+    runner, ctx = _runner(tmp_path, cluster, ["--group", "A"])
+    replace = cluster.replace_secondary
+    cluster.replace_secondary = lambda name, node: replace(name, "node4.example")  # type: ignore[method-assign]
+    assert run_runner(runner, ctx).exit_code == 99
+    assert "mirror.example's secondary is node4.example, not node3.example as planned" in caplog.text
+    assert [call[0] for call in _writes(cluster)] == ["migrate", "replace_secondary", "replace_secondary", "migrate"]
+    assert _nodes(cluster) == (N1, [N2])
+
+
+def test_a_drbd_dry_run_prints_each_action_and_changes_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cluster = _drbd(DRBD)
+    runner, ctx = _runner(tmp_path, cluster, ["--group", "A"], dry_run=True)
+    assert run_runner(runner, ctx).exit_code == 0
+    assert (f"1. mirror.example: {N1}:{N2} -> {N3}:{N2} (live migration to the secondary {N2}, replace secondary "
+            f"with {N3}, live migration to the secondary {N3}; score after 3.1000)") in capsys.readouterr().out
+    assert [call[0] for call in _writes(cluster)] == ["migrate"]  # the later actions would be checked on old nodes
+    assert _nodes(cluster) == (N1, [N2])
+    assert [change.action for change in cluster.changes.changes] == ["migrate"]
+    assert all(change.dry_run for change in cluster.changes.changes)
+
+
+def test_an_unknown_action_word_is_refused_before_any_write(tmp_path: Path) -> None:
+    cluster = _drbd(DRBD.replace("a=f r:node3 f", "a=f r:node3 x f"))
+    with pytest.raises(RebalanceError, match=r"step 1 .*: action 'x' is not one this cookbook runs"):
+        _runner(tmp_path, cluster, ["--group", "A"])
+    assert _writes(cluster) == [] and _nodes(cluster) == (N1, [N2])

@@ -1,24 +1,29 @@
-"""Rebalance a Ganeti node group: hbal's plan, run by us one move at a time, each journaled with its undo.
+"""Rebalance a Ganeti node group: hbal's plan, run by us one action at a time, each journaled with its undo.
 
 Steps:
   1. Check (nothing changed yet): --group is a node group of --cluster, each --exclude-instances name is an
      instance of that group; hbal computes its plan (`hbal -L -G GROUP`, read-only, with --no-disk-moves and
-     --exclude-instances passed on). A plan that replaces a DRBD secondary (hbal's r:NODE) is refused: rerun
-     with --no-disk-moves. The plan (each move, the score now and after it) is printed.
+     --exclude-instances passed on). A plan holding an action word other than hbal's f, fa:NODE and r:NODE is
+     refused, naming it, as is a step whose actions do not lead to the nodes its line says. The plan (each move
+     with its actions, the score now and after it) is printed.
   2. Confirm; take the group's lock, the lock of each of its nodes and of each instance that moves (held until
      the run ends).
-  3. Run the moves in hbal's order, one at a time, each Ganeti job followed to its end: a running instance is
-     live-migrated, a stopped one failed over (no downtime); each is journaled with its undo (move back). A move
-     starts only if its instance is where the plan says, and must end where the plan says.
+  3. Run the moves in hbal's order, one at a time, and each move's actions in hbal's order, each Ganeti job
+     followed to its end: f (to the DRBD secondary) and fa:NODE (shared storage) live-migrate a running instance
+     and fail a stopped one over (no downtime), undo: move back; r:NODE replaces the DRBD secondary with NODE
+     (Ganeti's replace-disks, the disks copied to NODE), undo: replace back with the old secondary. A move starts
+     only if its instance is on the nodes the plan says, and each real action must end where the plan says.
+     DRBD (f, r:NODE) is unit-tested only: the lab has no DRBD.
   4. Report the final score (`hbal -L` again).
-Rollback (a move fails, Ctrl-C, `cancel` from chat; `cookbook --recover` of a run that died runs the same undo
-steps): the moves not started are not sent; the run says which moves were done and which was in progress; then
-the undo moves the instances back, newest first (a job Ganeti had not started yet is canceled, a running one is
-waited for first).
+Rollback (an action fails, Ctrl-C, `cancel` from chat; `cookbook --recover` of a run that died runs the same undo
+steps): the moves not started are not sent; the run says which moves were done and which was in progress (and at
+which of its actions, for a move of several); then the undo takes back each action done, newest first (a job
+Ganeti had not started yet is canceled, a running one is waited for first).
 Exit codes: 0 done (or nothing to move); 94 unknown cluster or group, an --exclude-instances name not in the
-group, a plan with a secondary replacement (nothing changed); 99 a move failed (rolled back); 97 interrupted
-(rolled back); 93 the rollback left something (named). With -d hbal's plan is printed and Ganeti checks each
-move with its dry-run job (an instance's later moves in the plan are not checked): nothing changes.
+group, a plan with an action word this cookbook does not run or that cannot be mapped (nothing changed); 99 an
+action failed or ended elsewhere (rolled back); 97 interrupted (rolled back); 93 the rollback left something
+(named). With -d hbal's plan is printed and Ganeti checks each action with its dry-run job (only the first action
+of each instance: a later one's check would see the instance where it still is): nothing changes.
 
 Usage:
   cookbook -d sre.ganeti.rebalance --cluster lab --group A
@@ -41,7 +46,7 @@ logger = logging.getLogger(__name__)
 
 
 class Rebalance(CookbookBase):
-    """Rebalance a Ganeti node group with hbal's plan, one journaled move at a time."""
+    """Rebalance a Ganeti node group with hbal's plan, one journaled action at a time."""
 
     argument_task_required = False
 
@@ -51,7 +56,8 @@ class Rebalance(CookbookBase):
         add_location_args(parser, group=False)
         parser.add_argument("--group", required=True, help="the Ganeti node group to rebalance")
         parser.add_argument("--no-disk-moves", action="store_true",
-                            help="only migrations and failovers (hbal's --no-disk-moves)")
+                            help="only migrations and failovers, no DRBD secondary replacement "
+                                 "(hbal's --no-disk-moves)")
         parser.add_argument("--exclude-instances", nargs="+", default=[], type=fqdn_argument, metavar="FQDN",
                             help="instances of the group that must not move (hbal's --exclude-instances)")
         return parser
@@ -64,7 +70,7 @@ class Rebalance(CookbookBase):
 
 
 class RebalanceRunner(CookbookRunnerBase):
-    """Print the plan, confirm, lock, run the moves one at a time, report the final score."""
+    """Print the plan, confirm, lock, run the moves' actions one at a time, report the final score."""
 
     def __init__(self, ctx: Context, cluster: GanetiCluster, plan: rebalance.Plan) -> None:
         """Keep the checked plan."""
@@ -98,5 +104,6 @@ class RebalanceRunner(CookbookRunnerBase):
         return 0
 
     def rollback(self) -> None:
-        """Say which moves were done, which was in progress and which were not started (the undo moves back)."""
+        """Say which moves were done, which was in progress and which were not started (the undo takes back each
+        action done)."""
         print("Rebalance stopped:\n  " + "\n  ".join(self.progress.lines()), flush=True)
