@@ -77,7 +77,7 @@ def check(cluster: GanetiCluster, node: str, *, shutdown_plain: bool = False, ma
     if role is Role.OFFLINE:
         raise NodeStateError(f"{node} is offline in cluster {cluster.name}: nothing can be moved from it")
     instances = cluster.instances()
-    pending = node_ops.submit_move_checks(cluster, target, instances)
+    pending = node_ops.submit_move_checks(cluster, node, target.group_uuid, instances)
     room = node_ops.room_problems(cluster.name, node, cluster.nodes(), instances)  # read while Ganeti checks
     plan = pending.result()
     blocked = [move for move in plan.blocked if not (shutdown_plain and move.action is MoveAction.REFUSED)]

@@ -152,7 +152,8 @@ class NodePlan:
 class PendingPlan:
     """A node's move checks submitted to Ganeti and not yet waited for (submit_move_checks)."""
 
-    node: Node
+    node: str
+    group_uuid: str
     checks: tuple[tuple[str, MoveAction, Job | str], ...]
     """(instance, action, its check job or why it cannot move), instances in name order."""
 
@@ -160,7 +161,7 @@ class PendingPlan:
         """Wait for each check: the node's plan."""
         moves = [Move(name, action, error=check) if isinstance(check, str) else _checked(name, action, check)
                  for name, action, check in self.checks]
-        return NodePlan(self.node.name, tuple(moves), self.node.group_uuid)
+        return NodePlan(self.node, tuple(moves), self.group_uuid)
 
 
 def move_action(instance: Instance) -> MoveAction:
@@ -196,22 +197,23 @@ def _checked(name: str, action: MoveAction, job: Job) -> Move:
     return Move(name, action, target=result.value, job_id=job.id)
 
 
-def submit_move_checks(cluster: GanetiCluster, node: Node, instances: Sequence[Instance]) -> PendingPlan:
-    """Submit the dry-run check of each primary instance of node (among instances, e.g. one bulk read) without
-    waiting: the caller reads what it needs while Ganeti checks, then waits with result()."""
+def submit_move_checks(cluster: GanetiCluster, node: str, group_uuid: str,
+                       instances: Sequence[Instance]) -> PendingPlan:
+    """Submit the dry-run check of each primary instance of node (of group group_uuid; among instances, e.g. one
+    bulk read) without waiting: the caller reads what it needs while Ganeti checks, then waits with result()."""
     checks: list[tuple[str, MoveAction, Job | str]] = []
-    for instance in sorted((i for i in instances if i.primary_node == node.name), key=lambda i: i.name):
+    for instance in sorted((i for i in instances if i.primary_node == node), key=lambda i: i.name):
         action = move_action(instance)
         checks.append((instance.name, action, refusal(cluster.name, instance) if action is MoveAction.REFUSED
                        else cluster.submit_move_check(instance.name, action.value)))
-    return PendingPlan(node, tuple(checks))
+    return PendingPlan(node, group_uuid, tuple(checks))
 
 
 def plan_moves(cluster: GanetiCluster, node: str) -> NodePlan:
     """Each primary instance of node with its move checked by its own Ganeti dry-run job (all submitted, then
     waited for): the truthful dry-run of draining the node. Instances in name order; NodeStateError for an
     unknown node."""
-    return submit_move_checks(cluster, _read(cluster, node), cluster.instances()).result()
+    return submit_move_checks(cluster, node, _read(cluster, node).group_uuid, cluster.instances()).result()
 
 
 def move_primary(cluster: GanetiCluster, name: str, *, target_node: str | None = None,
