@@ -73,6 +73,11 @@ def _choice(value: str, allowed: Sequence[str], what: str) -> str:
     return value
 
 
+NODE_CONFIG_FIELDS = ("name", "role", "group.uuid", "offline", "drained", "master_candidate", "vm_capable",
+                      "pinst_list", "sinst_list", "pip", "sip", "tags", "uuid")
+"""The /2/query/node fields of GanetiCluster.node_config: the configuration's, no live data."""
+
+
 def job_dependencies(job_ids: Sequence[int]) -> list[list[Any]] | None:
     """An opcode's `depends` for jobs that must succeed first (None for none): Ganeti keeps the job waiting in its
     queue until they end, and fails it without running it if one did not succeed. Unlike the client waiting for
@@ -207,6 +212,13 @@ class GanetiCluster:
     def node(self, name: str) -> Node:
         """One node; RapiNotFoundError if unknown."""
         return Node.from_rapi(self.rapi.get(f"/2/nodes/{path_segment(name)}"))
+
+    def node_config(self, name: str) -> Node:
+        """One node as Ganeti's configuration has it (role, flags, group, tags, instances), without the memory and
+        disk its noded reports: a filtered /2/query, about 15 ms on the lab against 100 ms for node(), which asks
+        the node. RapiNotFoundError if unknown."""
+        [row] = self.rapi.query("node", NODE_CONFIG_FIELDS, names=[name])
+        return Node.from_rapi(row)
 
     def node_role(self, name: str) -> str:
         """A node's role: regular, master, master-candidate, drained or offline."""
@@ -450,7 +462,8 @@ class GanetiCluster:
         or checked: a check sent in a real run) the node the iallocator chose (job log), else target_node, else its
         secondary node (drbd)."""
         if not (self.dry_run or checked):
-            return self.instance(name).primary_node
+            [row] = self.rapi.query("instance", ["name", "pnode"], names=[name])  # config only: no node asked
+            return str(row["pnode"])
         chosen = selected_node(result.log, name) or target_node
         if chosen is None:
             secondaries = self.instance(name).secondary_nodes

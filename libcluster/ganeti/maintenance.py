@@ -40,7 +40,8 @@ class NodeRun:
     boot_id: tuple[str | None, str | None] = (None, None)
     """(before, after) the reboot."""
     timings: dict[str, float] = field(default_factory=dict)
-    """step -> seconds: check, drain, moves, secondaries, reboot (until the node is back), verify_disks, undrain."""
+    """step -> seconds: check, drain, moves, secondaries, reboot (from the reboot command until the node is back),
+    verify_disks, undrain."""
     drained: bool = False
 
     def lines(self) -> list[str]:
@@ -57,7 +58,7 @@ class NodeRun:
 def known(cluster: GanetiCluster, node: str) -> Node:
     """The node, or NodeStateError naming the cluster it is not in (a typo, or a node of another cluster)."""
     try:
-        return cluster.node(node)
+        return cluster.node_config(node)
     except RapiNotFoundError:
         raise NodeStateError(f"no node {node} in cluster {cluster.name}") from None
 
@@ -69,6 +70,12 @@ def check(cluster: GanetiCluster, node: str, *, shutdown_plain: bool = False, ma
     Ganeti's dry-run check refuses (a file/plain one without shutdown_plain: the list with the changedisk
     command, and --shutdown-plain named when offer_shutdown), a group without room for its running primaries
     (N+1). Returns the checked plan."""
+    return _check(cluster, node, shutdown_plain=shutdown_plain, master=master, offer_shutdown=offer_shutdown)[0]
+
+
+def _check(cluster: GanetiCluster, node: str, *, shutdown_plain: bool, master: bool,
+           offer_shutdown: bool) -> tuple[NodePlan, Node]:
+    """check(), and the node as read while Ganeti checked the moves (its role and tags, for the drain)."""
     target = known(cluster, node)
     role = Role.of(target)
     if role is Role.MASTER and not master:
@@ -78,7 +85,8 @@ def check(cluster: GanetiCluster, node: str, *, shutdown_plain: bool = False, ma
         raise NodeStateError(f"{node} is offline in cluster {cluster.name}: nothing can be moved from it")
     instances = cluster.instances()
     pending = node_ops.submit_move_checks(cluster, node, target.group_uuid, instances)
-    room = node_ops.room_problems(cluster.name, node, cluster.nodes(), instances)  # read while Ganeti checks
+    nodes = cluster.nodes()  # read while Ganeti checks
+    room = node_ops.room_problems(cluster.name, node, nodes, instances)
     plan = pending.result()
     blocked = [move for move in plan.blocked if not (shutdown_plain and move.action is MoveAction.REFUSED)]
     if blocked:
@@ -89,7 +97,7 @@ def check(cluster: GanetiCluster, node: str, *, shutdown_plain: bool = False, ma
                                 else ""))
     if room:
         raise NodeStateError("; ".join(room))
-    return plan
+    return plan, next(member for member in nodes if member.name == node)
 
 
 def empty(ctx: Context, cluster: GanetiCluster, node: str, *, full: bool = False, shutdown_plain: bool = False,
@@ -101,13 +109,16 @@ def empty(ctx: Context, cluster: GanetiCluster, node: str, *, full: bool = False
     caller's rollback knows the node is drained when a later step fails."""
     run = into or NodeRun(node)
     started = time.monotonic()
-    run.plan = plan or check(cluster, node, shutdown_plain=shutdown_plain, master=master)
+    state = None  # the node as the check read it, when the check is made here: the drain need not read it again
+    if plan is None:
+        plan, state = _check(cluster, node, shutdown_plain=shutdown_plain, master=master, offer_shutdown=True)
+    run.plan = plan
     secondaries = sorted(cluster.node(node).secondary_instances) if full else []
     resources.hold(ctx, cluster.name, node=node, instances=[m.instance for m in run.plan.moves] + secondaries)
     run.timings["check"] = time.monotonic() - started
     run.drained = True  # from the drain's first job on: a rollback undrains (undrain leaves a node not drained alone)
     started = time.monotonic()
-    drain = node_ops.submit_take_out(cluster, node, Role.DRAINED)
+    drain = node_ops.submit_take_out(cluster, node, Role.DRAINED, current=state)
     # the moves are queued now, after the drain's jobs in Ganeti's queue (job dependencies: a failed drain job fails
     # them, Ganeti runs none), none waited for before the last is sent: no round trip between the drain and the moves
     after = [job.id for job in drain.jobs if job.id is not None]  # the role job and the candidate tag's
@@ -149,12 +160,13 @@ def reboot(ctx: Context, cluster: GanetiCluster, run: NodeRun, *, timeout: float
     """Reboot the node (`reboot` over SSH), wait until SSH, noded and a new boot id answer, then run verify-disks
     until clean. In dry-run the reboot is only recorded."""
     before = cluster.boot_ids([run.node]).get(run.node)
+    started = time.monotonic()
     ctx.remote().hosts([run.node]).run_sync("reboot", is_safe=False, timeout=30, ok_codes=[0, 255])
     if ctx.dry_run:
         run.boot_id = (before, before)
         return
-    after = _timed(run, "reboot", lambda: cluster.wait_node_back(run.node, before, timeout=timeout, interval=0.2))
-    run.boot_id = (before, after)
+    run.boot_id = (before, cluster.wait_node_back(run.node, before, timeout=timeout, interval=0.1))
+    run.timings["reboot"] = time.monotonic() - started  # from the reboot command on, as the node's own restart
     group = run.plan.group_uuid if run.plan else None  # the disks of the node's instances are in its group
     _timed(run, "verify_disks", lambda: cluster.verify_disks_until_clean(timeout=verify_timeout, interval=2.0,
                                                                          group=group))

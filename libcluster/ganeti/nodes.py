@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from libcluster import capacity
 from libcluster.errors import LibclusterError
+from libcluster.ganeti import models
 from libcluster.ganeti.commands import VerifyDisksResult
 from libcluster.ganeti.errors import GanetiError, RapiNotFoundError
 from libcluster.ganeti.jobs import Job, JobHandle
@@ -238,9 +239,10 @@ def move_primary(cluster: GanetiCluster, name: str, *, target_node: str | None =
 
 
 def _read(cluster: GanetiCluster, node: str) -> Node:
-    """The node, or NodeStateError naming an unknown one."""
+    """The node as configured (role, tags, group: node_config, no node asked), or NodeStateError naming an unknown
+    one."""
     try:
-        return cluster.node(node)
+        return cluster.node_config(node)
     except RapiNotFoundError:
         raise NodeStateError(f"no node {node} in cluster {cluster.name}") from None
 
@@ -266,12 +268,14 @@ def take_out(cluster: GanetiCluster, node: str, role: Role) -> RoleChange:
     return submit_take_out(cluster, node, role).wait()
 
 
-def submit_take_out(cluster: GanetiCluster, node: str, role: Role) -> PendingRoleChange:
-    """take_out() without waiting: the caller may queue jobs that depend on the role job (its id in
-    change.job_id) before waiting. NodeStateError (nothing sent) for the master or an offline node to drain."""
+def submit_take_out(cluster: GanetiCluster, node: str, role: Role, *, current: models.Node | None = None
+                    ) -> PendingRoleChange:
+    """take_out() without waiting: the caller may queue jobs that depend on its jobs before waiting. current: the
+    node as the caller just read it (else read here). NodeStateError (nothing sent) for the master or an offline
+    node to drain."""
     if role not in (Role.DRAINED, Role.OFFLINE):
         raise ValueError(f"take_out: {role.value} is not drained or offline")
-    current = _read(cluster, node)
+    current = current or _read(cluster, node)
     old = Role.of(current)
     if old is Role.MASTER:
         raise NodeStateError(f"{node} is the master of cluster {cluster.name}: fail the master over to a candidate "
@@ -318,8 +322,10 @@ def readded(cluster: GanetiCluster, node: str) -> RoleChange:
         return bring_back(cluster, node, old)
     if CANDIDATE_TAG not in current.tags:
         return RoleChange(node, old, old, None)
-    job_id = cluster.set_node_role(node, Role.CANDIDATE.value).wait().job_id if old is Role.REGULAR else None
-    cluster.remove_tags("node", node, [CANDIDATE_TAG]).wait()
+    changed = cluster.set_node_role(node, Role.CANDIDATE.value) if old is Role.REGULAR else None
+    untagged = cluster.remove_tags("node", node, [CANDIDATE_TAG])  # sent before the role job is waited for
+    job_id = changed.wait().job_id if changed is not None else None
+    untagged.wait()
     return RoleChange(node, old, Role.CANDIDATE, job_id)
 
 

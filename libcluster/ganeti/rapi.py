@@ -151,7 +151,8 @@ class RapiClient:
     def query(self, resource: str, fields: Sequence[str], *, names: Sequence[str] | None = None
               ) -> list[dict[str, Any]]:
         """Chosen fields of every object of a resource (`GET /2/query/RESOURCE`), or only of the objects named
-        (`PUT` with a name filter: Ganeti then asks only their nodes for live fields such as bootid).
+        (`PUT` with a name filter: Ganeti then asks only their nodes for live fields such as bootid; a name it
+        does not know is RapiNotFoundError).
 
         Ganeti serves /2/query to the read-write user only; it is still a read and retried as one.
         A field Ganeti could not give (status not RS_NORMAL) is None in the row.
@@ -161,8 +162,14 @@ class RapiClient:
                                    idempotent=True)
         else:
             qfilter = ["|", *(["=", "name", str(name)] for name in names)]
-            answer = self._request("PUT", f"/2/query/{resource}", body={"fields": list(fields), "qfilter": qfilter},
-                                   write=True, idempotent=True)
+            try:
+                answer = self._request("PUT", f"/2/query/{resource}", body={"fields": list(fields),
+                                                                           "qfilter": qfilter},
+                                       write=True, idempotent=True)
+            except RapiError as exc:  # Ganeti answers a name it does not know with HTTP 500 unknown_entity
+                if exc.classification != "unknown_entity":
+                    raise
+                raise RapiNotFoundError(exc.method, exc.path, exc.status, exc.message, exc.classification) from None
         columns = [field["name"] for field in answer["fields"]]
         return [
             {name: value if status == RS_NORMAL else None for name, (status, value) in zip(columns, row, strict=True)}

@@ -245,6 +245,10 @@ class FakeCluster:
         """All nodes, with their instance lists."""
         return [self.node(name) for name in self.nodes_by_name]
 
+    def node_config(self, name: str) -> Node:
+        """node(): the fake has no live data to leave out."""
+        return self.node(name)
+
     def node(self, name: str) -> Node:
         """A node with its role and pinst_list/sinst_list computed from the instances, or the RAPI's 404."""
         if name not in self.nodes_by_name:

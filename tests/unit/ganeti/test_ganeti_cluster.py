@@ -13,6 +13,7 @@ from libcluster.config import Section
 from libcluster.errors import ConfigError
 from libcluster.ganeti import GanetiError, RapiAuthError, UnknownClusterError, connect
 from libcluster.ganeti.cluster import GanetiCluster, instance_create_body
+from libcluster.ganeti.errors import RapiNotFoundError
 from libcluster.ganeti.jobs import Job, SkippedJob
 from tests.unit.ganeti.ganeti_replay import FIXTURES, load_jsonl
 
@@ -270,3 +271,16 @@ def test_a_migrate_can_wait_in_ganetis_queue_for_other_jobs(make_cluster: Any) -
     assert job.id == 116
     assert adapter.seen[-1].body == {"target_node": "node4.lab.example", "depends": [[115, ["success"]]]}
     assert [change.detail.get("job_id") for change in changes.changes] == [116]
+
+
+def test_node_config_reads_the_configuration_only_and_an_unknown_name_is_not_found(make_cluster: Any) -> None:
+    exchanges = [e for e in load_jsonl(FIXTURES / "rapi-query-lab-3.0.2.jsonl") if e["method"] == "PUT"]
+    cluster, adapter, _ = make_cluster(exchanges)
+    node = cluster.node_config("node3.lab.example")
+    assert (node.role, node.group_uuid, node.primary_instances) == (
+        "C", "db3eae50-3da3-4f96-b91f-aa27aa9c0e67", ("rec-q.lab.example",))
+    assert node.memory_free is None, "no live data: the node's noded is not asked"
+    with pytest.raises(RapiNotFoundError, match=r"nodeX\.lab\.example not found"):
+        cluster.node_config("nodeX.lab.example")
+    assert [seen.body["qfilter"] for seen in adapter.seen] == [
+        ["|", ["=", "name", "node3.lab.example"]], ["|", ["=", "name", "nodeX.lab.example"]]]
