@@ -739,9 +739,15 @@ class GanetiCluster:
         result = self._remote_client().hosts([node]).run_sync("true", is_safe=True, timeout=10)
         return result.hosts[node].status is HostStatus.OK
 
-    def wait_node_back(self, node: str, old_boot_id: str | None, *, timeout: float, interval: float = 0.5) -> str:
-        """Wait for a rebooted node: SSH answers and noded reports a boot id other than old_boot_id (returned)."""
-        return node_ops.wait_node_back(self, node, old_boot_id, timeout=timeout, interval=interval)
+    def wait_node_back(self, node: str, old_boot_id: str | None, *, timeout: float, interval: float = 0.5,
+                       ssh: bool = True) -> str:
+        """Wait for a rebooted node: noded reports a boot id other than old_boot_id (returned), then SSH answers
+        (unless not ssh: wait_ssh)."""
+        return node_ops.wait_node_back(self, node, old_boot_id, timeout=timeout, interval=interval, ssh=ssh)
+
+    def wait_ssh(self, node: str, *, timeout: float, interval: float = 0.5) -> None:
+        """Wait until node runs a command over SSH (GanetiError after timeout seconds)."""
+        node_ops.wait_ssh(self, node, timeout=timeout, interval=interval)
 
     def verify_disks_until_clean(self, *, timeout: float, interval: float = 5.0,
                                  group: str | None = None) -> VerifyDisksResult:

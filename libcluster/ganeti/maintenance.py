@@ -10,13 +10,16 @@ leaves the node that failed drained.
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from libcluster import resources
+from libcluster import parallel, resources
 from libcluster.context import Context
+from libcluster.errors import LibclusterError
 from libcluster.ganeti import nodes as node_ops
 from libcluster.ganeti.cluster import GanetiCluster
 from libcluster.ganeti.errors import GanetiError, RapiNotFoundError
@@ -53,6 +56,40 @@ class NodeRun:
         if self.boot_id[1] is not None and self.boot_id[1] != self.boot_id[0]:
             out.append(f"rebooted: boot id {self.boot_id[0]} -> {self.boot_id[1]}")
         return out
+
+
+class KeyGate:
+    """Keeps Ganeti's SSH key distribution away from rebooting nodes when several nodes are worked on at once
+    (reboot-nodes --groups-in-parallel): a role change (drain, undrain: Ganeti 3.0 adds or removes a master
+    candidate's SSH key on every node, and auto-promotes) never runs while one of them is down, and none goes down
+    while a role change runs. Ganeti skips a node it cannot reach when it distributes a key, so that node lacks a
+    candidate's key afterwards (gnt-cluster verify: ENODESSH): seen on the lab with two groups in parallel.
+    Role changes may overlap each other, and reboots each other."""
+
+    def __init__(self) -> None:
+        """No role change and no reboot in progress."""
+        self._changed = threading.Condition()
+        self._active = {"role": 0, "down": 0}
+
+    def role_change(self) -> AbstractContextManager[None]:
+        """Held around a node's role jobs: waits until no node is down."""
+        return self._hold("role", "down")
+
+    def node_down(self) -> AbstractContextManager[None]:
+        """Held from a node's reboot until it is back: waits until no role change runs."""
+        return self._hold("down", "role")
+
+    @contextmanager
+    def _hold(self, mine: str, other: str) -> Iterator[None]:
+        with self._changed:
+            self._changed.wait_for(lambda: self._active[other] == 0)
+            self._active[mine] += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._active[mine] -= 1
+                self._changed.notify_all()
 
 
 def known(cluster: GanetiCluster, node: str) -> Node:
@@ -101,12 +138,14 @@ def _check(cluster: GanetiCluster, node: str, *, shutdown_plain: bool, master: b
 
 
 def empty(ctx: Context, cluster: GanetiCluster, node: str, *, full: bool = False, shutdown_plain: bool = False,
-          master: bool = False, plan: NodePlan | None = None, into: NodeRun | None = None) -> NodeRun:
+          master: bool = False, plan: NodePlan | None = None, into: NodeRun | None = None,
+          gate: KeyGate | None = None) -> NodeRun:
     """check() (unless its plan is given; master as for check()), take the node's and its instances' locks (until
     the run ends), drain it, move each primary (migrate a running one, fail a stopped one over; all queued behind
     the drain, then waited for), stop the file/plain ones with shutdown_plain, and with full evacuate its
     secondaries (DRBD). In dry-run only Ganeti's checks run. Each step is noted in into as it is done, so a
-    caller's rollback knows the node is drained when a later step fails."""
+    caller's rollback knows the node is drained when a later step fails. gate: the KeyGate of nodes worked on at
+    once (the drain's role change is held in it)."""
     run = into or NodeRun(node)
     started = time.monotonic()
     state = None  # the node as the check read it, when the check is made here: the drain need not read it again
@@ -118,19 +157,21 @@ def empty(ctx: Context, cluster: GanetiCluster, node: str, *, full: bool = False
     run.timings["check"] = time.monotonic() - started
     run.drained = True  # from the drain's first job on: a rollback undrains (undrain leaves a node not drained alone)
     started = time.monotonic()
-    drain = node_ops.submit_take_out(cluster, node, Role.DRAINED, current=state)
-    # the moves are queued now, after the drain's jobs in Ganeti's queue (job dependencies: a failed drain job fails
-    # them, Ganeti runs none), none waited for before the last is sent: no round trip between the drain and the moves
-    after = [job.id for job in drain.jobs if job.id is not None]  # the role job and the candidate tag's
-    jobs = []
-    for move in run.plan.moves:
-        if ctx.dry_run and move.action is not MoveAction.REFUSED:
-            run.moved[move.instance] = str(move.target)
-        elif move.action is not MoveAction.REFUSED:
-            # to the node Ganeti's check chose: a choice made now would ask every node of the cluster, and fail
-            # while a node of another group reboots (reboot-nodes --groups-in-parallel)
-            jobs.append((move, cluster.move_primary(move.instance, target_node=move.target, depends=after)))
-    run.drained = drain.wait().new is Role.DRAINED
+    with gate.role_change() if gate else nullcontext():
+        drain = node_ops.submit_take_out(cluster, node, Role.DRAINED, current=state)
+        # the moves are queued now, after the drain's jobs in Ganeti's queue (job dependencies: a failed drain job
+        # fails them, Ganeti runs none), none waited for before the last is sent: no round trip between the drain
+        # and the moves
+        after = [job.id for job in drain.jobs if job.id is not None]  # the role job and the candidate tag's
+        jobs = []
+        for move in run.plan.moves:
+            if ctx.dry_run and move.action is not MoveAction.REFUSED:
+                run.moved[move.instance] = str(move.target)
+            elif move.action is not MoveAction.REFUSED:
+                # to the node Ganeti's check chose: a choice made now would ask every node of the cluster, and fail
+                # while a node of another group reboots (reboot-nodes --groups-in-parallel)
+                jobs.append((move, cluster.move_primary(move.instance, target_node=move.target, depends=after)))
+        run.drained = drain.wait().new is Role.DRAINED
     run.timings["drain"] = time.monotonic() - started
     started = time.monotonic()
     jobs += [(move, cluster.shutdown_instance(move.instance)) for move in run.plan.moves
@@ -156,25 +197,46 @@ def empty(ctx: Context, cluster: GanetiCluster, node: str, *, full: bool = False
 
 
 def reboot(ctx: Context, cluster: GanetiCluster, run: NodeRun, *, timeout: float,
-           verify_timeout: float = 300.0) -> None:
-    """Reboot the node (`reboot` over SSH), wait until SSH, noded and a new boot id answer, then run verify-disks
-    until clean. In dry-run the reboot is only recorded."""
+           verify_timeout: float = 300.0, gate: KeyGate | None = None) -> None:
+    """Reboot the node (`reboot` over SSH), wait until its noded answers with a new boot id, then wait for its SSH
+    while verify-disks runs until clean (on the master: the node's noded is all it needs); all of it held in gate
+    (KeyGate) when given. In dry-run the reboot is only recorded."""
+    with gate.node_down() if gate else nullcontext():
+        _reboot(ctx, cluster, run, timeout=timeout, verify_timeout=verify_timeout)
+
+
+def _reboot(ctx: Context, cluster: GanetiCluster, run: NodeRun, *, timeout: float, verify_timeout: float) -> None:
     before = cluster.boot_ids([run.node]).get(run.node)
     started = time.monotonic()
     ctx.remote().hosts([run.node]).run_sync("reboot", is_safe=False, timeout=30, ok_codes=[0, 255])
     if ctx.dry_run:
         run.boot_id = (before, before)
         return
-    run.boot_id = (before, cluster.wait_node_back(run.node, before, timeout=timeout, interval=0.1))
-    run.timings["reboot"] = time.monotonic() - started  # from the reboot command on, as the node's own restart
+    run.boot_id = (before, cluster.wait_node_back(run.node, before, timeout=timeout, interval=0.1, ssh=False))
     group = run.plan.group_uuid if run.plan else None  # the disks of the node's instances are in its group
-    _timed(run, "verify_disks", lambda: cluster.verify_disks_until_clean(timeout=verify_timeout, interval=2.0,
-                                                                         group=group))
+
+    def ssh() -> None:
+        cluster.wait_ssh(run.node, timeout=max(started + timeout - time.monotonic(), 0.0), interval=0.1)
+        run.timings["reboot"] = time.monotonic() - started  # from the reboot command on, as the node's own restart
+
+    def disks() -> None:
+        _timed(run, "verify_disks", lambda: cluster.verify_disks_until_clean(timeout=verify_timeout, interval=2.0,
+                                                                             group=group))
+
+    try:
+        parallel.gather(lambda **_: None, ssh=ssh, verify_disks=disks)
+    except ExceptionGroup as group_failed:
+        ours, other = group_failed.split((LibclusterError, OSError))
+        if other is not None or ours is None:
+            raise
+        raise GanetiError(f"{run.node}: " + "; ".join(map(str, ours.exceptions))) from group_failed
 
 
-def undrain(cluster: GanetiCluster, run: NodeRun) -> None:
-    """Return the node to service: master candidate again if it was one (a rolling reboot's last step)."""
-    _timed(run, "undrain", lambda: cluster.undrain(run.node))
+def undrain(cluster: GanetiCluster, run: NodeRun, *, gate: KeyGate | None = None) -> None:
+    """Return the node to service: master candidate again if it was one (a rolling reboot's last step); the role
+    change held in gate (KeyGate) when given."""
+    with gate.role_change() if gate else nullcontext():
+        _timed(run, "undrain", lambda: cluster.undrain(run.node))
     run.drained = False
 
 

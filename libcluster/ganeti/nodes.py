@@ -358,23 +358,34 @@ def room_problems(cluster_name: str, node: str, nodes: Sequence[Node], instances
 
 
 def wait_node_back(cluster: GanetiCluster, node: str, old_boot_id: str | None, *, timeout: float,
-                   interval: float = 0.5, clock: Callable[[], float] = time.monotonic,
+                   interval: float = 0.5, ssh: bool = True, clock: Callable[[], float] = time.monotonic,
                    sleep: Callable[[float], None] = time.sleep) -> str:
-    """Wait until node answers SSH and its noded answers Ganeti (RAPI) with a boot id other than old_boot_id;
+    """Wait until node's noded answers Ganeti (RAPI) with a boot id other than old_boot_id, then (unless not ssh:
+    the caller waits for it with wait_ssh, e.g. while Ganeti already works with the node) until it answers SSH;
     return the new boot id. GanetiError on timeout, saying which of the two was still missing."""
     deadline = clock() + timeout
-    boot_id: str | None = None
-    ssh = False
     while True:
         boot_id = cluster.boot_ids([node]).get(node)
-        rebooted = boot_id is not None and boot_id != old_boot_id
-        ssh = rebooted and cluster.answers_ssh(node)
-        if rebooted and ssh:
-            return str(boot_id)
+        if boot_id is not None and boot_id != old_boot_id:
+            break
         if clock() >= deadline:
-            missing = "its noded reports no new boot id" if not rebooted else "SSH does not answer"
-            raise GanetiError(f"node {node} of cluster {cluster.name} is not back after {timeout:.0f}s: {missing} "
-                              f"(boot id now {boot_id or 'unknown: noded does not answer'}, before {old_boot_id})")
+            raise GanetiError(f"node {node} of cluster {cluster.name} is not back after {timeout:.0f}s: its noded "
+                              f"reports no new boot id (boot id now {boot_id or 'unknown: noded does not answer'}, "
+                              f"before {old_boot_id})")
+        sleep(interval)
+    if ssh:
+        wait_ssh(cluster, node, timeout=max(deadline - clock(), 0.0), interval=interval, clock=clock, sleep=sleep)
+    return str(boot_id)
+
+
+def wait_ssh(cluster: GanetiCluster, node: str, *, timeout: float, interval: float = 0.5,
+             clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
+    """Wait until node runs a command over SSH; GanetiError after timeout seconds."""
+    deadline = clock() + timeout
+    while not cluster.answers_ssh(node):
+        if clock() >= deadline:
+            raise GanetiError(f"node {node} of cluster {cluster.name} is not back after {timeout:.0f}s: SSH does not "
+                              "answer")
         sleep(interval)
 
 

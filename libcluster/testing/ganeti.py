@@ -693,10 +693,15 @@ class FakeCluster:
         """Whether the node is not in ``down_nodes``."""
         return node not in self.down_nodes
 
-    def wait_node_back(self, node: str, old_boot_id: str | None, *, timeout: float, interval: float = 0.5) -> str:
+    def wait_node_back(self, node: str, old_boot_id: str | None, *, timeout: float, interval: float = 0.5,
+                       ssh: bool = True) -> str:
         """libcluster.ganeti.nodes.wait_node_back on the fake (no sleeping: one look, then the timeout error)."""
-        return node_ops.wait_node_back(self._real, node, old_boot_id, timeout=0, interval=interval,
+        return node_ops.wait_node_back(self._real, node, old_boot_id, timeout=0, interval=interval, ssh=ssh,
                                        sleep=lambda seconds: None)
+
+    def wait_ssh(self, node: str, *, timeout: float, interval: float = 0.5) -> None:
+        """libcluster.ganeti.nodes.wait_ssh on the fake (one look, then the timeout error)."""
+        node_ops.wait_ssh(self._real, node, timeout=0, interval=interval, sleep=lambda seconds: None)
 
     def verify_disks_until_clean(self, *, timeout: float, interval: float = 5.0,
                                  group: str | None = None) -> VerifyDisksResult:

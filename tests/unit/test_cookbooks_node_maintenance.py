@@ -6,12 +6,14 @@ node left drained, --resume from the audit log, --no-voting's refusal."""
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from libcluster.ganeti import GanetiError
+from libcluster.ganeti.maintenance import KeyGate
 from libcluster.ganeti.nodes import CANDIDATE_TAG, NodeStateError
 from libcluster.testing import FakeCluster, FakeCtx, FakeRemote, load_config, load_cookbook, ok, run_runner
 
@@ -214,3 +216,48 @@ def test_a_failed_move_does_not_hide_the_others(tmp_path: Path) -> None:
     assert run_runner(runner, runner.ctx).exit_code != 0
     assert runner.done is not None and set(runner.done.moved) == {"stopped.example"}, "waited for after the failure"
     assert cluster.instance("stopped.example").primary_node != N2
+
+
+def test_verify_disks_runs_once_noded_is_back_and_a_node_without_ssh_fails_the_reboot(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    cluster = _cluster()
+    cluster.add_instance("run.example", "sharedfile", pnode=N2)
+    runner, _ = _runner(tmp_path, "sre.ganeti.drain-node", cluster, ["--reboot", N2], remote=_rebooting(cluster),
+                        cls="DrainNode")
+    monkeypatch.setattr(cluster, "answers_ssh", lambda node: False)  # noded back with a new boot id, sshd not
+    assert run_runner(runner, runner.ctx).exit_code != 0
+    assert ("verify_disks", {"group": "uuid-A"}) in cluster.calls, "verify-disks ran while SSH was awaited"
+    assert runner.done.boot_id[1] == "boot-0+" and "reboot" not in runner.done.timings
+    assert f"node {N2} of cluster lab is not back after 0s: SSH does not answer" in caplog.text
+    assert not cluster.node(N2).drained, "the rollback undrains"
+
+
+def test_the_key_gate_keeps_role_changes_and_reboots_apart() -> None:
+    gate = KeyGate()
+    events: list[str] = []
+    down_entered, release_down = threading.Event(), threading.Event()
+
+    def down() -> None:
+        with gate.node_down():
+            events.append("down")
+            down_entered.set()
+            release_down.wait(5)
+            events.append("up")
+
+    def role() -> None:
+        with gate.role_change():
+            events.append("role")
+
+    rebooting = threading.Thread(target=down)
+    rebooting.start()
+    assert down_entered.wait(5)
+    changing = threading.Thread(target=role)
+    changing.start()
+    changing.join(0.2)
+    assert changing.is_alive() and events == ["down"], "the role change waits while a node is down"
+    with gate.node_down():
+        events.append("second down")  # reboots overlap each other
+    release_down.set()
+    rebooting.join(5)
+    changing.join(5)
+    assert events == ["down", "second down", "up", "role"]

@@ -10,7 +10,9 @@ Steps:
      for each node, the steps of drain-node --reboot (libcluster.ganeti.maintenance): drain, migrate
      (running) or fail over (stopped) its primaries, reboot, wait until SSH, noded and a new boot id answer,
      verify-disks until clean, undrain. One node at a time in each group; --groups-in-parallel K groups at
-     a time. Progress per node in the terminal and on the server admin log/chat, with each step's time.
+     a time, a node's drain or undrain never while another node is down (Ganeti 3.0 would skip the down node
+     when it adds or removes a master candidate's SSH key). Progress per node in the terminal and on the server
+     admin log/chat, with each step's time.
   3. The master, when selected, goes last: it is failed over to a master candidate (one this run rebooted
      when there is one), then rebooted like the others; the run says where the master role ends.
   4. Stop at the first failure: no other node is started (groups already running finish their node); the
@@ -121,6 +123,7 @@ class RebootNodesRunner(CookbookRunnerBase):
         self.ctx, self.cluster, self.groups, self.master, self.args = ctx, cluster, groups, master, args
         self.skipped = skipped
         self.failed = threading.Event()
+        self.gate = maintenance.KeyGate()  # groups in parallel: no role change while a node is down
         self.runs: list[maintenance.NodeRun] = []
         self._lock = threading.Lock()
 
@@ -180,10 +183,12 @@ class RebootNodesRunner(CookbookRunnerBase):
         started = time.monotonic()
         try:
             run = maintenance.empty(self.ctx, self.cluster, name, shutdown_plain=self.args.shutdown_plain,
-                                    master=self.ctx.dry_run and name == self.master)  # checked again: VMs moved
-            maintenance.reboot(self.ctx, self.cluster, run, timeout=self.args.timeout)  # only recorded in dry-run
+                                    master=self.ctx.dry_run and name == self.master,  # checked again: VMs moved
+                                    gate=self.gate)
+            maintenance.reboot(self.ctx, self.cluster, run, timeout=self.args.timeout,  # only recorded in dry-run
+                               gate=self.gate)
             if not self.ctx.dry_run:
-                maintenance.undrain(self.cluster, run)
+                maintenance.undrain(self.cluster, run, gate=self.gate)
         except (LibclusterError, OSError) as exc:
             self.failed.set()
             state = "left drained" if self._drained(name) else "not drained"
