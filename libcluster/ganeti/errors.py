@@ -55,7 +55,8 @@ class RapiAuthError(RapiError):
 
 
 class RapiNotFoundError(RapiError):
-    """HTTP 404: unknown instance, node, group or path."""
+    """HTTP 404: unknown instance, node, group or path; also a filtered /2/query naming an unknown object (Ganeti
+    answers it with HTTP 500 unknown_entity)."""
 
 
 class RapiBadRequestError(RapiError):

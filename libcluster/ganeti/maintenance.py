@@ -22,9 +22,9 @@ from libcluster.context import Context
 from libcluster.errors import LibclusterError
 from libcluster.ganeti import nodes as node_ops
 from libcluster.ganeti.cluster import GanetiCluster
-from libcluster.ganeti.errors import GanetiError, RapiNotFoundError
-from libcluster.ganeti.models import Node
-from libcluster.ganeti.nodes import MoveAction, NodePlan, NodeStateError, Role
+from libcluster.ganeti.errors import GanetiError
+from libcluster.ganeti.jobs import JobHandle
+from libcluster.ganeti.nodes import Move, MoveAction, NodePlan, NodeStateError, Role
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -64,25 +64,37 @@ class KeyGate:
     candidate's SSH key on every node, and auto-promotes) never runs while one of them is down, and none goes down
     while a role change runs. Ganeti skips a node it cannot reach when it distributes a key, so that node lacks a
     candidate's key afterwards (gnt-cluster verify: ENODESSH): seen on the lab with two groups in parallel.
-    Role changes may overlap each other, and reboots each other."""
+    Role changes may overlap each other, and reboots each other. Once a node did not come back (left_down), every
+    role change is refused instead."""
 
     def __init__(self) -> None:
         """No role change and no reboot in progress."""
         self._changed = threading.Condition()
         self._active = {"role": 0, "down": 0}
+        self._left_down: list[str] = []
 
     def role_change(self) -> AbstractContextManager[None]:
-        """Held around a node's role jobs: waits until no node is down."""
+        """Held around a node's role jobs: waits until no node is down; GanetiError (nothing sent) once one did not
+        come back."""
         return self._hold("role", "down")
 
     def node_down(self) -> AbstractContextManager[None]:
         """Held from a node's reboot until it is back: waits until no role change runs."""
         return self._hold("down", "role")
 
+    def left_down(self, node: str) -> None:
+        """node did not come back from its reboot: from now on a role change is refused, not run without it."""
+        with self._changed:
+            self._left_down.append(node)
+            self._changed.notify_all()
+
     @contextmanager
     def _hold(self, mine: str, other: str) -> Iterator[None]:
         with self._changed:
-            self._changed.wait_for(lambda: self._active[other] == 0)
+            self._changed.wait_for(lambda: self._active[other] == 0 or (mine == "role" and bool(self._left_down)))
+            if mine == "role" and self._left_down:
+                raise GanetiError(f"no role change while {', '.join(self._left_down)} is down (Ganeti would leave it "
+                                  "out when it adds or removes a master candidate's SSH key)")
             self._active[mine] += 1
         try:
             yield
@@ -92,12 +104,8 @@ class KeyGate:
                 self._changed.notify_all()
 
 
-def known(cluster: GanetiCluster, node: str) -> Node:
-    """The node, or NodeStateError naming the cluster it is not in (a typo, or a node of another cluster)."""
-    try:
-        return cluster.node_config(node)
-    except RapiNotFoundError:
-        raise NodeStateError(f"no node {node} in cluster {cluster.name}") from None
+known = node_ops.known
+"""The node as configured, or NodeStateError naming the cluster it is not in (libcluster.ganeti.nodes.known)."""
 
 
 def check(cluster: GanetiCluster, node: str, *, shutdown_plain: bool = False, master: bool = False,
@@ -107,12 +115,6 @@ def check(cluster: GanetiCluster, node: str, *, shutdown_plain: bool = False, ma
     Ganeti's dry-run check refuses (a file/plain one without shutdown_plain: the list with the changedisk
     command, and --shutdown-plain named when offer_shutdown), a group without room for its running primaries
     (N+1). Returns the checked plan."""
-    return _check(cluster, node, shutdown_plain=shutdown_plain, master=master, offer_shutdown=offer_shutdown)[0]
-
-
-def _check(cluster: GanetiCluster, node: str, *, shutdown_plain: bool, master: bool,
-           offer_shutdown: bool) -> tuple[NodePlan, Node]:
-    """check(), and the node as read while Ganeti checked the moves (its role and tags, for the drain)."""
     target = known(cluster, node)
     role = Role.of(target)
     if role is Role.MASTER and not master:
@@ -122,8 +124,7 @@ def _check(cluster: GanetiCluster, node: str, *, shutdown_plain: bool, master: b
         raise NodeStateError(f"{node} is offline in cluster {cluster.name}: nothing can be moved from it")
     instances = cluster.instances()
     pending = node_ops.submit_move_checks(cluster, node, target.group_uuid, instances)
-    nodes = cluster.nodes()  # read while Ganeti checks
-    room = node_ops.room_problems(cluster.name, node, nodes, instances)
+    room = node_ops.room_problems(cluster.name, node, cluster.nodes(), instances)  # read while Ganeti checks
     plan = pending.result()
     blocked = [move for move in plan.blocked if not (shutdown_plain and move.action is MoveAction.REFUSED)]
     if blocked:
@@ -134,7 +135,7 @@ def _check(cluster: GanetiCluster, node: str, *, shutdown_plain: bool, master: b
                                 else ""))
     if room:
         raise NodeStateError("; ".join(room))
-    return plan, next(member for member in nodes if member.name == node)
+    return plan
 
 
 def empty(ctx: Context, cluster: GanetiCluster, node: str, *, full: bool = False, shutdown_plain: bool = False,
@@ -148,45 +149,41 @@ def empty(ctx: Context, cluster: GanetiCluster, node: str, *, full: bool = False
     once (the drain's role change is held in it)."""
     run = into or NodeRun(node)
     started = time.monotonic()
-    state = None  # the node as the check read it, when the check is made here: the drain need not read it again
-    if plan is None:
-        plan, state = _check(cluster, node, shutdown_plain=shutdown_plain, master=master, offer_shutdown=True)
-    run.plan = plan
+    run.plan = plan or check(cluster, node, shutdown_plain=shutdown_plain, master=master)
     secondaries = sorted(cluster.node(node).secondary_instances) if full else []
     resources.hold(ctx, cluster.name, node=node, instances=[m.instance for m in run.plan.moves] + secondaries)
     run.timings["check"] = time.monotonic() - started
     run.drained = True  # from the drain's first job on: a rollback undrains (undrain leaves a node not drained alone)
     started = time.monotonic()
     with gate.role_change() if gate else nullcontext():
-        drain = node_ops.submit_take_out(cluster, node, Role.DRAINED, current=state)
+        if master and ctx.dry_run:  # a real run fails the master over first: its drain can only be described
+            drain = node_ops.PendingRoleChange(node_ops.RoleChange(node, Role.CANDIDATE, Role.DRAINED, None), (
+                cluster.set_node_role(node, Role.DRAINED.value, auto_promote=True),))
+        else:
+            drain = node_ops.submit_take_out(cluster, node, Role.DRAINED)
         # the moves are queued now, after the drain's jobs in Ganeti's queue (job dependencies: a failed drain job
         # fails them, Ganeti runs none), none waited for before the last is sent: no round trip between the drain
         # and the moves
         after = [job.id for job in drain.jobs if job.id is not None]  # the role job and the candidate tag's
-        jobs = []
-        for move in run.plan.moves:
-            if ctx.dry_run and move.action is not MoveAction.REFUSED:
-                run.moved[move.instance] = str(move.target)
-            elif move.action is not MoveAction.REFUSED:
-                # to the node Ganeti's check chose: a choice made now would ask every node of the cluster, and fail
-                # while a node of another group reboots (reboot-nodes --groups-in-parallel)
-                jobs.append((move, cluster.move_primary(move.instance, target_node=move.target, depends=after)))
-        run.drained = drain.wait().new is Role.DRAINED
+        jobs: list[tuple[Move, JobHandle]] = []
+        try:
+            for move in run.plan.moves:
+                if ctx.dry_run and move.action is not MoveAction.REFUSED:
+                    run.moved[move.instance] = str(move.target)
+                elif move.action is not MoveAction.REFUSED:
+                    # to the node Ganeti's check chose: a choice made now would ask every node of the cluster, and
+                    # fail while a node of another group reboots (reboot-nodes --groups-in-parallel)
+                    jobs.append((move, cluster.move_primary(move.instance, target_node=move.target, depends=after)))
+            run.drained = drain.wait().new is Role.DRAINED
+        except BaseException:  # nothing sent is left unobserved: the drain's jobs and the queued moves end first
+            drain.settle()
+            _wait_moves(run, jobs)
+            raise
     run.timings["drain"] = time.monotonic() - started
     started = time.monotonic()
     jobs += [(move, cluster.shutdown_instance(move.instance)) for move in run.plan.moves
              if move.action is MoveAction.REFUSED]  # stopped only once the node is drained
-    failed = []
-    for move, job in jobs:
-        try:
-            result = job.wait()
-        except GanetiError as exc:  # the other jobs run on: wait for them too, so the report says where all are
-            failed.append(exc)
-            continue
-        if move.action is MoveAction.REFUSED:
-            run.stopped.append(move.instance)
-        else:
-            run.moved[move.instance] = str(result.value)
+    failed = _wait_moves(run, jobs)
     run.timings["moves"] = time.monotonic() - started
     if failed:
         raise GanetiError(f"{node}: {len(failed)} of {len(jobs)} move(s) failed: " + "; ".join(map(str, failed)))
@@ -196,27 +193,55 @@ def empty(ctx: Context, cluster: GanetiCluster, node: str, *, full: bool = False
     return run
 
 
+def _wait_moves(run: NodeRun, jobs: list[tuple[Move, JobHandle]]) -> list[GanetiError]:
+    """Wait for every move (or stop) job, noting in run where each instance is; the failures (the other jobs run on:
+    they are waited for too, so that the report says where all are)."""
+    failed = []
+    for move, job in jobs:
+        try:
+            result = job.wait()
+        except GanetiError as exc:
+            failed.append(exc)
+            continue
+        if move.action is MoveAction.REFUSED:
+            run.stopped.append(move.instance)
+        else:
+            run.moved[move.instance] = str(result.value)
+    return failed
+
+
 def reboot(ctx: Context, cluster: GanetiCluster, run: NodeRun, *, timeout: float,
            verify_timeout: float = 300.0, gate: KeyGate | None = None) -> None:
     """Reboot the node (`reboot` over SSH), wait until its noded answers with a new boot id, then wait for its SSH
     while verify-disks runs until clean (on the master: the node's noded is all it needs); all of it held in gate
     (KeyGate) when given. In dry-run the reboot is only recorded."""
     with gate.node_down() if gate else nullcontext():
-        _reboot(ctx, cluster, run, timeout=timeout, verify_timeout=verify_timeout)
+        _reboot(ctx, cluster, run, timeout=timeout, verify_timeout=verify_timeout, gate=gate)
 
 
-def _reboot(ctx: Context, cluster: GanetiCluster, run: NodeRun, *, timeout: float, verify_timeout: float) -> None:
+def _reboot(ctx: Context, cluster: GanetiCluster, run: NodeRun, *, timeout: float, verify_timeout: float,
+            gate: KeyGate | None) -> None:
     before = cluster.boot_ids([run.node]).get(run.node)
     started = time.monotonic()
     ctx.remote().hosts([run.node]).run_sync("reboot", is_safe=False, timeout=30, ok_codes=[0, 255])
     if ctx.dry_run:
         run.boot_id = (before, before)
         return
-    run.boot_id = (before, cluster.wait_node_back(run.node, before, timeout=timeout, interval=0.1, ssh=False))
+    try:
+        run.boot_id = (before, cluster.wait_node_back(run.node, before, timeout=timeout, interval=0.1, ssh=False))
+    except GanetiError:
+        if gate:
+            gate.left_down(run.node)
+        raise
     group = run.plan.group_uuid if run.plan else None  # the disks of the node's instances are in its group
 
     def ssh() -> None:
-        cluster.wait_ssh(run.node, timeout=max(started + timeout - time.monotonic(), 0.0), interval=0.1)
+        try:
+            cluster.wait_ssh(run.node, timeout=max(started + timeout - time.monotonic(), 0.0), interval=0.1)
+        except GanetiError:
+            if gate:
+                gate.left_down(run.node)
+            raise
         run.timings["reboot"] = time.monotonic() - started  # from the reboot command on, as the node's own restart
 
     def disks() -> None:
@@ -241,8 +266,7 @@ def undrain(cluster: GanetiCluster, run: NodeRun, *, gate: KeyGate | None = None
 
 
 def undrain_and_report(cluster: GanetiCluster, run: NodeRun) -> list[str]:
-    """undrain(), and say where each moved instance is now: the rollback of a drain, and its end without
-    --keep-drained."""
+    """undrain(), and say where each moved instance is now: the rollback of a drain (drain-node, removenode)."""
     undrain(cluster, run)
     lines = [f"{run.node} undrained"]
     for name in sorted(run.moved):

@@ -214,7 +214,7 @@ def plan_moves(cluster: GanetiCluster, node: str) -> NodePlan:
     """Each primary instance of node with its move checked by its own Ganeti dry-run job (all submitted, then
     waited for): the truthful dry-run of draining the node. Instances in name order; NodeStateError for an
     unknown node."""
-    return submit_move_checks(cluster, node, _read(cluster, node).group_uuid, cluster.instances()).result()
+    return submit_move_checks(cluster, node, known(cluster, node).group_uuid, cluster.instances()).result()
 
 
 def move_primary(cluster: GanetiCluster, name: str, *, target_node: str | None = None,
@@ -238,9 +238,9 @@ def move_primary(cluster: GanetiCluster, name: str, *, target_node: str | None =
 # Roles ------------------------------------------------------------------------------------------------------
 
 
-def _read(cluster: GanetiCluster, node: str) -> Node:
-    """The node as configured (role, tags, group: node_config, no node asked), or NodeStateError naming an unknown
-    one."""
+def known(cluster: GanetiCluster, node: str) -> models.Node:  # models.: Sphinx knows two Node classes
+    """The node as configured (role, tags, group: node_config, no node asked), or NodeStateError naming the cluster
+    it is not in (a typo, or a node of another cluster)."""
     try:
         return cluster.node_config(node)
     except RapiNotFoundError:
@@ -256,10 +256,22 @@ class PendingRoleChange:
     jobs: tuple[JobHandle, ...] = ()
 
     def wait(self) -> RoleChange:
-        """Wait for the jobs (JobFailedError for one that failed): the role change done."""
-        for job in self.jobs:
-            job.wait()
+        """Wait for every job, then raise the first failure (JobFailedError...): the role change done."""
+        failures = self.settle()
+        if failures:
+            raise failures[0]
         return self.change
+
+    def settle(self) -> list[GanetiError]:
+        """Wait for every job, even after one failed (a job left running would change the node unobserved); their
+        failures."""
+        failures = []
+        for job in self.jobs:
+            try:
+                job.wait()
+            except GanetiError as exc:
+                failures.append(exc)
+        return failures
 
 
 def take_out(cluster: GanetiCluster, node: str, role: Role) -> RoleChange:
@@ -268,14 +280,12 @@ def take_out(cluster: GanetiCluster, node: str, role: Role) -> RoleChange:
     return submit_take_out(cluster, node, role).wait()
 
 
-def submit_take_out(cluster: GanetiCluster, node: str, role: Role, *, current: models.Node | None = None
-                    ) -> PendingRoleChange:
-    """take_out() without waiting: the caller may queue jobs that depend on its jobs before waiting. current: the
-    node as the caller just read it (else read here). NodeStateError (nothing sent) for the master or an offline
-    node to drain."""
+def submit_take_out(cluster: GanetiCluster, node: str, role: Role) -> PendingRoleChange:
+    """take_out() without waiting: the caller may queue jobs that depend on its jobs before waiting. NodeStateError
+    (nothing sent) for the master or an offline node to drain."""
     if role not in (Role.DRAINED, Role.OFFLINE):
         raise ValueError(f"take_out: {role.value} is not drained or offline")
-    current = current or _read(cluster, node)
+    current = known(cluster, node)
     old = Role.of(current)
     if old is Role.MASTER:
         raise NodeStateError(f"{node} is the master of cluster {cluster.name}: fail the master over to a candidate "
@@ -297,36 +307,51 @@ def bring_back(cluster: GanetiCluster, node: str, role: Role) -> RoleChange:
     A node that is not `role` is left as it is: a candidate that was never drained is never demoted."""
     if role not in (Role.DRAINED, Role.OFFLINE):
         raise ValueError(f"bring_back: {role.value} is not drained or offline")
-    current = _read(cluster, node)
+    current = known(cluster, node)
     old = Role.of(current)
     if old is not role:
         logger.info("%s is %s, not %s: its role is left as it is", node, old.value, role.value)
         return RoleChange(node, old, old, None)
     was_candidate = CANDIDATE_TAG in current.tags
     new = Role.CANDIDATE if was_candidate else Role.REGULAR
-    changed = cluster.set_node_role(node, new.value)  # the tag's removal is submitted before this job is waited for
-    untagged = cluster.remove_tags("node", node, [CANDIDATE_TAG]) if was_candidate else None
-    result = changed.wait()
-    if untagged is not None:
-        untagged.wait()
-    return RoleChange(node, old, new, result.job_id)
+    changed = cluster.set_node_role(node, new.value)
+    if not was_candidate:
+        return RoleChange(node, old, new, changed.wait().job_id)
+    return RoleChange(node, old, new, _untagged_with(cluster, node, changed))
 
 
 def readded(cluster: GanetiCluster, node: str) -> RoleChange:
     """The role of a node after `gnt-node add --readd` (which clears its offline and drained flags and lets Ganeti
     choose whether it is a candidate): master candidate again, the tag dropped, when drain/set_offline took it out
     as one (CANDIDATE_TAG); a node still offline (the readd skipped in dry-run) goes through bring_back()."""
-    current = _read(cluster, node)
+    current = known(cluster, node)
     old = Role.of(current)
     if old is Role.OFFLINE:
         return bring_back(cluster, node, old)
     if CANDIDATE_TAG not in current.tags:
         return RoleChange(node, old, old, None)
-    changed = cluster.set_node_role(node, Role.CANDIDATE.value) if old is Role.REGULAR else None
-    untagged = cluster.remove_tags("node", node, [CANDIDATE_TAG])  # sent before the role job is waited for
-    job_id = changed.wait().job_id if changed is not None else None
+    if old is not Role.REGULAR:
+        cluster.remove_tags("node", node, [CANDIDATE_TAG]).wait()
+        return RoleChange(node, old, Role.CANDIDATE, None)
+    return RoleChange(node, old, Role.CANDIDATE,
+                      _untagged_with(cluster, node, cluster.set_node_role(node, Role.CANDIDATE.value)))
+
+
+def _untagged_with(cluster: GanetiCluster, node: str, changed: JobHandle) -> int | None:
+    """Remove CANDIDATE_TAG alongside the role job `changed` (sent before it is waited for: one round trip less) and
+    wait for both; the role job's id. When the role job failed, the tag is put back (the node is still to become a
+    candidate again) and the failure raised."""
+    untagged = cluster.remove_tags("node", node, [CANDIDATE_TAG])
+    try:
+        result = changed.wait()
+    except GanetiError:
+        try:
+            untagged.wait()
+        finally:
+            cluster.add_tags("node", node, [CANDIDATE_TAG]).wait()
+        raise
     untagged.wait()
-    return RoleChange(node, old, Role.CANDIDATE, job_id)
+    return result.job_id
 
 
 # N+1, boot ids, verify-disks ----------------------------------------------------------------------------------
@@ -384,8 +409,8 @@ def wait_ssh(cluster: GanetiCluster, node: str, *, timeout: float, interval: flo
     deadline = clock() + timeout
     while not cluster.answers_ssh(node):
         if clock() >= deadline:
-            raise GanetiError(f"node {node} of cluster {cluster.name} is not back after {timeout:.0f}s: SSH does not "
-                              "answer")
+            raise GanetiError(f"node {node} of cluster {cluster.name} is not back: SSH does not answer (waited "
+                              f"{timeout:.0f}s for it)")
         sleep(interval)
 
 
@@ -419,7 +444,7 @@ def master_failover(cluster: GanetiCluster, to: str, *, no_voting: bool = False,
     no_voting (`--no-voting --yes-do-it`) is for a two-node cluster whose master is dead. Returns the master
     afterwards (the current one in dry-run). NodeStateError for a node that cannot be master."""
     old = cluster.master()
-    role = Role.of(_read(cluster, to))
+    role = Role.of(known(cluster, to))
     if role is Role.MASTER:
         raise NodeStateError(f"{to} is already the master of cluster {cluster.name}")
     if role is not Role.CANDIDATE:

@@ -8,11 +8,12 @@ Steps:
      rebooted and returned to service. The order is printed.
   2. Confirm; lock every selected node and every instance on them (one call: the global lock order). Then
      for each node, the steps of drain-node --reboot (libcluster.ganeti.maintenance): drain, migrate
-     (running) or fail over (stopped) its primaries, reboot, wait until SSH, noded and a new boot id answer,
-     verify-disks until clean, undrain. One node at a time in each group; --groups-in-parallel K groups at
-     a time, a node's drain or undrain never while another node is down (Ganeti 3.0 would skip the down node
-     when it adds or removes a master candidate's SSH key). Progress per node in the terminal and on the server
-     admin log/chat, with each step's time.
+     (running) or fail over (stopped) its primaries, reboot, wait until noded answers with a new boot id,
+     then for SSH while verify-disks runs until clean, undrain. One node at a time in each group;
+     --groups-in-parallel K groups at a time, a node's drain or undrain never while another node is down
+     (Ganeti 3.0 would skip the down node when it adds or removes a master candidate's SSH key; once a node did
+     not come back, the nodes the other groups are working on are left drained, saying why). Progress per
+     node in the terminal and on the server admin log/chat, with each step's time.
   3. The master, when selected, goes last: it is failed over to a master candidate (one this run rebooted
      when there is one), then rebooted like the others; the run says where the master role ends.
   4. Stop at the first failure: no other node is started (groups already running finish their node); the
