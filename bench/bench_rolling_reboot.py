@@ -41,7 +41,7 @@ import threading
 import time
 from pathlib import Path
 
-from runlog import STAMP_LENGTH, log_time, run_log
+from runlog import log_time, run_log, written_by
 
 from libcluster import config as config_module
 from libcluster.changes import ChangeLog
@@ -89,7 +89,7 @@ class RestartWatch:
         chunk = chunk[:chunk.rfind(b"\n") + 1]  # a line being written is read at the next call
         self.offset += len(chunk)
         for line in chunk.decode("utf-8", errors="replace").splitlines():
-            found = REBOOTED.search(line) if f" {pid} [" in line[:STAMP_LENGTH + 80] else None
+            found = REBOOTED.search(line) if written_by(line, pid) else None
             if found and found.group(1) not in self.times:
                 self.times[found.group(1)] = (log_time(line), 0.0)
                 thread = threading.Thread(target=self._watch, args=(found.group(1),), daemon=True)

@@ -23,4 +23,9 @@ def run_log(path: Path, offset: int, pid: int) -> list[str]:
     with path.open(encoding="utf-8", errors="replace") as log:
         if path.stat().st_size >= offset:
             log.seek(offset)
-        return [line for line in log if f" {pid} [" in line[:STAMP_LENGTH + 80]]
+        return [line for line in log if written_by(line, pid)]
+
+
+def written_by(line: str, pid: int) -> bool:
+    """Whether the DEBUG log line was written by process pid (the runner writes it after the asctime)."""
+    return f" {pid} [" in line[:STAMP_LENGTH + 80]

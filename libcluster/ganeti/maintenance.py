@@ -227,21 +227,13 @@ def _reboot(ctx: Context, cluster: GanetiCluster, run: NodeRun, *, timeout: floa
     if ctx.dry_run:
         run.boot_id = (before, before)
         return
-    try:
+    with _down_if_not_back(gate, run.node):
         run.boot_id = (before, cluster.wait_node_back(run.node, before, timeout=timeout, interval=0.1, ssh=False))
-    except GanetiError:
-        if gate:
-            gate.left_down(run.node)
-        raise
     group = run.plan.group_uuid if run.plan else None  # the disks of the node's instances are in its group
 
     def ssh() -> None:
-        try:
+        with _down_if_not_back(gate, run.node):
             cluster.wait_ssh(run.node, timeout=max(started + timeout - time.monotonic(), 0.0), interval=0.1)
-        except GanetiError:
-            if gate:
-                gate.left_down(run.node)
-            raise
         run.timings["reboot"] = time.monotonic() - started  # from the reboot command on, as the node's own restart
 
     def disks() -> None:
@@ -255,6 +247,17 @@ def _reboot(ctx: Context, cluster: GanetiCluster, run: NodeRun, *, timeout: floa
         if other is not None or ours is None:
             raise
         raise GanetiError(f"{run.node}: " + "; ".join(map(str, ours.exceptions))) from group_failed
+
+
+@contextmanager
+def _down_if_not_back(gate: KeyGate | None, node: str) -> Iterator[None]:
+    """A wait for a rebooted node: when it fails (the node is not back), gate learns the node stays down."""
+    try:
+        yield
+    except GanetiError:
+        if gate:
+            gate.left_down(node)
+        raise
 
 
 def undrain(cluster: GanetiCluster, run: NodeRun, *, gate: KeyGate | None = None) -> None:

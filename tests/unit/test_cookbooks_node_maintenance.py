@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -232,68 +234,63 @@ def test_verify_disks_runs_once_noded_is_back_and_a_node_without_ssh_fails_the_r
     assert not cluster.node(N2).drained, "the rollback undrains"
 
 
+class _Held:
+    """first() entered in a thread and held until release(); second() tried in another thread meanwhile."""
+
+    def __init__(self, first: Callable[[], AbstractContextManager[None]],
+                 second: Callable[[], AbstractContextManager[None]]) -> None:
+        self.events: list[str] = []
+        entered, self._release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with first():
+                self.events.append("first")
+                entered.set()
+                self._release.wait(5)
+                self.events.append("first done")
+
+        def wait() -> None:
+            with second():
+                self.events.append("second")
+
+        self._holder, self._waiter = threading.Thread(target=hold), threading.Thread(target=wait)
+        self._holder.start()
+        assert entered.wait(5)
+        self._waiter.start()
+        self._waiter.join(0.2)
+
+    @property
+    def waiting(self) -> bool:
+        """Whether second() is still waiting."""
+        return self._waiter.is_alive()
+
+    def release(self) -> None:
+        """Let first() end, and wait for both threads."""
+        self._release.set()
+        self._holder.join(5)
+        self._waiter.join(5)
+
+
 def test_the_key_gate_keeps_role_changes_and_reboots_apart() -> None:
     gate = KeyGate()
-    events: list[str] = []
-    down_entered, release_down = threading.Event(), threading.Event()
-
-    def down() -> None:
-        with gate.node_down():
-            events.append("down")
-            down_entered.set()
-            release_down.wait(5)
-            events.append("up")
-
-    def role() -> None:
-        with gate.role_change():
-            events.append("role")
-
-    rebooting = threading.Thread(target=down)
-    rebooting.start()
-    assert down_entered.wait(5)
-    changing = threading.Thread(target=role)
-    changing.start()
-    changing.join(0.2)
-    assert changing.is_alive() and events == ["down"], "the role change waits while a node is down"
+    held = _Held(gate.node_down, gate.role_change)
+    assert held.waiting and held.events == ["first"], "the role change waits while a node is down"
     with gate.node_down():
-        events.append("second down")  # reboots overlap each other
-    release_down.set()
-    rebooting.join(5)
-    changing.join(5)
-    assert events == ["down", "second down", "up", "role"]
+        held.events.append("second down")  # reboots overlap each other
+    held.release()
+    assert held.events == ["first", "second down", "first done", "second"]
 
 
-def test_the_key_gate_holds_a_reboot_during_a_role_change_and_refuses_role_changes_after_a_node_stayed_down() -> None:
+def test_the_key_gate_holds_a_reboot_during_a_role_change_and_refuses_them_once_a_node_stayed_down() -> None:
     gate = KeyGate()
-    events: list[str] = []
-    changing, release = threading.Event(), threading.Event()
-
-    def role() -> None:
-        with gate.role_change():
-            events.append("role")
-            changing.set()
-            release.wait(5)
-            events.append("role done")
-
-    def down() -> None:
-        with gate.node_down():
-            events.append("down")
-
-    first = threading.Thread(target=role)
-    first.start()
-    assert changing.wait(5)
-    rebooting = threading.Thread(target=down)
-    rebooting.start()
-    rebooting.join(0.2)
-    assert rebooting.is_alive() and events == ["role"], "the reboot waits for the role change"
-    release.set()
-    first.join(5)
-    rebooting.join(5)
-    assert events == ["role", "role done", "down"]
+    held = _Held(gate.role_change, gate.node_down)
+    assert held.waiting and held.events == ["first"], "the reboot waits for the role change"
+    held.release()
+    assert held.events == ["first", "first done", "second"]
     gate.left_down(N2)
     with pytest.raises(GanetiError, match=f"no role change while {N2} is down"), gate.role_change():
-        events.append("never")
-    assert events[-1] == "down"
+        held.events.append("never")
+    assert held.events[-1] == "second"
 
 
 def test_a_move_that_cannot_be_sent_leaves_nothing_unobserved(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
